@@ -1,0 +1,136 @@
+"""Read dbt's JSON artifacts (manifest.json, run_results.json) into small typed records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.errors import ArtifactError
+from mesh_tools.yamlfile import display_path
+
+
+@dataclass(frozen=True)
+class ModelNode:
+    """One model (one version of a versioned model) as its project's manifest describes it."""
+
+    unique_id: str
+    name: str
+    version: str | None
+    latest_version: str | None
+    access: str
+    group: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def is_public(self) -> bool:
+        return self.access == "public"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}" if self.version is not None else self.name
+
+
+@dataclass(frozen=True)
+class ProjectManifest:
+    """The models and groups of one project, read from its manifest.json."""
+
+    project: str
+    path: Path
+    generated_at: str
+    models: tuple[ModelNode, ...]
+    groups: dict[str, dict[str, Any]]
+    version: str | None = None
+
+    def named(self, name: str) -> list[ModelNode]:
+        return [m for m in self.models if m.name == name]
+
+    def public(self) -> list[ModelNode]:
+        return [m for m in self.models if m.is_public]
+
+    def owner_of(self, node: ModelNode) -> str:
+        group = self.groups.get(node.group or "")
+        owner = (group or {}).get("owner") or {}
+        name, email = owner.get("name"), owner.get("email")
+        return f"{name} <{email}>" if name and email else (name or email or "")
+
+
+def _version(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """Parse a JSON artifact, or raise one ArtifactError naming the file and what to do."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
+    except OSError as exc:
+        raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(
+            f"{display_path(path)}:{exc.lineno}:{exc.colno}: {what} is corrupt ({exc.msg}). {fix}"
+        ) from None
+
+
+def load_manifest(path: Path, project: str, fix: str = "") -> ProjectManifest:
+    """Read the models of ``project`` from a manifest.json written by dbt."""
+    fix = fix or f"Rebuild it with `mesh build {project}`."
+    data = read_json(path, "manifest", fix)
+    try:
+        nodes = data["nodes"]
+        metadata = data.get("metadata", {})
+        name = metadata.get("project_name")
+        if name is not None and name != project:
+            raise ArtifactError(
+                f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. {fix}"
+            )
+        models = tuple(
+            ModelNode(
+                unique_id=uid,
+                name=node["name"],
+                version=_version(node.get("version")),
+                latest_version=_version(node.get("latest_version")),
+                access=str(node.get("access") or "protected"),
+                group=node.get("group"),
+                raw=node,
+            )
+            for uid, node in nodes.items()
+            if node.get("resource_type") == "model" and node.get("package_name") == project
+        )
+        groups = {
+            g["name"]: g for g in data.get("groups", {}).values() if g.get("package_name") == project
+        }
+        return ProjectManifest(
+            project=project,
+            path=path,
+            generated_at=str(metadata.get("generated_at", "")),
+            models=models,
+            groups=groups,
+            version=data.get("metadata", {}).get("dbt_version"),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ArtifactError(f"{display_path(path)}: not a dbt manifest (missing {exc}). {fix}") from None
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    unique_id: str
+    status: str
+    message: str | None
+    execution_time: float
+
+
+def load_run_results(path: Path) -> list[NodeResult]:
+    """The per-node results of the last dbt invocation in a project."""
+    data = read_json(path, "run results", "Run `dbt build` again.")
+    try:
+        return [
+            NodeResult(r["unique_id"], str(r["status"]), r.get("message"), float(r.get("execution_time") or 0))
+            for r in data["results"]
+        ]
+    except (KeyError, TypeError) as exc:
+        raise ArtifactError(f"{display_path(path)}: not dbt run results (missing {exc}).") from None

@@ -1,0 +1,96 @@
+"""Run one dbt command over many domains in dependency order, independent domains in parallel.
+
+Each domain runs in a worker process (dbt is not thread-safe). A domain starts once all its
+selected upstreams succeeded; when one fails, everything downstream of it is skipped while
+independent domains go on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+
+from mesh_tools.errors import ArtifactError
+from mesh_tools.mesh import Mesh
+from mesh_tools.profiles import storage_of
+from mesh_tools.stitch.plan import upstream_manifests
+from mesh_tools.worker import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
+
+Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    command: str
+    domains: list[str]
+    target: str | None
+    jobs: int
+    verbose: bool = False
+
+
+def default_jobs() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def preflight(mesh: Mesh, plan: RunPlan) -> None:
+    """Fail before anything runs when an upstream outside the selection is unusable."""
+    selected = set(plan.domains)
+    for name in plan.domains:
+        domain = mesh.domains[name]
+        outside = [up for up in domain.upstreams if up.name not in selected]
+        if not outside:
+            continue
+        upstream_manifests(mesh, domain)  # raises ArtifactError for a missing or corrupt manifest
+        if plan.command != "build":
+            continue
+        for up in outside:
+            if up.name not in mesh.domains:
+                continue
+            storage = storage_of(mesh.domains[up.name], plan.target)
+            if storage and storage.path and not storage.path.exists():
+                raise ArtifactError(
+                    f"{storage.path}: the storage of upstream '{up.name}' does not exist, so {name} has nothing "
+                    f"to read. Build it first: `mesh build {up.name}` (or select '+{name}')."
+                )
+
+
+def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> list[DomainRun]:
+    """Run ``plan`` and return one DomainRun per selected domain, in dependency order."""
+    preflight(mesh, plan)
+    notify = progress or (lambda *_: None)
+    selected = set(plan.domains)
+    ups = {n: {u for u in mesh.domains[n].upstream_names if u in selected} for n in plan.domains}
+    results: dict[str, DomainRun] = {}
+    running: dict[Future[DomainRun], str] = {}
+    # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
+    from mesh_tools import dbt_runner  # noqa: F401
+
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=max(1, min(plan.jobs, len(plan.domains))), mp_context=context) as pool:
+        while len(results) < len(plan.domains):
+            for name in plan.domains:
+                if name in results or name in running.values():
+                    continue
+                failed_up = sorted(u for u in ups[name] if u in results and results[u].status != SUCCESS)
+                if failed_up:
+                    results[name] = DomainRun(name, SKIPPED, problems=[f"upstream {', '.join(failed_up)} did not succeed"])
+                    notify("skipped", name, results[name])
+                    continue
+                if all(u in results for u in ups[name]):
+                    future = pool.submit(run_domain, mesh, name, plan.command, plan.target, plan.verbose)
+                    running[future] = name
+                    notify("started", name, None)
+            if not running:
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                try:
+                    results[name] = future.result()
+                except Exception as exc:  # a crashed worker fails its domain, not the run
+                    results[name] = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
+                notify("finished", name, results[name])
+    return [results[n] for n in plan.domains]

@@ -1,0 +1,118 @@
+"""The schema of mesh.yml and its loader, which turns validation errors into located messages.
+
+Precedence, lowest first: built-in defaults < mesh.yml ``defaults`` < command-line flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mesh_tools.errors import ConfigError
+from mesh_tools.suggestions import did_you_mean
+from mesh_tools.yamlfile import YamlDoc, load_yaml
+
+MESH_FILE = "mesh.yml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Owner(_Strict):
+    """Who answers for a domain."""
+
+    name: str | None = Field(default=None, description="Team or person name.")
+    email: str | None = Field(default=None, description="Contact address.")
+
+    def label(self) -> str:
+        if self.name and self.email:
+            return f"{self.name} <{self.email}>"
+        return self.name or self.email or ""
+
+
+class DomainConfig(_Strict):
+    """One domain of the mesh: a dbt project folder and who owns it."""
+
+    path: str = Field(description="Folder of the domain's dbt project, relative to the mesh root.")
+    owner: Owner | None = Field(default=None, description="The owning team.")
+    description: str | None = Field(default=None, description="What the domain is about.")
+
+
+class Defaults(_Strict):
+    """Mesh-wide defaults that command-line flags override."""
+
+    target: str | None = Field(default=None, description="dbt target used for every domain.")
+    jobs: int | None = Field(default=None, ge=1, description="Domains built at once (processes).")
+
+
+class MeshConfig(_Strict):
+    """The root of mesh.yml."""
+
+    name: str = Field(description="Name of the mesh.")
+    description: str | None = None
+    domains: dict[str, DomainConfig] | None = Field(
+        default=None, description="Domains by name; when absent, every dbt project below the root is one."
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Folders (relative to the root) that discovery skips."
+    )
+    defaults: Defaults = Field(default_factory=Defaults)
+
+
+def load_mesh_config(path: Path) -> tuple[MeshConfig, YamlDoc]:
+    """Read and validate mesh.yml; every problem becomes one located ConfigError."""
+    doc = load_yaml(path)
+    assert doc is not None
+    if not isinstance(doc.data, dict):
+        raise doc.error((), "mesh.yml must be a mapping with at least 'name:'. See README.md, 'mesh.yml'.")
+    try:
+        return MeshConfig.model_validate(doc.data), doc
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, doc, MeshConfig)) from None
+
+
+def format_validation_error(exc: ValidationError, doc: YamlDoc, model: type[BaseModel]) -> str:
+    """Numbered, located messages with close-match hints for unknown keys."""
+    lines = []
+    for number, err in enumerate(exc.errors(), start=1):
+        loc = tuple(err["loc"])
+        where = f"{doc.display}:{doc.line_of(loc)}"
+        dotted = ".".join(str(part) for part in loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            known = _fields_at(model, loc[:-1])
+            msg = f"unknown key '{loc[-1]}' at {dotted}.{did_you_mean(str(loc[-1]), known)}"
+            if known:
+                msg += f" Allowed keys: {', '.join(sorted(known))}."
+        elif err["type"] == "missing":
+            msg = f"missing required key '{dotted}'."
+        else:
+            msg = f"{dotted}: {err['msg']} (got {err.get('input')!r})."
+        lines.append(f"{where}: {msg}" if len(exc.errors()) == 1 else f"({number}) {where}: {msg}")
+    return "\n".join(lines)
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) model that ``loc`` points into."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            continue  # a key of a dict (domains.<name>): _model_of already chose its value type
+        current = _model_of(field.annotation)
+    return list(getattr(current, "model_fields", {}).keys()) if current else []
+
+
+def _model_of(annotation: Any) -> Any:
+    for arg in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+        inner = _model_of(arg) if getattr(arg, "__args__", None) else None
+        if inner is not None:
+            return inner
+    return None
+

@@ -1,0 +1,130 @@
+"""Find cross-project refs in a domain's code and check each against its upstream's manifest."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mesh_tools.artifacts import ProjectManifest
+from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.suggestions import did_you_mean
+from mesh_tools.yamlfile import display_path
+
+_Q = r"""(['"])"""
+REF = re.compile(
+    r"\bref\(\s*" + _Q + r"(?P<project>[\w.-]+)\1\s*,\s*(['\"])(?P<model>[\w.-]+)\3"
+    r"\s*(?:,\s*(?:v|version)\s*=\s*['\"]?(?P<version>[\w.-]+)['\"]?\s*)?\)"
+)
+_NOT_FOUND = re.compile(
+    r"(?:'(?P<node>[^']+)' \((?P<file>[^)]+)\) )?depends on a node named '(?P<model>[^']+)' (?:with version '(?P<version>[^']+)' )?"
+    r"in package or project '(?P<project>[^']+)' which was not found"
+)
+
+
+@dataclass(frozen=True)
+class CrossProjectRef:
+    """``ref(project, model[, v=N])`` written at ``file:line``."""
+
+    project: str
+    model: str
+    version: str | None
+    file: Path
+    line: int
+
+    @property
+    def where(self) -> str:
+        return f"{display_path(self.file)}:{self.line}"
+
+    @property
+    def text(self) -> str:
+        version = f", v={self.version}" if self.version is not None else ""
+        return f"ref('{self.project}', '{self.model}'{version})"
+
+
+def scan_refs(domain: Domain) -> list[CrossProjectRef]:
+    """Every two-argument ref in the domain's SQL and YAML (unit-test inputs), in file order."""
+    found: list[CrossProjectRef] = []
+    for folder in domain.code_dirs:
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.rglob("*")):
+            if file.suffix not in (".sql", ".yml", ".yaml") or not file.is_file():
+                continue
+            text = file.read_text(encoding="utf-8", errors="replace")
+            for match in REF.finditer(text):
+                if match["project"] == domain.name:
+                    continue
+                line = text.count("\n", 0, match.start()) + 1
+                found.append(CrossProjectRef(match["project"], match["model"], match["version"], file, line))
+    return found
+
+
+def check_ref(
+    ref: CrossProjectRef, domain: Domain, mesh: Mesh, manifests: Mapping[str, ProjectManifest],
+    packages: Iterable[str] = (),
+) -> str | None:
+    """Why ``ref`` cannot resolve in ``domain``, or None when it is fine."""
+    declared = set(domain.upstream_names)
+    if ref.project not in declared:
+        if ref.project in mesh.domains:
+            return (
+                f"{ref.where}: {ref.text} uses project '{ref.project}', which {domain.name} does not declare. "
+                f"Add '- name: {ref.project}' under 'projects:' in {display_path(domain.dependencies_file)}."
+            )
+        if ref.project in set(packages):
+            return None  # an ordinary dbt package installed by packages.yml
+        return (
+            f"{ref.where}: {ref.text}: no project named '{ref.project}' in the mesh."
+            f"{did_you_mean(ref.project, set(mesh.domains) | declared)}"
+        )
+    manifest = manifests.get(ref.project)
+    if manifest is None:
+        return None
+    return explain(ref.project, ref.model, ref.version, manifest, prefix=f"{ref.where}: {ref.text}")
+
+
+def explain(
+    project: str, model: str, version: str | None, manifest: ProjectManifest, prefix: str
+) -> str | None:
+    """Why ``project.model`` (version) is not available to other projects, or None."""
+    nodes = manifest.named(model)
+    public_names = sorted({m.name for m in manifest.public()})
+    if not nodes:
+        hint = did_you_mean(model, [m.name for m in manifest.models])
+        offer = f" Public models of {project}: {', '.join(public_names)}." if public_names else ""
+        return f"{prefix}: project '{project}' has no model '{model}'.{hint}{offer}"
+    if version is not None:
+        versions = sorted(n.version for n in nodes if n.version is not None)
+        match = [n for n in nodes if n.version == str(version)]
+        if not match:
+            listed = ", ".join(versions) if versions else "none (the model is not versioned)"
+            return f"{prefix}: model '{model}' of project '{project}' has no version {version}. Versions: {listed}."
+        nodes = match
+    else:
+        latest = [n for n in nodes if n.version is None or n.version == n.latest_version]
+        nodes = latest or nodes
+    node = nodes[0]
+    if node.is_public:
+        return None
+    owner = manifest.owner_of(node)
+    contact = f" ({owner})" if owner else ""
+    others = f" Public models of {project}: {', '.join(public_names)}." if public_names else ""
+    return (
+        f"{prefix}: '{node.label}' is a {node.access} model of project '{project}' ({node.unique_id}). "
+        f"Only public models can be referenced from another project: ask its owner{contact} to make it "
+        f"public, or use a public model.{others}"
+    )
+
+
+def explain_dbt_error(message: str, manifests: Mapping[str, ProjectManifest]) -> str | None:
+    """Rewrite dbt's generic "node ... was not found" error with the access level, when we know it."""
+    match = _NOT_FOUND.search(message)
+    if not match or match["project"] not in manifests:
+        return None
+    return explain(
+        match["project"], match["model"], match["version"], manifests[match["project"]],
+        prefix=(f"{match['file']} ({match['node']}): " if match["file"] else "")
+        + f"ref('{match['project']}', '{match['model']}')",
+    )

@@ -1,0 +1,140 @@
+"""The work done for one domain inside a worker process: deps, stitch, then one dbt command.
+
+A worker process runs dbt in-process and takes the project's folder as its working directory,
+as a domain team does with ``cd projects/<domain> && dbt build``; the CLI process never does.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from mesh_tools.artifacts import load_run_results
+from mesh_tools.errors import MeshError
+from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.stitch.install import needs_deps
+from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
+from mesh_tools.stitch.refs import explain_dbt_error
+from mesh_tools.stitch.stub import read_marker
+
+SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+
+@dataclass
+class DomainRun:
+    """What happened to one domain in a mesh-wide run."""
+
+    domain: str
+    status: str
+    seconds: float = 0.0
+    models: int = 0
+    models_failed: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_warned: int = 0
+    upstream_views: int = 0
+    stitched: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_domain(mesh: Mesh, name: str, command: str, target: str | None, verbose: bool) -> DomainRun:
+    """Stitch ``name`` and run ``dbt <command>`` in it; never raises for a domain's own failure."""
+    from mesh_tools import dbt_runner  # imported here: only worker processes need dbt
+
+    domain = mesh.domains[name]
+    start, wall_start = time.perf_counter(), time.time()
+    run = DomainRun(name, FAILED)
+    os.chdir(domain.path)
+    try:
+        if needs_deps(domain):
+            deps = dbt_runner.invoke(domain.path, ["deps"], verbose=verbose)
+            if not deps.success:
+                run.problems.append(f"dbt deps failed: {deps.exception or '; '.join(deps.errors)}")
+                return _done(run, start)
+        outcome = stitch_domain(mesh, domain, target)
+        run.stitched = outcome.changed + outcome.unchanged
+        if not outcome.ok:
+            run.problems.extend(outcome.problems)
+            return _done(run, start)
+        invocation = dbt_runner.invoke(domain.path, [command], target=target, verbose=verbose)
+    except MeshError as exc:
+        run.problems.append(str(exc))
+        return _done(run, start)
+    run.warnings = _deprecations(invocation.deprecations, _upstream_model_names(domain))
+    if command == "build":
+        _count(run, domain, wall_start)
+    if invocation.exception:
+        manifests = _manifests_quietly(mesh, domain)
+        run.problems.append(explain_dbt_error(invocation.exception, manifests) or invocation.exception)
+    if invocation.success and not run.problems:
+        run.status = SUCCESS
+    elif not run.problems:
+        run.problems.extend(invocation.errors[-5:] or [f"dbt {command} failed"])
+    return _done(run, start)
+
+
+def _upstream_model_names(domain: Domain) -> set[str]:
+    """Names of the models the domain's stubs define (their deprecation is the producer's to act on)."""
+    names: set[str] = set()
+    for up in domain.upstream_names:
+        marker = read_marker(domain.packages_dir / up) or {}
+        names |= {uid.split(".")[2] for uid in marker.get("models", []) if uid.count(".") >= 2}
+    return names
+
+
+def _deprecations(events: list[tuple[str, str, str]], foreign: set[str]) -> list[str]:
+    """Deprecation messages for the consumer: refs to deprecated versions, not the stub models' own."""
+    kept = [msg for name, model, msg in events if not (name == "DeprecatedModel" and model in foreign)]
+    return list(dict.fromkeys(kept))
+
+
+def _manifests_quietly(mesh: Mesh, domain: Domain) -> dict:
+    try:
+        return upstream_manifests(mesh, domain)
+    except MeshError:
+        return {}
+
+
+def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
+    path = domain.target_dir / "run_results.json"
+    if not path.is_file() or path.stat().st_mtime < start_wall - 1:
+        return  # dbt stopped before running anything: the results on disk are an older run's
+    try:
+        results = load_run_results(path)
+    except MeshError as exc:
+        run.problems.append(str(exc))
+        return
+    own = f".{domain.name}."
+    for result in results:
+        kind = result.unique_id.split(".", 1)[0]
+        if kind in ("model", "seed", "snapshot") and own not in result.unique_id:
+            run.upstream_views += 1
+            if result.status == "error":
+                run.problems.append(f"upstream view {result.unique_id}: {_first_lines(result.message)}")
+            continue
+        if kind in ("model", "seed", "snapshot"):
+            run.models += kind == "model"
+            if result.status == "error":
+                run.models_failed += 1
+                run.problems.append(f"{kind} {result.unique_id} failed: {_first_lines(result.message)}")
+        elif kind in ("test", "unit_test"):
+            if result.status == "pass":
+                run.tests_passed += 1
+            elif result.status == "warn":
+                run.tests_warned += 1
+                run.warnings.append(f"test {result.unique_id} warned: {_first_lines(result.message)}")
+            elif result.status in ("fail", "error"):
+                run.tests_failed += 1
+                run.problems.append(f"test {result.unique_id} {result.status}ed: {_first_lines(result.message)}")
+
+
+def _first_lines(message: str | None, limit: int = 6) -> str:
+    lines = [line.rstrip() for line in (message or "").strip().splitlines() if line.strip()]
+    return "\n    ".join(lines[:limit])
+
+
+def _done(run: DomainRun, start: float) -> DomainRun:
+    run.seconds = time.perf_counter() - start
+    return run
