@@ -33,7 +33,7 @@ def upstream_manifests(mesh: Mesh, domain: Domain) -> dict[str, ProjectManifest]
     for up in domain.upstreams:
         if up.name in mesh.domains:
             path = mesh.domains[up.name].manifest_path
-            fix = f"Build the upstream first: `mesh build {up.name}` (or `mesh stitch`, which parses it)."
+            fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
         else:
             assert up.manifest_path is not None
             path, fix = up.manifest_path, f"Fix the manifest path declared at {up.declared_in}."

@@ -1,0 +1,82 @@
+"""Shared helpers: copy tiny real meshes to a temp dir and run the real `mesh` CLI on them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DBT = Path(sys.executable).parent / "dbt"
+
+
+def mesh_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "False"
+    env.pop("DBT_PROFILES_DIR", None)
+    return env
+
+
+def run_mesh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real `mesh` command line in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "mesh_tools.cli", *args],
+        cwd=cwd, env=mesh_env(), capture_output=True, text=True, timeout=600,
+    )
+
+
+def run_dbt(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the real dbt CLI, as a domain team does in its own project folder."""
+    return subprocess.run([str(DBT), *args], cwd=cwd, env=mesh_env(), capture_output=True, text=True, timeout=600)
+
+
+def copy_fixture(name: str, dest: Path) -> Path:
+    target = dest / name
+    shutil.copytree(FIXTURES / name, target, symlinks=True)
+    return target
+
+
+def copy_tree(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, symlinks=True)
+    return dest
+
+
+def manifest(project_dir: Path) -> dict:
+    return json.loads((project_dir / "target" / "manifest.json").read_text())
+
+
+def written_files(root: Path) -> set[str]:
+    """Every file below ``root``: to prove a failed command wrote nothing."""
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+class Built:
+    def __init__(self, root: Path, result: subprocess.CompletedProcess[str]):
+        self.root = root
+        self.result = result
+        self.output = result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def plain_mesh_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The plain_mesh fixture (no mesh.yml) built once with `mesh build`."""
+    root = copy_fixture("plain_mesh", tmp_path_factory.mktemp("plain"))
+    return Built(root, run_mesh("build", cwd=root))
+
+
+@pytest.fixture
+def plain_mesh(tmp_path: Path) -> Path:
+    """A fresh, unbuilt copy of plain_mesh."""
+    return copy_fixture("plain_mesh", tmp_path)
+
+
+@pytest.fixture
+def plain_mesh_copy(plain_mesh_built: Built, tmp_path: Path) -> Path:
+    """A private copy of the built plain_mesh, for tests that change it."""
+    return copy_tree(plain_mesh_built.root, tmp_path / "mesh")
