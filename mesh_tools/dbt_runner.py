@@ -9,6 +9,7 @@ is the project's folder (see ``mesh_tools.worker``).
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,9 +67,31 @@ def invoke(
             outcome.errors.append(message)
 
     start = time.perf_counter()
-    result = dbtRunner(callbacks=[collect]).invoke(args)
+    try:
+        result = dbtRunner(callbacks=[collect]).invoke(args)
+    finally:
+        release_storage()
     outcome.seconds = time.perf_counter() - start
     outcome.success = bool(result.success)
     if result.exception is not None:
         outcome.exception = str(result.exception).strip()
     return outcome
+
+
+def release_storage() -> None:
+    """Close the database dbt-duckdb keeps open for the life of the process.
+
+    dbt-duckdb holds one DuckDB instance per process across invocations. A worker that built a
+    producer would keep the producer's file locked for writing, and a consumer in another
+    process could not attach it. Its own ``close_all_connections`` (what it runs at exit) drops
+    the instance; closing it first releases the file lock at once rather than at garbage collection.
+    """
+    module = sys.modules.get("dbt.adapters.duckdb.connections")
+    manager = getattr(module, "DuckDBConnectionManager", None) if module else None
+    if manager is None:
+        return
+    environment = getattr(manager, "_ENV", None)
+    manager.close_all_connections()
+    close = getattr(environment, "close", None)
+    if callable(close):
+        close()
