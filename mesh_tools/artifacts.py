@@ -85,9 +85,7 @@ def load_manifest(path: Path, project: str, fix: str = "") -> ProjectManifest:
         metadata = data.get("metadata", {})
         name = metadata.get("project_name")
         if name is not None and name != project:
-            raise ArtifactError(
-                f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. {fix}"
-            )
+            raise ArtifactError(f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. {fix}")
         models = tuple(
             ModelNode(
                 unique_id=uid,
@@ -101,9 +99,7 @@ def load_manifest(path: Path, project: str, fix: str = "") -> ProjectManifest:
             for uid, node in nodes.items()
             if node.get("resource_type") == "model" and node.get("package_name") == project
         )
-        groups = {
-            g["name"]: g for g in data.get("groups", {}).values() if g.get("package_name") == project
-        }
+        groups = {g["name"]: g for g in data.get("groups", {}).values() if g.get("package_name") == project}
         return ProjectManifest(
             project=project,
             path=path,

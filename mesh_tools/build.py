@@ -76,7 +76,9 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     continue
                 failed_up = sorted(u for u in ups[name] if u in results and results[u].status != SUCCESS)
                 if failed_up:
-                    results[name] = DomainRun(name, SKIPPED, problems=[f"upstream {', '.join(failed_up)} did not succeed"])
+                    results[name] = DomainRun(
+                        name, SKIPPED, problems=[f"upstream {', '.join(failed_up)} did not succeed"]
+                    )
                     notify("skipped", name, results[name])
                     continue
                 if all(u in results for u in ups[name]):

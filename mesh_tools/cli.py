@@ -15,7 +15,7 @@ import click
 
 from mesh_tools import __version__
 from mesh_tools.build import RunPlan, default_jobs, run_mesh
-from mesh_tools.errors import ArtifactError, ConfigError, DbtError, MeshError
+from mesh_tools.errors import ArtifactError, DbtError, MeshError
 from mesh_tools.mesh import Mesh, find_root, load_mesh
 from mesh_tools.worker import SUCCESS, DomainRun
 
@@ -83,7 +83,9 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _plan(mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool) -> RunPlan:
+def _plan(
+    mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool
+) -> RunPlan:
     return RunPlan(
         command=command,
         domains=mesh.select(selectors),
@@ -113,7 +115,9 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
 
 def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
     click.echo("")
-    header = f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} {'time':>7}"
+    header = (
+        f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} {'time':>7}"
+    )
     click.echo(header)
     click.echo("-" * len(header))
     for run in runs:

@@ -56,9 +56,7 @@ class MeshConfig(_Strict):
     domains: dict[str, DomainConfig] | None = Field(
         default=None, description="Domains by name; when absent, every dbt project below the root is one."
     )
-    exclude: list[str] = Field(
-        default_factory=list, description="Folders (relative to the root) that discovery skips."
-    )
+    exclude: list[str] = Field(default_factory=list, description="Folders (relative to the root) that discovery skips.")
     defaults: Defaults = Field(default_factory=Defaults)
 
 

@@ -42,9 +42,7 @@ def dbt_version() -> str:
     return str(__version__)
 
 
-def invoke(
-    project_dir: Path, command: list[str], *, target: str | None = None, verbose: bool = False
-) -> Invocation:
+def invoke(project_dir: Path, command: list[str], *, target: str | None = None, verbose: bool = False) -> Invocation:
     """Run ``dbt <command>`` for the project in ``project_dir`` and collect what it reported."""
     args = [*command, "--project-dir", str(project_dir)]
     if (project_dir / "profiles.yml").is_file():

@@ -14,10 +14,54 @@ import duckdb
 from mesh_tools.errors import ConfigError
 from mesh_tools.mesh import Mesh
 
-FIRST = ["Ada", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas", "Kemi",
-         "Luca", "Maya", "Nils", "Olga", "Pablo", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wen", "Yara"]
-LAST = ["Andersen", "Bianchi", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Haddad", "Ivanova",
-        "Jensen", "Kowalski", "Lopez", "Moreau", "Novak", "Okafor", "Petrov", "Rossi", "Silva", "Tanaka", "Weber"]
+FIRST = [
+    "Ada",
+    "Bruno",
+    "Chloe",
+    "Dmitri",
+    "Elena",
+    "Farid",
+    "Greta",
+    "Hiro",
+    "Ines",
+    "Jonas",
+    "Kemi",
+    "Luca",
+    "Maya",
+    "Nils",
+    "Olga",
+    "Pablo",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wen",
+    "Yara",
+]
+LAST = [
+    "Andersen",
+    "Bianchi",
+    "Costa",
+    "Dubois",
+    "Eriksen",
+    "Fischer",
+    "Garcia",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lopez",
+    "Moreau",
+    "Novak",
+    "Okafor",
+    "Petrov",
+    "Rossi",
+    "Silva",
+    "Tanaka",
+    "Weber",
+]
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "SE", "PL", "GB", "US", "BR"]
 SKUS = ["SKU-TEE", "SKU-HOODIE", "SKU-MUG", "SKU-CAP", "SKU-SOCKS", "SKU-BAG", "SKU-POSTER", "SKU-STICKER"]
 PRICES = [19.0, 49.0, 12.5, 15.0, 7.5, 29.0, 9.9, 2.5]
@@ -43,58 +87,62 @@ def _tables(orders: int, seed: int) -> dict[str, dict[str, str]]:
         "customers": {
             "customers": f"""
                 select i::integer as customer_id,
-                       {_pick(FIRST, r('i', 1))} as first_name,
-                       {_pick(LAST, r('i', 2))} as last_name,
-                       lower({_pick(FIRST, r('i', 1))} || '.' || {_pick(LAST, r('i', 2))}) || i::varchar
-                           || '@' || {_pick(['example.com', 'mail.test', 'shop.test'], r('i', 3))} as email,
-                       {_pick(COUNTRIES, r('i', 4))} as country_code,
-                       (date '2023-01-01' + (({r('i', 5)}) % 1000)::integer) as signup_date,
-                       (({r('i', 6)}) % 3) <> 0 as marketing_opt_in,
+                       {_pick(FIRST, r("i", 1))} as first_name,
+                       {_pick(LAST, r("i", 2))} as last_name,
+                       lower({_pick(FIRST, r("i", 1))} || '.' || {_pick(LAST, r("i", 2))}) || i::varchar
+                           || '@' || {_pick(["example.com", "mail.test", "shop.test"], r("i", 3))} as email,
+                       {_pick(COUNTRIES, r("i", 4))} as country_code,
+                       (date '2023-01-01' + (({r("i", 5)}) % 1000)::integer) as signup_date,
+                       (({r("i", 6)}) % 3) <> 0 as marketing_opt_in,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {customers + 1}) t(i)""",
         },
         "sales": {
             "orders": f"""
                 select i::integer as order_id,
-                       (1 + ({r('i', 10)}) % {customers})::integer as customer_id,
+                       (1 + ({r("i", 10)}) % {customers})::integer as customer_id,
                        (timestamp '2025-01-01 08:00:00'
-                           + to_seconds((({r('i', 11)}) % (364 * 86400))::bigint)) as ordered_at,
-                       {_pick(['completed'] * 8 + ['returned', 'cancelled'], r('i', 12))} as status,
-                       {_pick(CHANNELS, r('i', 13))} as channel,
+                           + to_seconds((({r("i", 11)}) % (364 * 86400))::bigint)) as ordered_at,
+                       {_pick(["completed"] * 8 + ["returned", "cancelled"], r("i", 12))} as status,
+                       {_pick(CHANNELS, r("i", 13))} as channel,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {orders + 1}) t(i)""",
             "order_items": f"""
                 select (o.i * 10 + k)::bigint as order_item_id,
                        o.i::integer as order_id,
-                       {_pick(SKUS, r('(o.i * 10 + k)', 20))} as product_sku,
-                       (1 + ({r('(o.i * 10 + k)', 21)}) % 3)::integer as quantity,
-                       {_pick(PRICES, r('(o.i * 10 + k)', 20))}::double as unit_price
+                       {_pick(SKUS, r("(o.i * 10 + k)", 20))} as product_sku,
+                       (1 + ({r("(o.i * 10 + k)", 21)}) % 3)::integer as quantity,
+                       {_pick(PRICES, r("(o.i * 10 + k)", 20))}::double as unit_price
                 from range(1, {orders + 1}) o(i), range(1, 5) n(k)
-                where k <= 1 + ({r('o.i', 22)}) % 4""",
+                where k <= 1 + ({r("o.i", 22)}) % 4""",
             "payments": f"""
                 select i::integer as payment_id,
                        i::integer as order_id,
-                       {_pick(['card', 'card', 'paypal', 'invoice', 'gift_card'], r('i', 30))} as method,
+                       {_pick(["card", "card", "paypal", "invoice", "gift_card"], r("i", 30))} as method,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {orders + 1}) t(i)""",
         },
         "marketing": {
             "campaigns": f"""
                 select i::integer as campaign_id,
-                       {_pick(['Spring Sale', 'Summer Drop', 'Back to School', 'Black Friday', 'Winter Warmers',
-                               'Loyalty Boost'], 'i')} || ' ' || (2025)::varchar || ' #' || i::varchar as campaign_name,
-                       {_pick(['email', 'social', 'search', 'display'], r('i', 40))} as channel,
+                       {
+                _pick(
+                    ["Spring Sale", "Summer Drop", "Back to School", "Black Friday", "Winter Warmers", "Loyalty Boost"],
+                    "i",
+                )
+            } || ' ' || (2025)::varchar || ' #' || i::varchar as campaign_name,
+                       {_pick(["email", "social", "search", "display"], r("i", 40))} as channel,
                        (date '2025-01-01' + (i * 28)::integer) as started_on,
                        (date '2025-01-01' + (i * 28 + 21)::integer) as ended_on,
-                       (1000 + ({r('i', 41)}) % 9000)::double as budget,
+                       (1000 + ({r("i", 41)}) % 9000)::double as budget,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {campaigns + 1}) t(i)""",
             "touches": f"""
                 select i::integer as touch_id,
-                       (1 + ({r('i', 50)}) % {customers})::integer as customer_id,
-                       (1 + ({r('i', 51)}) % {campaigns})::integer as campaign_id,
+                       (1 + ({r("i", 50)}) % {customers})::integer as customer_id,
+                       (1 + ({r("i", 51)}) % {campaigns})::integer as campaign_id,
                        (timestamp '2025-01-01 00:00:00'
-                           + to_seconds((({r('i', 52)}) % (364 * 86400))::bigint)) as touched_at,
+                           + to_seconds((({r("i", 52)}) % (364 * 86400))::bigint)) as touched_at,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {customers * 3 + 1}) t(i)""",
         },
@@ -102,12 +150,12 @@ def _tables(orders: int, seed: int) -> dict[str, dict[str, str]]:
             "refunds": f"""
                 select row_number() over (order by i)::integer as refund_id,
                        i::integer as order_id,
-                       (date '2025-01-05' + (({r('i', 60)}) % 360)::integer) as refunded_on,
-                       ((({r('i', 61)}) % 5 + 1) * 5)::double as amount,
-                       {_pick(['damaged', 'late', 'wrong_size', 'changed_mind'], r('i', 62))} as reason,
+                       (date '2025-01-05' + (({r("i", 60)}) % 360)::integer) as refunded_on,
+                       ((({r("i", 61)}) % 5 + 1) * 5)::double as amount,
+                       {_pick(["damaged", "late", "wrong_size", "changed_mind"], r("i", 62))} as reason,
                        current_timestamp::timestamp as _loaded_at
                 from range(1, {orders + 1}) t(i)
-                where ({r('i', 12)}) % 10 = 8""",
+                where ({r("i", 12)}) % 10 = 8""",
         },
     }
 

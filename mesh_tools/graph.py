@@ -17,7 +17,7 @@ def find_cycle(upstreams: Mapping[str, Iterable[str]]) -> list[str] | None:
             if up not in upstreams:
                 continue
             if state.get(up) == 1:
-                return stack[stack.index(up):] + [up]
+                return stack[stack.index(up) :] + [up]
             if up not in state:
                 found = visit(up)
                 if found:

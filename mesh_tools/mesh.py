@@ -19,8 +19,15 @@ from mesh_tools.yamlfile import YamlDoc, display_path, load_yaml
 
 # Folders that never hold a domain: build output, installed packages, tooling.
 SKIPPED_DIRS = {
-    "dbt_packages", "dbt_modules", "target", "logs", "node_modules", "site-packages",
-    "__pycache__", "venv", "env",
+    "dbt_packages",
+    "dbt_modules",
+    "target",
+    "logs",
+    "node_modules",
+    "site-packages",
+    "__pycache__",
+    "venv",
+    "env",
 }
 LOOM_FILE = "dbt_loom.config.yml"
 
@@ -137,7 +144,8 @@ def load_mesh(root: Path) -> Mesh:
         if domain.name in domains:
             raise ConfigError(
                 f"{display_path(domain.path / 'dbt_project.yml')}: project name '{domain.name}' is already used by "
-                f"{display_path(domains[domain.name].path / 'dbt_project.yml')}. Project names must be unique in a mesh."
+                f"{display_path(domains[domain.name].path / 'dbt_project.yml')}. "
+                "Project names must be unique in a mesh."
             )
         domains[domain.name] = domain
     _check_upstreams(domains)
@@ -161,11 +169,17 @@ def _domains_from_config(root: Path, config: MeshConfig, doc: YamlDoc) -> list[_
         where = ("domains", key, "path")
         path = (root / spec.path).resolve()
         if path != root and root not in path.parents:
-            raise doc.error(where, f"domain '{key}' points outside the mesh root: {spec.path}. "
-                                   "Move the project below the root or fix the path.")
+            raise doc.error(
+                where,
+                f"domain '{key}' points outside the mesh root: {spec.path}. "
+                "Move the project below the root or fix the path.",
+            )
         if not (path / "dbt_project.yml").is_file():
-            raise doc.error(where, f"domain '{key}': no dbt_project.yml in {spec.path}. "
-                                   "Fix the path or create the project with `dbt init`.")
+            raise doc.error(
+                where,
+                f"domain '{key}': no dbt_project.yml in {spec.path}. "
+                "Fix the path or create the project with `dbt init`.",
+            )
         if path in seen:
             raise doc.error(where, f"domains '{seen[path]}' and '{key}' point at the same folder {spec.path}.")
         seen[path] = key
@@ -186,7 +200,8 @@ def _discover(root: Path, excluded: list[Path]) -> list[_Found]:
             dirs[:] = []  # a project's subfolders hold its code, not other domains
             continue
         dirs[:] = sorted(
-            d for d in dirs
+            d
+            for d in dirs
             if not d.startswith(".") and d not in SKIPPED_DIRS and (here / d).resolve() not in excluded_set
         )
     return found
@@ -210,10 +225,15 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
         return [path / p for p in (value if isinstance(value, list) else [value])]
 
     code_dirs = tuple(
-        p for key, default in (
-            ("model-paths", ["models"]), ("test-paths", ["tests"]), ("macro-paths", ["macros"]),
-            ("analysis-paths", ["analyses"]), ("snapshot-paths", ["snapshots"]),
-        ) for p in paths(key, default)
+        p
+        for key, default in (
+            ("model-paths", ["models"]),
+            ("test-paths", ["tests"]),
+            ("macro-paths", ["macros"]),
+            ("analysis-paths", ["analyses"]),
+            ("snapshot-paths", ["snapshots"]),
+        )
+        for p in paths(key, default)
     )
     deps_doc = load_yaml(path / "dependencies.yml", required=False)
     packages_doc = load_yaml(path / "packages.yml", required=False)
@@ -265,8 +285,11 @@ def _loom_upstreams(path: Path) -> list[Upstream]:
             raise doc.error(loc, "each manifest needs 'name: <project>'.")
         kind = entry.get("type", "file")
         if kind != "file":
-            raise doc.error(loc + ("type",), f"manifest type '{kind}' is not supported; only 'file' manifests "
-                                             "are read. Point 'config: path:' at the upstream's manifest.json.")
+            raise doc.error(
+                loc + ("type",),
+                f"manifest type '{kind}' is not supported; only 'file' manifests "
+                "are read. Point 'config: path:' at the upstream's manifest.json.",
+            )
         raw = (entry.get("config") or {}).get("path")
         if not isinstance(raw, str):
             raise doc.error(loc, "a file manifest needs 'config: path: <manifest.json>'.")
@@ -304,7 +327,9 @@ def _check_upstreams(domains: dict[str, Domain]) -> None:
     for domain in domains.values():
         for up in domain.upstreams:
             if up.name == domain.name:
-                raise ConfigError(f"{up.declared_in}: project '{domain.name}' lists itself as an upstream. Remove that entry.")
+                raise ConfigError(
+                    f"{up.declared_in}: project '{domain.name}' lists itself as an upstream. Remove that entry."
+                )
             if up.name not in domains and up.manifest_path is None:
                 raise ConfigError(
                     f"{up.declared_in}: unknown project '{up.name}': no domain of the mesh has that name."

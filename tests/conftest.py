@@ -27,7 +27,11 @@ def run_mesh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the real `mesh` command line in ``cwd``."""
     return subprocess.run(
         [sys.executable, "-m", "mesh_tools.cli", *args],
-        cwd=cwd, env=mesh_env(), capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=mesh_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

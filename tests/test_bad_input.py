@@ -39,8 +39,10 @@ def test_malformed_dependencies_yml(plain_mesh: Path):
 def test_unknown_project_in_dependencies_yml(plain_mesh: Path):
     (plain_mesh / "reporting" / "dependencies.yml").write_text("projects:\n  - name: shop\n  - name: shoop\n")
     assert_refused(
-        plain_mesh, 2, "reporting/dependencies.yml:3: unknown project 'shoop': no domain of the mesh has that name. "
-        "Did you mean 'shop'?"
+        plain_mesh,
+        2,
+        "reporting/dependencies.yml:3: unknown project 'shoop': no domain of the mesh has that name. "
+        "Did you mean 'shop'?",
     )
 
 

@@ -10,8 +10,11 @@ from tests.conftest import Built, run_mesh
 def test_summary_lists_every_domain(plain_mesh_built: Built):
     out = plain_mesh_built.result.stdout
     assert "mesh build: 5 of 5 domains succeeded" in out
-    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.split() and line.split()[0] in
-             {"shop", "reporting", "audit", "billing", "hr"} and "success" in line}
+    lines = {
+        line.split()[0]: line.split()
+        for line in out.splitlines()
+        if line.split() and line.split()[0] in {"shop", "reporting", "audit", "billing", "hr"} and "success" in line
+    }
     assert lines["shop"][1:4] == ["success", "4", "4/0/0"]  # 4 models (two versions), 4 tests
     assert lines["reporting"][1:5] == ["success", "2", "1/0/0", "2"]  # 2 models, 1 unit test, 2 upstream views
 

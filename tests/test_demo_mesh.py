@@ -109,7 +109,9 @@ FORBIDDEN = {
 
 def test_domain_sql_stays_portable():
     offenders = []
-    for sql in sorted((REPO / "projects").glob("*/models/**/*.sql")) + sorted((REPO / "projects").glob("*/tests/*.sql")):
+    for sql in sorted((REPO / "projects").glob("*/models/**/*.sql")) + sorted(
+        (REPO / "projects").glob("*/tests/*.sql")
+    ):
         text = re.sub(r"--.*", "", sql.read_text())
         offenders += [f"{sql.relative_to(REPO)}: {name}" for name, pattern in FORBIDDEN.items() if pattern.search(text)]
     assert offenders == []

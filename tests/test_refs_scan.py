@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from mesh_tools.stitch.refs import REF, explain_dbt_error
 
 

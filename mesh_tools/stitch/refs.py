@@ -18,7 +18,8 @@ REF = re.compile(
     r"\s*(?:,\s*(?:v|version)\s*=\s*['\"]?(?P<version>[\w.-]+)['\"]?\s*)?\)"
 )
 _NOT_FOUND = re.compile(
-    r"(?:'(?P<node>[^']+)' \((?P<file>[^)]+)\) )?depends on a node named '(?P<model>[^']+)' (?:with version '(?P<version>[^']+)' )?"
+    r"(?:'(?P<node>[^']+)' \((?P<file>[^)]+)\) )?"
+    r"depends on a node named '(?P<model>[^']+)' (?:with version '(?P<version>[^']+)' )?"
     r"in package or project '(?P<project>[^']+)' which was not found"
 )
 
@@ -62,7 +63,10 @@ def scan_refs(domain: Domain) -> list[CrossProjectRef]:
 
 
 def check_ref(
-    ref: CrossProjectRef, domain: Domain, mesh: Mesh, manifests: Mapping[str, ProjectManifest],
+    ref: CrossProjectRef,
+    domain: Domain,
+    mesh: Mesh,
+    manifests: Mapping[str, ProjectManifest],
     packages: Iterable[str] = (),
 ) -> str | None:
     """Why ``ref`` cannot resolve in ``domain``, or None when it is fine."""
@@ -85,9 +89,7 @@ def check_ref(
     return explain(ref.project, ref.model, ref.version, manifest, prefix=f"{ref.where}: {ref.text}")
 
 
-def explain(
-    project: str, model: str, version: str | None, manifest: ProjectManifest, prefix: str
-) -> str | None:
+def explain(project: str, model: str, version: str | None, manifest: ProjectManifest, prefix: str) -> str | None:
     """Why ``project.model`` (version) is not available to other projects, or None."""
     nodes = manifest.named(model)
     public_names = sorted({m.name for m in manifest.public()})
@@ -124,7 +126,10 @@ def explain_dbt_error(message: str, manifests: Mapping[str, ProjectManifest]) ->
     if not match or match["project"] not in manifests:
         return None
     return explain(
-        match["project"], match["model"], match["version"], manifests[match["project"]],
+        match["project"],
+        match["model"],
+        match["version"],
+        manifests[match["project"]],
         prefix=(f"{match['file']} ({match['node']}): " if match["file"] else "")
         + f"ref('{match['project']}', '{match['model']}')",
     )

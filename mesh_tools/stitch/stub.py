@@ -40,9 +40,7 @@ def stub_files(manifest: ProjectManifest, storage: Storage | None) -> dict[str, 
     if attach:
         assert storage is not None and storage.path is not None
         path = str(storage.path).replace("'", "''")
-        project_config["+pre-hook"] = [
-            f"ATTACH IF NOT EXISTS '{path}' AS {attach_alias(project)} (READ_ONLY)"
-        ]
+        project_config["+pre-hook"] = [f"ATTACH IF NOT EXISTS '{path}' AS {attach_alias(project)} (READ_ONLY)"]
     dbt_project = {
         "name": project,
         "version": "1.0.0",
@@ -70,17 +68,20 @@ def stub_files(manifest: ProjectManifest, storage: Storage | None) -> dict[str, 
         "models": [_model(nodes) for nodes in by_name.values()],
     }
     files["models/_public_models.yml"] = HEADER.format(project=project) + _dump(properties)
-    files[MARKER] = json.dumps(
-        {
-            "generated_by": f"mesh_tools {__version__}",
-            "upstream": project,
-            "manifest": str(manifest.path),
-            "manifest_generated_at": manifest.generated_at,
-            "storage": str(storage.path) if storage and storage.path else None,
-            "models": [n.unique_id for n in public],
-        },
-        indent=2,
-    ) + "\n"
+    files[MARKER] = (
+        json.dumps(
+            {
+                "generated_by": f"mesh_tools {__version__}",
+                "upstream": project,
+                "manifest": str(manifest.path),
+                "manifest_generated_at": manifest.generated_at,
+                "storage": str(storage.path) if storage and storage.path else None,
+                "models": [n.unique_id for n in public],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return files
 
 

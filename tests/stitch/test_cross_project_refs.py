@@ -17,9 +17,11 @@ def test_contract_columns_cross_the_boundary(plain_mesh_built: Built):
     producer = manifest(plain_mesh_built.root / "shop")["nodes"]["model.shop.orders.v2"]
     consumer = manifest(plain_mesh_built.root / "reporting")
     node = consumer["nodes"]["model.shop.orders.v2"]
-    assert {c: v["data_type"] for c, v in node["columns"].items()} == {
-        c: v["data_type"] for c, v in producer["columns"].items()
-    } == {"order_id": "integer", "customer_id": "integer", "status": "varchar", "amount": "decimal(10,2)"}
+    assert (
+        {c: v["data_type"] for c, v in node["columns"].items()}
+        == {c: v["data_type"] for c, v in producer["columns"].items()}
+        == {"order_id": "integer", "customer_id": "integer", "status": "varchar", "amount": "decimal(10,2)"}
+    )
     assert {c: v["description"] for c, v in node["columns"].items()} == {
         c: v["description"] for c, v in producer["columns"].items()
     }
