@@ -112,7 +112,8 @@ def _tables(orders: int, seed: int) -> dict[str, dict[str, str]]:
                        o.i::integer as order_id,
                        {_pick(SKUS, r("(o.i * 10 + k)", 20))} as product_sku,
                        (1 + ({r("(o.i * 10 + k)", 21)}) % 3)::integer as quantity,
-                       {_pick(PRICES, r("(o.i * 10 + k)", 20))}::double as unit_price
+                       {_pick(PRICES, r("(o.i * 10 + k)", 20))}::double as unit_price,
+                       current_timestamp::timestamp as _loaded_at
                 from range(1, {orders + 1}) o(i), range(1, 5) n(k)
                 where k <= 1 + ({r("o.i", 22)}) % 4""",
             "payments": f"""

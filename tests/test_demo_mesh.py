@@ -115,3 +115,13 @@ def test_domain_sql_stays_portable():
         text = re.sub(r"--.*", "", sql.read_text())
         offenders += [f"{sql.relative_to(REPO)}: {name}" for name, pattern in FORBIDDEN.items() if pattern.search(text)]
     assert offenders == []
+
+
+def test_every_source_passes_its_freshness_check(demo_built: Built):
+    """Freshly generated landing files are fresh: each source has its loaded_at column and threshold."""
+    from tests.conftest import run_dbt
+
+    for domain in DOMAINS:
+        result = run_dbt("source", "freshness", cwd=demo_built.root / "projects" / domain)
+        assert result.returncode == 0, result.stdout[-2000:]
+        assert "ERROR" not in result.stdout and "WARN freshness" not in result.stdout
