@@ -13,10 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 
-from mesh_tools.errors import ArtifactError
 from mesh_tools.mesh import Mesh
-from mesh_tools.profiles import storage_of
-from mesh_tools.stitch.plan import upstream_manifests
+from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
 from mesh_tools.worker import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
@@ -29,6 +27,7 @@ class RunPlan:
     target: str | None
     jobs: int
     verbose: bool = False
+    publish: bool = True
 
 
 def default_jobs() -> int:
@@ -36,25 +35,18 @@ def default_jobs() -> int:
 
 
 def preflight(mesh: Mesh, plan: RunPlan) -> None:
-    """Fail before anything runs when an upstream outside the selection is unusable."""
+    """Fail before anything runs: a bad pin, or an upstream outside the selection with nothing to read."""
     selected = set(plan.domains)
     for name in plan.domains:
         domain = mesh.domains[name]
-        outside = [up for up in domain.upstreams if up.name not in selected]
-        if not outside:
+        outside = {up.name for up in domain.upstreams if up.name not in selected}
+        if not outside and not domain.pins:
             continue
-        upstream_manifests(mesh, domain)  # raises ArtifactError for a missing or corrupt manifest
-        if plan.command != "build":
-            continue
-        for up in outside:
-            if up.name not in mesh.domains:
-                continue
-            storage = storage_of(mesh.domains[up.name], plan.target)
-            if storage and storage.path and not storage.path.exists():
-                raise ArtifactError(
-                    f"{storage.path}: the storage of upstream '{up.name}' does not exist, so {name} has nothing "
-                    f"to read. Build it first: `mesh build {up.name}` (or select '+{name}')."
-                )
+        manifests = upstream_manifests(mesh, domain, only=outside)
+        check_pins(mesh, domain, manifests)
+        if plan.command == "build":
+            for manifest in manifests.values():
+                release_bodies(mesh, domain, manifest, require=True)
 
 
 def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> list[DomainRun]:
@@ -82,7 +74,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     notify("skipped", name, results[name])
                     continue
                 if all(u in results for u in ups[name]):
-                    future = pool.submit(run_domain, mesh, name, plan.command, plan.target, plan.verbose)
+                    future = pool.submit(run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish)
                     running[future] = name
                     notify("started", name, None)
             if not running:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
+import json
 import sys
 import time
 import traceback
@@ -47,6 +49,9 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             sys.exit(_exit_code_for(exc))
+        except BrokenPipeError:  # output piped into `head` and the like
+            sys.stderr.close()
+            sys.exit(ExitCode.OK)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
@@ -116,7 +121,8 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
 def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
     click.echo("")
     header = (
-        f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} {'time':>7}"
+        f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} "
+        f"{'published':>9} {'time':>7}"
     )
     click.echo(header)
     click.echo("-" * len(header))
@@ -124,7 +130,8 @@ def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
         tests = f"{run.tests_passed}/{run.tests_failed}/{run.tests_warned}"
         models = f"{run.models}" if not run.models_failed else f"{run.models}!{run.models_failed}"
         click.echo(
-            f"{run.domain:<16} {run.status:<8} {models:>6} {tests:>21} {run.upstream_views:>14} {run.seconds:>6.1f}s"
+            f"{run.domain:<16} {run.status:<8} {models:>6} {tests:>21} {run.upstream_views:>14} "
+            f"{run.published:>9} {run.seconds:>6.1f}s"
         )
     ok = sum(r.status == SUCCESS for r in runs)
     click.echo(f"\nmesh {command}: {ok} of {len(runs)} domains succeeded in {seconds:.1f}s")
@@ -132,15 +139,25 @@ def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
 
 @main.command()
 @_selection_options
+@click.option("--no-publish", is_flag=True, help="Build only; publish no releases.")
 @click.pass_context
 @handles_errors
-def build(ctx: click.Context, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool) -> None:
-    """Stitch and `dbt build` every selected domain in dependency order.
+def build(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    target: str | None,
+    jobs: int | None,
+    verbose: bool,
+    no_publish: bool,
+) -> None:
+    """Stitch, `dbt build` and publish every selected domain in dependency order.
 
     SELECTORS: domain names; `sales+` adds everything downstream, `+sales` everything upstream.
+    Each domain reads its upstreams' published releases and, when its build passes, publishes
+    its own data products as new releases, so consumers later in the run read them.
     """
     mesh = _mesh(ctx)
-    plan = _plan(mesh, "build", selectors, target, jobs, verbose)
+    plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
     runs = run_mesh(mesh, plan, _progress(start))
@@ -167,6 +184,101 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
             click.echo(f"{run.domain}: stitched ({stitched})")
     click.echo(f"mesh stitch: {sum(r.status == SUCCESS for r in runs)} of {len(runs)} domains ready")
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+@main.command()
+@click.argument("domains", nargs=-1, required=True)
+@click.option("--target", "-t", help="dbt target whose storage holds the built products.")
+@click.pass_context
+@handles_errors
+def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) -> None:
+    """Publish each domain's data products from its last build as new, immutable releases.
+
+    Refused, with the reason, when the domain's last build did not pass; its current releases
+    then stay as they are.
+    """
+    from mesh_tools.exchange.publish import publish_domain
+
+    mesh = _mesh(ctx)
+    names = mesh.select(domains)
+    refused = False
+    for name in names:
+        outcome = publish_domain(mesh, mesh.domains[name], target or mesh.defaults.target)
+        if outcome.refused:
+            refused = True
+            click.echo(f"{name}: publish refused: {outcome.refused} Its current releases stay current.")
+            continue
+        for release in outcome.releases:
+            click.echo(f"{name}: published {release.product} {release.release_id} ({release.row_count} rows)")
+        for expired in outcome.expired:
+            click.echo(f"{name}: expired {expired}")
+        rate = outcome.rows / outcome.seconds if outcome.seconds else 0
+        click.echo(f"{name}: {len(outcome.releases)} releases, {outcome.rows} rows in {outcome.seconds:.2f}s "
+                   f"({rate:,.0f} rows/s)")  # fmt: skip
+    sys.exit(ExitCode.FAILED if refused else ExitCode.OK)
+
+
+@main.command()
+@_selection_options
+@click.option("--dry-run", is_flag=True, help="Say what would be rebuilt, and rebuild nothing.")
+@click.pass_context
+@handles_errors
+def sync(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    target: str | None,
+    jobs: int | None,
+    verbose: bool,
+    dry_run: bool,
+) -> None:
+    """Rebuild exactly the consumers whose upstreams published newer releases, and their downstream."""
+    from mesh_tools.exchange.sync import sync_plan
+
+    mesh = _mesh(ctx)
+    start = time.perf_counter()
+    names, reasons = sync_plan(mesh, mesh.select(selectors))
+    if not names:
+        click.echo(f"mesh sync: every consumer is up to date ({time.perf_counter() - start:.2f}s, dbt not run)")
+        return
+    for name in names:
+        click.echo(f"{name}: {reasons[name]}")
+    if dry_run:
+        click.echo(f"mesh sync --dry-run: {len(names)} domain(s) would be rebuilt")
+        return
+    plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
+    plan = dataclasses.replace(plan, domains=names)
+    runs = run_mesh(mesh, plan, _progress(start))
+    _summary(runs, "sync", time.perf_counter() - start)
+    sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+@handles_errors
+def status(ctx: click.Context, fmt: str) -> None:
+    """Per domain: last build, current releases, upstream releases consumed, and whether it is behind."""
+    from mesh_tools.exchange.sync import domain_states
+
+    mesh = _mesh(ctx)
+    states = domain_states(mesh)
+    if fmt == "json":
+        click.echo(json.dumps({"mesh": mesh.name, "domains": [s.to_json() for s in states]}, indent=2))
+        return
+    for state in states:
+        build = state.last_build
+        built = (
+            f"{build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}" if build else "never"
+        )
+        flag = "BEHIND" if state.is_behind else "up to date"
+        click.echo(f"{state.name}: last build {built}; {flag}")
+        for release in state.releases:
+            click.echo(f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows)")
+        for product, release_id in sorted(state.consumed.items()):
+            newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""
+            click.echo(f"  consumed  {product} @ {release_id}{newer}")
+        if state.never_built:
+            click.echo("  has not been built against published releases yet")
 
 
 @main.command(name="ls")
@@ -197,6 +309,29 @@ def demo_data(ctx: click.Context, orders: int, seed: int) -> None:
     for path, rows in written:
         click.echo(f"{path}: {rows} rows")
     click.echo(f"demo-data: {len(written)} files in {time.perf_counter() - start:.1f}s")
+
+
+@main.command(name="generate-mesh")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--domains", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--models", type=click.IntRange(2), default=20, show_default=True, help="Models per domain.")
+@click.option("--refs", type=click.IntRange(0), default=8, show_default=True, help="Cross-project refs in all.")
+@click.option("--rows", type=click.IntRange(1), default=1000, show_default=True, help="Landing rows per domain.")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--force", is_flag=True, help="Replace FOLDER if it is not empty.")
+@handles_errors
+def generate_mesh_command(
+    folder: Path, domains: int, models: int, refs: int, rows: int, seed: int, force: bool
+) -> None:
+    """Write a synthetic mesh (for benchmarks and trials), deterministic for a seed."""
+    from mesh_tools.synthetic import SyntheticSpec, generate_mesh
+
+    start = time.perf_counter()
+    spec = SyntheticSpec(domains=domains, models=models, refs=refs, rows=rows, seed=seed)
+    names = generate_mesh(folder, spec, force=force)
+    click.echo(
+        f"generate-mesh: {len(names)} domains x {models} models in {folder} ({time.perf_counter() - start:.1f}s)"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -48,6 +48,22 @@ class Defaults(_Strict):
     jobs: int | None = Field(default=None, ge=1, description="Domains built at once (processes).")
 
 
+class ExchangeConfig(_Strict):
+    """Where releases of data products are published, and how many are kept."""
+
+    path: str = Field(default="exchange", description="Folder of the exchange, relative to the mesh root.")
+    retention: int = Field(default=5, ge=1, description="Releases kept per product (pinned ones are never deleted).")
+
+
+class DomainFile(_Strict):
+    """A domain's own mesh settings: ``mesh_domain.yml`` in its project folder."""
+
+    pins: dict[str, str] = Field(
+        default_factory=dict,
+        description="Upstream product ('project.model' or 'project.model.vN') -> the release id to read.",
+    )
+
+
 class MeshConfig(_Strict):
     """The root of mesh.yml."""
 
@@ -58,6 +74,23 @@ class MeshConfig(_Strict):
     )
     exclude: list[str] = Field(default_factory=list, description="Folders (relative to the root) that discovery skips.")
     defaults: Defaults = Field(default_factory=Defaults)
+    exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
+
+
+DOMAIN_FILE = "mesh_domain.yml"
+
+
+def load_domain_file(folder: Path) -> DomainFile:
+    """A domain's ``mesh_domain.yml``, or the defaults when it has none."""
+    doc = load_yaml(folder / DOMAIN_FILE, required=False)
+    if doc is None or doc.data is None:
+        return DomainFile()
+    if not isinstance(doc.data, dict):
+        raise doc.error((), f"{DOMAIN_FILE} must be a mapping (for example 'pins:').")
+    try:
+        return DomainFile.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, doc, DomainFile)) from None
 
 
 def load_mesh_config(path: Path) -> tuple[MeshConfig, YamlDoc]:

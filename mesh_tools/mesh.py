@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.config import MESH_FILE, Defaults, MeshConfig, Owner, load_mesh_config
+from mesh_tools.config import MESH_FILE, Defaults, ExchangeConfig, MeshConfig, Owner, load_domain_file, load_mesh_config
 from mesh_tools.errors import ConfigError
 from mesh_tools.graph import closure, find_cycle, invert, topological_order
 from mesh_tools.suggestions import did_you_mean
@@ -57,6 +57,7 @@ class Domain:
     local_packages: tuple[Path, ...]
     remote_packages: int
     dependencies_file: Path
+    pins: dict[str, str] = field(default_factory=dict)
 
     @property
     def manifest_path(self) -> Path:
@@ -76,6 +77,12 @@ class Mesh:
     config_path: Path | None
     domains: dict[str, Domain]  # in dependency order
     defaults: Defaults = field(default_factory=Defaults)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+
+    @property
+    def exchange_path(self) -> Path:
+        path = Path(self.exchange.path)
+        return path if path.is_absolute() else self.root / path
 
     @property
     def order(self) -> list[str]:
@@ -131,6 +138,7 @@ def load_mesh(root: Path) -> Mesh:
         defaults = config.defaults
     else:
         name, found, defaults = root.name, None, Defaults()
+    exchange = config.exchange if config else ExchangeConfig()
     if found is None:
         found = _discover(root, [root / ex for ex in (config.exclude if config else [])])
     if not found:
@@ -156,6 +164,7 @@ def load_mesh(root: Path) -> Mesh:
         config_path=config_file if config else None,
         domains={n: domains[n] for n in order},
         defaults=defaults,
+        exchange=exchange,
     )
 
 
@@ -252,6 +261,7 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
         local_packages=tuple(local),
         remote_packages=remote,
         dependencies_file=path / "dependencies.yml",
+        pins=load_domain_file(path).pins,
     )
 
 

@@ -34,13 +34,20 @@ class DomainRun:
     tests_failed: int = 0
     tests_warned: int = 0
     upstream_views: int = 0
+    published: int = 0
+    published_rows: int = 0
     stitched: tuple[str, ...] = ()
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-def run_domain(mesh: Mesh, name: str, command: str, target: str | None, verbose: bool) -> DomainRun:
-    """Stitch ``name`` and run ``dbt <command>`` in it; never raises for a domain's own failure."""
+def run_domain(
+    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool = True
+) -> DomainRun:
+    """Stitch ``name``, run ``dbt <command>`` in it, then (build) record receipts and publish.
+
+    Never raises for a domain's own failure: that is the DomainRun's status and problems.
+    """
     from mesh_tools import dbt_runner  # imported here: only worker processes need dbt
 
     domain = mesh.domains[name]
@@ -72,7 +79,60 @@ def run_domain(mesh: Mesh, name: str, command: str, target: str | None, verbose:
         run.status = SUCCESS
     elif not run.problems:
         run.problems.extend(invocation.errors[-5:] or [f"dbt {command} failed"])
+    if run.status == SUCCESS and command == "build":
+        try:
+            _after_build(mesh, domain, outcome.consumed, target, publish, run)
+        except MeshError as exc:
+            run.status = FAILED
+            run.problems.append(str(exc))
     return _done(run, start)
+
+
+def _after_build(
+    mesh: Mesh, domain: Domain, consumed: dict[str, str], target: str | None, publish: bool, run: DomainRun
+) -> None:
+    """A good build: write the consumption receipt, then publish the domain's products."""
+    from mesh_tools.artifacts import read_json
+    from mesh_tools.exchange.publish import publish_domain
+    from mesh_tools.exchange.receipts import write_receipt
+    from mesh_tools.exchange.store import Exchange
+
+    exchange = Exchange(mesh.exchange_path)
+    if domain.upstreams:
+        manifest = read_json(domain.manifest_path, "manifest", "Build again.")
+        write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), _invocation(manifest))
+    if not publish:
+        return
+    outcome = publish_domain(mesh, domain, target)
+    if outcome.refused:
+        run.status = FAILED
+        run.problems.append(f"publish refused: {outcome.refused}")
+        return
+    run.published = len(outcome.releases)
+    run.published_rows = outcome.rows
+
+
+def _invocation(manifest: dict) -> str | None:
+    return manifest.get("metadata", {}).get("invocation_id")
+
+
+def _used_products(manifest: dict, domain: Domain) -> list[str]:
+    """Upstream products the domain's own nodes actually read (stub nodes with a child of the domain)."""
+    from mesh_tools.exchange.store import product_key
+
+    upstream = set(domain.upstream_names)
+    used = set()
+    nodes = list(manifest.get("nodes", {}).values()) + list(manifest.get("unit_tests", {}).values())
+    for node in nodes:
+        if node.get("package_name") != domain.name:
+            continue
+        for parent in node.get("depends_on", {}).get("nodes", []):
+            parts = parent.split(".")
+            if parts[0] == "model" and parts[1] in upstream:
+                stub = manifest["nodes"].get(parent, {})
+                version = stub.get("version")
+                used.add(product_key(parts[1], stub.get("name", parts[2]), None if version is None else str(version)))
+    return sorted(used)
 
 
 def _upstream_model_names(domain: Domain) -> set[str]:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import ProjectManifest, load_manifest
+from mesh_tools.exchange.store import Exchange, product_key
 from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.profiles import storage_of
 from mesh_tools.stitch.install import install_stub, remove_stale_stubs
 from mesh_tools.stitch.refs import check_ref, scan_refs
-from mesh_tools.stitch.stub import stub_files
+from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
+from mesh_tools.yamlfile import display_path
 
 
 @dataclass(frozen=True)
@@ -21,16 +22,19 @@ class StitchOutcome:
     unchanged: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    consumed: dict[str, str] = field(default_factory=dict)  # product key -> release id read
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def upstream_manifests(mesh: Mesh, domain: Domain) -> dict[str, ProjectManifest]:
+def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None) -> dict[str, ProjectManifest]:
     """The manifest of every upstream the domain declares (ArtifactError when one is unusable)."""
     manifests = {}
     for up in domain.upstreams:
+        if only is not None and up.name not in only:
+            continue
         if up.name in mesh.domains:
             path = mesh.domains[up.name].manifest_path
             fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
@@ -58,19 +62,90 @@ def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectMa
     return problems
 
 
+def pin_for(domain: Domain, project: str, model: str, version: str | None, latest: str | None) -> str | None:
+    """The release ``domain`` pins for a product: by ``project.model.vN``, or ``project.model`` for its latest."""
+    pin = domain.pins.get(product_key(project, model, version))
+    if pin is None and (version is None or version == latest):
+        pin = domain.pins.get(f"{project}.{model}")
+    return pin
+
+
+def release_bodies(
+    mesh: Mesh, domain: Domain, manifest: ProjectManifest, *, require: bool = False
+) -> tuple[dict[str, str], dict[str, str]]:
+    """For each public model of an upstream, the SQL its stub view runs, and the releases it reads.
+
+    A mesh domain's products are read from the exchange (the consumer's pin, else the current
+    release), never from the producer's database. An upstream known only by a manifest is read
+    from the relation that manifest names. ``require`` turns a product without a release into an
+    ArtifactError instead of a view that fails when it runs.
+    """
+    from mesh_tools.errors import ArtifactError
+
+    bodies: dict[str, str] = {}
+    consumed: dict[str, str] = {}
+    exchange = Exchange(mesh.exchange_path)
+    where = display_path(domain.path / "mesh_domain.yml")
+    for node in manifest.public():
+        if manifest.project not in mesh.domains:
+            bodies[node.unique_id] = relation_sql(node)
+            continue
+        key = product_key(manifest.project, node.name, node.version)
+        pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version)
+        release = exchange.resolve(manifest.project, node.name, node.version, pin, pinned_by=where)
+        if release is None:
+            if require:
+                raise ArtifactError(
+                    f"{key} has never been published, so {domain.name} has nothing to read. "
+                    f"Build and publish it first: `mesh build {manifest.project}` (or select '+{domain.name}')."
+                )
+            bodies[node.unique_id] = unpublished_sql(key, manifest.project)
+            continue
+        bodies[node.unique_id] = read_parquet_sql(release.data_path)
+        consumed[key] = release.descriptor.release_id
+    return bodies, consumed
+
+
+def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectManifest]) -> None:
+    """Every pin names a product of a declared upstream (ConfigError with a close match otherwise)."""
+    from mesh_tools.errors import ConfigError
+    from mesh_tools.suggestions import did_you_mean
+
+    known = set()
+    for manifest in manifests.values():
+        for node in manifest.public():
+            known.add(product_key(manifest.project, node.name, node.version))
+            known.add(f"{manifest.project}.{node.name}")
+    for key in domain.pins:
+        project = key.split(".", 1)[0]
+        if project in domain.upstream_names and project not in manifests:
+            continue  # its upstream is built in this run; stitching checks the pin then
+        if key not in known:
+            raise ConfigError(
+                f"{display_path(domain.path / 'mesh_domain.yml')}: pin '{key}' names no public product of "
+                f"{domain.name}'s upstreams.{did_you_mean(key, known)} Products: {', '.join(sorted(known)) or 'none'}."
+            )
+
+
 def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> StitchOutcome:
     """Check refs, then write or refresh the domain's stub packages (nothing is written on a problem)."""
     manifests = upstream_manifests(mesh, domain)
+    check_pins(mesh, domain, manifests)
     problems = check_domain_refs(mesh, domain, manifests)
     if problems:
         return StitchOutcome(domain.name, problems=tuple(problems))
-    changed, unchanged = [], []
+    changed, unchanged, consumed = [], [], {}
     for up in domain.upstreams:
-        storage = storage_of(mesh.domains[up.name], target) if up.name in mesh.domains else None
-        if install_stub(domain, up.name, stub_files(manifests[up.name], storage)):
+        bodies, reads = release_bodies(mesh, domain, manifests[up.name])
+        consumed.update(reads)
+        if install_stub(domain, up.name, stub_files(manifests[up.name], bodies, consumed=reads)):
             changed.append(up.name)
         else:
             unchanged.append(up.name)
     return StitchOutcome(
-        domain.name, changed=tuple(changed), unchanged=tuple(unchanged), removed=tuple(remove_stale_stubs(domain))
+        domain.name,
+        changed=tuple(changed),
+        unchanged=tuple(unchanged),
+        removed=tuple(remove_stale_stubs(domain)),
+        consumed=consumed,
     )

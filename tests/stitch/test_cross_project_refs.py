@@ -61,7 +61,6 @@ def test_only_public_models_are_stitched(plain_mesh_built: Built):
 def test_consumer_reads_upstream_data_and_writes_only_its_own_file(plain_mesh_built: Built):
     root = plain_mesh_built.root
     con = duckdb.connect(str(root / "reporting" / "reporting.duckdb"), read_only=True)
-    con.execute(f"attach '{root / 'shop' / 'shop.duckdb'}' as mesh_upstream_shop (read_only)")
     rows = con.execute("select status, orders, revenue from main.order_summary order by status").fetchall()
     assert [(s, n, float(r)) for s, n, r in rows] == [("completed", 2, 19.75), ("returned", 1, 3.0)]
     # the upstream's own file has no trace of its consumers

@@ -1,0 +1,431 @@
+"""The mesh benchmark: one command, every comparison measured in the same run, medians reported.
+
+    .venv/bin/python benchmarks/run.py                 # everything, full size (tens of minutes)
+    .venv/bin/python benchmarks/run.py --tiny          # every section at a tiny size (CI: does it still run?)
+    .venv/bin/python benchmarks/run.py --only naive,loom --runs 5
+
+Sections:
+  naive  `mesh build` on the demo mesh beside the naive loop (`cd projects/X && dbt build` per
+         domain, in dependency order, after one `mesh stitch`), alternating runs.
+  loom   the same demo mesh stitched by dbt-loom (installed into its own virtualenv, since it
+         patches dbt): the per-domain loop with the dbt-loom plugin, unit tests excluded (dbt-loom
+         rejects unit tests that mock an upstream model: "protected to the 'sales' package").
+  large  `mesh build` on the demo mesh with many orders beside the floor: the compiled SQL of
+         every model run directly, in dependency order, in one DuckDB connection.
+  scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
+         `mesh stitch` and `mesh build`.
+Results: benchmarks/results/benchmark.json and benchmark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+IGNORED = shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
+LOOM_VENV = REPO / "benchmarks" / ".venv-loom"
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            total += next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, StopIteration, ValueError):
+            continue
+    return total
+
+
+def measure(cmd: list[str], cwd: Path, *, check: bool = True) -> dict[str, float]:
+    """Wall time and peak memory of the whole process tree of ``cmd``."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = proc.communicate()
+    seconds = time.perf_counter() - start
+    sampler.join()
+    if check and proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode}):\n{output[-4000:]}")
+    return {"seconds": seconds, "peak_mb": peak[0] / 1024}
+
+
+def seconds(cmd: list[str], cwd: Path) -> float:
+    return measure(cmd, cwd)["seconds"]
+
+
+def mesh(*args: str) -> list[str]:
+    return [str(BIN / "mesh"), *args]
+
+
+def copy_demo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "mesh.yml", dest / "mesh.yml")
+    shutil.copytree(REPO / "projects", dest / "projects", ignore=IGNORED)
+    shutil.copytree(REPO / "macros", dest / "macros", ignore=IGNORED)
+    return dest
+
+
+def domain_order(root: Path) -> list[str]:
+    listing = subprocess.run(mesh("ls"), cwd=root, env=env(), capture_output=True, text=True, check=True)
+    return [line.split()[0] for line in listing.stdout.splitlines()[1:]]
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def bench_naive(work: Path, runs: int, orders: int) -> dict[str, Any]:
+    root = copy_demo(work / "naive")
+    seconds(mesh("demo-data", "--orders", str(orders)), root)
+    domains = domain_order(root)
+    seconds(mesh("stitch"), root)
+    seconds(mesh("build"), root)  # warm-up: databases and partial-parse files exist for both
+    naive, meshed = [], []
+    for _ in range(runs):
+        naive.append(sum(seconds([str(BIN / "dbt"), "build"], root / "projects" / d) for d in domains))
+        meshed.append(seconds(mesh("build"), root))
+    return {
+        "naive_loop_s": median(naive),
+        "mesh_build_s": median(meshed),
+        "ratio": round(median(meshed) / median(naive), 2),
+        "samples": {"naive": naive, "mesh": meshed},
+    }
+
+
+def ensure_loom(install: bool) -> Path | None:
+    dbt = LOOM_VENV / "bin" / "dbt"
+    if dbt.exists():
+        return dbt
+    if not install:
+        return None
+    subprocess.run([sys.executable, "-m", "venv", str(LOOM_VENV)], check=True)
+    pip = [str(LOOM_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    result = subprocess.run([*pip, "dbt-core>=1.11,<1.12", "dbt-duckdb>=1.9,<1.12", "dbt-loom"], capture_output=True)
+    return dbt if result.returncode == 0 and dbt.exists() else None
+
+
+def prepare_loom(root: Path, domains: list[str], ups: dict[str, list[str]]) -> None:
+    """The demo mesh the dbt-loom way: loom config + read-only attaches in each consumer's profile."""
+    import yaml
+
+    for name in domains:
+        folder = root / "projects" / name
+        if not ups[name]:
+            continue
+        manifests = [{"name": u, "type": "file", "config": {"path": f"../{u}/target/manifest.json"}} for u in ups[name]]
+        (folder / "dbt_loom.config.yml").write_text(yaml.safe_dump({"manifests": manifests}))
+        profile_text = (folder / "profiles.yml").read_text().replace("{{ env_var('MESH_STORAGE_DIR', '.') }}", ".")
+        profile = yaml.safe_load(profile_text)
+        profile[name]["outputs"]["dev"]["attach"] = [
+            {"path": f"../{u}/{u}.duckdb", "alias": u, "read_only": True} for u in ups[name]
+        ]
+        (folder / "profiles.yml").write_text(yaml.safe_dump(profile))
+
+
+def bench_loom(work: Path, runs: int, orders: int, install: bool) -> dict[str, Any]:
+    loom_dbt = ensure_loom(install)
+    if loom_dbt is None:
+        return {"skipped": f"dbt-loom is not installed in {LOOM_VENV} (run without --no-install-loom)"}
+    root = copy_demo(work / "loom")
+    seconds(mesh("demo-data", "--orders", str(orders)), root)
+    domains = domain_order(root)
+    sys.path.insert(0, str(REPO))
+    from mesh_tools.mesh import load_mesh
+
+    ups = {n: list(d.upstream_names) for n, d in load_mesh(root).domains.items()}
+    prepare_loom(root, domains, ups)
+    loom_cmd = [str(loom_dbt), "build", "--exclude-resource-type", "unit_test"]
+    mesh_root = copy_demo(work / "loom-mesh")
+    seconds(mesh("demo-data", "--orders", str(orders)), mesh_root)
+    for name in domains:  # dbt-loom reads the upstream manifests even for `dbt deps`: go in order
+        seconds([str(loom_dbt), "deps"], root / "projects" / name)
+        seconds(loom_cmd, root / "projects" / name)  # warm-up
+    seconds(mesh("build"), mesh_root)
+    loom, meshed = [], []
+    for _ in range(runs):
+        loom.append(sum(seconds(loom_cmd, root / "projects" / d) for d in domains))
+        meshed.append(seconds(mesh("build"), mesh_root))
+    version = subprocess.run(
+        [str(LOOM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('dbt-loom'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return {
+        "dbt_loom_version": version,
+        "loom_loop_s": median(loom),
+        "mesh_build_s": median(meshed),
+        "ratio": round(median(meshed) / median(loom), 2),
+        "samples": {"loom": loom, "mesh": meshed},
+    }
+
+
+def floor_build(root: Path, domains: list[str]) -> float:
+    """Run every model's compiled SQL, in dependency order, in one DuckDB connection; return seconds."""
+    import duckdb
+
+    floor = root / "floor"
+    floor.mkdir(exist_ok=True)
+    statements: list[tuple[Path, str]] = []
+    for name in domains:
+        project = root / "projects" / name
+        manifest = json.loads((project / "target" / "manifest.json").read_text())
+        nodes = {uid: n for uid, n in manifest["nodes"].items() if n["resource_type"] in ("model", "seed")}
+        done: set[str] = set()
+
+        def visit(uid: str, nodes: dict = nodes, done: set = done, project: Path = project) -> None:
+            if uid in done or uid not in nodes:
+                return
+            done.add(uid)
+            for parent in nodes[uid].get("depends_on", {}).get("nodes", []):
+                visit(parent)
+            node = nodes[uid]
+            if node["resource_type"] == "seed":
+                types = node["config"].get("column_types") or {}
+                csv = str(project / node["original_file_path"]).replace("'", "''")
+                sql = f"select * from read_csv('{csv}', header = true, types = {types!r})"
+            else:
+                sql = node["compiled_code"].replace('"mesh_upstream_', '"')
+            kind = "view" if node["config"]["materialized"] == "view" else "table"
+            schema = f'"{node["database"]}"."{node["schema"]}"'
+            statements.append((project, f"create schema if not exists {schema}"))
+            statements.append((project, f"create or replace {kind} {node['relation_name']} as ({sql})"))
+
+        for uid in sorted(nodes):
+            visit(uid)
+    con = duckdb.connect()
+    for name in domains:
+        con.execute(f"attach '{floor / (name + '.duckdb')}' as \"{name}\"")
+    start = time.perf_counter()
+    cwd = os.getcwd()
+    try:
+        for project, sql in statements:
+            os.chdir(project)  # landing paths in sources are relative to the project, as for dbt
+            con.execute(sql)
+    finally:
+        os.chdir(cwd)
+        con.close()
+    return time.perf_counter() - start
+
+
+def bench_large(work: Path, runs: int, orders: int) -> dict[str, Any]:
+    root = copy_demo(work / "large")
+    seconds(mesh("demo-data", "--orders", str(orders)), root)
+    domains = domain_order(root)
+    seconds(mesh("build"), root)  # warm-up, and the manifests with compiled SQL for the floor
+    meshed, floors = [], []
+    for _ in range(runs):
+        meshed.append(seconds(mesh("build"), root))
+        shutil.rmtree(root / "floor", ignore_errors=True)
+        floors.append(floor_build(root, domains))
+    return {
+        "orders": orders,
+        "mesh_build_s": median(meshed),
+        "floor_s": median(floors),
+        "ratio": round(median(meshed) / median(floors), 2),
+        "samples": {"mesh": meshed, "floor": floors},
+    }
+
+
+def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int) -> dict[str, Any]:
+    rows = []
+    for domains, models in sizes:
+        root = work / f"scale-{domains}x{models}"
+        seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
+                     "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
+        stitch = measure(mesh("stitch"), root)
+        builds = [measure(mesh("build"), root) for _ in range(runs)]
+        build = {"seconds": median([b["seconds"] for b in builds]), "peak_mb": max(b["peak_mb"] for b in builds)}
+        rows.append(
+            {
+                "domains": domains,
+                "models_per_domain": models,
+                "models": domains * models,
+                "stitch_s": round(stitch["seconds"], 2),
+                "stitch_peak_mb": round(stitch["peak_mb"]),
+                "build_s": round(build["seconds"], 2),
+                "build_peak_mb": round(build["peak_mb"]),
+                "build_ms_per_model": round(1000 * build["seconds"] / (domains * models), 1),
+            }
+        )
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"  scale {domains}x{models}: {rows[-1]}", flush=True)
+    return {"rows": rows, "growth": growth(rows)}
+
+
+def growth(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Log-log slope of time against total models (1.0 = linear), per command."""
+    out = {}
+    for key in ("stitch_s", "build_s"):
+        points = [(math.log(r["models"]), math.log(r[key])) for r in rows if r[key] > 0]
+        if len(points) < 2:
+            continue
+        mean_x = sum(x for x, _ in points) / len(points)
+        mean_y = sum(y for _, y in points) / len(points)
+        var = sum((x - mean_x) ** 2 for x, _ in points)
+        if var:
+            out[key] = round(sum((x - mean_x) * (y - mean_y) for x, y in points) / var, 2)
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in ("dbt-core", "dbt-duckdb", "duckdb"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def machine() -> str:
+    model = ""
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()} {model}, {os.cpu_count()} cores, {memory:.0f} GiB"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"Machine: {report['machine']}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + f". Runs per figure: {report['runs']} (medians). Command: `{report['command']}`.",
+        "",
+        "| comparison | mesh | other | ratio (goal) |",
+        "| --- | --- | --- | --- |",
+    ]
+    s = report["sections"]
+    if "naive" in s:
+        n = s["naive"]
+        lines.append(
+            f"| a. `mesh build` vs naive loop, demo mesh | {n['mesh_build_s']} s | {n['naive_loop_s']} s "
+            f"| {n['ratio']} (≤ 0.5) |"
+        )
+    if "loom" in s:
+        lo = s["loom"]
+        if "skipped" in lo:
+            lines.append(f"| b. `mesh build` vs dbt-loom loop | – | – | skipped: {lo['skipped']} |")
+        else:
+            lines.append(
+                f"| b. `mesh build` vs dbt-loom {lo['dbt_loom_version']} loop (unit tests excluded for dbt-loom) "
+                f"| {lo['mesh_build_s']} s | {lo['loom_loop_s']} s | {lo['ratio']} |"
+            )
+    if "large" in s:
+        la = s["large"]
+        lines.append(
+            f"| c. `mesh build`, {la['orders']:,} orders, vs compiled SQL in one DuckDB connection "
+            f"| {la['mesh_build_s']} s | {la['floor_s']} s | {la['ratio']} (≤ 1.5) |"
+        )
+    if "scale" in s:
+        lines += [
+            "",
+            "| domains × models | total models | `mesh stitch` s | peak MB | `mesh build` s | peak MB | ms per model |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in s["scale"]["rows"]:
+            lines.append(
+                f"| {r['domains']} × {r['models_per_domain']} | {r['models']} | {r['stitch_s']} | "
+                f"{r['stitch_peak_mb']} | {r['build_s']} | {r['build_peak_mb']} | {r['build_ms_per_model']} |"
+            )
+        g = s["scale"]["growth"]
+        if g:
+            lines += ["", "Growth (log-log slope of time against total models; 1.0 is linear): "
+                      + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in g.items()) + "."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
+    parser.add_argument("--only", default="naive,loom,large,scale", help="comma-separated sections")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
+    parser.add_argument("--orders", type=int, default=None, help="orders for 'large' (default 10,000,000)")
+    parser.add_argument("--sizes", default=None, help="scale sizes, e.g. 5x100,10x100 (default: the full curve)")
+    parser.add_argument("--no-install-loom", action="store_true", help="skip dbt-loom unless already installed")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    runs = args.runs or (1 if args.tiny else 5)
+    orders = args.orders or (2000 if args.tiny else 10_000_000)
+    default_sizes = "2x4" if args.tiny else "5x100,10x100,20x100,50x100,5x500,10x500,20x500,50x500"
+    sizes = [tuple(int(p) for p in size.split("x")) for size in (args.sizes or default_sizes).split(",")]
+    only = {s.strip() for s in args.only.split(",")}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "versions": versions(),
+        "runs": runs,
+        "command": "python benchmarks/run.py " + " ".join(sys.argv[1:]),
+        "sections": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
+        work = Path(tmp)
+        for name in ("naive", "loom", "large", "scale"):
+            if name not in only:
+                continue
+            print(f"benchmark: {name} ...", flush=True)
+            start = time.perf_counter()
+            if name == "naive":
+                result = bench_naive(work, runs, 500)
+            elif name == "loom":
+                result = bench_loom(work, runs, 500, install=not args.no_install_loom)
+            elif name == "large":
+                result = bench_large(work, runs, orders)
+            else:
+                result = bench_scale(work, sizes, max(1, min(runs, 3)))  # type: ignore[arg-type]
+            report["sections"][name] = result
+            print(f"benchmark: {name} done in {time.perf_counter() - start:.0f}s", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (args.out / "benchmark.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

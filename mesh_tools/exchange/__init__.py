@@ -1,0 +1,14 @@
+"""The exchange: immutable, versioned releases of data products, published and read like letters.
+
+Layout (every object is written once, then never changed; ``current.json`` is the only object
+that is replaced, atomically, so the layout maps onto an object store with conditional writes)::
+
+    <exchange>/
+      log.jsonl                                        append-only: publish, consume, expire events
+      products/<project>/<model>/<vN|unversioned>/
+        current.json                                   {"release_id": ...}: the release consumers read
+        releases/<release_id>/release.json             the release descriptor (see descriptor.py)
+        releases/<release_id>/data.parquet             the data
+      receipts/<consumer>.json                         which releases a consumer's last good build read
+      .tmp/                                            releases being written (never read)
+"""

@@ -1,0 +1,94 @@
+"""The release descriptor (``release.json``): what a release is, written once beside its data.
+
+Its JSON schema is part of the public interface (README.md, "The release descriptor");
+``schema_version`` changes when a field changes meaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ContractColumn(_Frozen):
+    name: str
+    data_type: str | None = None
+    description: str = ""
+    constraints: list[dict[str, Any]] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class Contract(_Frozen):
+    enforced: bool
+    columns: list[ContractColumn]
+    constraints: list[dict[str, Any]] = Field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        """A hash of what consumers rely on: column names, types and constraints (not descriptions)."""
+        shape = {
+            "enforced": self.enforced,
+            "columns": [
+                [c.name, (c.data_type or "").lower(), sorted(json.dumps(x, sort_keys=True) for x in c.constraints)]
+                for c in self.columns
+            ],  # fmt: skip
+            "constraints": sorted(json.dumps(x, sort_keys=True) for x in self.constraints),
+        }
+        return "sha256:" + hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
+
+
+class Owner(_Frozen):
+    group: str | None = None
+    name: str | None = None
+    email: str | None = None
+
+
+class DataFile(_Frozen):
+    path: str = Field(description="Relative to the release folder.")
+    bytes: int
+    sha256: str
+
+
+class BuildInfo(_Frozen):
+    invocation_id: str | None = None
+    dbt_version: str | None = None
+    built_at: str | None = Field(default=None, description="When the dbt build that produced the data ended.")
+
+
+class TestSummary(_Frozen):
+    passed: int = 0
+    failed: int = 0
+    warned: int = 0
+
+
+class ReleaseDescriptor(_Frozen):
+    """One immutable release of one version of one data product."""
+
+    schema_version: int = SCHEMA_VERSION
+    product: str = Field(description="project.model[.vN]")
+    project: str
+    model: str
+    version: str | None = None
+    latest_version: str | None = None
+    node: str = Field(description="The dbt unique_id of the model.")
+    release_id: str
+    produced_at: str
+    description: str = ""
+    owner: Owner = Field(default_factory=Owner)
+    access: str = "public"
+    deprecation_date: str | None = None
+    contract: Contract
+    contract_hash: str
+    row_count: int
+    format: str = "parquet"
+    files: list[DataFile]
+    build: BuildInfo = Field(default_factory=BuildInfo)
+    tests: TestSummary = Field(default_factory=TestSummary)

@@ -1,0 +1,41 @@
+"""Consumption receipts: which upstream releases a consumer's last successful build read."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from mesh_tools.errors import ArtifactError
+from mesh_tools.exchange.store import Exchange, write_atomic
+from mesh_tools.yamlfile import display_path
+
+
+def write_receipt(
+    exchange: Exchange, consumer: str, releases: dict[str, str], used: list[str], invocation: str | None
+) -> None:
+    """Record (and log) what ``consumer`` read in a build that succeeded."""
+    receipt = {
+        "consumer": consumer,
+        "built_at": datetime.now(UTC).isoformat(),
+        "invocation_id": invocation,
+        "releases": dict(sorted(releases.items())),
+        "used": sorted(used),
+    }
+    write_atomic(exchange.receipt_path(consumer), json.dumps(receipt, indent=2) + "\n")
+    exchange.append_log({"event": "consume", "consumer": consumer, "releases": receipt["releases"]})
+
+
+def read_receipt(exchange: Exchange, consumer: str) -> dict[str, Any] | None:
+    path = exchange.receipt_path(consumer)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise ArtifactError(
+            f"{display_path(path)}: consumption receipt is corrupt ({exc}). Rebuild {consumer}."
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
+        raise ArtifactError(f"{display_path(path)}: not a consumption receipt. Rebuild {consumer}.")
+    return data

@@ -1,0 +1,183 @@
+"""Reading and writing the exchange folder: paths, the current pointer, releases, the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.errors import ArtifactError, ConfigError
+from mesh_tools.exchange.descriptor import ReleaseDescriptor
+from mesh_tools.yamlfile import display_path
+
+_RELEASE_ID = re.compile(r"^r\d{8}T\d{12}Z-[0-9a-f]{6}$")
+
+
+def product_key(project: str, model: str, version: str | None) -> str:
+    """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
+    return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
+
+
+def new_release_id(salt: str) -> str:
+    now = datetime.now(UTC)
+    import hashlib
+
+    digest = hashlib.sha256(f"{now.isoformat()}|{salt}|{os.getpid()}".encode()).hexdigest()[:6]
+    return f"r{now:%Y%m%dT%H%M%S%f}Z-{digest}"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``path`` so a reader sees the old or the new content, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(partial, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+    fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A complete release on disk: its descriptor and where its data is."""
+
+    descriptor: ReleaseDescriptor
+    folder: Path
+
+    @property
+    def data_path(self) -> Path:
+        return self.folder / self.descriptor.files[0].path
+
+
+class Exchange:
+    """The exchange folder of a mesh."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    # -- paths
+    def product_dir(self, project: str, model: str, version: str | None) -> Path:
+        return self.root / "products" / project / model / (f"v{version}" if version is not None else "unversioned")
+
+    def releases_dir(self, project: str, model: str, version: str | None) -> Path:
+        return self.product_dir(project, model, version) / "releases"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / ".tmp"
+
+    def receipt_path(self, consumer: str) -> Path:
+        return self.root / "receipts" / f"{consumer}.json"
+
+    # -- reading releases
+    def load_release(self, folder: Path) -> Release:
+        """A release, verified complete (descriptor readable, data file present with its size)."""
+        path = folder / "release.json"
+        try:
+            descriptor = ReleaseDescriptor.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArtifactError(
+                f"{display_path(path)}: release descriptor missing; the release is incomplete."
+            ) from None
+        except (ValueError, OSError) as exc:
+            first = str(exc).splitlines()[0]
+            raise ArtifactError(f"{display_path(path)}: release descriptor is corrupt ({first}).") from None
+        for file in descriptor.files:
+            data = folder / file.path
+            if not data.is_file() or data.stat().st_size != file.bytes:
+                raise ArtifactError(
+                    f"{display_path(data)}: data file of release {descriptor.release_id} is missing or truncated "
+                    f"(expected {file.bytes} bytes). The exchange does not serve partial releases; publish again "
+                    f"with `mesh publish {descriptor.project}`."
+                )
+        return Release(descriptor, folder)
+
+    def release_ids(self, project: str, model: str, version: str | None) -> list[str]:
+        folder = self.releases_dir(project, model, version)
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and _RELEASE_ID.match(p.name))
+
+    def current_id(self, project: str, model: str, version: str | None) -> str | None:
+        path = self.product_dir(project, model, version) / "current.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return str(data["release_id"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ArtifactError(
+                f"{display_path(path)}: current-release pointer is corrupt ({exc}). Publish again with "
+                f"`mesh publish {project}`."
+            ) from None
+
+    def current(self, project: str, model: str, version: str | None) -> Release | None:
+        release_id = self.current_id(project, model, version)
+        if release_id is None:
+            return None
+        return self.load_release(self.releases_dir(project, model, version) / release_id)
+
+    def resolve(
+        self, project: str, model: str, version: str | None, pin: str | None, pinned_by: str = ""
+    ) -> Release | None:
+        """The release a consumer reads: its pin if it has one, else the current release."""
+        if pin is None:
+            return self.current(project, model, version)
+        folder = self.releases_dir(project, model, version) / pin
+        if not folder.is_dir():
+            available = self.release_ids(project, model, version)
+            listed = ", ".join(available[-10:]) if available else "none"
+            raise ConfigError(
+                f"{pinned_by}: pinned release '{pin}' of {product_key(project, model, version)} does not exist. "
+                f"Available releases (newest last): {listed}."
+            )
+        return self.load_release(folder)
+
+    # -- the log
+    def append_log(self, event: dict[str, Any]) -> None:
+        """Append one event; each line is written whole and synced before the call returns."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"at": datetime.now(UTC).isoformat(), **event}, sort_keys=True) + "\n"
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read_log(self) -> Iterator[dict[str, Any]]:
+        """Every event of the log; a corrupt line is an error naming the line."""
+        if not self.log_path.is_file():
+            return
+        with open(self.log_path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    if not line.endswith("\n"):
+                        return  # a last line cut by a killed writer: it never completed
+                    raise ArtifactError(
+                        f"{display_path(self.log_path)}:{number}: publication log entry is corrupt. "
+                        "Fix or remove that line (the releases themselves are intact)."
+                    ) from None
+                yield event

@@ -1,0 +1,145 @@
+"""Who is behind: compare each consumer's receipt with what it would read now (`mesh sync`, `mesh status`).
+
+Only JSON files are read here (pointers, descriptors, receipts), never dbt, so an up-to-date
+mesh answers in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mesh_tools.exchange.receipts import read_receipt
+from mesh_tools.exchange.store import Exchange
+from mesh_tools.graph import closure, invert
+from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.stitch.plan import pin_for
+
+_VERSION = re.compile(r"^v(\w+)$")
+
+
+def split_key(key: str) -> tuple[str, str, str | None]:
+    """``sales.fct_orders.v2`` -> (sales, fct_orders, "2"); ``customers.dim_customers`` -> (..., None)."""
+    parts = key.split(".")
+    if len(parts) >= 3 and _VERSION.match(parts[-1]):
+        return parts[0], ".".join(parts[1:-1]), _VERSION.match(parts[-1]).group(1)  # type: ignore[union-attr]
+    return parts[0], ".".join(parts[1:]), None
+
+
+@dataclass
+class DomainState:
+    """One domain as the exchange sees it."""
+
+    name: str
+    last_build: dict[str, Any] | None = None
+    releases: list[dict[str, Any]] = field(default_factory=list)  # its own current releases
+    consumed: dict[str, str] = field(default_factory=dict)  # product -> release id it last read
+    behind: dict[str, str] = field(default_factory=dict)  # product -> the release it would read now
+    never_built: bool = False
+
+    @property
+    def is_behind(self) -> bool:
+        return bool(self.behind) or self.never_built
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "domain": self.name,
+            "last_build": self.last_build,
+            "current_releases": self.releases,
+            "consumed": self.consumed,
+            "behind": self.behind,
+            "never_built": self.never_built,
+            "is_behind": self.is_behind,
+        }
+
+
+def _wanted(exchange: Exchange, domain: Domain, key: str) -> str | None:
+    project, model, version = split_key(key)
+    current = exchange.current_id(project, model, version)
+    latest = None
+    if current is not None:
+        folder = exchange.releases_dir(project, model, version) / current / "release.json"
+        try:
+            latest = json.loads(folder.read_text(encoding="utf-8")).get("latest_version")
+        except (OSError, ValueError):
+            latest = None
+    return pin_for(domain, project, model, version, latest) or current
+
+
+def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
+    folder = exchange.root / "products" / domain
+    out = []
+    for pointer in sorted(folder.glob("*/*/current.json")) if folder.is_dir() else []:
+        try:
+            release_id = json.loads(pointer.read_text(encoding="utf-8"))["release_id"]
+            descriptor = json.loads((pointer.parent / "releases" / release_id / "release.json").read_text())
+        except (OSError, ValueError, KeyError):
+            out.append(
+                {"product": f"{domain}.{pointer.parent.parent.name}", "release_id": None, "problem": "unreadable"}
+            )
+            continue
+        out.append(
+            {
+                "product": descriptor["product"],
+                "release_id": release_id,
+                "rows": descriptor["row_count"],
+                "produced_at": descriptor["produced_at"],
+                "contract_hash": descriptor["contract_hash"],
+            }
+        )
+    return out
+
+
+def _last_build(domain: Domain) -> dict[str, Any] | None:
+    path = domain.target_dir / "run_results.json"
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    statuses = [r.get("status") for r in results.get("results", [])]
+    return {
+        "command": (results.get("args") or {}).get("which"),
+        "finished_at": results.get("metadata", {}).get("generated_at"),
+        "ok": not any(s in ("error", "fail") for s in statuses),
+        "seconds": round(float(results.get("elapsed_time") or 0), 1),
+    }
+
+
+def domain_states(mesh: Mesh) -> list[DomainState]:
+    exchange = Exchange(mesh.exchange_path)
+    states = []
+    for name, domain in mesh.domains.items():
+        state = DomainState(name, last_build=_last_build(domain), releases=_own_releases(exchange, name))
+        mesh_upstreams = [u for u in domain.upstream_names if u in mesh.domains]
+        if mesh_upstreams:
+            receipt = read_receipt(exchange, name)
+            if receipt is None:
+                state.never_built = True
+            else:
+                state.consumed = dict(receipt["releases"])
+                used = receipt.get("used") or list(state.consumed)
+                for key in used:
+                    wanted = _wanted(exchange, domain, key)
+                    if wanted is not None and wanted != state.consumed.get(key):
+                        state.behind[key] = wanted
+        states.append(state)
+    return states
+
+
+def sync_plan(mesh: Mesh, selected: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Domains to rebuild (the behind ones and everything downstream of them), with why."""
+    states = {s.name: s for s in domain_states(mesh)}
+    reasons: dict[str, str] = {}
+    for name in selected:
+        state = states[name]
+        if state.never_built:
+            reasons[name] = "never built against published releases"
+        elif state.behind:
+            reasons[name] = "newer release of " + ", ".join(sorted(state.behind))
+    downstream = invert(mesh.upstream_graph())
+    for name in list(reasons):
+        for child in closure([name], downstream):
+            reasons.setdefault(child, f"downstream of {name}")
+    return [n for n in mesh.order if n in reasons], reasons
