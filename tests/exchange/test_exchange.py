@@ -38,14 +38,18 @@ def test_build_publishes_every_public_model(plain_mesh_built: Built):
     root = plain_mesh_built.root
     release = descriptor(root, current_id(root))
     assert release["product"] == "shop.orders.v2" and release["version"] == "2" and release["latest_version"] == "2"
-    assert release["row_count"] == 3 == parquet_rows(root / PRODUCT / "releases" / release["release_id"] / "data.parquet")
+    assert (
+        release["row_count"] == 3 == parquet_rows(root / PRODUCT / "releases" / release["release_id"] / "data.parquet")
+    )
     assert [c["name"] for c in release["contract"]["columns"]] == ["order_id", "customer_id", "status", "amount"]
     assert release["contract"]["columns"][3]["data_type"] == "decimal(10,2)"
     assert release["contract_hash"].startswith("sha256:")
     assert release["owner"] == {"group": "shop_team", "name": "Shop Team", "email": "shop@example.test"}
     assert release["tests"] == {"passed": 2, "failed": 0, "warned": 0}
     assert release["build"]["invocation_id"]
-    v1 = descriptor(root, current_id(root, Path("exchange/products/shop/orders/v1")), Path("exchange/products/shop/orders/v1"))
+    v1 = descriptor(
+        root, current_id(root, Path("exchange/products/shop/orders/v1")), Path("exchange/products/shop/orders/v1")
+    )
     assert v1["deprecation_date"].startswith("2020-01-01")
     # only public models: protected and private ones are never published
     assert sorted(p.name for p in (root / "exchange/products/shop").iterdir()) == ["orders"]
@@ -115,7 +119,9 @@ def test_consumer_builds_during_repeated_publishes_see_complete_releases(plain_m
         while publisher.poll() is None or builds < 2:
             result = run_mesh("build", "reporting", "--no-publish", cwd=root)
             assert result.returncode == 0, result.stdout + result.stderr
-            release_id = json.loads((root / "exchange/receipts/reporting.json").read_text())["releases"]["shop.orders.v2"]
+            release_id = json.loads((root / "exchange/receipts/reporting.json").read_text())["releases"][
+                "shop.orders.v2"
+            ]
             assert descriptor(root, release_id)["row_count"] == 3
             builds += 1
             if builds >= 6:
@@ -148,7 +154,10 @@ def test_pin_to_a_missing_release_lists_the_available_ones(plain_mesh_copy: Path
     (root / "reporting/mesh_domain.yml").write_text("pins:\n  shop.orders.v2: r20200101T000000000000Z-abcdef\n")
     result = run_mesh("build", "reporting", cwd=root)
     assert result.returncode == 2
-    assert "reporting/mesh_domain.yml: pinned release 'r20200101T000000000000Z-abcdef' of shop.orders.v2 does not exist" in result.stderr
+    assert (
+        "reporting/mesh_domain.yml: pinned release 'r20200101T000000000000Z-abcdef' of shop.orders.v2 does not exist"
+        in result.stderr
+    )
     assert f"Available releases (newest last): {current_id(root)}" in result.stderr
 
 
@@ -156,7 +165,10 @@ def test_pin_to_an_unknown_product(plain_mesh_copy: Path):
     (plain_mesh_copy / "reporting/mesh_domain.yml").write_text("pins:\n  shop.order.v2: x\n")
     result = run_mesh("build", "reporting", cwd=plain_mesh_copy)
     assert result.returncode == 2
-    assert "pin 'shop.order.v2' names no public product of reporting's upstreams. Did you mean 'shop.orders.v2'?" in result.stderr
+    assert (
+        "pin 'shop.order.v2' names no public product of reporting's upstreams. Did you mean 'shop.orders.v2'?"
+        in result.stderr
+    )
 
 
 def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: Path):
