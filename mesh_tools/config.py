@@ -5,8 +5,9 @@ Precedence, lowest first: built-in defaults < mesh.yml ``defaults`` < command-li
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -55,9 +56,45 @@ class ExchangeConfig(_Strict):
     retention: int = Field(default=5, ge=1, description="Releases kept per product (pinned ones are never deleted).")
 
 
+SeverityName = Literal["off", "info", "warn", "error"]
+
+
+class RuleSetting(_Strict):
+    """A rule's severity and options."""
+
+    severity: SeverityName | None = Field(default=None, description="off (mesh.yml only), info, warn or error.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Rule options (see `mesh rules`).")
+
+
+class GovernanceConfig(_Strict):
+    """Global governance: the floor every domain stands on (mesh.yml ``governance:``)."""
+
+    fail_on: Literal["info", "warn", "error"] = Field(default="error", description="Lowest severity that fails.")
+    rules: dict[str, SeverityName | RuleSetting] = Field(default_factory=dict, description="Rule code -> setting.")
+    plugins: list[str] = Field(default_factory=list, description="Modules (or .py files) of company rules.")
+
+
+class Waiver(_Strict):
+    """A domain's exception to a rule, for named models, with a reason and an expiry date."""
+
+    rule: str
+    models: list[str] = Field(min_length=1)
+    reason: str | None = None
+    expires: date | None = None
+
+
+class DomainGovernance(_Strict):
+    """A domain's own governance: stricter severities, its own rules, waivers."""
+
+    rules: dict[str, SeverityName | RuleSetting] = Field(default_factory=dict)
+    plugins: list[str] = Field(default_factory=list)
+    waivers: list[Waiver] = Field(default_factory=list)
+
+
 class DomainFile(_Strict):
     """A domain's own mesh settings: ``mesh_domain.yml`` in its project folder."""
 
+    governance: DomainGovernance = Field(default_factory=DomainGovernance)
     pins: dict[str, str] = Field(
         default_factory=dict,
         description="Upstream product ('project.model' or 'project.model.vN') -> the release id to read.",
@@ -75,6 +112,7 @@ class MeshConfig(_Strict):
     exclude: list[str] = Field(default_factory=list, description="Folders (relative to the root) that discovery skips.")
     defaults: Defaults = Field(default_factory=Defaults)
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
+    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
 
 
 DOMAIN_FILE = "mesh_domain.yml"

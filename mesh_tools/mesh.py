@@ -11,7 +11,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.config import MESH_FILE, Defaults, ExchangeConfig, MeshConfig, Owner, load_domain_file, load_mesh_config
+from mesh_tools.config import (
+    MESH_FILE,
+    Defaults,
+    DomainGovernance,
+    ExchangeConfig,
+    GovernanceConfig,
+    MeshConfig,
+    Owner,
+    load_domain_file,
+    load_mesh_config,
+)
 from mesh_tools.errors import ConfigError
 from mesh_tools.graph import closure, find_cycle, invert, topological_order
 from mesh_tools.suggestions import did_you_mean
@@ -58,6 +68,7 @@ class Domain:
     remote_packages: int
     dependencies_file: Path
     pins: dict[str, str] = field(default_factory=dict)
+    governance: DomainGovernance = field(default_factory=DomainGovernance)
 
     @property
     def manifest_path(self) -> Path:
@@ -78,6 +89,7 @@ class Mesh:
     domains: dict[str, Domain]  # in dependency order
     defaults: Defaults = field(default_factory=Defaults)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    governance: GovernanceConfig = field(default_factory=GovernanceConfig)
 
     @property
     def exchange_path(self) -> Path:
@@ -139,6 +151,7 @@ def load_mesh(root: Path) -> Mesh:
     else:
         name, found, defaults = root.name, None, Defaults()
     exchange = config.exchange if config else ExchangeConfig()
+    governance = config.governance if config else GovernanceConfig()
     if found is None:
         found = _discover(root, [root / ex for ex in (config.exclude if config else [])])
     if not found:
@@ -165,6 +178,7 @@ def load_mesh(root: Path) -> Mesh:
         domains={n: domains[n] for n in order},
         defaults=defaults,
         exchange=exchange,
+        governance=governance,
     )
 
 
@@ -248,6 +262,7 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
     packages_doc = load_yaml(path / "packages.yml", required=False)
     upstreams = _declared_projects(deps_doc) + _loom_upstreams(path)
     local, remote = _packages(path, packages_doc, deps_doc)
+    settings = load_domain_file(path)
     return Domain(
         name=name,
         path=path,
@@ -261,7 +276,8 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
         local_packages=tuple(local),
         remote_packages=remote,
         dependencies_file=path / "dependencies.yml",
-        pins=load_domain_file(path).pins,
+        pins=settings.pins,
+        governance=settings.governance,
     )
 
 

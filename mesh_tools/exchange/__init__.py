@@ -10,5 +10,6 @@ that is replaced, atomically, so the layout maps onto an object store with condi
         releases/<release_id>/release.json             the release descriptor (see descriptor.py)
         releases/<release_id>/data.parquet             the data
       receipts/<consumer>.json                         which releases a consumer's last good build read
+      leases/<consumer>.json                           which releases a consumer's views point at (since its stitch)
       .tmp/                                            releases being written (never read)
 """

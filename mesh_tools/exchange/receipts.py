@@ -1,4 +1,8 @@
-"""Consumption receipts: which upstream releases a consumer's last successful build read."""
+"""Consumption receipts and leases: which upstream releases a consumer read, and is about to read.
+
+A lease is written when a consumer is stitched (its views now point at those releases); a
+receipt when its build succeeds. Retention never deletes a release held by either.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +43,18 @@ def read_receipt(exchange: Exchange, consumer: str) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
         raise ArtifactError(f"{display_path(path)}: not a consumption receipt. Rebuild {consumer}.")
     return data
+
+
+def write_lease(exchange: Exchange, consumer: str, releases: dict[str, str]) -> None:
+    """Record the releases a consumer's views point at from now on (until its next stitch)."""
+    write_atomic(
+        exchange.lease_path(consumer),
+        json.dumps({"consumer": consumer, "stitched_at": datetime.now(UTC).isoformat(), "releases": releases}) + "\n",
+    )
+
+
+def read_lease(exchange: Exchange, consumer: str) -> dict[str, str]:
+    try:
+        return dict(json.loads(exchange.lease_path(consumer).read_text(encoding="utf-8"))["releases"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}

@@ -5,19 +5,20 @@ from __future__ import annotations
 import shutil
 
 from mesh_tools.exchange.descriptor import ReleaseDescriptor
-from mesh_tools.exchange.receipts import read_receipt
+from mesh_tools.exchange.receipts import read_lease, read_receipt
 from mesh_tools.exchange.store import Exchange
 from mesh_tools.mesh import Mesh
 
 
 def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
-    """(product key, release id) pairs no one may delete: pinned ones and those consumers last read."""
+    """(product key, release id) pairs no one may delete: pinned, leased (stitched) or last read ones."""
     keep: set[tuple[str, str]] = set()
     for name, domain in mesh.domains.items():
         for product, release in domain.pins.items():
             keep.add((product, release))
         receipt = read_receipt(exchange, name) or {}
         keep |= set((receipt.get("releases") or {}).items())
+        keep |= set(read_lease(exchange, name).items())
     return keep
 
 

@@ -87,6 +87,9 @@ class Exchange:
     def receipt_path(self, consumer: str) -> Path:
         return self.root / "receipts" / f"{consumer}.json"
 
+    def lease_path(self, consumer: str) -> Path:
+        return self.root / "leases" / f"{consumer}.json"
+
     # -- reading releases
     def load_release(self, folder: Path) -> Release:
         """A release, verified complete (descriptor readable, data file present with its size)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import ProjectManifest, load_manifest
+from mesh_tools.exchange.receipts import write_lease
 from mesh_tools.exchange.store import Exchange, product_key
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.stitch.install import install_stub, remove_stale_stubs
@@ -135,9 +136,13 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     if problems:
         return StitchOutcome(domain.name, problems=tuple(problems))
     changed, unchanged, consumed = [], [], {}
-    for up in domain.upstreams:
-        bodies, reads = release_bodies(mesh, domain, manifests[up.name])
+    resolved = {up.name: release_bodies(mesh, domain, manifests[up.name]) for up in domain.upstreams}
+    for _bodies, reads in resolved.values():
         consumed.update(reads)
+    if consumed:  # lease first: retention must not delete what the views are about to read
+        write_lease(Exchange(mesh.exchange_path), domain.name, consumed)
+    for up in domain.upstreams:
+        bodies, reads = resolved[up.name]
         if install_stub(domain, up.name, stub_files(manifests[up.name], bodies, consumed=reads)):
             changed.append(up.name)
         else:

@@ -107,11 +107,12 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
 
 def test_consumer_builds_during_repeated_publishes_see_complete_releases(plain_mesh_copy: Path):
     root = plain_mesh_copy
+    # the producer rebuilds its database and publishes, again and again, while its consumer builds
     script = (
         "import subprocess, sys\n"
-        "for _ in range(6):\n"
-        "    r = subprocess.run([sys.executable, '-m', 'mesh_tools.cli', 'publish', 'shop'])\n"
-        "    assert r.returncode == 0\n"
+        "for command in (['build', 'shop'], ['publish', 'shop']) * 3:\n"
+        "    r = subprocess.run([sys.executable, '-m', 'mesh_tools.cli', *command], capture_output=True)\n"
+        "    assert r.returncode == 0, r.stdout\n"
     )
     publisher = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=mesh_env())
     builds = 0

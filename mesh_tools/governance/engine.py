@@ -1,0 +1,263 @@
+"""Run the rules over the mesh and apply the federated config: severities, domain rules, waivers, baseline.
+
+Precedence: a rule's default severity < mesh.yml ``governance.rules`` (may also turn a rule
+off) < a domain's ``mesh_domain.yml`` (may only raise severities, add its own rules, and waive
+a rule for named models with a reason and an expiry date).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.config import RuleSetting
+from mesh_tools.errors import ConfigError
+from mesh_tools.governance.context import CheckContext
+from mesh_tools.governance.rule import REGISTRY, Finding, Rule, Severity, Violation
+from mesh_tools.mesh import Mesh
+from mesh_tools.suggestions import did_you_mean
+from mesh_tools.yamlfile import display_path, load_yaml
+
+ENTRY_POINT_GROUP = "mesh_tools.rules"
+
+# Rules about the configuration itself (not registered: the engine raises them).
+META_RULES = {
+    "GOV001": (
+        "waiver-without-reason",
+        Severity.ERROR,
+        "Give the waiver a `reason:` saying why the rule does not apply.",
+    ),
+    "GOV002": (
+        "waiver-expired",
+        Severity.ERROR,
+        "Fix the models and remove the waiver, or renew it with a new `expires:`.",
+    ),
+    "GOV003": ("waiver-unused", Severity.WARN, "Remove the waiver: nothing it names violates the rule any more."),
+}
+
+
+@dataclass
+class CheckReport:
+    domains: list[str]
+    rules: list[str]
+    violations: list[Violation] = field(default_factory=list)  # not waived
+    waived: list[Violation] = field(default_factory=list)
+    baselined: set[str] = field(default_factory=set)  # fingerprints already known
+    seconds: float = 0.0
+
+    def failing(self, fail_on: Severity) -> list[Violation]:
+        return [v for v in self.violations if v.severity >= fail_on and v.fingerprint not in self.baselined]
+
+
+def load_rules(mesh: Mesh) -> dict[str, set[str]]:
+    """Register built-in, entry-point and configured plugin rules; return each domain's own rule codes."""
+    import mesh_tools.governance.rules  # noqa: F401  (registers the built-ins)
+
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry.load()
+    for plugin in mesh.governance.plugins:
+        _import_plugin(mesh.root, plugin, mesh.config_path or mesh.root / "mesh.yml")
+    own: dict[str, set[str]] = {}
+    for name, domain in mesh.domains.items():
+        before = set(REGISTRY)
+        for plugin in domain.governance.plugins:
+            _import_plugin(domain.path, plugin, domain.path / "mesh_domain.yml")
+        own[name] = set(REGISTRY) - before
+    return own
+
+
+def _import_plugin(base: Path, plugin: str, declared_in: Path) -> None:
+    try:
+        if plugin.endswith(".py"):
+            path = (base / plugin).resolve()
+            spec = importlib.util.spec_from_file_location(f"mesh_rules_{abs(hash(path))}", path)
+            if spec is None or spec.loader is None or not path.is_file():
+                raise ImportError(f"no file {path}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(plugin)
+    except Exception as exc:  # a broken plugin is a configuration error, located
+        raise ConfigError(f"{display_path(declared_in)}: cannot load rules plugin '{plugin}': {exc}") from None
+
+
+def _setting(value: str | RuleSetting) -> RuleSetting:
+    return RuleSetting(severity=value) if isinstance(value, str) else value  # type: ignore[arg-type]
+
+
+def _check_codes(codes: list[str], path: Path, loc: tuple[str, ...]) -> None:
+    known = set(REGISTRY) | set(META_RULES)
+    doc = load_yaml(path, required=False)
+    for code in codes:
+        if code not in known:
+            line = doc.line_of(loc + (code,)) if doc else None
+            where = f"{display_path(path)}:{line}" if line else display_path(path)
+            raise ConfigError(f"{where}: unknown rule code '{code}'.{did_you_mean(code, known)} See `mesh rules`.")
+
+
+def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[str, dict[str, Severity]], dict]:
+    """Global severities (None = off), per-domain raised severities, and rule options."""
+    mesh_file = mesh.config_path or mesh.root / "mesh.yml"
+    _check_codes(list(mesh.governance.rules), mesh_file, ("governance", "rules"))
+    severities: dict[str, Severity | None] = {code: r.severity for code, r in REGISTRY.items()}
+    options: dict[str, dict[str, Any]] = {}
+    for code, raw in mesh.governance.rules.items():
+        setting = _setting(raw)
+        if setting.severity == "off":
+            severities[code] = None
+        elif setting.severity:
+            severities[code] = Severity.parse(setting.severity)
+        options[code] = dict(setting.options)
+    per_domain: dict[str, dict[str, Severity]] = {}
+    for name, domain in mesh.domains.items():
+        domain_file = domain.path / "mesh_domain.yml"
+        _check_codes(list(domain.governance.rules), domain_file, ("governance", "rules"))
+        _check_codes([w.rule for w in domain.governance.waivers], domain_file, ("governance", "waivers"))
+        for code, raw in domain.governance.rules.items():
+            setting = _setting(raw)
+            floor = severities.get(code)
+            if setting.severity == "off" or (
+                setting.severity and floor is not None and Severity.parse(setting.severity) < floor
+            ):
+                raise ConfigError(
+                    f"{display_path(domain_file)}: {name} sets {code} to '{setting.severity}', below the mesh's "
+                    f"'{floor.label if floor else 'off'}'. A domain may raise a rule's severity, not lower it: "
+                    "use a waiver for named models."
+                )
+            if setting.severity:
+                per_domain.setdefault(name, {})[code] = Severity.parse(setting.severity)
+            if setting.options:
+                options.setdefault(code, {}).update(setting.options)
+    return severities, per_domain, options
+
+
+def run_check(
+    mesh: Mesh,
+    domains: list[str] | None = None,
+    *,
+    sqlfluff: bool = True,
+    baseline: set[str] | None = None,
+    today: date | None = None,
+) -> CheckReport:
+    """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
+    start = time.perf_counter()
+    own_rules = load_rules(mesh)
+    severities, raised, options = _resolve_severities(mesh)
+    selected = domains or list(mesh.domains)
+    loaded = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
+    ctx = CheckContext.load(mesh, [n for n in loaded if n in selected] + [
+        n for n in loaded if n not in selected
+    ])  # fmt: skip
+    ctx.options = options
+    if not sqlfluff:
+        ctx.options.setdefault("GOV502", {})["enabled"] = False
+    report = CheckReport(domains=selected, rules=[])
+    violations: list[Violation] = []
+    for code, rule in sorted(REGISTRY.items()):
+        severity = severities.get(code)
+        owners = {d for d, codes in own_rules.items() if code in codes}
+        if severity is None:
+            continue
+        report.rules.append(code)
+        for finding in rule.check(ctx):
+            if finding.domain not in selected or (owners and finding.domain not in owners):
+                continue
+            effective = max(severity, raised.get(finding.domain, {}).get(code, severity))
+            violations.append(Violation(code, rule.name, effective, finding, rule.section("Fix")))
+    report.violations, report.waived = _apply_waivers(mesh, selected, violations, today or date.today())
+    report.baselined = set(baseline or ()) & {v.fingerprint for v in report.violations}
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _apply_waivers(
+    mesh: Mesh, selected: list[str], violations: list[Violation], today: date
+) -> tuple[list[Violation], list[Violation]]:
+    kept: list[Violation] = []
+    waived: list[Violation] = []
+    used: set[tuple[str, int]] = set()
+    meta: list[Violation] = []
+    for name in selected:
+        domain_file = display_path(mesh.domains[name].path / "mesh_domain.yml")
+        for index, waiver in enumerate(mesh.domains[name].governance.waivers):
+            problem = None
+            if not (waiver.reason or "").strip():
+                problem = (
+                    "GOV001",
+                    f"waiver #{index + 1} of {waiver.rule} for {', '.join(waiver.models)} has no reason",
+                )
+            elif waiver.expires is None or waiver.expires < today:
+                when = f"expired on {waiver.expires}" if waiver.expires else "has no expiry date"
+                problem = ("GOV002", f"waiver #{index + 1} of {waiver.rule} for {', '.join(waiver.models)} {when}")
+            if problem:
+                code, message = problem
+                rule_name, severity, fix = META_RULES[code]
+                meta.append(Violation(code, rule_name, severity, Finding(name, message, file=domain_file), fix))
+                used.add((name, index))  # a broken waiver is reported once, not also as unused
+    for violation in violations:
+        finding = violation.finding
+        waivers = mesh.domains[finding.domain].governance.waivers if finding.domain in mesh.domains else []
+        match = None
+        for index, waiver in enumerate(waivers):
+            if waiver.rule != violation.code or not waiver.reason or not waiver.expires or waiver.expires < today:
+                continue
+            model = finding.model or ""
+            if any(model == m or model.split(".")[0] == m for m in waiver.models):
+                match = (index, waiver)
+                break
+        if match:
+            used.add((finding.domain, match[0]))
+            waived.append(
+                Violation(
+                    violation.code,
+                    violation.rule,
+                    violation.severity,
+                    finding,
+                    violation.fix,
+                    waived_by=f"{match[1].reason} (until {match[1].expires})",
+                )  # fmt: skip
+            )
+        else:
+            kept.append(violation)
+    for name in selected:
+        for index, waiver in enumerate(mesh.domains[name].governance.waivers):
+            if (name, index) not in used:
+                rule_name, severity, fix = META_RULES["GOV003"]
+                message = f"waiver of {waiver.rule} for {', '.join(waiver.models)} matches no violation"
+                file = display_path(mesh.domains[name].path / "mesh_domain.yml")
+                meta.append(Violation("GOV003", rule_name, severity, Finding(name, message, file=file), fix))
+    return meta + kept, waived
+
+
+def read_baseline(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return set(data["fingerprints"])
+    except FileNotFoundError:
+        raise ConfigError(f"{display_path(path)}: baseline file not found. Write one with --write-baseline.") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{display_path(path)}: not a baseline file ({exc}).") from None
+
+
+def write_baseline(path: Path, report: CheckReport) -> None:
+    from mesh_tools.exchange.store import write_atomic
+
+    fingerprints = sorted({v.fingerprint for v in report.violations})
+    write_atomic(path, json.dumps({"fingerprints": fingerprints}, indent=2) + "\n")
+
+
+def all_rules(mesh: Mesh | None = None) -> list[Rule]:
+    if mesh is not None:
+        load_rules(mesh)
+    else:
+        import mesh_tools.governance.rules  # noqa: F401
+    return [REGISTRY[c] for c in sorted(REGISTRY)]

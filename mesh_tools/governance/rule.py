@@ -1,0 +1,112 @@
+"""What a governance rule is, the ``@rule`` decorator that registers one, and what it finds."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mesh_tools.governance.context import CheckContext
+
+
+class Severity(enum.IntEnum):
+    INFO = 0
+    WARN = 1
+    ERROR = 2
+
+    @classmethod
+    def parse(cls, value: str) -> Severity:
+        return cls[value.strip().upper()]
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule returns: one problem, on one domain (and model), with the fix."""
+
+    domain: str
+    message: str
+    node: str | None = None  # dbt unique_id, or a model name
+    file: str | None = None  # relative to the mesh root
+    line: int | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model's name, as waivers name it (``fct_orders``, or ``fct_orders.v1``)."""
+        if self.node is None:
+            return None
+        parts = self.node.split(".")
+        if parts[0] in ("model", "source", "seed", "snapshot") and len(parts) >= 3:
+            return ".".join(parts[2:])
+        return self.node
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A finding with its rule, its effective severity and, when waived, the waiver."""
+
+    code: str
+    rule: str
+    severity: Severity
+    finding: Finding
+    fix: str
+    waived_by: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable across runs (no line numbers): what a baseline remembers."""
+        return f"{self.code}|{self.finding.domain}|{self.finding.node or ''}|{self.finding.message}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A governance rule: a function from the whole mesh to findings."""
+
+    code: str
+    name: str
+    severity: Severity
+    family: str
+    check: Callable[[CheckContext], Iterable[Finding]]
+    doc: str = field(repr=False, default="")
+
+    @property
+    def description(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else self.name
+
+    def section(self, title: str) -> str:
+        """A section of the docstring ("Rationale", "Example", "Fix")."""
+        lines = inspect.cleandoc(self.doc).splitlines()
+        out: list[str] = []
+        inside = False
+        for line in lines:
+            if line.rstrip(":").strip().lower() == title.lower():
+                inside = True
+                continue
+            if inside and line.rstrip(":").strip().lower() in ("rationale", "example", "fix"):
+                break
+            if inside:
+                out.append(line)
+        return "\n".join(out).strip()
+
+
+REGISTRY: dict[str, Rule] = {}
+
+
+def rule(code: str, name: str, severity: str = "error") -> Callable[[Callable[..., Iterable[Finding]]], Rule]:
+    """Register a rule. Its docstring: first line = description, then Rationale, Example and Fix sections."""
+
+    def register(func: Callable[..., Iterable[Finding]]) -> Rule:
+        module = func.__module__.rsplit(".", 1)[-1]
+        made = Rule(code, name, Severity.parse(severity), module, func, func.__doc__ or "")
+        if code in REGISTRY and REGISTRY[code].check is not func:
+            raise ValueError(f"rule code {code} is registered twice ({REGISTRY[code].name} and {name})")
+        REGISTRY[code] = made
+        return made
+
+    return register

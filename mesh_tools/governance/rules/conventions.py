@@ -1,0 +1,89 @@
+"""Conventions: layer prefixes, and SQL style through sqlfluff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from mesh_tools.governance.context import CheckContext
+from mesh_tools.governance.rule import Finding, rule
+
+DEFAULT_PREFIXES = {"staging": "stg_", "intermediate": "int_"}
+
+
+@rule("GOV501", "layer-prefixes", severity="warn")
+def layer_prefixes(ctx: CheckContext) -> Iterator[Finding]:
+    """Models in staging/ and intermediate/ folders carry their layer's prefix, and only there.
+
+    Rationale:
+        The layer tells a reader what a model is for and who may depend on it.
+    Example:
+        `models/staging/customers.sql`, or `models/marts/stg_orders.sql`.
+    Fix:
+        Rename to `stg_customers`, or move the model to its layer's folder.
+        Options: `prefixes: {staging: stg_, intermediate: int_}`.
+    """
+    prefixes: dict[str, str] = ctx.option("GOV501", "prefixes", DEFAULT_PREFIXES)
+    for domain in ctx.manifests:
+        for node in ctx.nodes(domain):
+            folders = set(Path(node.get("original_file_path", "")).parts[:-1])
+            for layer, prefix in prefixes.items():
+                inside, named = layer in folders, node["name"].startswith(prefix)
+                if inside != named:
+                    problem = (
+                        f"is in {layer}/ but is not named {prefix}*"
+                        if inside
+                        else f"is named {prefix}* outside {layer}/"
+                    )
+                    yield Finding(domain, f"'{node['name']}' {problem}", node=node["unique_id"],
+                                  file=ctx.relpath(domain, node))  # fmt: skip
+
+
+# LT02 (indentation) is left out: the jinja templater renders unknown macros as blanks and mis-indents.
+DEFAULT_SQLFLUFF_RULES = ["LT01", "LT05", "LT12", "CP01", "AL01", "AM01", "ST02"]
+
+
+@rule("GOV502", "sql-style", severity="warn")
+def sql_style(ctx: CheckContext) -> Iterator[Finding]:
+    """Model SQL follows the mesh's style, checked by sqlfluff (dialect duckdb, jinja templater with dbt builtins).
+
+    Rationale:
+        One style across domains makes every domain's SQL readable to every other.
+    Example:
+        Upper- and lower-case keywords mixed in one file (CP01).
+    Fix:
+        Run `sqlfluff fix` on the file, or configure the rules: options `rules`, `exclude_rules`,
+        `max_line_length`. Skipped with `mesh check --no-sqlfluff`.
+    """
+    if not ctx.option("GOV502", "enabled", True):
+        return
+    from sqlfluff.core import FluffConfig, Linter
+
+    config = FluffConfig(
+        overrides={
+            "dialect": ctx.option("GOV502", "dialect", "duckdb"),
+            "templater": "jinja",
+            "rules": ",".join(ctx.option("GOV502", "rules", DEFAULT_SQLFLUFF_RULES)),
+            "exclude_rules": ",".join(ctx.option("GOV502", "exclude_rules", [])),
+            "max_line_length": int(ctx.option("GOV502", "max_line_length", 120)),
+        },
+        configs={"templater": {"jinja": {"apply_dbt_builtins": True}}},
+    )
+    linter = Linter(config=config)
+    for domain in ctx.manifests:
+        for node in ctx.nodes(domain):
+            path = ctx.domain(domain).path / node.get("original_file_path", "")
+            if path.suffix != ".sql" or not path.is_file():
+                continue
+            result = linter.lint_string(path.read_text(encoding="utf-8"), fname=str(path))
+            for violation in result.get_violations():
+                code = violation.rule_code()
+                if code in ("TMP", "PRS"):
+                    continue  # templating and parsing gaps of the jinja templater, not style
+                yield Finding(
+                    domain,
+                    f"{code}: {violation.desc()}",
+                    node=node["unique_id"],
+                    file=ctx.relpath(domain, node),
+                    line=violation.line_no,
+                )

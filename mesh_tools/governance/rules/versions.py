@@ -1,0 +1,161 @@
+"""Versions: breaking a product's contract takes a new version; old versions retire on a date."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from mesh_tools.exchange.store import product_key
+from mesh_tools.governance.context import CheckContext
+from mesh_tools.governance.rule import Finding, rule
+
+
+def _norm(data_type: str | None) -> str:
+    return re.sub(r"\s+", "", (data_type or "").lower())
+
+
+def _constraint_types(items: list[dict[str, Any]]) -> set[str]:
+    return {str(c.get("type")) for c in items or []}
+
+
+def breaking_changes(previous: dict[str, Any], node: dict[str, Any]) -> list[tuple[str, str | None]]:
+    """(what changed, the column concerned) between a released contract and the model now."""
+    changes: list[tuple[str, str | None]] = []
+    before = {c["name"]: c for c in previous.get("columns", [])}
+    now = node.get("columns", {})
+    added = [c for c in now if c not in before]
+    for name, column in before.items():
+        if name not in now:
+            verb = "removed or renamed" if added else "removed"
+            changes.append((f"column '{name}' {verb}", name))
+            continue
+        if _norm(column.get("data_type")) != _norm(now[name].get("data_type")):
+            changes.append(
+                (f"column '{name}' type changed {column.get('data_type')} -> {now[name].get('data_type')}", name)
+            )
+        dropped = _constraint_types(column.get("constraints", [])) - _constraint_types(now[name].get("constraints", []))
+        for kind in sorted(dropped):
+            changes.append((f"constraint {kind} dropped from column '{name}'", name))
+    for kind in sorted(
+        _constraint_types(previous.get("constraints", [])) - _constraint_types(node.get("constraints", []))
+    ):
+        changes.append((f"model constraint {kind} dropped", None))
+    if previous.get("enforced") and not (node.get("contract") or {}).get("enforced"):
+        changes.append(("contract no longer enforced", None))
+    if node.get("access") != "public":
+        changes.append((f"access lowered to {node.get('access')}", None))
+    return changes
+
+
+def _selects(consumer_node: dict[str, Any], column: str | None) -> str:
+    sql = (consumer_node.get("raw_code") or "") + " " + (consumer_node.get("compiled_code") or "")
+    if column is None:
+        return "reads the model"
+    if re.search(rf"\b{re.escape(column)}\b", sql, re.I):
+        return f"selects '{column}'"
+    if re.search(r"select\s+\*", sql, re.I) or re.search(r"\*\s+from", sql, re.I):
+        return f"selects * (so '{column}')"
+    return f"does not select '{column}'"
+
+
+@rule("GOV301", "breaking-change-needs-new-version")
+def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
+    """A breaking change to a public model's contract comes as a new model version.
+
+    Rationale:
+        Consumers read the released contract. Removing or renaming a column, changing a type,
+        dropping a constraint or lowering access breaks them; a new version lets them move on
+        their own schedule while the old version keeps its shape until its deprecation date.
+    Example:
+        `amount` renamed to `order_total` in `fct_orders` v2 after v2 was published.
+    Fix:
+        Keep the released version as it was and add the change as a new version
+        (`versions: [{v: 3, ...}]`, `latest_version: 3`) with a deprecation_date on the old one.
+    """
+    for domain in ctx.manifests:
+        for node in ctx.nodes(domain):
+            version = None if node.get("version") is None else str(node["version"])
+            key = product_key(domain, node["name"], version)
+            previous = ctx.baseline_contracts.get(key)
+            if previous is None:
+                current = ctx.exchange.current(domain, node["name"], version)
+                if current is None:
+                    continue
+                previous = {**current.descriptor.contract.model_dump(), "release": current.descriptor.release_id}
+            changes = breaking_changes(previous, node)
+            if not changes:
+                continue
+            consumers = ctx.consumers_of(node["unique_id"])
+            for change, column in changes:
+                impact = (
+                    "; affected: " + ", ".join(
+                        f"{c.consumer}.{c.node['name']} ({_selects(c.node, column)})" for c in consumers
+                    )
+                    if consumers else "; no consumer reads it today"
+                )  # fmt: skip
+                since = f" since release {previous['release']}" if previous.get("release") else ""
+                yield Finding(
+                    domain,
+                    f"{key}: {change}{since} without a new version{impact}",
+                    node=node["unique_id"],
+                    file=ctx.relpath(domain, node),
+                )
+
+
+@rule("GOV302", "old-version-deprecation-date")
+def deprecation_date(ctx: CheckContext) -> Iterator[Finding]:
+    """Every version of a model older than its latest carries a deprecation_date.
+
+    Rationale:
+        Consumers plan migrations around the date; without one an old version lives forever.
+    Example:
+        `versions: [{v: 1}, {v: 2}]`, `latest_version: 2`, and v1 has no `deprecation_date`.
+    Fix:
+        Give the old version `deprecation_date: 2027-06-30` (a date consumers can meet).
+    """
+    for domain in ctx.manifests:
+        for node in ctx.nodes(domain):
+            version, latest = node.get("version"), node.get("latest_version")
+            if version is None or latest is None or str(version) == str(latest):
+                continue
+            try:
+                older = float(str(version)) < float(str(latest))
+            except ValueError:
+                older = str(version) < str(latest)
+            if older and not node.get("deprecation_date"):
+                yield Finding(
+                    domain,
+                    f"'{node['name']}' v{version} is older than latest v{latest} but has no deprecation_date",
+                    node=node["unique_id"],
+                    file=ctx.relpath(domain, node),
+                )
+
+
+@rule("GOV303", "consumer-on-deprecated-version", severity="warn")
+def deprecated_use(ctx: CheckContext) -> Iterator[Finding]:
+    """No consumer still reads a model version past its deprecation date.
+
+    Rationale:
+        Past the date the producer may delete the version; the consumer's build will break.
+    Example:
+        finance refs `ref('sales', 'fct_orders', v=1)` after v1's deprecation_date.
+    Fix:
+        Migrate to the latest version: `ref('sales', 'fct_orders')`.
+    """
+    now = datetime.now(UTC)
+    for ref in ctx.cross_refs:
+        producer = ctx.producer_node(ref.upstream_node)
+        date = (producer or {}).get("deprecation_date")
+        if not date:
+            continue
+        when = datetime.fromisoformat(str(date).replace("Z", "+00:00"))
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        if when < now:
+            yield Finding(
+                ref.consumer,
+                f"'{ref.node['name']}' reads {ref.upstream_node}, deprecated since {when.date()}",
+                node=ref.node["unique_id"],
+                file=ctx.relpath(ref.consumer, ref.node),
+            )
