@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mesh_tools.errors import ConfigError
 from mesh_tools.suggestions import did_you_mean
@@ -66,12 +66,21 @@ class RuleSetting(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="Rule options (see `mesh rules`).")
 
 
+def _settings(value: Any) -> Any:
+    """``GOV101: warn`` is short for ``GOV101: {severity: warn}``."""
+    if isinstance(value, dict):
+        return {k: {"severity": v} if isinstance(v, str) else v for k, v in value.items()}
+    return value
+
+
 class GovernanceConfig(_Strict):
     """Global governance: the floor every domain stands on (mesh.yml ``governance:``)."""
 
     fail_on: Literal["info", "warn", "error"] = Field(default="error", description="Lowest severity that fails.")
-    rules: dict[str, SeverityName | RuleSetting] = Field(default_factory=dict, description="Rule code -> setting.")
+    rules: dict[str, RuleSetting] = Field(default_factory=dict, description="Rule code -> severity or setting.")
     plugins: list[str] = Field(default_factory=list, description="Modules (or .py files) of company rules.")
+
+    _short_rules = field_validator("rules", mode="before")(_settings)
 
 
 class Waiver(_Strict):
@@ -86,9 +95,11 @@ class Waiver(_Strict):
 class DomainGovernance(_Strict):
     """A domain's own governance: stricter severities, its own rules, waivers."""
 
-    rules: dict[str, SeverityName | RuleSetting] = Field(default_factory=dict)
+    rules: dict[str, RuleSetting] = Field(default_factory=dict)
     plugins: list[str] = Field(default_factory=list)
     waivers: list[Waiver] = Field(default_factory=list)
+
+    _short_rules = field_validator("rules", mode="before")(_settings)
 
 
 class DomainFile(_Strict):

@@ -84,3 +84,22 @@ def plain_mesh(tmp_path: Path) -> Path:
 def plain_mesh_copy(plain_mesh_built: Built, tmp_path: Path) -> Path:
     """A private copy of the built plain_mesh, for tests that change it."""
     return copy_tree(plain_mesh_built.root, tmp_path / "mesh")
+
+
+IGNORED = shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
+
+
+def copy_demo(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "mesh.yml", dest / "mesh.yml")
+    shutil.copytree(REPO / "projects", dest / "projects", ignore=IGNORED)
+    shutil.copytree(REPO / "macros", dest / "macros", ignore=IGNORED)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = copy_demo(tmp_path_factory.mktemp("demo") / "mesh")
+    data = run_mesh("demo-data", cwd=root)
+    assert data.returncode == 0, data.stdout + data.stderr
+    return Built(root, run_mesh("build", cwd=root))

@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
-import pytest
 
-from tests.conftest import REPO, Built, manifest, run_mesh
+from tests.conftest import REPO, Built, copy_demo, manifest, run_mesh
 
-IGNORED = shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
 DOMAINS = ("customers", "sales", "marketing", "finance")
-
-
-def copy_demo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "mesh.yml", dest / "mesh.yml")
-    shutil.copytree(REPO / "projects", dest / "projects", ignore=IGNORED)
-    shutil.copytree(REPO / "macros", dest / "macros", ignore=IGNORED)
-    return dest
-
-
-@pytest.fixture(scope="session")
-def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    root = copy_demo(tmp_path_factory.mktemp("demo") / "mesh")
-    data = run_mesh("demo-data", cwd=root)
-    assert data.returncode == 0, data.stdout + data.stderr
-    return Built(root, run_mesh("build", cwd=root))
 
 
 def test_demo_mesh_builds_all_four_domains(demo_built: Built):

@@ -112,6 +112,20 @@ def check_gate(domain: Domain) -> _Gate | str:
     )
 
 
+def governance_errors(mesh: Mesh, domain: Domain) -> list[str]:
+    """Error-level `mesh check` findings of the domain (its upstreams loaded too): they block publishing.
+
+    SQL style (GOV502) runs only when the mesh raised it to error: at warn it can block nothing.
+    """
+    from mesh_tools.governance.engine import run_check
+    from mesh_tools.governance.rule import Severity
+
+    style_blocks = str(mesh.governance.rules.get("GOV502", "")).endswith("error")
+    upstreams = [u for u in domain.upstream_names if u in mesh.domains and mesh.domains[u].manifest_path.is_file()]
+    report = run_check(mesh, [domain.name], sqlfluff=style_blocks, load=[domain.name, *upstreams])
+    return [f"{v.code} {v.finding.message}" for v in report.violations if v.severity >= Severity.ERROR]
+
+
 def contract_of(node: dict[str, Any]) -> Contract:
     return Contract(
         enforced=bool((node.get("contract") or {}).get("enforced")),
@@ -161,6 +175,10 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
     gate = check_gate(domain)
     if isinstance(gate, str):
         outcome.refused = gate
+        return outcome
+    blocking = governance_errors(mesh, domain)
+    if blocking:
+        outcome.refused = "error-level governance findings: " + "; ".join(blocking)
         return outcome
     storage = storage_of(domain, target)
     if storage is None or storage.path is None or not storage.path.is_file():

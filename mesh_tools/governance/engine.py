@@ -90,16 +90,17 @@ def _import_plugin(base: Path, plugin: str, declared_in: Path) -> None:
         raise ConfigError(f"{display_path(declared_in)}: cannot load rules plugin '{plugin}': {exc}") from None
 
 
-def _setting(value: str | RuleSetting) -> RuleSetting:
-    return RuleSetting(severity=value) if isinstance(value, str) else value  # type: ignore[arg-type]
+def _setting(value: RuleSetting) -> RuleSetting:
+    return value
 
 
-def _check_codes(codes: list[str], path: Path, loc: tuple[str, ...]) -> None:
+def _check_codes(codes: list[str], path: Path, loc: tuple[Any, ...], keyed: bool = True) -> None:
+    """Every code names a known rule; ``keyed``: codes are keys at ``loc``, else list items' ``rule``."""
     known = set(REGISTRY) | set(META_RULES)
     doc = load_yaml(path, required=False)
-    for code in codes:
+    for index, code in enumerate(codes):
         if code not in known:
-            line = doc.line_of(loc + (code,)) if doc else None
+            line = (doc.line_of(loc + ((code,) if keyed else (index, "rule")))) if doc else None
             where = f"{display_path(path)}:{line}" if line else display_path(path)
             raise ConfigError(f"{where}: unknown rule code '{code}'.{did_you_mean(code, known)} See `mesh rules`.")
 
@@ -121,15 +122,17 @@ def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[st
     for name, domain in mesh.domains.items():
         domain_file = domain.path / "mesh_domain.yml"
         _check_codes(list(domain.governance.rules), domain_file, ("governance", "rules"))
-        _check_codes([w.rule for w in domain.governance.waivers], domain_file, ("governance", "waivers"))
+        _check_codes([w.rule for w in domain.governance.waivers], domain_file, ("governance", "waivers"), keyed=False)
         for code, raw in domain.governance.rules.items():
             setting = _setting(raw)
             floor = severities.get(code)
             if setting.severity == "off" or (
                 setting.severity and floor is not None and Severity.parse(setting.severity) < floor
             ):
+                doc = load_yaml(domain_file, required=False)
+                line = doc.line_of(("governance", "rules", code)) if doc else None
                 raise ConfigError(
-                    f"{display_path(domain_file)}: {name} sets {code} to '{setting.severity}', below the mesh's "
+                    f"{display_path(domain_file)}:{line}: {name} sets {code} to '{setting.severity}', below the mesh's "
                     f"'{floor.label if floor else 'off'}'. A domain may raise a rule's severity, not lower it: "
                     "use a waiver for named models."
                 )
@@ -147,16 +150,16 @@ def run_check(
     sqlfluff: bool = True,
     baseline: set[str] | None = None,
     today: date | None = None,
+    load: list[str] | None = None,
 ) -> CheckReport:
     """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
     start = time.perf_counter()
     own_rules = load_rules(mesh)
     severities, raised, options = _resolve_severities(mesh)
     selected = domains or list(mesh.domains)
-    loaded = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
-    ctx = CheckContext.load(mesh, [n for n in loaded if n in selected] + [
-        n for n in loaded if n not in selected
-    ])  # fmt: skip
+    if load is None:  # the selected domains, plus every other domain that has a manifest
+        load = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
+    ctx = CheckContext.load(mesh, sorted(set(load) | set(selected), key=list(mesh.domains).index))
     ctx.options = options
     if not sqlfluff:
         ctx.options.setdefault("GOV502", {})["enabled"] = False
@@ -165,12 +168,14 @@ def run_check(
     for code, rule in sorted(REGISTRY.items()):
         severity = severities.get(code)
         owners = {d for d, codes in own_rules.items() if code in codes}
-        if severity is None:
+        if severity is None or (code == "GOV502" and not sqlfluff):
             continue
         report.rules.append(code)
+        seen: set[Finding] = set()
         for finding in rule.check(ctx):
-            if finding.domain not in selected or (owners and finding.domain not in owners):
+            if finding.domain not in selected or (owners and finding.domain not in owners) or finding in seen:
                 continue
+            seen.add(finding)
             effective = max(severity, raised.get(finding.domain, {}).get(code, severity))
             violations.append(Violation(code, rule.name, effective, finding, rule.section("Fix")))
     report.violations, report.waived = _apply_waivers(mesh, selected, violations, today or date.today())

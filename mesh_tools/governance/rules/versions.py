@@ -142,7 +142,7 @@ def deprecated_use(ctx: CheckContext) -> Iterator[Finding]:
     Example:
         finance refs `ref('sales', 'fct_orders', v=1)` after v1's deprecation_date.
     Fix:
-        Migrate to the latest version: `ref('sales', 'fct_orders')`.
+        Migrate to the latest version: the ref without `v=` (or with the latest version number).
     """
     now = datetime.now(UTC)
     for ref in ctx.cross_refs:

@@ -1,0 +1,214 @@
+"""Every governance rule, failing on the governance_mesh fixture and passing on the demo mesh."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_fixture, run_dbt, run_mesh
+
+
+@pytest.fixture(scope="session")
+def governance_mesh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """crm and billing parsed the mesh way; ads parsed the plain-dbt way, with crm and billing as
+    local packages, so its manifest holds refs the stitcher would refuse (what GOV201/203 catch)."""
+    root = copy_fixture("governance_mesh", tmp_path_factory.mktemp("gov"))
+    stitched = run_mesh("stitch", "crm", "billing", cwd=root)
+    assert stitched.returncode == 0, stitched.stdout + stitched.stderr
+    for command in (("deps",), ("parse",)):
+        result = run_dbt(*command, cwd=root / "ads")
+        assert result.returncode == 0, result.stdout
+    return root
+
+
+@pytest.fixture(scope="session")
+def report(governance_mesh: Path) -> dict:
+    result = run_mesh("check", "--format", "json", cwd=governance_mesh)
+    assert result.returncode == 1, result.stderr
+    return json.loads(result.stdout)
+
+
+def found(report: dict, code: str) -> list[tuple[str, str, str]]:
+    return [(v["domain"], v["severity"], v["message"]) for v in report["violations"] if v["code"] == code]
+
+
+EXPECTED = {
+    "GOV101": [("crm", "error", "public model 'bad_product' has no enforced contract")],
+    "GOV102": [("crm", "error", "public model 'bad_product': columns without data_type: id, secret_email")],
+    "GOV103": [("crm", "error", "public model 'bad_product' has no description")],
+    "GOV104": [("crm", "error", "public model 'bad_product' belongs to no group")],
+    "GOV105": [("crm", "error", "public model 'bad_product' has no unique + not_null tests")],
+    "GOV201": [
+        ("ads", "error", "'audience' reads model.crm.internal_scores, which is protected in crm"),
+        ("ads", "error", "'invoices_copy' reads model.billing.invoices, which is protected in billing"),
+    ],
+    "GOV203": [
+        ("ads", "error", "ads reads project 'billing' (model.billing.invoices) without declaring it in dependencies.yml")
+    ],
+    "GOV204": [("billing", "error", "cycle between domains: billing -> crm -> billing")],
+    "GOV302": [("crm", "error", "'accounts' v1 is older than latest v2 but has no deprecation_date")],
+    "GOV303": [("ads", "warn", "'legacy' reads model.crm.old_report, deprecated since 2020-01-01")],
+    "GOV401": [
+        ("billing", "error", "'invoices' reads PII (email) of model.crm.customers, whose policy does not allow billing"),
+        ("crm", "error", "public model 'bad_product' exposes PII (secret_email) with no policy: set "
+         "meta.pii_allowed_consumers (an empty list allows no other domain)"),
+    ],
+    "GOV402": [("billing", "error", "'invoices' reads model.crm.vip_list, which crm restricts to: ads")],
+    "GOV601": [("crm", "warn", "source 'raw.events' has no freshness threshold")],
+    "GOV602": [("ads", "error", "'audience' promises 1 h freshness but reads model.crm.customers, which promises 24 h")],
+}
+
+
+@pytest.mark.parametrize("code", sorted(EXPECTED))
+def test_rule_fails_where_it_should(report: dict, code: str):
+    assert sorted(found(report, code)) == sorted(EXPECTED[code])
+
+
+def test_column_descriptions_raised_to_error_by_the_mesh(report: dict):
+    assert sorted(found(report, "GOV106")) == [
+        ("ads", "error", "public model 'audience': columns without description: score"),
+        ("crm", "error", "public model 'bad_product': columns without description: id, secret_email"),
+    ]
+
+
+def test_domain_raises_a_severity_for_itself_only(report: dict):
+    assert sorted(found(report, "GOV501")) == [
+        ("ads", "error", "'helper' is in intermediate/ but is not named int_*"),
+        ("crm", "warn", "'customers_clean' is in staging/ but is not named stg_*"),
+    ]
+
+
+def test_sql_style_through_sqlfluff(report: dict):
+    style = found(report, "GOV502")
+    assert ("crm", "warn", "CP01: Keywords must be consistently upper case.") in style
+    assert ("billing", "warn", "LT05: Line is too long (141 > 120).") in style
+    lines = [v["line"] for v in report["violations"] if v["code"] == "GOV502" and v["domain"] == "crm"]
+    assert lines == [1]
+
+
+def test_storage_bypass_is_found_and_waived_with_a_reason(report: dict):
+    assert found(report, "GOV202") == []
+    [waived] = [v for v in report["waived"] if v["code"] == "GOV202"]
+    assert waived["message"] == "'sneaky' reads crm's storage directly: crm.main.customers"
+    assert waived["waived_by"] == "Migration to ref('crm', 'customers') scheduled for Q1. (until 2099-12-31)"
+
+
+def test_broken_and_unused_waivers_are_violations(report: dict):
+    assert found(report, "GOV001") == [("ads", "error", "waiver #2 of GOV303 for legacy has no reason")]
+    assert found(report, "GOV002") == [("ads", "error", "waiver #3 of GOV201 for audience expired on 2020-06-30")]
+    assert found(report, "GOV003") == [("ads", "warn", "waiver of GOV103 for nothing_here matches no violation")]
+
+
+def test_breaking_change_against_the_published_release(plain_mesh_copy: Path):
+    root = plain_mesh_copy
+    schema = root / "shop/models/schema.yml"
+    schema.write_text(
+        schema.read_text().replace("      - name: amount\n", "      - name: amount_eur\n").replace("[amount]", "[amount_eur]")
+    )
+    sql = root / "shop/models/orders_v2.sql"
+    sql.write_text(sql.read_text().replace("as amount\n", "as amount_eur\n"))
+    assert run_mesh("stitch", "shop", cwd=root).returncode == 0
+    result = run_mesh("check", "--no-sqlfluff", "--format", "json", cwd=root)
+    [violation] = [v for v in json.loads(result.stdout)["violations"] if v["code"] == "GOV301"]
+    message = violation["message"]
+    assert re.match(r"shop\.orders\.v2: column 'amount' removed or renamed since release r\d{8}T\d{12}Z-\w{6} "
+                    r"without a new version; affected: ", message), message
+    assert "audit.audited_orders (selects 'amount')" in message
+    assert "billing.invoices (selects 'amount')" in message
+    assert "reporting.order_summary (selects 'amount')" in message
+    assert "reporting.legacy_orders" not in message  # it reads v1, which did not change
+    # and the gate: the breaking change blocks publishing
+    build = run_mesh("build", "shop", cwd=root)
+    assert build.returncode == 1
+    assert "publish refused: error-level governance findings: GOV301 shop.orders.v2: column 'amount'" in build.stdout
+
+
+def test_demo_mesh_passes_every_rule(demo_built):
+    result = run_mesh("check", "--format", "json", cwd=demo_built.root)
+    assert result.returncode == 0, result.stdout[-3000:]
+    data = json.loads(result.stdout)
+    assert data["violations"] == [] and data["waived"] == []
+    assert len(data["rules"]) == 19
+
+
+def test_text_output_is_grouped_by_domain_with_the_fix(governance_mesh: Path):
+    result = run_mesh("check", "--no-sqlfluff", "ads", cwd=governance_mesh)
+    assert result.returncode == 1
+    out = result.stdout
+    assert out.startswith("ads:\n")
+    assert "  ERROR GOV201 ref-to-non-public-model: 'audience' reads model.crm.internal_scores" in out
+    assert "        at ads/models/audience.sql\n        fix: Use a public product of that domain" in out
+    assert re.search(r"mesh check: 1 domains, 18 rules, \d+ errors, \d+ warnings, 0 info, 1 waived", out)
+
+
+def test_junit_and_sarif(governance_mesh: Path, tmp_path: Path):
+    junit = run_mesh("check", "--no-sqlfluff", "--format", "junit", cwd=governance_mesh)
+    suites = ET.fromstring(junit.stdout)
+    by_name = {s.get("name"): s for s in suites}
+    assert int(by_name["mesh check: crm"].get("failures")) == 8
+    sarif = json.loads(run_mesh("check", "--no-sqlfluff", "--format", "sarif", cwd=governance_mesh).stdout)
+    run = sarif["runs"][0]
+    assert sarif["version"] == "2.1.0" and run["tool"]["driver"]["name"] == "mesh check"
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} >= {"GOV101", "GOV201", "GOV001"}
+    first = next(r for r in run["results"] if r["ruleId"] == "GOV101")
+    assert first["level"] == "error"
+    assert first["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "crm/models/marts/bad_product.sql"
+
+
+def test_baseline_fails_only_on_new_violations(governance_mesh: Path, tmp_path: Path):
+    baseline = tmp_path / "baseline.json"
+    first = run_mesh("check", "--no-sqlfluff", "--write-baseline", str(baseline), cwd=governance_mesh)
+    assert first.returncode == 1 and baseline.is_file()
+    again = run_mesh("check", "--no-sqlfluff", "--baseline", str(baseline), cwd=governance_mesh)
+    assert again.returncode == 0, again.stdout
+    assert "0 at or above 'error'" in again.stdout and "(baseline)" in again.stdout
+
+
+def test_fail_on_threshold(governance_mesh: Path):
+    result = run_mesh("check", "--no-sqlfluff", "--fail-on", "warn", "crm", cwd=governance_mesh)
+    assert result.returncode == 1
+    assert "at or above 'warn'" in result.stdout
+
+
+def test_missing_manifest_is_exit_3(tmp_path: Path):
+    root = copy_fixture("governance_mesh", tmp_path)
+    result = run_mesh("check", cwd=root)
+    assert result.returncode == 3
+    assert result.stderr.startswith("error: crm/target/manifest.json: manifest not found. Parse or build the domain first")
+
+
+def test_rules_lists_every_rule_with_its_documentation(plain_mesh: Path):
+    result = run_mesh("rules", cwd=plain_mesh)
+    assert result.returncode == 0
+    codes = re.findall(r"^(GOV\d{3})  ", result.stdout, re.M)
+    assert len(codes) == 22 and codes == sorted(codes[:19]) + ["GOV001", "GOV002", "GOV003"]
+    for section in ("Rationale:", "Example:", "Fix:"):
+        assert result.stdout.count(section) == 19
+
+
+def test_company_rule_from_a_plugin(governance_mesh: Path, tmp_path: Path):
+    root = tmp_path / "mesh"
+    import shutil
+
+    shutil.copytree(governance_mesh, root, symlinks=True)
+    (root / "company_rules.py").write_text(
+        "from mesh_tools.governance.rule import Finding, rule\n\n"
+        "@rule('ACME001', 'no-x-columns', severity='error')\n"
+        "def no_x(ctx):\n"
+        "    '''No column may be called x.\n\n    Rationale:\n        x says nothing.\n    Example:\n        select 1 as x\n"
+        "    Fix:\n        Name it.\n    '''\n"
+        "    for domain in ctx.manifests:\n"
+        "        for node in ctx.nodes(domain):\n"
+        "            if 'as x' in (node.get('raw_code') or ''):\n"
+        "                yield Finding(domain, f\"'{node['name']}' has a column called x\", node=node['unique_id'])\n"
+    )
+    mesh_yml = root / "mesh.yml"
+    mesh_yml.write_text(mesh_yml.read_text().replace("governance:\n", "governance:\n  plugins: [company_rules.py]\n"))
+    result = run_mesh("check", "--no-sqlfluff", "--format", "json", cwd=root)
+    assert [v["message"] for v in json.loads(result.stdout)["violations"] if v["code"] == "ACME001"] == [
+        "'helper' has a column called x"
+    ]
