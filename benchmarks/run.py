@@ -15,7 +15,7 @@ Sections:
          `mesh build` with publishing beside the same floor; and `mesh publish sales` beside a bare
          DuckDB `COPY ... TO '...parquet'` of the same tables (publish throughput, rows per second).
   scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
-         `mesh stitch` and `mesh build`.
+         `mesh stitch`, `mesh check --no-sqlfluff`, `mesh build`, and `mesh sync` when nothing changed.
 Results: benchmarks/results/benchmark.json and benchmark.md.
 """
 
@@ -302,15 +302,17 @@ def bench_large(work: Path, runs: int, orders: int) -> dict[str, Any]:
     }
 
 
-def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int) -> dict[str, Any]:
+def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int, progress: Any = None) -> dict[str, Any]:
     rows = []
     for domains, models in sizes:
         root = work / f"scale-{domains}x{models}"
         seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
                      "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
         stitch = measure(mesh("stitch"), root)
+        checks = [measure(mesh("check", "--no-sqlfluff"), root, check=False) for _ in range(runs)]
         builds = [measure(mesh("build"), root) for _ in range(runs)]
         build = {"seconds": median([b["seconds"] for b in builds]), "peak_mb": max(b["peak_mb"] for b in builds)}
+        syncs = [measure(mesh("sync"), root) for _ in range(runs)]
         rows.append(
             {
                 "domains": domains,
@@ -321,8 +323,13 @@ def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int) -> dict[str
                 "build_s": round(build["seconds"], 2),
                 "build_peak_mb": round(build["peak_mb"]),
                 "build_ms_per_model": round(1000 * build["seconds"] / (domains * models), 1),
+                "check_s": round(median([c["seconds"] for c in checks]), 2),
+                "check_peak_mb": round(max(c["peak_mb"] for c in checks)),
+                "sync_idle_s": round(median([x["seconds"] for x in syncs]), 2),
             }
         )
+        if progress:
+            progress({"rows": rows, "growth": growth(rows)})
         shutil.rmtree(root, ignore_errors=True)
         print(f"  scale {domains}x{models}: {rows[-1]}", flush=True)
     return {"rows": rows, "growth": growth(rows)}
@@ -331,7 +338,7 @@ def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int) -> dict[str
 def growth(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Log-log slope of time against total models (1.0 = linear), per command."""
     out = {}
-    for key in ("stitch_s", "build_s"):
+    for key in ("stitch_s", "build_s", "check_s"):
         points = [(math.log(r["models"]), math.log(r[key])) for r in rows if r[key] > 0]
         if len(points) < 2:
             continue
@@ -414,13 +421,16 @@ def markdown(report: dict[str, Any]) -> str:
     if "scale" in s:
         lines += [
             "",
-            "| domains × models | total models | `mesh stitch` s | peak MB | `mesh build` s | peak MB | ms per model |",
+            "| domains × models | total models | `mesh stitch` s (peak MB) | `mesh build` s (peak MB) "
+            "| ms per model | `mesh check --no-sqlfluff` s (peak MB) | `mesh sync`, nothing changed, s |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in s["scale"]["rows"]:
             lines.append(
-                f"| {r['domains']} × {r['models_per_domain']} | {r['models']} | {r['stitch_s']} | "
-                f"{r['stitch_peak_mb']} | {r['build_s']} | {r['build_peak_mb']} | {r['build_ms_per_model']} |"
+                f"| {r['domains']} × {r['models_per_domain']} | {r['models']} "
+                f"| {r['stitch_s']} ({r['stitch_peak_mb']}) "
+                f"| {r['build_s']} ({r['build_peak_mb']}) | {r['build_ms_per_model']} "
+                f"| {r['check_s']} ({r['check_peak_mb']}) | {r['sync_idle_s']} |"
             )
         g = s["scale"]["growth"]
         if g:
@@ -436,6 +446,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
     parser.add_argument("--orders", type=int, default=None, help="orders for 'large' (default 10,000,000)")
     parser.add_argument("--sizes", default=None, help="scale sizes, e.g. 5x100,10x100 (default: the full curve)")
+    parser.add_argument("--scale-runs", type=int, default=1, help="runs per size in 'scale' (default 1: it is long)")
     parser.add_argument("--no-install-loom", action="store_true", help="skip dbt-loom unless already installed")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
@@ -466,14 +477,25 @@ def main() -> None:
             elif name == "large":
                 result = bench_large(work, runs, orders)
             else:
-                result = bench_scale(work, sizes, max(1, min(runs, 3)))  # type: ignore[arg-type]
+
+                def partial(result: dict[str, Any]) -> None:
+                    report["sections"]["scale"] = result
+                    write(report, args.out)
+
+                result = bench_scale(work, sizes, args.scale_runs, partial)  # type: ignore[arg-type]
             report["sections"][name] = result
+            write(report, args.out)
             print(f"benchmark: {name} done in {time.perf_counter() - start:.0f}s", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(write(report, args.out))
+
+
+def write(report: dict[str, Any], out: Path) -> str:
+    """Write the report so far (a long run keeps what it measured if it is stopped)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
     table = markdown(report)
-    (args.out / "benchmark.md").write_text(table)
-    print(table)
+    (out / "benchmark.md").write_text(table)
+    return table
 
 
 if __name__ == "__main__":
