@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,8 +26,6 @@ def product_key(project: str, model: str, version: str | None) -> str:
 
 def new_release_id(salt: str) -> str:
     now = datetime.now(UTC)
-    import hashlib
-
     digest = hashlib.sha256(f"{now.isoformat()}|{salt}|{os.getpid()}".encode()).hexdigest()[:6]
     return f"r{now:%Y%m%dT%H%M%S%f}Z-{digest}"
 

@@ -18,7 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.config import RuleSetting
 from mesh_tools.errors import ConfigError
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import REGISTRY, Finding, Rule, Severity, Violation
@@ -90,10 +89,6 @@ def _import_plugin(base: Path, plugin: str, declared_in: Path) -> None:
         raise ConfigError(f"{display_path(declared_in)}: cannot load rules plugin '{plugin}': {exc}") from None
 
 
-def _setting(value: RuleSetting) -> RuleSetting:
-    return value
-
-
 def _check_codes(codes: list[str], path: Path, loc: tuple[Any, ...], keyed: bool = True) -> None:
     """Every code names a known rule; ``keyed``: codes are keys at ``loc``, else list items' ``rule``."""
     known = set(REGISTRY) | set(META_RULES)
@@ -112,7 +107,7 @@ def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[st
     severities: dict[str, Severity | None] = {code: r.severity for code, r in REGISTRY.items()}
     options: dict[str, dict[str, Any]] = {}
     for code, raw in mesh.governance.rules.items():
-        setting = _setting(raw)
+        setting = raw
         if setting.severity == "off":
             severities[code] = None
         elif setting.severity:
@@ -124,7 +119,7 @@ def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[st
         _check_codes(list(domain.governance.rules), domain_file, ("governance", "rules"))
         _check_codes([w.rule for w in domain.governance.waivers], domain_file, ("governance", "waivers"), keyed=False)
         for code, raw in domain.governance.rules.items():
-            setting = _setting(raw)
+            setting = raw
             floor = severities.get(code)
             if setting.severity == "off" or (
                 setting.severity and floor is not None and Severity.parse(setting.severity) < floor

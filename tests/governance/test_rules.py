@@ -47,19 +47,33 @@ EXPECTED = {
         ("ads", "error", "'invoices_copy' reads model.billing.invoices, which is protected in billing"),
     ],
     "GOV203": [
-        ("ads", "error", "ads reads project 'billing' (model.billing.invoices) without declaring it in dependencies.yml")
+        (
+            "ads",
+            "error",
+            "ads reads project 'billing' (model.billing.invoices) without declaring it in dependencies.yml",
+        )
     ],
     "GOV204": [("billing", "error", "cycle between domains: billing -> crm -> billing")],
     "GOV302": [("crm", "error", "'accounts' v1 is older than latest v2 but has no deprecation_date")],
     "GOV303": [("ads", "warn", "'legacy' reads model.crm.old_report, deprecated since 2020-01-01")],
     "GOV401": [
-        ("billing", "error", "'invoices' reads PII (email) of model.crm.customers, whose policy does not allow billing"),
-        ("crm", "error", "public model 'bad_product' exposes PII (secret_email) with no policy: set "
-         "meta.pii_allowed_consumers (an empty list allows no other domain)"),
+        (
+            "billing",
+            "error",
+            "'invoices' reads PII (email) of model.crm.customers, whose policy does not allow billing",
+        ),
+        (
+            "crm",
+            "error",
+            "public model 'bad_product' exposes PII (secret_email) with no policy: set "
+            "meta.pii_allowed_consumers (an empty list allows no other domain)",
+        ),
     ],
     "GOV402": [("billing", "error", "'invoices' reads model.crm.vip_list, which crm restricts to: ads")],
     "GOV601": [("crm", "warn", "source 'raw.events' has no freshness threshold")],
-    "GOV602": [("ads", "error", "'audience' promises 1 h freshness but reads model.crm.customers, which promises 24 h")],
+    "GOV602": [
+        ("ads", "error", "'audience' promises 1 h freshness but reads model.crm.customers, which promises 24 h")
+    ],
 }
 
 
@@ -107,7 +121,9 @@ def test_breaking_change_against_the_published_release(plain_mesh_copy: Path):
     root = plain_mesh_copy
     schema = root / "shop/models/schema.yml"
     schema.write_text(
-        schema.read_text().replace("      - name: amount\n", "      - name: amount_eur\n").replace("[amount]", "[amount_eur]")
+        schema.read_text()
+        .replace("      - name: amount\n", "      - name: amount_eur\n")
+        .replace("[amount]", "[amount_eur]")
     )
     sql = root / "shop/models/orders_v2.sql"
     sql.write_text(sql.read_text().replace("as amount\n", "as amount_eur\n"))
@@ -115,8 +131,11 @@ def test_breaking_change_against_the_published_release(plain_mesh_copy: Path):
     result = run_mesh("check", "--no-sqlfluff", "--format", "json", cwd=root)
     [violation] = [v for v in json.loads(result.stdout)["violations"] if v["code"] == "GOV301"]
     message = violation["message"]
-    assert re.match(r"shop\.orders\.v2: column 'amount' removed or renamed since release r\d{8}T\d{12}Z-\w{6} "
-                    r"without a new version; affected: ", message), message
+    assert re.match(
+        r"shop\.orders\.v2: column 'amount' removed or renamed since release r\d{8}T\d{12}Z-\w{6} "
+        r"without a new version; affected: ",
+        message,
+    ), message
     assert "audit.audited_orders (selects 'amount')" in message
     assert "billing.invoices (selects 'amount')" in message
     assert "reporting.order_summary (selects 'amount')" in message
@@ -178,7 +197,9 @@ def test_missing_manifest_is_exit_3(tmp_path: Path):
     root = copy_fixture("governance_mesh", tmp_path)
     result = run_mesh("check", cwd=root)
     assert result.returncode == 3
-    assert result.stderr.startswith("error: crm/target/manifest.json: manifest not found. Parse or build the domain first")
+    assert result.stderr.startswith(
+        "error: crm/target/manifest.json: manifest not found. Parse or build the domain first"
+    )
 
 
 def test_rules_lists_every_rule_with_its_documentation(plain_mesh: Path):
