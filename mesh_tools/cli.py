@@ -301,6 +301,16 @@ def status(ctx: click.Context, fmt: str) -> None:
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here, not to stdout."
 )
+@click.option(
+    "--contracts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Saved contracts to compare products with (GOV301), instead of their last published releases.",
+)
+@click.option(
+    "--write-contracts",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Save every public model's contract, as a baseline for --contracts.",
+)
 @click.pass_context
 @handles_errors
 def check(
@@ -312,6 +322,8 @@ def check(
     baseline: Path | None,
     write_baseline: Path | None,
     output: Path | None,
+    contracts: Path | None,
+    write_contracts: Path | None,
 ) -> None:
     """Check governance rules over the whole mesh (every domain's manifest, plus the exchange)."""
     from mesh_tools.governance import engine, render
@@ -320,7 +332,10 @@ def check(
     mesh = _mesh(ctx)
     threshold = Severity.parse(fail_on or mesh.governance.fail_on)
     known = engine.read_baseline(baseline) if baseline else None
-    report = engine.run_check(mesh, mesh.select(selectors), sqlfluff=not no_sqlfluff, baseline=known)
+    saved = engine.read_contracts(contracts) if contracts else None
+    report = engine.run_check(mesh, mesh.select(selectors), sqlfluff=not no_sqlfluff, baseline=known, contracts=saved)
+    if write_contracts:
+        engine.write_contracts(write_contracts, mesh)
     rendered = render.RENDERERS[fmt](report, threshold)
     if output:
         from mesh_tools.exchange.store import write_atomic

@@ -146,6 +146,7 @@ def run_check(
     baseline: set[str] | None = None,
     today: date | None = None,
     load: list[str] | None = None,
+    contracts: dict[str, dict[str, Any]] | None = None,
 ) -> CheckReport:
     """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
     start = time.perf_counter()
@@ -156,6 +157,7 @@ def run_check(
         load = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
     ctx = CheckContext.load(mesh, sorted(set(load) | set(selected), key=list(mesh.domains).index))
     ctx.options = options
+    ctx.baseline_contracts = contracts or {}
     if not sqlfluff:
         ctx.options.setdefault("GOV502", {})["enabled"] = False
     report = CheckReport(domains=selected, rules=[])
@@ -261,3 +263,28 @@ def all_rules(mesh: Mesh | None = None) -> list[Rule]:
     else:
         import mesh_tools.governance.rules  # noqa: F401
     return [REGISTRY[c] for c in sorted(REGISTRY)]
+
+
+def write_contracts(path: Path, mesh: Mesh) -> None:
+    """Save the contract of every public model (by product key) as a baseline for GOV301."""
+    from mesh_tools.exchange.publish import contract_of
+    from mesh_tools.exchange.store import product_key, write_atomic
+
+    ctx = CheckContext.load(mesh, [n for n in mesh.domains if mesh.domains[n].manifest_path.is_file()])
+    saved = {}
+    for domain in ctx.manifests:
+        for node in ctx.public_models(domain):
+            version = None if node.get("version") is None else str(node["version"])
+            saved[product_key(domain, node["name"], version)] = contract_of(node).model_dump()
+    write_atomic(path, json.dumps({"contracts": saved}, indent=2, sort_keys=True) + "\n")
+
+
+def read_contracts(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["contracts"])
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{display_path(path)}: contracts file not found. Write one with --write-contracts."
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{display_path(path)}: not a contracts file ({exc}).") from None

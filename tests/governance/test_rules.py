@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -233,3 +234,19 @@ def test_company_rule_from_a_plugin(governance_mesh: Path, tmp_path: Path):
     assert [v["message"] for v in json.loads(result.stdout)["violations"] if v["code"] == "ACME001"] == [
         "'helper' has a column called x"
     ]
+
+
+def test_breaking_change_against_a_saved_contract_baseline(plain_mesh_copy: Path, tmp_path: Path):
+    root = plain_mesh_copy
+    saved = tmp_path / "contracts.json"
+    assert run_mesh("check", "--no-sqlfluff", "--write-contracts", str(saved), cwd=root).returncode in (0, 1)
+    assert "shop.orders.v2" in json.loads(saved.read_text())["contracts"]
+    shutil.rmtree(root / "exchange")  # no release to compare with: only the saved contracts
+    schema = root / "shop/models/schema.yml"
+    schema.write_text(schema.read_text().replace("data_type: decimal(10,2)", "data_type: double"))
+    assert run_mesh("stitch", "shop", cwd=root).returncode == 0
+    result = run_mesh("check", "--no-sqlfluff", "--format", "json", "--contracts", str(saved), cwd=root)
+    messages = [v["message"] for v in json.loads(result.stdout)["violations"] if v["code"] == "GOV301"]
+    assert messages and messages[0].startswith(
+        "shop.orders.v2: column 'amount' type changed decimal(10,2) -> double without a new version; affected: "
+    )
