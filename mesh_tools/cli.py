@@ -267,11 +267,11 @@ def status(ctx: click.Context, fmt: str) -> None:
         return
     for state in states:
         build = state.last_build
-        built = (
-            f"{build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}" if build else "never"
+        ran = (
+            f"dbt {build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}" if build else "none"
         )
         flag = "BEHIND" if state.is_behind else "up to date"
-        click.echo(f"{state.name}: last build {built}; {flag}")
+        click.echo(f"{state.name}: last run: {ran}; {flag}")
         for release in state.releases:
             click.echo(f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows)")
         for product, release_id in sorted(state.consumed.items()):

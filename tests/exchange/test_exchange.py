@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -183,6 +184,10 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
     status = json.loads(run_mesh("status", "--format", "json", cwd=root).stdout)
     behind = {d["domain"]: d["is_behind"] for d in status["domains"]}
     assert behind == {"hr": False, "shop": False, "audit": True, "billing": True, "reporting": True}
+    text = run_mesh("status", cwd=root).stdout
+    assert re.search(r"^reporting: last run: dbt build ok at \S+; BEHIND$", text, re.M), text
+    assert re.search(r"^  consumed  shop\.orders\.v2 @ r\S+  -> newer: r\S+$", text, re.M), text
+    assert re.search(r"^hr: last run: dbt build ok at \S+; up to date$", text, re.M), text
     result = run_mesh("sync", cwd=root)
     assert result.returncode == 0, result.stdout
     assert "mesh sync: 3 of 3 domains succeeded" in result.stdout
