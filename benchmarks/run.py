@@ -39,7 +39,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-IGNORED = shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
 LOOM_VENV = REPO / "benchmarks" / ".venv-loom"
 
 
@@ -94,11 +93,9 @@ def mesh(*args: str) -> list[str]:
 
 
 def copy_demo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "mesh.yml", dest / "mesh.yml")
-    shutil.copytree(REPO / "projects", dest / "projects", ignore=IGNORED)
-    shutil.copytree(REPO / "macros", dest / "macros", ignore=IGNORED)
-    return dest
+    from mesh_tools.demo_data import copy_demo_mesh
+
+    return copy_demo_mesh(REPO, dest)
 
 
 def domain_order(root: Path) -> list[str]:

@@ -188,3 +188,18 @@ def write_landing_files(mesh: Mesh, orders: int = 500, seed: int = 42) -> list[t
     finally:
         con.close()
     return written
+
+
+_BUILD_OUTPUT = ("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
+
+
+def copy_demo_mesh(source: Path, dest: Path) -> Path:
+    """Copy the demo mesh's sources (mesh.yml, projects/, macros/) without build output or data."""
+    import shutil
+
+    ignored = shutil.ignore_patterns(*_BUILD_OUTPUT)
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "mesh.yml", dest / "mesh.yml")
+    shutil.copytree(source / "projects", dest / "projects", ignore=ignored)
+    shutil.copytree(source / "macros", dest / "macros", ignore=ignored)
+    return dest

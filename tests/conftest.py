@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mesh_tools.demo_data import copy_demo_mesh
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DBT = Path(sys.executable).parent / "dbt"
@@ -86,15 +88,8 @@ def plain_mesh_copy(plain_mesh_built: Built, tmp_path: Path) -> Path:
     return copy_tree(plain_mesh_built.root, tmp_path / "mesh")
 
 
-IGNORED = shutil.ignore_patterns("target", "dbt_packages", "logs", "*.duckdb", "*.wal", "landing", ".user.yml")
-
-
 def copy_demo(dest: Path) -> Path:
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO / "mesh.yml", dest / "mesh.yml")
-    shutil.copytree(REPO / "projects", dest / "projects", ignore=IGNORED)
-    shutil.copytree(REPO / "macros", dest / "macros", ignore=IGNORED)
-    return dest
+    return copy_demo_mesh(REPO, dest)
 
 
 @pytest.fixture(scope="session")
