@@ -10,6 +10,7 @@ from typing import Any
 
 from mesh_tools.artifacts import read_json
 from mesh_tools.exchange.store import Exchange
+from mesh_tools.governance.rule import Finding
 from mesh_tools.mesh import Domain, Mesh
 
 
@@ -80,6 +81,10 @@ class CheckContext:
             if g.get("name") == group and g.get("package_name") == domain:
                 return g.get("owner") or {}
         return {}
+
+    def finding(self, domain: str, node: dict[str, Any], message: str) -> Finding:
+        """A finding on ``node`` of ``domain``, located at the node's file."""
+        return Finding(domain, message, node=node["unique_id"], file=self.relpath(domain, node))
 
     def relpath(self, domain: str, node: dict[str, Any]) -> str:
         path = self.domain(domain).path / node.get("original_file_path", "")

@@ -18,10 +18,15 @@ def _where(v: Violation) -> str:
     return v.finding.domain
 
 
-def text(report: CheckReport, fail_on: Severity) -> str:
-    by_domain: dict[str, list[Violation]] = defaultdict(list)
+def _by_domain(report: CheckReport) -> dict[str, list[Violation]]:
+    grouped: dict[str, list[Violation]] = defaultdict(list)
     for v in report.violations:
-        by_domain[v.finding.domain].append(v)
+        grouped[v.finding.domain].append(v)
+    return grouped
+
+
+def text(report: CheckReport, fail_on: Severity) -> str:
+    by_domain = _by_domain(report)
     lines = []
     for domain in report.domains:
         found = sorted(by_domain.get(domain, []), key=lambda v: (-v.severity, v.code, _where(v)))
@@ -77,9 +82,7 @@ def to_json(report: CheckReport, fail_on: Severity) -> str:
 
 
 def junit(report: CheckReport, fail_on: Severity) -> str:
-    by_domain: dict[str, list[Violation]] = defaultdict(list)
-    for v in report.violations:
-        by_domain[v.finding.domain].append(v)
+    by_domain = _by_domain(report)
     suites = []
     for domain in report.domains:
         found = by_domain.get(domain, [])

@@ -32,11 +32,8 @@ def non_public_ref(ctx: CheckContext) -> Iterator[Finding]:
             continue
         seen.add((ref.consumer, ref.node["unique_id"], ref.upstream_node))
         what = "does not exist" if producer is None else f"is {access}"
-        yield Finding(
-            ref.consumer,
-            f"'{ref.node['name']}' reads {ref.upstream_node}, which {what} in {ref.project}",
-            node=ref.node["unique_id"],
-            file=ctx.relpath(ref.consumer, ref.node),
+        yield ctx.finding(
+            ref.consumer, ref.node, f"'{ref.node['name']}' reads {ref.upstream_node}, which {what} in {ref.project}"
         )
 
 
@@ -86,22 +83,18 @@ def storage_bypass(ctx: CheckContext) -> Iterator[Finding]:
             )  # fmt: skip
             for other, patterns in markers.items():
                 if any(p.search(text) for p in patterns):
-                    yield Finding(
+                    yield ctx.finding(
                         domain,
+                        source,
                         f"source '{source['source_name']}.{source['name']}' reads {other}'s storage ({text})",
-                        node=source["unique_id"],
-                        file=ctx.relpath(domain, source),
                     )
         for node in ctx.nodes(domain):
             sql = _COMMENT.sub("", _JINJA.sub("", node.get("raw_code") or ""))
             for other, patterns in markers.items():
                 hit = next((m for p in patterns if (m := p.search(sql))), None)
                 if hit:
-                    yield Finding(
-                        domain,
-                        f"'{node['name']}' reads {other}'s storage directly: {hit.group(0)}",
-                        node=node["unique_id"],
-                        file=ctx.relpath(domain, node),
+                    yield ctx.finding(
+                        domain, node, f"'{node['name']}' reads {other}'s storage directly: {hit.group(0)}"
                     )
 
 
@@ -123,12 +116,11 @@ def undeclared(ctx: CheckContext) -> Iterator[Finding]:
         if (ref.consumer, ref.project) in seen:
             continue
         seen.add((ref.consumer, ref.project))
-        yield Finding(
+        yield ctx.finding(
             ref.consumer,
+            ref.node,
             f"{ref.consumer} reads project '{ref.project}' ({ref.upstream_node}) "
             "without declaring it in dependencies.yml",
-            node=ref.node["unique_id"],
-            file=ctx.relpath(ref.consumer, ref.node),
         )
 
 

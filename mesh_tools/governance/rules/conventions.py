@@ -35,8 +35,7 @@ def layer_prefixes(ctx: CheckContext) -> Iterator[Finding]:
                         if inside
                         else f"is named {prefix}* outside {layer}/"
                     )
-                    yield Finding(domain, f"'{node['name']}' {problem}", node=node["unique_id"],
-                                  file=ctx.relpath(domain, node))  # fmt: skip
+                    yield ctx.finding(domain, node, f"'{node['name']}' {problem}")
 
 
 # LT02 (indentation) is left out: the jinja templater renders unknown macros as blanks and mis-indents.

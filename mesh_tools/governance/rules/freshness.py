@@ -35,8 +35,7 @@ def source_freshness(ctx: CheckContext) -> Iterator[Finding]:
                 problem = "no loaded_at_field"
             else:
                 continue
-            yield Finding(domain, f"source '{name}' has {problem}", node=source["unique_id"],
-                          file=ctx.relpath(domain, source))  # fmt: skip
+            yield ctx.finding(domain, source, f"source '{name}' has {problem}")
 
 
 def _slo(node: dict[str, Any] | None) -> float | None:
@@ -81,10 +80,9 @@ def slo_upstream(ctx: CheckContext) -> Iterator[Finding]:
                     continue
                 todo += nodes.get(uid, {}).get("depends_on", {}).get("nodes", [])
             if loosest and slo < loosest[0]:
-                yield Finding(
+                yield ctx.finding(
                     domain,
+                    node,
                     f"'{node['name']}' promises {slo:g} h freshness but reads {loosest[1]}, "
                     f"which promises {loosest[0]:g} h",
-                    node=node["unique_id"],
-                    file=ctx.relpath(domain, node),
                 )

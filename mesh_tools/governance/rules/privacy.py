@@ -36,22 +36,20 @@ def pii(ctx: CheckContext) -> Iterator[Finding]:
                 continue
             allowed = _meta(node).get("pii_allowed_consumers")
             if allowed is None:
-                yield Finding(
+                yield ctx.finding(
                     domain,
+                    node,
                     f"public model '{node['name']}' exposes PII ({', '.join(columns)}) with no policy: set "
                     "meta.pii_allowed_consumers (an empty list allows no other domain)",
-                    node=node["unique_id"],
-                    file=ctx.relpath(domain, node),
                 )
                 allowed = []
             for ref in ctx.consumers_of(node["unique_id"]):
                 if ref.consumer not in allowed:
-                    yield Finding(
+                    yield ctx.finding(
                         ref.consumer,
+                        ref.node,
                         f"'{ref.node['name']}' reads PII ({', '.join(columns)}) of {node['unique_id']}, "
                         f"whose policy does not allow {ref.consumer}",
-                        node=ref.node["unique_id"],
-                        file=ctx.relpath(ref.consumer, ref.node),
                     )
 
 

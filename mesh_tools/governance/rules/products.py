@@ -8,10 +8,6 @@ from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 
 
-def _finding(ctx: CheckContext, domain: str, node: dict, message: str) -> Finding:
-    return Finding(domain, message, node=node["unique_id"], file=ctx.relpath(domain, node))
-
-
 @rule("GOV101", "product-contract-enforced")
 def contract_enforced(ctx: CheckContext) -> Iterator[Finding]:
     """Every public model has an enforced contract.
@@ -27,7 +23,7 @@ def contract_enforced(ctx: CheckContext) -> Iterator[Finding]:
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
             if not (node.get("contract") or {}).get("enforced"):
-                yield _finding(ctx, domain, node, f"public model '{node['name']}' has no enforced contract")
+                yield ctx.finding(domain, node, f"public model '{node['name']}' has no enforced contract")
 
 
 @rule("GOV102", "product-column-types")
@@ -45,10 +41,10 @@ def column_types(ctx: CheckContext) -> Iterator[Finding]:
         for node in ctx.public_models(domain):
             columns = node.get("columns", {})
             if not columns:
-                yield _finding(ctx, domain, node, f"public model '{node['name']}' declares no columns")
+                yield ctx.finding(domain, node, f"public model '{node['name']}' declares no columns")
             untyped = [c for c, spec in columns.items() if not spec.get("data_type")]
             if untyped:
-                yield _finding(ctx, domain, node, f"public model '{node['name']}': columns without data_type: "
+                yield ctx.finding(domain, node, f"public model '{node['name']}': columns without data_type: "
                                + ", ".join(untyped))  # fmt: skip
 
 
@@ -66,7 +62,7 @@ def description(ctx: CheckContext) -> Iterator[Finding]:
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
             if not (node.get("description") or "").strip():
-                yield _finding(ctx, domain, node, f"public model '{node['name']}' has no description")
+                yield ctx.finding(domain, node, f"public model '{node['name']}' has no description")
 
 
 @rule("GOV104", "product-owner")
@@ -83,9 +79,9 @@ def owner(ctx: CheckContext) -> Iterator[Finding]:
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
             if not node.get("group"):
-                yield _finding(ctx, domain, node, f"public model '{node['name']}' belongs to no group")
+                yield ctx.finding(domain, node, f"public model '{node['name']}' belongs to no group")
             elif not any(ctx.owner(domain, node).get(k) for k in ("name", "email")):
-                yield _finding(ctx, domain, node, f"group '{node['group']}' of '{node['name']}' has no owner")
+                yield ctx.finding(domain, node, f"group '{node['group']}' of '{node['name']}' has no owner")
 
 
 @rule("GOV105", "product-primary-key-tests")
@@ -116,9 +112,7 @@ def primary_key_tests(ctx: CheckContext) -> Iterator[Finding]:
             candidates = keys or list(tests)
             if not any({"unique", "not_null"} <= tests.get(col, set()) for col in candidates):
                 where = f" on its key {', '.join(keys)}" if keys else ""
-                yield _finding(
-                    ctx, domain, node, f"public model '{node['name']}' has no unique + not_null tests{where}"
-                )
+                yield ctx.finding(domain, node, f"public model '{node['name']}' has no unique + not_null tests{where}")
 
 
 @rule("GOV106", "product-column-descriptions", severity="warn")
@@ -136,5 +130,5 @@ def column_descriptions(ctx: CheckContext) -> Iterator[Finding]:
         for node in ctx.public_models(domain):
             bare = [c for c, spec in node.get("columns", {}).items() if not (spec.get("description") or "").strip()]
             if bare:
-                yield _finding(ctx, domain, node, f"public model '{node['name']}': columns without description: "
+                yield ctx.finding(domain, node, f"public model '{node['name']}': columns without description: "
                                + ", ".join(bare))  # fmt: skip

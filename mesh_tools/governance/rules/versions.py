@@ -96,12 +96,7 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
                     if consumers else "; no consumer reads it today"
                 )  # fmt: skip
                 since = f" since release {previous['release']}" if previous.get("release") else ""
-                yield Finding(
-                    domain,
-                    f"{key}: {change}{since} without a new version{impact}",
-                    node=node["unique_id"],
-                    file=ctx.relpath(domain, node),
-                )
+                yield ctx.finding(domain, node, f"{key}: {change}{since} without a new version{impact}")
 
 
 @rule("GOV302", "old-version-deprecation-date")
@@ -125,11 +120,10 @@ def deprecation_date(ctx: CheckContext) -> Iterator[Finding]:
             except ValueError:
                 older = str(version) < str(latest)
             if older and not node.get("deprecation_date"):
-                yield Finding(
+                yield ctx.finding(
                     domain,
+                    node,
                     f"'{node['name']}' v{version} is older than latest v{latest} but has no deprecation_date",
-                    node=node["unique_id"],
-                    file=ctx.relpath(domain, node),
                 )
 
 
@@ -153,9 +147,8 @@ def deprecated_use(ctx: CheckContext) -> Iterator[Finding]:
         when = datetime.fromisoformat(str(date).replace("Z", "+00:00"))
         when = when if when.tzinfo else when.replace(tzinfo=UTC)
         if when < now:
-            yield Finding(
+            yield ctx.finding(
                 ref.consumer,
+                ref.node,
                 f"'{ref.node['name']}' reads {ref.upstream_node}, deprecated since {when.date()}",
-                node=ref.node["unique_id"],
-                file=ctx.relpath(ref.consumer, ref.node),
             )
