@@ -6,18 +6,26 @@ STAMP := $(VENV)/.installed
 # No network but the package registries here: dbt must not try to send usage statistics.
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
+CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
+chromium:
+ifeq ($(CHROMIUM),)
+	apt-get install -y --no-install-recommends chromium >/dev/null || \
+	  (apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null)
+endif
+
 run: $(STAMP)
 	$(BIN)/mesh demo-data
 	$(BIN)/mesh build
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -26,4 +34,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mesh_tools tests benchmarks
 
 clean:
-	rm -rf projects/*/target projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
+	rm -rf health projects/*/target projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing

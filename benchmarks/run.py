@@ -364,6 +364,72 @@ def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int, progress: A
     return {"rows": rows, "growth": growth(rows)}
 
 
+SEEDED_TABLES = {
+    # table -> (columns shifted back in time, columns made unique per copy)
+    "collections": (["collected_at"], ["collection_id"]),
+    "runs": (["started_at", "finished_at"], ["collection_id", "invocation_id"]),
+    "node_results": (["completed_at"], ["collection_id", "invocation_id"]),
+    "source_freshness": (["max_loaded_at", "snapshotted_at"], ["collection_id"]),
+    "findings": ([], ["collection_id"]),
+    "measurements": (["measured_at"], ["collection_id", "basis", "release_id", "invocation_id"]),
+    "product_status": (["evaluated_at"], ["collection_id"]),
+    "domain_status": (["evaluated_at"], ["collection_id"]),
+}
+
+
+def seed_history(db: Path, days: int, per_day: int) -> dict[str, int]:
+    """Give a history of one build a past: copies of it, every 24/per_day hours, back ``days`` days.
+
+    Row counts of the copies wander by up to ±3 % so the volume monitor has a band to judge with.
+    """
+    import duckdb
+
+    copies, step = days * per_day, 24 / per_day
+    with duckdb.connect(str(db)) as con:
+        for table, (times, unique) in SEEDED_TABLES.items():
+            columns = [r[0] for r in con.execute(f"describe {table}").fetchall()]
+            exprs = []
+            for c in columns:
+                if c in times:
+                    exprs.append(f"{c} - to_hours(cast(k * {step} as bigint)) as {c}")
+                elif c in unique:
+                    exprs.append(f"case when {c} is null then null else {c} || '-h' || k end as {c}")
+                elif table == "measurements" and c == "rows":
+                    exprs.append("cast(rows * (1 + 0.03 * sin(k)) as bigint) as rows")
+                else:
+                    exprs.append(c)
+            con.execute(f"insert into {table} select {', '.join(exprs)} from {table}, range(1, {copies + 1}) r(k)")
+        return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in SEEDED_TABLES}
+
+
+def bench_observe(work: Path, size: tuple[int, int], runs: int, days: int) -> dict[str, Any]:
+    """`mesh health` on a generated mesh, built once, with ``days`` of history (4 builds a day)."""
+    domains, models = size
+    root = work / f"observe-{domains}x{models}"
+    seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
+                 "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
+    build = measure(mesh("build"), root)
+    rows = seed_history(root / "health" / "history.duckdb", days, 4)
+    healths = [measure(mesh("health"), root, check=False) for _ in range(runs)]
+    report = json.loads((root / "health" / "report.json").read_text())
+    result = {
+        "domains": domains,
+        "models": domains * models,
+        "products": len(report["products"]),
+        "history_days": days,
+        "history_rows": rows,
+        "build_s": round(build["seconds"], 2),
+        "health_s": round(median([h["seconds"] for h in healths]), 2),
+        "health_peak_mb": round(max(h["peak_mb"] for h in healths)),
+        "report_in_process_s": report["seconds"],
+        "report_html_kb": round((root / "health" / "report.html").stat().st_size / 1024),
+        "report_json_kb": round((root / "health" / "report.json").stat().st_size / 1024),
+        "history_mb": round((root / "health" / "history.duckdb").stat().st_size / 2**20, 1),
+    }
+    shutil.rmtree(root, ignore_errors=True)
+    return result
+
+
 def growth(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Log-log slope of time against total models (1.0 = linear), per command."""
     out = {}
@@ -469,13 +535,27 @@ def markdown(report: dict[str, Any]) -> str:
         if g:
             lines += ["", "Growth (log-log slope of time against total models; 1.0 is linear): "
                       + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in g.items()) + "."]  # fmt: skip
+    if "observe" in s:
+        o = s["observe"]
+        lines += [
+            "",
+            "| observability, generated mesh | products | history | `mesh health` s (peak MB) "
+            "| of which in-process | report.html | report.json | history.duckdb |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| {o['domains']} domains, {o['models']:,} models | {o['products']} | {o['history_days']} days, "
+            f"{o['history_rows']['collections']} collections, {o['history_rows']['node_results']:,} results "
+            f"| {o['health_s']} ({o['health_peak_mb']}) | {o['report_in_process_s']} s | {o['report_html_kb']} KB "
+            f"| {o['report_json_kb']} KB | {o['history_mb']} MB |",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
-    parser.add_argument("--only", default="naive,loom,large,scale", help="comma-separated sections")
+    parser.add_argument("--only", default="naive,loom,large,scale,observe", help="comma-separated sections")
+    parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
+    parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
     parser.add_argument("--orders", type=int, default=None, help="orders for 'large' (default 10,000,000)")
     parser.add_argument("--sizes", default=None, help="scale sizes, e.g. 5x100,10x100 (default: the full curve)")
@@ -498,7 +578,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale"):
+        for name in ("naive", "loom", "large", "scale", "observe"):
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -509,6 +589,10 @@ def main() -> None:
                 result = bench_loom(work, runs, 500, install=not args.no_install_loom)
             elif name == "large":
                 result = bench_large(work, runs, orders)
+            elif name == "observe":
+                observe = args.observe_size or ("2x4" if args.tiny else "20x500")
+                size = tuple(int(p) for p in observe.split("x"))
+                result = bench_observe(work, size, runs, 2 if args.tiny else args.history_days)  # type: ignore[arg-type]
             else:
 
                 def partial(result: dict[str, Any]) -> None:

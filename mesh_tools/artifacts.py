@@ -130,3 +130,9 @@ def load_run_results(path: Path) -> list[NodeResult]:
         ]
     except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{display_path(path)}: not dbt run results (missing {exc}).") from None
+
+
+def run_results_invocation(path: Path) -> str | None:
+    """The dbt invocation that wrote a run_results.json."""
+    data = read_json(path, "run results", "Run `dbt build` again.")
+    return (data.get("metadata") or {}).get("invocation_id") if isinstance(data, dict) else None

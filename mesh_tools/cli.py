@@ -162,7 +162,32 @@ def build(
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "build", time.perf_counter() - start)
+    _after_run(mesh, runs)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
+    """Update the health history and report; a problem there is a warning, never the build's failure."""
+    from mesh_tools.health import RunEvent, update_health
+
+    events = [RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id) for r in runs]
+    try:
+        report, paths = update_health(mesh, "build", events)
+    except MeshError as exc:
+        click.echo(f"warning: health report not updated: {exc}", err=True)
+        return
+    c = report.products_by_status
+    click.echo(
+        f"health: {report.status} ({c.healthy} healthy, {c.warning} warning, {c.stale} stale, {c.failing} failing "
+        f"products) — report: {_shown(paths['html'])}"
+    )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @main.command()
@@ -249,7 +274,59 @@ def sync(
     plan = dataclasses.replace(plan, domains=names)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "sync", time.perf_counter() - start)
+    _after_run(mesh, runs)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+HEALTH_FAIL = {"failing": 3, "stale": 2, "warning": 1}
+
+
+@main.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "html"]),
+    default="text",
+    show_default=True,
+    help="What to print; report.html, report.json and report.md are always written.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["failing", "stale", "warning", "never"]),
+    help="Exit 1 when a product is at least this bad (default: mesh.yml health.fail_on, else failing).",
+)
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Folder of the reports (default: health/).")
+@click.option("--schema", is_flag=True, help="Print the JSON schema of report.json and exit.")
+@click.pass_context
+@handles_errors
+def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | None, schema: bool) -> None:
+    """Collect every domain's last run into the history, judge every product, write the health report.
+
+    Per domain and data product: a status (healthy, warning, stale, failing, no data), a score,
+    last success, freshness against the SLO, volume, schema changes, test-failure streaks, and
+    the downstream products at risk, with their owners. Exit 1 when a product is failing (see --fail-on).
+    """
+    from mesh_tools.health import update_health
+    from mesh_tools.health.render import schema as report_schema
+    from mesh_tools.health.render import to_html, to_json, to_markdown, to_text
+    from mesh_tools.health.report import RANK
+
+    if schema:
+        click.echo(report_schema(), nl=False)
+        return
+    mesh = _mesh(ctx)
+    if output_dir:
+        mesh = dataclasses.replace(
+            mesh, health=mesh.health.model_copy(update={"path": str(Path(output_dir).resolve())})
+        )
+    report, paths = update_health(mesh, "health")
+    render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
+    click.echo(render(report), nl=False)
+    if fmt == "text":
+        click.echo(f"report: {_shown(paths['html'])} (also report.json, report.md) in {report.seconds:.2f}s")
+    threshold = fail_on or mesh.health.fail_on
+    if threshold != "never" and any(RANK[p.status] >= HEALTH_FAIL[threshold] for p in report.products):
+        sys.exit(ExitCode.FAILED)
 
 
 @main.command()

@@ -56,6 +56,25 @@ class ExchangeConfig(_Strict):
     retention: int = Field(default=5, ge=1, description="Releases kept per product (pinned ones are never deleted).")
 
 
+class HealthConfig(_Strict):
+    """Where the health history and report live, and how the monitors judge (mesh.yml ``health:``)."""
+
+    path: str = Field(default="health", description="Folder of history.duckdb and the reports, relative to the root.")
+    fail_on: Literal["failing", "stale", "warning", "never"] = Field(
+        default="failing", description="`mesh health` exits 1 when a product is at least this bad."
+    )
+    source_freshness: bool = Field(default=True, description="Run `dbt source freshness` before each domain's build.")
+    volume_tolerance: float = Field(
+        default=0.2, ge=0, description="Least relative deviation from the median row count that counts as an anomaly."
+    )
+    volume_window: int = Field(default=10, ge=1, description="Earlier measurements the expected row count uses.")
+    volume_min_history: int = Field(default=3, ge=1, description="Earlier measurements needed before judging volume.")
+    failure_streak: int = Field(default=3, ge=1, description="Consecutive failing runs reported as a streak.")
+    schema_change_hours: float = Field(default=24, ge=0, description="How long a schema change stays a warning.")
+    slo_window_days: int = Field(default=30, ge=1, description="Window of the SLO compliance figure.")
+    history_days: int = Field(default=90, ge=1, description="Rows older than this are pruned from the history.")
+
+
 SeverityName = Literal["off", "info", "warn", "error"]
 
 
@@ -124,6 +143,7 @@ class MeshConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
 
 
 DOMAIN_FILE = "mesh_domain.yml"

@@ -17,6 +17,7 @@ from mesh_tools.config import (
     DomainGovernance,
     ExchangeConfig,
     GovernanceConfig,
+    HealthConfig,
     MeshConfig,
     Owner,
     load_domain_file,
@@ -90,6 +91,12 @@ class Mesh:
     defaults: Defaults = field(default_factory=Defaults)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+
+    @property
+    def health_path(self) -> Path:
+        path = Path(self.health.path)
+        return path if path.is_absolute() else self.root / path
 
     @property
     def exchange_path(self) -> Path:
@@ -179,6 +186,7 @@ def load_mesh(root: Path) -> Mesh:
         defaults=defaults,
         exchange=exchange,
         governance=governance,
+        health=config.health if config else HealthConfig(),
     )
 
 

@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from mesh_tools.artifacts import load_run_results
+from mesh_tools.artifacts import load_run_results, run_results_invocation
 from mesh_tools.errors import MeshError
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.stitch.install import needs_deps
@@ -37,6 +37,7 @@ class DomainRun:
     published: int = 0
     published_rows: int = 0
     stitched: tuple[str, ...] = ()
+    invocation_id: str | None = None  # of the run_results this run wrote, if dbt got that far
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -65,6 +66,11 @@ def run_domain(
         if not outcome.ok:
             run.problems.extend(outcome.problems)
             return _done(run, start)
+        if command == "build" and mesh.health.source_freshness and has_freshness_checks(domain):
+            # before the build: its artifacts replace the manifest, which the publish gate matches with the build
+            fresh = dbt_runner.invoke(domain.path, ["source", "freshness"], target=target, verbose=verbose)
+            if fresh.exception:
+                run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
         invocation = dbt_runner.invoke(domain.path, [command], target=target, verbose=verbose)
     except MeshError as exc:
         run.problems.append(str(exc))
@@ -86,6 +92,18 @@ def run_domain(
             run.status = FAILED
             run.problems.append(str(exc))
     return _done(run, start)
+
+
+def has_freshness_checks(domain: Domain) -> bool:
+    """Whether any YAML file of the project configures source freshness (cheaper than parsing)."""
+    for folder in domain.code_dirs:
+        for path in folder.rglob("*.y*ml") if folder.is_dir() else ():
+            try:
+                if "freshness" in path.read_text(encoding="utf-8"):
+                    return True
+            except (OSError, UnicodeDecodeError):
+                continue
+    return False
 
 
 def _after_build(
@@ -163,6 +181,7 @@ def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
         return  # dbt stopped before running anything: the results on disk are an older run's
     try:
         results = load_run_results(path)
+        run.invocation_id = run_results_invocation(path)
     except MeshError as exc:
         run.problems.append(str(exc))
         return

@@ -166,6 +166,14 @@ def _cleanup_scratch(exchange: Exchange) -> None:
                 pass
 
 
+def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
+    """A refused publication is an event too: health reports it with the products left behind."""
+    event: dict[str, Any] = {"event": "refused", "domain": domain.name, "reason": reason}
+    if invocation_id:
+        event["invocation_id"] = invocation_id
+    Exchange(mesh.exchange_path).append_log(event)
+
+
 def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> PublishOutcome:
     """Publish every public model of ``domain`` from its last build, or refuse with the reason."""
     import duckdb
@@ -175,10 +183,12 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
     gate = check_gate(domain)
     if isinstance(gate, str):
         outcome.refused = gate
+        _log_refusal(mesh, domain, gate)
         return outcome
     blocking = governance_errors(mesh, domain)
     if blocking:
         outcome.refused = "error-level governance findings: " + "; ".join(blocking)
+        _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
         return outcome
     storage = storage_of(domain, target)
     if storage is None or storage.path is None or not storage.path.is_file():

@@ -1,0 +1,31 @@
+"""Observability: collect every domain's run into a history, judge it, write the health report."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from mesh_tools.health.collect import RunEvent, collect
+from mesh_tools.health.history import open_history
+from mesh_tools.health.monitors import evaluate
+from mesh_tools.health.render import write_reports
+from mesh_tools.health.report import HealthReport
+from mesh_tools.mesh import Mesh
+
+__all__ = ["RunEvent", "update_health"]
+
+
+def update_health(
+    mesh: Mesh, trigger: str, events: list[RunEvent] | None = None, now: datetime | None = None
+) -> tuple[HealthReport, dict[str, Path]]:
+    """Collect what is new into the history, judge the mesh, and write report.html/.json/.md."""
+    start = time.perf_counter()
+    folder = mesh.health_path
+    with open_history(folder / "history.duckdb") as history:
+        collection = collect(mesh, history, trigger, events, now)
+        report = evaluate(mesh, history, collection, now)
+        history.prune(mesh.health.history_days)
+    report.seconds = round(time.perf_counter() - start, 3)
+    paths = write_reports(report, folder)
+    return report, paths

@@ -1,0 +1,186 @@
+"""The health report's models: what `mesh health` writes as JSON (its schema is `mesh health --schema`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_SCHEMA_VERSION = 1
+
+Status = Literal["healthy", "warning", "stale", "failing", "no_data"]
+# Worst last; no_data ranks with warning for exit codes.
+RANK: dict[str, int] = {"healthy": 0, "warning": 1, "no_data": 1, "stale": 2, "failing": 3}
+
+
+def worst(statuses: list[str], default: str = "healthy") -> str:
+    return max(statuses, key=lambda s: RANK[s], default=default)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Impacted(_Model):
+    """A downstream data product at risk from a problem upstream."""
+
+    product: str
+    domain: str
+    owner: str = Field(description="Who to tell: the product's group owner, else the domain's owner.")
+    distance: int = Field(description="1 when it reads the failing product directly, 2+ through other models.")
+
+
+class Problem(_Model):
+    """One open problem, with who owns it and what it puts at risk."""
+
+    kind: Literal[
+        "model_error",
+        "contract",
+        "test_failure",
+        "not_built",
+        "source_freshness",
+        "freshness_slo",
+        "volume",
+        "schema_change",
+        "governance",
+        "publish",
+        "no_data",
+        "upstream",
+    ]
+    status: Status = Field(description="What the problem makes its product or domain: warning, stale or failing.")
+    domain: str
+    product: str | None = None
+    node: str | None = Field(default=None, description="The dbt unique_id at fault, when there is one.")
+    message: str
+    owner: str = ""
+    since: datetime | None = Field(default=None, description="First run of the current streak or state.")
+    streak: int | None = Field(default=None, description="Consecutive runs with this test failing.")
+    impact: list[Impacted] = Field(default_factory=list)
+
+
+class SourceState(_Model):
+    source: str
+    status: str
+    max_loaded_at: datetime | None = None
+    age_hours: float | None = None
+    warn_after_hours: float | None = None
+    error_after_hours: float | None = None
+
+
+class Freshness(_Model):
+    slo_hours: float | None = Field(description="meta.freshness_slo_hours of the public model.")
+    data_as_of: datetime | None = Field(description="Older of: last successful build, oldest source load it read.")
+    age_hours: float | None = None
+    within_slo: bool | None = None
+    slo_compliance: float | None = Field(
+        default=None, description="Share of evaluations within the SLO over the window (0..1)."
+    )
+    sources: list[SourceState] = Field(default_factory=list)
+
+
+class Volume(_Model):
+    rows: int | None = None
+    expected_low: float | None = None
+    expected_high: float | None = None
+    history: int = Field(0, description="Earlier measurements the band is drawn from.")
+    key_columns: list[str] = Field(default_factory=list)
+    key_null_rate: float | None = None
+    schema_hash: str | None = None
+
+
+class Tests(_Model):
+    passed: int = 0
+    failed: int = 0
+    warned: int = 0
+
+
+class Point(_Model):
+    at: datetime
+    value: float
+
+
+class ProductHealth(_Model):
+    product: str = Field(description="project.model[.vN]")
+    domain: str
+    model: str
+    version: str | None = None
+    node: str
+    owner: str
+    description: str = ""
+    status: Status
+    score: int = Field(description="0..100; 100 is a product with no open problem.")
+    last_success: datetime | None = None
+    contract_enforced: bool = False
+    contract_ok: bool | None = Field(default=None, description="None when the model was not built in the last run.")
+    tests: Tests = Field(default_factory=Tests)
+    freshness: Freshness
+    volume: Volume
+    current_release: str | None = None
+    published_at: datetime | None = None
+    consumers: list[str] = Field(default_factory=list, description="Domains whose models read this product.")
+    at_risk_from: list[str] = Field(default_factory=list, description="Failing or stale products upstream of it.")
+    problems: list[Problem] = Field(default_factory=list)
+    rows_trend: list[Point] = Field(default_factory=list)
+    score_trend: list[Point] = Field(default_factory=list)
+
+
+class LastRun(_Model):
+    invocation_id: str | None = None
+    command: str | None = None
+    finished_at: datetime | None = None
+    status: str | None = None
+    elapsed_s: float | None = None
+    models: int = 0
+    tests_passed: int = 0
+    tests_failed: int = 0
+    tests_warned: int = 0
+
+
+class DomainHealth(_Model):
+    domain: str
+    owner: str
+    description: str = ""
+    status: Status
+    score: int
+    reason: str | None = Field(default=None, description="Why there is no data, when status is no_data.")
+    last_run: LastRun | None = None
+    last_success: datetime | None = None
+    products: list[str] = Field(default_factory=list)
+    upstreams: list[str] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    elapsed_trend: list[Point] = Field(default_factory=list)
+    tests_failed_trend: list[Point] = Field(default_factory=list)
+
+
+class Counts(_Model):
+    healthy: int = 0
+    warning: int = 0
+    stale: int = 0
+    failing: int = 0
+    no_data: int = 0
+
+
+class HistoryInfo(_Model):
+    path: str
+    collections: int
+    since: datetime | None = None
+
+
+class HealthReport(_Model):
+    """Health of every domain and data product of a mesh, at one point in time."""
+
+    schema_version: int = REPORT_SCHEMA_VERSION
+    mesh: str
+    generated_at: datetime
+    collection_id: str
+    status: Status = Field(description="The worst product or domain status.")
+    products_by_status: Counts
+    domains_by_status: Counts
+    domains: list[DomainHealth]
+    products: list[ProductHealth]
+    problems: list[Problem] = Field(description="Every open problem, worst first.")
+    history: HistoryInfo
+    notes: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
