@@ -412,6 +412,11 @@ def bench_observe(work: Path, size: tuple[int, int], runs: int, days: int) -> di
     rows = seed_history(root / "health" / "history.duckdb", days, 4)
     healths = [measure(mesh("health"), root, check=False) for _ in range(runs)]
     report = json.loads((root / "health" / "report.json").read_text())
+    docs = [measure(mesh("docs"), root) for _ in range(runs)]
+    site = root / "site"
+    files = [p for p in site.rglob("*") if p.is_file()]
+    pages = [p for p in files if p.suffix == ".html"]
+    searches = [p.stat().st_size for p in (site / "search").iterdir()]
     result = {
         "domains": domains,
         "models": domains * models,
@@ -425,6 +430,14 @@ def bench_observe(work: Path, size: tuple[int, int], runs: int, days: int) -> di
         "report_html_kb": round((root / "health" / "report.html").stat().st_size / 1024),
         "report_json_kb": round((root / "health" / "report.json").stat().st_size / 1024),
         "history_mb": round((root / "health" / "history.duckdb").stat().st_size / 2**20, 1),
+        "docs_s": round(median([d["seconds"] for d in docs]), 2),
+        "docs_peak_mb": round(max(d["peak_mb"] for d in docs)),
+        "docs_pages": len(pages),
+        "docs_total_mb": round(sum(p.stat().st_size for p in files) / 2**20, 2),
+        "docs_largest_page_kb": round(max(p.stat().st_size for p in pages) / 1024),
+        "docs_median_page_kb": round(median([p.stat().st_size for p in pages]) / 1024),
+        "docs_home_kb": round((site / "index.html").stat().st_size / 1024),
+        "docs_search_kb_per_domain": round(median(searches) / 1024),
     }
     shutil.rmtree(root, ignore_errors=True)
     return result
@@ -546,6 +559,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"{o['history_rows']['collections']} collections, {o['history_rows']['node_results']:,} results "
             f"| {o['health_s']} ({o['health_peak_mb']}) | {o['report_in_process_s']} s | {o['report_html_kb']} KB "
             f"| {o['report_json_kb']} KB | {o['history_mb']} MB |",
+            "",
+            "| documentation site, same mesh | `mesh docs` s (peak MB) | pages | total | home page | median page "
+            "| largest page | search index per domain |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| {o['domains']} domains, {o['models']:,} models | {o['docs_s']} ({o['docs_peak_mb']}) "
+            f"| {o['docs_pages']} | {o['docs_total_mb']} MB | {o['docs_home_kb']} KB | {o['docs_median_page_kb']} KB "
+            f"| {o['docs_largest_page_kb']} KB | {o['docs_search_kb_per_domain']} KB |",
         ]
     return "\n".join(lines) + "\n"
 

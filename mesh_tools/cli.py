@@ -181,6 +181,14 @@ def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
         f"health: {report.status} ({c.healthy} healthy, {c.warning} warning, {c.stale} stale, {c.failing} failing "
         f"products) — report: {_shown(paths['html'])}"
     )
+    from mesh_tools.docsite.site import build_site
+
+    try:
+        site = build_site(mesh)
+    except (MeshError, OSError) as exc:
+        click.echo(f"warning: documentation site not written: {exc}", err=True)
+        return
+    click.echo(f"docs: {site.pages} pages — {_shown(site.path / 'index.html')}")
 
 
 def _shown(path: Path) -> str:
@@ -327,6 +335,38 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
     threshold = fail_on or mesh.health.fail_on
     if threshold != "never" and any(RANK[p.status] >= HEALTH_FAIL[threshold] for p in report.products):
         sys.exit(ExitCode.FAILED)
+
+
+@main.command()
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Folder of the site (default: site/).")
+@click.option(
+    "--catalog", is_flag=True, help="First run `dbt docs generate` in every domain (warehouse column types, dbt docs)."
+)
+@click.option("--target", "-t", help="dbt target for --catalog.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once for --catalog.")
+@click.pass_context
+@handles_errors
+def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str | None, jobs: int | None) -> None:
+    """Write the static documentation site: every domain and data product, lineage across projects, search.
+
+    It needs no server: open site/index.html from disk, or host the folder anywhere.
+    """
+    from mesh_tools.docsite.site import build_site
+
+    mesh = _mesh(ctx)
+    if catalog:
+        plan = _plan(mesh, "docs generate", (), target, jobs, False)
+        runs = run_mesh(mesh, plan, _progress(time.perf_counter()))
+        for run in runs:
+            if run.status != SUCCESS:
+                click.echo(f"{run.domain}: no catalog ({'; '.join(run.problems)[:300]}); its pages use the manifest")
+    site = build_site(mesh, Path(output_dir).resolve() if output_dir else None)
+    for note in site.notes:
+        click.echo(f"note: {note}")
+    click.echo(
+        f"mesh docs: {site.pages} pages, {site.bytes / 1024:,.0f} KB in {site.seconds:.2f}s — "
+        f"open {_shown(site.path / 'index.html')}"
+    )
 
 
 @main.command()

@@ -75,6 +75,12 @@ class HealthConfig(_Strict):
     history_days: int = Field(default=90, ge=1, description="Rows older than this are pruned from the history.")
 
 
+class DocsConfig(_Strict):
+    """The static documentation site (mesh.yml ``docs:``)."""
+
+    path: str = Field(default="site", description="Folder the site is written to, relative to the root.")
+
+
 SeverityName = Literal["off", "info", "warn", "error"]
 
 
@@ -144,6 +150,7 @@ class MeshConfig(_Strict):
     exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    docs: DocsConfig = Field(default_factory=DocsConfig)
 
 
 DOMAIN_FILE = "mesh_domain.yml"

@@ -14,6 +14,7 @@ from pathlib import Path
 from mesh_tools.config import (
     MESH_FILE,
     Defaults,
+    DocsConfig,
     DomainGovernance,
     ExchangeConfig,
     GovernanceConfig,
@@ -92,6 +93,12 @@ class Mesh:
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    docs: DocsConfig = field(default_factory=DocsConfig)
+
+    @property
+    def docs_path(self) -> Path:
+        path = Path(self.docs.path)
+        return path if path.is_absolute() else self.root / path
 
     @property
     def health_path(self) -> Path:
@@ -187,6 +194,7 @@ def load_mesh(root: Path) -> Mesh:
         exchange=exchange,
         governance=governance,
         health=config.health if config else HealthConfig(),
+        docs=config.docs if config else DocsConfig(),
     )
 
 

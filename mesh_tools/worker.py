@@ -71,7 +71,10 @@ def run_domain(
             fresh = dbt_runner.invoke(domain.path, ["source", "freshness"], target=target, verbose=verbose)
             if fresh.exception:
                 run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
-        invocation = dbt_runner.invoke(domain.path, [command], target=target, verbose=verbose)
+        args = command.split()
+        if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
+            args += ["--target-path", str(domain.target_dir / "docs")]
+        invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose)
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)

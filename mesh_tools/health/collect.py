@@ -21,6 +21,7 @@ from mesh_tools.health.history import History
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.yamlfile import display_path
 
+RUN_COMMANDS = {"build", "run", "test", "seed", "snapshot", "retry", None}
 PERIOD_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
 
 
@@ -91,6 +92,11 @@ def read_domain(domain: Domain) -> DomainArtifacts:
     except MeshError as exc:
         found.no_data = str(exc)
         return found
+    command = (found.run_results.get("args") or {}).get("which")
+    if command not in RUN_COMMANDS:
+        # `dbt compile`, `dbt docs generate` and the like: nothing ran; judge from the history
+        found.notes.append(f"the last dbt command in {domain.name} was `{command}`: its results are not runs")
+        found.run_results = None
     path = target / "sources.json"
     if path.is_file():
         try:

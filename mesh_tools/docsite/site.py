@@ -1,0 +1,416 @@
+"""Build the static documentation site: home, a page per domain and per data product, split search.
+
+Read from files only: each domain's manifest.json (and catalog.json and run_results.json when
+present), the exchange's current releases and the health report. The site is written to a
+scratch folder and swapped in whole, so a reader never sees half a site.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+
+from mesh_tools.docsite.lineage import Graph, draw, project_colors
+from mesh_tools.errors import MeshError
+from mesh_tools.mesh import Mesh
+
+MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
+
+
+@dataclass
+class Column:
+    name: str
+    data_type: str | None
+    description: str
+    constraints: list[str]
+    tests: list[str]
+    pii: bool
+
+
+@dataclass
+class Product:
+    key: str
+    uid: str
+    domain: str
+    name: str
+    version: str | None
+    latest_version: str | None
+    node: dict[str, Any]
+    owner: str
+    group: str | None
+    columns: list[Column]
+    ref_line: str
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    release: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
+    tests: list[dict[str, Any]] = field(default_factory=list)
+    direct: list[dict[str, str]] = field(default_factory=list)
+    indirect: list[dict[str, str]] = field(default_factory=list)
+    lineage: str = ""
+    lineage_note: str = ""
+
+    @property
+    def page(self) -> str:
+        return f"products/{self.key}.html"
+
+
+@dataclass
+class DomainInfo:
+    name: str
+    owner: str
+    description: str
+    upstreams: list[str]
+    downstreams: list[str]
+    products: list[Product]
+    models: int = 0
+    problem: str | None = None
+    health: dict[str, Any] | None = None
+    dbt_docs: str | None = None
+    lineage: str = ""
+    lineage_note: str = ""
+
+
+@dataclass
+class SiteOutcome:
+    path: Path
+    pages: int
+    bytes: int
+    seconds: float
+    notes: list[str]
+
+
+def _read(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _owner(owner: dict[str, Any] | None) -> str:
+    owner = owner or {}
+    name, email = owner.get("name"), owner.get("email")
+    return f"{name} <{email}>" if name and email else str(name or email or "")
+
+
+def _ref_line(project: str, name: str, version: str | None, latest: str | None) -> str:
+    if version is not None and version != latest:
+        return f"{{{{ ref('{project}', '{name}', v={version}) }}}}"
+    return f"{{{{ ref('{project}', '{name}') }}}}"
+
+
+def _constraints(column: dict[str, Any]) -> list[str]:
+    out = []
+    for c in column.get("constraints") or []:
+        text = str(c.get("type", ""))
+        if c.get("expression"):
+            text += f" ({c['expression']})"
+        out.append(text)
+    return out
+
+
+def _column_tests(manifest: dict[str, Any], uid: str) -> dict[str, list[str]]:
+    tests: dict[str, list[str]] = {}
+    for test in manifest.get("nodes", {}).values():
+        if test.get("resource_type") == "test" and test.get("attached_node") == uid and test.get("column_name"):
+            name = (test.get("test_metadata") or {}).get("name") or test.get("name")
+            tests.setdefault(str(test["column_name"]), []).append(str(name))
+    return tests
+
+
+class SiteBuilder:
+    """Collects the site's data once, then renders every page."""
+
+    def __init__(self, mesh: Mesh):
+        self.mesh = mesh
+        self.graph = Graph()
+        self.notes: list[str] = []
+        self.manifests: dict[str, dict[str, Any]] = {}
+        self.catalogs: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, str]] = {}
+        for name, domain in mesh.domains.items():
+            manifest = _read(domain.manifest_path)
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("nodes"), dict):
+                continue
+            self.manifests[name] = manifest
+            self.graph.add_manifest(name, manifest)
+            catalog = _read(domain.target_dir / "docs" / "catalog.json") or _read(domain.target_dir / "catalog.json")
+            if isinstance(catalog, dict):
+                self.catalogs[name] = catalog
+            results = _read(domain.target_dir / "run_results.json")
+            if isinstance(results, dict) and isinstance(results.get("results"), list):
+                self.results[name] = {r.get("unique_id"): r.get("status") for r in results["results"]}
+        self.health = self._health()
+        self.colors = project_colors(mesh.domains)
+
+    def _health(self) -> dict[str, Any]:
+        report = _read(self.mesh.health_path / "report.json")
+        if not isinstance(report, dict):
+            return {"products": {}, "domains": {}}
+        return {
+            "products": {p.get("product"): p for p in report.get("products", []) if isinstance(p, dict)},
+            "domains": {d.get("domain"): d for d in report.get("domains", []) if isinstance(d, dict)},
+            "generated_at": report.get("generated_at"),
+        }
+
+    # -- the data
+    def products_of(self, name: str) -> list[Product]:
+        from mesh_tools.exchange.store import Exchange, product_key
+
+        manifest = self.manifests.get(name)
+        if manifest is None:
+            return []
+        exchange = Exchange(self.mesh.exchange_path)
+        groups = {g.get("name"): g for g in (manifest.get("groups") or {}).values()}
+        domain_owner = self.mesh.domains[name].owner
+        products = []
+        public = [
+            n
+            for n in manifest["nodes"].values()
+            if n.get("resource_type") == "model" and n.get("package_name") == name and n.get("access") == "public"
+        ]
+        for node in sorted(public, key=lambda n: n["unique_id"]):
+            version = None if node.get("version") is None else str(node["version"])
+            latest = None if node.get("latest_version") is None else str(node["latest_version"])
+            key = product_key(name, node["name"], version)
+            tests = _column_tests(manifest, node["unique_id"])
+            catalog_cols = ((self.catalogs.get(name) or {}).get("nodes", {}).get(node["unique_id"]) or {}).get(
+                "columns", {}
+            )
+            columns = []
+            for col_name, column in (node.get("columns") or {}).items():
+                columns.append(
+                    Column(
+                        name=col_name,
+                        data_type=column.get("data_type") or (catalog_cols.get(col_name) or {}).get("type"),
+                        description=column.get("description") or "",
+                        constraints=_constraints(column),
+                        tests=tests.get(col_name, []),
+                        pii=bool((column.get("meta") or {}).get("pii")),
+                    )
+                )
+            for col_name, column in catalog_cols.items():
+                if col_name not in (node.get("columns") or {}):
+                    columns.append(Column(col_name, column.get("type"), "", [], [], False))
+            group = groups.get(node.get("group")) or {}
+            product = Product(
+                key=key,
+                uid=node["unique_id"],
+                domain=name,
+                name=node["name"],
+                version=version,
+                latest_version=latest,
+                node=node,
+                owner=_owner(group.get("owner")) or (domain_owner.label() if domain_owner else ""),
+                group=node.get("group"),
+                columns=columns,
+                ref_line=_ref_line(name, node["name"], version, latest),
+                health=self.health["products"].get(key),
+            )
+            try:
+                release = exchange.current(name, node["name"], version)
+            except MeshError as exc:
+                self.notes.append(str(exc))
+                release = None
+            if release is not None:
+                product.release = release.descriptor.model_dump(mode="json")
+            statuses = self.results.get(name, {})
+            for test_uid, test in manifest["nodes"].items():
+                if test.get("resource_type") == "test" and node["unique_id"] in (
+                    [test.get("attached_node")] + test.get("depends_on", {}).get("nodes", [])
+                ):
+                    product.tests.append(
+                        {"name": test.get("name"), "column": test.get("column_name"), "status": statuses.get(test_uid)}
+                    )
+            products.append(product)
+            self.graph.href[node["unique_id"]] = product.page
+        for product in products:
+            product.versions = [
+                {
+                    "label": f"v{p.version}" if p.version else "unversioned",
+                    "page": p.page,
+                    "deprecation_date": p.node.get("deprecation_date"),
+                    "latest": p.version == p.latest_version,
+                    "current": p.key == product.key,
+                }
+                for p in products
+                if p.name == product.name
+            ]
+        return products
+
+    def _consumers(self, product: Product, products: dict[str, Product]) -> None:
+        direct_uids = self.graph.children.get(product.uid, set())
+        for uid in sorted(self.graph.downstream(product.uid)):
+            project = self.graph.project_of(uid)
+            entry = {
+                "uid": uid,
+                "project": project,
+                "label": self.graph.label.get(uid, uid),
+                "page": self.graph.href.get(uid) or f"domains/{project}.html",
+            }
+            if project == product.domain and uid not in products:
+                continue  # the producer's own downstream models are not consumers
+            (product.direct if uid in direct_uids else product.indirect).append(entry)
+
+    def _lineage(self, focus: str | None, nodes: set[str]) -> tuple[str, str]:
+        note = ""
+        if len(nodes) > MAX_LINEAGE:
+            # keep the closest nodes: cross-project neighbours first, then by name
+            ranked = sorted(nodes, key=lambda u: (u != focus, self.graph.project_of(u) == (focus or ""), u))
+            nodes = set(ranked[:MAX_LINEAGE])
+            note = f"{MAX_LINEAGE} of {len(ranked)} nodes drawn."
+        return draw(self.graph, nodes, focus=focus, link_prefix="../", colors=self.colors), note
+
+    # -- the site
+    def build(self, out: Path) -> SiteOutcome:
+        start = time.perf_counter()
+        domains: list[DomainInfo] = []
+        products: dict[str, Product] = {}
+        downstream: dict[str, set[str]] = {n: set() for n in self.mesh.domains}
+        for name, domain in self.mesh.domains.items():
+            for up in domain.upstream_names:
+                if up in downstream:
+                    downstream[up].add(name)
+        for name, domain in self.mesh.domains.items():
+            info = DomainInfo(
+                name=name,
+                owner=domain.owner.label() if domain.owner else "",
+                description=domain.description or "",
+                upstreams=list(domain.upstream_names),
+                downstreams=sorted(downstream[name]),
+                products=self.products_of(name),
+                health=self.health["domains"].get(name),
+            )
+            manifest = self.manifests.get(name)
+            if manifest is None:
+                info.problem = f"no manifest yet: build the domain with `mesh build {name}`."
+            else:
+                info.models = sum(
+                    1
+                    for n in manifest["nodes"].values()
+                    if n.get("resource_type") == "model" and n.get("package_name") == name
+                )
+                if not info.description:
+                    info.description = (manifest.get("metadata") or {}).get("project_description") or ""
+            for index in (domain.target_dir / "docs" / "index.html", domain.target_dir / "index.html"):
+                if index.is_file():
+                    info.dbt_docs = os.path.relpath(index, out / "domains")
+                    break
+            for product in info.products:
+                products[product.uid] = product
+            domains.append(info)
+        for product in products.values():
+            self._consumers(product, products)
+            related = {product.uid} | self.graph.upstream(product.uid) | self.graph.downstream(product.uid)
+            product.lineage, product.lineage_note = self._lineage(product.uid, related)
+        for info in domains:
+            own = {u for u, p in self.graph.project.items() if p == info.name}
+            neighbours = {
+                p for u in own for p in self.graph.parents.get(u, set()) if self.graph.project_of(p) != info.name
+            }
+            neighbours |= {
+                c for u in own for c in self.graph.children.get(u, set()) if self.graph.project_of(c) != info.name
+            }
+            info.lineage, info.lineage_note = self._lineage(None, own | neighbours)
+        scratch = out.with_name(f".{out.name}.{os.getpid()}.partial")
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            pages = self._render(scratch, domains, list(products.values()))
+            _swap(scratch, out)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        return SiteOutcome(out, pages, size, time.perf_counter() - start, self.notes)
+
+    def _home_map(self, domains: list[DomainInfo]) -> str:
+        graph = Graph()
+        for info in domains:
+            uid = f"domain.{info.name}"
+            graph.project[uid] = info.name
+            count = len(info.products)
+            graph.label[uid] = f"{count} product{'s' if count != 1 else ''}"
+            graph.href[uid] = f"domains/{info.name}.html"
+            for up in info.upstreams:
+                graph.parents[uid].add(f"domain.{up}")
+                graph.children[f"domain.{up}"].add(uid)
+        return draw(graph, set(graph.project), colors=self.colors)
+
+    def _render(self, folder: Path, domains: list[DomainInfo], products: list[Product]) -> int:
+        env = jinja2.Environment(
+            loader=jinja2.PackageLoader("mesh_tools.docsite", "templates"),
+            autoescape=jinja2.select_autoescape(["html", "j2"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.filters["svg"] = Markup
+        common = {"mesh": self.mesh, "domains": domains, "health_at": self.health.get("generated_at")}
+        (folder / "domains").mkdir(parents=True)
+        (folder / "products").mkdir()
+        (folder / "search").mkdir()
+        assets = folder / "assets"
+        assets.mkdir()
+        for name in ("site.css", "search.js"):
+            (assets / name).write_bytes(resources.files("mesh_tools.docsite").joinpath("assets", name).read_bytes())
+        pages = 0
+
+        def write(path: str, template: str, root: str, **extra: Any) -> None:
+            nonlocal pages
+            html = env.get_template(template).render(root=root, **common, **extra)
+            (folder / path).write_text(html, encoding="utf-8")
+            pages += 1
+
+        write("index.html", "index.html.j2", "", map=self._home_map(domains), products=products)
+        for info in domains:
+            write(f"domains/{info.name}.html", "domain.html.j2", "../", domain=info)
+        for product in products:
+            write(product.page, "product.html.j2", "../", product=product)
+        for info in domains:
+            entries = self._search_entries(info)
+            text = "window.meshSearch=(window.meshSearch||[]).concat(" + json.dumps(entries, separators=(",", ":"))
+            (folder / "search" / f"{info.name}.js").write_text(text + ");\n", encoding="utf-8")
+        return pages
+
+    def _search_entries(self, info: DomainInfo) -> list[list[str]]:
+        """[kind, name, where, page, description] for the domain, its models and their columns."""
+        entries = [["domain", info.name, info.owner, f"domains/{info.name}.html", info.description[:160]]]
+        manifest = self.manifests.get(info.name) or {}
+        catalog = (self.catalogs.get(info.name) or {}).get("nodes", {})
+        for uid, node in manifest.get("nodes", {}).items():
+            if node.get("resource_type") != "model" or node.get("package_name") != info.name:
+                continue
+            page = self.graph.href.get(uid) or f"domains/{info.name}.html"
+            kind = "product" if node.get("access") == "public" else "model"
+            label = self.graph.label.get(uid, node["name"])
+            entries.append([kind, label, info.name, page, (node.get("description") or "")[:160]])
+            columns = dict(node.get("columns") or {})
+            for col_name, column in (catalog.get(uid) or {}).get("columns", {}).items():
+                columns.setdefault(col_name, {"data_type": column.get("type")})
+            for col_name, column in columns.items():
+                entries.append(
+                    ["column", col_name, f"{info.name}.{label}", page, (column.get("description") or "")[:120]]
+                )
+        return entries
+
+
+def _swap(scratch: Path, out: Path) -> None:
+    """Replace ``out`` by ``scratch`` with two renames (the old site stays until the new one is whole)."""
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    if out.exists():
+        os.replace(out, old)
+    os.replace(scratch, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_site(mesh: Mesh, out: Path | None = None) -> SiteOutcome:
+    """Write the documentation site of ``mesh`` (default: the mesh's docs folder)."""
+    target = out or mesh.docs_path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return SiteBuilder(mesh).build(target)
