@@ -75,6 +75,15 @@ class HealthConfig(_Strict):
     history_days: int = Field(default=90, ge=1, description="Rows older than this are pruned from the history.")
 
 
+class SelfServiceConfig(_Strict):
+    """How `mesh new-domain` creates domains and `mesh upgrade-domain` maintains them (``self_service:``)."""
+
+    template: str | None = Field(
+        default=None, description="Folder of the mesh's domain template (default: the built-in template)."
+    )
+    projects_dir: str = Field(default="projects", description="Where new domains are created, relative to the root.")
+
+
 class DocsConfig(_Strict):
     """The static documentation site (mesh.yml ``docs:``)."""
 
@@ -151,6 +160,7 @@ class MeshConfig(_Strict):
     governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     docs: DocsConfig = Field(default_factory=DocsConfig)
+    self_service: SelfServiceConfig = Field(default_factory=SelfServiceConfig)
 
 
 DOMAIN_FILE = "mesh_domain.yml"

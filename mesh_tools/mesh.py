@@ -21,6 +21,7 @@ from mesh_tools.config import (
     HealthConfig,
     MeshConfig,
     Owner,
+    SelfServiceConfig,
     load_domain_file,
     load_mesh_config,
 )
@@ -94,6 +95,7 @@ class Mesh:
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     docs: DocsConfig = field(default_factory=DocsConfig)
+    self_service: SelfServiceConfig = field(default_factory=SelfServiceConfig)
 
     @property
     def docs_path(self) -> Path:
@@ -195,6 +197,7 @@ def load_mesh(root: Path) -> Mesh:
         governance=governance,
         health=config.health if config else HealthConfig(),
         docs=config.docs if config else DocsConfig(),
+        self_service=config.self_service if config else SelfServiceConfig(),
     )
 
 

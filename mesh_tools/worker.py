@@ -73,7 +73,7 @@ def run_domain(
                 run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
         args = command.split()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
-            args += ["--target-path", str(domain.target_dir / "docs")]
+            args += ["--target-path", str(domain.target_dir / "docs"), "--static"]
         invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose)
     except MeshError as exc:
         run.problems.append(str(exc))

@@ -300,7 +300,14 @@ class SiteBuilder:
                 )
                 if not info.description:
                     info.description = (manifest.get("metadata") or {}).get("project_description") or ""
-            for index in (domain.target_dir / "docs" / "index.html", domain.target_dir / "index.html"):
+            # dbt's static_index.html opens from disk; its index.html needs a web server
+            docs_dir = domain.target_dir / "docs"
+            candidates = [
+                docs_dir / "static_index.html",
+                domain.target_dir / "static_index.html",
+                docs_dir / "index.html",
+            ]
+            for index in candidates:
                 if index.is_file():
                     info.dbt_docs = os.path.relpath(index, out / "domains")
                     break
