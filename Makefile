@@ -8,9 +8,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
 .PHONY: run test lint clean chromium
 
+# The spark extra (pyspark) is installed too: the test suite builds the demo mesh on Spark.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
 	touch $(STAMP)
 
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
@@ -34,4 +35,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mesh_tools tests benchmarks
 
 clean:
-	rm -rf health projects/*/target projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
+	rm -rf health site projects/*/target projects/*/metastore_db projects/*/spark-warehouse projects/*/derby.log projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing

@@ -364,6 +364,20 @@ def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int, progress: A
     return {"rows": rows, "growth": growth(rows)}
 
 
+def bench_engines(work: Path, runs: int) -> dict[str, Any]:
+    """The demo mesh built on DuckDB and on local Spark (`method: session`), in the same run."""
+    times: dict[str, list[float]] = {"duckdb": [], "spark": []}
+    for run in range(runs):
+        for engine in ("duckdb", "spark"):
+            root = copy_demo(work / f"engines-{engine}-{run}")
+            seconds(mesh("demo-data"), root)
+            args = ("build",) if engine == "duckdb" else ("build", "--target", "spark")
+            times[engine].append(seconds(mesh(*args), root))
+            shutil.rmtree(root, ignore_errors=True)
+    duck, spark = median(times["duckdb"]), median(times["spark"])
+    return {"duckdb_build_s": round(duck, 2), "spark_build_s": round(spark, 2), "ratio": round(spark / duck, 2)}
+
+
 SEEDED_TABLES = {
     # table -> (columns shifted back in time, columns made unique per copy)
     "collections": (["collected_at"], ["collection_id"]),
@@ -548,6 +562,15 @@ def markdown(report: dict[str, Any]) -> str:
         if g:
             lines += ["", "Growth (log-log slope of time against total models; 1.0 is linear): "
                       + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in g.items()) + "."]  # fmt: skip
+    if "engines" in s:
+        e = s["engines"]
+        lines += [
+            "",
+            "| engine, demo mesh (4 domains, clean copy each) | `mesh build` s |",
+            "| --- | --- |",
+            f"| DuckDB (default) | {e['duckdb_build_s']} |",
+            f"| Spark, local session (`--target spark`) | {e['spark_build_s']} ({e['ratio']} × DuckDB) |",
+        ]
     if "observe" in s:
         o = s["observe"]
         lines += [
@@ -573,7 +596,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
-    parser.add_argument("--only", default="naive,loom,large,scale,observe", help="comma-separated sections")
+    parser.add_argument("--only", default="naive,loom,large,scale,observe,engines", help="comma-separated sections")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
@@ -598,7 +621,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale", "observe"):
+        for name in ("naive", "loom", "large", "scale", "observe", "engines"):
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -609,6 +632,8 @@ def main() -> None:
                 result = bench_loom(work, runs, 500, install=not args.no_install_loom)
             elif name == "large":
                 result = bench_large(work, runs, orders)
+            elif name == "engines":
+                result = bench_engines(work, runs)
             elif name == "observe":
                 observe = args.observe_size or ("2x4" if args.tiny else "20x500")
                 size = tuple(int(p) for p in observe.split("x"))

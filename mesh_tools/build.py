@@ -61,7 +61,12 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     from mesh_tools import dbt_runner  # noqa: F401
 
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=max(1, min(plan.jobs, len(plan.domains))), mp_context=context) as pool:
+    jobs = max(1, min(plan.jobs, len(plan.domains)))
+    # An engine living in the worker (a Spark session's JVM, bound to one domain's warehouse and
+    # metastore) must not serve a second domain: each domain then gets a process of its own.
+    fresh = _needs_fresh_process(mesh, plan)
+    single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         while len(results) < len(plan.domains):
             for name in plan.domains:
                 if name in results or name in running.values():
@@ -74,7 +79,14 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     notify("skipped", name, results[name])
                     continue
                 if all(u in results for u in ups[name]):
-                    future = pool.submit(run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish)
+                    if fresh and len(running) >= jobs:
+                        continue
+                    executor = ProcessPoolExecutor(max_workers=1, mp_context=context) if fresh else pool
+                    future = executor.submit(
+                        run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish
+                    )
+                    if fresh:
+                        single[future] = executor
                     running[future] = name
                     notify("started", name, None)
             if not running:
@@ -87,4 +99,20 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                 except Exception as exc:  # a crashed worker fails its domain, not the run
                     results[name] = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
                 notify("finished", name, results[name])
+                if future in single:
+                    single.pop(future).shutdown()
     return [results[n] for n in plan.domains]
+
+
+def _needs_fresh_process(mesh: Mesh, plan: RunPlan) -> bool:
+    from mesh_tools.errors import MeshError
+    from mesh_tools.profiles import storage_of
+
+    for name in plan.domains:
+        try:
+            storage = storage_of(mesh.domains[name], plan.target)
+        except MeshError:
+            continue
+        if storage is not None and storage.adapter == "spark":
+            return True
+    return False

@@ -21,7 +21,7 @@ class Storage:
 
     adapter: str
     target: str
-    path: Path | None  # the database file, for file-based engines (DuckDB)
+    path: Path | None  # the database file (DuckDB), or the warehouse folder of a local Spark session
 
 
 def profiles_dir(domain: Domain) -> Path | None:
@@ -62,6 +62,11 @@ def storage_of(domain: Domain, target: str | None = None) -> Storage | None:
         raise ConfigError(f"{display_path(path)}: profile '{domain.profile}' has no target '{chosen}'.")
     adapter = str(output.get("type", ""))
     db_path = None
+    if adapter == "spark" and output.get("method") == "session":
+        # a local session keeps its tables under the warehouse folder, relative to the project
+        params = output.get("server_side_parameters") or {}
+        folder = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
+        return Storage(adapter=adapter, target=chosen, path=(folder if folder.is_absolute() else domain.path / folder))
     if adapter == "duckdb":
         raw = str(output.get("path", ":memory:"))
         if raw != ":memory:" and not raw.startswith(("md:", "motherduck:", "s3://", "http")):

@@ -55,6 +55,8 @@ def run_domain(
     start, wall_start = time.perf_counter(), time.time()
     run = DomainRun(name, FAILED)
     os.chdir(domain.path)
+    if not verbose:
+        _quiet_engine(domain, target)
     try:
         if needs_deps(domain):
             deps = dbt_runner.invoke(domain.path, ["deps"], verbose=verbose)
@@ -95,6 +97,26 @@ def run_domain(
             run.status = FAILED
             run.problems.append(str(exc))
     return _done(run, start)
+
+
+def _quiet_engine(domain: Domain, target: str | None) -> None:
+    """Send an in-process engine's own console output (Spark's JVM logging) to target/<engine>.log.
+
+    The JVM inherits the worker's stdout and stderr; this worker serves this one domain only.
+    """
+    from mesh_tools.profiles import storage_of
+
+    try:
+        storage = storage_of(domain, target)
+    except MeshError:
+        return
+    if storage is None or storage.adapter != "spark":
+        return
+    domain.target_dir.mkdir(parents=True, exist_ok=True)
+    log = os.open(domain.target_dir / "spark.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def has_freshness_checks(domain: Domain) -> bool:

@@ -48,7 +48,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
             "--tiny",
             "--no-install-loom",
             "--only",
-            "naive,large,scale",
+            "naive,large,scale,observe",
             "--out",
             str(tmp_path),
         ],  # fmt: skip
@@ -63,4 +63,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
     assert sections["naive"]["mesh_build_s"] > 0 and sections["naive"]["naive_loop_s"] > 0
     assert sections["large"]["floor_s"] > 0
     assert [(r["domains"], r["models_per_domain"]) for r in sections["scale"]["rows"]] == [(2, 4)]
+    observe = sections["observe"]
+    assert observe["health_s"] > 0 and observe["docs_pages"] == observe["products"] + observe["domains"] + 1
+    assert observe["history_rows"]["collections"] == 9  # 2 days x 4 a day, plus the build itself
     assert "| a. `mesh build` vs naive loop" in (tmp_path / "benchmark.md").read_text()

@@ -31,6 +31,7 @@ from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.exchange.store import Exchange, fsync_dir, new_release_id, product_key, write_atomic
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.profiles import storage_of
+from mesh_tools.yamlfile import display_path
 
 # Fault injection for tests: seconds to wait after the new releases are in place and before any
 # becomes current (the window in which a killed publisher must leave the old release current).
@@ -166,6 +167,17 @@ def _cleanup_scratch(exchange: Exchange) -> None:
                 pass
 
 
+def _spark_files(warehouse: Path, node: dict[str, Any]) -> str:
+    """The Parquet files of a Spark table (file_format parquet) in the session's warehouse folder."""
+    folder = warehouse / f"{str(node['schema']).lower()}.db" / str(node["alias"]).lower()
+    if not any(folder.glob("*.parquet")):
+        raise ArtifactError(
+            f"{display_path(folder)}: no Parquet files for {node['unique_id']}. Publishing from Spark reads the "
+            "table's files: materialize products as tables with `file_format: parquet` in a local warehouse."
+        )
+    return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
+
+
 def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
     """A refused publication is an event too: health reports it with the products left behind."""
     event: dict[str, Any] = {"event": "refused", "domain": domain.name, "reason": reason}
@@ -191,13 +203,16 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
         _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
         return outcome
     storage = storage_of(domain, target)
-    if storage is None or storage.path is None or not storage.path.is_file():
-        raise ArtifactError(f"{domain.name}: its DuckDB storage was not found; build the domain first.")
+    spark = storage is not None and storage.adapter == "spark"
+    if storage is None or storage.path is None or not (storage.path.is_dir() if spark else storage.path.is_file()):
+        what = "Spark warehouse folder" if spark else "DuckDB storage"
+        raise ArtifactError(f"{domain.name}: its {what} was not found; build the domain first.")
     exchange = Exchange(mesh.exchange_path)
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
     _cleanup_scratch(exchange)
     placed: list[tuple[dict[str, Any], ReleaseDescriptor]] = []
-    con = duckdb.connect(str(storage.path), read_only=True)
+    # DuckDB reads the domain's own file; on Spark, the table's Parquet files in the warehouse
+    con = duckdb.connect() if spark else duckdb.connect(str(storage.path), read_only=True)
     try:
         for node in sorted(gate.products, key=lambda n: n["unique_id"]):
             version = None if node.get("version") is None else str(node["version"])
@@ -206,7 +221,7 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
             scratch = exchange.tmp_dir / f"{release_id}.{os.getpid()}"
             scratch.mkdir(parents=True)
             data = scratch / "data.parquet"
-            relation = f'"{node["schema"]}"."{node["alias"]}"'
+            relation = _spark_files(storage.path, node) if spark else f'"{node["schema"]}"."{node["alias"]}"'
             target_sql = str(data).replace("'", "''")
             copied = con.execute(
                 f"copy (select * from {relation}) to '{target_sql}' (format parquet, compression zstd)"

@@ -91,8 +91,13 @@ def stub_files(
 
 
 def read_parquet_sql(path: Path) -> str:
-    """The view body reading one release's data file."""
-    return "select * from read_parquet('" + str(path).replace("'", "''") + "')"
+    """The view body reading one release's data file, in the SQL of the engine the consumer builds on.
+
+    Decided when dbt compiles (``target.type``), so one stitched package serves every target.
+    """
+    duckdb_sql = "select * from read_parquet('" + str(path).replace("'", "''") + "')"
+    spark_sql = "select * from parquet.`" + str(path).replace("`", "``") + "`"
+    return "{% if target.type == 'spark' %}" + spark_sql + "{% else %}" + duckdb_sql + "{% endif %}"
 
 
 def relation_sql(node: ModelNode) -> str:

@@ -1,0 +1,108 @@
+{#- Engine differences, handled once here for every domain (DuckDB is the default; Spark scales out).
+
+    Contracts are written with portable type names (varchar, integer, double, decimal(p, s),
+    date, timestamp, boolean, bigint). Spark refuses `varchar` without a length, so its contract
+    check casts with Spark's own names. Not-null constraints are enforced by DuckDB; Spark's
+    Parquet tables cannot enforce them, so dbt-spark skips them there (the not_null tests still run). -#}
+
+{% macro spark_type(data_type) -%}
+    {%- set t = (data_type or '') | trim | lower -%}
+    {%- if t in ('varchar', 'text', 'string', 'character varying') or t.startswith('varchar(') -%}string
+    {%- elif t in ('integer', 'int4') -%}int
+    {%- elif t in ('int8', 'long') -%}bigint
+    {%- elif t in ('float8', 'double precision') -%}double
+    {%- elif t in ('bool',) -%}boolean
+    {%- else -%}{{ data_type }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro spark__get_empty_schema_sql(columns) %}
+    {%- set missing = [] -%}
+    select
+    {% for i in columns %}
+        {%- set col = columns[i] -%}
+        {%- if col['data_type'] is not defined or col['data_type'] is none -%}{%- do missing.append(col['name']) -%}{%- endif -%}
+        {%- set col_name = adapter.quote(col['name']) if col.get('quote') else col['name'] -%}
+        cast(null as {{ mesh_macros.spark_type(col['data_type']) }}) as {{ col_name }}{{ ", " if not loop.last }}
+    {% endfor %}
+    {%- if missing -%}{{ exceptions.column_type_missing(column_names=missing) }}{%- endif -%}
+{% endmacro %}
+
+{#- Landing files. On DuckDB a source's `meta.external_location` (a dbt-duckdb feature) reads the
+    file in place. On Spark, this hook (each domain's `on-run-start`) creates the source's schema
+    and a view over the same file, so `source()` resolves there too. -#}
+{% macro register_landing() -%}
+    {%- if target.type != 'spark' or not execute -%}{{ return('') }}{%- endif -%}
+    {#- one statement per call: Spark runs one at a time -#}
+    {%- set statements = [] -%}
+    {%- for source in graph.sources.values() if source.package_name == project_name -%}
+        {%- set location = (source.meta or {}).get('external_location') or (source.source_meta or {}).get('external_location') -%}
+        {%- if location -%}
+            {%- set formatted = location | replace('{name}', source.name) | replace('{identifier}', source.identifier) -%}
+            {%- set found = modules.re.search("['\"]([^'\"]+\\.parquet)['\"]", formatted) -%}
+            {%- if found -%}
+                {%- do statements.append('create schema if not exists ' ~ source.schema) -%}
+                {%- do statements.append('create or replace view ' ~ source.schema ~ '.' ~ source.identifier
+                    ~ ' as select * from parquet.`' ~ found.group(1) ~ '`') -%}
+            {%- endif -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- for statement in statements | unique -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    {{ return('') }}
+{%- endmacro %}
+
+{#- Seeds on Spark: dbt-spark's own seed macros, with column_types in portable names translated. -#}
+{% macro _spark_seed_type(model, agate_table, index) -%}
+    {%- set column_override = model['config'].get('column_types', {}) -%}
+    {%- set col_name = agate_table.column_names[index] -%}
+    {%- if col_name in column_override -%}{{ mesh_macros.spark_type(column_override[col_name]) }}
+    {%- else -%}{{ adapter.convert_type(agate_table, index) }}{%- endif -%}
+{%- endmacro %}
+
+{% macro spark__create_csv_table(model, agate_table) %}
+    {%- set quote_seed_column = model['config'].get('quote_columns', None) -%}
+    {% set sql %}
+        create table {{ this.render() }} (
+            {%- for col_name in agate_table.column_names -%}
+                {{ adapter.quote_seed_column(col_name | string, quote_seed_column) }} {{ mesh_macros._spark_seed_type(model, agate_table, loop.index0) }}
+                {%- if not loop.last -%}, {%- endif -%}
+            {%- endfor -%}
+        )
+        {{ file_format_clause() }}
+        {{ partition_cols(label="partitioned by") }}
+        {{ clustered_cols(label="clustered by") }}
+        {{ location_clause() }}
+        {{ comment_clause() }}
+    {% endset %}
+    {% call statement('_') -%}
+        {{ sql }}
+    {%- endcall %}
+    {{ return(sql) }}
+{% endmacro %}
+
+{% macro spark__load_csv_rows(model, agate_table) %}
+    {% set statements = [] %}
+    {% for chunk in agate_table.rows | batch(get_batch_size()) %}
+        {% set bindings = [] %}
+        {% for row in chunk %}
+            {% do bindings.extend(row) %}
+        {% endfor %}
+        {% set sql %}
+            insert into {{ this.render() }} values
+            {% for row in chunk -%}
+                ({%- for col_name in agate_table.column_names -%}
+                    cast({{ get_binding_char() }} as {{ mesh_macros._spark_seed_type(model, agate_table, loop.index0) }})
+                    {%- if not loop.last %},{%- endif %}
+                {%- endfor -%})
+                {%- if not loop.last %},{%- endif %}
+            {%- endfor %}
+        {% endset %}
+        {% do adapter.add_query(sql, bindings=bindings, abridge_sql_log=True) %}
+        {% if loop.index0 == 0 %}
+            {% do statements.append(sql) %}
+        {% endif %}
+    {% endfor %}
+    {{ return(statements[0]) }}
+{% endmacro %}

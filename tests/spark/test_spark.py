@@ -1,0 +1,80 @@
+"""The demo mesh on local Spark (`method: session`): same products, same consumers, same numbers as DuckDB.
+
+Select it alone with `pytest -m spark`. It needs the spark extra (`pip install -e ".[spark]"`,
+which `make test` installs) and Java 17.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import Built, copy_demo, run_mesh
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+# (domain, schema, table): every data product, and every model that reads another domain's product
+RELATIONS = [
+    ("customers", "marts", "dim_customers"),
+    ("sales", "marts", "fct_orders_v1"),
+    ("sales", "marts", "fct_orders_v2"),
+    ("sales", "marts", "weekly_sales_report"),
+    ("finance", "intermediate", "int_order_revenue"),
+    ("finance", "marts", "monthly_revenue"),
+    ("marketing", "intermediate", "int_customer_orders"),
+    ("marketing", "marts", "campaign_performance"),
+    ("marketing", "marts", "customer_segments"),
+]
+
+
+@pytest.fixture(scope="session")
+def spark_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    root = copy_demo(tmp_path_factory.mktemp("spark") / "mesh")
+    data = run_mesh("demo-data", cwd=root)
+    assert data.returncode == 0, data.stdout + data.stderr
+    return Built(root, run_mesh("build", "--target", "spark", cwd=root))
+
+
+def spark_rows(root: Path, domain: str, schema: str, table: str, sql: str = "count(*)") -> object:
+    files = root / "projects" / domain / "spark-warehouse" / f"{schema}.db" / table / "*.parquet"
+    return duckdb.connect().execute(f"select {sql} from read_parquet('{files}')").fetchone()[0]
+
+
+def duckdb_rows(root: Path, domain: str, schema: str, table: str, sql: str = "count(*)") -> object:
+    with duckdb.connect(str(root / "projects" / domain / f"{domain}.duckdb"), read_only=True) as con:
+        return con.execute(f"select {sql} from {schema}.{table}").fetchone()[0]
+
+
+def test_demo_mesh_builds_on_spark(spark_built: Built) -> None:
+    assert spark_built.result.returncode == 0, spark_built.output
+    assert "mesh build: 4 of 4 domains succeeded" in spark_built.output
+    assert "WARN" not in spark_built.output  # the JVM's logging goes to target/spark.log
+    for domain in ("customers", "sales", "marketing", "finance"):
+        assert not (spark_built.root / "projects" / domain / f"{domain}.duckdb").exists()
+        assert (spark_built.root / "projects" / domain / "target" / "spark.log").is_file()
+
+
+def test_products_and_consumers_hold_the_same_rows_as_on_duckdb(spark_built: Built, demo_built: Built) -> None:
+    assert demo_built.result.returncode == 0, demo_built.output
+    for domain, schema, table in RELATIONS:
+        on_spark = spark_rows(spark_built.root, domain, schema, table)
+        on_duckdb = duckdb_rows(demo_built.root, domain, schema, table)
+        assert on_spark == on_duckdb > 0, (domain, table, on_spark, on_duckdb)
+    total = "sum(net_revenue)"
+    assert spark_rows(spark_built.root, "finance", "marts", "monthly_revenue", total) == duckdb_rows(
+        demo_built.root, "finance", "marts", "monthly_revenue", total
+    )
+
+
+def test_cross_project_refs_read_the_releases_spark_published(spark_built: Built) -> None:
+    exchange = spark_built.root / "exchange"
+    receipt = json.loads((exchange / "receipts" / "finance.json").read_text())
+    current = json.loads((exchange / "products/sales/fct_orders/v2/current.json").read_text())
+    assert receipt["releases"]["sales.fct_orders.v2"] == current["release_id"]
+    release = exchange / "products/sales/fct_orders/v2/releases" / current["release_id"]
+    descriptor = json.loads((release / "release.json").read_text())
+    rows = duckdb.connect().execute(f"select count(*) from read_parquet('{release / 'data.parquet'}')").fetchone()[0]
+    assert descriptor["row_count"] == rows == spark_rows(spark_built.root, "sales", "marts", "fct_orders_v2")
