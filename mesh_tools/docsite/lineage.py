@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 
-NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 26, 70, 12, 12
+NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 26, 70, 16, 12
 
 
 @dataclass
@@ -131,12 +131,11 @@ def draw(
             x1, y1 = position[parent]
             x2, y2 = position[child]
             x1, y1, y2 = x1 + NODE_W, y1 + NODE_H / 2, y2 + NODE_H / 2
-            mid = (x1 + x2) / 2
             cross = graph.is_cross(parent, child)
             dash = ' stroke-dasharray="5 3"' if cross else ""
             parts.append(
                 f'<path class="edge{" cross" if cross else ""}" data-from="{escape(parent)}" data-to="{escape(child)}" '
-                f'd="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}" '
+                f'd="{_route(x1, y1, x2, y2)}" '
                 f'fill="none" stroke="{"#cf222e" if cross else "#8c959f"}" stroke-width="{2 if cross else 1.2}"'
                 f'{dash} marker-end="url(#arrow)"/>'
             )
@@ -144,13 +143,13 @@ def draw(
         x, y = position[uid]
         project = graph.project_of(uid)
         fill = colors.get(project, "#f6f8fa")
-        text = graph.label.get(uid, uid.split(".")[-1])
-        short = text if len(text) <= 24 else text[:23] + "…"
+        text = f"{project} · {graph.label.get(uid, uid.split('.')[-1])}"
+        short = text if len(text) <= 27 else text[:26] + "…"  # the full name is the node's tooltip
         stroke = "#0969da" if uid == focus else "#57606a"
         box = (
             f'<rect x="{x:.0f}" y="{y:.0f}" rx="5" width="{NODE_W}" height="{NODE_H}" fill="{fill}" '
             f'stroke="{stroke}" stroke-width="{2.5 if uid == focus else 1}"/>'
-            f'<text x="{x + 8:.0f}" y="{y + 17:.0f}" font-size="12">{escape(project)} · {escape(short)}</text>'
+            f'<text x="{x + 8:.0f}" y="{y + 17:.0f}" font-size="12">{escape(short)}</text>'
         )
         title = f"<title>{escape(uid)}</title>"
         href = graph.href.get(uid)
@@ -163,6 +162,20 @@ def draw(
             parts.append(f"<g {attrs}>{title}{box}</g>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _route(x1: float, y1: float, x2: float, y2: float) -> str:
+    """An edge's path: a curve to the next column, or, across columns, along the gap under a row of
+    boxes, so a long edge never runs through the boxes it passes."""
+    if x2 - x1 <= GAP_X + 1:
+        mid = (x1 + x2) / 2
+        return f"M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+    lane = y1 + NODE_H / 2 + GAP_Y / 2  # the gap under the parent's row
+    a, b = x1 + GAP_X / 2, x2 - GAP_X / 2
+    return (
+        f"M{x1:.0f},{y1:.0f} C{a:.0f},{y1:.0f} {x1:.0f},{lane:.0f} {a:.0f},{lane:.0f} "
+        f"L{b:.0f},{lane:.0f} C{x2:.0f},{lane:.0f} {b:.0f},{y2:.0f} {x2:.0f},{y2:.0f}"
+    )
 
 
 PALETTE = ["#ddf4ff", "#fff8c5", "#dafbe1", "#ffebe9", "#fbefff", "#fff1e5", "#e7f3ff", "#eaeef2"]
