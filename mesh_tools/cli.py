@@ -303,7 +303,12 @@ HEALTH_FAIL = {"failing": 3, "stale": 2, "warning": 1}
     type=click.Choice(["failing", "stale", "warning", "never"]),
     help="Exit 1 when a product is at least this bad (default: mesh.yml health.fail_on, else failing).",
 )
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Folder of the reports (default: health/).")
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Folder of the reports (default: health/, by the history).",
+)
 @click.option("--schema", is_flag=True, help="Print the JSON schema of report.json and exit.")
 @click.pass_context
 @handles_errors
@@ -323,11 +328,7 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
         click.echo(report_schema(), nl=False)
         return
     mesh = _mesh(ctx)
-    if output_dir:
-        mesh = dataclasses.replace(
-            mesh, health=mesh.health.model_copy(update={"path": str(Path(output_dir).resolve())})
-        )
-    report, paths = update_health(mesh, "health")
+    report, paths = update_health(mesh, "health", out=Path(output_dir).resolve() if output_dir else None)
     render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
     click.echo(render(report), nl=False)
     if fmt == "text":

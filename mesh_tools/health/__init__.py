@@ -17,9 +17,13 @@ __all__ = ["RunEvent", "update_health"]
 
 
 def update_health(
-    mesh: Mesh, trigger: str, events: list[RunEvent] | None = None, now: datetime | None = None
+    mesh: Mesh,
+    trigger: str,
+    events: list[RunEvent] | None = None,
+    now: datetime | None = None,
+    out: Path | None = None,
 ) -> tuple[HealthReport, dict[str, Path]]:
-    """Collect what is new into the history, judge the mesh, and write report.html/.json/.md."""
+    """Collect what is new into the history, judge the mesh, and write report.html/.json/.md (to ``out``)."""
     start = time.perf_counter()
     folder = mesh.health_path
     with open_history(folder / "history.duckdb") as history:
@@ -27,5 +31,5 @@ def update_health(
         report = evaluate(mesh, history, collection, now)
         history.prune(mesh.health.history_days)
     report.seconds = round(time.perf_counter() - start, 3)
-    paths = write_reports(report, folder)
+    paths = write_reports(report, out or folder)
     return report, paths

@@ -564,8 +564,10 @@ class _Judge:
         scores = [p.score for p in products]
         score = round(statistics.mean(scores)) if scores else 100
         score = max(0, score - sum(PENALTY[p.status] // 2 for p in own))
+        compliance = [p.freshness.slo_compliance for p in products if p.freshness.slo_compliance is not None]
         return DomainHealth(**base, status=status, score=score, last_run=last_run, problems=problems,
-                            products=[p.product for p in products])  # fmt: skip
+                            products=[p.product for p in products],
+                            slo_compliance=round(statistics.mean(compliance), 4) if compliance else None)  # fmt: skip
 
     def _remember(self, report: HealthReport) -> None:
         cid, at = report.collection_id, report.generated_at

@@ -59,14 +59,15 @@ def to_markdown(report: HealthReport) -> str:
         "",
         f"{_counts_line(report)} · {len(report.domains)} domains · {report.generated_at:%Y-%m-%d %H:%M} UTC",
         "",
-        "| Domain | Status | Score | Products | Last run |",
-        "| --- | --- | ---: | ---: | --- |",
+        "| Domain | Status | Score | Products | SLO compliance | Last run |",
+        "| --- | --- | ---: | ---: | ---: | --- |",
     ]
     for d in report.domains:
         run = d.last_run
         last = f"{run.status} {run.finished_at:%Y-%m-%d %H:%M}" if run and run.finished_at else "—"
         status = f"{ICON[d.status]} {d.status.replace('_', ' ')}"
-        out.append(f"| {d.domain} | {status} | {d.score} | {len(d.products)} | {last} |")
+        compliance = f"{d.slo_compliance:.0%}" if d.slo_compliance is not None else "—"
+        out.append(f"| {d.domain} | {status} | {d.score} | {len(d.products)} | {compliance} | {last} |")
     problems = [p for p in report.problems if p.kind != "upstream"]
     if problems:
         out += ["", "| Status | Where | Problem | Owner | At risk downstream |", "| --- | --- | --- | --- | --- |"]

@@ -146,6 +146,7 @@ class DomainHealth(_Model):
     reason: str | None = Field(default=None, description="Why there is no data, when status is no_data.")
     last_run: LastRun | None = None
     last_success: datetime | None = None
+    slo_compliance: float | None = Field(default=None, description="Mean SLO compliance of its products (0..1).")
     products: list[str] = Field(default_factory=list)
     upstreams: list[str] = Field(default_factory=list)
     problems: list[Problem] = Field(default_factory=list)

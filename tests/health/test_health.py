@@ -155,6 +155,8 @@ def test_report_states_each_planted_problem_with_status_and_impact(health_mesh: 
     assert revenue["score"] < tickets["score"] < orders["score"] < 100
     assert orders["freshness"]["slo_compliance"] == 1.0
     assert tickets["freshness"]["slo_compliance"] < 1.0
+    assert domains["support"]["slo_compliance"] == tickets["freshness"]["slo_compliance"]
+    assert domains["exec"]["slo_compliance"] is None  # kpis declares no SLO
 
 
 def test_fail_on_threshold(health_mesh: Built) -> None:
@@ -220,3 +222,14 @@ def test_html_report_in_headless_chromium(health_mesh: Built) -> None:
         assert impacted.all_inner_texts() == ["exec.kpis (exec, owner Exec Office <exec@example.test>)"]
         screenshot(page, "health-report.png")
     assert requested and all(url.startswith("file://") for url in requested), requested
+
+
+def test_output_dir_takes_the_reports_and_the_history_stays(health_mesh: Built, tmp_path: Path) -> None:
+    history = health_mesh.root / "health/history.duckdb"
+    with duckdb.connect(str(history), read_only=True) as con:
+        before = con.execute("select count(*) from collections").fetchone()[0]
+    result = run_mesh("health", "-o", str(tmp_path / "out"), "--fail-on", "never", cwd=health_mesh.root)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json", "report.md"]
+    with duckdb.connect(str(history), read_only=True) as con:
+        assert con.execute("select count(*) from collections").fetchone()[0] == before + 1
