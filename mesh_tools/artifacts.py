@@ -51,9 +51,25 @@ class ProjectManifest:
 
     def owner_of(self, node: ModelNode) -> str:
         group = self.groups.get(node.group or "")
-        owner = (group or {}).get("owner") or {}
-        name, email = owner.get("name"), owner.get("email")
-        return f"{name} <{email}>" if name and email else (name or email or "")
+        return owner_label((group or {}).get("owner"))
+
+
+def owner_label(owner: dict[str, Any] | None) -> str:
+    """A dbt group's owner as people read it: ``Name <email>``, or whichever of the two is set."""
+    owner = owner or {}
+    name, email = owner.get("name"), owner.get("email")
+    return f"{name} <{email}>" if name and email else str(name or email or "")
+
+
+def public_model_nodes(project: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The project's own public models (one per version) as raw manifest nodes: its data products."""
+    return [
+        node
+        for node in manifest.get("nodes", {}).values()
+        if node.get("resource_type") == "model"
+        and node.get("package_name") == project
+        and node.get("access") == "public"
+    ]
 
 
 def _version(value: Any) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from mesh_tools.artifacts import owner_label, public_model_nodes
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
 from mesh_tools.errors import MeshError
 from mesh_tools.mesh import Mesh
@@ -95,12 +96,6 @@ def _read(path: Path) -> Any:
         return None
 
 
-def _owner(owner: dict[str, Any] | None) -> str:
-    owner = owner or {}
-    name, email = owner.get("name"), owner.get("email")
-    return f"{name} <{email}>" if name and email else str(name or email or "")
-
-
 def _ref_line(project: str, name: str, version: str | None, latest: str | None) -> str:
     if version is not None and version != latest:
         return f"{{{{ ref('{project}', '{name}', v={version}) }}}}"
@@ -172,12 +167,7 @@ class SiteBuilder:
         groups = {g.get("name"): g for g in (manifest.get("groups") or {}).values()}
         domain_owner = self.mesh.domains[name].owner
         products = []
-        public = [
-            n
-            for n in manifest["nodes"].values()
-            if n.get("resource_type") == "model" and n.get("package_name") == name and n.get("access") == "public"
-        ]
-        for node in sorted(public, key=lambda n: n["unique_id"]):
+        for node in sorted(public_model_nodes(name, manifest), key=lambda n: n["unique_id"]):
             version = None if node.get("version") is None else str(node["version"])
             latest = None if node.get("latest_version") is None else str(node["latest_version"])
             key = product_key(name, node["name"], version)
@@ -209,7 +199,7 @@ class SiteBuilder:
                 version=version,
                 latest_version=latest,
                 node=node,
-                owner=_owner(group.get("owner")) or (domain_owner.label() if domain_owner else ""),
+                owner=owner_label(group.get("owner")) or (domain_owner.label() if domain_owner else ""),
                 group=node.get("group"),
                 columns=columns,
                 ref_line=_ref_line(name, node["name"], version, latest),

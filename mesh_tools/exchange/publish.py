@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.artifacts import read_json
+from mesh_tools.artifacts import public_model_nodes, read_json
 from mesh_tools.errors import ArtifactError
 from mesh_tools.exchange.descriptor import (
     BuildInfo,
@@ -78,11 +78,7 @@ def check_gate(domain: Domain) -> _Gate | str:
     bad = [f"{uid} ({r['status']})" for uid, r in by_id.items() if r["status"] in ("error", "fail", "skipped")]
     if bad:
         return f"the last build of {domain.name} did not pass: {', '.join(sorted(bad)[:5])}."
-    products = [
-        node for uid, node in manifest["nodes"].items()
-        if node.get("resource_type") == "model" and node.get("package_name") == domain.name
-        and node.get("access") == "public"
-    ]  # fmt: skip
+    products = public_model_nodes(domain.name, manifest)
     missing = [n["unique_id"] for n in products if by_id.get(n["unique_id"], {}).get("status") != "success"]
     if missing:
         return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."

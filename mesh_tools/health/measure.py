@@ -10,21 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mesh_tools.artifacts import public_model_nodes
 from mesh_tools.errors import MeshError
 from mesh_tools.health.collect import Collection, DomainArtifacts, schema_hash, sql_path
 from mesh_tools.health.history import History
 from mesh_tools.mesh import Mesh
-
-
-def product_nodes(domain: str, manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """The domain's public models (one per version), as manifest nodes."""
-    return [
-        node
-        for node in manifest.get("nodes", {}).values()
-        if node.get("resource_type") == "model"
-        and node.get("package_name") == domain
-        and node.get("access") == "public"
-    ]
 
 
 def key_columns(node: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -62,7 +52,7 @@ def measure_products(mesh: Mesh, history: History, collection: Collection) -> No
             if art.manifest is None:
                 continue
             unpublished: list[tuple[str, dict[str, Any]]] = []
-            for node in product_nodes(name, art.manifest):
+            for node in public_model_nodes(name, art.manifest):
                 version = None if node.get("version") is None else str(node["version"])
                 key = product_key(name, node["name"], version)
                 keys = key_columns(node, art.manifest)

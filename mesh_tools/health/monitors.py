@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from mesh_tools.artifacts import owner_label, public_model_nodes
 from mesh_tools.config import HealthConfig
 from mesh_tools.health.collect import Collection, DomainArtifacts, attached_models
 from mesh_tools.health.history import History
-from mesh_tools.health.measure import key_columns, product_nodes
+from mesh_tools.health.measure import key_columns
 from mesh_tools.health.report import (
     RANK,
     Counts,
@@ -147,12 +148,6 @@ def _streaks(history: History, uids: list[str]) -> dict[str, tuple[int, datetime
     return streaks
 
 
-def _owner_label(owner: dict[str, Any] | None) -> str:
-    owner = owner or {}
-    name, email = owner.get("name"), owner.get("email")
-    return f"{name} <{email}>" if name and email else str(name or email or "")
-
-
 _HEADER = re.compile(r"^\w+ Error in \w+ \S+ \(.*\)$")
 
 
@@ -188,11 +183,11 @@ class _Judge:
             for parent, kids in (art.manifest.get("child_map") or {}).items():
                 self.children[parent].update(kids)
             groups = {g.get("name"): g for g in (art.manifest.get("groups") or {}).values()}
-            for node in product_nodes(name, art.manifest):
+            for node in public_model_nodes(name, art.manifest):
                 key = _product_key(name, node)
                 self.products[node["unique_id"]] = (name, node, key)
                 group = groups.get(node.get("group")) or {}
-                self.owner_of[node["unique_id"]] = _owner_label(group.get("owner")) or self.domain_owner(name)
+                self.owner_of[node["unique_id"]] = owner_label(group.get("owner")) or self.domain_owner(name)
 
     def domain_owner(self, name: str) -> str:
         owner = self.mesh.domains[name].owner
@@ -410,7 +405,7 @@ class _Judge:
         domain_problems: dict[str, list[Problem]] = defaultdict(list)
         for name, art in self.collection.domains.items():
             if art.no_data is None:
-                for node in sorted(product_nodes(name, art.manifest or {}), key=lambda n: n["unique_id"]):
+                for node in sorted(public_model_nodes(name, art.manifest or {}), key=lambda n: n["unique_id"]):
                     judged = self.judge_product(name, art, node, _product_key(name, node))
                     products[judged.node] = judged
                 domain_problems[name].extend(self._domain_only_problems(name, art))
