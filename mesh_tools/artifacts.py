@@ -79,10 +79,15 @@ def _version(value: Any) -> str | None:
 def read_json(path: Path, what: str, fix: str) -> Any:
     """Parse a JSON artifact, or raise one ArtifactError naming the file and what to do."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".gz":  # dbt-loom reads gzip-compressed manifests too
+            import gzip
+
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
-    except OSError as exc:
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
     try:
         return json.loads(text)
@@ -92,8 +97,14 @@ def read_json(path: Path, what: str, fix: str) -> Any:
         ) from None
 
 
-def load_manifest(path: Path, project: str, fix: str = "") -> ProjectManifest:
-    """Read the models of ``project`` from a manifest.json written by dbt."""
+def load_manifest(
+    path: Path, project: str, fix: str = "", *, excluded: tuple[str, ...] = (), included: tuple[str, ...] = ()
+) -> ProjectManifest:
+    """Read the models of ``project`` from a manifest.json written by dbt.
+
+    ``excluded`` / ``included`` are dbt-loom's package filters: when they leave the project out,
+    none of its models is read.
+    """
     fix = fix or f"Rebuild it with `mesh build {project}`."
     data = read_json(path, "manifest", fix)
     try:
@@ -114,7 +125,8 @@ def load_manifest(path: Path, project: str, fix: str = "") -> ProjectManifest:
             )
             for uid, node in nodes.items()
             if node.get("resource_type") == "model" and node.get("package_name") == project
-        )
+            and project not in excluded and (not included or project in included)
+        )  # fmt: skip
         groups = {g["name"]: g for g in data.get("groups", {}).values() if g.get("package_name") == project}
         return ProjectManifest(
             project=project,

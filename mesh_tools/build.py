@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from mesh_tools.errors import MeshError
 from mesh_tools.mesh import Mesh
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
 from mesh_tools.worker import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
+
+if TYPE_CHECKING:
+    from mesh_tools.dbt_runner import ProfileInfo
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
 
@@ -62,9 +67,13 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
 
     context = multiprocessing.get_context("fork")
     jobs = max(1, min(plan.jobs, len(plan.domains)))
+    profiles, broken = _profiles(mesh, plan)
+    for name, problem in broken.items():
+        results[name] = DomainRun(name, FAILED, problems=[problem])
+        notify("finished", name, results[name])
     # An engine living in the worker (a Spark session's JVM, bound to one domain's warehouse and
     # metastore) must not serve a second domain: each domain then gets a process of its own.
-    fresh = _needs_fresh_process(mesh, plan)
+    fresh = any(p.adapter == "spark" for p in profiles.values())
     single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         while len(results) < len(plan.domains):
@@ -79,7 +88,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     notify("skipped", name, results[name])
                     continue
                 if all(u in results for u in ups[name]):
-                    if fresh and len(running) >= jobs:
+                    if (fresh and len(running) >= jobs) or _shares_storage(name, running.values(), profiles):
                         continue
                     executor = ProcessPoolExecutor(max_workers=1, mp_context=context) if fresh else pool
                     future = executor.submit(
@@ -104,15 +113,21 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     return [results[n] for n in plan.domains]
 
 
-def _needs_fresh_process(mesh: Mesh, plan: RunPlan) -> bool:
-    from mesh_tools.errors import MeshError
-    from mesh_tools.profiles import storage_of
+def _profiles(mesh: Mesh, plan: RunPlan) -> tuple[dict[str, ProfileInfo], dict[str, str]]:
+    """Each selected domain's target as dbt reads it; the domains whose profile dbt cannot read, with why."""
+    from mesh_tools import dbt_runner
 
+    profiles: dict[str, ProfileInfo] = {}
+    broken: dict[str, str] = {}
     for name in plan.domains:
         try:
-            storage = storage_of(mesh.domains[name], plan.target)
-        except MeshError:
-            continue
-        if storage is not None and storage.adapter == "spark":
-            return True
-    return False
+            profiles[name] = dbt_runner.load_profile(mesh.domains[name].path, plan.target, mesh.profiles_dir)
+        except MeshError as exc:
+            broken[name] = str(exc)
+    return profiles, broken
+
+
+def _shares_storage(name: str, running: Iterable[str], profiles: dict[str, ProfileInfo]) -> bool:
+    """Whether a running domain opens one of the files ``name`` opens (DuckDB allows one writer per file)."""
+    mine = set(profiles[name].files) if name in profiles else set()
+    return any(mine & set(profiles[other].files) for other in running if other in profiles)

@@ -65,15 +65,23 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _mesh(ctx: click.Context) -> Mesh:
-    root = ctx.find_root().params.get("root")
-    return load_mesh(Path(root) if root else find_root(Path.cwd()))
+    params = ctx.find_root().params
+    root = params.get("root")
+    mesh = load_mesh(Path(root) if root else find_root(Path.cwd()))
+    profiles = params.get("profiles_dir")
+    return dataclasses.replace(mesh, profiles_dir=Path(profiles).resolve()) if profiles else mesh
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--root", type=click.Path(file_okay=False), help="Mesh root (default: nearest folder with mesh.yml).")
+@click.option(
+    "--profiles-dir",
+    type=click.Path(file_okay=False, exists=True),
+    help="Folder of profiles.yml for every domain (default: as dbt: DBT_PROFILES_DIR, the project's folder, ~/.dbt).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, prog_name="mesh")
-def main(root: str | None, debug: bool) -> None:
+def main(root: str | None, profiles_dir: str | None, debug: bool) -> None:
     """Run a mesh of dbt projects, one per business domain, as one data mesh.
 
     Exit codes: 0 ok, 1 a domain failed, 2 usage or configuration error, 3 dbt or artifact problem.
@@ -114,6 +122,8 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
                 click.echo(f"    error: {problem}")
             for warning in run.warnings:
                 click.echo(f"    warning: {warning}")
+            for note in run.notes:
+                click.echo(f"    note: {note}")
 
     return show
 
@@ -160,10 +170,32 @@ def build(
     plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
+    _notes(mesh)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "build", time.perf_counter() - start)
+    _governance_line(mesh, runs)
     _after_run(mesh, runs)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+def _notes(mesh: Mesh) -> None:
+    """What the loader ignored, and why (`mesh doctor` shows the whole picture)."""
+    for note in mesh.notes:
+        click.echo(f"note: {note}")
+
+
+def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
+    """One line: how many governance findings the built domains have, and whether they block."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for severity, count in run.findings.items():
+            counts[severity] = counts.get(severity, 0) + count
+    total = sum(counts.values())
+    if not total:
+        return
+    detail = ", ".join(f"{counts[s]} {s}" for s in ("error", "warn", "info") if counts.get(s))
+    mode = "error-level ones block publishing" if mesh.governance.enforce else "advisory"
+    click.echo(f"{total} governance findings ({detail}; {mode}) — run `mesh check`")
 
 
 def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
@@ -189,6 +221,30 @@ def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
         click.echo(f"warning: documentation site not written: {exc}", err=True)
         return
     click.echo(f"docs: {site.pages} pages — {_shown(site.path / 'index.html')}")
+
+
+def _parse_stale(mesh: Mesh, names: list[str]) -> None:
+    """Parse again the domains whose files changed after their manifest, so nothing judges stale artifacts.
+
+    Notes go to stderr (stdout may be a JSON or SARIF report). A domain that no longer parses is
+    an error: its old manifest would describe code that is gone.
+    """
+    from mesh_tools.staleness import stale_domains
+
+    candidates = [mesh.domains[n] for n in names if mesh.domains[n].manifest_path.is_file()]
+    stale = stale_domains(candidates, list(mesh.domains.values()))
+    if not stale:
+        return
+    for name, why in stale.items():
+        click.echo(f"note: {why}: parsing {name} again", err=True)
+    plan = RunPlan(command="parse", domains=[n for n in mesh.order if n in stale], target=mesh.defaults.target,
+                   jobs=mesh.defaults.jobs or default_jobs())  # fmt: skip
+    for run in run_mesh(mesh, plan):
+        if run.status != SUCCESS:
+            problem = "; ".join(run.problems) or "dbt parse failed"
+            raise ArtifactError(
+                f"{run.domain}: its files changed after its manifest was written and it no longer parses: {problem}"
+            )
 
 
 def _shown(path: Path) -> str:
@@ -230,13 +286,19 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     Refused, with the reason, when the domain's last build did not pass; its current releases
     then stay as they are.
     """
-    from mesh_tools.exchange.publish import publish_domain
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mesh_tools import dbt_runner  # noqa: F401  (imported once, before the workers fork)
+    from mesh_tools.worker import publish_in_worker
 
     mesh = _mesh(ctx)
     names = mesh.select(domains)
     refused = False
     for name in names:
-        outcome = publish_domain(mesh, mesh.domains[name], target or mesh.defaults.target)
+        # each domain in a process of its own, in its folder: it is read through its own dbt connection
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+            outcome = pool.submit(publish_in_worker, mesh, name, target or mesh.defaults.target).result()
         if outcome.refused:
             refused = True
             click.echo(f"{name}: publish refused: {outcome.refused} Its current releases stay current.")
@@ -355,6 +417,8 @@ def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str 
     from mesh_tools.docsite.site import build_site
 
     mesh = _mesh(ctx)
+    if not catalog:  # `docs generate` parses every domain anyway
+        _parse_stale(mesh, list(mesh.domains))
     if catalog:
         plan = _plan(mesh, "docs generate", (), target, jobs, False)
         runs = run_mesh(mesh, plan, _progress(time.perf_counter()))
@@ -607,6 +671,7 @@ def check(
     from mesh_tools.governance.rule import Severity
 
     mesh = _mesh(ctx)
+    _parse_stale(mesh, list(mesh.domains))
     threshold = Severity.parse(fail_on or mesh.governance.fail_on)
     known = engine.read_baseline(baseline) if baseline else None
     saved = engine.read_contracts(contracts) if contracts else None
@@ -650,6 +715,96 @@ def rules(ctx: click.Context, fmt: str) -> None:
             click.echo("")
     for code, (name, severity, fix) in META_RULES.items():
         click.echo(f"{code}  {name}  [{severity.label}, waivers]\n    {fix}\n")
+
+
+@main.command()
+@click.option("--target", "-t", help="dbt target to read each profile for (default: mesh.yml, then profile).")
+@click.pass_context
+@handles_errors
+def doctor(ctx: click.Context, target: str | None) -> None:
+    """Show how the mesh reads this mesh, and what would stop `mesh build`.
+
+    Every project found (path, name, profile, storage), every edge with the file and line that
+    declared it, what was ignored and why, and each problem with its fix. Exit 1 when a problem
+    would stop a build (a mesh.yml or project the mesh cannot read is one).
+    """
+    from mesh_tools.doctor import diagnose
+
+    params = ctx.find_root().params
+    root = Path(params["root"]) if params.get("root") else find_root(Path.cwd())
+    try:
+        mesh = _mesh(ctx)
+    except MeshError as exc:
+        click.echo(f"mesh doctor: {root.resolve()}")
+        click.echo(f"problems (1):\n  [blocking] {exc}")
+        click.echo("\n1 problem would stop `mesh build`.")
+        sys.exit(ExitCode.FAILED)
+    found = diagnose(mesh, target)
+    click.echo(f"mesh doctor: {found.root} ({found.config})")
+    click.echo(f"\nprojects ({len(found.projects)}):")
+    for p in found.projects:
+        click.echo(f"  {p.name}  {p.path}/")
+        click.echo(f"      profile {p.profile}, target {p.target} ({p.adapter}); storage {p.storage}"
+                   + (f", schema {p.schema}" if p.schema else ""))  # fmt: skip
+        for attached in p.attached:
+            click.echo(f"      attaches {attached}")
+    for package in found.packages:
+        click.echo(f"  (package) {package}")
+    click.echo(f"\nedges ({len(found.edges)}):")
+    for edge in found.edges:
+        click.echo(f"  {edge.consumer} reads {edge.producer}   {edge.declared_in} ({edge.how})")
+    if found.ignored:
+        click.echo(f"\nignored ({len(found.ignored)}):")
+        for note in found.ignored:
+            click.echo(f"  {note}")
+    if found.problems:
+        click.echo(f"\nproblems ({len(found.problems)}):")
+        for problem in found.problems:
+            click.echo(f"  [{problem.level}] {problem.where}: {problem.message}\n      fix: {problem.fix}")
+    blocking = found.blocking
+    if blocking:
+        click.echo(f"\n{len(blocking)} problem(s) would stop `mesh build`.")
+        sys.exit(ExitCode.FAILED)
+    warnings = f" ({len(found.problems)} warning(s))" if found.problems else ""
+    click.echo(f"\nnothing would stop `mesh build`{warnings}.")
+    if mesh.config_path is None:
+        click.echo("next: `mesh build`; `mesh init` writes a mesh.yml with the recommended governance floor.")
+
+
+@main.command()
+@click.option("--advisory", is_flag=True, help="Write governance.enforce: false (findings shown, never blocking).")
+@click.option("--dry-run", is_flag=True, help="Print the mesh.yml it would write, and write nothing.")
+@click.pass_context
+@handles_errors
+def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
+    """Write a commented mesh.yml for the dbt projects below the root, with the recommended governance floor.
+
+    Lists every domain found and turns governance enforcement on (an error-level finding then
+    blocks a domain's releases). Never replaces an existing mesh.yml.
+    """
+    from mesh_tools.selfservice.init import init_mesh
+
+    params = ctx.find_root().params
+    root = (Path(params["root"]) if params.get("root") else Path.cwd()).resolve()
+    path, text, mesh = init_mesh(root, enforce=not advisory, dry_run=dry_run)
+    if dry_run:
+        click.echo(text, nl=False)
+        return
+    click.echo(f"mesh init: wrote {_shown(path)} with {len(mesh.domains)} domain(s): {', '.join(mesh.domains)}")
+    built = [n for n, d in mesh.domains.items() if d.manifest_path.is_file()]
+    if built and not advisory:
+        from mesh_tools.governance.engine import run_check
+        from mesh_tools.governance.rule import Severity
+
+        report = run_check(mesh, built, sqlfluff=False, load=built)
+        errors = [v for v in report.violations if v.severity >= Severity.ERROR]
+        if errors:
+            domains = sorted({v.finding.domain for v in errors})
+            click.echo(f"governance is now enforced: {len(errors)} error-level finding(s) in {', '.join(domains)} "
+                       "would block their releases. `mesh check` lists them; fix them, waive them per domain, "
+                       "or set governance.enforce: false while you adopt.")  # fmt: skip
+            return
+    click.echo("governance is now enforced" if not advisory else "governance stays advisory (enforce: false)")
 
 
 @main.command(name="ls")

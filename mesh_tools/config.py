@@ -108,8 +108,17 @@ def _settings(value: Any) -> Any:
 
 
 class GovernanceConfig(_Strict):
-    """Global governance: the floor every domain stands on (mesh.yml ``governance:``)."""
+    """Global governance: the floor every domain stands on (mesh.yml ``governance:``).
 
+    Findings are advisory unless the mesh opts in with ``enforce: true``: dbt itself lets a
+    public model go without a contract, a description or an owner, so a mesh adopted as it is
+    builds and publishes, and `mesh build` says how many findings there are. With ``enforce``,
+    an error-level finding blocks the domain's releases (the recommended floor, `mesh init`).
+    """
+
+    enforce: bool = Field(
+        default=False, description="Error-level findings block publishing (false: findings are only shown)."
+    )
     fail_on: Literal["info", "warn", "error"] = Field(default="error", description="Lowest severity that fails.")
     rules: dict[str, RuleSetting] = Field(default_factory=dict, description="Rule code -> severity or setting.")
     plugins: list[str] = Field(default_factory=list, description="Modules (or .py files) of company rules.")

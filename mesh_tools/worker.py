@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import load_run_results, run_results_invocation
+from mesh_tools.engines import duckdb as duckdb_engine
 from mesh_tools.errors import MeshError
+from mesh_tools.exchange.publish import PublishOutcome
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.stitch.install import needs_deps
 from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
@@ -19,6 +21,25 @@ from mesh_tools.stitch.refs import explain_dbt_error
 from mesh_tools.stitch.stub import read_marker
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker when the `mesh` process that started it dies (even by SIGKILL).
+
+    A worker left alive would go on building and publishing for a run nobody watches. The parent
+    may have died before the request took effect: then exit at once.
+    """
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the parent's own shutdown stops its workers
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @dataclass
@@ -37,6 +58,8 @@ class DomainRun:
     published: int = 0
     published_rows: int = 0
     stitched: tuple[str, ...] = ()
+    findings: dict[str, int] = field(default_factory=dict)  # governance findings by severity (advisory or not)
+    notes: list[str] = field(default_factory=list)
     invocation_id: str | None = None  # of the run_results this run wrote, if dbt got that far
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -51,17 +74,19 @@ def run_domain(
     """
     from mesh_tools import dbt_runner  # imported here: only worker processes need dbt
 
+    die_with_parent()
     domain = mesh.domains[name]
     start, wall_start = time.perf_counter(), time.time()
     run = DomainRun(name, FAILED)
     os.chdir(domain.path)
     if not verbose:
-        _quiet_engine(domain, target)
+        _quiet_engine(mesh, domain, target)
+    profiles = mesh.profiles_dir
     try:
         if needs_deps(domain):
-            deps = dbt_runner.invoke(domain.path, ["deps"], verbose=verbose)
+            deps = dbt_runner.invoke(domain.path, ["deps"], verbose=verbose, profiles_dir=profiles)
             if not deps.success:
-                run.problems.append(f"dbt deps failed: {deps.exception or '; '.join(deps.errors)}")
+                run.problems.append(explain_deps_failure(domain, deps.exception or "; ".join(deps.errors)))
                 return _done(run, start)
         outcome = stitch_domain(mesh, domain, target)
         run.stitched = outcome.changed + outcome.unchanged
@@ -70,13 +95,15 @@ def run_domain(
             return _done(run, start)
         if command == "build" and mesh.health.source_freshness and has_freshness_checks(domain):
             # before the build: its artifacts replace the manifest, which the publish gate matches with the build
-            fresh = dbt_runner.invoke(domain.path, ["source", "freshness"], target=target, verbose=verbose)
+            fresh = dbt_runner.invoke(
+                domain.path, ["source", "freshness"], target=target, verbose=verbose, profiles_dir=profiles
+            )
             if fresh.exception:
                 run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
         args = command.split()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
             args += ["--target-path", str(domain.target_dir / "docs"), "--static"]
-        invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose)
+        invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose, profiles_dir=profiles)
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)
@@ -85,11 +112,16 @@ def run_domain(
         _count(run, domain, wall_start)
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
-        run.problems.append(explain_dbt_error(invocation.exception, manifests) or invocation.exception)
+        run.problems.append(
+            explain_dbt_error(invocation.exception, manifests)
+            or duckdb_engine.explain_error(invocation.exception)
+            or invocation.exception
+        )
     if invocation.success and not run.problems:
         run.status = SUCCESS
     elif not run.problems:
-        run.problems.extend(invocation.errors[-5:] or [f"dbt {command} failed"])
+        errors = invocation.errors[-5:] or [f"dbt {command} failed"]
+        run.problems.extend(duckdb_engine.explain_error(e) or e for e in errors)
     if run.status == SUCCESS and command == "build":
         try:
             _after_build(mesh, domain, outcome.consumed, target, publish, run)
@@ -99,18 +131,18 @@ def run_domain(
     return _done(run, start)
 
 
-def _quiet_engine(domain: Domain, target: str | None) -> None:
+def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
     """Send an in-process engine's own console output (Spark's JVM logging) to target/<engine>.log.
 
     The JVM inherits the worker's stdout and stderr; this worker serves this one domain only.
     """
-    from mesh_tools.profiles import storage_of
+    from mesh_tools import dbt_runner
 
     try:
-        storage = storage_of(domain, target)
+        profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
     except MeshError:
         return
-    if storage is None or storage.adapter != "spark":
+    if profile.adapter != "spark":
         return
     domain.target_dir.mkdir(parents=True, exist_ok=True)
     log = os.open(domain.target_dir / "spark.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -134,25 +166,61 @@ def has_freshness_checks(domain: Domain) -> bool:
 def _after_build(
     mesh: Mesh, domain: Domain, consumed: dict[str, str], target: str | None, publish: bool, run: DomainRun
 ) -> None:
-    """A good build: write the consumption receipt, then publish the domain's products."""
+    """A good build: write the consumption receipt, then publish the domain's products (or measure them)."""
     from mesh_tools.artifacts import read_json
-    from mesh_tools.exchange.publish import publish_domain
+    from mesh_tools.exchange.publish import finding_counts, governance_findings, publish_domain
     from mesh_tools.exchange.receipts import write_receipt
     from mesh_tools.exchange.store import Exchange
+    from mesh_tools.health.measure import measure_built_products
 
     exchange = Exchange(mesh.exchange_path)
-    if domain.upstreams:
+    if any(up.name in mesh.domains for up in domain.upstreams):
         manifest = read_json(domain.manifest_path, "manifest", "Build again.")
         write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), _invocation(manifest))
+    violations = governance_findings(mesh, domain)
+    run.findings = finding_counts(violations)
     if not publish:
+        run.notes.extend(measure_built_products(mesh, domain, target))
         return
-    outcome = publish_domain(mesh, domain, target)
+    outcome = publish_domain(mesh, domain, target, violations)
     if outcome.refused:
         run.status = FAILED
         run.problems.append(f"publish refused: {outcome.refused}")
         return
     run.published = len(outcome.releases)
     run.published_rows = outcome.rows
+
+
+def publish_in_worker(mesh: Mesh, name: str, target: str | None) -> PublishOutcome:
+    """`mesh publish` for one domain, in a worker process whose working directory is the domain's folder."""
+    from mesh_tools.exchange.publish import publish_domain
+
+    die_with_parent()
+    domain = mesh.domains[name]
+    os.chdir(domain.path)
+    _quiet_engine(mesh, domain, target)
+    return publish_domain(mesh, domain, target)
+
+
+def explain_deps_failure(domain: Domain, message: str) -> str:
+    """`dbt deps` failed: name the packages it could not fetch and the way out when it is the network."""
+    from mesh_tools.yamlfile import display_path
+
+    text = " ".join(message.split())
+    offline = any(
+        marker in text.lower()
+        for marker in ("hub.getdbt.com", "connection", "max retries", "name or service not known", "resolve")
+    )
+    hub = domain.remote_package_names
+    if offline and hub:
+        where = display_path(domain.path / ("packages.yml" if (domain.path / "packages.yml").is_file()
+                                            else "dependencies.yml"))  # fmt: skip
+        return (
+            f"dbt deps could not download {', '.join(hub)} (declared in {where}): this machine cannot reach "
+            "dbt Hub or the package's git host. Vendor the package into the repository and declare it with "
+            "'- local: <path>' instead, or install it where there is network and copy the dbt_packages folder."
+        )
+    return f"dbt deps failed: {text}"
 
 
 def _invocation(manifest: dict) -> str | None:

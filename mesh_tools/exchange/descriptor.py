@@ -63,6 +63,14 @@ class BuildInfo(_Frozen):
     built_at: str | None = Field(default=None, description="When the dbt build that produced the data ended.")
 
 
+class ReleaseColumn(_Frozen):
+    """A column as the producer's engine types it, and as DuckDB reads it back from the release file."""
+
+    name: str
+    type: str = Field(description="The column's type in the producer's engine (``engine``).")
+    parquet_type: str = Field(description="The type DuckDB reads the column back as from data.parquet.")
+
+
 class TestSummary(_Frozen):
     passed: int = 0
     failed: int = 0
@@ -88,6 +96,10 @@ class ReleaseDescriptor(_Frozen):
     contract: Contract
     contract_hash: str
     row_count: int
+    engine: str | None = Field(default=None, description="The producer's dbt adapter (duckdb, spark, ...).")
+    columns: list[ReleaseColumn] = Field(
+        default_factory=list, description="Every column of the data file, with its type in the producer's engine."
+    )
     format: str = "parquet"
     files: list[DataFile]
     build: BuildInfo = Field(default_factory=BuildInfo)

@@ -7,6 +7,7 @@ publisher killed at any point leaves the previous release current and intact.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -17,21 +18,23 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.artifacts import public_model_nodes, read_json
-from mesh_tools.errors import ArtifactError
+from mesh_tools.engines import duckdb as duckdb_engine
+from mesh_tools.engines import spark as spark_engine
+from mesh_tools.errors import ArtifactError, MeshError
 from mesh_tools.exchange.descriptor import (
     BuildInfo,
     Contract,
     ContractColumn,
     DataFile,
     Owner,
+    ReleaseColumn,
     ReleaseDescriptor,
     TestSummary,
 )
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.exchange.store import Exchange, fsync_dir, new_release_id, product_key, write_atomic
+from mesh_tools.governance.rule import Severity
 from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.profiles import storage_of
-from mesh_tools.yamlfile import display_path
 
 # Fault injection for tests: seconds to wait after the new releases are in place and before any
 # becomes current (the window in which a killed publisher must leave the old release current).
@@ -44,6 +47,7 @@ class PublishOutcome:
     releases: list[ReleaseDescriptor] = field(default_factory=list)
     refused: str | None = None
     expired: list[str] = field(default_factory=list)
+    findings: dict[str, int] = field(default_factory=dict)  # governance findings by severity
     seconds: float = 0.0
 
     @property
@@ -59,6 +63,7 @@ class _Gate:
     dbt_version: str | None
     built_at: str | None
     groups: dict[str, dict[str, Any]]
+    adapter: str | None = None
 
 
 def check_gate(domain: Domain) -> _Gate | str:
@@ -106,21 +111,56 @@ def check_gate(domain: Domain) -> _Gate | str:
         dbt_version=manifest.get("metadata", {}).get("dbt_version"),
         built_at=results.get("metadata", {}).get("generated_at"),
         groups=groups,
+        adapter=manifest.get("metadata", {}).get("adapter_type"),
     )
 
 
-def governance_errors(mesh: Mesh, domain: Domain) -> list[str]:
-    """Error-level `mesh check` findings of the domain (its upstreams loaded too): they block publishing.
+def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
+    """The domain's `mesh check` findings (its upstreams loaded too), to block or only to show.
 
-    SQL style (GOV502) runs only when the mesh raised it to error: at warn it can block nothing.
+    SQL style (GOV502) runs only when the mesh enforces governance and raised it to error: at
+    warn, or in an advisory mesh, it could block nothing and costs seconds.
     """
     from mesh_tools.governance.engine import run_check
-    from mesh_tools.governance.rule import Severity
 
-    style_blocks = str(mesh.governance.rules.get("GOV502", "")).endswith("error")
+    style_blocks = mesh.governance.enforce and str(mesh.governance.rules.get("GOV502", "")).endswith("error")
     upstreams = [u for u in domain.upstream_names if u in mesh.domains and mesh.domains[u].manifest_path.is_file()]
     report = run_check(mesh, [domain.name], sqlfluff=style_blocks, load=[domain.name, *upstreams])
-    return [f"{v.code} {v.finding.message}" for v in report.violations if v.severity >= Severity.ERROR]
+    return report.violations
+
+
+def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
+    """The findings that refuse a release.
+
+    With ``governance.enforce`` every error-level finding. Without it, governance is advisory
+    and only what makes the release unsafe for its readers blocks: a breaking change to a
+    product whose released contract is enforced (GOV301), which consumers' builds check
+    against, and which dbt itself refuses in a state comparison.
+    """
+    errors = [v for v in violations if v.severity >= Severity.ERROR]
+    if mesh.governance.enforce:
+        return errors
+    exchange = Exchange(mesh.exchange_path)
+    unsafe = []
+    for violation in errors:
+        if violation.code != "GOV301" or not violation.finding.node:
+            continue
+        parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
+        version = parts[3].removeprefix("v") if len(parts) > 3 else None
+        try:
+            current = exchange.current(parts[1], parts[2], version)
+        except MeshError:
+            current = None
+        if current is not None and current.descriptor.contract.enforced:
+            unsafe.append(violation)
+    return unsafe
+
+
+def finding_counts(violations: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for violation in violations:
+        counts[violation.severity.label] = counts.get(violation.severity.label, 0) + 1
+    return counts
 
 
 def contract_of(node: dict[str, Any]) -> Contract:
@@ -163,17 +203,6 @@ def _cleanup_scratch(exchange: Exchange) -> None:
                 pass
 
 
-def _spark_files(warehouse: Path, node: dict[str, Any]) -> str:
-    """The Parquet files of a Spark table (file_format parquet) in the session's warehouse folder."""
-    folder = warehouse / f"{str(node['schema']).lower()}.db" / str(node["alias"]).lower()
-    if not any(folder.glob("*.parquet")):
-        raise ArtifactError(
-            f"{display_path(folder)}: no Parquet files for {node['unique_id']}. Publishing from Spark reads the "
-            "table's files: materialize products as tables with `file_format: parquet` in a local warehouse."
-        )
-    return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
-
-
 def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
     """A refused publication is an event too: health reports it with the products left behind."""
     event: dict[str, Any] = {"event": "refused", "domain": domain.name, "reason": reason}
@@ -182,10 +211,15 @@ def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | N
     Exchange(mesh.exchange_path).append_log(event)
 
 
-def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> PublishOutcome:
-    """Publish every public model of ``domain`` from its last build, or refuse with the reason."""
-    import duckdb
+def publish_domain(
+    mesh: Mesh, domain: Domain, target: str | None = None, violations: list[Any] | None = None
+) -> PublishOutcome:
+    """Publish every public model of ``domain`` from its last build, or refuse with the reason.
 
+    Runs inside the domain's worker process (its folder is the working directory): the data is
+    read through the domain's own dbt connection. ``violations``: its governance findings, when
+    the caller has them already.
+    """
     start = time.perf_counter()
     outcome = PublishOutcome(domain.name)
     gate = check_gate(domain)
@@ -193,69 +227,75 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
         outcome.refused = gate
         _log_refusal(mesh, domain, gate)
         return outcome
-    blocking = governance_errors(mesh, domain)
+    violations = governance_findings(mesh, domain) if violations is None else violations
+    outcome.findings = finding_counts(violations)
+    blocking = blocking_findings(mesh, violations)
     if blocking:
-        outcome.refused = "error-level governance findings: " + "; ".join(blocking)
+        why = "error-level governance findings" if mesh.governance.enforce else "a breaking change to a contract"
+        outcome.refused = f"{why}: " + "; ".join(f"{v.code} {v.finding.message}" for v in blocking)
         _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
         return outcome
-    storage = storage_of(domain, target)
-    spark = storage is not None and storage.adapter == "spark"
-    if storage is None or storage.path is None or not (storage.path.is_dir() if spark else storage.path.is_file()):
-        what = "Spark warehouse folder" if spark else "DuckDB storage"
-        raise ArtifactError(f"{domain.name}: its {what} was not found; build the domain first.")
     exchange = Exchange(mesh.exchange_path)
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
     _cleanup_scratch(exchange)
-    placed: list[tuple[dict[str, Any], ReleaseDescriptor]] = []
-    # DuckDB reads the domain's own file; on Spark, the table's Parquet files in the warehouse
-    con = duckdb.connect() if spark else duckdb.connect(str(storage.path), read_only=True)
+    products = sorted(gate.products, key=lambda n: n["unique_id"])
+    scratches = []
+    for node in products:
+        version = None if node.get("version") is None else str(node["version"])
+        release_id = new_release_id(product_key(domain.name, node["name"], version))
+        scratch = exchange.tmp_dir / f"{release_id}.{os.getpid()}"
+        scratch.mkdir(parents=True)
+        scratches.append((release_id, scratch))
     try:
-        for node in sorted(gate.products, key=lambda n: n["unique_id"]):
-            version = None if node.get("version") is None else str(node["version"])
-            key = product_key(domain.name, node["name"], version)
-            release_id = new_release_id(key)
-            scratch = exchange.tmp_dir / f"{release_id}.{os.getpid()}"
-            scratch.mkdir(parents=True)
-            data = scratch / "data.parquet"
-            relation = _spark_files(storage.path, node) if spark else f'"{node["schema"]}"."{node["alias"]}"'
-            target_sql = str(data).replace("'", "''")
-            copied = con.execute(
-                f"copy (select * from {relation}) to '{target_sql}' (format parquet, compression zstd)"
-            ).fetchone()
-            rows = int(copied[0]) if copied else 0
-            group = gate.groups.get(node.get("group") or "", {})
-            owner = group.get("owner") or {}
-            contract = contract_of(node)
-            descriptor = ReleaseDescriptor(
-                product=key,
-                project=domain.name,
-                model=node["name"],
-                version=version,
-                latest_version=None if node.get("latest_version") is None else str(node["latest_version"]),
-                node=node["unique_id"],
-                release_id=release_id,
-                produced_at=datetime.now(UTC).isoformat(),
-                description=node.get("description") or "",
-                owner=Owner(group=node.get("group"), name=owner.get("name"), email=owner.get("email")),
-                deprecation_date=node.get("deprecation_date"),
-                contract=contract,
-                contract_hash=contract.fingerprint(),
-                row_count=rows,
-                files=[DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=_sha256(data))],
-                build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
-                tests=gate.tests.get(node["unique_id"], TestSummary()),
-            )
-            with open(scratch / "release.json", "w", encoding="utf-8") as handle:
-                handle.write(descriptor.model_dump_json(indent=2) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            releases = exchange.releases_dir(domain.name, node["name"], version)
-            releases.mkdir(parents=True, exist_ok=True)
-            os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
-            fsync_dir(releases)
-            placed.append((node, descriptor))
-    finally:
-        con.close()
+        exported = export_products(mesh, domain, gate.adapter, products, [s / "data.parquet" for _, s in scratches],
+                                   target)  # fmt: skip
+    except ExportRefused as exc:
+        for _, scratch in scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
+        outcome.refused = str(exc)
+        _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
+        return outcome
+    except BaseException:
+        for _, scratch in scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    placed: list[tuple[dict[str, Any], ReleaseDescriptor]] = []
+    for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
+        version = None if node.get("version") is None else str(node["version"])
+        data = scratch / "data.parquet"
+        group = gate.groups.get(node.get("group") or "", {})
+        owner = group.get("owner") or {}
+        contract = contract_of(node)
+        descriptor = ReleaseDescriptor(
+            product=product_key(domain.name, node["name"], version),
+            project=domain.name,
+            model=node["name"],
+            version=version,
+            latest_version=None if node.get("latest_version") is None else str(node["latest_version"]),
+            node=node["unique_id"],
+            release_id=release_id,
+            produced_at=datetime.now(UTC).isoformat(),
+            description=node.get("description") or "",
+            owner=Owner(group=node.get("group"), name=owner.get("name"), email=owner.get("email")),
+            deprecation_date=node.get("deprecation_date"),
+            contract=contract,
+            contract_hash=contract.fingerprint(),
+            row_count=rows,
+            engine=gate.adapter,
+            columns=columns,
+            files=[DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=_sha256(data))],
+            build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
+            tests=gate.tests.get(node["unique_id"], TestSummary()),
+        )
+        with open(scratch / "release.json", "w", encoding="utf-8") as handle:
+            handle.write(descriptor.model_dump_json(indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        releases = exchange.releases_dir(domain.name, node["name"], version)
+        releases.mkdir(parents=True, exist_ok=True)
+        os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
+        fsync_dir(releases)
+        placed.append((node, descriptor))
     pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
     if pause:
         time.sleep(pause)
@@ -278,3 +318,112 @@ def publish_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Pub
     outcome.expired = apply_retention(mesh, exchange, [d for _, d in placed])
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+class ExportRefused(Exception):
+    """A product cannot be written to a release as it is (a type no release carries, a value out of range)."""
+
+
+def relation_of(node: dict[str, Any]) -> str:
+    """The product's relation exactly as dbt quotes it."""
+    if node.get("relation_name"):
+        return str(node["relation_name"])
+    parts = [node.get("database"), node.get("schema"), node.get("alias") or node.get("name")]
+    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts if p)
+
+
+def export_products(
+    mesh: Mesh, domain: Domain, adapter: str | None, products: list[dict[str, Any]], paths: list[Path],
+    target: str | None,
+) -> list[tuple[int, list[ReleaseColumn]]]:  # fmt: skip
+    """Write each product to its data file; (rows, columns) of each. ExportRefused with the column and fix."""
+    if adapter == spark_engine.NAME:
+        return _export_spark(mesh, domain, products, paths, target)
+    if adapter not in (None, duckdb_engine.NAME):
+        raise ExportRefused(
+            f"{domain.name} builds on '{adapter}', which the mesh does not publish from yet "
+            "(DuckDB and Spark are supported)."
+        )
+    return _export_duckdb(mesh, domain, products, paths, target)
+
+
+def _export_duckdb(
+    mesh: Mesh, domain: Domain, products: list[dict[str, Any]], paths: list[Path], target: str | None
+) -> list[tuple[int, list[ReleaseColumn]]]:
+    """Through the domain's own dbt connection: describe each product, then copy it with carrier types."""
+    import duckdb
+
+    from mesh_tools import dbt_runner
+    from mesh_tools.stitch.runtime import install_runtime
+
+    install_runtime(domain)
+    relations = [relation_of(node) for node in products]
+    run = functools.partial(dbt_runner.run_statements, domain.path, target=target, profiles_dir=mesh.profiles_dir)
+    described = run([duckdb_engine.describe_sql(r) for r in relations])
+    columns: list[list[duckdb_engine.Column]] = []
+    for node, rows in zip(products, described, strict=True):
+        try:
+            columns.append(duckdb_engine.columns_from_describe(rows))
+        except duckdb_engine.UncarriableType as exc:
+            raise ExportRefused(f"{node['unique_id']}: {exc}") from None
+    statements = [
+        duckdb_engine.export_sql(r, cols, str(p)) for r, cols, p in zip(relations, columns, paths, strict=True)
+    ]
+    try:
+        copied = run(statements)
+    except MeshError as exc:
+        every = [c for cols in columns for c in cols]
+        raise ExportRefused(
+            f"cannot write the release data: {duckdb_engine.explain_export_error(str(exc), every)}"
+        ) from None
+    out = []
+    con = duckdb.connect()
+    try:
+        for node, cols, path, result in zip(products, columns, paths, copied, strict=True):
+            back = dict(con.execute(f"select column_name, column_type from (describe select * from "
+                                    f"read_parquet({duckdb_engine.literal(str(path))}))").fetchall())  # fmt: skip
+            for col in cols:
+                if duckdb_engine.readback(col.carrier) != back.get(col.name):
+                    raise ExportRefused(
+                        f"{node['unique_id']}: column '{col.name}' has type {col.type}, which comes back from "
+                        f"Parquet as {back.get(col.name)}: a release cannot carry it exactly. Cast it in the model "
+                        "to a type Parquet holds."
+                    )
+            rows = int(result[0][0]) if result and result[0] and result[0][0] is not None else 0
+            out.append(
+                (rows, [ReleaseColumn(name=c.name, type=c.type, parquet_type=back[c.name]) for c in cols])
+            )
+    finally:
+        con.close()
+    return out
+
+
+def _export_spark(
+    mesh: Mesh, domain: Domain, products: list[dict[str, Any]], paths: list[Path], target: str | None
+) -> list[tuple[int, list[ReleaseColumn]]]:
+    """From the Parquet files of each product's table in the local Spark warehouse."""
+    import duckdb
+
+    from mesh_tools import dbt_runner
+
+    profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
+    if profile.warehouse is None or not profile.warehouse.is_dir():
+        raise ArtifactError(f"{domain.name}: its Spark warehouse folder was not found; build the domain first.")
+    out = []
+    con = duckdb.connect()
+    try:
+        for node, path in zip(products, paths, strict=True):
+            relation = spark_engine.table_files(profile.warehouse, node)
+            copied = con.execute(
+                f"copy (select * from {relation}) to {duckdb_engine.literal(str(path))} "
+                "(format parquet, compression zstd)"
+            ).fetchone()
+            described = con.execute(
+                f"select column_name, column_type from (describe select * from "
+                f"read_parquet({duckdb_engine.literal(str(path))}))"
+            ).fetchall()
+            columns = [ReleaseColumn(name=n, type=t, parquet_type=t) for n, t in described]
+            out.append((int(copied[0]) if copied else 0, columns))
+    finally:
+        con.close()
+    return out

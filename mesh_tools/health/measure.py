@@ -2,7 +2,8 @@
 
 A product is measured once per release, from the release's Parquet file (metadata only: row
 counts and null counts are in the footer). A product built but not published (``--no-publish``)
-is measured from the domain's DuckDB file, read-only, once per dbt invocation.
+is measured right after its build, through the domain's own dbt connection (so attached
+databases and settings apply as in dbt), into ``target/mesh_measurements.json``.
 """
 
 from __future__ import annotations
@@ -126,42 +127,83 @@ def _from_release(con: Any, collection: Collection, domain: str, key: str, keys:
     )
 
 
+MEASUREMENTS = "mesh_measurements.json"
+
+
+def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[str]:
+    """Measure the domain's products as its last build left them (in its worker process); notes on failure.
+
+    Written to ``target/mesh_measurements.json`` with the build's invocation id, for health to read.
+    """
+    from mesh_tools import dbt_runner
+    from mesh_tools.artifacts import read_json
+    from mesh_tools.engines import duckdb as duckdb_engine
+    from mesh_tools.exchange.publish import relation_of
+    from mesh_tools.exchange.store import product_key, write_atomic
+    from mesh_tools.stitch.runtime import install_runtime
+
+    manifest = read_json(domain.manifest_path, "manifest", "Build again.")
+    results = read_json(domain.target_dir / "run_results.json", "run results", "Build again.")
+    invocation = (results.get("metadata") or {}).get("invocation_id")
+    products = public_model_nodes(domain.name, manifest)
+    if not products or manifest.get("metadata", {}).get("adapter_type") not in (None, duckdb_engine.NAME, "spark"):
+        return []
+    statements, keys_of = [], []
+    for node in products:
+        keys = key_columns(node, manifest)
+        relation = relation_of(node)
+        keys_of.append(keys)
+        statements.append(f"describe {relation}")
+        nulls = "".join(f", sum(case when {duckdb_engine.quote(k)} is null then 1 else 0 end)" for k in keys)
+        statements.append(f"select count(*){nulls} from {relation}")
+    try:
+        install_runtime(domain)
+        if manifest.get("metadata", {}).get("adapter_type") == "spark":
+            statements = [s.replace('"', "`") for s in statements]
+        answers = dbt_runner.run_statements(domain.path, statements, target=target, profiles_dir=mesh.profiles_dir)
+    except MeshError as exc:
+        return [f"products not measured: {exc}"]
+    measured = {}
+    for index, node in enumerate(products):
+        counted = answers[index * 2 + 1][0]
+        version = None if node.get("version") is None else str(node["version"])
+        described = answers[index * 2]
+        columns = [(str(r[0]), str(r[1])) for r in described if r and r[0] and not str(r[0]).startswith("#")]
+        measured[product_key(domain.name, node["name"], version)] = {
+            "rows": int(counted[0] or 0),
+            "keys": keys_of[index],
+            "nulls": {k: int(counted[i + 1] or 0) for i, k in enumerate(keys_of[index])},
+            "columns": columns,
+        }
+    write_atomic(
+        domain.target_dir / MEASUREMENTS,
+        json.dumps({"invocation_id": invocation, "products": measured}, indent=2) + "\n",
+    )
+    return []
+
+
 def _from_storage(
     mesh: Mesh, collection: Collection, art: DomainArtifacts, products: list[tuple[str, dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    import duckdb
-
-    from mesh_tools.profiles import storage_of
-
+    """Products measured right after an unpublished build (``measure_built_products``)."""
     domain = mesh.domains[art.name]
     try:
-        storage = storage_of(domain, mesh.defaults.target)
-    except MeshError as exc:
-        art.notes.append(f"products not measured: {exc}")
+        data = json.loads((domain.target_dir / MEASUREMENTS).read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return []
-    if storage is None or storage.path is None or not storage.path.is_file():
-        return []  # not a DuckDB file: measured when published
-    try:
-        con = duckdb.connect(str(storage.path), read_only=True)
-    except duckdb.Error as exc:
-        art.notes.append(f"products not measured ({str(exc).splitlines()[0]})")
+    except (OSError, ValueError) as exc:
+        art.notes.append(f"products not measured ({domain.target_dir / MEASUREMENTS}: {exc})")
         return []
+    if not isinstance(data, dict) or data.get("invocation_id") != art.invocation_id:
+        return []  # measured after another build: not this one's
     rows = []
-    try:
-        for key, node in products:
-            relation = f'"{node["schema"]}"."{node.get("alias") or node["name"]}"'
-            keys = key_columns(node, art.manifest or {})
-            try:
-                columns = [(str(r[0]), str(r[1])) for r in con.execute(f"describe {relation}").fetchall()]
-                nulls_sql = "".join(f', count(*) filter (where "{k}" is null)' for k in keys)
-                counted = con.execute(f"select count(*){nulls_sql} from {relation}").fetchone() or (0,)
-            except duckdb.Error as exc:
-                art.notes.append(f"{key} not measured ({str(exc).splitlines()[0]})")
-                continue
-            nulls = {k: int(counted[i + 1]) for i, k in enumerate(keys)}
-            basis = f"invocation:{art.invocation_id}"
-            rows.append(_row(collection, art.name, key, basis, None, art.invocation_id, int(counted[0]), keys, nulls,
-                             columns))  # fmt: skip
-    finally:
-        con.close()
+    for key, node in products:
+        found = (data.get("products") or {}).get(key)
+        if not isinstance(found, dict):
+            continue
+        keys = key_columns(node, art.manifest or {})
+        columns = [(str(c[0]), str(c[1])) for c in found.get("columns") or []]
+        basis = f"invocation:{art.invocation_id}"
+        rows.append(_row(collection, art.name, key, basis, None, art.invocation_id, int(found.get("rows") or 0),
+                         keys, {k: int(v) for k, v in (found.get("nulls") or {}).items()}, columns))  # fmt: skip
     return rows

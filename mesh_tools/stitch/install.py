@@ -28,12 +28,19 @@ def needs_deps(domain: Domain) -> bool:
     folder = domain.packages_dir
     if not folder.is_dir():
         return True
+    local_names = set()
     for local in domain.local_packages:
         name = _package_name(local)
         if name and not (folder / name).exists():
             return True
-    installed = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    return len(installed) < len(domain.local_packages) + domain.remote_packages
+        local_names.add(name)
+    # what else is installed must cover the remote packages; the mesh's own (stubs, runtime) do not count
+    others = [
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and p.name not in local_names and not (p / MARKER).is_file()
+    ]
+    return len(others) < domain.remote_packages
 
 
 def _same(folder: Path, files: dict[str, str]) -> bool:
@@ -88,6 +95,8 @@ def remove_stale_stubs(domain: Domain) -> list[str]:
         if entry.is_symlink() or not (entry / MARKER).is_file():
             continue
         marker = read_marker(entry) or {}
+        if marker.get("runtime"):
+            continue
         if marker.get("upstream") not in domain.upstream_names:
             shutil.rmtree(entry)
             removed.append(entry.name)

@@ -10,6 +10,7 @@ from mesh_tools.exchange.store import Exchange, product_key
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.stitch.install import install_stub, remove_stale_stubs
 from mesh_tools.stitch.refs import check_ref, scan_refs
+from mesh_tools.stitch.runtime import install_runtime
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
 from mesh_tools.yamlfile import display_path
 
@@ -42,7 +43,9 @@ def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None)
         else:
             assert up.manifest_path is not None
             path, fix = up.manifest_path, f"Fix the manifest path declared at {up.declared_in}."
-        manifests[up.name] = load_manifest(path, up.name, fix)
+        manifests[up.name] = load_manifest(
+            path, up.name, fix, excluded=up.excluded_packages, included=up.included_packages
+        )
     return manifests
 
 
@@ -102,8 +105,13 @@ def release_bodies(
                 )
             bodies[node.unique_id] = unpublished_sql(key, manifest.project)
             continue
-        bodies[node.unique_id] = read_parquet_sql(release.data_path)
-        consumed[key] = release.descriptor.release_id
+        descriptor = release.descriptor
+        columns = [(c.name, c.type) for c in descriptor.columns] if descriptor.engine == "duckdb" else None
+        try:
+            bodies[node.unique_id] = read_parquet_sql(release.data_path, columns)
+        except ValueError as exc:
+            raise ArtifactError(f"{display_path(release.folder)}: release cannot be read safely ({exc}).") from None
+        consumed[key] = descriptor.release_id
     return bodies, consumed
 
 
@@ -141,6 +149,7 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         consumed.update(reads)
     if consumed:  # lease first: retention must not delete what the views are about to read
         write_lease(Exchange(mesh.exchange_path), domain.name, consumed)
+    install_runtime(domain)
     for up in domain.upstreams:
         bodies, reads = resolved[up.name]
         if install_stub(domain, up.name, stub_files(manifests[up.name], bodies, consumed=reads)):
