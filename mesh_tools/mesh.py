@@ -7,7 +7,10 @@ root is a domain. Upstreams come from the dbt Mesh declaration ``dependencies.ym
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,11 @@ class Upstream:
 
     name: str
     declared_in: str  # "file:line", for messages
-    manifest_path: Path | None = None  # given by a dbt_loom file manifest
+    manifest_path: Path | None = None  # an upstream outside the mesh, known by a dbt_loom file manifest
+    optional: bool = False  # a dbt_loom manifest marked `optional: true`
+    label: str | None = None  # the dbt_loom manifest's own `name:` (a free label)
+    excluded_packages: tuple[str, ...] = ()  # dbt_loom: packages whose models are not read from the manifest
+    included_packages: tuple[str, ...] = ()  # dbt_loom: only these packages' models are read
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,7 @@ class Domain:
     local_packages: tuple[Path, ...]
     remote_packages: int
     dependencies_file: Path
+    remote_package_names: tuple[str, ...] = ()  # hub and git packages, as declared
     pins: dict[str, str] = field(default_factory=dict)
     governance: DomainGovernance = field(default_factory=DomainGovernance)
 
@@ -90,12 +98,14 @@ class Mesh:
     name: str
     config_path: Path | None
     domains: dict[str, Domain]  # in dependency order
+    notes: tuple[str, ...] = ()  # what the loader ignored, where and why (shown by `mesh doctor` and builds)
     defaults: Defaults = field(default_factory=Defaults)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     governance: GovernanceConfig = field(default_factory=GovernanceConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     docs: DocsConfig = field(default_factory=DocsConfig)
     self_service: SelfServiceConfig = field(default_factory=SelfServiceConfig)
+    profiles_dir: Path | None = None  # `mesh --profiles-dir`: where dbt reads profiles.yml for every domain
 
     @property
     def docs_path(self) -> Path:
@@ -175,9 +185,13 @@ def load_mesh(root: Path) -> Mesh:
             f"{display_path(root)}: no dbt project found (no dbt_project.yml with a 'profile:' below it). "
             "Create one with `dbt init` or list domains in mesh.yml."
         )
+    folders: dict[Path, str] = {}
+    for path, *_ in found:
+        folders[path.resolve()] = _project_name(path)
+    notes: list[str] = []
     domains: dict[str, Domain] = {}
     for entry in found:
-        domain = _load_domain(*entry)
+        domain = _load_domain(*entry, folders=folders, notes=notes)
         if domain.name in domains:
             raise ConfigError(
                 f"{display_path(domain.path / 'dbt_project.yml')}: project name '{domain.name}' is already used by "
@@ -185,13 +199,14 @@ def load_mesh(root: Path) -> Mesh:
                 "Project names must be unique in a mesh."
             )
         domains[domain.name] = domain
-    _check_upstreams(domains)
+    domains = _check_upstreams(domains, notes)
     order = topological_order({n: set(d.upstream_names) for n, d in domains.items()})
     return Mesh(
         root=root,
         name=name,
         config_path=config_file if config else None,
         domains={n: domains[n] for n in order},
+        notes=tuple(dict.fromkeys(notes)),
         defaults=defaults,
         exchange=exchange,
         governance=governance,
@@ -230,26 +245,49 @@ def _domains_from_config(root: Path, config: MeshConfig, doc: YamlDoc) -> list[_
 
 
 def _discover(root: Path, excluded: list[Path]) -> list[_Found]:
+    """Every dbt project with a profile below ``root``, nested ones included.
+
+    A project without a profile is a package (its ``integration_tests`` are not domains), so
+    discovery does not look inside it. Inside a domain it skips the project's own build output
+    and installed packages.
+    """
     found: list[_Found] = []
     excluded_set = {p.resolve() for p in excluded}
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
+        skipped = set(SKIPPED_DIRS)
         if "dbt_project.yml" in files:
             doc = load_yaml(here / "dbt_project.yml")
             data = doc.data if doc and isinstance(doc.data, dict) else {}
-            if data.get("profile"):  # a project without a profile is a package, not a domain
-                found.append((here, None, None, ""))
-            dirs[:] = []  # a project's subfolders hold its code, not other domains
-            continue
+            if not data.get("profile"):  # a package, not a domain
+                dirs[:] = []
+                continue
+            found.append((here, None, None, ""))
+            for key in ("target-path", "packages-install-path", "log-path"):
+                if isinstance(data.get(key), str):
+                    skipped.add(Path(data[key]).name)
         dirs[:] = sorted(
-            d
-            for d in dirs
-            if not d.startswith(".") and d not in SKIPPED_DIRS and (here / d).resolve() not in excluded_set
+            d for d in dirs if not d.startswith(".") and d not in skipped and (here / d).resolve() not in excluded_set
         )
     return found
 
 
-def _load_domain(path: Path, owner: Owner | None, description: str | None, declared: str) -> Domain:
+def _project_name(path: Path) -> str:
+    doc = load_yaml(path / "dbt_project.yml")
+    data = doc.data if doc and isinstance(doc.data, dict) else {}
+    name = data.get("name")
+    return name if isinstance(name, str) else ""
+
+
+def _load_domain(
+    path: Path,
+    owner: Owner | None,
+    description: str | None,
+    declared: str,
+    *,
+    folders: dict[Path, str],
+    notes: list[str],
+) -> Domain:
     project_doc = load_yaml(path / "dbt_project.yml")
     assert project_doc is not None
     project = project_doc.data if isinstance(project_doc.data, dict) else {}
@@ -279,7 +317,7 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
     )
     deps_doc = load_yaml(path / "dependencies.yml", required=False)
     packages_doc = load_yaml(path / "packages.yml", required=False)
-    upstreams = _declared_projects(deps_doc) + _loom_upstreams(path)
+    upstreams = _declared_projects(deps_doc) + _loom_upstreams(path, name, folders, notes)
     local, remote = _packages(path, packages_doc, deps_doc)
     settings = load_domain_file(path)
     return Domain(
@@ -293,7 +331,8 @@ def _load_domain(path: Path, owner: Owner | None, description: str | None, decla
         target_dir=path / str(project.get("target-path", "target")),
         code_dirs=code_dirs,
         local_packages=tuple(local),
-        remote_packages=remote,
+        remote_packages=len(remote),
+        remote_package_names=tuple(remote),
         dependencies_file=path / "dependencies.yml",
         pins=settings.pins,
         governance=settings.governance,
@@ -316,8 +355,42 @@ def _declared_projects(doc: YamlDoc | None) -> list[Upstream]:
     return out
 
 
-def _loom_upstreams(path: Path) -> list[Upstream]:
-    doc = load_yaml(path / LOOM_FILE, required=False)
+_LOOM_VAR = re.compile(r"\$(\w+)|\$\{([^}]+)\}")
+
+
+def _loom_text(path: Path, notes: list[str]) -> str | None:
+    """The config's text with ``$VAR`` / ``${VAR}`` replaced as dbt-loom does (an unset one by nothing)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{display_path(path)}: cannot read file ({exc})") from None
+
+    def substitute(match: re.Match[str]) -> str:
+        var = match.group(1) or match.group(2)
+        if var not in os.environ:
+            line = text.count("\n", 0, match.start()) + 1
+            notes.append(f"{display_path(path)}:{line}: ${var} is not set; dbt-loom reads it as an empty string")
+        return os.environ.get(var, "")
+
+    return _LOOM_VAR.sub(substitute, text)
+
+
+def _loom_upstreams(path: Path, project: str, folders: dict[Path, str], notes: list[str]) -> list[Upstream]:
+    """Upstreams from dbt_loom.config.yml, read the way dbt-loom reads it.
+
+    A manifest's ``name`` is a label: the project is the mesh domain whose folder holds the
+    manifest path (built first, even before the file exists), else the manifest's own
+    ``metadata.project_name``. Relative paths are relative to the project's folder (dbt-loom
+    reads them from the working directory, where `dbt build` runs). ``optional: true`` manifests
+    that do not exist are skipped with a note.
+    """
+    config = path / LOOM_FILE
+    text = _loom_text(config, notes)
+    if text is None:
+        return []
+    doc = load_yaml(config, required=False, text=text)
     if doc is None or doc.data is None:
         return []
     manifests = doc.data.get("manifests") if isinstance(doc.data, dict) else None
@@ -326,34 +399,101 @@ def _loom_upstreams(path: Path) -> list[Upstream]:
     out = []
     for index, entry in enumerate(manifests):
         loc = ("manifests", index)
+        where = f"{doc.display}:{doc.line_of(loc)}"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise doc.error(loc, "each manifest needs 'name: <project>'.")
-        kind = entry.get("type", "file")
-        if kind != "file":
-            raise doc.error(
-                loc + ("type",),
-                f"manifest type '{kind}' is not supported; only 'file' manifests "
-                "are read. Point 'config: path:' at the upstream's manifest.json.",
-            )
-        raw = (entry.get("config") or {}).get("path")
-        if not isinstance(raw, str):
+            raise doc.error(loc, "each manifest needs 'name: <label>'.")
+        label, optional = entry["name"], entry.get("optional") is True
+        excluded, included = _package_list(doc, entry, loc, "excluded_packages"), _package_list(
+            doc, entry, loc, "included_packages"
+        )
+        if excluded and included:
+            raise doc.error(loc, "set 'excluded_packages' or 'included_packages', not both (as dbt-loom requires).")
+        if entry.get("node_transformers"):
+            notes.append(f"{where}: node_transformers of '{label}' are dbt-loom plugins; the mesh ignores them")
+        kind = str(entry.get("type", "file"))
+        raw = (entry.get("config") or {}).get("path") if isinstance(entry.get("config"), dict) else None
+        upstream = functools.partial(
+            Upstream, declared_in=where, optional=optional, label=label,
+            excluded_packages=excluded, included_packages=included,
+        )  # fmt: skip
+        if kind != "file" or (isinstance(raw, str) and re.match(r"^https?://", raw)):
+            what = f"manifest type '{kind}'" if kind != "file" else f"a manifest over HTTP ({raw})"
+            if label in folders.values():
+                notes.append(f"{where}: {what} of '{label}': the mesh builds project '{label}' itself and reads it")
+                out.append(upstream(label))
+            elif optional:
+                notes.append(f"{where}: optional {what} '{label}' skipped: the mesh reads local manifest files only")
+            else:
+                raise doc.error(
+                    loc + ("type",),
+                    f"{what} is not read by the mesh: point 'config: path:' at the upstream's manifest.json, "
+                    "or give the manifest the name of a project of this mesh, which the mesh then builds itself.",
+                )
+            continue
+        if not isinstance(raw, str) or not raw.strip():
             raise doc.error(loc, "a file manifest needs 'config: path: <manifest.json>'.")
-        manifest = Path(os.path.expandvars(raw))
-        manifest = manifest if manifest.is_absolute() else (path / manifest)
-        out.append(Upstream(entry["name"], f"{doc.display}:{doc.line_of(loc)}", manifest.resolve()))
+        manifest = Path(raw.removeprefix("file://")).expanduser()
+        manifest = (manifest if manifest.is_absolute() else path / manifest).resolve()
+        owner = _owning_project(manifest, folders)
+        if owner == project:
+            notes.append(f"{where}: manifest '{label}' is this project's own ({raw}); ignored")
+            continue
+        if owner is not None:
+            out.append(upstream(owner))
+            continue
+        if manifest.is_file():
+            out.append(upstream(_manifest_project(manifest, where) or label, manifest_path=manifest))
+        elif optional:
+            notes.append(f"{where}: optional manifest '{label}' skipped: {display_path(manifest)} does not exist")
+        else:
+            out.append(upstream(label, manifest_path=manifest))  # stitching says the file is missing, and where
     return out
+
+
+def _package_list(doc: YamlDoc, entry: dict, loc: tuple, key: str) -> tuple[str, ...]:
+    value = entry.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise doc.error(loc + (key,), f"'{key}' must be a list of package names.")
+    return tuple(value)
+
+
+def _owning_project(path: Path, folders: dict[Path, str]) -> str | None:
+    """The mesh project whose folder holds ``path`` (the innermost one, for nested projects)."""
+    best: tuple[int, str] | None = None
+    for folder, name in folders.items():
+        if folder == path or folder in path.parents:
+            depth = len(folder.parts)
+            if best is None or depth > best[0]:
+                best = (depth, name)
+    return best[1] if best else None
+
+
+def _manifest_project(path: Path, where: str) -> str | None:
+    """``metadata.project_name`` of a manifest file (gzip-compressed ones too)."""
+    import gzip
+    import json
+
+    try:
+        raw = path.read_bytes()
+        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot read the manifest {display_path(path)} ({exc}).") from None
+    name = (data.get("metadata") or {}).get("project_name") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _dedupe(upstreams: list[Upstream]) -> list[Upstream]:
     by_name: dict[str, Upstream] = {}
     for up in upstreams:  # dependencies.yml entries come first and win over dbt_loom ones
-        by_name.setdefault(up.name, up)
+        first = by_name.setdefault(up.name, up)
+        if first.optional and not up.optional:  # declared for real somewhere: not optional
+            by_name[up.name] = dataclasses.replace(first, optional=False)
     return list(by_name.values())
 
 
-def _packages(path: Path, *docs: YamlDoc | None) -> tuple[list[Path], int]:
+def _packages(path: Path, *docs: YamlDoc | None) -> tuple[list[Path], list[str]]:
     local: list[Path] = []
-    remote = 0
+    remote: list[str] = []
     for doc in docs:
         if doc is None or not isinstance(doc.data, dict):
             continue
@@ -363,27 +503,60 @@ def _packages(path: Path, *docs: YamlDoc | None) -> tuple[list[Path], int]:
         for entry in entries:
             if isinstance(entry, dict) and isinstance(entry.get("local"), str):
                 local.append((path / entry["local"]).resolve())
+            elif isinstance(entry, dict):
+                remote.append(str(entry.get("package") or entry.get("git") or entry.get("private") or entry))
             else:
-                remote += 1
+                remote.append(str(entry))
     return local, remote
 
 
-def _check_upstreams(domains: dict[str, Domain]) -> None:
-    for domain in domains.values():
+def _check_upstreams(domains: dict[str, Domain], notes: list[str]) -> dict[str, Domain]:
+    """Refuse what cannot be built; drop, with a note, what only documents an edge.
+
+    A declared project that is not in the mesh is an error when it looks like a typo of one
+    that is (a close match), else a note: dbt-core itself ignores ``projects:`` entries, and a
+    ref to such a project is refused at stitching with its own message. An optional dbt-loom
+    manifest that would close a cycle (a producer listing its consumer, so dbt-loom can show it
+    who reads its models) is dropped with a note.
+    """
+    kept: dict[str, Domain] = {}
+    for name, domain in domains.items():
+        upstreams = []
         for up in domain.upstreams:
-            if up.name == domain.name:
-                raise ConfigError(
-                    f"{up.declared_in}: project '{domain.name}' lists itself as an upstream. Remove that entry."
-                )
+            if up.name == name:
+                raise ConfigError(f"{up.declared_in}: project '{name}' lists itself as an upstream. Remove that entry.")
             if up.name not in domains and up.manifest_path is None:
-                raise ConfigError(
-                    f"{up.declared_in}: unknown project '{up.name}': no domain of the mesh has that name."
-                    f"{did_you_mean(up.name, domains)} Known domains: {', '.join(sorted(domains))}."
+                hint = did_you_mean(up.name, domains)
+                if hint and not up.optional:
+                    raise ConfigError(
+                        f"{up.declared_in}: unknown project '{up.name}': no domain of the mesh has that name."
+                        f"{hint} Known domains: {', '.join(sorted(domains))}."
+                    )
+                notes.append(
+                    f"{up.declared_in}: {name} declares project '{up.name}', which is not a project of this mesh; "
+                    "ignored (a ref to it will be refused)"
                 )
-    cycle = find_cycle({n: set(d.upstream_names) for n, d in domains.items()})
-    if cycle:
-        first = next(up for up in domains[cycle[0]].upstreams if up.name == cycle[1])
-        raise ConfigError(
-            f"{first.declared_in}: cycle between domains: {' -> '.join(cycle)} (each consumes the next). "
-            "Data must flow one way: remove one of these dependencies."
+                continue
+            upstreams.append(up)
+        kept[name] = dataclasses.replace(domain, upstreams=tuple(upstreams))
+    while cycle := find_cycle({n: set(d.upstream_names) for n, d in kept.items()}):
+        edges = [(cycle[i], cycle[i + 1]) for i in range(len(cycle) - 1)]
+        optional = [
+            (consumer, up) for consumer, producer in edges for up in kept[consumer].upstreams
+            if up.name == producer and up.optional
+        ]  # fmt: skip
+        if not optional:
+            first = next(up for up in kept[cycle[0]].upstreams if up.name == cycle[1])
+            raise ConfigError(
+                f"{first.declared_in}: cycle between domains: {' -> '.join(cycle)} (each consumes the next). "
+                "Data must flow one way: remove one of these dependencies."
+            )
+        # drop the optional edge whose manifest does not exist yet, else the first one
+        consumer, dropped = min(optional, key=lambda e: (kept[e[1].name].manifest_path.is_file(), e[0]))
+        notes.append(
+            f"{dropped.declared_in}: optional dbt-loom manifest of '{dropped.name}' in {consumer} ignored: it would "
+            f"make a cycle ({' -> '.join(cycle)}); it documents who reads {consumer}'s models, data flows the other way"
         )
+        domain = kept[consumer]
+        kept[consumer] = dataclasses.replace(domain, upstreams=tuple(u for u in domain.upstreams if u is not dropped))
+    return kept

@@ -50,16 +50,17 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_yaml(path: Path, *, required: bool = True) -> YamlDoc | None:
-    """Parse ``path``; malformed YAML and duplicate keys become one located ConfigError."""
-    if not path.is_file():
-        if required:
-            raise ConfigError(f"{display_path(path)}: file not found")
-        return None
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{display_path(path)}: cannot read file ({exc})") from None
+def load_yaml(path: Path, *, required: bool = True, text: str | None = None) -> YamlDoc | None:
+    """Parse ``path`` (or ``text``, read from it); malformed YAML and duplicate keys become one located ConfigError."""
+    if text is None:
+        if not path.is_file():
+            if required:
+                raise ConfigError(f"{display_path(path)}: file not found")
+            return None
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{display_path(path)}: cannot read file ({exc})") from None
     doc = YamlDoc(path=path, data=None)
     loader = yaml.SafeLoader(text)
     try:

@@ -51,7 +51,8 @@ def plan_adopt(mesh: Mesh, path: str, owner: str | None, description: str | None
         from mesh_tools.config import Owner
 
         config_owner = Owner(name=owner_name, email=owner_email)
-    domain = _load_domain(folder, config_owner, description, name)
+    folders = {d.path.resolve(): n for n, d in mesh.domains.items()} | {folder: name}
+    domain = _load_domain(folder, config_owner, description, name, folders=folders, notes=[])
     with_domain = dataclasses.replace(mesh, domains={**mesh.domains, name: domain})
     mesh_yml = registration(mesh, name, folder, (owner_name, owner_email), description)
     return AdoptPlan(name, folder, with_domain, mesh_yml, already=False)

@@ -1,0 +1,232 @@
+"""`mesh doctor`: how the mesh reads a mesh, for a team adopting theirs, and what would stop a build.
+
+Every project found (path, name, profile, storage), every edge with the file and line that
+declared it, what the loader ignored and why, and each problem with its fix. Problems that
+would stop `mesh build` are *blocking*; the rest are warnings.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mesh_tools.errors import MeshError
+from mesh_tools.mesh import SKIPPED_DIRS, Domain, Mesh
+from mesh_tools.yamlfile import display_path, load_yaml
+
+BLOCKING, WARNING = "blocking", "warning"
+
+
+@dataclass(frozen=True)
+class Problem:
+    level: str  # blocking or warning
+    where: str
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class ProjectView:
+    name: str
+    path: str
+    profile: str
+    target: str
+    adapter: str
+    storage: str
+    schema: str
+    attached: tuple[str, ...] = ()
+    upstreams: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Edge:
+    consumer: str
+    producer: str
+    declared_in: str
+    how: str  # dependencies.yml, dbt_loom (label), dbt_loom manifest file
+
+
+@dataclass
+class Diagnosis:
+    root: str
+    config: str
+    projects: list[ProjectView] = field(default_factory=list)
+    packages: list[str] = field(default_factory=list)  # dbt projects without a profile: packages, not domains
+    edges: list[Edge] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == BLOCKING]
+
+
+def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
+    """Read the mesh as `mesh build` would, without building anything."""
+    from mesh_tools import dbt_runner
+
+    config = display_path(mesh.config_path) if mesh.config_path else "no mesh.yml: every dbt project below the root"
+    out = Diagnosis(root=str(mesh.root), config=config, ignored=list(mesh.notes))
+    out.packages = _packages_found(mesh)
+    storage: dict[Path, list[str]] = {}  # file -> domains that open it
+    own_files: dict[Path, list[str]] = {}  # file -> domains that build into it
+    for name, domain in mesh.domains.items():
+        try:
+            profile = dbt_runner.load_profile(domain.path, target or mesh.defaults.target, mesh.profiles_dir)
+        except MeshError as exc:
+            out.problems.append(Problem(BLOCKING, display_path(domain.path / "dbt_project.yml"), str(exc), (
+                "Give the project a profile dbt can read: a profiles.yml beside dbt_project.yml, in "
+                "DBT_PROFILES_DIR or in ~/.dbt, or pass `mesh --profiles-dir DIR`."
+            )))  # fmt: skip
+            out.projects.append(ProjectView(name, _rel(mesh, domain.path), str(domain.profile), "?", "?", "?", "?"))
+            continue
+        out.projects.append(
+            ProjectView(
+                name=name,
+                path=_rel(mesh, domain.path),
+                profile=profile.profile,
+                target=profile.target,
+                adapter=profile.adapter,
+                storage=_rel(mesh, profile.storage) if profile.storage else ", ".join(profile.remote) or "in memory",
+                schema=str(profile.schema or ""),
+                attached=profile.attached,
+                upstreams=domain.upstream_names,
+            )
+        )
+        _check_profile(out, mesh, domain, profile)
+        for index, path in enumerate(profile.files):
+            storage.setdefault(path, []).append(name)
+            if index == 0:
+                own_files.setdefault(path, []).append(name)
+        for up in domain.upstreams:
+            how = "dependencies.yml" if up.label is None else f"dbt_loom manifest '{up.label}'"
+            if up.manifest_path is not None:
+                how += f" ({display_path(up.manifest_path)})"
+            out.edges.append(Edge(name, up.name, up.declared_in, how))
+        _check_packages(out, domain)
+    for path, users in storage.items():
+        owners = own_files.get(path, [])
+        readers = [u for u in users if u not in owners]
+        if owners and readers:
+            owner = " and ".join(owners)
+            out.problems.append(Problem(WARNING, display_path(path), (
+                f"{', '.join(readers)} attach{'es' if len(readers) == 1 else ''} {owner}'s database directly"
+            ), (
+                f"Read {owner}'s data products with ref('{owners[0]}', '<model>') and declare it in "
+                "dependencies.yml; the mesh builds domains that share a file one at a time."
+            )))  # fmt: skip
+        if len(owners) > 1:
+            message = f"{', '.join(owners)} build into the same database"
+            out.problems.append(Problem(WARNING, display_path(path), message, (
+                "Nothing to do to build: the mesh builds them one at a time (DuckDB allows one writer). "
+                "Give each domain its own file to build them in parallel and keep their data apart."
+            )))  # fmt: skip
+    _check_refs(out, mesh)
+    _check_stale(out, mesh)
+    return out
+
+
+def _rel(mesh: Mesh, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(mesh.root)) or "."
+    except ValueError:
+        return str(path)
+
+
+def _packages_found(mesh: Mesh) -> list[str]:
+    """dbt projects below the root that are not domains: no profile, so dbt packages."""
+    domains = {d.path.resolve() for d in mesh.domains.values()}
+    found = []
+    for path in sorted(mesh.root.rglob("dbt_project.yml")):
+        if any(part in SKIPPED_DIRS or part.startswith(".") for part in path.relative_to(mesh.root).parts[:-1]):
+            continue
+        if path.parent.resolve() in domains:
+            continue
+        try:
+            doc = load_yaml(path)
+        except MeshError:
+            continue
+        data = doc.data if doc and isinstance(doc.data, dict) else {}
+        if not data.get("profile"):
+            found.append(f"{_rel(mesh, path.parent)} ({data.get('name', '?')}): no profile, so a package, not a domain")
+    return found
+
+
+def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: object) -> None:
+    adapter = getattr(profile, "adapter", "")
+    where = display_path(getattr(profile, "profiles_file", domain.path))
+    if adapter not in ("duckdb", "spark"):
+        out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds on '{adapter}'", (
+            "The mesh builds and publishes DuckDB and Spark domains; choose a duckdb or spark target "
+            "(`mesh build --target NAME`)."
+        )))  # fmt: skip
+    elif adapter == "duckdb" and not getattr(profile, "files", ()) and not getattr(profile, "remote", ()):
+        out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds into an in-memory DuckDB database", (
+            "Its products would be gone before they are published: give the target a `path:` (a .duckdb file)."
+        )))  # fmt: skip
+
+
+def _hub_reachable() -> bool:
+    try:
+        socket.getaddrinfo("hub.getdbt.com", 443)
+        return True
+    except OSError:
+        return False
+
+
+def _check_packages(out: Diagnosis, domain: Domain) -> None:
+    from mesh_tools.stitch.install import needs_deps
+
+    if not domain.remote_package_names or not needs_deps(domain):
+        return
+    declared = "packages.yml" if (domain.path / "packages.yml").is_file() else "dependencies.yml"
+    where = display_path(domain.path / declared)
+    names = ", ".join(domain.remote_package_names)
+    if _hub_reachable():
+        out.problems.append(Problem(WARNING, where, f"{domain.name} needs `dbt deps` for {names}", (
+            "`mesh build` runs it first."
+        )))  # fmt: skip
+    else:
+        message = f"{domain.name} needs {names}, which this machine cannot download"
+        out.problems.append(Problem(BLOCKING, where, message, (
+            "Vendor each package into the repository and declare it with '- local: <path>', or copy an "
+            "installed dbt_packages folder from a machine with network."
+        )))  # fmt: skip
+
+
+def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
+    """Cross-project refs that cannot resolve, judged against the upstream manifests that exist."""
+    from mesh_tools.artifacts import load_manifest
+    from mesh_tools.stitch.plan import installed_packages
+    from mesh_tools.stitch.refs import check_ref, scan_refs
+
+    for domain in mesh.domains.values():
+        manifests = {}
+        for up in domain.upstreams:
+            path = mesh.domains[up.name].manifest_path if up.name in mesh.domains else up.manifest_path
+            if path is None:
+                continue
+            if not path.is_file():
+                if up.name not in mesh.domains:
+                    out.problems.append(Problem(BLOCKING, up.declared_in, f"manifest of '{up.name}' not found: "
+                                                f"{display_path(path)}", "Fix the path, or mark the manifest "
+                                                "`optional: true` if it is only for documentation."))  # fmt: skip
+                continue
+            try:
+                manifests[up.name] = load_manifest(path, up.name, excluded=up.excluded_packages,
+                                                   included=up.included_packages)  # fmt: skip
+            except MeshError as exc:
+                out.problems.append(Problem(BLOCKING, up.declared_in, str(exc), "Rebuild the upstream."))
+        packages = installed_packages(domain)
+        for ref in scan_refs(domain):
+            problem = check_ref(ref, domain, mesh, manifests, packages)
+            if problem:
+                out.problems.append(Problem(BLOCKING, ref.where, problem.split(": ", 1)[-1], "See the message."))
+
+
+def _check_stale(out: Diagnosis, mesh: Mesh) -> None:
+    from mesh_tools.staleness import stale_domains
+
+    for name, why in stale_domains(list(mesh.domains.values())).items():
+        out.problems.append(Problem(WARNING, name, why, f"`mesh build {name}` (or `mesh stitch {name}` to parse)."))

@@ -1,0 +1,95 @@
+"""`mesh init`: write a commented mesh.yml for a mesh that has none, with the recommended governance floor.
+
+The mesh builds without a mesh.yml (every dbt project below the root is a domain, governance
+advisory). ``mesh init`` is the one step to adopting the floor: it lists the domains it found
+and sets ``governance.enforce: true`` with every rule at its recommended severity, so an
+error-level finding then blocks a domain's releases. ``--advisory`` writes the same file with
+enforcement off.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mesh_tools.config import MESH_FILE
+from mesh_tools.errors import ConfigError
+from mesh_tools.mesh import Mesh, load_mesh
+from mesh_tools.yamlfile import display_path
+
+
+def _quoted(text: str) -> str:
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
+    """The text of mesh.yml for ``mesh`` (found by discovery), commented for the people who will edit it."""
+    from mesh_tools.governance.engine import all_rules
+
+    lines = [
+        "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
+        "# Every key but `name` is optional; README.md, \"mesh.yml\", documents them all.",
+        f"name: {_quoted(mesh.name)}",
+        "",
+        "# One domain per dbt project: the key is the project's name (dbt_project.yml `name:`).",
+        "# Without this list, every dbt project below the root is a domain (nested ones too).",
+        "domains:",
+    ]
+    for name, domain in mesh.domains.items():
+        path = domain.path.relative_to(mesh.root) if mesh.root in domain.path.parents else domain.path
+        lines += [
+            f"  {name}:",
+            f"    path: {_quoted(str(path))}",
+            "    # owner: {name: <team>, email: <address>}",
+            "    # description: <what the domain owns>",
+        ]
+    lines += [
+        "",
+        "# Governance. With `enforce: true` an error-level finding blocks the domain's releases (its",
+        "# current releases stay current); with `false` findings are advisory: `mesh build` counts them",
+        "# and `mesh check` lists them. A domain may raise a severity or waive a rule for named models",
+        "# in its own mesh_domain.yml, never lower one. `mesh rules` explains each rule.",
+        "governance:",
+        f"  enforce: {'true' if enforce else 'false'}",
+        "  fail_on: error            # lowest severity that makes `mesh check` fail",
+        "  rules:                    # the recommended floor (each rule at its default severity)",
+    ]
+    for rule in all_rules(None):
+        setting = f"{rule.code}: {rule.severity.label}"
+        lines.append(f"    {setting:<18}# {rule.name}: {rule.description}")
+    lines += [
+        "",
+        "# Where releases, the health history and the documentation site live (defaults shown).",
+        "# exchange: {path: exchange, retention: 5}",
+        "# health: {path: health}",
+        "# docs: {path: site}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def init_mesh(root: Path, *, enforce: bool = True, dry_run: bool = False) -> tuple[Path, str, Mesh]:
+    """Write ``root/mesh.yml`` (never over an existing one); the path, the text, and the mesh it describes."""
+    path = root / MESH_FILE
+    if path.exists():
+        raise ConfigError(
+            f"{display_path(path)} already exists; `mesh init` never replaces it. Edit it (README.md, \"mesh.yml\")."
+        )
+    mesh = load_mesh(root)
+    text = render_mesh_yml(mesh, enforce=enforce)
+    if dry_run:
+        return path, text, mesh
+    from mesh_tools.config import load_mesh_config
+
+    partial = root / f".{MESH_FILE}.{os.getpid()}.partial"
+    partial.write_text(text, encoding="utf-8")
+    try:
+        load_mesh_config(partial)  # what we write must read back
+        os.link(partial, path)  # fails if a mesh.yml appeared meanwhile: never replace one
+    except FileExistsError:
+        raise ConfigError(f"{display_path(path)} appeared while `mesh init` ran; nothing written.") from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, text, load_mesh(root)
