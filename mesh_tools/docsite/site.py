@@ -128,6 +128,9 @@ class SiteBuilder:
         self.mesh = mesh
         self.graph = Graph()
         self.notes: list[str] = []
+        from mesh_tools.staleness import stale_domains
+
+        self.stale = stale_domains(list(mesh.domains.values()))
         self.manifests: dict[str, dict[str, Any]] = {}
         self.catalogs: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, str]] = {}
@@ -282,7 +285,10 @@ class SiteBuilder:
             manifest = self.manifests.get(name)
             if manifest is None:
                 info.problem = f"no manifest yet: build the domain with `mesh build {name}`."
-            else:
+            elif name in self.stale:
+                info.problem = f"{self.stale[name]}: these pages describe its last parse. Run `mesh docs` again."
+                self.notes.append(info.problem)
+            if manifest is not None:
                 info.models = sum(
                     1
                     for n in manifest["nodes"].values()

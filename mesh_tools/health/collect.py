@@ -34,6 +34,7 @@ class DomainArtifacts:
     run_results: dict[str, Any] | None = None
     sources: dict[str, Any] | None = None
     no_data: str | None = None  # the reason, when the domain cannot be judged
+    stale: str | None = None  # why its manifest no longer describes its files, when it does not
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -81,8 +82,10 @@ def _artifact(path: Path, what: str, key: str, kind: type, fix: str) -> dict[str
     return data
 
 
-def read_domain(domain: Domain) -> DomainArtifacts:
+def read_domain(domain: Domain, others: tuple[Path, ...] = ()) -> DomainArtifacts:
     """Read one domain's artifacts; never raises for a missing or corrupt file."""
+    from mesh_tools.staleness import changed_since_manifest, stale_message
+
     found = DomainArtifacts(domain.name)
     target = domain.target_dir
     fix = f"Build it with `mesh build {domain.name}`."
@@ -92,6 +95,9 @@ def read_domain(domain: Domain) -> DomainArtifacts:
     except MeshError as exc:
         found.no_data = str(exc)
         return found
+    changed = changed_since_manifest(domain, others)
+    if changed is not None:
+        found.stale = stale_message(domain, changed)
     command = (found.run_results.get("args") or {}).get("which")
     if command not in RUN_COMMANDS:
         # `dbt compile`, `dbt docs generate` and the like: nothing ran; judge from the history
@@ -115,7 +121,10 @@ def collect(
 ) -> Collection:
     """Read every domain's artifacts and add what is new to ``history``."""
     now = now or datetime.now(UTC)
-    collection = Collection(uuid.uuid4().hex[:16], now, {name: read_domain(d) for name, d in mesh.domains.items()})
+    others = tuple(d.path.resolve() for d in mesh.domains.values())
+    collection = Collection(
+        uuid.uuid4().hex[:16], now, {name: read_domain(d, others) for name, d in mesh.domains.items()}
+    )
     cid = collection.collection_id
     history.insert("collections", [{"collection_id": cid, "collected_at": now, "trigger": trigger, "mesh": mesh.name}])
     by_domain = {e.domain: e for e in events or []}

@@ -260,7 +260,10 @@ class _Judge:
         for finding in self.facts.findings:
             if finding["domain"] == name and finding["node"] in (uid, node["name"], _label(uid)):
                 if finding["severity"] in ("error", "warn"):
-                    status = "failing" if finding["severity"] == "error" else "warning"
+                    # an error finding fails a product only where governance is enforced (it then blocks its
+                    # release); in an advisory mesh the product works and the finding is a warning
+                    blocking = finding["severity"] == "error" and self.mesh.governance.enforce
+                    status = "failing" if blocking else "warning"
                     problem("governance", status, f"{finding['code']} {finding['rule']}: {finding['message']}")
         published = self.facts.published.get(key)
         for refusal in self.facts.refused.get(name, []):
@@ -463,6 +466,10 @@ class _Judge:
                 problems.append(
                     Problem(kind=kind_name, status="failing", domain=name, node=uid, owner=owner, message=message)
                 )
+        if art.stale:
+            problems.append(Problem(kind="stale_artifacts", status="warning", domain=name, owner=owner,
+                                    message=f"{art.stale}: this report describes its last build; rebuild it "
+                                    f"with `mesh build {name}`"))  # fmt: skip
         run = self.facts.runs.get(name)
         if run and run["status"] == "skipped":
             reasons = "; ".join(json.loads(run["problems"] or "[]")) or "an upstream domain failed"

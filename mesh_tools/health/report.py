@@ -47,6 +47,7 @@ class Problem(_Model):
         "publish",
         "no_data",
         "upstream",
+        "stale_artifacts",
     ]
     status: Status = Field(description="What the problem makes its product or domain: warning, stale or failing.")
     domain: str
