@@ -26,9 +26,10 @@ run: $(STAMP)
 	$(BIN)/mesh demo-data
 	$(BIN)/mesh build
 
+# Tests run in parallel processes (pytest-xdist); tests/conftest.py keeps those that share a build together.
 test: $(STAMP) chromium
 	$(BIN)/ruff check mesh_tools tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks

@@ -98,3 +98,49 @@ def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     data = run_mesh("demo-data", cwd=root)
     assert data.returncode == 0, data.stdout + data.stderr
     return Built(root, run_mesh("build", cwd=root))
+
+
+# `make test` runs the suite in parallel processes (pytest-xdist, `-n auto`). Tests that share an
+# expensive session build go to one worker, as one unit, so each build happens once; the rest
+# spread freely. The units are named from the test's module (a static map: the controller
+# schedules by node id, before any fixture is known), heaviest first so no worker idles at the end.
+_UNITS = (
+    ("tests/spark/", "spark"),
+    ("tests/test_synthetic_and_benchmark.py::test_benchmark_runs_at_tiny_size", "benchmark"),
+    ("tests/foreign/test_corpus.py", "corpus"),
+    ("tests/foreign/test_adoption.py", "corpus"),
+    ("tests/test_demo_mesh.py", "demo"),
+    ("tests/docsite/", "demo"),
+    ("tests/selfservice/", "demo"),
+    ("tests/governance/test_rules.py", "demo"),
+    ("tests/exchange/", "plain"),
+    ("tests/stitch/", "plain"),
+    ("tests/test_build.py", "plain"),
+    ("tests/health/", "health"),
+    ("tests/foreign/test_type_matrix.py", "types"),
+)
+_ORDER = ["spark", "benchmark", "corpus", "demo", "plain", "health", "types"]
+
+
+def unit_of(nodeid: str) -> str | None:
+    return next((unit for prefix, unit in _UNITS if nodeid.startswith(prefix)), None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heaviest units first (every worker collects the same order)."""
+
+    def rank(item: pytest.Item) -> int:
+        unit = unit_of(item.nodeid)
+        return _ORDER.index(unit) if unit else len(_ORDER)
+
+    items.sort(key=rank)  # stable: a module's tests keep their order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of(nodeid) or nodeid
+
+    return UnitScheduling(config, log)
