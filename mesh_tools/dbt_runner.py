@@ -229,7 +229,6 @@ def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Pat
 # -- the runtime package: statements run through the domain's own dbt connection
 
 
-
 def run_statements(
     project_dir: Path,
     statements: list[str],
@@ -238,7 +237,24 @@ def run_statements(
     profiles_dir: Path | None = None,
     verbose: bool = False,
 ) -> list[list[list[str | None]]]:
-    """Run SQL through the project's own dbt connection; the rows of each statement, as text.
+    """Run SQL through the project's own dbt connection; the rows of each statement, as text."""
+    found = run_macro(
+        project_dir, "run_statements", {"statements": statements}, target=target, profiles_dir=profiles_dir,
+        verbose=verbose,
+    )  # fmt: skip
+    return list(found)
+
+
+def run_macro(
+    project_dir: Path,
+    macro: str,
+    args: dict[str, Any],
+    *,
+    target: str | None = None,
+    profiles_dir: Path | None = None,
+    verbose: bool = False,
+) -> Any:
+    """Run one macro of the runtime package on the project's own dbt connection; what it reported (JSON).
 
     The connection is dbt's (``dbt run-operation``): its profile, attachments, extensions and
     settings, so the mesh sees the domain's database exactly as dbt does. Nothing is written to
@@ -252,14 +268,9 @@ def run_statements(
         if message.startswith(RESULT_PREFIX):
             found.append(message[len(RESULT_PREFIX) :])
 
-    args = ["run-operation", f"{RUNTIME_PACKAGE}.run_statements", "--args", json.dumps({"statements": statements})]
+    command = ["run-operation", f"{RUNTIME_PACKAGE}.{macro}", "--args", json.dumps(args), "--no-write-json"]
     outcome = invoke(
-        project_dir,
-        [*args, "--no-write-json"],
-        target=target,
-        verbose=verbose,
-        profiles_dir=profiles_dir,
-        on_message=capture,
+        project_dir, command, target=target, verbose=verbose, profiles_dir=profiles_dir, on_message=capture
     )
     if not outcome.success or not found:
         detail = outcome.exception or "; ".join(outcome.errors[-3:]) or "no result"

@@ -11,8 +11,10 @@ release records each column's DuckDB type, and a DuckDB consumer's stub casts ba
 
 from __future__ import annotations
 
+import functools
+import os
 import re
-from dataclasses import dataclass
+from typing import Any
 
 NAME = "duckdb"
 
@@ -45,15 +47,6 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-@dataclass(frozen=True)
-class Column:
-    """A column of a product as the producer's DuckDB describes it, and how it is written to Parquet."""
-
-    name: str
-    type: str
-    carrier: str  # the type written to the release (``type`` itself for most)
-
-
 class UncarriableType(ValueError):
     """A column whose type no Parquet type carries exactly."""
 
@@ -63,15 +56,12 @@ class UncarriableType(ValueError):
         )
 
 
-def carrier(column: str, type_: str) -> str:
-    """The type ``type_`` is written as in a release (UncarriableType when none carries it exactly)."""
-    for pattern, kind, fix in _REFUSED:
-        if pattern.search(type_):
-            raise UncarriableType(column, type_, kind, fix)
-    out = type_
-    for pattern, replacement in _CARRIERS:
-        out = pattern.sub(replacement, out)
-    return out
+def export_rules() -> dict[str, list[list[str]]]:
+    """The type rules, as the runtime macro ``duckdb_export`` applies them (regular expressions)."""
+    return {
+        "carriers": [[pattern.pattern, replacement] for pattern, replacement in _CARRIERS],
+        "refused": [[pattern.pattern, kind, fix] for pattern, kind, fix in _REFUSED],
+    }
 
 
 def readback(type_: str) -> str:
@@ -82,28 +72,26 @@ def readback(type_: str) -> str:
     return out
 
 
-def describe_sql(relation: str) -> str:
-    return f"describe select * from {relation}"
+@functools.cache
+def _parser(pid: int) -> Any:
+    """An in-memory DuckDB for parsing types, one per process (a connection must not cross a fork)."""
+    import duckdb
+
+    return duckdb.connect()
 
 
-def columns_from_describe(rows: list[list[str | None]]) -> list[Column]:
-    """Columns from the rows of ``describe`` (name, type, ...); UncarriableType for a type no release holds."""
-    return [Column(str(r[0]), str(r[1]), carrier(str(r[0]), str(r[1]))) for r in rows]
+def checked_type(type_: str) -> str:
+    """``type_`` as DuckDB's own type parser spells it; ValueError when it is not a type.
 
+    A release descriptor is data written by another domain: its types reach a consumer's SQL
+    only after DuckDB has parsed them as types (never as SQL).
+    """
+    import duckdb
 
-def export_sql(relation: str, columns: list[Column], path: str) -> str:
-    """Write ``relation`` to one zstd Parquet file at ``path``, each column as its carrier type."""
-    select = ", ".join(
-        quote(c.name) if c.carrier == c.type else f"cast({quote(c.name)} as {c.carrier}) as {quote(c.name)}"
-        for c in columns
-    )
-    return f"copy (select {select or '*'} from {relation}) to {literal(path)} (format parquet, compression zstd)"
-
-
-def measure_sql(relation: str, keys: list[str]) -> str:
-    """Row count and the null count of each key column."""
-    nulls = "".join(f", count(*) filter (where {quote(k)} is null)" for k in keys)
-    return f"select count(*){nulls} from {relation}"
+    try:
+        return str(_parser(os.getpid()).type(type_))
+    except (duckdb.Error, TypeError, ValueError) as exc:
+        raise ValueError(f"not a DuckDB type: {type_!r} ({str(exc).splitlines()[0]})") from None
 
 
 def read_release_sql(path: str, columns: list[tuple[str, str]] | None) -> str:
@@ -111,16 +99,18 @@ def read_release_sql(path: str, columns: list[tuple[str, str]] | None) -> str:
     source = f"read_parquet({literal(path)})"
     if not columns:
         return f"select * from {source}"
-    select = ",\n  ".join(f"cast({quote(name)} as {type_}) as {quote(name)}" for name, type_ in columns)
+    select = ",\n  ".join(f"cast({quote(name)} as {checked_type(type_)}) as {quote(name)}" for name, type_ in columns)
     return f"select\n  {select}\nfrom {source}"
 
 
-def explain_export_error(message: str, columns: list[Column]) -> str:
-    """A failed copy to a release, said in terms of the product's columns when a carrier refused a value."""
-    wide = [c.name for c in columns if "DECIMAL(38,0)" in c.carrier and "DECIMAL(38,0)" not in c.type]
-    quoted = [name for name in wide if quote(name) in message]  # DuckDB quotes the failing statement
-    wide = quoted or wide
-    if wide and "DECIMAL(38,0)" in message:
+_WIDE_CAST = re.compile(r'as DECIMAL\(38,0\)\) as "((?:[^"]|"")+)"')
+
+
+def explain_export_error(message: str) -> str:
+    """A failed copy to a release, said in terms of the product's column when a carrier refused a value."""
+    # DuckDB quotes the failing statement: the columns cast to DECIMAL(38,0) are the 128-bit ones
+    wide = list(dict.fromkeys(m.replace('""', '"') for m in _WIDE_CAST.findall(message)))
+    if wide and "Could not cast value" in message:
         return (
             f"a value of {', '.join(wide)} (HUGEINT or UHUGEINT) does not fit DECIMAL(38,0), the type a release "
             "carries such columns as (Parquet has no 128-bit integers). Cast the column to a smaller integer, a "

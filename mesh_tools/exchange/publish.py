@@ -7,7 +7,6 @@ publisher killed at any point leaves the previous release current and intact.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import shutil
@@ -350,51 +349,47 @@ def export_products(
 def _export_duckdb(
     mesh: Mesh, domain: Domain, products: list[dict[str, Any]], paths: list[Path], target: str | None
 ) -> list[tuple[int, list[ReleaseColumn]]]:
-    """Through the domain's own dbt connection: describe each product, then copy it with carrier types."""
+    """Through the domain's own dbt connection, in one invocation: describe each product, copy it with carrier types.
+
+    Then check, from the files alone, that every column comes back as its carrier type reads back.
+    """
     import duckdb
 
     from mesh_tools import dbt_runner
     from mesh_tools.stitch.runtime import install_runtime
 
     install_runtime(domain)
-    relations = [relation_of(node) for node in products]
-    run = functools.partial(dbt_runner.run_statements, domain.path, target=target, profiles_dir=mesh.profiles_dir)
-    described = run([duckdb_engine.describe_sql(r) for r in relations])
-    columns: list[list[duckdb_engine.Column]] = []
-    for node, rows in zip(products, described, strict=True):
-        try:
-            columns.append(duckdb_engine.columns_from_describe(rows))
-        except duckdb_engine.UncarriableType as exc:
-            raise ExportRefused(f"{node['unique_id']}: {exc}") from None
-    statements = [
-        duckdb_engine.export_sql(r, cols, str(p)) for r, cols, p in zip(relations, columns, paths, strict=True)
-    ]
+    exports = [{"relation": relation_of(node), "path": str(path)} for node, path in zip(products, paths, strict=True)]
     try:
-        copied = run(statements)
+        reported = dbt_runner.run_macro(
+            domain.path, "duckdb_export", {"exports": exports, **duckdb_engine.export_rules()},
+            target=target, profiles_dir=mesh.profiles_dir,
+        )  # fmt: skip
     except MeshError as exc:
-        every = [c for cols in columns for c in cols]
-        raise ExportRefused(
-            f"cannot write the release data: {duckdb_engine.explain_export_error(str(exc), every)}"
-        ) from None
+        raise ExportRefused(f"cannot write the release data: {duckdb_engine.explain_export_error(str(exc))}") from None
     out = []
     con = duckdb.connect()
     try:
-        for node, cols, path, result in zip(products, columns, paths, copied, strict=True):
+        for node, path, result in zip(products, paths, reported, strict=False):
+            if result.get("problem"):
+                name, type_, kind, fix = result["problem"]
+                raise ExportRefused(f"{node['unique_id']}: {duckdb_engine.UncarriableType(name, type_, kind, fix)}")
             back = dict(con.execute(f"select column_name, column_type from (describe select * from "
                                     f"read_parquet({duckdb_engine.literal(str(path))}))").fetchall())  # fmt: skip
-            for col in cols:
-                if duckdb_engine.readback(col.carrier) != back.get(col.name):
+            columns = []
+            for name, type_, carried in result["columns"]:
+                if duckdb_engine.readback(carried) != back.get(name):
                     raise ExportRefused(
-                        f"{node['unique_id']}: column '{col.name}' has type {col.type}, which comes back from "
-                        f"Parquet as {back.get(col.name)}: a release cannot carry it exactly. Cast it in the model "
-                        "to a type Parquet holds."
+                        f"{node['unique_id']}: column '{name}' has type {type_}, which comes back from Parquet as "
+                        f"{back.get(name)}: a release cannot carry it exactly. Cast it in the model to a type "
+                        "Parquet holds."
                     )
-            rows = int(result[0][0]) if result and result[0] and result[0][0] is not None else 0
-            out.append(
-                (rows, [ReleaseColumn(name=c.name, type=c.type, parquet_type=back[c.name]) for c in cols])
-            )
+                columns.append(ReleaseColumn(name=name, type=type_, parquet_type=back[name]))
+            out.append((int(result.get("rows") or 0), columns))
     finally:
         con.close()
+    if len(out) != len(products):
+        raise ArtifactError(f"{domain.name}: the export reported {len(out)} of {len(products)} products.")
     return out
 
 

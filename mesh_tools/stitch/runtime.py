@@ -1,4 +1,4 @@
-"""The runtime package: the one macro through which the mesh runs SQL on a domain's own dbt connection.
+"""The runtime package: the macros through which the mesh runs SQL on a domain's own dbt connection.
 
 Publishing, measuring and describing a product must see the database exactly as dbt does (the
 profile's attachments, extensions, settings, env_var()s). So the mesh never opens a domain's
@@ -38,17 +38,61 @@ _MACRO = """\
   {%- endfor -%}
   {%- do log("MESH_RESULT " ~ tojson(results), info=True) -%}
 {% endmacro %}
+
+{#- DuckDB: describe each relation, write it to a Parquet file with each column cast to its
+    carrier type, in one invocation. The type rules come from the mesh (mesh_tools/engines/duckdb.py)
+    as regular expressions: `carriers` [pattern, replacement] rewrite a type into the type written;
+    a type matching one of `refused` [pattern, kind, fix] stops the export before anything is
+    copied for it. Reports, per relation: columns [name, type, carrier], rows, problem. -#}
+{% macro duckdb_export(exports, carriers, refused) %}
+  {%- set results = [] -%}
+  {%- set state = namespace(stop=false) -%}
+  {%- for item in exports if not state.stop -%}
+    {%- set described = run_query("describe select * from " ~ item.relation) -%}
+    {%- set columns = [] -%}
+    {%- set found = namespace(problem=none) -%}
+    {%- for row in described.rows -%}
+      {%- set name = row[0] | string -%}
+      {%- set type = row[1] | string -%}
+      {%- set carrier = namespace(type=type) -%}
+      {%- for rule in refused -%}
+        {%- if found.problem is none and modules.re.search(rule[0], type) -%}
+          {%- set found.problem = [name, type, rule[1], rule[2]] -%}
+        {%- endif -%}
+      {%- endfor -%}
+      {%- for rule in carriers -%}
+        {%- set carrier.type = modules.re.sub(rule[0], rule[1], carrier.type) -%}
+      {%- endfor -%}
+      {%- do columns.append([name, type, carrier.type]) -%}
+    {%- endfor -%}
+    {%- if found.problem is not none -%}
+      {%- set state.stop = true -%}
+      {%- do results.append({"columns": columns, "rows": none, "problem": found.problem}) -%}
+    {%- else -%}
+      {%- set select = [] -%}
+      {%- for column in columns -%}
+        {%- set quoted = '"' ~ (column[0] | replace('"', '""')) ~ '"' -%}
+        {%- if column[2] == column[1] -%}
+          {%- do select.append(quoted) -%}
+        {%- else -%}
+          {%- do select.append("cast(" ~ quoted ~ " as " ~ column[2] ~ ") as " ~ quoted) -%}
+        {%- endif -%}
+      {%- endfor -%}
+      {%- set path = "'" ~ (item.path | replace("'", "''")) ~ "'" -%}
+      {%- set copied = run_query("copy (select " ~ (select | join(", ")) ~ " from " ~ item.relation ~ ") to "
+                                 ~ path ~ " (format parquet, compression zstd)") -%}
+      {%- set count = (copied.rows[0][0] | int) if copied is not none and copied.rows | length else 0 -%}
+      {%- do results.append({"columns": columns, "rows": count, "problem": none}) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- do log("MESH_RESULT " ~ tojson(results), info=True) -%}
+{% endmacro %}
 """
 
 
 def runtime_files() -> dict[str, str]:
     """Every file of the runtime package, by relative path."""
-    project = (
-        f"name: {RUNTIME_PACKAGE}\n"
-        'version: "1.0.0"\n'
-        "config-version: 2\n"
-        'macro-paths: ["macros"]\n'
-    )
+    project = f'name: {RUNTIME_PACKAGE}\nversion: "1.0.0"\nconfig-version: 2\nmacro-paths: ["macros"]\n'
     marker = {"generated_by": f"mesh_tools {__version__}", "runtime": True}
     return {
         "dbt_project.yml": HEADER.format(project="mesh_tools (runtime macros)") + project,

@@ -81,11 +81,25 @@ def test_a_type_no_release_carries_is_refused_and_the_old_release_stays(
     before = current.read_text()
     (root / "producer/models/odd.sql").write_text(sql + "\n")
     (root / "producer/models/odd.yml").write_text("models:\n  - name: odd\n    config: {access: public}\n")
-    result = run_mesh("build", "producer", "--no-publish", cwd=root)
-    assert result.returncode == 0, result.stdout + result.stderr
-    published = run_mesh("publish", "producer", cwd=root)
-    assert published.returncode == 1, published.stdout + published.stderr
-    assert "producer: publish refused: " in published.stdout
-    assert message in published.stdout
+    result = run_mesh("build", "producer", cwd=root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "producer: FAILED" in result.stdout and "error: publish refused: " in result.stdout
+    assert message in result.stdout
     assert current.read_text() == before  # the previous release stays current
     assert not list((root / "exchange/.tmp").iterdir())  # nothing half-written left behind
+
+
+def test_a_descriptor_type_that_is_not_a_type_never_reaches_sql(type_matrix: Built, tmp_path: Path) -> None:
+    """A release descriptor is another domain's data: its types are parsed as types, never pasted as SQL."""
+    root = copy_tree(type_matrix.root, tmp_path / "mesh")
+    folder = root / "exchange/products/producer/all_types/unversioned"
+    path = folder / "releases" / json.loads((folder / "current.json").read_text())["release_id"] / "release.json"
+    descriptor = json.loads(path.read_text())
+    descriptor["columns"][0]["type"] = "INTEGER) as c_tinyint from read_csv('/etc/passwd') --"
+    path.write_text(json.dumps(descriptor))
+    stub = root / "consumer/dbt_packages/producer/models/all_types.sql"
+    before = stub.read_text()
+    result = run_mesh("build", "consumer", cwd=root)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert 'release cannot be read safely (not a DuckDB type: "INTEGER) as c_tinyint from read_csv(' in result.stderr
+    assert stub.read_text() == before and "/etc/passwd" not in before
