@@ -285,8 +285,9 @@ def time_by_kind(root: Path, domains: list[str]) -> dict[str, Any]:
     return out
 
 
-def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None) -> dict[str, Any]:
-    """``reuse`` (the smoke run): a demo mesh built and published already, with its data: no copy, no warm-up."""
+def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None, built_s: float = 0) -> dict[str, Any]:
+    """``reuse`` (the smoke run): a demo mesh built and published already, with its data, and that build's
+    seconds (``built_s``): no copy, no warm-up, and no second publishing build."""
     root = reuse or copy_demo(work / "large")
     if reuse is None:
         seconds(mesh("demo-data", "--orders", str(orders)), root)
@@ -297,7 +298,7 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None) -
     rows = 0
     for _ in range(runs):
         built.append(seconds(mesh("build", "--no-publish"), root))
-        published.append(seconds(mesh("build"), root))
+        published.append(built_s if reuse else seconds(mesh("build"), root))
         shutil.rmtree(root / "floor", ignore_errors=True)
         floors.append(floor_build(root, domains))
         shutil.rmtree(root / "floor", ignore_errors=True)
@@ -337,7 +338,10 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None) -
     }
 
 
-def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int, progress: Any = None) -> dict[str, Any]:
+def bench_scale(
+    work: Path, sizes: list[tuple[int, int]], runs: int, progress: Any = None, keep: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """``keep``: the size whose built mesh stays for 'observe' (the smoke run measures both on one mesh)."""
     rows = []
     for domains, models in sizes:
         root = work / f"scale-{domains}x{models}"
@@ -365,7 +369,8 @@ def bench_scale(work: Path, sizes: list[tuple[int, int]], runs: int, progress: A
         )
         if progress:
             progress({"rows": rows, "growth": growth(rows)})
-        shutil.rmtree(root, ignore_errors=True)
+        if (domains, models) != keep:
+            shutil.rmtree(root, ignore_errors=True)
         print(f"  scale {domains}x{models}: {rows[-1]}", flush=True)
     return {"rows": rows, "growth": growth(rows)}
 
@@ -422,13 +427,20 @@ def seed_history(db: Path, days: int, per_day: int) -> dict[str, int]:
         return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in SEEDED_TABLES}
 
 
-def bench_observe(work: Path, size: tuple[int, int], runs: int, days: int) -> dict[str, Any]:
-    """`mesh health` on a generated mesh, built once, with ``days`` of history (4 builds a day)."""
+def bench_observe(
+    work: Path, size: tuple[int, int], runs: int, days: int, reuse: tuple[Path, float] | None = None
+) -> dict[str, Any]:
+    """`mesh health` on a generated mesh, built once, with ``days`` of history (4 builds a day).
+
+    ``reuse`` (the smoke run): the 'scale' section's mesh of the same size, built already, and its build time."""
     domains, models = size
-    root = work / f"observe-{domains}x{models}"
-    seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
-                 "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
-    build = measure(mesh("build"), root)
+    if reuse:
+        root, build = reuse[0], {"seconds": reuse[1]}
+    else:
+        root = work / f"observe-{domains}x{models}"
+        seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
+                     "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
+        build = measure(mesh("build"), root)
     rows = seed_history(root / "health" / "history.duckdb", days, 4)
     healths = [measure(mesh("health"), root, check=False) for _ in range(runs)]
     report = json.loads((root / "health" / "report.json").read_text())
@@ -639,20 +651,26 @@ def main() -> None:
             elif name == "large":
                 # the smoke run (--tiny) reuses the naive section's demo mesh, built with the same data
                 built = work / "naive" if args.tiny and (work / "naive" / "exchange").is_dir() else None
-                result = bench_large(work, runs, 500 if built else orders, reuse=built)
+                naive_s = report["sections"].get("naive", {}).get("mesh_build_s", 0)
+                result = bench_large(work, runs, 500 if built else orders, reuse=built, built_s=naive_s)
             elif name == "engines":
                 result = bench_engines(work, runs)
             elif name == "observe":
                 observe = args.observe_size or ("2x4" if args.tiny else "20x500")
                 size = tuple(int(p) for p in observe.split("x"))
-                result = bench_observe(work, size, runs, 2 if args.tiny else args.history_days)  # type: ignore[arg-type]
+                scaled = work / f"scale-{size[0]}x{size[1]}"
+                rows = report["sections"].get("scale", {}).get("rows", [])
+                built_s = next((r["build_s"] for r in rows if (r["domains"], r["models_per_domain"]) == size), 0)
+                reuse = (scaled, built_s) if args.tiny and scaled.is_dir() else None
+                result = bench_observe(work, size, runs, 2 if args.tiny else args.history_days, reuse)  # type: ignore[arg-type]
             else:
 
                 def partial(result: dict[str, Any]) -> None:
                     report["sections"]["scale"] = result
                     write(report, args.out)
 
-                result = bench_scale(work, sizes, args.scale_runs, partial)  # type: ignore[arg-type]
+                keep = tuple(int(p) for p in (args.observe_size or "2x4").split("x")) if args.tiny else None
+                result = bench_scale(work, sizes, args.scale_runs, partial, keep)  # type: ignore[arg-type]
             report["sections"][name] = result
             write(report, args.out)
             print(f"benchmark: {name} done in {time.perf_counter() - start:.0f}s", flush=True)

@@ -105,21 +105,21 @@ def demo_built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 # spread freely. The units are named from the test's module (a static map: the controller
 # schedules by node id, before any fixture is known), heaviest first so no worker idles at the end.
 _UNITS = (
-    ("tests/spark/", "spark"),
+    ("tests/spark/", "demo"),  # spark's comparison reads the DuckDB demo build: one unit, one build
     ("tests/test_synthetic_and_benchmark.py::test_benchmark_runs_at_tiny_size", "benchmark"),
     ("tests/foreign/test_corpus.py", "corpus"),
     ("tests/foreign/test_adoption.py", "corpus"),
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
     ("tests/selfservice/", "demo"),
-    ("tests/governance/test_rules.py", "demo"),
-    ("tests/exchange/", "plain"),
+    ("tests/governance/test_rules.py", "governance"),
+    ("tests/exchange/", "exchange"),
     ("tests/stitch/", "plain"),
     ("tests/test_build.py", "plain"),
     ("tests/health/", "health"),
     ("tests/foreign/test_type_matrix.py", "types"),
 )
-_ORDER = ["spark", "benchmark", "corpus", "demo", "plain", "health", "types"]
+_ORDER = ["demo", "exchange", "corpus", "plain", "benchmark", "governance", "health", "types"]
 
 
 def unit_of(nodeid: str) -> str | None:
