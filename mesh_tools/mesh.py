@@ -403,8 +403,9 @@ def _loom_upstreams(path: Path, project: str, folders: dict[Path, str], notes: l
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             raise doc.error(loc, "each manifest needs 'name: <label>'.")
         label, optional = entry["name"], entry.get("optional") is True
-        excluded, included = _package_list(doc, entry, loc, "excluded_packages"), _package_list(
-            doc, entry, loc, "included_packages"
+        excluded, included = (
+            _package_list(doc, entry, loc, "excluded_packages"),
+            _package_list(doc, entry, loc, "included_packages"),
         )
         if excluded and included:
             raise doc.error(loc, "set 'excluded_packages' or 'included_packages', not both (as dbt-loom requires).")

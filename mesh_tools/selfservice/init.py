@@ -30,7 +30,7 @@ def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
 
     lines = [
         "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
-        "# Every key but `name` is optional; README.md, \"mesh.yml\", documents them all.",
+        '# Every key but `name` is optional; README.md, "mesh.yml", documents them all.',
         f"name: {_quoted(mesh.name)}",
         "",
         "# One domain per dbt project: the key is the project's name (dbt_project.yml `name:`).",
@@ -40,7 +40,7 @@ def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
     for name, domain in mesh.domains.items():
         path = domain.path.relative_to(mesh.root) if mesh.root in domain.path.parents else domain.path
         lines += [
-            f"  {name}:",
+            f"  {name if name.isidentifier() else _quoted(name)}:",
             f"    path: {_quoted(str(path))}",
             "    # owner: {name: <team>, email: <address>}",
             "    # description: <what the domain owns>",
@@ -75,7 +75,7 @@ def init_mesh(root: Path, *, enforce: bool = True, dry_run: bool = False) -> tup
     path = root / MESH_FILE
     if path.exists():
         raise ConfigError(
-            f"{display_path(path)} already exists; `mesh init` never replaces it. Edit it (README.md, \"mesh.yml\")."
+            f'{display_path(path)} already exists; `mesh init` never replaces it. Edit it (README.md, "mesh.yml").'
         )
     mesh = load_mesh(root)
     text = render_mesh_yml(mesh, enforce=enforce)

@@ -128,7 +128,10 @@ MESHES = {
         ),
         Foreign(
             "nested_split",
-            final=(("split_proj/database.db", "main.order_counts", 2), ("split_proj/database.db", "main.order_amounts", 1)),
+            final=(
+                ("split_proj/database.db", "main.order_counts", 2),
+                ("split_proj/database.db", "main.order_amounts", 1),
+            ),
             bad_ref=(
                 "split_proj",
                 "split_proj/models/bad.sql",

@@ -29,18 +29,19 @@ def run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 def test_profiles_are_found_where_dbt_finds_them(tmp_path: Path) -> None:
     """--profiles-dir, DBT_PROFILES_DIR and ~/.dbt, one profile name shared by every project, env_var() targets."""
     root = copy_tree(CORPUS / "jaffle_cloud", tmp_path / "mesh")
-    expected = "profile duckdb, target dev (duckdb); storage jaffle-shop-mesh-platform/jaffle_shop.duckdb, schema DAVIDE"
+    expected = (
+        "profile duckdb, target dev (duckdb); storage jaffle-shop-mesh-platform/jaffle_shop.duckdb, schema DAVIDE"
+    )
     flag = run(root, "--profiles-dir", "profiles", "doctor")
     assert flag.returncode == 0, flag.stdout + flag.stderr
     assert expected in flag.stdout
-    env = run(root, "doctor", env={"DBT_PROFILES_DIR": str(root / "profiles")})
-    assert env.returncode == 0 and expected in env.stdout, env.stdout
     home = tmp_path / "home"
     shutil.copytree(root / "profiles", home / ".dbt")
     in_home = run(root, "doctor", env={"HOME": str(home)})
     assert in_home.returncode == 0 and expected in in_home.stdout, in_home.stdout
-    # the target comes from env_var('DBT_TARGET', 'dev'): another target, another file and schema
-    prod = run(root, "--profiles-dir", "profiles", "doctor", env={"DBT_TARGET": "prod"})
+    # DBT_PROFILES_DIR, and a target chosen by env_var('DBT_TARGET', 'dev'): another file and schema
+    prod = run(root, "doctor", env={"DBT_PROFILES_DIR": str(root / "profiles"), "DBT_TARGET": "prod"})
+    assert prod.returncode == 0, prod.stdout
     assert "target prod (duckdb); storage jaffle-shop-mesh-platform/jaffle_shop_prod.duckdb, schema prod" in prod.stdout
     # nowhere to be found: one blocking problem per project, with the way out
     lost = run(root, "doctor", env={"HOME": str(tmp_path / "empty")})
@@ -67,7 +68,9 @@ def test_doctor_shows_projects_edges_and_what_it_ignored(tmp_path: Path) -> None
     assert "customer_success/dbt_loom.config.yml:6: $CORPUS_ROOT is not set; dbt-loom reads it as an empty string" in (
         broken.stdout
     )
-    assert "[blocking] customer_success/dbt_loom.config.yml:2: manifest of 'revenue_manifest' not found" in broken.stdout
+    assert (
+        "[blocking] customer_success/dbt_loom.config.yml:2: manifest of 'revenue_manifest' not found" in broken.stdout
+    )
 
 
 def test_doctor_on_an_unreadable_mesh_says_why_and_exits_1(tmp_path: Path) -> None:
@@ -77,7 +80,9 @@ def test_doctor_on_an_unreadable_mesh_says_why_and_exits_1(tmp_path: Path) -> No
     )
     result = run(root, "doctor")
     assert result.returncode == 1
-    assert "[blocking] jaffle_analytics/dbt_loom.config.yml:3: manifest type 's3' is not read by the mesh" in result.stdout
+    assert (
+        "[blocking] jaffle_analytics/dbt_loom.config.yml:3: manifest type 's3' is not read by the mesh" in result.stdout
+    )
 
 
 @pytest.mark.parametrize(
@@ -119,8 +124,9 @@ def test_loom_labels_paths_and_optional_manifests_without_a_build(tmp_path: Path
     )
     result = run(root, "doctor", env={"SHOP_DIR": "../jaffle_shop"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "jaffle_analytics reads jaffle_shop   jaffle_analytics/dbt_loom.config.yml:2 (dbt_loom manifest 'the_shop')" in (
-        result.stdout
+    assert (
+        "jaffle_analytics reads jaffle_shop   jaffle_analytics/dbt_loom.config.yml:2 (dbt_loom manifest 'the_shop')"
+        in (result.stdout)
     )
     assert "optional manifest 'elsewhere' skipped: /nowhere/manifest.json does not exist" in result.stdout
 
@@ -229,7 +235,11 @@ def test_what_needs_the_network_says_so_and_the_way_out(
 ) -> None:
     root = copy_tree(corpus[mesh].root, tmp_path / "mesh")
     path = root / file
-    path.write_text(text if text is not None else path.read_text().replace("threads: 2\n", "threads: 2\n      extensions: [httpfs]\n"))
+    path.write_text(
+        text
+        if text is not None
+        else path.read_text().replace("threads: 2\n", "threads: 2\n      extensions: [httpfs]\n")
+    )
     result = run_foreign(MESHES[mesh], root, "build", domain)
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stdout, result.stdout
