@@ -90,11 +90,53 @@ def read_json(path: Path, what: str, fix: str) -> Any:
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArtifactError(
             f"{display_path(path)}:{exc.lineno}:{exc.colno}: {what} is corrupt ({exc.msg}). {fix}"
         ) from None
+    except RecursionError:
+        raise ArtifactError(f"{display_path(path)}: {what} is nested too deeply to read. {fix}") from None
+    problem = _shape_problem(data, _SHAPES.get(what, {}))
+    if problem:
+        raise ArtifactError(f"{display_path(path)}: not a dbt {what}: {problem}. {fix}")
+    return data
+
+
+# The parts of dbt's artifacts the mesh reads, and the JSON type each must have.
+_SHAPES: dict[str, dict[str, type]] = {
+    "manifest": {
+        "metadata": dict,
+        "nodes": dict,
+        "sources": dict,
+        "groups": dict,
+        "unit_tests": dict,
+        "child_map": dict,
+        "parent_map": dict,
+        "exposures": dict,
+    },
+    "run results": {"metadata": dict, "results": list, "args": dict},
+    "catalog": {"nodes": dict, "sources": dict},
+}
+
+
+def _shape_problem(data: Any, shape: dict[str, type]) -> str | None:
+    """Why ``data`` is not an artifact of that shape (a mapping whose known keys have their types)."""
+    if not shape:
+        return None
+    if not isinstance(data, dict):
+        return f"the file holds a {type(data).__name__}, not an object"
+    for key, kind in shape.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            return f"'{key}' is a {type(value).__name__}, not {'an object' if kind is dict else 'a list'}"
+        if kind is dict and isinstance(value, dict) and key in ("nodes", "sources", "groups", "unit_tests"):
+            bad = next((k for k, v in value.items() if not isinstance(v, dict)), None)
+            if bad is not None:
+                return f"'{key}.{str(bad)[:80]}' is not an object"
+    if isinstance(data.get("results"), list) and any(not isinstance(r, dict) for r in data["results"]):
+        return "an entry of 'results' is not an object"
+    return None
 
 
 def load_manifest(

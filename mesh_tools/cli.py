@@ -17,7 +17,7 @@ import click
 
 from mesh_tools import __version__
 from mesh_tools.build import RunPlan, default_jobs, run_mesh
-from mesh_tools.errors import ArtifactError, DbtError, MeshError
+from mesh_tools.errors import ArtifactError, BusyError, DbtError, MeshError, describe_os_error
 from mesh_tools.mesh import Mesh, find_root, load_mesh
 from mesh_tools.worker import SUCCESS, DomainRun
 
@@ -26,10 +26,13 @@ class ExitCode(enum.IntEnum):
     OK = 0
     FAILED = 1  # a domain failed (or was skipped because an upstream failed)
     USAGE = 2  # bad command line or configuration
-    DBT = 3  # dbt could not run, or an artifact is missing or corrupt
+    DBT = 3  # dbt could not run, an artifact is missing or corrupt, or the file system refused (I/O)
+    INTERNAL = 4  # an unexpected error: a bug of mesh-tools, to report
 
 
 def _exit_code_for(exc: MeshError) -> ExitCode:
+    if isinstance(exc, BusyError):
+        return ExitCode.USAGE
     if isinstance(exc, (ArtifactError, DbtError)):
         return ExitCode.DBT
     return ExitCode.USAGE
@@ -55,13 +58,29 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # the file system refused: read-only, full, permission, I/O
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {describe_os_error(exc)}", err=True)
+            sys.exit(ExitCode.DBT)
         except Exception as exc:
             if debug:
                 traceback.print_exc()
-            click.echo(f"internal error: {exc!r}. Run again with --debug for the traceback, and report it.", err=True)
-            sys.exit(ExitCode.DBT)
+            click.echo(
+                f"internal error: {exc!r}. This is a bug of mesh-tools: run again with --debug for the traceback "
+                "and report it with the command you ran.",
+                err=True,
+            )
+            sys.exit(ExitCode.INTERNAL)
 
     return wrapper
+
+
+def _locked(ctx: click.Context, mesh: Mesh) -> None:
+    """Hold the mesh's lock until the command ends: one writing run at a time (mesh_tools/lock.py)."""
+    from mesh_tools.lock import mesh_lock
+
+    ctx.with_resource(mesh_lock(mesh.root, f"mesh {ctx.info_name}"))
 
 
 def _mesh(ctx: click.Context) -> Mesh:
@@ -167,6 +186,7 @@ def build(
     its own data products as new releases, so consumers later in the run read them.
     """
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
@@ -264,6 +284,7 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
     Afterwards a domain team's daily loop is `cd projects/<domain> && dbt build`.
     """
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     plan = _plan(mesh, "parse", selectors, target, jobs, verbose)
     start = time.perf_counter()
     runs = run_mesh(mesh, plan, _progress(start))
@@ -293,6 +314,7 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     from mesh_tools.worker import publish_in_worker
 
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     names = mesh.select(domains)
     refused = False
     for name in names:
@@ -330,6 +352,7 @@ def sync(
     from mesh_tools.exchange.sync import sync_plan
 
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     start = time.perf_counter()
     names, reasons = sync_plan(mesh, mesh.select(selectors))
     if not names:
@@ -390,6 +413,7 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
         click.echo(report_schema(), nl=False)
         return
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     report, paths = update_health(mesh, "health", out=Path(output_dir).resolve() if output_dir else None)
     render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
     click.echo(render(report), nl=False)
@@ -417,6 +441,7 @@ def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str 
     from mesh_tools.docsite.site import build_site
 
     mesh = _mesh(ctx)
+    _locked(ctx, mesh)
     if not catalog:  # `docs generate` parses every domain anyway
         _parse_stale(mesh, list(mesh.domains))
     if catalog:
@@ -598,14 +623,17 @@ def upgrade_domain(ctx: click.Context, name: str, dry_run: bool, yes: bool, forc
 @click.pass_context
 @handles_errors
 def status(ctx: click.Context, fmt: str) -> None:
-    """Per domain: last build, current releases, upstream releases consumed, and whether it is behind."""
+    """Per domain: last build, current releases, upstream releases consumed, and whether it is behind.
+
+    Exit 1 when a current release cannot be read (a dangling pointer, a missing or corrupt release)."""
     from mesh_tools.exchange.sync import domain_states
 
     mesh = _mesh(ctx)
     states = domain_states(mesh)
+    broken = [r for s in states for r in s.releases if r.get("problem")]
     if fmt == "json":
         click.echo(json.dumps({"mesh": mesh.name, "domains": [s.to_json() for s in states]}, indent=2))
-        return
+        sys.exit(ExitCode.FAILED if broken else ExitCode.OK)
     for state in states:
         build = state.last_build
         ran = (
@@ -614,12 +642,18 @@ def status(ctx: click.Context, fmt: str) -> None:
         flag = "BEHIND" if state.is_behind else "up to date"
         click.echo(f"{state.name}: last run: {ran}; {flag}")
         for release in state.releases:
+            if release.get("problem"):
+                click.echo(f"  PROBLEM   {release['product']}: {release['problem']}")
+                continue
             click.echo(f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows)")
         for product, release_id in sorted(state.consumed.items()):
             newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""
             click.echo(f"  consumed  {product} @ {release_id}{newer}")
         if state.never_built:
             click.echo("  has not been built against published releases yet")
+    if broken:
+        click.echo(f"{len(broken)} current release(s) cannot be read: consumers of them cannot build. Publish again.")
+        sys.exit(ExitCode.FAILED)
 
 
 @main.command()

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mesh_tools.errors import ConfigError
+from mesh_tools.paths import RELEASE_ID
 from mesh_tools.suggestions import did_you_mean
 from mesh_tools.yamlfile import YamlDoc, load_yaml
 
@@ -183,9 +184,17 @@ def load_domain_file(folder: Path) -> DomainFile:
     if not isinstance(doc.data, dict):
         raise doc.error((), f"{DOMAIN_FILE} must be a mapping (for example 'pins:').")
     try:
-        return DomainFile.model_validate(doc.data)
+        settings = DomainFile.model_validate(doc.data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, doc, DomainFile)) from None
+    for product, release in settings.pins.items():  # a pin becomes a path: only a release id is one
+        if not RELEASE_ID.match(release):
+            raise doc.error(
+                ("pins", product),
+                f"the pin of {product[:80]} ({release[:80]!r}) is not a release id "
+                "(rYYYYMMDDTHHMMSSffffffZ-xxxxxx); `mesh status` lists them.",
+            )
+    return settings
 
 
 def load_mesh_config(path: Path) -> tuple[MeshConfig, YamlDoc]:
@@ -200,24 +209,39 @@ def load_mesh_config(path: Path) -> tuple[MeshConfig, YamlDoc]:
         raise ConfigError(format_validation_error(exc, doc, MeshConfig)) from None
 
 
+MAX_REPORTED = 10  # problems listed one by one; the rest are counted
+
+
 def format_validation_error(exc: ValidationError, doc: YamlDoc, model: type[BaseModel]) -> str:
-    """Numbered, located messages with close-match hints for unknown keys."""
+    """Numbered, located messages with close-match hints for unknown keys (the first few, then a count)."""
+    errors = exc.errors()
     lines = []
-    for number, err in enumerate(exc.errors(), start=1):
+    known_at: dict[tuple[Any, ...], list[str]] = {}
+    for number, err in enumerate(errors[:MAX_REPORTED], start=1):
         loc = tuple(err["loc"])
         where = f"{doc.display}:{doc.line_of(loc)}"
         dotted = ".".join(str(part) for part in loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            known = _fields_at(model, loc[:-1])
-            msg = f"unknown key '{loc[-1]}' at {dotted}.{did_you_mean(str(loc[-1]), known)}"
+            parent = loc[:-1]
+            if parent not in known_at:
+                known_at[parent] = _fields_at(model, parent)
+            known = known_at[parent]
+            msg = f"unknown key '{str(loc[-1])[:80]}' at {dotted[:200]}.{did_you_mean(str(loc[-1])[:80], known)}"
             if known:
                 msg += f" Allowed keys: {', '.join(sorted(known))}."
         elif err["type"] == "missing":
             msg = f"missing required key '{dotted}'."
         else:
-            msg = f"{dotted}: {err['msg']} (got {err.get('input')!r})."
-        lines.append(f"{where}: {msg}" if len(exc.errors()) == 1 else f"({number}) {where}: {msg}")
+            msg = f"{dotted}: {err['msg']} (got {_short(err.get('input'))})."
+        lines.append(f"{where}: {msg}" if len(errors) == 1 else f"({number}) {where}: {msg}")
+    if len(errors) > MAX_REPORTED:
+        lines.append(f"... and {len(errors) - MAX_REPORTED} more problems in {doc.display}.")
     return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

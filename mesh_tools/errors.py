@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -19,6 +20,29 @@ class ArtifactError(MeshError):
 
 class DbtError(MeshError):
     """dbt itself could not run (not a failing model: those are results)."""
+
+
+class BusyError(MeshError):
+    """Another `mesh` run holds the mesh's lock."""
+
+
+_OS_HINTS = {
+    errno.EACCES: "permission denied: run as a user who may write there, or fix the folder's permissions",
+    errno.EPERM: "operation not permitted: run as a user who may write there, or fix the folder's permissions",
+    errno.EROFS: "the file system is read-only: point the command at a writable folder",
+    errno.ENOSPC: "no space left on the device: free some space and run again",
+    errno.EDQUOT: "disk quota exceeded: free some space and run again",
+    errno.EIO: "input/output error from the device: check the disk or the network share",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an operating-system error: the path, what happened, what to do."""
+    from mesh_tools.yamlfile import display_path
+
+    where = display_path(Path(exc.filename)) if exc.filename else "(no path)"
+    hint = _OS_HINTS.get(exc.errno or 0, f"{exc.strerror or exc.__class__.__name__}: check the path and run again")
+    return f"{where}: {hint}. Nothing was half-written: the previous state stays as it was."
 
 
 def located(path: Path | str, line: int | None, message: str, column: int | None = None) -> str:

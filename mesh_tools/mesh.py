@@ -30,6 +30,7 @@ from mesh_tools.config import (
 )
 from mesh_tools.errors import ConfigError
 from mesh_tools.graph import closure, find_cycle, invert, topological_order
+from mesh_tools.paths import is_within, safe_name
 from mesh_tools.suggestions import did_you_mean
 from mesh_tools.yamlfile import YamlDoc, display_path, load_yaml
 
@@ -200,6 +201,7 @@ def load_mesh(root: Path) -> Mesh:
             )
         domains[domain.name] = domain
     domains = _check_upstreams(domains, notes)
+    _check_exchange_place(root, exchange, domains, config_file if config else None)
     order = topological_order({n: set(d.upstream_names) for n, d in domains.items()})
     return Mesh(
         root=root,
@@ -217,6 +219,28 @@ def load_mesh(root: Path) -> Mesh:
 
 
 _Found = tuple[Path, Owner | None, str | None, str]  # path, owner, description, declared name
+
+
+def _check_exchange_place(
+    root: Path, exchange: ExchangeConfig, domains: dict[str, Domain], config: Path | None
+) -> None:
+    """The exchange holds every domain's releases and retention deletes in it: it must be a folder
+    of its own, never the mesh root (or around it), never inside or around a domain (a single
+    project at the mesh root keeps the default exchange inside its folder)."""
+    path = Path(exchange.path)
+    path = (path if path.is_absolute() else root / path).resolve()
+    where = display_path(config) if config else display_path(root)
+    if is_within(root, path):
+        raise ConfigError(
+            f"{where}: exchange.path '{exchange.path}' is the mesh root or holds it; the exchange must be a folder "
+            "of its own (the default is 'exchange')."
+        )
+    for name, domain in domains.items():
+        if is_within(domain.path, path) or (is_within(path, domain.path) and domain.path != root):
+            raise ConfigError(
+                f"{where}: exchange.path '{exchange.path}' overlaps domain '{name}' ({display_path(domain.path)}); "
+                "the exchange must be a folder of its own (the default is 'exchange')."
+            )
 
 
 def _domains_from_config(root: Path, config: MeshConfig, doc: YamlDoc) -> list[_Found]:
@@ -294,6 +318,8 @@ def _load_domain(
     name = project.get("name")
     if not isinstance(name, str) or not name:
         raise project_doc.error((), "dbt_project.yml has no 'name:'. Give the project a name.")
+    # the name becomes folders and files (the exchange's products, receipts, leases): never a path
+    safe_name(name, "project name", f"{project_doc.display}:{project_doc.line_of(('name',))}")
     if declared and declared != name:
         raise ConfigError(
             f"{display_path(path / 'dbt_project.yml')}: project name '{name}' differs from its domain "

@@ -114,6 +114,7 @@ def run_domain(
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
             explain_dbt_error(invocation.exception, manifests)
+            or _explain_encoding(domain, invocation.exception)
             or duckdb_engine.explain_error(invocation.exception)
             or invocation.exception
         )
@@ -129,6 +130,33 @@ def run_domain(
             run.status = FAILED
             run.problems.append(str(exc))
     return _done(run, start)
+
+
+_TEXT_SUFFIXES = {".sql", ".yml", ".yaml", ".csv", ".md", ".py", ".jinja", ".j2"}
+_NOT_CODE = {"target", "dbt_packages", "logs", "dbt_modules", ".git", ".venv"}
+
+
+def _explain_encoding(domain: Domain, message: str) -> str | None:
+    """dbt's bare "'utf-8' codec can't decode" names no file: find the project file that is not UTF-8."""
+    if "codec can't decode" not in message:
+        return None
+    from mesh_tools.yamlfile import display_path
+
+    for path in sorted(domain.path.rglob("*")):
+        if path.suffix not in _TEXT_SUFFIXES or _NOT_CODE & set(path.relative_to(domain.path).parts):
+            continue
+        try:
+            raw = path.read_bytes()
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            return (
+                f"{display_path(path)}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); dbt reads every project "
+                "file as UTF-8. Save the file as UTF-8."
+            )
+        except OSError:
+            continue
+    return None
 
 
 def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
@@ -167,15 +195,20 @@ def _after_build(
     mesh: Mesh, domain: Domain, consumed: dict[str, str], target: str | None, publish: bool, run: DomainRun
 ) -> None:
     """A good build: write the consumption receipt, then publish the domain's products (or measure them)."""
-    from mesh_tools.artifacts import read_json
-    from mesh_tools.exchange.publish import finding_counts, governance_findings, publish_domain
+    from mesh_tools.artifacts import public_model_nodes, read_json
+    from mesh_tools.exchange.publish import finding_counts, governance_findings, publish_domain, unsafe_product_name
     from mesh_tools.exchange.receipts import write_receipt
     from mesh_tools.exchange.store import Exchange
     from mesh_tools.health.measure import measure_built_products
 
     exchange = Exchange(mesh.exchange_path)
+    manifest = read_json(domain.manifest_path, "manifest", "Build again.")
+    unsafe = unsafe_product_name(domain, public_model_nodes(domain.name, manifest))
+    if unsafe:  # a product whose name or version would leave its folder: nothing goes further
+        run.status = FAILED
+        run.problems.append(f"publish refused: {unsafe}")
+        return
     if any(up.name in mesh.domains for up in domain.upstreams):
-        manifest = read_json(domain.manifest_path, "manifest", "Build again.")
         write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), _invocation(manifest))
     violations = governance_findings(mesh, domain)
     run.findings = finding_counts(violations)

@@ -114,6 +114,7 @@ _UNITS = (
     ("tests/selfservice/", "demo"),
     ("tests/governance/test_rules.py", "plain"),  # its breaking-change tests copy the plain build
     ("tests/exchange/", "exchange"),
+    ("tests/test_hardening.py", "exchange"),
     ("tests/stitch/", "plain"),
     ("tests/test_build.py", "plain"),
     ("tests/health/", "health"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from mesh_tools.artifacts import owner_label, public_model_nodes
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
 from mesh_tools.errors import MeshError
 from mesh_tools.mesh import Mesh
+from mesh_tools.paths import check_output_folder, mark_output_folder
 
 MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
 
@@ -52,6 +54,7 @@ class Product:
     ref_line: str
     versions: list[dict[str, Any]] = field(default_factory=list)
     release: dict[str, Any] | None = None
+    release_problem: str | None = None  # why its current release cannot be read (never shown as fine)
     health: dict[str, Any] | None = None
     tests: list[dict[str, Any]] = field(default_factory=list)
     direct: list[dict[str, str]] = field(default_factory=list)
@@ -61,7 +64,7 @@ class Product:
 
     @property
     def page(self) -> str:
-        return f"products/{self.key}.html"
+        return f"products/{page_name(self.key)}.html"
 
 
 @dataclass
@@ -212,6 +215,7 @@ class SiteBuilder:
                 release = exchange.current(name, node["name"], version)
             except MeshError as exc:
                 self.notes.append(str(exc))
+                product.release_problem = str(exc)
                 release = None
             if release is not None:
                 product.release = release.descriptor.model_dump(mode="json")
@@ -247,7 +251,7 @@ class SiteBuilder:
                 "uid": uid,
                 "project": project,
                 "label": self.graph.label.get(uid, uid),
-                "page": self.graph.href.get(uid) or f"domains/{project}.html",
+                "page": self.graph.href.get(uid) or f"domains/{page_name(project)}.html",
             }
             if project == product.domain and uid not in products:
                 continue  # the producer's own downstream models are not consumers
@@ -327,6 +331,7 @@ class SiteBuilder:
         shutil.rmtree(scratch, ignore_errors=True)
         try:
             pages = self._render(scratch, domains, list(products.values()))
+            mark_output_folder(scratch, "mesh docs")
             _swap(scratch, out)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -340,7 +345,7 @@ class SiteBuilder:
             graph.project[uid] = info.name
             count = len(info.products)
             graph.label[uid] = f"{count} product{'s' if count != 1 else ''}"
-            graph.href[uid] = f"domains/{info.name}.html"
+            graph.href[uid] = f"domains/{page_name(info.name)}.html"
             for up in info.upstreams:
                 graph.parents[uid].add(f"domain.{up}")
                 graph.children[f"domain.{up}"].add(uid)
@@ -367,12 +372,15 @@ class SiteBuilder:
         def write(path: str, template: str, root: str, **extra: Any) -> None:
             nonlocal pages
             html = env.get_template(template).render(root=root, **common, **extra)
-            (folder / path).write_text(html, encoding="utf-8")
+            target = folder / path
+            if folder.resolve() not in target.resolve().parents:  # page names are never paths
+                raise MeshError(f"documentation page {path!r} would leave the site folder")
+            target.write_text(html, encoding="utf-8")
             pages += 1
 
         write("index.html", "index.html.j2", "", map=self._home_map(domains), products=products)
         for info in domains:
-            write(f"domains/{info.name}.html", "domain.html.j2", "../", domain=info)
+            write(f"domains/{page_name(info.name)}.html", "domain.html.j2", "../", domain=info)
         for product in products:
             write(product.page, "product.html.j2", "../", product=product)
         for info in domains:
@@ -383,13 +391,13 @@ class SiteBuilder:
 
     def _search_entries(self, info: DomainInfo) -> list[list[str]]:
         """[kind, name, where, page, description] for the domain, its models and their columns."""
-        entries = [["domain", info.name, info.owner, f"domains/{info.name}.html", info.description[:160]]]
+        entries = [["domain", info.name, info.owner, f"domains/{page_name(info.name)}.html", info.description[:160]]]
         manifest = self.manifests.get(info.name) or {}
         catalog = (self.catalogs.get(info.name) or {}).get("nodes", {})
         for uid, node in manifest.get("nodes", {}).items():
             if node.get("resource_type") != "model" or node.get("package_name") != info.name:
                 continue
-            page = self.graph.href.get(uid) or f"domains/{info.name}.html"
+            page = self.graph.href.get(uid) or f"domains/{page_name(info.name)}.html"
             kind = "product" if node.get("access") == "public" else "model"
             label = self.graph.label.get(uid, node["name"])
             entries.append([kind, label, info.name, page, (node.get("description") or "")[:160]])
@@ -412,8 +420,25 @@ def _swap(scratch: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def page_name(name: str) -> str:
+    """A file name for a page about ``name`` (names come from manifests: never a path)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name).replace("..", "__").lstrip(".")
+    return safe or "_"
+
+
+# What the site holds at its top level (a folder with these and nothing else, from a version
+# without the marker file, is the site's own).
+_SITE_ENTRIES = frozenset({"index.html", "assets", "domains", "products", "search"})
+
+
 def build_site(mesh: Mesh, out: Path | None = None) -> SiteOutcome:
-    """Write the documentation site of ``mesh`` (default: the mesh's docs folder)."""
+    """Write the documentation site of ``mesh`` (default: the mesh's docs folder).
+
+    The folder is replaced whole, so it must be the site's own: never the mesh root, a domain, the
+    exchange or the health folder, nor a folder the site did not write (see mesh_tools.paths)."""
     target = out or mesh.docs_path
+    protected = {f"domain '{name}'": domain.path for name, domain in mesh.domains.items()}
+    protected |= {"the exchange": mesh.exchange_path, "the health folder": mesh.health_path}
+    check_output_folder(target, mesh_root=mesh.root, protected=protected, command="mesh docs", legacy=_SITE_ENTRIES)
     target.parent.mkdir(parents=True, exist_ok=True)
     return SiteBuilder(mesh).build(target)

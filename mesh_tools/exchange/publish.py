@@ -7,7 +7,6 @@ publisher killed at any point leaves the previous release current and intact.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -19,7 +18,7 @@ from typing import Any
 from mesh_tools.artifacts import public_model_nodes, read_json
 from mesh_tools.engines import duckdb as duckdb_engine
 from mesh_tools.engines import spark as spark_engine
-from mesh_tools.errors import ArtifactError, MeshError
+from mesh_tools.errors import ArtifactError, ConfigError, MeshError
 from mesh_tools.exchange.descriptor import (
     BuildInfo,
     Contract,
@@ -31,13 +30,13 @@ from mesh_tools.exchange.descriptor import (
     TestSummary,
 )
 from mesh_tools.exchange.retention import apply_retention
-from mesh_tools.exchange.store import Exchange, fsync_dir, new_release_id, product_key, write_atomic
+from mesh_tools.exchange.store import Exchange, file_sha256, fsync_dir, new_release_id, product_key
 from mesh_tools.governance.rule import Severity
 from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.paths import safe_name, safe_version
 
 # Fault injection for tests: seconds to wait after the new releases are in place and before any
 # becomes current (the window in which a killed publisher must leave the old release current).
-PAUSE_ENV = "MESH_FAULT_PAUSE_BEFORE_SWITCH"
 
 
 @dataclass
@@ -75,6 +74,8 @@ def check_gate(domain: Domain) -> _Gate | str:
     which = (results.get("args") or {}).get("which")
     if which != "build":
         return f"the last dbt command in {domain.name} was `{which}`, not `build`: run `mesh build {domain.name}`."
+    if (results.get("args") or {}).get("empty"):
+        return f"the last build of {domain.name} ran with --empty (no rows were read): run `mesh build {domain.name}`."
     run_id = results.get("metadata", {}).get("invocation_id")
     if run_id != manifest.get("metadata", {}).get("invocation_id"):
         return f"{domain.name}'s manifest and run results come from different dbt runs: run `mesh build {domain.name}`."
@@ -86,6 +87,21 @@ def check_gate(domain: Domain) -> _Gate | str:
     missing = [n["unique_id"] for n in products if by_id.get(n["unique_id"], {}).get("status") != "success"]
     if missing:
         return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."
+    # every data test of a product ran in that build (none excluded or left out of the selection);
+    # unit tests check logic, not data, and are often left out of production builds: not required
+    skipped = sorted(
+        f"{node.get('name')} on {product['name']}"
+        for product in products
+        for uid, node in manifest["nodes"].items()
+        if node.get("resource_type") == "test"
+        and product["unique_id"] in (node.get("depends_on") or {}).get("nodes", [])
+        and uid not in by_id
+    )
+    if skipped:
+        return (
+            f"data tests of {domain.name}'s products did not run in its last build (excluded or not selected): "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}. Run `mesh build {domain.name}`."
+        )
     tests: dict[str, TestSummary] = {}
     for product in products:
         counts = {"pass": 0, "fail": 0, "warn": 0}
@@ -179,14 +195,6 @@ def contract_of(node: dict[str, Any]) -> Contract:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cleanup_scratch(exchange: Exchange) -> None:
     """Remove scratch folders of publishers that died (their pid is gone)."""
     if not exchange.tmp_dir.is_dir():
@@ -208,6 +216,20 @@ def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | N
     if invocation_id:
         event["invocation_id"] = invocation_id
     Exchange(mesh.exchange_path).append_log(event)
+
+
+def unsafe_product_name(domain: Domain, products: list[dict[str, Any]]) -> str | None:
+    """Why a product's name or version cannot name its release folder, located in the domain's files."""
+    for node in products:
+        where = f"{domain.name}/{node.get('patch_path') or node.get('original_file_path') or node['unique_id']}"
+        where = where.replace(f"{domain.name}://", "")
+        try:
+            safe_name(node.get("name"), "model name", where)
+            if node.get("version") is not None:
+                safe_version(node["version"], where)
+        except ConfigError as exc:
+            return str(exc)
+    return None
 
 
 def publish_domain(
@@ -235,9 +257,14 @@ def publish_domain(
         _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
         return outcome
     exchange = Exchange(mesh.exchange_path)
+    products = sorted(gate.products, key=lambda n: n["unique_id"])
+    unsafe = unsafe_product_name(domain, products)
+    if unsafe:  # a name that would leave the product's folder: nothing is written
+        outcome.refused = unsafe
+        _log_refusal(mesh, domain, unsafe, gate.invocation_id)
+        return outcome
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
     _cleanup_scratch(exchange)
-    products = sorted(gate.products, key=lambda n: n["unique_id"])
     scratches = []
     for node in products:
         version = None if node.get("version") is None else str(node["version"])
@@ -282,7 +309,7 @@ def publish_domain(
             row_count=rows,
             engine=gate.adapter,
             columns=columns,
-            files=[DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=_sha256(data))],
+            files=[DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=file_sha256(data))],
             build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
             tests=gate.tests.get(node["unique_id"], TestSummary()),
         )
@@ -295,10 +322,7 @@ def publish_domain(
         os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
         fsync_dir(releases)
         placed.append((node, descriptor))
-    pause = float(os.environ.get(PAUSE_ENV, "0") or 0)
-    if pause:
-        time.sleep(pause)
-    for node, descriptor in placed:
+    for _node, descriptor in placed:
         exchange.append_log(
             {
                 "event": "publish",
@@ -309,10 +333,7 @@ def publish_domain(
                 "invocation_id": gate.invocation_id,
             }
         )
-        write_atomic(
-            exchange.product_dir(domain.name, node["name"], descriptor.version) / "current.json",
-            f'{{"release_id": "{descriptor.release_id}", "product": "{descriptor.product}"}}\n',
-        )
+        exchange.switch_current(descriptor)
         outcome.releases.append(descriptor)
     outcome.expired = apply_retention(mesh, exchange, [d for _, d in placed])
     outcome.seconds = time.perf_counter() - start

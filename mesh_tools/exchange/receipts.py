@@ -54,7 +54,16 @@ def write_lease(exchange: Exchange, consumer: str, releases: dict[str, str]) -> 
 
 
 def read_lease(exchange: Exchange, consumer: str) -> dict[str, str]:
+    """The releases a consumer's views point at; none when it has no lease. A lease that cannot be
+    read is an error, never "no lease": retention would delete releases in use."""
+    path = exchange.lease_path(consumer)
     try:
-        return dict(json.loads(exchange.lease_path(consumer).read_text(encoding="utf-8"))["releases"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        releases = data["releases"]
+        if not isinstance(releases, dict):
+            raise TypeError("'releases' is not a mapping")
+        return {str(k): str(v) for k, v in releases.items()}
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{display_path(path)}: lease is corrupt ({exc}). Stitch {consumer} again.") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 
+from mesh_tools.errors import MeshError
 from mesh_tools.exchange.descriptor import ReleaseDescriptor
 from mesh_tools.exchange.receipts import read_lease, read_receipt
 from mesh_tools.exchange.store import Exchange
@@ -23,8 +24,13 @@ def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
 
 
 def apply_retention(mesh: Mesh, exchange: Exchange, published: list[ReleaseDescriptor]) -> list[str]:
-    """Delete releases beyond the newest ``retention`` of each product just published; return them."""
-    keep = protected_releases(mesh, exchange)
+    """Delete releases beyond the newest ``retention`` of each product just published; return them.
+
+    When who reads what cannot be known (a receipt or lease cannot be read), nothing is deleted."""
+    try:
+        keep = protected_releases(mesh, exchange)
+    except MeshError:
+        return []
     expired: list[str] = []
     for descriptor in published:
         ids = exchange.release_ids(descriptor.project, descriptor.model, descriptor.version)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,9 +13,10 @@ from typing import Any
 
 from mesh_tools.errors import ArtifactError, ConfigError
 from mesh_tools.exchange.descriptor import ReleaseDescriptor
+from mesh_tools.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.yamlfile import display_path
 
-_RELEASE_ID = re.compile(r"^r\d{8}T\d{12}Z-[0-9a-f]{6}$")
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
 
 
 def product_key(project: str, model: str, version: str | None) -> str:
@@ -50,6 +50,19 @@ def write_atomic(path: Path, text: str) -> None:
     fsync_dir(path.parent)
 
 
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read once per process for a given size and modification time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHED:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        _HASHED[key] = digest.hexdigest()
+    return _HASHED[key]
+
+
 @dataclass(frozen=True)
 class Release:
     """A complete release on disk: its descriptor and where its data is."""
@@ -70,7 +83,12 @@ class Exchange:
 
     # -- paths
     def product_dir(self, project: str, model: str, version: str | None) -> Path:
-        return self.root / "products" / project / model / (f"v{version}" if version is not None else "unversioned")
+        """The product's folder; a name that could leave it (``../``, ``/``) is refused, never followed."""
+        where = f"exchange product {project!r}.{model!r}"
+        safe_name(project, "project", where)
+        safe_name(model, "model", where)
+        folder = f"v{safe_version(version, where)}" if version is not None else "unversioned"
+        return self.root / "products" / project / model / folder
 
     def releases_dir(self, project: str, model: str, version: str | None) -> Path:
         return self.product_dir(project, model, version) / "releases"
@@ -84,14 +102,15 @@ class Exchange:
         return self.root / ".tmp"
 
     def receipt_path(self, consumer: str) -> Path:
-        return self.root / "receipts" / f"{consumer}.json"
+        return self.root / "receipts" / f"{safe_name(consumer, 'consumer', 'exchange receipt')}.json"
 
     def lease_path(self, consumer: str) -> Path:
-        return self.root / "leases" / f"{consumer}.json"
+        return self.root / "leases" / f"{safe_name(consumer, 'consumer', 'exchange lease')}.json"
 
     # -- reading releases
-    def load_release(self, folder: Path) -> Release:
-        """A release, verified complete (descriptor readable, data file present with its size)."""
+    def load_release(self, folder: Path, *, verify: bool = True) -> Release:
+        """A release, verified: descriptor readable and about this folder, data file present with its size
+        and (``verify``) its SHA-256."""
         path = folder / "release.json"
         try:
             descriptor = ReleaseDescriptor.model_validate_json(path.read_text(encoding="utf-8"))
@@ -102,7 +121,21 @@ class Exchange:
         except (ValueError, OSError) as exc:
             first = str(exc).splitlines()[0]
             raise ArtifactError(f"{display_path(path)}: release descriptor is corrupt ({first}).") from None
+        d = descriptor
+        if d.release_id != folder.name or (
+            self.product_dir(d.project, d.model, d.version).resolve() != folder.parent.parent.resolve()
+        ):
+            raise ArtifactError(
+                f"{display_path(path)}: the descriptor says {d.product} release {d.release_id!r}, but it lives in "
+                f"{display_path(folder)}. A release is read only from its own folder; publish again with "
+                f"`mesh publish {d.project}`."
+            )
         for file in descriptor.files:
+            if Path(file.path).name != file.path or file.path.startswith("."):
+                raise ArtifactError(
+                    f"{display_path(path)}: data file {file.path!r} is not a file of the release folder. "
+                    f"Publish again with `mesh publish {d.project}`."
+                )
             data = folder / file.path
             if not data.is_file() or data.stat().st_size != file.bytes:
                 raise ArtifactError(
@@ -110,19 +143,28 @@ class Exchange:
                     f"(expected {file.bytes} bytes). The exchange does not serve partial releases; publish again "
                     f"with `mesh publish {descriptor.project}`."
                 )
+            if verify and file_sha256(data) != file.sha256.removeprefix("sha256:"):
+                raise ArtifactError(
+                    f"{display_path(data)}: data file of release {descriptor.release_id} does not match the SHA-256 "
+                    "its descriptor records: it was changed after publishing. The exchange does not serve it; "
+                    f"publish again with `mesh publish {descriptor.project}`, or pin another release."
+                )
         return Release(descriptor, folder)
 
     def release_ids(self, project: str, model: str, version: str | None) -> list[str]:
         folder = self.releases_dir(project, model, version)
         if not folder.is_dir():
             return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and _RELEASE_ID.match(p.name))
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and RELEASE_ID.match(p.name))
 
     def current_id(self, project: str, model: str, version: str | None) -> str | None:
         path = self.product_dir(project, model, version) / "current.json"
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return str(data["release_id"])
+            release_id = data["release_id"]
+            if not isinstance(release_id, str) or not RELEASE_ID.match(release_id):
+                raise ValueError(f"{str(release_id)[:80]!r} is not a release id")
+            return release_id
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError) as exc:
@@ -130,6 +172,12 @@ class Exchange:
                 f"{display_path(path)}: current-release pointer is corrupt ({exc}). Publish again with "
                 f"`mesh publish {project}`."
             ) from None
+
+    def switch_current(self, descriptor: ReleaseDescriptor) -> None:
+        """Make a complete release the one consumers read: one atomic replace of the pointer."""
+        d = descriptor
+        pointer = json.dumps({"release_id": safe_release_id(d.release_id, "release"), "product": d.product})
+        write_atomic(self.product_dir(d.project, d.model, d.version) / "current.json", pointer + "\n")
 
     def current(self, project: str, model: str, version: str | None) -> Release | None:
         release_id = self.current_id(project, model, version)
@@ -143,7 +191,7 @@ class Exchange:
         """The release a consumer reads: its pin if it has one, else the current release."""
         if pin is None:
             return self.current(project, model, version)
-        folder = self.releases_dir(project, model, version) / pin
+        folder = self.releases_dir(project, model, version) / safe_release_id(pin, pinned_by or "pin")
         if not folder.is_dir():
             available = self.release_ids(project, model, version)
             listed = ", ".join(available[-10:]) if available else "none"

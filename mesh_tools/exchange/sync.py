@@ -11,11 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh_tools.errors import MeshError
 from mesh_tools.exchange.receipts import read_receipt
 from mesh_tools.exchange.store import Exchange
 from mesh_tools.graph import closure, invert
 from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.paths import safe_release_id
 from mesh_tools.stitch.plan import pin_for
+from mesh_tools.yamlfile import display_path
 
 _VERSION = re.compile(r"^v(\w+)$")
 
@@ -69,24 +72,28 @@ def _wanted(exchange: Exchange, domain: Domain, key: str) -> str | None:
 
 
 def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
+    """The domain's current releases; a dangling pointer or a broken release is listed with its problem."""
     folder = exchange.root / "products" / domain
     out = []
     for pointer in sorted(folder.glob("*/*/current.json")) if folder.is_dir() else []:
+        version = pointer.parent.name
+        label = f"{domain}.{pointer.parent.parent.name}" + ("" if version == "unversioned" else f".{version}")
         try:
             release_id = json.loads(pointer.read_text(encoding="utf-8"))["release_id"]
-            descriptor = json.loads((pointer.parent / "releases" / release_id / "release.json").read_text())
-        except (OSError, ValueError, KeyError):
-            out.append(
-                {"product": f"{domain}.{pointer.parent.parent.name}", "release_id": None, "problem": "unreadable"}
-            )
+            safe_release_id(release_id, display_path(pointer))
+            # size checked, not the hash: status is a quick look (consumers' reads verify the hash)
+            descriptor = exchange.load_release(pointer.parent / "releases" / release_id, verify=False).descriptor
+        except (MeshError, OSError, ValueError, KeyError, TypeError) as exc:
+            problem = str(exc) if isinstance(exc, MeshError) else f"{display_path(pointer)}: unreadable ({exc})"
+            out.append({"product": label, "release_id": None, "problem": problem})
             continue
         out.append(
             {
-                "product": descriptor["product"],
-                "release_id": release_id,
-                "rows": descriptor["row_count"],
-                "produced_at": descriptor["produced_at"],
-                "contract_hash": descriptor["contract_hash"],
+                "product": descriptor.product,
+                "release_id": descriptor.release_id,
+                "rows": descriptor.row_count,
+                "produced_at": descriptor.produced_at,
+                "contract_hash": descriptor.contract_hash,
             }
         )
     return out

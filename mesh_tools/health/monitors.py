@@ -18,6 +18,7 @@ from typing import Any
 
 from mesh_tools.artifacts import owner_label, public_model_nodes
 from mesh_tools.config import HealthConfig
+from mesh_tools.errors import MeshError
 from mesh_tools.health.collect import Collection, DomainArtifacts, attached_models
 from mesh_tools.health.history import History
 from mesh_tools.health.measure import key_columns
@@ -189,6 +190,18 @@ class _Judge:
                 group = groups.get(node.get("group")) or {}
                 self.owner_of[node["unique_id"]] = owner_label(group.get("owner")) or self.domain_owner(name)
 
+    def _broken_release(self, domain: str, node: dict[str, Any]) -> str | None:
+        """Why the product's current release cannot be read (a dangling pointer, a missing, partial or
+        altered release), or None: consumers would fail on it, so it is never reported as healthy."""
+        from mesh_tools.exchange.store import Exchange
+
+        version = None if node.get("version") is None else str(node["version"])
+        try:
+            Exchange(self.mesh.exchange_path).current(domain, node["name"], version)
+        except MeshError as exc:
+            return str(exc)
+        return None
+
     def domain_owner(self, name: str) -> str:
         owner = self.mesh.domains[name].owner
         return owner.label() if owner else ""
@@ -219,6 +232,9 @@ class _Judge:
                 problem("not_built", "failing", "not built in the last run: a node upstream of it failed", node=uid)
             elif status == "success":
                 contract_ok = True if contract.get("enforced") else None
+        broken = self._broken_release(name, node)
+        if broken:
+            problem("release_broken", "failing", broken)
         tests = Tests()
         for test_uid, test in self._tests_of(art, uid):
             tr = results.get(test_uid)

@@ -48,6 +48,7 @@ class Problem(_Model):
         "no_data",
         "upstream",
         "stale_artifacts",
+        "release_broken",
     ]
     status: Status = Field(description="What the problem makes its product or domain: warning, stale or failing.")
     domain: str

@@ -31,6 +31,23 @@ def descriptor(root: Path, release_id: str, product: Path = PRODUCT) -> dict:
     return json.loads((root / product / "releases" / release_id / "release.json").read_text())
 
 
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _is_our_publisher(proc: Path, script: str, root: Path) -> bool:
+    """A live process running ``script`` in ``root`` (the publisher or its worker, in a domain folder)."""
+    if not proc.name.isdigit() or not _cmdline(proc).endswith(script.strip()[-40:]):
+        return False
+    try:
+        return Path(os.readlink(proc / "cwd")).is_relative_to(root.resolve())
+    except OSError:
+        return False
+
+
 def parquet_rows(path: Path) -> int:
     return duckdb.connect().execute(f"select count(*) from read_parquet('{path}')").fetchone()[0]
 
@@ -86,15 +103,22 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
     root = plain_mesh_copy
     before = current_id(root)
     before_rows = descriptor(root, before)["row_count"]
-    env = {**mesh_env(), "MESH_FAULT_PAUSE_BEFORE_SWITCH": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "mesh_tools.cli", "publish", "shop"], cwd=root, env=env)
-    deadline = time.monotonic() + 60
-    while len(releases(root)) == 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # the test's seam: `mesh publish` with the pointer switch stalled (its worker inherits it), so
+    # the kill lands after the release is in place and before it is current
+    script = (
+        "import sys, time\nfrom mesh_tools.exchange.store import Exchange\n"
+        "def stall(self, descriptor):\n    print('before-switch', flush=True)\n    time.sleep(30)\n"
+        "Exchange.switch_current = stall\n"
+        "from mesh_tools.cli import main\nsys.argv = ['mesh', 'publish', 'shop']\nmain()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=mesh_env(), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "before-switch"
     assert len(releases(root)) == 2, "the new release should be in place, not yet current"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    time.sleep(1)  # the worker dies with its parent; were it alive, it would switch the pointer after 30 s
     assert current_id(root) == before
+    assert not [p for p in Path("/proc").iterdir() if _is_our_publisher(p, script, root)]
     assert parquet_rows(root / PRODUCT / "releases" / before / "data.parquet") == before_rows
     # consumers keep building on the previous release, and the next publish goes through
     build = run_mesh("build", "reporting", cwd=root)
@@ -106,34 +130,62 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
     assert not any((root / "exchange/.tmp").iterdir())
 
 
-def test_consumer_builds_during_repeated_publishes_see_complete_releases(plain_mesh_copy: Path):
+def test_readers_racing_pointer_switches_see_only_complete_releases(plain_mesh_copy: Path):
+    """The pointer switch publishing uses is atomic: a reader racing thousands of switches reads the
+    old or the new release, never a torn pointer (every read: pointer, descriptor, size, SHA-256)."""
+    from mesh_tools.exchange.store import Exchange
+
     root = plain_mesh_copy
-    # the producer publishes its build again and again while its consumer builds
+    assert run_mesh("publish", "shop", cwd=root).returncode == 0  # a second complete release
+    ids = releases(root)[-2:]
+    assert len(ids) == 2 and all(parquet_rows(root / PRODUCT / "releases" / i / "data.parquet") == 3 for i in ids)
     script = (
-        "import subprocess, sys\n"
-        "for command in [['publish', 'shop']] * 5:\n"
-        "    r = subprocess.run([sys.executable, '-m', 'mesh_tools.cli', *command], capture_output=True)\n"
-        "    assert r.returncode == 0, r.stdout\n"
+        "import sys\nfrom pathlib import Path\nfrom mesh_tools.exchange.store import Exchange\n"
+        "exchange = Exchange(Path(sys.argv[1]))\n"
+        "pair = [exchange.load_release(Path(a)).descriptor for a in sys.argv[2:]]\n"
+        "for i in range(3000):\n    exchange.switch_current(pair[i % 2])\n"
     )
-    publisher = subprocess.Popen([sys.executable, "-c", script], cwd=root, env=mesh_env())
-    builds = 0
+    folders = [str(root / PRODUCT / "releases" / i) for i in ids]
+    switcher = subprocess.Popen([sys.executable, "-c", script, str(root / "exchange"), *folders], env=mesh_env())
+    exchange, reads, seen = Exchange(root / "exchange"), 0, set()
     try:
-        while publisher.poll() is None or builds < 2:
-            result = run_mesh("build", "reporting", "--no-publish", cwd=root)
-            assert result.returncode == 0, result.stdout + result.stderr
-            release_id = json.loads((root / "exchange/receipts/reporting.json").read_text())["releases"][
-                "shop.orders.v2"
-            ]
-            assert descriptor(root, release_id)["row_count"] == 3
-            builds += 1
-            if builds >= 4:
-                break
+        while switcher.poll() is None:
+            release = exchange.current("shop", "orders", "2")  # raises on a torn pointer or a partial release
+            assert release is not None and release.descriptor.row_count == 3
+            seen.add(release.descriptor.release_id)
+            reads += 1
     finally:
-        assert publisher.wait(timeout=300) == 0
-    assert builds >= 2
-    # every release the publisher made is complete
-    for release_id in releases(root):
-        assert parquet_rows(root / PRODUCT / "releases" / release_id / "data.parquet") == 3
+        assert switcher.wait(timeout=300) == 0
+    assert reads > 100 and seen == set(ids), (reads, seen)
+
+
+def test_a_second_writing_run_is_told_the_mesh_is_busy(plain_mesh_copy: Path):
+    from mesh_tools.lock import mesh_lock
+
+    root = plain_mesh_copy
+    before = releases(root)
+    # the holder: a real process holding the mesh's lock, as a running `mesh build` does
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mesh_tools.lock import mesh_lock\n"
+         "with mesh_lock(Path(sys.argv[1]), 'mesh build'):\n    print('held', flush=True)\n    time.sleep(60)\n",
+         str(root)],
+        stdout=subprocess.PIPE, text=True, env=mesh_env(),
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for command in (("build",), ("publish", "shop"), ("sync",)):
+            result = run_mesh(*command, cwd=root)
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert f"the mesh is busy: `mesh build` (pid {holder.pid}, since " in result.stderr
+            assert "Traceback" not in result.stderr
+        assert run_mesh("status", cwd=root).returncode == 0  # reading commands are never blocked
+    finally:
+        holder.kill()  # kill -9: the kernel releases the lock with its holder
+        holder.wait()
+    assert releases(root) == before
+    with mesh_lock(root, "test"):  # a dead holder never blocks the next run
+        pass
+    assert run_mesh("publish", "shop", cwd=root).returncode == 0
 
 
 def test_pinned_consumer_keeps_its_release(plain_mesh_copy: Path):
@@ -164,7 +216,9 @@ def test_pin_to_a_missing_release_lists_the_available_ones(plain_mesh_copy: Path
 
 
 def test_pin_to_an_unknown_product(plain_mesh_copy: Path):
-    (plain_mesh_copy / "reporting/mesh_domain.yml").write_text("pins:\n  shop.order.v2: x\n")
+    (plain_mesh_copy / "reporting/mesh_domain.yml").write_text(
+        "pins:\n  shop.order.v2: r20200101T000000000000Z-abcdef\n"
+    )
     result = run_mesh("build", "reporting", cwd=plain_mesh_copy)
     assert result.returncode == 2
     assert (
@@ -207,6 +261,32 @@ def test_retention_keeps_the_newest_and_what_consumers_read(plain_mesh_copy: Pat
     assert len(kept) == 3  # the newest two, plus the one consumers read
     events = [json.loads(line) for line in (root / "exchange/log.jsonl").read_text().splitlines()]
     assert any(e["event"] == "expire" for e in events)
+
+
+def test_retention_never_deletes_a_pinned_a_leased_or_a_last_read_release(plain_mesh_copy: Path):
+    from mesh_tools.exchange.receipts import write_lease
+    from mesh_tools.exchange.store import Exchange
+
+    root = plain_mesh_copy
+    (root / "mesh.yml").write_text("name: plain\nexchange:\n  retention: 1\n")
+    assert run_mesh("build", cwd=root).returncode == 0
+    read = current_id(root)  # in reporting's receipt
+    for _ in range(2):
+        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    pinned, leased = releases(root)[-2:]
+    (root / "reporting/mesh_domain.yml").write_text(
+        f"pins:\n  shop.orders.v1: {current_id(root, Path('exchange/products/shop/orders/v1'))}\n  shop.orders.v2: {pinned}\n"
+    )
+    write_lease(Exchange(root / "exchange"), "hr", {"shop.orders.v2": leased})  # hr's views point at it
+    for _ in range(2):
+        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    kept = releases(root)
+    assert {read, pinned, leased, current_id(root)} == set(kept), kept  # the one in between expired
+    # a lease that cannot be read: who reads what is unknown, so nothing is deleted
+    (root / "exchange/leases/hr.json").write_text("{torn")
+    before = releases(root)
+    assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    assert set(before) <= set(releases(root))
 
 
 def test_corrupt_descriptor_is_a_clear_error(plain_mesh_copy: Path):
