@@ -84,8 +84,8 @@ def check_output_folder(
                 f"{display_path(out)}: `{command}` would write over {what} ({display_path(folder)}). "
                 "Choose an output folder of its own."
             )
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
-        raise ConfigError(f"{display_path(out)}: exists and is not a folder. Choose another output folder.")
+    if out.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ConfigError(f"{display_path(out)}: is a symbolic link or not a folder. Choose another output folder.")
     entries = {p.name for p in target.iterdir()} if target.is_dir() else set()
     if entries and not (target / MARKER).is_file() and not (legacy and entries <= legacy):
         raise ConfigError(
