@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mesh_tools.errors import ConfigError
-from mesh_tools.paths import RELEASE_ID
+from mesh_tools.paths import safe_release_id
 from mesh_tools.suggestions import did_you_mean
 from mesh_tools.yamlfile import YamlDoc, load_yaml
 
@@ -188,12 +188,7 @@ def load_domain_file(folder: Path) -> DomainFile:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, doc, DomainFile)) from None
     for product, release in settings.pins.items():  # a pin becomes a path: only a release id is one
-        if not RELEASE_ID.match(release):
-            raise doc.error(
-                ("pins", product),
-                f"the pin of {product[:80]} ({release[:80]!r}) is not a release id "
-                "(rYYYYMMDDTHHMMSSffffffZ-xxxxxx); `mesh status` lists them.",
-            )
+        safe_release_id(release, f"{doc.display}:{doc.line_of(('pins', product))}: the pin of {product[:80]}")
     return settings
 
 

@@ -179,11 +179,11 @@ class Exchange:
         pointer = json.dumps({"release_id": safe_release_id(d.release_id, "release"), "product": d.product})
         write_atomic(self.product_dir(d.project, d.model, d.version) / "current.json", pointer + "\n")
 
-    def current(self, project: str, model: str, version: str | None) -> Release | None:
+    def current(self, project: str, model: str, version: str | None, *, verify: bool = True) -> Release | None:
         release_id = self.current_id(project, model, version)
         if release_id is None:
             return None
-        return self.load_release(self.releases_dir(project, model, version) / release_id)
+        return self.load_release(self.releases_dir(project, model, version) / release_id, verify=verify)
 
     def resolve(
         self, project: str, model: str, version: str | None, pin: str | None, pinned_by: str = ""

@@ -16,7 +16,6 @@ from mesh_tools.exchange.receipts import read_receipt
 from mesh_tools.exchange.store import Exchange
 from mesh_tools.graph import closure, invert
 from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.paths import safe_release_id
 from mesh_tools.stitch.plan import pin_for
 from mesh_tools.yamlfile import display_path
 
@@ -78,15 +77,17 @@ def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
     for pointer in sorted(folder.glob("*/*/current.json")) if folder.is_dir() else []:
         version = pointer.parent.name
         label = f"{domain}.{pointer.parent.parent.name}" + ("" if version == "unversioned" else f".{version}")
+        model, number = pointer.parent.parent.name, None if version == "unversioned" else version[1:]
         try:
-            release_id = json.loads(pointer.read_text(encoding="utf-8"))["release_id"]
-            safe_release_id(release_id, display_path(pointer))
             # size checked, not the hash: status is a quick look (consumers' reads verify the hash)
-            descriptor = exchange.load_release(pointer.parent / "releases" / release_id, verify=False).descriptor
-        except (MeshError, OSError, ValueError, KeyError, TypeError) as exc:
+            release = exchange.current(domain, model, number, verify=False)
+        except (MeshError, OSError) as exc:
             problem = str(exc) if isinstance(exc, MeshError) else f"{display_path(pointer)}: unreadable ({exc})"
             out.append({"product": label, "release_id": None, "problem": problem})
             continue
+        if release is None:
+            continue
+        descriptor = release.descriptor
         out.append(
             {
                 "product": descriptor.product,
