@@ -31,6 +31,22 @@ class ModelNode:
     def label(self) -> str:
         return f"{self.name} v{self.version}" if self.version is not None else self.name
 
+    @property
+    def allowed_consumers(self) -> list[str] | None:
+        """The only domains that may read this product (``meta.allowed_consumers``), or None: any domain.
+
+        Anything but a list of names restricts it to no one: a policy written wrong never opens a product.
+        """
+        meta = {**(self.raw.get("meta") or {}), **((self.raw.get("config") or {}).get("meta") or {})}
+        if "allowed_consumers" not in meta or meta["allowed_consumers"] is None:
+            return None
+        value = meta["allowed_consumers"]
+        return [str(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+    def readable_by(self, consumer: str) -> bool:
+        allowed = self.allowed_consumers
+        return allowed is None or consumer in allowed
+
 
 @dataclass(frozen=True)
 class ProjectManifest:
@@ -48,6 +64,12 @@ class ProjectManifest:
 
     def public(self) -> list[ModelNode]:
         return [m for m in self.models if m.is_public]
+
+    def for_consumer(self, consumer: str) -> ProjectManifest:
+        """This manifest without the products ``consumer`` may not read (``meta.allowed_consumers``)."""
+        from dataclasses import replace
+
+        return replace(self, models=tuple(m for m in self.models if not m.is_public or m.readable_by(consumer)))
 
     def owner_of(self, node: ModelNode) -> str:
         group = self.groups.get(node.group or "")

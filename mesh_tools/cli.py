@@ -18,6 +18,7 @@ import click
 from mesh_tools import __version__
 from mesh_tools.build import RunPlan, default_jobs, run_mesh
 from mesh_tools.errors import ArtifactError, BusyError, DbtError, MeshError, describe_os_error
+from mesh_tools.exchange.store import Exchange
 from mesh_tools.mesh import Mesh, find_root, load_mesh
 from mesh_tools.worker import SUCCESS, DomainRun
 
@@ -188,6 +189,8 @@ def build(
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
     plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
+    if plan.publish:
+        Exchange(mesh.exchange_path).require_writable("`mesh build` (which publishes)")
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
     _notes(mesh)
@@ -316,6 +319,7 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
     names = mesh.select(domains)
+    Exchange(mesh.exchange_path).require_writable("`mesh publish`")
     refused = False
     for name in names:
         # each domain in a process of its own, in its folder: it is read through its own dbt connection
@@ -363,6 +367,7 @@ def sync(
     if dry_run:
         click.echo(f"mesh sync --dry-run: {len(names)} domain(s) would be rebuilt")
         return
+    Exchange(mesh.exchange_path).require_writable("`mesh sync` (whose rebuilds publish)")
     plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
     plan = dataclasses.replace(plan, domains=names)
     runs = run_mesh(mesh, plan, _progress(start))

@@ -22,6 +22,10 @@ class DbtError(MeshError):
     """dbt itself could not run (not a failing model: those are results)."""
 
 
+class StorageError(ArtifactError):
+    """The file system refused a write the command needs (read-only, full, permission): exit 3."""
+
+
 class BusyError(MeshError):
     """Another `mesh` run holds the mesh's lock."""
 

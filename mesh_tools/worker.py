@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import load_run_results, run_results_invocation
 from mesh_tools.engines import duckdb as duckdb_engine
-from mesh_tools.errors import MeshError
+from mesh_tools.errors import MeshError, describe_os_error
 from mesh_tools.exchange.publish import PublishOutcome
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.stitch.install import needs_deps
@@ -90,6 +90,7 @@ def run_domain(
                 return _done(run, start)
         outcome = stitch_domain(mesh, domain, target)
         run.stitched = outcome.changed + outcome.unchanged
+        run.warnings.extend(outcome.warnings)
         if not outcome.ok:
             run.problems.extend(outcome.problems)
             return _done(run, start)
@@ -107,7 +108,7 @@ def run_domain(
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)
-    run.warnings = _deprecations(invocation.deprecations, _upstream_model_names(domain))
+    run.warnings.extend(_deprecations(invocation.deprecations, _upstream_model_names(domain)))
     if command == "build":
         _count(run, domain, wall_start)
     if invocation.exception:
@@ -129,6 +130,9 @@ def run_domain(
         except MeshError as exc:
             run.status = FAILED
             run.problems.append(str(exc))
+        except OSError as exc:  # the exchange or the domain's folder refused a write (full, read-only, ...)
+            run.status = FAILED
+            run.problems.append(describe_os_error(exc))
     return _done(run, start)
 
 
@@ -200,6 +204,7 @@ def _after_build(
     from mesh_tools.exchange.receipts import write_receipt
     from mesh_tools.exchange.store import Exchange
     from mesh_tools.health.measure import measure_built_products
+    from mesh_tools.yamlfile import display_path
 
     exchange = Exchange(mesh.exchange_path)
     manifest = read_json(domain.manifest_path, "manifest", "Build again.")
@@ -208,7 +213,11 @@ def _after_build(
         run.status = FAILED
         run.problems.append(f"publish refused: {unsafe}")
         return
-    if any(up.name in mesh.domains for up in domain.upstreams):
+    if not publish and not exchange.writable():
+        run.warnings.append(
+            f"the exchange ({display_path(exchange.root)}) is read-only here: no consumption receipt recorded"
+        )
+    elif any(up.name in mesh.domains for up in domain.upstreams):
         write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), _invocation(manifest))
     violations = governance_findings(mesh, domain)
     run.findings = finding_counts(violations)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -186,3 +190,199 @@ def test_a_model_file_that_is_not_utf8_is_named(plain_mesh_copy: Path) -> None:
     clear_error(result, 1, "shop/models/orders_v1.sql:")
     assert "not UTF-8 text (byte 0xe9)" in result.stdout
     assert current_id(plain_mesh_copy) == before
+
+
+# -- access and privacy, enforced where the data is written
+
+
+def _count(db: Path, sql: str) -> tuple:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=str(db) != ":memory:")
+    try:
+        return con.execute(sql).fetchone()
+    finally:
+        con.close()
+
+
+def test_pii_reaches_in_clear_only_the_consumers_the_policy_names(plain_mesh_built) -> None:  # type: ignore[no-untyped-def]
+    """shop.orders marks customer_id PII and allows audit: reporting and billing read it NULL, audit in clear."""
+    from mesh_tools.exchange.store import Exchange
+
+    root = plain_mesh_built.root
+    assert plain_mesh_built.result.returncode == 0, plain_mesh_built.result.stdout
+    for version in ("1", "2"):
+        release = Exchange(root / "exchange").current("shop", "orders", version)  # every file's SHA-256 checked
+        assert release is not None
+        d = release.descriptor
+        assert d.pii_columns == ["customer_id"]
+        assert [(f.path, f.readers) for f in d.files] == [("data.parquet", None), ("data.pii.parquet", ["audit"])]
+        shared, clear = (release.folder / f.path for f in d.files)
+        rows = d.row_count
+        assert rows > 0
+        read = "select count(*), count(customer_id) from read_parquet('{}')"
+        assert _count(Path(":memory:"), read.format(shared)) == (rows, 0)
+        assert _count(Path(":memory:"), read.format(clear)) == (rows, rows)
+        assert release.data_path_for("reporting") == shared and release.data_path_for("audit") == clear
+    # through each consumer's own storage: its stub view reads the file the policy gives it
+    view = "select count(*), count(customer_id) from upstream_shop.orders_v2"
+    assert _count(root / "audit/audit.duckdb", view) == (rows, rows)
+    assert _count(root / "reporting/reporting.duckdb", view) == (rows, 0)
+    assert "data.pii.parquet" not in (root / "reporting/dbt_packages/shop/models/orders_v2.sql").read_text()
+
+
+def test_pii_with_no_reader_never_reaches_the_release(tmp_path: Path) -> None:
+    """No policy, or one naming nobody: the column is NULL and no clear copy is kept."""
+    import duckdb
+
+    from mesh_tools.exchange.descriptor import ReleaseColumn
+    from mesh_tools.exchange.publish import mask_pii, pii_policy
+
+    node = {
+        "config": {"meta": {"pii_allowed_consumers": "marketing"}},  # not a list: allows no one
+        "columns": {"email": {"name": "email", "meta": {"pii": True}}, "id": {"name": "id", "meta": {}}},
+    }
+    pii, readers = pii_policy(node)
+    assert (pii, readers) == (["email"], [])
+    data = tmp_path / "data.parquet"
+    duckdb.sql(f"copy (select 1 as id, 'a@b.test' as email) to '{data}' (format parquet)")
+    columns = [ReleaseColumn(name="id", type="INTEGER", parquet_type="INTEGER"),
+               ReleaseColumn(name="EMAIL", type="VARCHAR", parquet_type="VARCHAR")]  # fmt: skip
+    assert mask_pii(data, columns, pii, readers) == ["EMAIL"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.parquet"]
+    assert duckdb.sql(f"select id, email from read_parquet('{data}')").fetchall() == [(1, None)]
+    assert duckdb.sql(f"select column_type from (describe select * from read_parquet('{data}'))").fetchall() == [
+        ("INTEGER",),
+        ("VARCHAR",),
+    ]
+
+
+def test_a_consumer_the_policy_excludes_cannot_stitch_the_product(plain_mesh_copy: Path) -> None:
+    root = plain_mesh_copy
+    schema = root / "shop/models/schema.yml"
+    schema.write_text(schema.read_text().replace("pii_allowed_consumers: [audit]}", "pii_allowed_consumers: [audit], "
+                                                 "allowed_consumers: [audit]}"))  # fmt: skip
+    stub = root / "reporting/dbt_packages/shop"
+    before = {p: p.read_bytes() for p in stub.rglob("*") if p.is_file()}
+    database = (root / "reporting/reporting.duckdb").read_bytes()
+    result = run_mesh("stitch", "shop", "reporting", cwd=root)
+    clear_error(
+        result,
+        1,
+        "reporting/models/legacy_orders.sql:1: ref('shop', 'orders', v=1): shop shares 'orders v1' only with audit "
+        "(meta.allowed_consumers), so reporting may not read it",
+    )
+    assert {p: p.read_bytes() for p in stub.rglob("*") if p.is_file()} == before  # nothing stitched
+    assert (root / "reporting/reporting.duckdb").read_bytes() == database
+    # audit, which the policy names, still stitches and builds
+    assert run_mesh("stitch", "audit", cwd=root).returncode == 0
+    # a consumer that declares shop but reads none of its restricted products gets no view of them
+    for model in (root / "reporting/models").glob("*.sql"):
+        model.write_text("select 1 as n\n")
+    (root / "reporting/models/schema.yml").unlink()  # its unit test reads shop.orders too
+    assert run_mesh("stitch", "reporting", cwd=root).returncode == 0
+    assert sorted(p.name for p in (stub / "models").glob("*.sql")) == []
+    lease = json.loads((root / "exchange/leases/reporting.json").read_text())
+    assert not any(key.startswith("shop.orders") for key in json.dumps(lease).split('"'))
+
+
+# -- a read-only or full exchange (a real small file system: tmpfs, mounted as root)
+
+
+@contextlib.contextmanager
+def exchange_on_tmpfs(root: Path, size: str = "1m") -> Iterator[Path]:
+    """The mesh's exchange moved onto a file system of ``size`` of its own, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    exchange = root / "exchange"
+    saved = root / "exchange.saved"
+    shutil.copytree(exchange, saved, symlinks=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(exchange)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("this machine does not allow mounting a tmpfs")
+    try:
+        shutil.copytree(saved, exchange, symlinks=True, dirs_exist_ok=True)
+        yield exchange
+    finally:
+        subprocess.run(["umount", "-l", str(exchange)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill ``folder``'s file system to the last byte; the file that does it."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (2**16, 2**12, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_consumer_builds_from_a_read_only_exchange_and_publishing_is_refused(plain_mesh_copy: Path) -> None:
+    root = plain_mesh_copy
+    with exchange_on_tmpfs(root) as exchange:
+        subprocess.run(["mount", "-o", "remount,ro", str(exchange)], check=True)
+        before = written_files(exchange)
+        built = run_mesh("build", "reporting", "--no-publish", cwd=root)
+        assert built.returncode == 0, built.stdout + built.stderr
+        assert "exchange) is read-only here: no lease recorded" in built.stdout
+        assert "read-only here: no consumption receipt recorded" in built.stdout
+        for command in (("build", "reporting"), ("publish", "shop")):
+            clear_error(run_mesh(*command, cwd=root), 3, "exchange: the exchange is read-only here")
+        assert written_files(exchange) == before
+
+
+def test_a_full_exchange_leaves_no_orphan_release_and_the_next_try_works(plain_mesh_copy: Path) -> None:
+    """The disk fills at each step of a publish in turn (data, masking, descriptor, log, pointer): every
+    failure is one clear error, leaves the releases and pointers as they were, and the next try works."""
+    root = plain_mesh_copy
+    with exchange_on_tmpfs(root) as exchange:
+        before = {v: current_id(root, Path(f"exchange/products/shop/orders/{v}")) for v in ("v1", "v2")}
+        kept = written_files(exchange / "products")
+        filler = fill(exchange)
+        full = filler.stat().st_size
+        for pages in range(1, 12):  # free one more 4 KiB page each time, until the publish fits
+            os.truncate(filler, full - pages * 4096)
+            result = run_mesh("publish", "shop", cwd=root)
+            if result.returncode == 0:
+                break
+            clear_error(result, 3, "no space left on the device")
+            assert "(no path)" not in result.stderr, result.stderr
+            assert written_files(exchange / "products") == kept, f"{pages} pages free"
+            assert list((exchange / ".tmp").iterdir()) == [], f"{pages} pages free"
+        else:
+            pytest.fail("publishing never fitted")
+        assert pages > 2, "the disk was never full enough to fail past the data export"
+        after = {v: current_id(root, Path(f"exchange/products/shop/orders/{v}")) for v in ("v1", "v2")}
+        assert all(after[v] != before[v] for v in after)
+
+
+def test_a_pointer_write_on_a_full_disk_keeps_the_old_pointer_whole(plain_mesh_copy: Path) -> None:
+    from mesh_tools.exchange.store import write_atomic
+
+    with exchange_on_tmpfs(plain_mesh_copy) as exchange:
+        pointer = exchange / "products/shop/orders/v2/current.json"
+        old = pointer.read_text()
+        fill(exchange)
+        with pytest.raises(OSError):
+            write_atomic(pointer, old.replace("r", "x") * 2000)
+        assert pointer.read_text() == old
+        assert sorted(p.name for p in pointer.parent.iterdir()) == ["current.json", "releases"]
+
+
+def test_a_hook_reaching_into_another_domain_blocks_publishing_even_when_governance_is_advisory(
+    plain_mesh_copy: Path,
+) -> None:
+    """plain_mesh has no mesh.yml (advisory governance), yet a hook attaching audit's database blocks."""
+    root = plain_mesh_copy
+    project = root / "shop/dbt_project.yml"
+    project.write_text(project.read_text() + "on-run-start:\n  - \"attach '../audit/audit.duckdb' as aud (read_only)\"\n")
+    before = current_id(root)
+    result = run_mesh("build", "shop", cwd=root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "publish refused: findings that block a release even where governance is advisory" in result.stdout
+    assert "GOV205 on-run-start hook attaches audit's storage: '../audit/audit.duckdb'" in result.stdout, result.stdout
+    assert current_id(root) == before

@@ -55,6 +55,10 @@ class DataFile(_Frozen):
     path: str = Field(description="Relative to the release folder.")
     bytes: int
     sha256: str
+    readers: list[str] | None = Field(
+        default=None,
+        description="The only consumers whose stubs read this file (PII in clear); None: every consumer.",
+    )
 
 
 class BuildInfo(_Frozen):
@@ -102,5 +106,10 @@ class ReleaseDescriptor(_Frozen):
     )
     format: str = "parquet"
     files: list[DataFile]
+    pii_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns marked PII: NULL in the file every consumer reads, in clear only in a file "
+        "whose readers the product's policy (meta.pii_allowed_consumers) names.",
+    )
     build: BuildInfo = Field(default_factory=BuildInfo)
     tests: TestSummary = Field(default_factory=TestSummary)

@@ -18,7 +18,7 @@ from typing import Any
 from mesh_tools.artifacts import public_model_nodes, read_json
 from mesh_tools.engines import duckdb as duckdb_engine
 from mesh_tools.engines import spark as spark_engine
-from mesh_tools.errors import ArtifactError, ConfigError, MeshError
+from mesh_tools.errors import ArtifactError, ConfigError, MeshError, StorageError
 from mesh_tools.exchange.descriptor import (
     BuildInfo,
     Contract,
@@ -34,9 +34,9 @@ from mesh_tools.exchange.store import Exchange, file_sha256, fsync_dir, new_rele
 from mesh_tools.governance.rule import Severity
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.paths import safe_name, safe_version
+from mesh_tools.yamlfile import display_path
 
-# Fault injection for tests: seconds to wait after the new releases are in place and before any
-# becomes current (the window in which a killed publisher must leave the old release current).
+CLEAR_FILE = "data.pii.parquet"  # a release's PII in clear, for the consumers its policy names
 
 
 @dataclass
@@ -144,13 +144,18 @@ def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
     return report.violations
 
 
+# Findings that refuse a release even where governance is advisory: the data itself is not the owner's.
+ALWAYS_BLOCKING = frozenset({"GOV205"})
+
+
 def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
     """The findings that refuse a release.
 
     With ``governance.enforce`` every error-level finding. Without it, governance is advisory
     and only what makes the release unsafe for its readers blocks: a breaking change to a
     product whose released contract is enforced (GOV301), which consumers' builds check
-    against, and which dbt itself refuses in a state comparison.
+    against, and which dbt itself refuses in a state comparison; and a domain writing another
+    domain's storage or the exchange (GOV205), whose data then is not its owner's.
     """
     errors = [v for v in violations if v.severity >= Severity.ERROR]
     if mesh.governance.enforce:
@@ -158,6 +163,9 @@ def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
     exchange = Exchange(mesh.exchange_path)
     unsafe = []
     for violation in errors:
+        if violation.code in ALWAYS_BLOCKING:
+            unsafe.append(violation)
+            continue
         if violation.code != "GOV301" or not violation.finding.node:
             continue
         parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
@@ -252,7 +260,12 @@ def publish_domain(
     outcome.findings = finding_counts(violations)
     blocking = blocking_findings(mesh, violations)
     if blocking:
-        why = "error-level governance findings" if mesh.governance.enforce else "a breaking change to a contract"
+        why = (
+            "error-level governance findings"
+            if mesh.governance.enforce
+            else "findings that block a release even where governance is advisory (a breaking change to an "
+            "enforced contract, a write into another domain's storage)"
+        )
         outcome.refused = f"{why}: " + "; ".join(f"{v.code} {v.finding.message}" for v in blocking)
         _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
         return outcome
@@ -285,59 +298,157 @@ def publish_domain(
         for _, scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
-    placed: list[tuple[dict[str, Any], ReleaseDescriptor]] = []
-    for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
-        version = None if node.get("version") is None else str(node["version"])
-        data = scratch / "data.parquet"
-        group = gate.groups.get(node.get("group") or "", {})
-        owner = group.get("owner") or {}
-        contract = contract_of(node)
-        descriptor = ReleaseDescriptor(
-            product=product_key(domain.name, node["name"], version),
-            project=domain.name,
-            model=node["name"],
-            version=version,
-            latest_version=None if node.get("latest_version") is None else str(node["latest_version"]),
-            node=node["unique_id"],
-            release_id=release_id,
-            produced_at=datetime.now(UTC).isoformat(),
-            description=node.get("description") or "",
-            owner=Owner(group=node.get("group"), name=owner.get("name"), email=owner.get("email")),
-            deprecation_date=node.get("deprecation_date"),
-            contract=contract,
-            contract_hash=contract.fingerprint(),
-            row_count=rows,
-            engine=gate.adapter,
-            columns=columns,
-            files=[DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=file_sha256(data))],
-            build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
-            tests=gate.tests.get(node["unique_id"], TestSummary()),
-        )
-        with open(scratch / "release.json", "w", encoding="utf-8") as handle:
-            handle.write(descriptor.model_dump_json(indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        releases = exchange.releases_dir(domain.name, node["name"], version)
-        releases.mkdir(parents=True, exist_ok=True)
-        os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
-        fsync_dir(releases)
-        placed.append((node, descriptor))
-    for _node, descriptor in placed:
-        exchange.append_log(
-            {
-                "event": "publish",
-                "product": descriptor.product,
-                "release_id": descriptor.release_id,
-                "rows": descriptor.row_count,
-                "contract_hash": descriptor.contract_hash,
-                "invocation_id": gate.invocation_id,
-            }
-        )
-        exchange.switch_current(descriptor)
-        outcome.releases.append(descriptor)
-    outcome.expired = apply_retention(mesh, exchange, [d for _, d in placed])
+    placed: list[ReleaseDescriptor] = []
+    made_current: set[str] = set()
+    try:
+        for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
+            placed.append(_place_release(exchange, domain, gate, node, release_id, scratch, rows, columns))
+        for descriptor in placed:
+            exchange.append_log(
+                {
+                    "event": "publish",
+                    "product": descriptor.product,
+                    "release_id": descriptor.release_id,
+                    "rows": descriptor.row_count,
+                    "contract_hash": descriptor.contract_hash,
+                    "invocation_id": gate.invocation_id,
+                }
+            )
+            exchange.switch_current(descriptor)
+            made_current.add(descriptor.release_id)
+            outcome.releases.append(descriptor)
+    except BaseException as exc:
+        # a full disk, an I/O error, a kill: what this run wrote and never made current goes, so
+        # nothing it leaves behind is read, kept by retention, or in the way of the next try
+        for _, scratch in scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
+        for d in placed:
+            if d.release_id not in made_current:
+                shutil.rmtree(exchange.releases_dir(d.project, d.model, d.version) / d.release_id, ignore_errors=True)
+        if isinstance(exc, OSError) and not exc.filename:  # a write or sync that names no file: the exchange
+            raise OSError(exc.errno, exc.strerror, str(exchange.root)) from exc
+        raise
+    outcome.expired = apply_retention(mesh, exchange, placed)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _place_release(
+    exchange: Exchange, domain: Domain, gate: _Gate, node: dict[str, Any], release_id: str, scratch: Path,
+    rows: int, columns: list[ReleaseColumn],
+) -> ReleaseDescriptor:  # fmt: skip
+    """Mask PII, write the descriptor, then move the complete release into place (not yet current)."""
+    version = None if node.get("version") is None else str(node["version"])
+    data = scratch / "data.parquet"
+    pii, readers = pii_policy(node)
+    masked = mask_pii(data, columns, pii, readers)
+    files = [DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=file_sha256(data))]
+    if masked and readers:
+        clear = scratch / CLEAR_FILE
+        files.append(DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers))
+    group = gate.groups.get(node.get("group") or "", {})
+    owner = group.get("owner") or {}
+    contract = contract_of(node)
+    descriptor = ReleaseDescriptor(
+        product=product_key(domain.name, node["name"], version),
+        project=domain.name,
+        model=node["name"],
+        version=version,
+        latest_version=None if node.get("latest_version") is None else str(node["latest_version"]),
+        node=node["unique_id"],
+        release_id=release_id,
+        produced_at=datetime.now(UTC).isoformat(),
+        description=node.get("description") or "",
+        owner=Owner(group=node.get("group"), name=owner.get("name"), email=owner.get("email")),
+        deprecation_date=node.get("deprecation_date"),
+        contract=contract,
+        contract_hash=contract.fingerprint(),
+        row_count=rows,
+        engine=gate.adapter,
+        columns=columns,
+        files=files,
+        pii_columns=masked,
+        build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
+        tests=gate.tests.get(node["unique_id"], TestSummary()),
+    )
+    with open(scratch / "release.json", "w", encoding="utf-8") as handle:
+        handle.write(descriptor.model_dump_json(indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    releases = exchange.releases_dir(domain.name, node["name"], version)
+    releases.mkdir(parents=True, exist_ok=True)
+    os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
+    fsync_dir(releases)
+    return descriptor
+
+
+def pii_policy(node: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The product's PII columns (``meta: {pii: true}``) and the consumers allowed to read them in clear.
+
+    ``meta.pii_allowed_consumers`` on the model; absent, or anything but a list of names, allows no one.
+    """
+    meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
+    pii = []
+    for column in (node.get("columns") or {}).values():
+        column_meta = {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
+        if column_meta.get("pii") is True:
+            pii.append(str(column.get("name")))
+    allowed = meta.get("pii_allowed_consumers")
+    readers = sorted({str(a) for a in allowed if isinstance(a, str)}) if isinstance(allowed, list) else []
+    return pii, readers
+
+
+def mask_pii(data: Path, columns: list[ReleaseColumn], pii: list[str], readers: list[str]) -> list[str]:
+    """Rewrite ``data`` with its PII columns NULL (same names and types); keep the clear file for ``readers``.
+
+    Returns the columns masked. The clear copy, when the policy names readers, is ``CLEAR_FILE``
+    beside ``data``; with no reader it is deleted before the release is placed.
+    """
+    import duckdb
+
+    by_name = {c.name.lower(): c for c in columns}
+    hit = [by_name[name.lower()] for name in dict.fromkeys(pii) if name.lower() in by_name]
+    if not hit:
+        return []
+    clear = data.with_name(CLEAR_FILE)
+    os.replace(data, clear)
+    nulls = ", ".join(f"cast(null as {c.parquet_type}) as {duckdb_engine.quote(c.name)}" for c in hit)
+    con = duckdb.connect()
+    try:
+        _write(con, f"copy (select * replace ({nulls}) from read_parquet({duckdb_engine.literal(str(clear))})) "
+               f"to {duckdb_engine.literal(str(data))} (format parquet, compression zstd)", data)  # fmt: skip
+    finally:
+        con.close()
+    if not readers:
+        clear.unlink()
+    return [c.name for c in hit]
+
+
+_STORAGE = {
+    "No space left on device": "no space left on the device: free some space and publish again",
+    "Disk quota exceeded": "disk quota exceeded: free some space and publish again",
+    "Read-only file system": "the file system is read-only: publishing needs write access to the exchange",
+    "Permission denied": "permission denied: run as a user who may write the exchange",
+}
+
+
+def _write(con: Any, sql: str, path: Path) -> Any:
+    """Run a statement that writes ``path``; a full or read-only disk is a StorageError naming it."""
+    import duckdb
+
+    try:
+        return con.execute(sql)
+    except duckdb.Error as exc:
+        storage = _storage_problem(str(exc))
+        if storage:
+            raise StorageError(f"{display_path(path)}: cannot write the release data: {storage}") from None
+        detail = " ".join(str(exc).split())
+        raise ArtifactError(f"{display_path(path)}: cannot write the release data: {detail}") from None
+
+
+def _storage_problem(message: str) -> str | None:
+    """The file-system fault behind an engine's failed write (full, read-only, permission), in one phrase."""
+    return next((what for needle, what in _STORAGE.items() if needle in message), None)
 
 
 class ExportRefused(Exception):
@@ -387,6 +498,10 @@ def _export_duckdb(
             target=target, profiles_dir=mesh.profiles_dir,
         )  # fmt: skip
     except MeshError as exc:
+        storage = _storage_problem(str(exc))
+        if storage:
+            where = display_path(paths[0].parent.parent)
+            raise StorageError(f"{where}: cannot write the release data: {storage}") from None
         raise ExportRefused(f"cannot write the release data: {duckdb_engine.explain_export_error(str(exc))}") from None
     out = []
     con = duckdb.connect()
@@ -430,10 +545,10 @@ def _export_spark(
     try:
         for node, path in zip(products, paths, strict=True):
             relation = spark_engine.table_files(profile.warehouse, node)
-            copied = con.execute(
-                f"copy (select * from {relation}) to {duckdb_engine.literal(str(path))} "
-                "(format parquet, compression zstd)"
-            ).fetchone()
+            copied = _write(
+                con, f"copy (select * from {relation}) to {duckdb_engine.literal(str(path))} "
+                "(format parquet, compression zstd)", path,
+            ).fetchone()  # fmt: skip
             described = con.execute(
                 f"select column_name, column_type from (describe select * from "
                 f"read_parquet({duckdb_engine.literal(str(path))}))"

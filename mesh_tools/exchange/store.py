@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ArtifactError, ConfigError
+from mesh_tools.errors import ArtifactError, ConfigError, StorageError
 from mesh_tools.exchange.descriptor import ReleaseDescriptor
 from mesh_tools.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.yamlfile import display_path
@@ -42,11 +42,15 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``path`` so a reader sees the old or the new content, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with open(partial, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:  # a full disk, a kill: the old file stays whole, and no partial one lingers
+        partial.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 
@@ -72,7 +76,22 @@ class Release:
 
     @property
     def data_path(self) -> Path:
-        return self.folder / self.descriptor.files[0].path
+        """The data file every consumer may read (PII columns masked)."""
+        return self.data_path_for(None)
+
+    def data_path_for(self, consumer: str | None) -> Path:
+        """The data file ``consumer``'s stub reads: the one whose readers name it, else the shared one."""
+        files = self.descriptor.files
+        named = [f for f in files if f.readers is not None and consumer is not None and consumer in f.readers]
+        shared = [f for f in files if f.readers is None]
+        chosen = named or shared
+        if not chosen:
+            raise ArtifactError(
+                f"{display_path(self.folder / 'release.json')}: release {self.descriptor.release_id} has no data "
+                "file every consumer may read. Publish again with "
+                f"`mesh publish {self.descriptor.project}`."
+            )
+        return self.folder / chosen[0].path
 
 
 class Exchange:
@@ -106,6 +125,21 @@ class Exchange:
 
     def lease_path(self, consumer: str) -> Path:
         return self.root / "leases" / f"{safe_name(consumer, 'consumer', 'exchange lease')}.json"
+
+    def writable(self) -> bool:
+        """Whether this process may write the exchange (a read-only mount or share says no, even to root)."""
+        probe = self.root
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        return os.access(probe, os.W_OK)
+
+    def require_writable(self, why: str) -> None:
+        """StorageError naming the folder, when the exchange cannot be written."""
+        if not self.writable():
+            raise StorageError(
+                f"{display_path(self.root)}: the exchange is read-only here, and {why} writes to it. "
+                "Consumers can still build from it with `mesh build --no-publish`; publishing needs write access."
+            )
 
     # -- reading releases
     def load_release(self, folder: Path, *, verify: bool = True) -> Release:

@@ -25,6 +25,7 @@ class StitchOutcome:
     removed: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
     consumed: dict[str, str] = field(default_factory=dict)  # product key -> release id read
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -90,7 +91,7 @@ def release_bodies(
     consumed: dict[str, str] = {}
     exchange = Exchange(mesh.exchange_path)
     where = display_path(domain.path / "mesh_domain.yml")
-    for node in manifest.public():
+    for node in manifest.for_consumer(domain.name).public():
         if manifest.project not in mesh.domains:
             bodies[node.unique_id] = relation_sql(node)
             continue
@@ -108,7 +109,7 @@ def release_bodies(
         descriptor = release.descriptor
         columns = [(c.name, c.type) for c in descriptor.columns] if descriptor.engine == "duckdb" else None
         try:
-            bodies[node.unique_id] = read_parquet_sql(release.data_path, columns)
+            bodies[node.unique_id] = read_parquet_sql(release.data_path_for(domain.name), columns)
         except ValueError as exc:
             raise ArtifactError(f"{display_path(release.folder)}: release cannot be read safely ({exc}).") from None
         consumed[key] = descriptor.release_id
@@ -147,12 +148,22 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     resolved = {up.name: release_bodies(mesh, domain, manifests[up.name]) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
         consumed.update(reads)
-    if consumed:  # lease first: retention must not delete what the views are about to read
-        write_lease(Exchange(mesh.exchange_path), domain.name, consumed)
+    exchange, warnings = Exchange(mesh.exchange_path), []
+    # lease first: retention must not delete what the views are about to read (an empty lease
+    # replaces one that protected releases the domain no longer reads)
+    if consumed or exchange.lease_path(domain.name).exists():
+        if exchange.writable():
+            write_lease(exchange, domain.name, consumed)
+        else:
+            warnings.append(
+                f"the exchange ({display_path(exchange.root)}) is read-only here: no lease recorded, so its "
+                "publishers' retention does not know this domain reads those releases"
+            )
     install_runtime(domain)
     for up in domain.upstreams:
         bodies, reads = resolved[up.name]
-        if install_stub(domain, up.name, stub_files(manifests[up.name], bodies, consumed=reads)):
+        files = stub_files(manifests[up.name].for_consumer(domain.name), bodies, consumed=reads)
+        if install_stub(domain, up.name, files):
             changed.append(up.name)
         else:
             unchanged.append(up.name)
@@ -162,4 +173,5 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         unchanged=tuple(unchanged),
         removed=tuple(remove_stale_stubs(domain)),
         consumed=consumed,
+        warnings=tuple(warnings),
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh_tools.artifacts import ProjectManifest
+from mesh_tools.artifacts import ModelNode, ProjectManifest
 from mesh_tools.mesh import Domain, Mesh
 from mesh_tools.suggestions import did_you_mean
 from mesh_tools.yamlfile import display_path
@@ -86,7 +86,34 @@ def check_ref(
     manifest = manifests.get(ref.project)
     if manifest is None:
         return None
-    return explain(ref.project, ref.model, ref.version, manifest, prefix=f"{ref.where}: {ref.text}")
+    return explain(ref.project, ref.model, ref.version, manifest, prefix=f"{ref.where}: {ref.text}") or restricted(
+        ref, domain.name, manifest
+    )
+
+
+def _target(manifest: ProjectManifest, model: str, version: str | None) -> ModelNode | None:
+    """The node ``ref(project, model[, v])`` resolves to: that version, else the latest."""
+    nodes = manifest.named(model)
+    if version is not None:
+        nodes = [n for n in nodes if n.version == str(version)]
+    else:
+        nodes = [n for n in nodes if n.version is None or n.version == n.latest_version] or nodes
+    return nodes[0] if nodes else None
+
+
+def restricted(ref: CrossProjectRef, consumer: str, manifest: ProjectManifest) -> str | None:
+    """Why ``consumer`` may not read the product ``ref`` names (its ``meta.allowed_consumers``), or None."""
+    node = _target(manifest, ref.model, ref.version)
+    if node is None or node.readable_by(consumer):
+        return None
+    allowed = node.allowed_consumers or []
+    owner = manifest.owner_of(node)
+    contact = f" ({owner})" if owner else ""
+    return (
+        f"{ref.where}: {ref.text}: {ref.project} shares '{node.label}' only with "
+        f"{', '.join(allowed) or 'no other domain'} (meta.allowed_consumers), so {consumer} may not read it and it "
+        f"is not stitched. Ask its owner{contact} to add {consumer} to allowed_consumers, or use another product."
+    )
 
 
 def explain(project: str, model: str, version: str | None, manifest: ProjectManifest, prefix: str) -> str | None:

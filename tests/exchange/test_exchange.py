@@ -247,6 +247,16 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
     assert "mesh sync: 3 of 3 domains succeeded" in result.stdout
     assert "shop: started" not in result.stdout and "hr: started" not in result.stdout
     assert "every consumer is up to date" in run_mesh("sync", cwd=root).stdout
+    # only what a consumer's models read counts: a new v1 alone leaves audit and billing (which
+    # stitch v1 but read only v2) up to date, and makes reporting (which reads v1) behind
+    from mesh_tools.exchange.store import Exchange
+
+    exchange = Exchange(root / "exchange")
+    v2 = exchange.current("shop", "orders", "2")
+    assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    exchange.switch_current(v2.descriptor)  # v2 rolled back to the release everyone read
+    dry = run_mesh("sync", "--dry-run", cwd=root)
+    assert [line.split(":")[0] for line in dry.stdout.splitlines()[:-1]] == ["reporting"], dry.stdout
 
 
 def test_retention_keeps_the_newest_and_what_consumers_read(plain_mesh_copy: Path):

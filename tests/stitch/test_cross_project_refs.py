@@ -33,7 +33,7 @@ def test_contract_columns_cross_the_boundary(plain_mesh_built: Built):
     assert node["group"] == "shop_team"
     assert consumer["groups"]["group.shop.shop_team"]["owner"] == {"name": "Shop Team", "email": "shop@example.test"}
     assert node["latest_version"] == 2 and node["version"] == 2
-    assert node["config"]["meta"] == {"data_product": True}
+    assert node["config"]["meta"] == {"data_product": True, "pii_allowed_consumers": ["audit"]}
 
 
 def test_versions_and_deprecation_dates_cross_the_boundary(plain_mesh_built: Built):

@@ -6,5 +6,6 @@ from mesh_tools.governance.rules import (  # noqa: F401
     freshness,
     privacy,
     products,
+    storage,
     versions,
 )
