@@ -168,7 +168,7 @@ def bench_loom(work: Path, runs: int, orders: int, install: bool) -> dict[str, A
     seconds(mesh("demo-data", "--orders", str(orders)), root)
     domains = domain_order(root)
     sys.path.insert(0, str(REPO))
-    from mesh_tools.mesh import load_mesh
+    from mesh_tools.core.mesh import load_mesh
 
     ups = {n: list(d.upstream_names) for n, d in load_mesh(root).domains.items()}
     prepare_loom(root, domains, ups)

@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ArtifactError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ArtifactError, display_path
 
 
 @dataclass(frozen=True)

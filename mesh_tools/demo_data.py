@@ -11,8 +11,8 @@ from pathlib import Path
 
 import duckdb
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.mesh import Mesh
+from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.mesh import Mesh
 
 FIRST = [
     "Ada",

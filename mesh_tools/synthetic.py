@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from mesh_tools.errors import ConfigError
+from mesh_tools.core.errors import ConfigError
 
 COLUMNS = [("id", "bigint"), ("key", "varchar"), ("amount", "double"), ("ts", "timestamp")]
 

@@ -11,7 +11,7 @@ from tests.conftest import mesh_env
 SCRIPT = """
 import os, sys, duckdb, subprocess
 from pathlib import Path
-from mesh_tools.dbt_runner import invoke
+from mesh_tools.dbt.runner import invoke
 project = Path(sys.argv[1])
 os.chdir(project)
 outcome = invoke(project, ["build"])

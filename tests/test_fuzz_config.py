@@ -18,9 +18,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from mesh_tools.config import load_domain_file  # noqa: E402
-from mesh_tools.errors import MeshError  # noqa: E402
-from mesh_tools.mesh import load_mesh  # noqa: E402
+from mesh_tools.core.config import load_domain_file  # noqa: E402
+from mesh_tools.core.errors import MeshError  # noqa: E402
+from mesh_tools.core.mesh import load_mesh  # noqa: E402
 from tests.conftest import FIXTURES  # noqa: E402
 
 KEYS = [

@@ -1,4 +1,4 @@
-from mesh_tools.graph import closure, find_cycle, invert, topological_order
+from mesh_tools.core.graph import closure, find_cycle, invert, topological_order
 
 
 def test_topological_order_puts_upstreams_first_and_is_stable():

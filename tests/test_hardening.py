@@ -207,7 +207,7 @@ def _count(db: Path, sql: str) -> tuple:
 
 def test_pii_reaches_in_clear_only_the_consumers_the_policy_names(plain_mesh_built) -> None:  # type: ignore[no-untyped-def]
     """shop.orders marks customer_id PII and allows audit: reporting and billing read it NULL, audit in clear."""
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.store.exchange import Exchange
 
     root = plain_mesh_built.root
     assert plain_mesh_built.result.returncode == 0, plain_mesh_built.result.stdout
@@ -235,8 +235,8 @@ def test_pii_with_no_reader_never_reaches_the_release(tmp_path: Path) -> None:
     """No policy, or one naming nobody: the column is NULL and no clear copy is kept."""
     import duckdb
 
-    from mesh_tools.exchange.descriptor import ReleaseColumn
     from mesh_tools.exchange.publish import mask_pii, pii_policy
+    from mesh_tools.model.release import ReleaseColumn
 
     node = {
         "config": {"meta": {"pii_allowed_consumers": "marketing"}},  # not a list: allows no one
@@ -361,7 +361,7 @@ def test_a_full_exchange_leaves_no_orphan_release_and_the_next_try_works(plain_m
 
 
 def test_a_pointer_write_on_a_full_disk_keeps_the_old_pointer_whole(plain_mesh_copy: Path) -> None:
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     with exchange_on_tmpfs(plain_mesh_copy) as exchange:
         pointer = exchange / "products/shop/orders/v2/current.json"
@@ -379,7 +379,9 @@ def test_a_hook_reaching_into_another_domain_blocks_publishing_even_when_governa
     """plain_mesh has no mesh.yml (advisory governance), yet a hook attaching audit's database blocks."""
     root = plain_mesh_copy
     project = root / "shop/dbt_project.yml"
-    project.write_text(project.read_text() + "on-run-start:\n  - \"attach '../audit/audit.duckdb' as aud (read_only)\"\n")
+    project.write_text(
+        project.read_text() + "on-run-start:\n  - \"attach '../audit/audit.duckdb' as aud (read_only)\"\n"
+    )
     before = current_id(root)
     result = run_mesh("build", "shop", cwd=root)
     assert result.returncode == 1, result.stdout + result.stderr

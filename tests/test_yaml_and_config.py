@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from mesh_tools.config import load_mesh_config
-from mesh_tools.errors import ConfigError
-from mesh_tools.yamlfile import load_yaml
+from mesh_tools.core.config import load_mesh_config
+from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.yamlfile import load_yaml
 
 
 def test_malformed_yaml_is_located(tmp_path: Path):

@@ -21,10 +21,10 @@ import jinja2
 from markupsafe import Markup
 
 from mesh_tools.artifacts import owner_label, public_model_nodes
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.core.paths import check_output_folder, mark_output_folder
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
-from mesh_tools.errors import MeshError
-from mesh_tools.mesh import Mesh
-from mesh_tools.paths import check_output_folder, mark_output_folder
 
 MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
 
@@ -131,7 +131,7 @@ class SiteBuilder:
         self.mesh = mesh
         self.graph = Graph()
         self.notes: list[str] = []
-        from mesh_tools.staleness import stale_domains
+        from mesh_tools.dbt.staleness import stale_domains
 
         self.stale = stale_domains(list(mesh.domains.values()))
         self.manifests: dict[str, dict[str, Any]] = {}
@@ -143,10 +143,10 @@ class SiteBuilder:
                 continue
             self.manifests[name] = manifest
             self.graph.add_manifest(name, manifest)
-            catalog = _read(domain.target_dir / "docs" / "catalog.json") or _read(domain.target_dir / "catalog.json")
+            catalog = _read(domain.catalog_paths[0]) or _read(domain.catalog_paths[1])
             if isinstance(catalog, dict):
                 self.catalogs[name] = catalog
-            results = _read(domain.target_dir / "run_results.json")
+            results = _read(domain.run_results_path)
             if isinstance(results, dict) and isinstance(results.get("results"), list):
                 self.results[name] = {r.get("unique_id"): r.get("status") for r in results["results"]}
         self.health = self._health()
@@ -164,7 +164,8 @@ class SiteBuilder:
 
     # -- the data
     def products_of(self, name: str) -> list[Product]:
-        from mesh_tools.exchange.store import Exchange, product_key
+        from mesh_tools.model.nodes import product_key
+        from mesh_tools.store.exchange import Exchange
 
         manifest = self.manifests.get(name)
         if manifest is None:
@@ -301,7 +302,7 @@ class SiteBuilder:
                 if not info.description:
                     info.description = (manifest.get("metadata") or {}).get("project_description") or ""
             # dbt's static_index.html opens from disk; its index.html needs a web server
-            docs_dir = domain.target_dir / "docs"
+            docs_dir = domain.docs_dir
             candidates = [
                 docs_dir / "static_index.html",
                 domain.target_dir / "static_index.html",
@@ -435,7 +436,7 @@ def build_site(mesh: Mesh, out: Path | None = None) -> SiteOutcome:
     """Write the documentation site of ``mesh`` (default: the mesh's docs folder).
 
     The folder is replaced whole, so it must be the site's own: never the mesh root, a domain, the
-    exchange or the health folder, nor a folder the site did not write (see mesh_tools.paths)."""
+    exchange or the health folder, nor a folder the site did not write (see mesh_tools.core.paths)."""
     target = out or mesh.docs_path
     protected = {f"domain '{name}'": domain.path for name, domain in mesh.domains.items()}
     protected |= {"the exchange": mesh.exchange_path, "the health folder": mesh.health_path}

@@ -1,4 +1,4 @@
-"""Publish a domain's data products as new releases, behind its quality gate, atomically.
+"""Write a domain's data products as new releases, atomically (the gate is workflows/release.py).
 
 A release is written completely (data, then descriptor) into a scratch folder, moved into
 place with one rename, logged, and only then made current by replacing ``current.json``. A
@@ -15,26 +15,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.artifacts import public_model_nodes, read_json
-from mesh_tools.engines import duckdb as duckdb_engine
-from mesh_tools.engines import spark as spark_engine
-from mesh_tools.errors import ArtifactError, ConfigError, MeshError, StorageError
-from mesh_tools.exchange.descriptor import (
+from mesh_tools.core.errors import ArtifactError, ConfigError, MeshError, StorageError, display_path
+from mesh_tools.core.files import file_sha256, fsync_dir
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.core.paths import safe_name, safe_version
+from mesh_tools.dbt.engines import duckdb as duckdb_engine
+from mesh_tools.dbt.engines import spark as spark_engine
+from mesh_tools.exchange.retention import apply_retention
+from mesh_tools.model.nodes import Node, product_key, relation_of
+from mesh_tools.model.release import (
     BuildInfo,
     Contract,
-    ContractColumn,
     DataFile,
     Owner,
     ReleaseColumn,
     ReleaseDescriptor,
     TestSummary,
 )
-from mesh_tools.exchange.retention import apply_retention
-from mesh_tools.exchange.store import Exchange, file_sha256, fsync_dir, new_release_id, product_key
-from mesh_tools.governance.rule import Severity
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.paths import safe_name, safe_version
-from mesh_tools.yamlfile import display_path
+from mesh_tools.store.exchange import Exchange, new_release_id
 
 CLEAR_FILE = "data.pii.parquet"  # a release's PII in clear, for the consumers its policy names
 
@@ -54,153 +52,16 @@ class PublishOutcome:
 
 
 @dataclass(frozen=True)
-class _Gate:
-    products: list[dict[str, Any]]
+class BuildFacts:
+    """What a passed gate knows about the build the releases come from."""
+
+    products: list[Node]
     tests: dict[str, TestSummary]
     invocation_id: str | None
     dbt_version: str | None
     built_at: str | None
     groups: dict[str, dict[str, Any]]
     adapter: str | None = None
-
-
-def check_gate(domain: Domain) -> _Gate | str:
-    """The products to publish, or why the domain may not publish (its last build is not good)."""
-    manifest = read_json(domain.manifest_path, "manifest", f"Build the domain first: `mesh build {domain.name}`.")
-    results_path = domain.target_dir / "run_results.json"
-    if not results_path.is_file():
-        return f"{domain.name} has no build results ({results_path.name} missing): run `mesh build {domain.name}`."
-    results = read_json(results_path, "run results", f"Build the domain again: `mesh build {domain.name}`.")
-    which = (results.get("args") or {}).get("which")
-    if which != "build":
-        return f"the last dbt command in {domain.name} was `{which}`, not `build`: run `mesh build {domain.name}`."
-    if (results.get("args") or {}).get("empty"):
-        return f"the last build of {domain.name} ran with --empty (no rows were read): run `mesh build {domain.name}`."
-    run_id = results.get("metadata", {}).get("invocation_id")
-    if run_id != manifest.get("metadata", {}).get("invocation_id"):
-        return f"{domain.name}'s manifest and run results come from different dbt runs: run `mesh build {domain.name}`."
-    by_id = {r["unique_id"]: r for r in results.get("results", [])}
-    bad = [f"{uid} ({r['status']})" for uid, r in by_id.items() if r["status"] in ("error", "fail", "skipped")]
-    if bad:
-        return f"the last build of {domain.name} did not pass: {', '.join(sorted(bad)[:5])}."
-    products = public_model_nodes(domain.name, manifest)
-    missing = [n["unique_id"] for n in products if by_id.get(n["unique_id"], {}).get("status") != "success"]
-    if missing:
-        return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."
-    # every data test of a product ran in that build (none excluded or left out of the selection);
-    # unit tests check logic, not data, and are often left out of production builds: not required
-    skipped = sorted(
-        f"{node.get('name')} on {product['name']}"
-        for product in products
-        for uid, node in manifest["nodes"].items()
-        if node.get("resource_type") == "test"
-        and product["unique_id"] in (node.get("depends_on") or {}).get("nodes", [])
-        and uid not in by_id
-    )
-    if skipped:
-        return (
-            f"data tests of {domain.name}'s products did not run in its last build (excluded or not selected): "
-            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}. Run `mesh build {domain.name}`."
-        )
-    tests: dict[str, TestSummary] = {}
-    for product in products:
-        counts = {"pass": 0, "fail": 0, "warn": 0}
-        for uid, node in manifest["nodes"].items():
-            if node.get("resource_type") in ("test", "unit_test") and product["unique_id"] in (
-                node.get("depends_on", {}).get("nodes", [])
-            ):
-                status = by_id.get(uid, {}).get("status")
-                if status in counts:
-                    counts[status] += 1
-        for uid, node in manifest.get("unit_tests", {}).items():
-            if product["unique_id"] in node.get("depends_on", {}).get("nodes", []):
-                status = by_id.get(uid, {}).get("status")
-                if status in counts:
-                    counts[status] += 1
-        tests[product["unique_id"]] = TestSummary(passed=counts["pass"], failed=counts["fail"], warned=counts["warn"])
-    groups = {g["name"]: g for g in manifest.get("groups", {}).values() if g.get("package_name") == domain.name}
-    return _Gate(
-        products=products,
-        tests=tests,
-        invocation_id=run_id,
-        dbt_version=manifest.get("metadata", {}).get("dbt_version"),
-        built_at=results.get("metadata", {}).get("generated_at"),
-        groups=groups,
-        adapter=manifest.get("metadata", {}).get("adapter_type"),
-    )
-
-
-def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
-    """The domain's `mesh check` findings (its upstreams loaded too), to block or only to show.
-
-    SQL style (GOV502) runs only when the mesh enforces governance and raised it to error: at
-    warn, or in an advisory mesh, it could block nothing and costs seconds.
-    """
-    from mesh_tools.governance.engine import run_check
-
-    style_blocks = mesh.governance.enforce and str(mesh.governance.rules.get("GOV502", "")).endswith("error")
-    upstreams = [u for u in domain.upstream_names if u in mesh.domains and mesh.domains[u].manifest_path.is_file()]
-    report = run_check(mesh, [domain.name], sqlfluff=style_blocks, load=[domain.name, *upstreams])
-    return report.violations
-
-
-# Findings that refuse a release even where governance is advisory: the data itself is not the owner's.
-ALWAYS_BLOCKING = frozenset({"GOV205"})
-
-
-def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
-    """The findings that refuse a release.
-
-    With ``governance.enforce`` every error-level finding. Without it, governance is advisory
-    and only what makes the release unsafe for its readers blocks: a breaking change to a
-    product whose released contract is enforced (GOV301), which consumers' builds check
-    against, and which dbt itself refuses in a state comparison; and a domain writing another
-    domain's storage or the exchange (GOV205), whose data then is not its owner's.
-    """
-    errors = [v for v in violations if v.severity >= Severity.ERROR]
-    if mesh.governance.enforce:
-        return errors
-    exchange = Exchange(mesh.exchange_path)
-    unsafe = []
-    for violation in errors:
-        if violation.code in ALWAYS_BLOCKING:
-            unsafe.append(violation)
-            continue
-        if violation.code != "GOV301" or not violation.finding.node:
-            continue
-        parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
-        version = parts[3].removeprefix("v") if len(parts) > 3 else None
-        try:
-            current = exchange.current(parts[1], parts[2], version)
-        except MeshError:
-            current = None
-        if current is not None and current.descriptor.contract.enforced:
-            unsafe.append(violation)
-    return unsafe
-
-
-def finding_counts(violations: list[Any]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for violation in violations:
-        counts[violation.severity.label] = counts.get(violation.severity.label, 0) + 1
-    return counts
-
-
-def contract_of(node: dict[str, Any]) -> Contract:
-    return Contract(
-        enforced=bool((node.get("contract") or {}).get("enforced")),
-        columns=[
-            ContractColumn(
-                name=c["name"],
-                data_type=c.get("data_type"),
-                description=c.get("description") or "",
-                constraints=[{k: v for k, v in x.items() if v not in (None, [], "")} for x in c.get("constraints", [])],
-                meta=c.get("meta") or {},
-            )
-            for c in node.get("columns", {}).values()
-        ],
-        constraints=[{k: v for k, v in x.items() if v not in (None, [], "")} for x in node.get("constraints", [])],
-    )
 
 
 def _cleanup_scratch(exchange: Exchange) -> None:
@@ -218,7 +79,7 @@ def _cleanup_scratch(exchange: Exchange) -> None:
                 pass
 
 
-def _log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
+def log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
     """A refused publication is an event too: health reports it with the products left behind."""
     event: dict[str, Any] = {"event": "refused", "domain": domain.name, "reason": reason}
     if invocation_id:
@@ -240,41 +101,20 @@ def unsafe_product_name(domain: Domain, products: list[dict[str, Any]]) -> str |
     return None
 
 
-def publish_domain(
-    mesh: Mesh, domain: Domain, target: str | None = None, violations: list[Any] | None = None
-) -> PublishOutcome:
-    """Publish every public model of ``domain`` from its last build, or refuse with the reason.
+def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome) -> None:
+    """Write, place and make current one release per product of a build that passed its gate.
 
     Runs inside the domain's worker process (its folder is the working directory): the data is
-    read through the domain's own dbt connection. ``violations``: its governance findings, when
-    the caller has them already.
+    read through the domain's own dbt connection. A refusal (a name that is a path, a value no
+    release can carry) is ``outcome.refused``, logged; nothing of it is left in the exchange.
     """
     start = time.perf_counter()
-    outcome = PublishOutcome(domain.name)
-    gate = check_gate(domain)
-    if isinstance(gate, str):
-        outcome.refused = gate
-        _log_refusal(mesh, domain, gate)
-        return outcome
-    violations = governance_findings(mesh, domain) if violations is None else violations
-    outcome.findings = finding_counts(violations)
-    blocking = blocking_findings(mesh, violations)
-    if blocking:
-        why = (
-            "error-level governance findings"
-            if mesh.governance.enforce
-            else "findings that block a release even where governance is advisory (a breaking change to an "
-            "enforced contract, a write into another domain's storage)"
-        )
-        outcome.refused = f"{why}: " + "; ".join(f"{v.code} {v.finding.message}" for v in blocking)
-        _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
-        return outcome
     exchange = Exchange(mesh.exchange_path)
-    products = sorted(gate.products, key=lambda n: n["unique_id"])
+    products = sorted(facts.products, key=lambda n: n["unique_id"])
     unsafe = unsafe_product_name(domain, products)
     if unsafe:  # a name that would leave the product's folder: nothing is written
         outcome.refused = unsafe
-        _log_refusal(mesh, domain, unsafe, gate.invocation_id)
+        log_refusal(mesh, domain, unsafe, facts.invocation_id)
         return outcome
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
     _cleanup_scratch(exchange)
@@ -286,13 +126,13 @@ def publish_domain(
         scratch.mkdir(parents=True)
         scratches.append((release_id, scratch))
     try:
-        exported = export_products(mesh, domain, gate.adapter, products, [s / "data.parquet" for _, s in scratches],
+        exported = export_products(mesh, domain, facts.adapter, products, [s / "data.parquet" for _, s in scratches],
                                    target)  # fmt: skip
     except ExportRefused as exc:
         for _, scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
         outcome.refused = str(exc)
-        _log_refusal(mesh, domain, outcome.refused, gate.invocation_id)
+        log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
         return outcome
     except BaseException:
         for _, scratch in scratches:
@@ -302,7 +142,7 @@ def publish_domain(
     made_current: set[str] = set()
     try:
         for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
-            placed.append(_place_release(exchange, domain, gate, node, release_id, scratch, rows, columns))
+            placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns))
         for descriptor in placed:
             exchange.append_log(
                 {
@@ -311,7 +151,7 @@ def publish_domain(
                     "release_id": descriptor.release_id,
                     "rows": descriptor.row_count,
                     "contract_hash": descriptor.contract_hash,
-                    "invocation_id": gate.invocation_id,
+                    "invocation_id": facts.invocation_id,
                 }
             )
             exchange.switch_current(descriptor)
@@ -334,7 +174,7 @@ def publish_domain(
 
 
 def _place_release(
-    exchange: Exchange, domain: Domain, gate: _Gate, node: dict[str, Any], release_id: str, scratch: Path,
+    exchange: Exchange, domain: Domain, facts: BuildFacts, node: Node, release_id: str, scratch: Path,
     rows: int, columns: list[ReleaseColumn],
 ) -> ReleaseDescriptor:  # fmt: skip
     """Mask PII, write the descriptor, then move the complete release into place (not yet current)."""
@@ -346,9 +186,9 @@ def _place_release(
     if masked and readers:
         clear = scratch / CLEAR_FILE
         files.append(DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers))
-    group = gate.groups.get(node.get("group") or "", {})
+    group = facts.groups.get(node.get("group") or "", {})
     owner = group.get("owner") or {}
-    contract = contract_of(node)
+    contract = Contract.of(node)
     descriptor = ReleaseDescriptor(
         product=product_key(domain.name, node["name"], version),
         project=domain.name,
@@ -364,12 +204,12 @@ def _place_release(
         contract=contract,
         contract_hash=contract.fingerprint(),
         row_count=rows,
-        engine=gate.adapter,
+        engine=facts.adapter,
         columns=columns,
         files=files,
         pii_columns=masked,
-        build=BuildInfo(invocation_id=gate.invocation_id, dbt_version=gate.dbt_version, built_at=gate.built_at),
-        tests=gate.tests.get(node["unique_id"], TestSummary()),
+        build=BuildInfo(invocation_id=facts.invocation_id, dbt_version=facts.dbt_version, built_at=facts.built_at),
+        tests=facts.tests.get(node["unique_id"], TestSummary()),
     )
     with open(scratch / "release.json", "w", encoding="utf-8") as handle:
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
@@ -455,14 +295,6 @@ class ExportRefused(Exception):
     """A product cannot be written to a release as it is (a type no release carries, a value out of range)."""
 
 
-def relation_of(node: dict[str, Any]) -> str:
-    """The product's relation exactly as dbt quotes it."""
-    if node.get("relation_name"):
-        return str(node["relation_name"])
-    parts = [node.get("database"), node.get("schema"), node.get("alias") or node.get("name")]
-    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts if p)
-
-
 def export_products(
     mesh: Mesh, domain: Domain, adapter: str | None, products: list[dict[str, Any]], paths: list[Path],
     target: str | None,
@@ -487,8 +319,8 @@ def _export_duckdb(
     """
     import duckdb
 
-    from mesh_tools import dbt_runner
-    from mesh_tools.stitch.runtime import install_runtime
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.runtime import install_runtime
 
     install_runtime(domain)
     exports = [{"relation": relation_of(node), "path": str(path)} for node, path in zip(products, paths, strict=True)]
@@ -535,7 +367,7 @@ def _export_spark(
     """From the Parquet files of each product's table in the local Spark warehouse."""
     import duckdb
 
-    from mesh_tools import dbt_runner
+    from mesh_tools.dbt import runner as dbt_runner
 
     profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
     if profile.warehouse is None or not profile.warehouse.is_dir():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from mesh_tools.errors import MeshError
-from mesh_tools.exchange.descriptor import ReleaseDescriptor
-from mesh_tools.exchange.receipts import read_lease, read_receipt
-from mesh_tools.exchange.store import Exchange
-from mesh_tools.mesh import Mesh
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.model.release import ReleaseDescriptor
+from mesh_tools.store.exchange import Exchange
+from mesh_tools.store.receipts import read_lease, read_receipt
 
 
 def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:

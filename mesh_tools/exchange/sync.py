@@ -11,13 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh_tools.errors import MeshError
-from mesh_tools.exchange.receipts import read_receipt
-from mesh_tools.exchange.store import Exchange
-from mesh_tools.graph import closure, invert
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.stitch.plan import pin_for
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import MeshError, display_path
+from mesh_tools.core.graph import closure, invert
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.store.exchange import Exchange, pin_for
+from mesh_tools.store.receipts import read_receipt
 
 _VERSION = re.compile(r"^v(\w+)$")
 
@@ -101,7 +99,7 @@ def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
 
 
 def _last_build(domain: Domain) -> dict[str, Any] | None:
-    path = domain.target_dir / "run_results.json"
+    path = domain.run_results_path
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

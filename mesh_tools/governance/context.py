@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.artifacts import read_json
-from mesh_tools.exchange.store import Exchange
+from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.governance.rule import Finding
-from mesh_tools.mesh import Domain, Mesh
+from mesh_tools.store.exchange import Exchange
 
 
 @dataclass(frozen=True)

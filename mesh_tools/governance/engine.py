@@ -18,12 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ConfigError
+from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.core.suggestions import did_you_mean
+from mesh_tools.core.yamlfile import load_yaml
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import REGISTRY, Finding, Rule, Severity, Violation
-from mesh_tools.mesh import Mesh
-from mesh_tools.suggestions import did_you_mean
-from mesh_tools.yamlfile import display_path, load_yaml
 
 ENTRY_POINT_GROUP = "mesh_tools.rules"
 
@@ -251,7 +251,7 @@ def read_baseline(path: Path) -> set[str]:
 
 
 def write_baseline(path: Path, report: CheckReport) -> None:
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     fingerprints = sorted({v.fingerprint for v in report.violations})
     write_atomic(path, json.dumps({"fingerprints": fingerprints}, indent=2) + "\n")
@@ -267,15 +267,16 @@ def all_rules(mesh: Mesh | None = None) -> list[Rule]:
 
 def write_contracts(path: Path, mesh: Mesh) -> None:
     """Save the contract of every public model (by product key) as a baseline for GOV301."""
-    from mesh_tools.exchange.publish import contract_of
-    from mesh_tools.exchange.store import product_key, write_atomic
+    from mesh_tools.core.files import write_atomic
+    from mesh_tools.model.nodes import product_key
+    from mesh_tools.model.release import Contract
 
     ctx = CheckContext.load(mesh, [n for n in mesh.domains if mesh.domains[n].manifest_path.is_file()])
     saved = {}
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
             version = None if node.get("version") is None else str(node["version"])
-            saved[product_key(domain, node["name"], version)] = contract_of(node).model_dump()
+            saved[product_key(domain, node["name"], version)] = Contract.of(node).model_dump()
     write_atomic(path, json.dumps({"contracts": saved}, indent=2, sort_keys=True) + "\n")
 
 

@@ -6,12 +6,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.collect import RunEvent, collect
 from mesh_tools.health.history import open_history
 from mesh_tools.health.monitors import evaluate
 from mesh_tools.health.render import write_reports
 from mesh_tools.health.report import HealthReport
-from mesh_tools.mesh import Mesh
 
 __all__ = ["RunEvent", "update_health"]
 

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.artifacts import read_json
-from mesh_tools.errors import MeshError
+from mesh_tools.core.errors import MeshError, display_path
+from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.health.history import History
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.yamlfile import display_path
 
 RUN_COMMANDS = {"build", "run", "test", "seed", "snapshot", "retry", None}
 PERIOD_HOURS = {"minute": 1 / 60, "hour": 1.0, "day": 24.0}
@@ -84,7 +83,7 @@ def _artifact(path: Path, what: str, key: str, kind: type, fix: str) -> dict[str
 
 def read_domain(domain: Domain, others: tuple[Path, ...] = ()) -> DomainArtifacts:
     """Read one domain's artifacts; never raises for a missing or corrupt file."""
-    from mesh_tools.staleness import changed_since_manifest, stale_message
+    from mesh_tools.dbt.staleness import changed_since_manifest, stale_message
 
     found = DomainArtifacts(domain.name)
     target = domain.target_dir
@@ -328,7 +327,7 @@ def _collect_findings(mesh: Mesh, history: History, collection: Collection) -> N
 
 def _collect_publications(mesh: Mesh, history: History, collection: Collection) -> None:
     """New events of the exchange's log: publish, consume, expire, refused."""
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.store.exchange import Exchange
 
     exchange = Exchange(mesh.exchange_path)
     last = history.con.execute("select max(event_at) from publications").fetchone()[0]

@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ArtifactError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ArtifactError, display_path
 
 SCHEMA_VERSION = 1
 

@@ -12,10 +12,10 @@ import json
 from typing import Any
 
 from mesh_tools.artifacts import public_model_nodes
-from mesh_tools.errors import MeshError
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.collect import Collection, DomainArtifacts, schema_hash, sql_path
 from mesh_tools.health.history import History
-from mesh_tools.mesh import Mesh
 
 
 def key_columns(node: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
@@ -42,7 +42,8 @@ def key_columns(node: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
 def measure_products(mesh: Mesh, history: History, collection: Collection) -> None:
     import duckdb
 
-    from mesh_tools.exchange.store import Exchange, product_key
+    from mesh_tools.model.nodes import product_key
+    from mesh_tools.store.exchange import Exchange
 
     exchange = Exchange(mesh.exchange_path)
     measured = history.known("measurements", "basis")
@@ -135,15 +136,15 @@ def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[
 
     Written to ``target/mesh_measurements.json`` with the build's invocation id, for health to read.
     """
-    from mesh_tools import dbt_runner
     from mesh_tools.artifacts import read_json
-    from mesh_tools.engines import duckdb as duckdb_engine
-    from mesh_tools.exchange.publish import relation_of
-    from mesh_tools.exchange.store import product_key, write_atomic
-    from mesh_tools.stitch.runtime import install_runtime
+    from mesh_tools.core.files import write_atomic
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.engines import duckdb as duckdb_engine
+    from mesh_tools.dbt.runtime import install_runtime
+    from mesh_tools.model.nodes import product_key, relation_of
 
     manifest = read_json(domain.manifest_path, "manifest", "Build again.")
-    results = read_json(domain.target_dir / "run_results.json", "run results", "Build again.")
+    results = read_json(domain.run_results_path, "run results", "Build again.")
     invocation = (results.get("metadata") or {}).get("invocation_id")
     products = public_model_nodes(domain.name, manifest)
     if not products or manifest.get("metadata", {}).get("adapter_type") not in (None, duckdb_engine.NAME, "spark"):

@@ -17,8 +17,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mesh_tools.artifacts import owner_label, public_model_nodes
-from mesh_tools.config import HealthConfig
-from mesh_tools.errors import MeshError
+from mesh_tools.core.config import HealthConfig
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.collect import Collection, DomainArtifacts, attached_models
 from mesh_tools.health.history import History
 from mesh_tools.health.measure import key_columns
@@ -39,7 +40,6 @@ from mesh_tools.health.report import (
     Volume,
     worst,
 )
-from mesh_tools.mesh import Mesh
 
 PENALTY = {"failing": 60, "stale": 40, "warning": 10, "no_data": 50}
 TREND_POINTS = 60
@@ -193,7 +193,7 @@ class _Judge:
     def _broken_release(self, domain: str, node: dict[str, Any]) -> str | None:
         """Why the product's current release cannot be read (a dangling pointer, a missing, partial or
         altered release), or None: consumers would fail on it, so it is never reported as healthy."""
-        from mesh_tools.exchange.store import Exchange
+        from mesh_tools.store.exchange import Exchange
 
         version = None if node.get("version") is None else str(node["version"])
         try:
@@ -619,7 +619,7 @@ class _Judge:
 
 
 def _product_key(domain: str, node: dict[str, Any]) -> str:
-    from mesh_tools.exchange.store import product_key
+    from mesh_tools.model.nodes import product_key
 
     return product_key(domain, node["name"], None if node.get("version") is None else str(node["version"]))
 

@@ -114,7 +114,7 @@ def to_html(report: HealthReport) -> str:
 
 def write_reports(report: HealthReport, folder: Path) -> dict[str, Path]:
     """Write report.html, report.json and report.md into ``folder``, each replaced whole."""
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     paths = {"html": folder / "report.html", "json": folder / "report.json", "markdown": folder / "report.md"}
     write_atomic(paths["json"], to_json(report))

@@ -10,12 +10,12 @@ enforcement off.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from mesh_tools.config import MESH_FILE
-from mesh_tools.errors import ConfigError
-from mesh_tools.mesh import Mesh, load_mesh
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.config import MESH_FILE
+from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.mesh import Mesh, load_mesh
 
 
 def _quoted(text: str) -> str:
@@ -24,10 +24,15 @@ def _quoted(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
-    """The text of mesh.yml for ``mesh`` (found by discovery), commented for the people who will edit it."""
-    from mesh_tools.governance.engine import all_rules
+# A governance rule of the recommended floor: code, default severity, name, one-line description.
+FloorRule = tuple[str, str, str, str]
 
+
+def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = True) -> str:
+    """The text of mesh.yml for ``mesh`` (found by discovery), commented for the people who will edit it.
+
+    ``floor``: the governance rules to list at their default severity (the caller knows the rules).
+    """
     lines = [
         "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
         '# Every key but `name` is optional; README.md, "mesh.yml", documents them all.',
@@ -56,9 +61,9 @@ def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
         "  fail_on: error            # lowest severity that makes `mesh check` fail",
         "  rules:                    # the recommended floor (each rule at its default severity)",
     ]
-    for rule in all_rules(None):
-        setting = f"{rule.code}: {rule.severity.label}"
-        lines.append(f"    {setting:<18}# {rule.name}: {rule.description}")
+    for code, severity, name, description in floor:
+        setting = f"{code}: {severity}"
+        lines.append(f"    {setting:<18}# {name}: {description}")
     lines += [
         "",
         "# Where releases, the health history and the documentation site live (defaults shown).",
@@ -70,7 +75,9 @@ def render_mesh_yml(mesh: Mesh, *, enforce: bool = True) -> str:
     return "\n".join(lines)
 
 
-def init_mesh(root: Path, *, enforce: bool = True, dry_run: bool = False) -> tuple[Path, str, Mesh]:
+def init_mesh(
+    root: Path, floor: Iterable[FloorRule], *, enforce: bool = True, dry_run: bool = False
+) -> tuple[Path, str, Mesh]:
     """Write ``root/mesh.yml`` (never over an existing one); the path, the text, and the mesh it describes."""
     path = root / MESH_FILE
     if path.exists():
@@ -78,10 +85,10 @@ def init_mesh(root: Path, *, enforce: bool = True, dry_run: bool = False) -> tup
             f'{display_path(path)} already exists; `mesh init` never replaces it. Edit it (README.md, "mesh.yml").'
         )
     mesh = load_mesh(root)
-    text = render_mesh_yml(mesh, enforce=enforce)
+    text = render_mesh_yml(mesh, floor, enforce=enforce)
     if dry_run:
         return path, text, mesh
-    from mesh_tools.config import load_mesh_config
+    from mesh_tools.core.config import load_mesh_config
 
     partial = root / f".{MESH_FILE}.{os.getpid()}.partial"
     partial.write_text(text, encoding="utf-8")

@@ -9,8 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ConfigError, display_path
 
 
 def _yaml() -> Any:
@@ -44,7 +43,7 @@ def registration(
     """The new mesh.yml text registering a domain, or None when the mesh discovers its domains."""
     import os
 
-    from mesh_tools.config import load_mesh_config
+    from mesh_tools.core.config import load_mesh_config
 
     if mesh.config_path is None:
         return None

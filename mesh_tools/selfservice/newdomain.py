@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ConfigError, MeshError
-from mesh_tools.mesh import Mesh, load_mesh
+from mesh_tools.core.errors import ConfigError, MeshError, display_path
+from mesh_tools.core.mesh import Mesh, load_mesh
 from mesh_tools.selfservice.meshfile import registration
 from mesh_tools.selfservice.template import (
     LOCK_FILE,
@@ -20,7 +20,6 @@ from mesh_tools.selfservice.template import (
     parse_owner,
     render,
 )
-from mesh_tools.yamlfile import display_path
 
 
 @dataclass
@@ -65,7 +64,7 @@ def plan_new_domain(
     check_name(name, mesh)
     for up in upstreams:
         if up not in mesh.domains:
-            from mesh_tools.suggestions import did_you_mean
+            from mesh_tools.core.suggestions import did_you_mean
 
             raise ConfigError(
                 f"unknown upstream domain '{up}'.{did_you_mean(up, mesh.domains)} Domains: {', '.join(mesh.domains)}."
@@ -100,7 +99,7 @@ def plan_new_domain(
 
 def create_domain(mesh: Mesh, plan: NewDomainPlan) -> None:
     """Place the planned domain and register it; on any failure, leave nothing behind."""
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     scratch = plan.folder.with_name(f".{plan.folder.name}.{os.getpid()}.partial")
     old_mesh_yml = mesh.config_path.read_text(encoding="utf-8") if mesh.config_path else None

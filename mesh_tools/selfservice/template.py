@@ -18,9 +18,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.mesh import Domain, Mesh
 
 LOCK_FILE = ".mesh-template.json"
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.mesh import Mesh
+from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.selfservice.template import LOCK_FILE, load_template, lock_text, read_lock, render, variables_of
 
 UP_TO_DATE, CREATE, REPLACE, MERGE, KEEP, CONFLICT, DIFFERS = (
@@ -89,7 +89,7 @@ def _merge(ours: str, base: str, theirs: str) -> tuple[str, bool]:
 
 def plan_upgrade(mesh: Mesh, name: str, force: bool = False) -> UpgradePlan:
     if name not in mesh.domains:
-        from mesh_tools.suggestions import did_you_mean
+        from mesh_tools.core.suggestions import did_you_mean
 
         raise ConfigError(
             f"unknown domain '{name}'.{did_you_mean(name, mesh.domains)} Domains: {', '.join(mesh.domains)}."
@@ -129,7 +129,7 @@ def plan_upgrade(mesh: Mesh, name: str, force: bool = False) -> UpgradePlan:
 
 def apply_upgrade(plan: UpgradePlan) -> None:
     """Write every pending change (each file whole), then the new record."""
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     if plan.blocked:
         listed = ", ".join(f"{c.path} ({c.action})" for c in plan.blocked)

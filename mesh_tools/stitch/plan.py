@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import ProjectManifest, load_manifest
-from mesh_tools.exchange.receipts import write_lease
-from mesh_tools.exchange.store import Exchange, product_key
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.stitch.install import install_stub, remove_stale_stubs
+from mesh_tools.core.errors import display_path
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
+from mesh_tools.dbt.runtime import install_runtime
+from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.refs import check_ref, scan_refs
-from mesh_tools.stitch.runtime import install_runtime
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
-from mesh_tools.yamlfile import display_path
+from mesh_tools.store.exchange import Exchange, pin_for
+from mesh_tools.store.receipts import write_lease
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,6 @@ def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectMa
     return problems
 
 
-def pin_for(domain: Domain, project: str, model: str, version: str | None, latest: str | None) -> str | None:
-    """The release ``domain`` pins for a product: by ``project.model.vN``, or ``project.model`` for its latest."""
-    pin = domain.pins.get(product_key(project, model, version))
-    if pin is None and (version is None or version == latest):
-        pin = domain.pins.get(f"{project}.{model}")
-    return pin
-
-
 def release_bodies(
     mesh: Mesh, domain: Domain, manifest: ProjectManifest, *, require: bool = False
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -85,7 +78,7 @@ def release_bodies(
     from the relation that manifest names. ``require`` turns a product without a release into an
     ArtifactError instead of a view that fails when it runs.
     """
-    from mesh_tools.errors import ArtifactError
+    from mesh_tools.core.errors import ArtifactError
 
     bodies: dict[str, str] = {}
     consumed: dict[str, str] = {}
@@ -118,8 +111,8 @@ def release_bodies(
 
 def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectManifest]) -> None:
     """Every pin names a product of a declared upstream (ConfigError with a close match otherwise)."""
-    from mesh_tools.errors import ConfigError
-    from mesh_tools.suggestions import did_you_mean
+    from mesh_tools.core.errors import ConfigError
+    from mesh_tools.core.suggestions import did_you_mean
 
     known = set()
     for manifest in manifests.values():

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mesh_tools.artifacts import ModelNode, ProjectManifest
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.suggestions import did_you_mean
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import display_path
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.core.suggestions import did_you_mean
 
 _Q = r"""(['"])"""
 REF = re.compile(

@@ -106,7 +106,7 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
     # the test's seam: `mesh publish` with the pointer switch stalled (its worker inherits it), so
     # the kill lands after the release is in place and before it is current
     script = (
-        "import sys, time\nfrom mesh_tools.exchange.store import Exchange\n"
+        "import sys, time\nfrom mesh_tools.store.exchange import Exchange\n"
         "def stall(self, descriptor):\n    print('before-switch', flush=True)\n    time.sleep(30)\n"
         "Exchange.switch_current = stall\n"
         "from mesh_tools.cli import main\nsys.argv = ['mesh', 'publish', 'shop']\nmain()\n"
@@ -133,14 +133,14 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
 def test_readers_racing_pointer_switches_see_only_complete_releases(plain_mesh_copy: Path):
     """The pointer switch publishing uses is atomic: a reader racing thousands of switches reads the
     old or the new release, never a torn pointer (every read: pointer, descriptor, size, SHA-256)."""
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.store.exchange import Exchange
 
     root = plain_mesh_copy
     assert run_mesh("publish", "shop", cwd=root).returncode == 0  # a second complete release
     ids = releases(root)[-2:]
     assert len(ids) == 2 and all(parquet_rows(root / PRODUCT / "releases" / i / "data.parquet") == 3 for i in ids)
     script = (
-        "import sys\nfrom pathlib import Path\nfrom mesh_tools.exchange.store import Exchange\n"
+        "import sys\nfrom pathlib import Path\nfrom mesh_tools.store.exchange import Exchange\n"
         "exchange = Exchange(Path(sys.argv[1]))\n"
         "pair = [exchange.load_release(Path(a)).descriptor for a in sys.argv[2:]]\n"
         "for i in range(3000):\n    exchange.switch_current(pair[i % 2])\n"
@@ -160,13 +160,13 @@ def test_readers_racing_pointer_switches_see_only_complete_releases(plain_mesh_c
 
 
 def test_a_second_writing_run_is_told_the_mesh_is_busy(plain_mesh_copy: Path):
-    from mesh_tools.lock import mesh_lock
+    from mesh_tools.core.lock import mesh_lock
 
     root = plain_mesh_copy
     before = releases(root)
     # the holder: a real process holding the mesh's lock, as a running `mesh build` does
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mesh_tools.lock import mesh_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mesh_tools.core.lock import mesh_lock\n"
          "with mesh_lock(Path(sys.argv[1]), 'mesh build'):\n    print('held', flush=True)\n    time.sleep(60)\n",
          str(root)],
         stdout=subprocess.PIPE, text=True, env=mesh_env(),
@@ -249,7 +249,7 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
     assert "every consumer is up to date" in run_mesh("sync", cwd=root).stdout
     # only what a consumer's models read counts: a new v1 alone leaves audit and billing (which
     # stitch v1 but read only v2) up to date, and makes reporting (which reads v1) behind
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.store.exchange import Exchange
 
     exchange = Exchange(root / "exchange")
     v2 = exchange.current("shop", "orders", "2")
@@ -274,8 +274,8 @@ def test_retention_keeps_the_newest_and_what_consumers_read(plain_mesh_copy: Pat
 
 
 def test_retention_never_deletes_a_pinned_a_leased_or_a_last_read_release(plain_mesh_copy: Path):
-    from mesh_tools.exchange.receipts import write_lease
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.receipts import write_lease
 
     root = plain_mesh_copy
     (root / "mesh.yml").write_text("name: plain\nexchange:\n  retention: 1\n")
@@ -324,8 +324,8 @@ def test_corrupt_log_line_names_the_line(plain_mesh_copy: Path):
     lines.insert(1, "{garbage")
     log.write_text("\n".join(lines) + "\n")
     sys.path.insert(0, str(root))
-    from mesh_tools.errors import ArtifactError
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.core.errors import ArtifactError
+    from mesh_tools.store.exchange import Exchange
 
     with pytest.raises(ArtifactError, match=r"log\.jsonl:2: publication log entry is corrupt"):
         list(Exchange(root / "exchange").read_log())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from mesh_tools.core.graph import find_cycle
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
-from mesh_tools.graph import find_cycle
 
 
 @rule("GOV201", "ref-to-non-public-model")

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh_tools.exchange.store import product_key
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
+from mesh_tools.model.nodes import product_key
 
 
 def _norm(data_type: str | None) -> str:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ArtifactError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ArtifactError, display_path
 
 NAME = "spark"
 

@@ -11,17 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ArtifactError, ConfigError, StorageError
-from mesh_tools.exchange.descriptor import ReleaseDescriptor
-from mesh_tools.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
-from mesh_tools.yamlfile import display_path
-
-_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
-
-
-def product_key(project: str, model: str, version: str | None) -> str:
-    """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
-    return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
+from mesh_tools.core.errors import ArtifactError, ConfigError, StorageError, display_path
+from mesh_tools.core.files import file_sha256, write_atomic
+from mesh_tools.core.mesh import Domain
+from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
+from mesh_tools.model.nodes import product_key
+from mesh_tools.model.release import ReleaseDescriptor
 
 
 def new_release_id(salt: str) -> str:
@@ -30,41 +25,12 @@ def new_release_id(salt: str) -> str:
     return f"r{now:%Y%m%dT%H%M%S%f}Z-{digest}"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``path`` so a reader sees the old or the new content, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:  # a full disk, a kill: the old file stays whole, and no partial one lingers
-        partial.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def file_sha256(path: Path) -> str:
-    """The file's SHA-256, read once per process for a given size and modification time."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHED:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(2**20), b""):
-                digest.update(block)
-        _HASHED[key] = digest.hexdigest()
-    return _HASHED[key]
+def pin_for(domain: Domain, project: str, model: str, version: str | None, latest: str | None) -> str | None:
+    """The release ``domain`` pins for a product: by ``project.model.vN``, or ``project.model`` for its latest."""
+    pin = domain.pins.get(product_key(project, model, version))
+    if pin is None and (version is None or version == latest):
+        pin = domain.pins.get(f"{project}.{model}")
+    return pin
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.config import (
+from mesh_tools.core.config import (
     MESH_FILE,
     Defaults,
     DocsConfig,
@@ -28,11 +28,11 @@ from mesh_tools.config import (
     load_domain_file,
     load_mesh_config,
 )
-from mesh_tools.errors import ConfigError
-from mesh_tools.graph import closure, find_cycle, invert, topological_order
-from mesh_tools.paths import is_within, safe_name
-from mesh_tools.suggestions import did_you_mean
-from mesh_tools.yamlfile import YamlDoc, display_path, load_yaml
+from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.graph import closure, find_cycle, invert, topological_order
+from mesh_tools.core.paths import is_within, safe_name
+from mesh_tools.core.suggestions import did_you_mean
+from mesh_tools.core.yamlfile import YamlDoc, load_yaml
 
 # Folders that never hold a domain: build output, installed packages, tooling.
 SKIPPED_DIRS = {
@@ -82,9 +82,34 @@ class Domain:
     pins: dict[str, str] = field(default_factory=dict)
     governance: DomainGovernance = field(default_factory=DomainGovernance)
 
+    # Where dbt writes the domain's artifacts (its target-path): the one place their names are written.
     @property
     def manifest_path(self) -> Path:
         return self.target_dir / "manifest.json"
+
+    @property
+    def run_results_path(self) -> Path:
+        return self.target_dir / "run_results.json"
+
+    @property
+    def sources_path(self) -> Path:
+        """`dbt source freshness` results."""
+        return self.target_dir / "sources.json"
+
+    @property
+    def docs_dir(self) -> Path:
+        """Where `mesh docs --catalog` has dbt write `docs generate` (beside the build's artifacts)."""
+        return self.target_dir / "docs"
+
+    @property
+    def catalog_paths(self) -> tuple[Path, ...]:
+        """The catalog.json files, most useful first: ours (``docs_dir``), then a plain `dbt docs generate`."""
+        return (self.docs_dir / "catalog.json", self.target_dir / "catalog.json")
+
+    @property
+    def measurements_path(self) -> Path:
+        """What a build that did not publish measured of its products (row counts, keys, columns)."""
+        return self.target_dir / "mesh_measurements.json"
 
     @property
     def upstream_names(self) -> tuple[str, ...]:

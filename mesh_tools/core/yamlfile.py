@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from mesh_tools.errors import ConfigError, located
+from mesh_tools.core.errors import ConfigError, display_path, located
 
 Loc = tuple[Any, ...]
 
@@ -39,15 +39,6 @@ class YamlDoc:
 
 
 # Where the user started the command; worker processes change their working directory later.
-_START_DIR = Path.cwd().resolve()
-
-
-def display_path(path: Path) -> str:
-    """A path relative to the folder the command started in when it is below it, else absolute."""
-    try:
-        return str(path.resolve().relative_to(_START_DIR))
-    except ValueError:
-        return str(path)
 
 
 # Limits on what a configuration file may hold: far above any real dbt or mesh file, far below what

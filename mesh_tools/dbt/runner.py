@@ -3,7 +3,7 @@
 dbt is run in-process through its programmatic runner (``dbtRunner``), which is faster than a
 subprocess per call. dbt is not thread-safe and resolves relative paths (profiles, sources)
 against the working directory, so callers run it in a worker process whose working directory
-is the project's folder (see ``mesh_tools.worker``).
+is the project's folder (see ``mesh_tools.workflows.domain_run``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 
 from dbt.cli.main import dbtRunner
 
-from mesh_tools.errors import ConfigError, DbtError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ConfigError, DbtError, display_path
 
 # dbt events worth surfacing in the mesh's own output.
 _WARNING_PREFIX = re.compile(r"^\s*\[(?:\x1b\[\d+m)?WARNING(?:\x1b\[0m)?\]:\s*")
@@ -58,7 +57,7 @@ def invoke(
 ) -> Invocation:
     """Run ``dbt <command>`` for the project in ``project_dir`` and collect what it reported.
 
-    The caller's working directory is the project's folder (see ``mesh_tools.worker``), so dbt
+    The caller's working directory is the project's folder (see ``mesh_tools.workflows.domain_run``), so dbt
     finds profiles.yml as it does for ``cd <project> && dbt build``: ``--profiles-dir`` when the
     mesh was given one, else ``DBT_PROFILES_DIR``, else the project's folder, else ``~/.dbt``.
     ``on_message`` receives the text of every event (the runtime macros report through it).
@@ -258,9 +257,9 @@ def run_macro(
 
     The connection is dbt's (``dbt run-operation``): its profile, attachments, extensions and
     settings, so the mesh sees the domain's database exactly as dbt does. Nothing is written to
-    the project's artifacts (``--no-write-json``). Needs the runtime package (``mesh_tools.stitch.runtime``).
+    the project's artifacts (``--no-write-json``). Needs the runtime package (``mesh_tools.dbt.runtime``).
     """
-    from mesh_tools.stitch.runtime import RESULT_PREFIX, RUNTIME_PACKAGE
+    from mesh_tools.dbt.runtime import RESULT_PREFIX, RUNTIME_PACKAGE
 
     found: list[str] = []
 

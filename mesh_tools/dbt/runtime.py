@@ -3,7 +3,7 @@
 Publishing, measuring and describing a product must see the database exactly as dbt does (the
 profile's attachments, extensions, settings, env_var()s). So the mesh never opens a domain's
 storage itself: it runs ``dbt run-operation mesh_tools_runtime.run_statements`` in the domain
-(``mesh_tools.dbt_runner.run_statements``). The package is generated into the domain's packages
+(``mesh_tools.dbt.runner.run_statements``). The package is generated into the domain's packages
 folder beside the upstream stubs, with the same marker, and never declared in packages.yml.
 """
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 
 from mesh_tools import __version__
-from mesh_tools.mesh import Domain
-from mesh_tools.stitch.install import install_stub
-from mesh_tools.stitch.stub import HEADER, MARKER
+from mesh_tools.core.mesh import Domain
+from mesh_tools.dbt.packages import HEADER, MARKER, install_stub
 
 RUNTIME_PACKAGE = "mesh_tools_runtime"
 RESULT_PREFIX = "MESH_RESULT "
@@ -40,7 +39,7 @@ _MACRO = """\
 {% endmacro %}
 
 {#- DuckDB: describe each relation, write it to a Parquet file with each column cast to its
-    carrier type, in one invocation. The type rules come from the mesh (mesh_tools/engines/duckdb.py)
+    carrier type, in one invocation. The type rules come from the mesh (mesh_tools/dbt/engines/duckdb.py)
     as regular expressions: `carriers` [pattern, replacement] rewrite a type into the type written;
     a type matching one of `refused` [pattern, kind, fix] stops the export before anything is
     copied for it. Reports, per relation: columns [name, type, carrier], rows, problem. -#}

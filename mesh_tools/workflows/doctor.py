@@ -11,9 +11,9 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.errors import MeshError
-from mesh_tools.mesh import SKIPPED_DIRS, Domain, Mesh
-from mesh_tools.yamlfile import display_path, load_yaml
+from mesh_tools.core.errors import MeshError, display_path
+from mesh_tools.core.mesh import SKIPPED_DIRS, Domain, Mesh
+from mesh_tools.core.yamlfile import load_yaml
 
 BLOCKING, WARNING = "blocking", "warning"
 
@@ -64,7 +64,7 @@ class Diagnosis:
 
 def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     """Read the mesh as `mesh build` would, without building anything."""
-    from mesh_tools import dbt_runner
+    from mesh_tools.dbt import runner as dbt_runner
 
     config = display_path(mesh.config_path) if mesh.config_path else "no mesh.yml: every dbt project below the root"
     out = Diagnosis(root=str(mesh.root), config=config, ignored=list(mesh.notes))
@@ -176,7 +176,7 @@ def _hub_reachable() -> bool:
 
 
 def _check_packages(out: Diagnosis, domain: Domain) -> None:
-    from mesh_tools.stitch.install import needs_deps
+    from mesh_tools.dbt.packages import needs_deps
 
     if not domain.remote_package_names or not needs_deps(domain):
         return
@@ -226,7 +226,7 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
 
 
 def _check_stale(out: Diagnosis, mesh: Mesh) -> None:
-    from mesh_tools.staleness import stale_domains
+    from mesh_tools.dbt.staleness import stale_domains
 
     for name, why in stale_domains(list(mesh.domains.values())).items():
         out.problems.append(Problem(WARNING, name, why, f"`mesh build {name}` (or `mesh stitch {name}` to parse)."))

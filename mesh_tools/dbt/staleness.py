@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mesh_tools.mesh import Domain
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import display_path
+from mesh_tools.core.mesh import Domain
 
 # Files at the project's top level that change what dbt parses.
 PROJECT_FILES = ("dbt_project.yml", "dependencies.yml", "packages.yml", "selectors.yml", "dbt_loom.config.yml")

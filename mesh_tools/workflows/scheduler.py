@@ -14,13 +14,13 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mesh_tools.errors import MeshError
-from mesh_tools.mesh import Mesh
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
-from mesh_tools.worker import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
+from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
 
 if TYPE_CHECKING:
-    from mesh_tools.dbt_runner import ProfileInfo
+    from mesh_tools.dbt.runner import ProfileInfo
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
 
@@ -63,7 +63,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     results: dict[str, DomainRun] = {}
     running: dict[Future[DomainRun], str] = {}
     # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
-    from mesh_tools import dbt_runner  # noqa: F401
+    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
 
     context = multiprocessing.get_context("fork")
     jobs = max(1, min(plan.jobs, len(plan.domains)))
@@ -115,7 +115,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
 
 def _profiles(mesh: Mesh, plan: RunPlan) -> tuple[dict[str, ProfileInfo], dict[str, str]]:
     """Each selected domain's target as dbt reads it; the domains whose profile dbt cannot read, with why."""
-    from mesh_tools import dbt_runner
+    from mesh_tools.dbt import runner as dbt_runner
 
     profiles: dict[str, ProfileInfo] = {}
     broken: dict[str, str] = {}

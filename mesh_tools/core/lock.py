@@ -17,8 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from mesh_tools.errors import BusyError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import BusyError, display_path
 
 LOCK_FILE = ".mesh.lock"
 _held: dict[Path, int] = {}  # mesh root -> descriptor, in this process (the lock is re-entrant)

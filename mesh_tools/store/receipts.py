@@ -10,9 +10,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh_tools.errors import ArtifactError
-from mesh_tools.exchange.store import Exchange, write_atomic
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ArtifactError, display_path
+from mesh_tools.core.files import write_atomic
+from mesh_tools.store.exchange import Exchange
 
 
 def write_receipt(

@@ -11,14 +11,13 @@ import time
 from dataclasses import dataclass, field
 
 from mesh_tools.artifacts import load_run_results, run_results_invocation
-from mesh_tools.engines import duckdb as duckdb_engine
-from mesh_tools.errors import MeshError, describe_os_error
+from mesh_tools.core.errors import MeshError, describe_os_error
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.dbt.engines import duckdb as duckdb_engine
+from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.exchange.publish import PublishOutcome
-from mesh_tools.mesh import Domain, Mesh
-from mesh_tools.stitch.install import needs_deps
 from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
 from mesh_tools.stitch.refs import explain_dbt_error
-from mesh_tools.stitch.stub import read_marker
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
@@ -72,7 +71,7 @@ def run_domain(
 
     Never raises for a domain's own failure: that is the DomainRun's status and problems.
     """
-    from mesh_tools import dbt_runner  # imported here: only worker processes need dbt
+    from mesh_tools.dbt import runner as dbt_runner  # imported here: only worker processes need dbt
 
     die_with_parent()
     domain = mesh.domains[name]
@@ -103,7 +102,7 @@ def run_domain(
                 run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
         args = command.split()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
-            args += ["--target-path", str(domain.target_dir / "docs"), "--static"]
+            args += ["--target-path", str(domain.docs_dir), "--static"]
         invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose, profiles_dir=profiles)
     except MeshError as exc:
         run.problems.append(str(exc))
@@ -144,7 +143,7 @@ def _explain_encoding(domain: Domain, message: str) -> str | None:
     """dbt's bare "'utf-8' codec can't decode" names no file: find the project file that is not UTF-8."""
     if "codec can't decode" not in message:
         return None
-    from mesh_tools.yamlfile import display_path
+    from mesh_tools.core.errors import display_path
 
     for path in sorted(domain.path.rglob("*")):
         if path.suffix not in _TEXT_SUFFIXES or _NOT_CODE & set(path.relative_to(domain.path).parts):
@@ -168,7 +167,7 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
 
     The JVM inherits the worker's stdout and stderr; this worker serves this one domain only.
     """
-    from mesh_tools import dbt_runner
+    from mesh_tools.dbt import runner as dbt_runner
 
     try:
         profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
@@ -200,11 +199,12 @@ def _after_build(
 ) -> None:
     """A good build: write the consumption receipt, then publish the domain's products (or measure them)."""
     from mesh_tools.artifacts import public_model_nodes, read_json
-    from mesh_tools.exchange.publish import finding_counts, governance_findings, publish_domain, unsafe_product_name
-    from mesh_tools.exchange.receipts import write_receipt
-    from mesh_tools.exchange.store import Exchange
+    from mesh_tools.core.errors import display_path
+    from mesh_tools.exchange.publish import unsafe_product_name
     from mesh_tools.health.measure import measure_built_products
-    from mesh_tools.yamlfile import display_path
+    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.receipts import write_receipt
+    from mesh_tools.workflows.release import finding_counts, governance_findings, publish_domain
 
     exchange = Exchange(mesh.exchange_path)
     manifest = read_json(domain.manifest_path, "manifest", "Build again.")
@@ -235,7 +235,7 @@ def _after_build(
 
 def publish_in_worker(mesh: Mesh, name: str, target: str | None) -> PublishOutcome:
     """`mesh publish` for one domain, in a worker process whose working directory is the domain's folder."""
-    from mesh_tools.exchange.publish import publish_domain
+    from mesh_tools.workflows.release import publish_domain
 
     die_with_parent()
     domain = mesh.domains[name]
@@ -246,7 +246,7 @@ def publish_in_worker(mesh: Mesh, name: str, target: str | None) -> PublishOutco
 
 def explain_deps_failure(domain: Domain, message: str) -> str:
     """`dbt deps` failed: name the packages it could not fetch and the way out when it is the network."""
-    from mesh_tools.yamlfile import display_path
+    from mesh_tools.core.errors import display_path
 
     text = " ".join(message.split())
     offline = any(
@@ -271,7 +271,7 @@ def _invocation(manifest: dict) -> str | None:
 
 def _used_products(manifest: dict, domain: Domain) -> list[str]:
     """Upstream products the domain's own nodes actually read (stub nodes with a child of the domain)."""
-    from mesh_tools.exchange.store import product_key
+    from mesh_tools.model.nodes import product_key
 
     upstream = set(domain.upstream_names)
     used = set()
@@ -311,7 +311,7 @@ def _manifests_quietly(mesh: Mesh, domain: Domain) -> dict:
 
 
 def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
-    path = domain.target_dir / "run_results.json"
+    path = domain.run_results_path
     if not path.is_file() or path.stat().st_mtime < start_wall - 1:
         return  # dbt stopped before running anything: the results on disk are an older run's
     try:

@@ -11,10 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.paths import safe_release_id
-from mesh_tools.suggestions import did_you_mean
-from mesh_tools.yamlfile import YamlDoc, load_yaml
+from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.paths import safe_release_id
+from mesh_tools.core.suggestions import did_you_mean
+from mesh_tools.core.yamlfile import YamlDoc, load_yaml
 
 MESH_FILE = "mesh.yml"
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.yamlfile import display_path
+from mesh_tools.core.errors import ConfigError, display_path
 
 # dbt project and model names are identifiers; domains add '-' (folder names in the wild).
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")

@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.errors import ConfigError
-from mesh_tools.mesh import Domain, Mesh, _load_domain
+from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.mesh import Domain, Mesh, _load_domain
+from mesh_tools.core.yamlfile import load_yaml
 from mesh_tools.selfservice.meshfile import registration
 from mesh_tools.selfservice.template import check_name, parse_owner
-from mesh_tools.yamlfile import display_path, load_yaml
 
 
 @dataclass
@@ -48,7 +48,7 @@ def plan_adopt(mesh: Mesh, path: str, owner: str | None, description: str | None
     owner_name, owner_email = parse_owner(owner, name)
     config_owner = None
     if owner:
-        from mesh_tools.config import Owner
+        from mesh_tools.core.config import Owner
 
         config_owner = Owner(name=owner_name, email=owner_email)
     folders = {d.path.resolve(): n for n, d in mesh.domains.items()} | {folder: name}
@@ -59,8 +59,8 @@ def plan_adopt(mesh: Mesh, path: str, owner: str | None, description: str | None
 
 
 def register(plan: AdoptPlan) -> None:
-    from mesh_tools.exchange.store import write_atomic
-    from mesh_tools.mesh import load_mesh
+    from mesh_tools.core.files import write_atomic
+    from mesh_tools.core.mesh import load_mesh
 
     if plan.mesh_yml is None or plan.mesh.config_path is None:
         return
@@ -151,7 +151,7 @@ def contract_edits(domain: Domain, models: tuple[str, ...], catalog_path: Path) 
     for name in models:
         chosen = [n for n in nodes.values() if n["name"] == name]
         if not chosen:
-            from mesh_tools.suggestions import did_you_mean
+            from mesh_tools.core.suggestions import did_you_mean
 
             names = sorted({n["name"] for n in nodes.values()})
             raise ConfigError(f"{domain.name} has no model '{name}'.{did_you_mean(name, names)}")
@@ -198,7 +198,7 @@ def contract_edits(domain: Domain, models: tuple[str, ...], catalog_path: Path) 
 
 
 def apply_edits(edits: list[FileEdit]) -> None:
-    from mesh_tools.exchange.store import write_atomic
+    from mesh_tools.core.files import write_atomic
 
     for edit in edits:
         write_atomic(edit.path, edit.new)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,10 +28,33 @@ class ContractColumn(_Frozen):
     meta: dict[str, Any] = Field(default_factory=dict)
 
 
+def _clean(items: Any) -> list[dict[str, Any]]:
+    """Constraints without their empty fields (what dbt writes as null or [])."""
+    return [{k: v for k, v in x.items() if v not in (None, [], "")} for x in items or [] if isinstance(x, Mapping)]
+
+
 class Contract(_Frozen):
     enforced: bool
     columns: list[ContractColumn]
     constraints: list[dict[str, Any]] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, node: Mapping[str, Any]) -> Contract:
+        """The contract a model's properties declare (columns in their declared order)."""
+        return cls(
+            enforced=bool((node.get("contract") or {}).get("enforced")),
+            columns=[
+                ContractColumn(
+                    name=c["name"],
+                    data_type=c.get("data_type"),
+                    description=c.get("description") or "",
+                    constraints=_clean(c.get("constraints")),
+                    meta=c.get("meta") or {},
+                )
+                for c in (node.get("columns") or {}).values()
+            ],
+            constraints=_clean(node.get("constraints")),
+        )
 
     def fingerprint(self) -> str:
         """A hash of what consumers rely on: column names, types and constraints (not descriptions)."""

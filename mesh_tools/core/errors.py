@@ -5,6 +5,16 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+_START_DIR = Path.cwd().resolve()
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the folder the command started in when it is below it, else absolute."""
+    try:
+        return str(path.resolve().relative_to(_START_DIR))
+    except ValueError:
+        return str(path)
+
 
 class MeshError(Exception):
     """Root of every error mesh_tools raises on purpose."""
@@ -42,8 +52,6 @@ _OS_HINTS = {
 
 def describe_os_error(exc: OSError) -> str:
     """One line for an operating-system error: the path, what happened, what to do."""
-    from mesh_tools.yamlfile import display_path
-
     where = display_path(Path(exc.filename)) if exc.filename else "(no path)"
     hint = _OS_HINTS.get(exc.errno or 0, f"{exc.strerror or exc.__class__.__name__}: check the path and run again")
     return f"{where}: {hint}. Nothing was half-written: the previous state stays as it was."

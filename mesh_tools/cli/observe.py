@@ -1,0 +1,149 @@
+"""Commands that report on the mesh: health, docs, status."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from mesh_tools.cli.app import (
+    ExitCode,
+    _locked,
+    _mesh,
+    _parse_stale,
+    _plan,
+    _shown,
+    handles_errors,
+    main,
+)
+from mesh_tools.cli.render import _progress
+from mesh_tools.workflows.domain_run import SUCCESS
+from mesh_tools.workflows.scheduler import run_mesh
+
+HEALTH_FAIL = {"failing": 3, "stale": 2, "warning": 1}
+
+
+@main.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "html"]),
+    default="text",
+    show_default=True,
+    help="What to print; report.html, report.json and report.md are always written.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["failing", "stale", "warning", "never"]),
+    help="Exit 1 when a product is at least this bad (default: mesh.yml health.fail_on, else failing).",
+)
+@click.option(
+    "--output-dir",
+    "-o",
+    type=click.Path(file_okay=False),
+    help="Folder of the reports (default: health/, by the history).",
+)
+@click.option("--schema", is_flag=True, help="Print the JSON schema of report.json and exit.")
+@click.pass_context
+@handles_errors
+def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | None, schema: bool) -> None:
+    """Collect every domain's last run into the history, judge every product, write the health report.
+
+    Per domain and data product: a status (healthy, warning, stale, failing, no data), a score,
+    last success, freshness against the SLO, volume, schema changes, test-failure streaks, and
+    the downstream products at risk, with their owners. Exit 1 when a product is failing (see --fail-on).
+    """
+    from mesh_tools.health import update_health
+    from mesh_tools.health.render import schema as report_schema
+    from mesh_tools.health.render import to_html, to_json, to_markdown, to_text
+    from mesh_tools.health.report import RANK
+
+    if schema:
+        click.echo(report_schema(), nl=False)
+        return
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    report, paths = update_health(mesh, "health", out=Path(output_dir).resolve() if output_dir else None)
+    render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
+    click.echo(render(report), nl=False)
+    if fmt == "text":
+        click.echo(f"report: {_shown(paths['html'])} (also report.json, report.md) in {report.seconds:.2f}s")
+    threshold = fail_on or mesh.health.fail_on
+    if threshold != "never" and any(RANK[p.status] >= HEALTH_FAIL[threshold] for p in report.products):
+        sys.exit(ExitCode.FAILED)
+
+
+@main.command()
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Folder of the site (default: site/).")
+@click.option(
+    "--catalog", is_flag=True, help="First run `dbt docs generate` in every domain (warehouse column types, dbt docs)."
+)
+@click.option("--target", "-t", help="dbt target for --catalog.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once for --catalog.")
+@click.pass_context
+@handles_errors
+def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str | None, jobs: int | None) -> None:
+    """Write the static documentation site: every domain and data product, lineage across projects, search.
+
+    It needs no server: open site/index.html from disk, or host the folder anywhere.
+    """
+    from mesh_tools.docsite.site import build_site
+
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    if not catalog:  # `docs generate` parses every domain anyway
+        _parse_stale(mesh, list(mesh.domains))
+    if catalog:
+        plan = _plan(mesh, "docs generate", (), target, jobs, False)
+        runs = run_mesh(mesh, plan, _progress(time.perf_counter()))
+        for run in runs:
+            if run.status != SUCCESS:
+                click.echo(f"{run.domain}: no catalog ({'; '.join(run.problems)[:300]}); its pages use the manifest")
+    site = build_site(mesh, Path(output_dir).resolve() if output_dir else None)
+    for note in site.notes:
+        click.echo(f"note: {note}")
+    click.echo(
+        f"mesh docs: {site.pages} pages, {site.bytes / 1024:,.0f} KB in {site.seconds:.2f}s — "
+        f"open {_shown(site.path / 'index.html')}"
+    )
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+@handles_errors
+def status(ctx: click.Context, fmt: str) -> None:
+    """Per domain: last build, current releases, upstream releases consumed, and whether it is behind.
+
+    Exit 1 when a current release cannot be read (a dangling pointer, a missing or corrupt release)."""
+    from mesh_tools.exchange.sync import domain_states
+
+    mesh = _mesh(ctx)
+    states = domain_states(mesh)
+    broken = [r for s in states for r in s.releases if r.get("problem")]
+    if fmt == "json":
+        click.echo(json.dumps({"mesh": mesh.name, "domains": [s.to_json() for s in states]}, indent=2))
+        sys.exit(ExitCode.FAILED if broken else ExitCode.OK)
+    for state in states:
+        build = state.last_build
+        ran = (
+            f"dbt {build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}" if build else "none"
+        )
+        flag = "BEHIND" if state.is_behind else "up to date"
+        click.echo(f"{state.name}: last run: {ran}; {flag}")
+        for release in state.releases:
+            if release.get("problem"):
+                click.echo(f"  PROBLEM   {release['product']}: {release['problem']}")
+                continue
+            click.echo(f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows)")
+        for product, release_id in sorted(state.consumed.items()):
+            newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""
+            click.echo(f"  consumed  {product} @ {release_id}{newer}")
+        if state.never_built:
+            click.echo("  has not been built against published releases yet")
+    if broken:
+        click.echo(f"{len(broken)} current release(s) cannot be read: consumers of them cannot build. Publish again.")
+        sys.exit(ExitCode.FAILED)

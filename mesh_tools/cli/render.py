@@ -1,0 +1,64 @@
+"""How runs are shown: progress lines, the summary table, the governance line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import click
+
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
+
+
+def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
+    def show(event: str, name: str, run: DomainRun | None) -> None:
+        stamp = f"[{time.perf_counter() - start:6.1f}s]"
+        if event == "started":
+            click.echo(f"{stamp} {name}: started")
+        elif run is not None and event == "skipped":
+            click.echo(f"{stamp} {name}: skipped ({run.problems[0]})")
+        elif run is not None:
+            verdict = "ok" if run.status == SUCCESS else run.status.upper()
+            click.echo(f"{stamp} {name}: {verdict} in {run.seconds:.1f}s")
+            for problem in run.problems:
+                click.echo(f"    error: {problem}")
+            for warning in run.warnings:
+                click.echo(f"    warning: {warning}")
+            for note in run.notes:
+                click.echo(f"    note: {note}")
+
+    return show
+
+
+def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
+    click.echo("")
+    header = (
+        f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} "
+        f"{'published':>9} {'time':>7}"
+    )
+    click.echo(header)
+    click.echo("-" * len(header))
+    for run in runs:
+        tests = f"{run.tests_passed}/{run.tests_failed}/{run.tests_warned}"
+        models = f"{run.models}" if not run.models_failed else f"{run.models}!{run.models_failed}"
+        click.echo(
+            f"{run.domain:<16} {run.status:<8} {models:>6} {tests:>21} {run.upstream_views:>14} "
+            f"{run.published:>9} {run.seconds:>6.1f}s"
+        )
+    ok = sum(r.status == SUCCESS for r in runs)
+    click.echo(f"\nmesh {command}: {ok} of {len(runs)} domains succeeded in {seconds:.1f}s")
+
+
+def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
+    """One line: how many governance findings the built domains have, and whether they block."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        for severity, count in run.findings.items():
+            counts[severity] = counts.get(severity, 0) + count
+    total = sum(counts.values())
+    if not total:
+        return
+    detail = ", ".join(f"{counts[s]} {s}" for s in ("error", "warn", "info") if counts.get(s))
+    mode = "error-level ones block publishing" if mesh.governance.enforce else "advisory"
+    click.echo(f"{total} governance findings ({detail}; {mode}) — run `mesh check`")

@@ -1,0 +1,176 @@
+"""Commands that run dbt across domains: build, stitch, publish, sync."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+
+import click
+
+from mesh_tools.cli.app import (
+    ExitCode,
+    _locked,
+    _mesh,
+    _notes,
+    _plan,
+    _selection_options,
+    _shown,
+    handles_errors,
+    main,
+)
+from mesh_tools.cli.render import _governance_line, _progress, _summary
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.store.exchange import Exchange
+from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
+from mesh_tools.workflows.scheduler import run_mesh
+
+
+@main.command()
+@_selection_options
+@click.option("--no-publish", is_flag=True, help="Build only; publish no releases.")
+@click.pass_context
+@handles_errors
+def build(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    target: str | None,
+    jobs: int | None,
+    verbose: bool,
+    no_publish: bool,
+) -> None:
+    """Stitch, `dbt build` and publish every selected domain in dependency order.
+
+    SELECTORS: domain names; `sales+` adds everything downstream, `+sales` everything upstream.
+    Each domain reads its upstreams' published releases and, when its build passes, publishes
+    its own data products as new releases, so consumers later in the run read them.
+    """
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
+    if plan.publish:
+        Exchange(mesh.exchange_path).require_writable("`mesh build` (which publishes)")
+    start = time.perf_counter()
+    click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
+    _notes(mesh)
+    runs = run_mesh(mesh, plan, _progress(start))
+    _summary(runs, "build", time.perf_counter() - start)
+    _governance_line(mesh, runs)
+    _after_run(mesh, runs)
+    sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
+    """Health and docs after a run (workflows/after_run.py); a problem there is a warning, never a failure."""
+    from mesh_tools.workflows.after_run import after_run
+
+    done = after_run(mesh, runs)
+    if done.report is not None:
+        c = done.report.products_by_status
+        click.echo(
+            f"health: {done.report.status} ({c.healthy} healthy, {c.warning} warning, {c.stale} stale, "
+            f"{c.failing} failing products) — report: {_shown(done.report_paths['html'])}"
+        )
+    if done.site is not None:
+        click.echo(f"docs: {done.site.pages} pages — {_shown(done.site.path / 'index.html')}")
+    for warning in done.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@_selection_options
+@click.pass_context
+@handles_errors
+def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool) -> None:
+    """Install upstream stubs into each selected domain and parse it, so plain `dbt build` works there.
+
+    Afterwards a domain team's daily loop is `cd projects/<domain> && dbt build`.
+    """
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    plan = _plan(mesh, "parse", selectors, target, jobs, verbose)
+    start = time.perf_counter()
+    runs = run_mesh(mesh, plan, _progress(start))
+    for run in runs:
+        if run.status == SUCCESS:
+            stitched = ", ".join(run.stitched) or "no upstreams"
+            click.echo(f"{run.domain}: stitched ({stitched})")
+    click.echo(f"mesh stitch: {sum(r.status == SUCCESS for r in runs)} of {len(runs)} domains ready")
+    sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+@main.command()
+@click.argument("domains", nargs=-1, required=True)
+@click.option("--target", "-t", help="dbt target whose storage holds the built products.")
+@click.pass_context
+@handles_errors
+def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) -> None:
+    """Publish each domain's data products from its last build as new, immutable releases.
+
+    Refused, with the reason, when the domain's last build did not pass; its current releases
+    then stay as they are.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
+    from mesh_tools.workflows.domain_run import publish_in_worker
+
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    names = mesh.select(domains)
+    Exchange(mesh.exchange_path).require_writable("`mesh publish`")
+    refused = False
+    for name in names:
+        # each domain in a process of its own, in its folder: it is read through its own dbt connection
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+            outcome = pool.submit(publish_in_worker, mesh, name, target or mesh.defaults.target).result()
+        if outcome.refused:
+            refused = True
+            click.echo(f"{name}: publish refused: {outcome.refused} Its current releases stay current.")
+            continue
+        for release in outcome.releases:
+            click.echo(f"{name}: published {release.product} {release.release_id} ({release.row_count} rows)")
+        for expired in outcome.expired:
+            click.echo(f"{name}: expired {expired}")
+        rate = outcome.rows / outcome.seconds if outcome.seconds else 0
+        click.echo(f"{name}: {len(outcome.releases)} releases, {outcome.rows} rows in {outcome.seconds:.2f}s "
+                   f"({rate:,.0f} rows/s)")  # fmt: skip
+    sys.exit(ExitCode.FAILED if refused else ExitCode.OK)
+
+
+@main.command()
+@_selection_options
+@click.option("--dry-run", is_flag=True, help="Say what would be rebuilt, and rebuild nothing.")
+@click.pass_context
+@handles_errors
+def sync(
+    ctx: click.Context,
+    selectors: tuple[str, ...],
+    target: str | None,
+    jobs: int | None,
+    verbose: bool,
+    dry_run: bool,
+) -> None:
+    """Rebuild exactly the consumers whose upstreams published newer releases, and their downstream."""
+    from mesh_tools.exchange.sync import sync_plan
+
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    start = time.perf_counter()
+    names, reasons = sync_plan(mesh, mesh.select(selectors))
+    if not names:
+        click.echo(f"mesh sync: every consumer is up to date ({time.perf_counter() - start:.2f}s, dbt not run)")
+        return
+    for name in names:
+        click.echo(f"{name}: {reasons[name]}")
+    if dry_run:
+        click.echo(f"mesh sync --dry-run: {len(names)} domain(s) would be rebuilt")
+        return
+    Exchange(mesh.exchange_path).require_writable("`mesh sync` (whose rebuilds publish)")
+    plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
+    plan = dataclasses.replace(plan, domains=names)
+    runs = run_mesh(mesh, plan, _progress(start))
+    _summary(runs, "sync", time.perf_counter() - start)
+    _after_run(mesh, runs)
+    sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)

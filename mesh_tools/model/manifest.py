@@ -1,0 +1,301 @@
+"""dbt's artifacts, read once into typed, indexed objects: a manifest and a build's run results.
+
+One reading policy for every command: a missing artifact is an ArtifactError, or None where
+the caller says ``missing_ok`` ("not built yet" is a state there); a corrupt or malformed one is
+always an ArtifactError naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import ArtifactError, display_path
+from mesh_tools.model.nodes import Node
+
+
+def read_json(path: Path, what: str, fix: str) -> Any:
+    """Parse a JSON artifact, or raise one ArtifactError naming the file and what to do."""
+    try:
+        if path.suffix == ".gz":  # dbt-loom reads gzip-compressed manifests too
+            import gzip
+
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(
+            f"{display_path(path)}:{exc.lineno}:{exc.colno}: {what} is corrupt ({exc.msg}). {fix}"
+        ) from None
+    except RecursionError:
+        raise ArtifactError(f"{display_path(path)}: {what} is nested too deeply to read. {fix}") from None
+    problem = _shape_problem(data, _SHAPES.get(what, {}))
+    if problem:
+        raise ArtifactError(f"{display_path(path)}: not a dbt {what}: {problem}. {fix}")
+    return data
+
+
+# The parts of dbt's artifacts the mesh reads, and the JSON type each must have.
+_SHAPES: dict[str, dict[str, type]] = {
+    "manifest": {
+        "metadata": dict,
+        "nodes": dict,
+        "sources": dict,
+        "groups": dict,
+        "unit_tests": dict,
+        "macros": dict,
+        "child_map": dict,
+        "parent_map": dict,
+        "exposures": dict,
+    },
+    "run results": {"metadata": dict, "results": list, "args": dict},
+    "catalog": {"nodes": dict, "sources": dict},
+}
+
+
+def _shape_problem(data: Any, shape: dict[str, type]) -> str | None:
+    """Why ``data`` is not an artifact of that shape (a mapping whose known keys have their types)."""
+    if not shape:
+        return None
+    if not isinstance(data, dict):
+        return f"the file holds a {type(data).__name__}, not an object"
+    for key, kind in shape.items():
+        value = data.get(key)
+        if value is not None and not isinstance(value, kind):
+            return f"'{key}' is a {type(value).__name__}, not {'an object' if kind is dict else 'a list'}"
+        if kind is dict and isinstance(value, dict) and key in ("nodes", "sources", "groups", "unit_tests", "macros"):
+            bad = next((k for k, v in value.items() if not isinstance(v, dict)), None)
+            if bad is not None:
+                return f"'{key}.{str(bad)[:80]}' is not an object"
+    if isinstance(data.get("results"), list) and any(not isinstance(r, dict) for r in data["results"]):
+        return "an entry of 'results' is not an object"
+    return None
+
+
+def owner_label(owner: dict[str, Any] | None) -> str:
+    """A dbt group's owner as people read it: ``Name <email>``, or whichever of the two is set."""
+    owner = owner or {}
+    name, email = owner.get("name"), owner.get("email")
+    return f"{name} <{email}>" if name and email else str(name or email or "")
+
+
+class Manifest:
+    """One project's manifest.json: every node typed, with the indexes features need."""
+
+    def __init__(self, data: dict[str, Any], path: Path, project: str | None = None):
+        self.path = path
+        self._data = data
+        self.metadata: dict[str, Any] = data.get("metadata") or {}
+        self.project = project or str(self.metadata.get("project_name") or "")
+
+    # -- reading
+    @classmethod
+    def read(
+        cls, path: Path, project: str | None = None, fix: str = "", *, missing_ok: bool = False
+    ) -> Manifest | None:
+        """The manifest at ``path``; None when it does not exist and ``missing_ok``."""
+        if missing_ok and not path.is_file():
+            return None
+        label = project or path.parent.parent.name
+        data = read_json(path, "manifest", fix or f"Parse or build the domain first: `mesh build {label}`.")
+        manifest = cls(data, path, project)
+        name = manifest.metadata.get("project_name")
+        if project is not None and name is not None and name != project:
+            raise ArtifactError(
+                f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. "
+                f"{fix or f'Rebuild it with `mesh build {project}`.'}"
+            )
+        return manifest
+
+    @classmethod
+    def of(cls, data: dict[str, Any], project: str | None = None) -> Manifest:
+        """A manifest from its JSON already in memory (tests, rule helpers)."""
+        return cls(data, Path("manifest.json"), project)
+
+    # -- metadata
+    @property
+    def invocation_id(self) -> str | None:
+        return self.metadata.get("invocation_id")
+
+    @property
+    def adapter(self) -> str | None:
+        return self.metadata.get("adapter_type")
+
+    @property
+    def dbt_version(self) -> str | None:
+        return self.metadata.get("dbt_version")
+
+    @property
+    def generated_at(self) -> str:
+        return str(self.metadata.get("generated_at") or "")
+
+    # -- nodes
+    @cached_property
+    def nodes(self) -> dict[str, Node]:
+        return {uid: Node(uid, raw) for uid, raw in (self._data.get("nodes") or {}).items()}
+
+    @cached_property
+    def sources(self) -> dict[str, Node]:
+        return {uid: Node(uid, raw) for uid, raw in (self._data.get("sources") or {}).items()}
+
+    @cached_property
+    def unit_tests(self) -> dict[str, Node]:
+        return {uid: Node(uid, raw) for uid, raw in (self._data.get("unit_tests") or {}).items()}
+
+    @cached_property
+    def macros(self) -> dict[str, Node]:
+        return {uid: Node(uid, raw) for uid, raw in (self._data.get("macros") or {}).items()}
+
+    @cached_property
+    def exposures(self) -> dict[str, Node]:
+        return {uid: Node(uid, raw) for uid, raw in (self._data.get("exposures") or {}).items()}
+
+    @cached_property
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The project's own groups by name."""
+        return {
+            str(g.get("name")): g
+            for g in (self._data.get("groups") or {}).values()
+            if not self.project or g.get("package_name") == self.project
+        }
+
+    def node(self, unique_id: str) -> Node | None:
+        return self.nodes.get(unique_id) or self.sources.get(unique_id) or self.unit_tests.get(unique_id)
+
+    def own(self, resource_type: str = "model", project: str | None = None) -> Iterator[Node]:
+        """The project's own nodes of a type (installed packages and upstream stubs left out)."""
+        package = project or self.project
+        for node in self.nodes.values():
+            if node.resource_type == resource_type and node.package == package:
+                yield node
+
+    def own_sources(self) -> Iterator[Node]:
+        return (s for s in self.sources.values() if s.package == self.project)
+
+    def products(self, project: str | None = None) -> list[Node]:
+        """The project's data products: its own public models, one per version."""
+        return [n for n in self.own("model", project) if n.is_public]
+
+    def models_named(self, name: str, project: str | None = None) -> list[Node]:
+        return [n for n in self.own("model", project) if n.name == name]
+
+    def owner(self, node: Node) -> dict[str, Any]:
+        group = self.groups.get(node.group or "")
+        return dict((group or {}).get("owner") or {})
+
+    def owner_label(self, node: Node) -> str:
+        return owner_label(self.owner(node))
+
+    # -- indexes
+    @cached_property
+    def _tests_by_parent(self) -> dict[str, list[Node]]:
+        out: dict[str, list[Node]] = {}
+        for node in list(self.nodes.values()) + list(self.unit_tests.values()):
+            if node.resource_type in ("test", "unit_test"):
+                for parent in node.depends_on:
+                    out.setdefault(parent, []).append(node)
+        return out
+
+    def tests_of(self, unique_id: str, *, data_only: bool = False) -> list[Node]:
+        """The tests attached to a node: its data tests, and its unit tests unless ``data_only``."""
+        tests = self._tests_by_parent.get(unique_id, [])
+        return [t for t in tests if t.resource_type == "test"] if data_only else list(tests)
+
+    @cached_property
+    def _children(self) -> dict[str, list[str]]:
+        child_map = self._data.get("child_map")
+        if isinstance(child_map, dict) and child_map:
+            return {k: [str(c) for c in v] for k, v in child_map.items() if isinstance(v, list)}
+        out: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for parent in node.depends_on:
+                out.setdefault(parent, []).append(node.unique_id)
+        return out
+
+    def children(self, unique_id: str) -> list[str]:
+        return list(self._children.get(unique_id, []))
+
+    def foreign_reads(self) -> Iterator[tuple[Node, str]]:
+        """(own node, upstream unique_id) for every read of another project's model."""
+        for node in list(self.nodes.values()) + list(self.unit_tests.values()):
+            if node.package != self.project:
+                continue
+            for parent in node.depends_on:
+                parts = parent.split(".")
+                if parts[0] == "model" and len(parts) >= 3 and parts[1] != self.project:
+                    yield node, parent
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    unique_id: str
+    status: str
+    message: str | None
+    execution_time: float
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class RunResults:
+    """One dbt invocation's run_results.json."""
+
+    path: Path
+    metadata: dict[str, Any]
+    args: dict[str, Any]
+    results: tuple[NodeResult, ...]
+    elapsed_time: float | None = None
+
+    @classmethod
+    def read(cls, path: Path, fix: str = "Run `dbt build` again.", *, missing_ok: bool = False) -> RunResults | None:
+        if missing_ok and not path.is_file():
+            return None
+        data = read_json(path, "run results", fix)
+        try:
+            results = tuple(
+                NodeResult(
+                    str(r["unique_id"]), str(r["status"]), r.get("message"), float(r.get("execution_time") or 0), r
+                )  # fmt: skip
+                for r in data.get("results") or []
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{display_path(path)}: not dbt run results (missing {exc}). {fix}") from None
+        elapsed = data.get("elapsed_time")
+        return cls(path, data.get("metadata") or {}, data.get("args") or {}, results,
+                   float(elapsed) if isinstance(elapsed, int | float) else None)  # fmt: skip
+
+    @property
+    def invocation_id(self) -> str | None:
+        return self.metadata.get("invocation_id")
+
+    @property
+    def generated_at(self) -> str | None:
+        return self.metadata.get("generated_at")
+
+    @property
+    def command(self) -> str | None:
+        """The dbt command (``build``, ``run``, ``test``, ...)."""
+        return self.args.get("which")
+
+    @cached_property
+    def by_id(self) -> dict[str, NodeResult]:
+        return {r.unique_id: r for r in self.results}
+
+    def status_of(self, unique_id: str) -> str | None:
+        result = self.by_id.get(unique_id)
+        return result.status if result else None
+
+    def count(self, statuses: Iterable[str], resource_types: Iterable[str] | None = None) -> int:
+        wanted, kinds = set(statuses), set(resource_types or ())
+        return sum(
+            1 for r in self.results if r.status in wanted and (not kinds or r.unique_id.split(".", 1)[0] in kinds)
+        )

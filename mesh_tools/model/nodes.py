@@ -1,0 +1,240 @@
+"""A node of a dbt manifest (model, test, source, seed, snapshot, operation, unit test), typed.
+
+A ``Node`` answers the questions features ask (its meta, its columns, its product key, who may
+read it) in one place, and still reads as the mapping dbt wrote (``node["name"]``,
+``node.get("config")``), so governance plugins written against raw manifest nodes keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+def merged_meta(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` as dbt applies it: the properties' ``meta``, overridden by ``config.meta``."""
+    config = raw.get("config") if isinstance(raw.get("config"), Mapping) else {}
+    meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
+    inner = config.get("meta") if isinstance(config.get("meta"), Mapping) else {}
+    return {**meta, **inner}
+
+
+def product_key(project: str, model: str, version: str | None) -> str:
+    """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
+    return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
+
+
+def slo_hours(value: Any) -> float | None:
+    """A freshness SLO in hours (``meta.freshness_slo_hours``): a positive number; anything else
+    (a boolean, text, zero) is no SLO."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return float(value)
+
+
+def names(value: Any) -> list[str] | None:
+    """A policy list of domain names: None when absent; anything but a list names no one."""
+    if value is None:
+        return None
+    return [str(v) for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def relation_of(node: Mapping[str, Any]) -> str:
+    """A node's relation exactly as dbt quotes it."""
+    if node.get("relation_name"):
+        return str(node["relation_name"])
+    parts = [node.get("database"), node.get("schema"), node.get("alias") or node.get("name")]
+    return ".".join('"' + str(p).replace('"', '""') + '"' for p in parts if p)
+
+
+def _version(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column as a model's properties declare it."""
+
+    name: str
+    raw: Mapping[str, Any]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return merged_meta(self.raw)
+
+    @property
+    def description(self) -> str:
+        return str(self.raw.get("description") or "")
+
+    @property
+    def data_type(self) -> str | None:
+        value = self.raw.get("data_type")
+        return None if value in (None, "") else str(value)
+
+    @property
+    def constraints(self) -> list[dict[str, Any]]:
+        return [c for c in self.raw.get("constraints") or [] if isinstance(c, dict)]
+
+    @property
+    def is_pii(self) -> bool:
+        return self.meta.get("pii") is True
+
+
+class Node(Mapping[str, Any]):
+    """One manifest node; typed answers, and the raw mapping underneath."""
+
+    __slots__ = ("raw", "unique_id")
+
+    def __init__(self, unique_id: str, raw: Mapping[str, Any]):
+        self.unique_id = unique_id
+        self.raw = raw
+
+    # -- the raw mapping (what plugins and templates read)
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __repr__(self) -> str:
+        return f"Node({self.unique_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and other.unique_id == self.unique_id and other.raw is self.raw
+
+    def __hash__(self) -> int:
+        return hash(self.unique_id)
+
+    # -- identity
+    @property
+    def name(self) -> str:
+        return str(self.raw.get("name") or self.unique_id.rsplit(".", 1)[-1])
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.raw.get("resource_type") or self.unique_id.split(".", 1)[0])
+
+    @property
+    def package(self) -> str:
+        return str(self.raw.get("package_name") or "")
+
+    @property
+    def version(self) -> str | None:
+        return _version(self.raw.get("version"))
+
+    @property
+    def latest_version(self) -> str | None:
+        return _version(self.raw.get("latest_version"))
+
+    @property
+    def is_latest(self) -> bool:
+        return self.version is None or self.version == self.latest_version
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} v{self.version}" if self.version is not None else self.name
+
+    @property
+    def key(self) -> str:
+        """Its product key (``project.model[.vN]``), for a model."""
+        return product_key(self.package, self.name, self.version)
+
+    # -- properties
+    @property
+    def config(self) -> Mapping[str, Any]:
+        config = self.raw.get("config")
+        return config if isinstance(config, Mapping) else {}
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return merged_meta(self.raw)
+
+    @property
+    def access(self) -> str:
+        return str(self.raw.get("access") or "protected")
+
+    @property
+    def is_public(self) -> bool:
+        return self.raw.get("access") == "public"
+
+    @property
+    def group(self) -> str | None:
+        return self.raw.get("group") or None
+
+    @property
+    def description(self) -> str:
+        return str(self.raw.get("description") or "")
+
+    @property
+    def columns(self) -> dict[str, Column]:
+        raw = self.raw.get("columns")
+        if not isinstance(raw, Mapping):
+            return {}
+        return {str(k): Column(str(v.get("name") or k), v) for k, v in raw.items() if isinstance(v, Mapping)}
+
+    @property
+    def constraints(self) -> list[dict[str, Any]]:
+        return [c for c in self.raw.get("constraints") or [] if isinstance(c, dict)]
+
+    @property
+    def contract_enforced(self) -> bool:
+        contract = self.raw.get("contract") or self.config.get("contract") or {}
+        return bool(isinstance(contract, Mapping) and contract.get("enforced"))
+
+    @property
+    def depends_on(self) -> list[str]:
+        depends = self.raw.get("depends_on")
+        nodes = depends.get("nodes") if isinstance(depends, Mapping) else None
+        return [str(n) for n in nodes or []]
+
+    @property
+    def file(self) -> str:
+        """The node's file, relative to its project (``original_file_path``)."""
+        return str(self.raw.get("original_file_path") or "")
+
+    @property
+    def properties_file(self) -> str | None:
+        """The YAML that declares its properties (``patch_path`` without its ``project://`` prefix)."""
+        patch = self.raw.get("patch_path")
+        return str(patch).split("://", 1)[-1] if patch else None
+
+    @property
+    def code(self) -> str:
+        """The SQL it runs: compiled when dbt compiled it, else as written."""
+        return str(self.raw.get("compiled_code") or self.raw.get("raw_code") or "")
+
+    @property
+    def relation(self) -> str:
+        return relation_of(self.raw)
+
+    @property
+    def deprecation_date(self) -> str | None:
+        value = self.raw.get("deprecation_date")
+        return str(value) if value else None
+
+    # -- policy (meta)
+    @property
+    def slo_hours(self) -> float | None:
+        return slo_hours(self.meta.get("freshness_slo_hours"))
+
+    @property
+    def pii_columns(self) -> list[str]:
+        return [c.name for c in self.columns.values() if c.is_pii]
+
+    @property
+    def pii_readers(self) -> list[str] | None:
+        """Domains allowed to read its PII in clear (``meta.pii_allowed_consumers``); None: no policy."""
+        return names(self.meta.get("pii_allowed_consumers"))
+
+    @property
+    def allowed_consumers(self) -> list[str] | None:
+        """The only domains that may read it (``meta.allowed_consumers``), or None: any domain."""
+        return names(self.meta.get("allowed_consumers"))
+
+    def readable_by(self, consumer: str) -> bool:
+        allowed = self.allowed_consumers
+        return allowed is None or consumer in allowed

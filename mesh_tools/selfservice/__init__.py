@@ -1,0 +1,1 @@
+"""Self-service: a domain team creates, adopts and upgrades its project without a central team."""

@@ -1,0 +1,41 @@
+"""After a run of domains: the health history and report, then the documentation site.
+
+Neither can fail the run: a problem with either is returned as a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import MeshError
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.workflows.domain_run import DomainRun
+
+
+@dataclass
+class AfterRun:
+    report: Any = None  # the HealthReport, when it was written
+    report_paths: dict[str, Path] = field(default_factory=dict)
+    site: Any = None  # the written site (path, pages), when it was written
+    warnings: list[str] = field(default_factory=list)
+
+
+def after_run(mesh: Mesh, runs: list[DomainRun], trigger: str = "build") -> AfterRun:
+    """Record ``runs`` in the health history, judge the mesh, write the report and the docs site."""
+    from mesh_tools.docsite.site import build_site
+    from mesh_tools.health import RunEvent, update_health
+
+    done = AfterRun()
+    events = [RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id) for r in runs]
+    try:
+        done.report, done.report_paths = update_health(mesh, trigger, events)
+    except MeshError as exc:
+        done.warnings.append(f"health report not updated: {exc}")
+        return done
+    try:
+        done.site = build_site(mesh)
+    except (MeshError, OSError) as exc:
+        done.warnings.append(f"documentation site not written: {exc}")
+    return done

@@ -1,0 +1,158 @@
+"""A release: the quality gate, the governance check, then the exchange writes the releases.
+
+The gate reads the domain's last build (manifest and run results, through the model); the
+governance findings decide whether anything blocks; only then does the exchange write.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.exchange.publish import BuildFacts, PublishOutcome, log_refusal, write_releases
+from mesh_tools.governance.rule import Severity
+from mesh_tools.model.manifest import Manifest, RunResults
+from mesh_tools.model.release import TestSummary
+from mesh_tools.store.exchange import Exchange
+
+# Findings that refuse a release even where governance is advisory: the data itself is not the owner's.
+ALWAYS_BLOCKING = frozenset({"GOV205"})
+
+
+def check_gate(domain: Domain) -> BuildFacts | str:
+    """The products to publish, or why the domain may not publish (its last build is not good)."""
+    again = f"run `mesh build {domain.name}`"
+    manifest = Manifest.read(domain.manifest_path, domain.name, f"Build the domain first: `mesh build {domain.name}`.")
+    assert manifest is not None
+    results_path = domain.run_results_path
+    results = RunResults.read(results_path, f"Build the domain again: `mesh build {domain.name}`.", missing_ok=True)
+    if results is None:
+        return f"{domain.name} has no build results ({results_path.name} missing): {again}."
+    if results.command != "build":
+        return f"the last dbt command in {domain.name} was `{results.command}`, not `build`: {again}."
+    if results.args.get("empty"):
+        return f"the last build of {domain.name} ran with --empty (no rows were read): {again}."
+    if results.invocation_id != manifest.invocation_id:
+        return f"{domain.name}'s manifest and run results come from different dbt runs: {again}."
+    bad = [f"{r.unique_id} ({r.status})" for r in results.results if r.status in ("error", "fail", "skipped")]
+    if bad:
+        return f"the last build of {domain.name} did not pass: {', '.join(sorted(bad)[:5])}."
+    products = manifest.products(domain.name)
+    missing = [n.unique_id for n in products if results.status_of(n.unique_id) != "success"]
+    if missing:
+        return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."
+    # every data test of a product ran in that build (none excluded or left out of the selection);
+    # unit tests check logic, not data, and are often left out of production builds: not required
+    skipped = sorted(
+        f"{test.name} on {product.name}"
+        for product in products
+        for test in manifest.tests_of(product.unique_id, data_only=True)
+        if test.unique_id not in results.by_id
+    )
+    if skipped:
+        return (
+            f"data tests of {domain.name}'s products did not run in its last build (excluded or not selected): "
+            f"{', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}. Run `mesh build {domain.name}`."
+        )
+    tests: dict[str, TestSummary] = {}
+    for product in products:
+        statuses = [results.status_of(t.unique_id) for t in manifest.tests_of(product.unique_id)]
+        tests[product.unique_id] = TestSummary(
+            passed=statuses.count("pass"), failed=statuses.count("fail"), warned=statuses.count("warn")
+        )
+    return BuildFacts(
+        products=products,
+        tests=tests,
+        invocation_id=results.invocation_id,
+        dbt_version=manifest.dbt_version,
+        built_at=results.generated_at,
+        groups=manifest.groups,
+        adapter=manifest.adapter,
+    )
+
+
+def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
+    """The domain's `mesh check` findings (its upstreams loaded too), to block or only to show.
+
+    SQL style (GOV502) runs only when the mesh enforces governance and raised it to error: at
+    warn, or in an advisory mesh, it could block nothing and costs seconds.
+    """
+    from mesh_tools.governance.engine import run_check
+
+    style_blocks = mesh.governance.enforce and str(mesh.governance.rules.get("GOV502", "")).endswith("error")
+    upstreams = [u for u in domain.upstream_names if u in mesh.domains and mesh.domains[u].manifest_path.is_file()]
+    report = run_check(mesh, [domain.name], sqlfluff=style_blocks, load=[domain.name, *upstreams])
+    return report.violations
+
+
+def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
+    """The findings that refuse a release.
+
+    With ``governance.enforce`` every error-level finding. Without it, governance is advisory
+    and only what makes the release unsafe for its readers blocks: a breaking change to a
+    product whose released contract is enforced (GOV301), which consumers' builds check
+    against, and which dbt itself refuses in a state comparison; and a domain writing another
+    domain's storage or the exchange (GOV205), whose data then is not its owner's.
+    """
+    from mesh_tools.core.errors import MeshError
+
+    errors = [v for v in violations if v.severity >= Severity.ERROR]
+    if mesh.governance.enforce:
+        return errors
+    exchange = Exchange(mesh.exchange_path)
+    unsafe = []
+    for violation in errors:
+        if violation.code in ALWAYS_BLOCKING:
+            unsafe.append(violation)
+            continue
+        if violation.code != "GOV301" or not violation.finding.node:
+            continue
+        parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
+        version = parts[3].removeprefix("v") if len(parts) > 3 else None
+        try:
+            current = exchange.current(parts[1], parts[2], version)
+        except MeshError:
+            current = None
+        if current is not None and current.descriptor.contract.enforced:
+            unsafe.append(violation)
+    return unsafe
+
+
+def finding_counts(violations: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for violation in violations:
+        counts[violation.severity.label] = counts.get(violation.severity.label, 0) + 1
+    return counts
+
+
+def publish_domain(
+    mesh: Mesh, domain: Domain, target: str | None = None, violations: list[Any] | None = None
+) -> PublishOutcome:
+    """Publish every public model of ``domain`` from its last build, or refuse with the reason.
+
+    ``violations``: its governance findings, when the caller has them already.
+    """
+    start = time.perf_counter()
+    outcome = PublishOutcome(domain.name)
+    facts = check_gate(domain)
+    if isinstance(facts, str):
+        outcome.refused = facts
+        log_refusal(mesh, domain, facts)
+        return outcome
+    violations = governance_findings(mesh, domain) if violations is None else violations
+    outcome.findings = finding_counts(violations)
+    blocking = blocking_findings(mesh, violations)
+    if blocking:
+        why = (
+            "error-level governance findings"
+            if mesh.governance.enforce
+            else "findings that block a release even where governance is advisory (a breaking change to an "
+            "enforced contract, a write into another domain's storage)"
+        )
+        outcome.refused = f"{why}: " + "; ".join(f"{v.code} {v.finding.message}" for v in blocking)
+        log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
+        return outcome
+    write_releases(mesh, domain, facts, target, outcome)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
