@@ -244,6 +244,11 @@ def test_pii_with_no_reader_never_reaches_the_release(tmp_path: Path) -> None:
     }
     pii, readers = pii_policy(node)
     assert (pii, readers) == (["email"], [])
+    # a flag written any truthy way is PII (fails closed); only false-like values are not
+    flags = {"a": "true", "b": 1, "c": "True", "d": "yes", "e": {"x": 1}, "f": False, "g": "no", "h": 0, "i": "false"}
+    columns = {k: {"name": k, "meta": {"pii": v}} for k, v in flags.items()}
+    columns["j"] = {"name": "j", "config": {"meta": {"pii": True}}}
+    assert pii_policy({"columns": columns})[0] == ["a", "b", "c", "d", "e", "j"]
     data = tmp_path / "data.parquet"
     duckdb.sql(f"copy (select 1 as id, 'a@b.test' as email) to '{data}' (format parquet)")
     columns = [ReleaseColumn(name="id", type="INTEGER", parquet_type="INTEGER"),
@@ -373,18 +378,135 @@ def test_a_pointer_write_on_a_full_disk_keeps_the_old_pointer_whole(plain_mesh_c
         assert sorted(p.name for p in pointer.parent.iterdir()) == ["current.json", "releases"]
 
 
-def test_a_hook_reaching_into_another_domain_blocks_publishing_even_when_governance_is_advisory(
-    plain_mesh_copy: Path,
-) -> None:
-    """plain_mesh has no mesh.yml (advisory governance), yet a hook attaching audit's database blocks."""
+def test_sql_computed_in_jinja_is_found_in_the_compiled_model_and_blocks_publishing(plain_mesh_copy: Path) -> None:
+    """The path is assembled by Jinja, so only the compiled SQL shows it: the build runs, GOV205 finds the
+    read in the compiled model, and the release is refused though plain_mesh's governance is advisory."""
     root = plain_mesh_copy
-    project = root / "shop/dbt_project.yml"
-    project.write_text(
-        project.read_text() + "on-run-start:\n  - \"attach '../audit/audit.duckdb' as aud (read_only)\"\n"
-    )
+    glob = '{{ "../exch" ~ "ange/products/shop/orders/v1/releases/*/data.parquet" }}'
+    (root / "shop/models/leak.sql").write_text(f"select count(*) as n from read_parquet('{glob}')\n")
     before = current_id(root)
     result = run_mesh("build", "shop", cwd=root)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "publish refused: findings that block a release even where governance is advisory" in result.stdout
-    assert "GOV205 on-run-start hook attaches audit's storage: '../audit/audit.duckdb'" in result.stdout, result.stdout
+    assert (
+        "GOV205 'leak' reads the exchange directly: '../exchange/products/shop/orders/v1/releases/*/data.parquet'"
+        in (result.stdout)
+    ), result.stdout
     assert current_id(root) == before
+
+
+# -- reaching past the stubs: found by parsing the SQL, refused before dbt runs
+
+
+@pytest.fixture
+def territory(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from mesh_tools.dbt.engines.sqlscan import Territory
+
+    for folder in ("reporting", "shop", "exchange/products/shop"):
+        (tmp_path / folder).mkdir(parents=True)
+    return Territory(tmp_path / "reporting", tmp_path / "exchange", {"shop": tmp_path / "shop"}, {"shop": "shop"})
+
+
+@pytest.mark.parametrize(
+    ("sql", "found"),
+    [
+        (
+            "attach /* ; */ '../shop/shop.duckdb' as p1; create table p1.main.evil as select 1 as x",
+            ["attaches shop's storage: '../shop/shop.duckdb'", "writes shop's storage: CREATE TABLE p1.main.evil"],
+        ),
+        (
+            "attach -- ;\n '../shop/shop.duckdb' as p8; insert into p8.t select 1",
+            ["attaches shop's storage", "writes shop's storage: INSERT INTO p8.t SELECT 1"],
+        ),
+        (
+            "attach 'duckdb:../shop/shop.duckdb' as p2; create table p2.evil2 as select 2 as x",
+            ["attaches shop's storage: 'duckdb:../shop/shop.duckdb'", "writes shop's storage: CREATE TABLE p2.evil2"],
+        ),
+        (
+            "attach '../shop/shop.duckdb' as s; use s; insert into orders_v2 select 1",
+            ["attaches shop's storage", "writes shop's storage: INSERT INTO orders_v2 SELECT 1"],
+        ),
+        ("{% do run_query(\"attach '../shop/shop.duckdb' as p6\") %} select 1", ["attaches shop's storage"]),
+        (
+            "export database reporting to '../exchange/products/shop/orders/v2/releases/evil7'",
+            ["writes the exchange: '../exchange/products/shop/orders/v2/releases/evil7'"],
+        ),
+        (
+            "attach '../shop/shop.duckdb' as p1; copy from database reporting to p1",
+            ["attaches shop's storage", "writes shop's storage: copy from database reporting to p1"],
+        ),
+        (
+            "select * from read_parquet('../exchange/products/s*p/orders/v2/releases/*/data.pii.parquet')",
+            ["reads the exchange directly: '../exchange/products/s*p/orders/v2/releases/*/data.pii.parquet'"],
+        ),
+        ("insert into SHOP.main.orders select 1", ["writes shop's storage: INSERT INTO SHOP.main.orders"]),
+        # what a domain may do: its own storage, columns named like verbs, comments and strings about others
+        ("-- history: removed the old hack; attach '../shop/shop.duckdb' is no longer used\nselect 1", []),
+        ("create table reporting.main.own_copy as select 1; copy (select 1) to 'own_out.csv'", []),
+        ('select "update", "insert" from t where note = \'delete from shop.main.x\'', []),
+        ("select * from read_parquet('landing/orders.parquet')", []),
+    ],
+    ids=[
+        "comment-semicolon",
+        "line-comment",
+        "type-prefix",
+        "use",
+        "run-query",
+        "export",
+        "copy-database",
+        "glob-read",
+        "upper-catalog",
+        "comment-fp",
+        "own-storage",
+        "verbs-fp",
+        "own-landing",
+    ],  # fmt: skip
+)
+def test_sql_reaching_other_domains_or_the_exchange_is_found_however_written(territory, sql: str, found: list[str]):  # type: ignore[no-untyped-def]
+    from mesh_tools.dbt.engines.sqlscan import Scanner
+
+    described = [r.describe() for r in Scanner(territory).scan(sql)]
+    assert len(described) == len(found), described
+    for text, expected in zip(described, found, strict=True):
+        assert text.startswith(expected), (text, expected)
+
+
+def test_a_domain_reaching_past_its_stubs_is_refused_before_dbt_runs(plain_mesh_copy: Path) -> None:
+    root = plain_mesh_copy
+    project = root / "reporting/dbt_project.yml"
+    project.write_text(
+        project.read_text()
+        + "on-run-start:\n  - \"attach /* ; */ '../shop/shop.duckdb' as p1; create table p1.main.evil as select 1\"\n"
+    )
+    (root / "reporting/models/grab.sql").write_text(
+        "select customer_id from read_parquet('../exchange/products/s*p/orders/v2/releases/*/data.pii.parquet')\n"
+    )
+    shop_db = (root / "shop/shop.duckdb").read_bytes()
+    reporting_db = (root / "reporting/reporting.duckdb").read_bytes()
+    result = run_mesh("build", "reporting", "--no-publish", cwd=root)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "reporting/dbt_project.yml:9: reporting attaches shop's storage: '../shop/shop.duckdb'" in output
+    assert "reporting writes shop's storage: CREATE TABLE p1.main.evil AS SELECT 1" in output
+    assert "reporting/models/grab.sql:1: reporting reads the exchange directly:" in output
+    assert (root / "shop/shop.duckdb").read_bytes() == shop_db  # nothing ran
+    assert (root / "reporting/reporting.duckdb").read_bytes() == reporting_db
+
+
+def test_an_outside_manifest_naming_sql_instead_of_a_relation_is_refused(plain_mesh_copy: Path) -> None:
+    """A dbt-loom manifest is another team's file: its relation_name cannot smuggle a read into a stub."""
+    root = plain_mesh_copy
+    manifest = json.loads((root / "shop/target/manifest.json").read_text())
+    manifest["metadata"]["project_name"] = "partner"
+    for node in manifest["nodes"].values():
+        node["package_name"] = "partner"
+        node["relation_name"] = "read_parquet('../exchange/products/shop/orders/v2/releases/*/data.pii.parquet')"
+        (node.get("config") or {}).pop("meta", None)
+    manifest["nodes"] = {k.replace("model.shop.", "model.partner."): v for k, v in manifest["nodes"].items()}
+    (root / "partner.json").write_text(json.dumps(manifest))
+    loom = root / "billing/dbt_loom.config.yml"
+    loom.write_text(loom.read_text() + "  - name: partner\n    type: file\n    config:\n      path: ../partner.json\n")
+    result = run_mesh("stitch", "billing", cwd=root)
+    clear_error(result, 1, 'partner.json: model.partner.orders.v1: relation_name "read_parquet(')
+    assert "is not a relation name" in result.stdout
+    assert not (root / "billing/dbt_packages/partner").exists()

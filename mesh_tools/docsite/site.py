@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from mesh_tools.artifacts import owner_label, public_model_nodes
+from mesh_tools.artifacts import is_pii, owner_label, public_model_nodes
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.paths import check_output_folder, mark_output_folder
@@ -191,7 +191,7 @@ class SiteBuilder:
                         description=column.get("description") or "",
                         constraints=_constraints(column),
                         tests=tests.get(col_name, []),
-                        pii=bool((column.get("meta") or {}).get("pii")),
+                        pii=is_pii({**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}),
                     )
                 )
             for col_name, column in catalog_cols.items():

@@ -231,7 +231,7 @@ def pii_policy(node: dict[str, Any]) -> tuple[list[str], list[str]]:
     pii = []
     for column in (node.get("columns") or {}).values():
         column_meta = {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
-        if column_meta.get("pii") is True:
+        if is_pii(column_meta):
             pii.append(str(column.get("name")))
     allowed = meta.get("pii_allowed_consumers")
     readers = sorted({str(a) for a in allowed if isinstance(a, str)}) if isinstance(allowed, list) else []

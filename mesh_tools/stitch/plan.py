@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mesh_tools.artifacts import ProjectManifest, load_manifest
 from mesh_tools.core.errors import display_path
@@ -68,6 +69,61 @@ def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectMa
     return problems
 
 
+_HOOK_KEYS = ("on-run-start", "on-run-end", "pre-hook", "post-hook", "+pre-hook", "+post-hook")
+
+
+def _hooks(value: object) -> list[str]:
+    """Every hook's SQL under a dbt_project.yml mapping (on-run-start/end, +pre-hook, +post-hook, nested)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _HOOK_KEYS:
+                items = item if isinstance(item, list) else [item]
+                found += [str(x.get("sql") if isinstance(x, dict) else x) for x in items if x]
+            else:
+                found += _hooks(item)
+    elif isinstance(value, list):
+        for item in value:
+            found += _hooks(item)
+    return found
+
+
+def check_domain_storage(mesh: Mesh, domain: Domain) -> list[str]:
+    """One message per place the domain's own files attach or write another domain's storage, or
+    read the exchange directly: refused before dbt runs (governance rule GOV205 checks the built SQL)."""
+    from mesh_tools.core.yamlfile import load_yaml
+    from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
+
+    scanner = Scanner(Territory.of(mesh, domain.name))
+    pieces: list[tuple[Path, str]] = []
+    project = domain.path / "dbt_project.yml"
+    document = load_yaml(project, required=False)
+    for hook in _hooks(document.data if document else None):
+        pieces.append((project, hook))
+    domains = {d.path.resolve() for d in mesh.domains.values()}
+    folders = [*domain.code_dirs, *(p for p in domain.local_packages if p.resolve() not in domains)]
+    for folder in folders:
+        if folder.is_dir():
+            pieces += [(f, f.read_text(encoding="utf-8", errors="replace")) for f in sorted(folder.rglob("*.sql"))
+                       if f.is_file() and domain.packages_dir not in f.parents]  # fmt: skip
+    for _, text in pieces:  # attachments first, wherever they are
+        scanner.scan(text)
+    scanner.current = None
+    problems = []
+    contents = {project: project.read_text(encoding="utf-8", errors="replace")} if project.is_file() else {}
+    for file, text in pieces:
+        for reach in scanner.scan(text):
+            quoted = reach.what.strip("'")
+            whole = contents.get(file, text)
+            at = whole.find(quoted)
+            where = f"{display_path(file)}:{whole.count(chr(10), 0, at) + 1}" if at >= 0 else display_path(file)
+            problems.append(
+                f"{where}: {domain.name} {reach.describe()}. A domain reads other domains only through ref() "
+                "and writes only its own storage (governance rule GOV205)."
+            )
+    return list(dict.fromkeys(problems))
+
+
 def release_bodies(
     mesh: Mesh, domain: Domain, manifest: ProjectManifest, *, require: bool = False
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -86,7 +142,13 @@ def release_bodies(
     where = display_path(domain.path / "mesh_domain.yml")
     for node in manifest.for_consumer(domain.name).public():
         if manifest.project not in mesh.domains:
-            bodies[node.unique_id] = relation_sql(node)
+            try:
+                bodies[node.unique_id] = relation_sql(node)
+            except ValueError as exc:
+                raise ArtifactError(
+                    f"{display_path(manifest.path)}: {exc}. The manifest of an upstream outside the mesh names "
+                    "relations only; fix or regenerate it."
+                ) from None
             continue
         key = product_key(manifest.project, node.name, node.version)
         pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version)
@@ -134,7 +196,7 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     """Check refs, then write or refresh the domain's stub packages (nothing is written on a problem)."""
     manifests = upstream_manifests(mesh, domain)
     check_pins(mesh, domain, manifests)
-    problems = check_domain_refs(mesh, domain, manifests)
+    problems = check_domain_refs(mesh, domain, manifests) + check_domain_storage(mesh, domain)
     if problems:
         return StitchOutcome(domain.name, problems=tuple(problems))
     changed, unchanged, consumed = [], [], {}

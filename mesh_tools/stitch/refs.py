@@ -147,16 +147,24 @@ def explain(project: str, model: str, version: str | None, manifest: ProjectMani
     )
 
 
-def explain_dbt_error(message: str, manifests: Mapping[str, ProjectManifest]) -> str | None:
-    """Rewrite dbt's generic "node ... was not found" error with the access level, when we know it."""
+def explain_dbt_error(message: str, manifests: Mapping[str, ProjectManifest], consumer: str = "") -> str | None:
+    """Rewrite dbt's generic "node ... was not found" error with the access level, or the access
+    policy that left the product out of ``consumer``'s stub (a ref computed in Jinja), when we know it."""
     match = _NOT_FOUND.search(message)
     if not match or match["project"] not in manifests:
         return None
-    return explain(
-        match["project"],
-        match["model"],
-        match["version"],
-        manifests[match["project"]],
-        prefix=(f"{match['file']} ({match['node']}): " if match["file"] else "")
-        + f"ref('{match['project']}', '{match['model']}')",
+    prefix = (f"{match['file']} ({match['node']}): " if match["file"] else "") + (
+        f"ref('{match['project']}', '{match['model']}')"
+    )
+    manifest = manifests[match["project"]]
+    explained = explain(match["project"], match["model"], match["version"], manifest, prefix=prefix)
+    if explained or not consumer:
+        return explained
+    node = _target(manifest, match["model"], match["version"])
+    if node is None or node.readable_by(consumer):
+        return None
+    return (
+        f"{prefix}: {match['project']} shares '{node.label}' only with "
+        f"{', '.join(node.allowed_consumers or []) or 'no other domain'} (meta.allowed_consumers), so {consumer} "
+        "may not read it and it is not stitched."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,26 @@ def _raw(sql: str) -> str:
     return "{% raw %}" + sql + "{% endraw %}"
 
 
+# A relation name as dbt writes one: one to three identifiers, each plain or quoted ("" or ``).
+_PART = r'(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|[A-Za-z_][\w$]*)'
+RELATION = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
+
+
 def relation_sql(node: ModelNode) -> str:
-    """The view body reading the upstream's relation itself (an upstream known only by a manifest)."""
+    """The view body reading the upstream's relation itself (an upstream known only by a manifest).
+
+    The manifest is another team's file: its relation name must be a relation, never SQL (a
+    ``read_parquet(...)`` there would read whatever it names, past every policy). ValueError otherwise.
+    """
     raw = node.raw
-    relation = raw.get("relation_name") or f'"{raw["database"]}"."{raw["schema"]}"."{raw["alias"]}"'
-    return f"select * from {relation}"
+    relation = raw.get("relation_name")
+    if relation is None:
+        relation = ".".join(
+            '"' + str(raw.get(k) or "").replace('"', '""') + '"' for k in ("database", "schema", "alias")
+        )
+    if not isinstance(relation, str) or not RELATION.fullmatch(relation.strip()):
+        raise ValueError(f"{node.unique_id}: relation_name {str(relation)[:120]!r} is not a relation name")
+    return f"select * from {relation.strip()}"
 
 
 def unpublished_sql(product: str, project: str) -> str:

@@ -113,7 +113,7 @@ def run_domain(
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
-            explain_dbt_error(invocation.exception, manifests)
+            explain_dbt_error(invocation.exception, manifests, domain.name)
             or _explain_encoding(domain, invocation.exception)
             or duckdb_engine.explain_error(invocation.exception)
             or invocation.exception

@@ -56,13 +56,9 @@ EXPECTED = {
     ],
     "GOV204": [("billing", "error", "cycle between domains: billing -> crm -> billing")],
     "GOV205": [
-        ("billing", "error", "on-run-start hook attaches crm's storage: '../crm/crm.duckdb'"),
-        ("billing", "error", "'invoices' (post-hook) writes crm's storage: INSERT INTO crm_db.main.events SELECT 1"),
-        (
-            "billing",
-            "error",
-            "'invoices' (post-hook) writes the exchange: '../exchange/products/crm/customers/forged.parquet'",
-        ),
+        ("ads", "error", "on-run-start hook attaches crm's storage: '../crm/crm.duckdb'"),
+        ("ads", "error", "'vips' (post-hook) writes crm's storage: INSERT INTO crm_db.main.events SELECT 1"),
+        ("ads", "error", "'vips' (post-hook) writes the exchange: '../exchange/products/crm/customers/forged.parquet'"),
     ],
     "GOV302": [("crm", "error", "'accounts' v1 is older than latest v2 but has no deprecation_date")],
     "GOV303": [("ads", "warn", "'legacy' reads model.crm.old_report, deprecated since 2020-01-01")],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from mesh_tools.artifacts import is_pii
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 
@@ -13,7 +14,7 @@ def _meta(node: dict) -> dict:
 
 
 def _pii_columns(node: dict) -> list[str]:
-    return [name for name, c in node.get("columns", {}).items() if (c.get("meta") or {}).get("pii")]
+    return [name for name, c in node.get("columns", {}).items() if is_pii(_meta(c))]
 
 
 @rule("GOV401", "pii-policy")

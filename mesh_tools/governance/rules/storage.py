@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 
-# Only statements that may attach or write are parsed; a model's select never gets that far.
-_MAY_WRITE = re.compile(r"\b(attach|insert|update|delete|merge|copy|create|drop|alter|truncate)\b", re.I)
-_EXPRESSION = re.compile(r"\{\{.*?\}\}", re.S)
-_TAG_OR_COMMENT = re.compile(r"\{%.*?%\}|\{#.*?#\}", re.S)
+# Packages whose macros are dbt's own, or written by the mesh (the runtime writes releases by design).
+_NOT_THE_DOMAINS = ("dbt", "mesh_tools_runtime")
 _DIALECTS = {"duckdb": "duckdb", "spark": "spark", "databricks": "databricks", "postgres": "postgres"}
 
 
@@ -26,7 +23,8 @@ class _Statement:
 
 
 def _statements(ctx: CheckContext, domain: str) -> Iterator[_Statement]:
-    """Every piece of SQL the domain runs: models (compiled when built), hooks, operations, its macros."""
+    """Every piece of SQL the domain runs: models (compiled when built), hooks, operations, the macros of
+    its own project and of the packages it installs."""
     manifest = ctx.manifests[domain]
     for node in manifest.get("nodes", {}).values():
         if node.get("package_name") != domain:
@@ -46,133 +44,38 @@ def _statements(ctx: CheckContext, domain: str) -> Iterator[_Statement]:
                 sql = hook.get("sql") if isinstance(hook, dict) else hook
                 if isinstance(sql, str):
                     yield _Statement(node, f"'{node.get('name')}' ({key})", sql)
+    stubs = set(ctx.domain(domain).upstream_names)
     for macro in manifest.get("macros", {}).values():
-        if macro.get("package_name") == domain:
-            yield _Statement(macro, f"macro '{macro.get('name')}'", macro.get("macro_sql") or "")
-
-
-def _parse(sql: str, dialect: str) -> list[Any]:
-    """The statements of ``sql`` with Jinja taken out; a statement sqlglot cannot read is skipped."""
-    import sqlglot
-    from sqlglot.errors import ErrorLevel
-
-    text = _TAG_OR_COMMENT.sub(" ", _EXPRESSION.sub("__jinja__", sql))
-    parsed = []
-    for piece in text.split(";"):
-        if not _MAY_WRITE.search(piece):
-            continue
-        try:
-            parsed.extend(s for s in sqlglot.parse(piece, read=dialect, error_level=ErrorLevel.IGNORE) if s)
-        except Exception:  # noqa: BLE001 - sqlglot raises many kinds; an unreadable statement is skipped
-            continue
-    return parsed
-
-
-class _Territory:
-    """What belongs to other domains and to the exchange, as one domain sees it."""
-
-    def __init__(self, ctx: CheckContext, domain: str):
-        self.base = ctx.domain(domain).path.resolve()
-        self.exchange = ctx.mesh.exchange_path.resolve()
-        self.folders = {
-            other: spec.path.resolve() for other, spec in ctx.mesh.domains.items() if other != domain
-        }  # fmt: skip
-        own = {str(n.get("database") or "").lower() for n in ctx.manifests[domain].get("nodes", {}).values()}
-        self.catalogs: dict[str, str] = {}
-        for other in self.folders:
-            names = {other} | {
-                str(n.get("database") or "") for n in ctx.manifests.get(other, {}).get("nodes", {}).values()
-            }
-            for name in names:
-                if name and name.lower() not in own and name.lower() != domain.lower():
-                    self.catalogs[name.lower()] = other
-
-    def owner_of_path(self, text: str) -> str | None:
-        """'the exchange', another domain's name, or None for a path of this domain or elsewhere."""
-        if not text or re.match(r"^[a-z][a-z0-9+.-]*://", text, re.I) or text == ":memory:":
-            return None
-        path = Path(text.removeprefix("file:")).expanduser()
-        resolved = (path if path.is_absolute() else self.base / path).resolve()
-        if resolved == self.exchange or self.exchange in resolved.parents:
-            return "the exchange"
-        for other, folder in self.folders.items():
-            if (resolved == folder or folder in resolved.parents) and not (
-                self.base == resolved or self.base in resolved.parents
-            ):
-                return other
-        return None
-
-
-def _owner_label(owner: str) -> str:
-    return owner if owner == "the exchange" else f"{owner}'s storage"
+        package = str(macro.get("package_name") or "")
+        if package in stubs or package in _NOT_THE_DOMAINS or package.startswith("dbt_"):
+            continue  # upstream stubs, dbt and its adapters, the mesh's runtime
+        where = f"macro '{macro.get('name')}'" + ("" if package == domain else f" of package '{package}'")
+        yield _Statement(macro, where, macro.get("macro_sql") or "")
 
 
 @rule("GOV205", "foreign-storage-write")
 def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
-    """No model, hook or macro attaches or writes another domain's storage, or the exchange.
+    """No model, hook or macro attaches or writes another domain's storage, or reads the exchange directly.
 
     Rationale:
         A domain that writes another's tables or release files forges its data past its owner's
-        build, tests and release gate; consumers then read data nobody published. Found by parsing
-        the SQL (compiled models, hooks, on-run-start/end, the domain's macros) with sqlglot, so a
-        path or name written any way is resolved, not pattern-matched. Always blocks publishing.
+        build, tests and release gate; one that reads release files itself bypasses pins, access
+        and PII policies. Found by tokenizing and parsing the SQL (compiled models, hooks,
+        on-run-start/end, macros of the domain and its packages, strings in Jinja tags) with
+        sqlglot, so paths and names are resolved, not pattern-matched. Always blocks publishing.
     Example:
         `on-run-start: "attach '../sales/sales.duckdb' as s"` and a post-hook
         `insert into s.main.fct_orders ...`; or `copy (...) to '../exchange/products/...'`.
     Fix:
         Write only your own storage. Read other domains through `ref('<domain>', '<product>')`.
     """
-    import sqlglot.expressions as exp
-
     for domain in ctx.manifests:
         dialect = _DIALECTS.get(str(ctx.manifests[domain].get("metadata", {}).get("adapter_type")), "duckdb")
-        territory = _Territory(ctx, domain)
-        aliases: dict[str, str] = {}  # attached alias -> its owner, across the domain's statements
-        statements = [(s, _parse(s.sql, dialect)) for s in _statements(ctx, domain)]
-        for statement, parsed in statements:
-            for tree in parsed:
-                if isinstance(tree, exp.Attach):
-                    target = tree.this
-                    alias = target.alias if isinstance(target, exp.Alias) else ""
-                    literal = target.this if isinstance(target, exp.Alias) else target
-                    path = literal.name if isinstance(literal, exp.Literal) else ""
-                    owner = territory.owner_of_path(path)
-                    if owner:
-                        aliases[(alias or Path(path).stem).lower()] = owner
-                        yield ctx.finding(
-                            domain, statement.node, f"{statement.where} attaches {_owner_label(owner)}: '{path}'"
-                        )
-        for statement, parsed in statements:
-            for tree in parsed:
-                for owner, what in _writes(tree, territory, aliases):
-                    yield ctx.finding(domain, statement.node, f"{statement.where} writes {_owner_label(owner)}: {what}")
-
-
-_WRITES = ("Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "TruncateTable", "Copy")
-
-
-def _writes(tree: Any, territory: _Territory, aliases: dict[str, str]) -> Iterator[tuple[str, str]]:
-    """(owner, what) for each table or file of another domain or of the exchange that ``tree`` writes."""
-    import sqlglot.expressions as exp
-
-    if type(tree).__name__ not in _WRITES:
-        return
-    if isinstance(tree, exp.Copy) and not tree.args.get("kind"):  # COPY ... TO 'file'
-        for file in tree.args.get("files") or []:
-            owner = territory.owner_of_path(file.name) if isinstance(file, exp.Literal) else None
-            if owner:
-                yield owner, f"'{file.name}'"
-        return
-    targets = list(tree.args.get("expressions") or []) if isinstance(tree, exp.TruncateTable) else []
-    targets += list(tree.args.get("tables") or []) if isinstance(tree, exp.Drop) else []
-    this = tree.this
-    if isinstance(this, exp.Schema):  # CREATE TABLE t (columns)
-        this = this.this
-    targets.append(this)
-    for table in targets:
-        if not isinstance(table, exp.Table) or not table.catalog:
-            continue
-        catalog = table.catalog.lower()
-        owner = aliases.get(catalog) or territory.catalogs.get(catalog)
-        if owner:
-            yield owner, " ".join(tree.sql(dialect="duckdb").split())[:160]
+        scanner = Scanner(Territory.of(ctx.mesh, domain, ctx.manifests), dialect)
+        statements = list(_statements(ctx, domain))
+        for statement in statements:  # first learn every attachment: hooks run before the models they serve
+            scanner.scan(statement.sql)
+        scanner.current = None
+        for statement in statements:
+            for reach in scanner.scan(statement.sql):
+                yield ctx.finding(domain, statement.node, f"{statement.where} {reach.describe()}")
