@@ -75,22 +75,6 @@ class ProjectManifest:
         return owner_label((group or {}).get("owner"))
 
 
-_NOT_PII = {"false", "no", "off", "n", "0", ""}
-
-
-def is_pii(meta: dict[str, Any] | None) -> bool:
-    """Whether a column's meta marks it PII. Fails closed: any value but false (or "false", "no",
-    "off", "0", none) counts, so `pii: "true"` or `pii: 1` is masked like `pii: true`."""
-    value = (meta or {}).get("pii")
-    if value is None or value is False:
-        return False
-    if isinstance(value, str):
-        return value.strip().lower() not in _NOT_PII
-    if isinstance(value, int | float):
-        return value != 0
-    return True
-
-
 def owner_label(owner: dict[str, Any] | None) -> str:
     """A dbt group's owner as people read it: ``Name <email>``, or whichever of the two is set."""
     owner = owner or {}

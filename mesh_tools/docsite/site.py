@@ -20,11 +20,12 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from mesh_tools.artifacts import is_pii, owner_label, public_model_nodes
+from mesh_tools.artifacts import owner_label, public_model_nodes
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.paths import check_output_folder, mark_output_folder
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
+from mesh_tools.model.nodes import is_pii
 
 MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
 

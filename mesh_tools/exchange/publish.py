@@ -22,7 +22,7 @@ from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import spark as spark_engine
 from mesh_tools.exchange.retention import apply_retention
-from mesh_tools.model.nodes import Node, product_key, relation_of
+from mesh_tools.model.nodes import Node, is_pii, product_key, relation_of
 from mesh_tools.model.release import (
     BuildInfo,
     Contract,

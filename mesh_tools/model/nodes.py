@@ -20,6 +20,22 @@ def merged_meta(raw: Mapping[str, Any]) -> dict[str, Any]:
     return {**meta, **inner}
 
 
+_NOT_PII = {"false", "no", "off", "n", "0", ""}
+
+
+def is_pii(meta: dict[str, Any] | None) -> bool:
+    """Whether a column's meta marks it PII. Fails closed: any value but false (or "false", "no",
+    "off", "0", none) counts, so `pii: "true"` or `pii: 1` is masked like `pii: true`."""
+    value = (meta or {}).get("pii")
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() not in _NOT_PII
+    if isinstance(value, int | float):
+        return value != 0
+    return True
+
+
 def product_key(project: str, model: str, version: str | None) -> str:
     """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
     return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
@@ -78,7 +94,7 @@ class Column:
 
     @property
     def is_pii(self) -> bool:
-        return self.meta.get("pii") is True
+        return is_pii(self.meta)
 
 
 class Node(Mapping[str, Any]):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from mesh_tools.artifacts import is_pii
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
+from mesh_tools.model.nodes import is_pii
 
 
 def _meta(node: dict) -> dict:
