@@ -124,14 +124,20 @@ def status(ctx: click.Context, fmt: str) -> None:
     mesh = _mesh(ctx)
     states = domain_states(mesh)
     broken = [r for s in states for r in s.releases if r.get("problem")]
+    broken += [s.last_build for s in states if s.last_build and s.last_build.get("problem")]
     if fmt == "json":
         click.echo(json.dumps({"mesh": mesh.name, "domains": [s.to_json() for s in states]}, indent=2))
         sys.exit(ExitCode.FAILED if broken else ExitCode.OK)
     for state in states:
         build = state.last_build
-        ran = (
-            f"dbt {build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}" if build else "none"
-        )
+        if build and build.get("problem"):
+            ran = f"unreadable ({build['problem']})"
+        else:
+            ran = (
+                f"dbt {build['command']} {'ok' if build['ok'] else 'FAILED'} at {build['finished_at']}"
+                if build
+                else "none"
+            )
         flag = "BEHIND" if state.is_behind else "up to date"
         click.echo(f"{state.name}: last run: {ran}; {flag}")
         for release in state.releases:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import spark as spark_engine
 from mesh_tools.exchange.retention import apply_retention
-from mesh_tools.model.nodes import Node, is_pii, product_key, relation_of
+from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
     BuildInfo,
     Contract,
@@ -87,15 +88,14 @@ def log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | No
     Exchange(mesh.exchange_path).append_log(event)
 
 
-def unsafe_product_name(domain: Domain, products: list[dict[str, Any]]) -> str | None:
+def unsafe_product_name(domain: Domain, products: list[Node]) -> str | None:
     """Why a product's name or version cannot name its release folder, located in the domain's files."""
     for node in products:
-        where = f"{domain.name}/{node.get('patch_path') or node.get('original_file_path') or node['unique_id']}"
-        where = where.replace(f"{domain.name}://", "")
+        where = f"{domain.name}/{node.properties_file or node.file or node.unique_id}"
         try:
-            safe_name(node.get("name"), "model name", where)
-            if node.get("version") is not None:
-                safe_version(node["version"], where)
+            safe_name(node.raw.get("name"), "model name", where)
+            if node.version is not None:
+                safe_version(node.raw["version"], where)
         except ConfigError as exc:
             return str(exc)
     return None
@@ -120,8 +120,7 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     _cleanup_scratch(exchange)
     scratches = []
     for node in products:
-        version = None if node.get("version") is None else str(node["version"])
-        release_id = new_release_id(product_key(domain.name, node["name"], version))
+        release_id = new_release_id(node.key)
         scratch = exchange.tmp_dir / f"{release_id}.{os.getpid()}"
         scratch.mkdir(parents=True)
         scratches.append((release_id, scratch))
@@ -178,7 +177,7 @@ def _place_release(
     rows: int, columns: list[ReleaseColumn],
 ) -> ReleaseDescriptor:  # fmt: skip
     """Mask PII, write the descriptor, then move the complete release into place (not yet current)."""
-    version = None if node.get("version") is None else str(node["version"])
+    version = node.version
     data = scratch / "data.parquet"
     pii, readers = pii_policy(node)
     masked = mask_pii(data, columns, pii, readers)
@@ -186,21 +185,21 @@ def _place_release(
     if masked and readers:
         clear = scratch / CLEAR_FILE
         files.append(DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers))
-    group = facts.groups.get(node.get("group") or "", {})
+    group = facts.groups.get(node.group or "", {})
     owner = group.get("owner") or {}
     contract = Contract.of(node)
     descriptor = ReleaseDescriptor(
-        product=product_key(domain.name, node["name"], version),
+        product=node.key,
         project=domain.name,
-        model=node["name"],
+        model=node.name,
         version=version,
-        latest_version=None if node.get("latest_version") is None else str(node["latest_version"]),
-        node=node["unique_id"],
+        latest_version=node.latest_version,
+        node=node.unique_id,
         release_id=release_id,
         produced_at=datetime.now(UTC).isoformat(),
-        description=node.get("description") or "",
-        owner=Owner(group=node.get("group"), name=owner.get("name"), email=owner.get("email")),
-        deprecation_date=node.get("deprecation_date"),
+        description=node.description,
+        owner=Owner(group=node.group, name=owner.get("name"), email=owner.get("email")),
+        deprecation_date=node.deprecation_date,
         contract=contract,
         contract_hash=contract.fingerprint(),
         row_count=rows,
@@ -209,33 +208,25 @@ def _place_release(
         files=files,
         pii_columns=masked,
         build=BuildInfo(invocation_id=facts.invocation_id, dbt_version=facts.dbt_version, built_at=facts.built_at),
-        tests=facts.tests.get(node["unique_id"], TestSummary()),
+        tests=facts.tests.get(node.unique_id, TestSummary()),
     )
     with open(scratch / "release.json", "w", encoding="utf-8") as handle:
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    releases = exchange.releases_dir(domain.name, node["name"], version)
+    releases = exchange.releases_dir(domain.name, node.name, version)
     releases.mkdir(parents=True, exist_ok=True)
     os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
     fsync_dir(releases)
     return descriptor
 
 
-def pii_policy(node: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The product's PII columns (``meta: {pii: true}``) and the consumers allowed to read them in clear.
-
-    ``meta.pii_allowed_consumers`` on the model; absent, or anything but a list of names, allows no one.
+def pii_policy(node: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The product's PII columns (``meta: {pii: ...}``, failing closed) and the consumers allowed to read
+    them in clear: ``meta.pii_allowed_consumers`` on the model; absent, or anything but a list, allows no one.
     """
-    meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
-    pii = []
-    for column in (node.get("columns") or {}).values():
-        column_meta = {**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}
-        if is_pii(column_meta):
-            pii.append(str(column.get("name")))
-    allowed = meta.get("pii_allowed_consumers")
-    readers = sorted({str(a) for a in allowed if isinstance(a, str)}) if isinstance(allowed, list) else []
-    return pii, readers
+    typed = node if isinstance(node, Node) else Node(str(node.get("unique_id") or "model.?.?"), node)
+    return typed.pii_columns, sorted(set(typed.pii_readers or []))
 
 
 def mask_pii(data: Path, columns: list[ReleaseColumn], pii: list[str], readers: list[str]) -> list[str]:
@@ -296,7 +287,7 @@ class ExportRefused(Exception):
 
 
 def export_products(
-    mesh: Mesh, domain: Domain, adapter: str | None, products: list[dict[str, Any]], paths: list[Path],
+    mesh: Mesh, domain: Domain, adapter: str | None, products: list[Node], paths: list[Path],
     target: str | None,
 ) -> list[tuple[int, list[ReleaseColumn]]]:  # fmt: skip
     """Write each product to its data file; (rows, columns) of each. ExportRefused with the column and fix."""
@@ -311,7 +302,7 @@ def export_products(
 
 
 def _export_duckdb(
-    mesh: Mesh, domain: Domain, products: list[dict[str, Any]], paths: list[Path], target: str | None
+    mesh: Mesh, domain: Domain, products: list[Node], paths: list[Path], target: str | None
 ) -> list[tuple[int, list[ReleaseColumn]]]:
     """Through the domain's own dbt connection, in one invocation: describe each product, copy it with carrier types.
 
@@ -323,7 +314,7 @@ def _export_duckdb(
     from mesh_tools.dbt.runtime import install_runtime
 
     install_runtime(domain)
-    exports = [{"relation": relation_of(node), "path": str(path)} for node, path in zip(products, paths, strict=True)]
+    exports = [{"relation": node.relation, "path": str(path)} for node, path in zip(products, paths, strict=True)]
     try:
         reported = dbt_runner.run_macro(
             domain.path, "duckdb_export", {"exports": exports, **duckdb_engine.export_rules()},
@@ -341,14 +332,14 @@ def _export_duckdb(
         for node, path, result in zip(products, paths, reported, strict=False):
             if result.get("problem"):
                 name, type_, kind, fix = result["problem"]
-                raise ExportRefused(f"{node['unique_id']}: {duckdb_engine.UncarriableType(name, type_, kind, fix)}")
+                raise ExportRefused(f"{node.unique_id}: {duckdb_engine.UncarriableType(name, type_, kind, fix)}")
             back = dict(con.execute(f"select column_name, column_type from (describe select * from "
                                     f"read_parquet({duckdb_engine.literal(str(path))}))").fetchall())  # fmt: skip
             columns = []
             for name, type_, carried in result["columns"]:
                 if duckdb_engine.readback(carried) != back.get(name):
                     raise ExportRefused(
-                        f"{node['unique_id']}: column '{name}' has type {type_}, which comes back from Parquet as "
+                        f"{node.unique_id}: column '{name}' has type {type_}, which comes back from Parquet as "
                         f"{back.get(name)}: a release cannot carry it exactly. Cast it in the model to a type "
                         "Parquet holds."
                     )
@@ -362,14 +353,14 @@ def _export_duckdb(
 
 
 def _export_spark(
-    mesh: Mesh, domain: Domain, products: list[dict[str, Any]], paths: list[Path], target: str | None
+    mesh: Mesh, domain: Domain, products: list[Node], paths: list[Path], target: str | None
 ) -> list[tuple[int, list[ReleaseColumn]]]:
     """From the Parquet files of each product's table in the local Spark warehouse."""
     import duckdb
 
-    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt import profiles
 
-    profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
+    profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     if profile.warehouse is None or not profile.warehouse.is_dir():
         raise ArtifactError(f"{domain.name}: its Spark warehouse folder was not found; build the domain first.")
     out = []

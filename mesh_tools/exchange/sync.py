@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh_tools.core.errors import MeshError, display_path
+from mesh_tools.core.errors import ArtifactError, MeshError, display_path
 from mesh_tools.core.graph import closure, invert
 from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.model.manifest import RunResults
 from mesh_tools.store.exchange import Exchange, pin_for
 from mesh_tools.store.receipts import read_receipt
 
@@ -99,17 +100,18 @@ def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
 
 
 def _last_build(domain: Domain) -> dict[str, Any] | None:
-    path = domain.run_results_path
+    """The domain's last dbt invocation; None when it never ran; a ``problem`` when its results are corrupt."""
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        results = RunResults.read(domain.run_results_path, missing_ok=True)
+    except ArtifactError as exc:
+        return {"command": None, "finished_at": None, "ok": False, "seconds": 0.0, "problem": str(exc)}
+    if results is None:
         return None
-    statuses = [r.get("status") for r in results.get("results", [])]
     return {
-        "command": (results.get("args") or {}).get("which"),
-        "finished_at": results.get("metadata", {}).get("generated_at"),
-        "ok": not any(s in ("error", "fail") for s in statuses),
-        "seconds": round(float(results.get("elapsed_time") or 0), 1),
+        "command": results.command,
+        "finished_at": results.generated_at,
+        "ok": not any(r.status in ("error", "fail") for r in results.results),
+        "seconds": round(results.elapsed_time or 0.0, 1),
     }
 
 

@@ -92,29 +92,44 @@ def owner_label(owner: dict[str, Any] | None) -> str:
 class Manifest:
     """One project's manifest.json: every node typed, with the indexes features need."""
 
-    def __init__(self, data: dict[str, Any], path: Path, project: str | None = None):
+    def __init__(
+        self, data: dict[str, Any], path: Path, project: str | None = None, hidden: frozenset[str] = frozenset()
+    ):
         self.path = path
         self._data = data
         self.metadata: dict[str, Any] = data.get("metadata") or {}
         self.project = project or str(self.metadata.get("project_name") or "")
+        self._hidden = hidden  # models left out of ``models`` (dbt-loom's package filters, a consumer's policy)
 
     # -- reading
     @classmethod
     def read(
-        cls, path: Path, project: str | None = None, fix: str = "", *, missing_ok: bool = False
-    ) -> Manifest | None:
-        """The manifest at ``path``; None when it does not exist and ``missing_ok``."""
+        cls, path: Path, project: str | None = None, fix: str = "", *, missing_ok: bool = False,
+        excluded: tuple[str, ...] = (), included: tuple[str, ...] = (),
+    ) -> Manifest | None:  # fmt: skip
+        """The manifest at ``path``; None when it does not exist and ``missing_ok``.
+
+        ``excluded`` / ``included`` are dbt-loom's package filters: when they leave the project
+        out, none of its models is read.
+        """
         if missing_ok and not path.is_file():
             return None
         label = project or path.parent.parent.name
-        data = read_json(path, "manifest", fix or f"Parse or build the domain first: `mesh build {label}`.")
+        fix = fix or f"Parse or build the domain first: `mesh build {label}`."
+        data = read_json(path, "manifest", fix)
         manifest = cls(data, path, project)
         name = manifest.metadata.get("project_name")
         if project is not None and name is not None and name != project:
-            raise ArtifactError(
-                f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. "
-                f"{fix or f'Rebuild it with `mesh build {project}`.'}"
-            )
+            raise ArtifactError(f"{display_path(path)}: manifest belongs to project '{name}', not '{project}'. {fix}")
+        if project is not None and (project in excluded or (included and project not in included)):
+            manifest = cls(data, path, project, frozenset(manifest.nodes))
+        return manifest
+
+    @classmethod
+    def load(cls, path: Path, project: str, fix: str = "", **filters: Any) -> Manifest:
+        """The manifest at ``path``, which must exist (ArtifactError naming it and ``fix`` otherwise)."""
+        manifest = cls.read(path, project, fix or f"Rebuild it with `mesh build {project}`.", **filters)
+        assert manifest is not None
         return manifest
 
     @classmethod
@@ -169,6 +184,27 @@ class Manifest:
             if not self.project or g.get("package_name") == self.project
         }
 
+    # -- the project's models (what stitching and adoption read)
+    @cached_property
+    def models(self) -> tuple[Node, ...]:
+        """The project's own models, one per version (hidden ones left out)."""
+        return tuple(n for n in self.own("model") if n.unique_id not in self._hidden)
+
+    def public(self) -> list[Node]:
+        return [m for m in self.models if m.is_public]
+
+    def named(self, name: str) -> list[Node]:
+        return [m for m in self.models if m.name == name]
+
+    def for_consumer(self, consumer: str) -> Manifest:
+        """This manifest without the products ``consumer`` may not read (``meta.allowed_consumers``)."""
+        hidden = {m.unique_id for m in self.models if m.is_public and not m.readable_by(consumer)}
+        return Manifest(self._data, self.path, self.project, self._hidden | hidden)
+
+    def owner_of(self, node: Node) -> str:
+        """The owner of the node's group, as people read it (``Name <email>``)."""
+        return owner_label(self.owner(node))
+
     def node(self, unique_id: str) -> Node | None:
         return self.nodes.get(unique_id) or self.sources.get(unique_id) or self.unit_tests.get(unique_id)
 
@@ -192,9 +228,6 @@ class Manifest:
     def owner(self, node: Node) -> dict[str, Any]:
         group = self.groups.get(node.group or "")
         return dict((group or {}).get("owner") or {})
-
-    def owner_label(self, node: Node) -> str:
-        return owner_label(self.owner(node))
 
     # -- indexes
     @cached_property

@@ -34,7 +34,7 @@ class NewDomainPlan:
 
 def upstream_product(mesh: Mesh, upstream: str) -> dict[str, Any]:
     """The upstream's data product the starter product reads: its first public model, latest version."""
-    from mesh_tools.artifacts import load_manifest
+    from mesh_tools.model.manifest import Manifest
 
     domain = mesh.domains[upstream]
     if not domain.manifest_path.is_file():
@@ -42,7 +42,7 @@ def upstream_product(mesh: Mesh, upstream: str) -> dict[str, Any]:
             f"upstream '{upstream}' has not been built yet ({display_path(domain.manifest_path)} is missing): "
             f"run `mesh build {upstream}` first, then create the domain."
         )
-    manifest = load_manifest(domain.manifest_path, upstream)
+    manifest = Manifest.load(domain.manifest_path, upstream)
     public = [m for m in manifest.public() if m.version is None or m.version == m.latest_version]
     if not public:
         raise ConfigError(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.artifacts import ProjectManifest, load_manifest
 from mesh_tools.core.errors import display_path
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
+from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.refs import check_ref, scan_refs
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
@@ -34,7 +34,7 @@ class StitchOutcome:
         return not self.problems
 
 
-def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None) -> dict[str, ProjectManifest]:
+def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None) -> dict[str, Manifest]:
     """The manifest of every upstream the domain declares (ArtifactError when one is unusable)."""
     manifests = {}
     for up in domain.upstreams:
@@ -46,7 +46,7 @@ def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None)
         else:
             assert up.manifest_path is not None
             path, fix = up.manifest_path, f"Fix the manifest path declared at {up.declared_in}."
-        manifests[up.name] = load_manifest(
+        manifests[up.name] = Manifest.load(
             path, up.name, fix, excluded=up.excluded_packages, included=up.included_packages
         )
     return manifests
@@ -58,7 +58,7 @@ def installed_packages(domain: Domain) -> set[str]:
     return names | {p.name for p in domain.local_packages}
 
 
-def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectManifest]) -> list[str]:
+def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> list[str]:
     """One message per cross-project ref of the domain that cannot resolve."""
     packages = installed_packages(domain)
     problems = []
@@ -125,7 +125,7 @@ def check_domain_storage(mesh: Mesh, domain: Domain) -> list[str]:
 
 
 def release_bodies(
-    mesh: Mesh, domain: Domain, manifest: ProjectManifest, *, require: bool = False
+    mesh: Mesh, domain: Domain, manifest: Manifest, *, require: bool = False
 ) -> tuple[dict[str, str], dict[str, str]]:
     """For each public model of an upstream, the SQL its stub view runs, and the releases it reads.
 
@@ -171,7 +171,7 @@ def release_bodies(
     return bodies, consumed
 
 
-def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, ProjectManifest]) -> None:
+def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> None:
     """Every pin names a product of a declared upstream (ConfigError with a close match otherwise)."""
     from mesh_tools.core.errors import ConfigError
     from mesh_tools.core.suggestions import did_you_mean

@@ -7,10 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mesh_tools.artifacts import ModelNode, ProjectManifest
 from mesh_tools.core.errors import display_path
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.suggestions import did_you_mean
+from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import Node
 
 _Q = r"""(['"])"""
 REF = re.compile(
@@ -66,7 +67,7 @@ def check_ref(
     ref: CrossProjectRef,
     domain: Domain,
     mesh: Mesh,
-    manifests: Mapping[str, ProjectManifest],
+    manifests: Mapping[str, Manifest],
     packages: Iterable[str] = (),
 ) -> str | None:
     """Why ``ref`` cannot resolve in ``domain``, or None when it is fine."""
@@ -91,7 +92,7 @@ def check_ref(
     )
 
 
-def _target(manifest: ProjectManifest, model: str, version: str | None) -> ModelNode | None:
+def _target(manifest: Manifest, model: str, version: str | None) -> Node | None:
     """The node ``ref(project, model[, v])`` resolves to: that version, else the latest."""
     nodes = manifest.named(model)
     if version is not None:
@@ -101,7 +102,7 @@ def _target(manifest: ProjectManifest, model: str, version: str | None) -> Model
     return nodes[0] if nodes else None
 
 
-def restricted(ref: CrossProjectRef, consumer: str, manifest: ProjectManifest) -> str | None:
+def restricted(ref: CrossProjectRef, consumer: str, manifest: Manifest) -> str | None:
     """Why ``consumer`` may not read the product ``ref`` names (its ``meta.allowed_consumers``), or None."""
     node = _target(manifest, ref.model, ref.version)
     if node is None or node.readable_by(consumer):
@@ -116,7 +117,7 @@ def restricted(ref: CrossProjectRef, consumer: str, manifest: ProjectManifest) -
     )
 
 
-def explain(project: str, model: str, version: str | None, manifest: ProjectManifest, prefix: str) -> str | None:
+def explain(project: str, model: str, version: str | None, manifest: Manifest, prefix: str) -> str | None:
     """Why ``project.model`` (version) is not available to other projects, or None."""
     nodes = manifest.named(model)
     public_names = sorted({m.name for m in manifest.public()})
@@ -147,7 +148,7 @@ def explain(project: str, model: str, version: str | None, manifest: ProjectMani
     )
 
 
-def explain_dbt_error(message: str, manifests: Mapping[str, ProjectManifest], consumer: str = "") -> str | None:
+def explain_dbt_error(message: str, manifests: Mapping[str, Manifest], consumer: str = "") -> str | None:
     """Rewrite dbt's generic "node ... was not found" error with the access level, or the access
     policy that left the product out of ``consumer``'s stub (a ref computed in Jinja), when we know it."""
     match = _NOT_FOUND.search(message)

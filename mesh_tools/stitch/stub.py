@@ -11,10 +11,11 @@ from typing import Any
 import yaml
 
 from mesh_tools import __version__
-from mesh_tools.artifacts import ModelNode, ProjectManifest
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import spark as spark_engine
 from mesh_tools.dbt.packages import HEADER, MARKER
+from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import Node
 
 _COLUMN_KEYS = ("name", "description", "data_type", "meta", "tags", "quote")
 _MODEL_CONFIG_KEYS = ("access", "group", "contract", "meta", "tags", "docs", "alias")
@@ -26,7 +27,7 @@ def stub_schema(project: str) -> str:
 
 
 def stub_files(
-    manifest: ProjectManifest,
+    manifest: Manifest,
     bodies: dict[str, str],
     *,
     pre_hooks: list[str] | None = None,
@@ -59,7 +60,7 @@ def stub_files(
         "{{ custom_schema_name | trim if custom_schema_name else target.schema }}\n"
         "{%- endmacro %}\n"
     )
-    by_name: dict[str, list[ModelNode]] = {}
+    by_name: dict[str, list[Node]] = {}
     for node in public:
         by_name.setdefault(node.name, []).append(node)
         files[f"models/{_file_stem(node)}.sql"] = (
@@ -115,7 +116,7 @@ _PART = r'(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|[A-Za-z_][\w$]*)'
 RELATION = re.compile(rf"{_PART}(?:\.{_PART}){{0,2}}")
 
 
-def relation_sql(node: ModelNode) -> str:
+def relation_sql(node: Node) -> str:
     """The view body reading the upstream's relation itself (an upstream known only by a manifest).
 
     The manifest is another team's file: its relation name must be a relation, never SQL (a
@@ -141,7 +142,7 @@ def unpublished_sql(product: str, project: str) -> str:
     )
 
 
-def _file_stem(node: ModelNode) -> str:
+def _file_stem(node: Node) -> str:
     return f"{node.name}_v{node.version}" if node.version is not None else node.name
 
 
@@ -196,7 +197,7 @@ def _deprecation(value: Any) -> Any:
         return str(value)
 
 
-def _model(nodes: list[ModelNode]) -> dict[str, Any]:
+def _model(nodes: list[Node]) -> dict[str, Any]:
     latest = next((n for n in nodes if n.version == n.latest_version), nodes[-1])
     model: dict[str, Any] = {"name": latest.name, "description": latest.raw.get("description") or ""}
     if latest.version is None:

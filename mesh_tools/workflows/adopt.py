@@ -88,10 +88,10 @@ class Readiness:
 
 def readiness(mesh: Mesh, domain: Domain) -> Readiness:
     """From the domain's parsed manifest and the governance check."""
-    from mesh_tools.artifacts import load_manifest
     from mesh_tools.governance.engine import run_check
+    from mesh_tools.model.manifest import Manifest
 
-    manifest = load_manifest(domain.manifest_path, domain.name)
+    manifest = Manifest.load(domain.manifest_path, domain.name)
     found = Readiness(models=len(manifest.models))
     for model in sorted(manifest.models, key=lambda m: m.unique_id):
         raw = model.raw

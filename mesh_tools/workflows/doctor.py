@@ -64,7 +64,7 @@ class Diagnosis:
 
 def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     """Read the mesh as `mesh build` would, without building anything."""
-    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt import profiles
 
     config = display_path(mesh.config_path) if mesh.config_path else "no mesh.yml: every dbt project below the root"
     out = Diagnosis(root=str(mesh.root), config=config, ignored=list(mesh.notes))
@@ -73,7 +73,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     own_files: dict[Path, list[str]] = {}  # file -> domains that build into it
     for name, domain in mesh.domains.items():
         try:
-            profile = dbt_runner.load_profile(domain.path, target or mesh.defaults.target, mesh.profiles_dir)
+            profile = profiles.load_profile(domain.path, target or mesh.defaults.target, mesh.profiles_dir)
         except MeshError as exc:
             out.problems.append(Problem(BLOCKING, display_path(domain.path / "dbt_project.yml"), str(exc), (
                 "Give the project a profile dbt can read: a profiles.yml beside dbt_project.yml, in "
@@ -197,7 +197,7 @@ def _check_packages(out: Diagnosis, domain: Domain) -> None:
 
 def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
     """Cross-project refs that cannot resolve, judged against the upstream manifests that exist."""
-    from mesh_tools.artifacts import load_manifest
+    from mesh_tools.model.manifest import Manifest
     from mesh_tools.stitch.plan import installed_packages
     from mesh_tools.stitch.refs import check_ref, scan_refs
 
@@ -214,7 +214,7 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
                                                 "`optional: true` if it is only for documentation."))  # fmt: skip
                 continue
             try:
-                manifests[up.name] = load_manifest(path, up.name, excluded=up.excluded_packages,
+                manifests[up.name] = Manifest.load(path, up.name, excluded=up.excluded_packages,
                                                    included=up.included_packages)  # fmt: skip
             except MeshError as exc:
                 out.problems.append(Problem(BLOCKING, up.declared_in, str(exc), "Rebuild the upstream."))

@@ -10,12 +10,13 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from mesh_tools.artifacts import load_run_results, run_results_invocation
 from mesh_tools.core.errors import MeshError, describe_os_error
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.exchange.publish import PublishOutcome
+from mesh_tools.model.manifest import Manifest, RunResults
+from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
 from mesh_tools.stitch.refs import explain_dbt_error
 
@@ -167,10 +168,10 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
 
     The JVM inherits the worker's stdout and stderr; this worker serves this one domain only.
     """
-    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt import profiles
 
     try:
-        profile = dbt_runner.load_profile(domain.path, target, mesh.profiles_dir)
+        profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     except MeshError:
         return
     if profile.adapter != "spark":
@@ -198,7 +199,6 @@ def _after_build(
     mesh: Mesh, domain: Domain, consumed: dict[str, str], target: str | None, publish: bool, run: DomainRun
 ) -> None:
     """A good build: write the consumption receipt, then publish the domain's products (or measure them)."""
-    from mesh_tools.artifacts import public_model_nodes, read_json
     from mesh_tools.core.errors import display_path
     from mesh_tools.exchange.publish import unsafe_product_name
     from mesh_tools.health.measure import measure_built_products
@@ -207,8 +207,8 @@ def _after_build(
     from mesh_tools.workflows.release import finding_counts, governance_findings, publish_domain
 
     exchange = Exchange(mesh.exchange_path)
-    manifest = read_json(domain.manifest_path, "manifest", "Build again.")
-    unsafe = unsafe_product_name(domain, public_model_nodes(domain.name, manifest))
+    manifest = Manifest.load(domain.manifest_path, domain.name, "Build again.")
+    unsafe = unsafe_product_name(domain, manifest.products())
     if unsafe:  # a product whose name or version would leave its folder: nothing goes further
         run.status = FAILED
         run.problems.append(f"publish refused: {unsafe}")
@@ -218,7 +218,7 @@ def _after_build(
             f"the exchange ({display_path(exchange.root)}) is read-only here: no consumption receipt recorded"
         )
     elif any(up.name in mesh.domains for up in domain.upstreams):
-        write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), _invocation(manifest))
+        write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), manifest.invocation_id)
     violations = governance_findings(mesh, domain)
     run.findings = finding_counts(violations)
     if not publish:
@@ -265,26 +265,15 @@ def explain_deps_failure(domain: Domain, message: str) -> str:
     return f"dbt deps failed: {text}"
 
 
-def _invocation(manifest: dict) -> str | None:
-    return manifest.get("metadata", {}).get("invocation_id")
-
-
-def _used_products(manifest: dict, domain: Domain) -> list[str]:
+def _used_products(manifest: Manifest, domain: Domain) -> list[str]:
     """Upstream products the domain's own nodes actually read (stub nodes with a child of the domain)."""
-    from mesh_tools.model.nodes import product_key
-
     upstream = set(domain.upstream_names)
     used = set()
-    nodes = list(manifest.get("nodes", {}).values()) + list(manifest.get("unit_tests", {}).values())
-    for node in nodes:
-        if node.get("package_name") != domain.name:
-            continue
-        for parent in node.get("depends_on", {}).get("nodes", []):
-            parts = parent.split(".")
-            if parts[0] == "model" and parts[1] in upstream:
-                stub = manifest["nodes"].get(parent, {})
-                version = stub.get("version")
-                used.add(product_key(parts[1], stub.get("name", parts[2]), None if version is None else str(version)))
+    for _node, parent in manifest.foreign_reads():
+        project = parent.split(".")[1]
+        stub = manifest.nodes.get(parent)
+        if project in upstream:
+            used.add(stub.key if stub is not None else product_key(project, parent.split(".")[2], None))
     return sorted(used)
 
 
@@ -315,8 +304,9 @@ def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
     if not path.is_file() or path.stat().st_mtime < start_wall - 1:
         return  # dbt stopped before running anything: the results on disk are an older run's
     try:
-        results = load_run_results(path)
-        run.invocation_id = run_results_invocation(path)
+        read = RunResults.read(path)
+        assert read is not None
+        results, run.invocation_id = read.results, read.invocation_id
     except MeshError as exc:
         run.problems.append(str(exc))
         return

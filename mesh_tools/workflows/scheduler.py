@@ -20,7 +20,7 @@ from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifest
 from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
 
 if TYPE_CHECKING:
-    from mesh_tools.dbt.runner import ProfileInfo
+    from mesh_tools.dbt.profiles import ProfileInfo
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
 
@@ -115,13 +115,13 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
 
 def _profiles(mesh: Mesh, plan: RunPlan) -> tuple[dict[str, ProfileInfo], dict[str, str]]:
     """Each selected domain's target as dbt reads it; the domains whose profile dbt cannot read, with why."""
-    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt import profiles as dbt_profiles
 
     profiles: dict[str, ProfileInfo] = {}
     broken: dict[str, str] = {}
     for name in plan.domains:
         try:
-            profiles[name] = dbt_runner.load_profile(mesh.domains[name].path, plan.target, mesh.profiles_dir)
+            profiles[name] = dbt_profiles.load_profile(mesh.domains[name].path, plan.target, mesh.profiles_dir)
         except MeshError as exc:
             broken[name] = str(exc)
     return profiles, broken

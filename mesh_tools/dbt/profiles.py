@@ -1,0 +1,121 @@
+"""Profiles as dbt reads them: which profiles.yml, which target, and what it points at (files, attachments).
+
+Rendered by dbt's own loader (env_var, targets, shared profile names), never re-parsed here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import ConfigError, display_path
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    """What a domain's dbt target connects to, as dbt itself reads its profile."""
+
+    profile: str
+    target: str
+    adapter: str
+    profiles_file: Path
+    schema: str | None = None
+    database: str | None = None
+    # files the target opens: the main database file, then attached ones (DuckDB); the warehouse folder (Spark)
+    files: tuple[Path, ...] = ()
+    attached: tuple[str, ...] = ()  # "alias = path (read-only)", for people
+    remote: tuple[str, ...] = ()  # locations that are not local files (s3://, md:, ...)
+    warehouse: Path | None = None  # a local Spark session's warehouse folder
+
+    @property
+    def storage(self) -> Path | None:
+        """The file (DuckDB) or folder (local Spark) the domain writes its own relations to."""
+        return self.warehouse if self.adapter == "spark" else (self.files[0] if self.files else None)
+
+
+def profiles_dir_for(project_dir: Path, explicit: Path | None = None) -> Path:
+    """The folder dbt reads profiles.yml from when run inside ``project_dir`` (dbt's own order)."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("DBT_PROFILES_DIR")
+    if env:
+        path = Path(env).expanduser()
+        return path if path.is_absolute() else (project_dir / path)
+    if (project_dir / "profiles.yml").is_file():
+        return project_dir
+    return Path.home() / ".dbt"
+
+
+_LOCAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|:memory:)", re.I)
+
+
+def _local_file(project_dir: Path, raw: Any) -> Path | None:
+    text = str(raw or "")
+    if not text or _LOCAL.match(text) and not text.lower().startswith("file:"):
+        return None
+    text = text.removeprefix("file://").removeprefix("file:")
+    path = Path(text).expanduser()
+    return (path if path.is_absolute() else project_dir / path).resolve()
+
+
+def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Path | None = None) -> ProfileInfo:
+    """The target of the project's profile, rendered by dbt (ConfigError with the fix when dbt cannot)."""
+    from argparse import Namespace
+
+    from dbt.config.runtime import load_profile as dbt_load_profile
+    from dbt.flags import set_from_args
+    from dbt_common.context import set_invocation_context
+
+    folder = profiles_dir_for(project_dir, profiles_dir)
+    where = display_path(folder / "profiles.yml")
+    set_from_args(Namespace(profiles_dir=str(folder)), None)
+    set_invocation_context(dict(os.environ))  # what env_var() reads, as in a dbt invocation
+    try:
+        profile = dbt_load_profile(str(project_dir), {}, None, target, None)
+    except Exception as exc:  # dbt's own configuration errors, reworded with the file and the fix
+        detail = " ".join(str(exc).split())
+        raise ConfigError(
+            f"{display_path(project_dir / 'dbt_project.yml')}: dbt cannot read its profile from {where}: {detail} "
+            "Fix profiles.yml, or point the mesh at the right one with `mesh --profiles-dir DIR` or DBT_PROFILES_DIR."
+        ) from None
+    credentials = profile.credentials
+    adapter = str(credentials.type)
+    files: list[Path] = []
+    attached: list[str] = []
+    remote: list[str] = []
+    warehouse = None
+    if adapter == "duckdb":
+        main = _local_file(project_dir, getattr(credentials, "path", None))
+        if main is not None:
+            files.append(main)
+        elif str(getattr(credentials, "path", "")) != ":memory:":
+            remote.append(str(credentials.path))
+        for attachment in getattr(credentials, "attach", None) or []:
+            path = _local_file(project_dir, attachment.path)
+            alias = attachment.alias or (Path(str(attachment.path)).stem if path else str(attachment.path))
+            mode = " (read-only)" if attachment.read_only else ""
+            attached.append(f"{alias} = {attachment.path}{mode}")
+            if path is not None:
+                files.append(path)
+            else:
+                remote.append(str(attachment.path))
+    elif adapter == "spark" and str(getattr(credentials, "method", "")) == "session":
+        params = getattr(credentials, "server_side_parameters", None) or {}
+        folder_name = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
+        warehouse = folder_name if folder_name.is_absolute() else (project_dir / folder_name).resolve()
+        files.append(warehouse)
+    return ProfileInfo(
+        profile=profile.profile_name,
+        target=profile.target_name,
+        adapter=adapter,
+        profiles_file=folder / "profiles.yml",
+        schema=getattr(credentials, "schema", None),
+        database=getattr(credentials, "database", None),
+        files=tuple(files),
+        attached=tuple(attached),
+        remote=tuple(remote),
+        warehouse=warehouse,
+    )
