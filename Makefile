@@ -32,10 +32,12 @@ run: $(STAMP)
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) chromium
 	$(BIN)/ruff check mesh_tools tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/ruff format --check mesh_tools tests benchmarks
 
 clean:
