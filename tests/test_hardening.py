@@ -279,8 +279,6 @@ def test_a_consumer_the_policy_excludes_cannot_stitch_the_product(plain_mesh_cop
     )
     assert {p: p.read_bytes() for p in stub.rglob("*") if p.is_file()} == before  # nothing stitched
     assert (root / "reporting/reporting.duckdb").read_bytes() == database
-    # audit, which the policy names, still stitches and builds
-    assert run_mesh("stitch", "audit", cwd=root).returncode == 0
     # a consumer that declares shop but reads none of its restricted products gets no view of them
     for model in (root / "reporting/models").glob("*.sql"):
         model.write_text("select 1 as n\n")
@@ -349,7 +347,7 @@ def test_a_full_exchange_leaves_no_orphan_release_and_the_next_try_works(plain_m
         kept = written_files(exchange / "products")
         filler = fill(exchange)
         full = filler.stat().st_size
-        for pages in range(1, 12):  # free one more 4 KiB page each time, until the publish fits
+        for pages in range(2, 14):  # free one more 4 KiB page each time, until the publish fits
             os.truncate(filler, full - pages * 4096)
             result = run_mesh("publish", "shop", cwd=root)
             if result.returncode == 0:
