@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.core.errors import ArtifactError, ConfigError, MeshError, StorageError, display_path
+from mesh_tools.core.errors import ConfigError
 from mesh_tools.core.files import file_sha256, fsync_dir
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
+from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
-from mesh_tools.dbt.engines import spark as spark_engine
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
@@ -125,9 +125,9 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
         scratch.mkdir(parents=True)
         scratches.append((release_id, scratch))
     try:
-        exported = export_products(mesh, domain, facts.adapter, products, [s / "data.parquet" for _, s in scratches],
-                                   target)  # fmt: skip
-    except ExportRefused as exc:
+        paths = [scratch / "data.parquet" for _, scratch in scratches]
+        exported = engines.export(domain, facts.adapter, products, paths, target, mesh.profiles_dir)
+    except engines.UnpublishableData as exc:
         for _, scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
         outcome.refused = str(exc)
@@ -246,138 +246,11 @@ def mask_pii(data: Path, columns: list[ReleaseColumn], pii: list[str], readers: 
     nulls = ", ".join(f"cast(null as {c.parquet_type}) as {duckdb_engine.quote(c.name)}" for c in hit)
     con = duckdb.connect()
     try:
-        _write(con, f"copy (select * replace ({nulls}) from read_parquet({duckdb_engine.literal(str(clear))})) "
-               f"to {duckdb_engine.literal(str(data))} (format parquet, compression zstd)", data)  # fmt: skip
+        source, target = duckdb_engine.literal(str(clear)), duckdb_engine.literal(str(data))
+        copy = f"copy (select * replace ({nulls}) from read_parquet({source})) to {target}"
+        engines.write_file(con, f"{copy} (format parquet, compression zstd)", data)
     finally:
         con.close()
     if not readers:
         clear.unlink()
     return [c.name for c in hit]
-
-
-_STORAGE = {
-    "No space left on device": "no space left on the device: free some space and publish again",
-    "Disk quota exceeded": "disk quota exceeded: free some space and publish again",
-    "Read-only file system": "the file system is read-only: publishing needs write access to the exchange",
-    "Permission denied": "permission denied: run as a user who may write the exchange",
-}
-
-
-def _write(con: Any, sql: str, path: Path) -> Any:
-    """Run a statement that writes ``path``; a full or read-only disk is a StorageError naming it."""
-    import duckdb
-
-    try:
-        return con.execute(sql)
-    except duckdb.Error as exc:
-        storage = _storage_problem(str(exc))
-        if storage:
-            raise StorageError(f"{display_path(path)}: cannot write the release data: {storage}") from None
-        detail = " ".join(str(exc).split())
-        raise ArtifactError(f"{display_path(path)}: cannot write the release data: {detail}") from None
-
-
-def _storage_problem(message: str) -> str | None:
-    """The file-system fault behind an engine's failed write (full, read-only, permission), in one phrase."""
-    return next((what for needle, what in _STORAGE.items() if needle in message), None)
-
-
-class ExportRefused(Exception):
-    """A product cannot be written to a release as it is (a type no release carries, a value out of range)."""
-
-
-def export_products(
-    mesh: Mesh, domain: Domain, adapter: str | None, products: list[Node], paths: list[Path],
-    target: str | None,
-) -> list[tuple[int, list[ReleaseColumn]]]:  # fmt: skip
-    """Write each product to its data file; (rows, columns) of each. ExportRefused with the column and fix."""
-    if adapter == spark_engine.NAME:
-        return _export_spark(mesh, domain, products, paths, target)
-    if adapter not in (None, duckdb_engine.NAME):
-        raise ExportRefused(
-            f"{domain.name} builds on '{adapter}', which the mesh does not publish from yet "
-            "(DuckDB and Spark are supported)."
-        )
-    return _export_duckdb(mesh, domain, products, paths, target)
-
-
-def _export_duckdb(
-    mesh: Mesh, domain: Domain, products: list[Node], paths: list[Path], target: str | None
-) -> list[tuple[int, list[ReleaseColumn]]]:
-    """Through the domain's own dbt connection, in one invocation: describe each product, copy it with carrier types.
-
-    Then check, from the files alone, that every column comes back as its carrier type reads back.
-    """
-    import duckdb
-
-    from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.runtime import install_runtime
-
-    install_runtime(domain)
-    exports = [{"relation": node.relation, "path": str(path)} for node, path in zip(products, paths, strict=True)]
-    try:
-        reported = dbt_runner.run_macro(
-            domain.path, "duckdb_export", {"exports": exports, **duckdb_engine.export_rules()},
-            target=target, profiles_dir=mesh.profiles_dir,
-        )  # fmt: skip
-    except MeshError as exc:
-        storage = _storage_problem(str(exc))
-        if storage:
-            where = display_path(paths[0].parent.parent)
-            raise StorageError(f"{where}: cannot write the release data: {storage}") from None
-        raise ExportRefused(f"cannot write the release data: {duckdb_engine.explain_export_error(str(exc))}") from None
-    out = []
-    con = duckdb.connect()
-    try:
-        for node, path, result in zip(products, paths, reported, strict=False):
-            if result.get("problem"):
-                name, type_, kind, fix = result["problem"]
-                raise ExportRefused(f"{node.unique_id}: {duckdb_engine.UncarriableType(name, type_, kind, fix)}")
-            back = dict(con.execute(f"select column_name, column_type from (describe select * from "
-                                    f"read_parquet({duckdb_engine.literal(str(path))}))").fetchall())  # fmt: skip
-            columns = []
-            for name, type_, carried in result["columns"]:
-                if duckdb_engine.readback(carried) != back.get(name):
-                    raise ExportRefused(
-                        f"{node.unique_id}: column '{name}' has type {type_}, which comes back from Parquet as "
-                        f"{back.get(name)}: a release cannot carry it exactly. Cast it in the model to a type "
-                        "Parquet holds."
-                    )
-                columns.append(ReleaseColumn(name=name, type=type_, parquet_type=back[name]))
-            out.append((int(result.get("rows") or 0), columns))
-    finally:
-        con.close()
-    if len(out) != len(products):
-        raise ArtifactError(f"{domain.name}: the export reported {len(out)} of {len(products)} products.")
-    return out
-
-
-def _export_spark(
-    mesh: Mesh, domain: Domain, products: list[Node], paths: list[Path], target: str | None
-) -> list[tuple[int, list[ReleaseColumn]]]:
-    """From the Parquet files of each product's table in the local Spark warehouse."""
-    import duckdb
-
-    from mesh_tools.dbt import profiles
-
-    profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
-    if profile.warehouse is None or not profile.warehouse.is_dir():
-        raise ArtifactError(f"{domain.name}: its Spark warehouse folder was not found; build the domain first.")
-    out = []
-    con = duckdb.connect()
-    try:
-        for node, path in zip(products, paths, strict=True):
-            relation = spark_engine.table_files(profile.warehouse, node)
-            copied = _write(
-                con, f"copy (select * from {relation}) to {duckdb_engine.literal(str(path))} "
-                "(format parquet, compression zstd)", path,
-            ).fetchone()  # fmt: skip
-            described = con.execute(
-                f"select column_name, column_type from (describe select * from "
-                f"read_parquet({duckdb_engine.literal(str(path))}))"
-            ).fetchall()
-            columns = [ReleaseColumn(name=n, type=t, parquet_type=t) for n, t in described]
-            out.append((int(copied[0]) if copied else 0, columns))
-    finally:
-        con.close()
-    return out

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from mesh_tools.core.errors import MeshError, describe_os_error
 from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.exchange.publish import PublishOutcome
@@ -174,10 +175,11 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
         profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     except MeshError:
         return
-    if profile.adapter != "spark":
+    name = engines.console_log(profile.adapter)
+    if name is None:
         return
     domain.target_dir.mkdir(parents=True, exist_ok=True)
-    log = os.open(domain.target_dir / "spark.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = os.open(domain.target_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)

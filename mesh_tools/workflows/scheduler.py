@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.dbt import engines
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
 from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
 
@@ -73,7 +74,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
         notify("finished", name, results[name])
     # An engine living in the worker (a Spark session's JVM, bound to one domain's warehouse and
     # metastore) must not serve a second domain: each domain then gets a process of its own.
-    fresh = any(p.adapter == "spark" for p in profiles.values())
+    fresh = any(engines.owns_its_process(p.adapter) for p in profiles.values())
     single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
         while len(results) < len(plan.domains):

@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+from pathlib import Path
 from typing import Any
+
+from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
 
 NAME = "duckdb"
 
@@ -134,3 +137,56 @@ def explain_error(message: str) -> str | None:
             "beforehand and set `config_options: {extension_directory: <dir>, autoinstall_known_extensions: false}`."
         )
     return None
+
+
+def export(
+    domain: Any, products: list[Any], paths: list[Path], target: str | None, profiles_dir: Path | None
+) -> list[tuple[int, list[Any]]]:
+    """Through the domain's own dbt connection, in one invocation: describe each product, copy it with carrier types.
+
+    Then check, from the files alone, that every column comes back as its carrier type reads back.
+    """
+    import duckdb
+
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.engines import UnpublishableData, storage_problem
+    from mesh_tools.dbt.runtime import install_runtime
+    from mesh_tools.model.release import ReleaseColumn
+
+    install_runtime(domain)
+    exports = [{"relation": node.relation, "path": str(path)} for node, path in zip(products, paths, strict=True)]
+    try:
+        reported = dbt_runner.run_macro(
+            domain.path, "duckdb_export", {"exports": exports, **export_rules()},
+            target=target, profiles_dir=profiles_dir,
+        )  # fmt: skip
+    except MeshError as exc:
+        storage = storage_problem(str(exc))
+        if storage:
+            where = display_path(paths[0].parent.parent)
+            raise StorageError(f"{where}: cannot write the release data: {storage}") from None
+        raise UnpublishableData(f"cannot write the release data: {explain_export_error(str(exc))}") from None
+    out = []
+    con = duckdb.connect()
+    try:
+        for node, path, result in zip(products, paths, reported, strict=False):
+            if result.get("problem"):
+                name, type_, kind, fix = result["problem"]
+                raise UnpublishableData(f"{node.unique_id}: {UncarriableType(name, type_, kind, fix)}")
+            back = dict(con.execute(f"select column_name, column_type from (describe select * from "
+                                    f"read_parquet({literal(str(path))}))").fetchall())  # fmt: skip
+            columns = []
+            for name, type_, carried in result["columns"]:
+                if readback(carried) != back.get(name):
+                    raise UnpublishableData(
+                        f"{node.unique_id}: column '{name}' has type {type_}, which comes back from Parquet as "
+                        f"{back.get(name)}: a release cannot carry it exactly. Cast it in the model to a type "
+                        "Parquet holds."
+                    )
+                columns.append(ReleaseColumn(name=name, type=type_, parquet_type=back[name]))
+            out.append((int(result.get("rows") or 0), columns))
+    finally:
+        con.close()
+    if len(out) != len(products):
+        raise ArtifactError(f"{domain.name}: the export reported {len(out)} of {len(products)} products.")
+    return out
