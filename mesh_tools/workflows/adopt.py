@@ -136,7 +136,7 @@ def contract_edits(domain: Domain, models: tuple[str, ...], catalog_path: Path) 
     """The properties-file edits that give each model an enforced contract with the catalog's columns."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    from mesh_tools.artifacts import read_json
+    from mesh_tools.model.manifest import read_json
     from mesh_tools.selfservice.meshfile import dump_round_trip, load_round_trip
 
     manifest = read_json(domain.manifest_path, "manifest", f"Run `mesh stitch {domain.name}`.")
