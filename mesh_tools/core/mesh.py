@@ -521,7 +521,11 @@ def _owning_project(path: Path, folders: dict[Path, str]) -> str | None:
 
 
 def _manifest_project(path: Path, where: str) -> str | None:
-    """``metadata.project_name`` of a manifest file (gzip-compressed ones too)."""
+    """``metadata.project_name`` of a manifest file (gzip-compressed ones too).
+
+    The one artifact read below the model layer: the loader must know which project a dbt-loom
+    manifest belongs to before any domain exists.
+    """
     import gzip
     import json
 

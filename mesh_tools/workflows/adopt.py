@@ -136,37 +136,32 @@ def contract_edits(domain: Domain, models: tuple[str, ...], catalog_path: Path) 
     """The properties-file edits that give each model an enforced contract with the catalog's columns."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-    from mesh_tools.model.manifest import read_json
+    from mesh_tools.model.manifest import Catalog, Manifest
     from mesh_tools.selfservice.meshfile import dump_round_trip, load_round_trip
 
-    manifest = read_json(domain.manifest_path, "manifest", f"Run `mesh stitch {domain.name}`.")
-    catalog = read_json(catalog_path, "catalog", f"Run `mesh adopt` again after `mesh build {domain.name}`.")
-    nodes = {
-        uid: n
-        for uid, n in manifest.get("nodes", {}).items()
-        if n.get("resource_type") == "model" and n.get("package_name") == domain.name
-    }
+    manifest = Manifest.load(domain.manifest_path, domain.name, f"Run `mesh stitch {domain.name}`.")
+    catalog = Catalog.read(catalog_path, f"Run `mesh adopt` again after `mesh build {domain.name}`.")
+    nodes = {n.unique_id: n for n in manifest.own("model")}
     docs: dict[Path, Any] = {}
     originals: dict[Path, str | None] = {}
     for name in models:
-        chosen = [n for n in nodes.values() if n["name"] == name]
+        chosen = [n for n in nodes.values() if n.name == name]
         if not chosen:
             from mesh_tools.core.suggestions import did_you_mean
 
-            names = sorted({n["name"] for n in nodes.values()})
+            names = sorted({n.name for n in nodes.values()})
             raise ConfigError(f"{domain.name} has no model '{name}'.{did_you_mean(name, names)}")
         node = chosen[0]
-        columns = (catalog.get("nodes", {}).get(node["unique_id"]) or {}).get("columns")
+        columns = catalog.columns_of(node.unique_id)
         if not columns:
             raise ConfigError(
                 f"model '{name}' is not in {domain.name}'s catalog: build it first with "
                 f"`mesh build {domain.name} --no-publish`, then run `mesh adopt` again."
             )
-        patch = node.get("patch_path")
-        if patch:
-            file = domain.path / patch.split("://", 1)[1]
+        if node.properties_file:
+            file = domain.path / node.properties_file
         else:
-            file = domain.path / Path(node["original_file_path"]).parent / f"_{name}.yml"
+            file = domain.path / Path(node.file).parent / f"_{name}.yml"
         if file not in docs:
             originals[file] = file.read_text(encoding="utf-8") if file.is_file() else None
             docs[file] = load_round_trip(file) if file.is_file() else CommentedMap()

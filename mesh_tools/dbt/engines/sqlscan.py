@@ -68,15 +68,14 @@ class Territory:
     catalogs: dict[str, str] = field(default_factory=dict)  # catalog name (lower case) -> its domain
 
     @classmethod
-    def of(cls, mesh: Any, domain: str, manifests: Mapping[str, Mapping[str, Any]] | None = None) -> Territory:
+    def of(cls, mesh: Any, domain: str, manifests: Mapping[str, Any] | None = None) -> Territory:
         """For ``domain`` of ``mesh``; other domains' manifests (when given) name their catalogs."""
         manifests = manifests or {}
         folders = {o: spec.path.resolve() for o, spec in mesh.domains.items() if o != domain}
-        own = {str(n.get("database") or "").lower() for n in (manifests.get(domain) or {}).get("nodes", {}).values()}
+        own = {name.lower() for name in _databases(manifests.get(domain))}
         catalogs: dict[str, str] = {}
         for other in folders:
-            nodes = (manifests.get(other) or {}).get("nodes", {}).values()
-            for name in {other} | {str(n.get("database") or "") for n in nodes}:
+            for name in {other} | _databases(manifests.get(other)):
                 if name and name.lower() not in own and name.lower() != domain.lower():
                     catalogs[name.lower()] = other
         return cls(mesh.domains[domain].path.resolve(), mesh.exchange_path.resolve(), folders, catalogs)
@@ -100,6 +99,12 @@ class Territory:
             if resolved == folder or folder in resolved.parents:
                 return other
         return None
+
+
+def _databases(manifest: Any) -> set[str]:
+    """The databases a domain's manifest (a model ``Manifest``) builds into: its catalogs."""
+    nodes = getattr(manifest, "nodes", None) or {}
+    return {str(n.get("database")) for n in nodes.values() if n.get("database")}
 
 
 class Scanner:
