@@ -60,13 +60,15 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
     from mesh_tools.health.render import schema as report_schema
     from mesh_tools.health.render import to_html, to_json, to_markdown, to_text
     from mesh_tools.health.report import RANK
+    from mesh_tools.workflows.after_run import health_findings
 
     if schema:
         click.echo(report_schema(), nl=False)
         return
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
-    report, paths = update_health(mesh, "health", out=Path(output_dir).resolve() if output_dir else None)
+    out = Path(output_dir).resolve() if output_dir else None
+    report, paths = update_health(mesh, "health", out=out, findings=health_findings(mesh))
     render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
     click.echo(render(report), nl=False)
     if fmt == "text":

@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from html import escape
 
+from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import Node
+
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 26, 70, 16, 12
 
 
@@ -25,16 +28,16 @@ class Graph:
     parents: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
-    def add_manifest(self, project: str, manifest: dict) -> None:
-        nodes = {**manifest.get("nodes", {}), **manifest.get("sources", {})}
-        for uid, node in nodes.items():
-            if node.get("resource_type") not in ("model", "seed", "snapshot", "source"):
+    def add_manifest(self, project: str, manifest: Manifest) -> None:
+        for node in [*manifest.nodes.values(), *manifest.sources.values()]:
+            if node.resource_type not in ("model", "seed", "snapshot", "source"):
                 continue
-            if node.get("package_name") != project:
+            if node.package != project:
                 continue  # stubs and packages: their owner adds them
+            uid = node.unique_id
             self.project[uid] = project
-            self.label[uid] = _label(uid, node)
-            for parent in node.get("depends_on", {}).get("nodes", []):
+            self.label[uid] = _label(node)
+            for parent in node.depends_on:
                 if parent.split(".")[0] in ("model", "seed", "snapshot", "source"):
                     self.parents[uid].add(parent)
                     self.children[parent].add(uid)
@@ -52,11 +55,10 @@ class Graph:
         return self.project.get(uid) or uid.split(".")[1]
 
 
-def _label(uid: str, node: dict) -> str:
-    if node.get("resource_type") == "source":
-        return f"{node.get('source_name')}.{node.get('name')}"
-    version = node.get("version")
-    return f"{node.get('name')} v{version}" if version is not None else str(node.get("name"))
+def _label(node: Node) -> str:
+    if node.resource_type == "source":
+        return f"{node.source_name}.{node.name}"
+    return node.label
 
 
 def _walk(start: str, edges: dict[str, set[str]]) -> set[str]:

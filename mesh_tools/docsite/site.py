@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,12 +21,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from mesh_tools.artifacts import owner_label, public_model_nodes
-from mesh_tools.core.errors import MeshError
+from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.paths import check_output_folder, mark_output_folder
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
-from mesh_tools.model.nodes import is_pii
+from mesh_tools.model.manifest import Catalog, Manifest, RunResults
+from mesh_tools.model.nodes import Column as ColumnSpec
+from mesh_tools.model.nodes import Node
 
 MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
 
@@ -48,7 +50,7 @@ class Product:
     name: str
     version: str | None
     latest_version: str | None
-    node: dict[str, Any]
+    node: Node
     owner: str
     group: str | None
     columns: list[Column]
@@ -100,15 +102,40 @@ def _read(path: Path) -> Any:
         return None
 
 
+def _quietly(read: Callable[..., Any], *args: Any) -> Any:
+    """An artifact as the model reads it; None when missing (not built yet) or unreadable (left out)."""
+    try:
+        return read(*args, missing_ok=True)
+    except ArtifactError:
+        return None
+
+
 def _ref_line(project: str, name: str, version: str | None, latest: str | None) -> str:
     if version is not None and version != latest:
         return f"{{{{ ref('{project}', '{name}', v={version}) }}}}"
     return f"{{{{ ref('{project}', '{name}') }}}}"
 
 
-def _constraints(column: dict[str, Any]) -> list[str]:
+def _catalog(paths: tuple[Path, ...]) -> Catalog | None:
+    """The first readable catalog of the domain (an unreadable one is left out)."""
+    for path in paths:
+        if path.is_file():
+            try:
+                return Catalog.read(path, "Run `mesh docs --catalog` again.")
+            except ArtifactError:
+                continue
+    return None
+
+
+def _types(catalog: Catalog | None, uid: str) -> dict[str, str | None]:
+    """The node's columns in the catalog: name -> the warehouse's type."""
+    columns = catalog.columns_of(uid) if catalog is not None else {}
+    return {str(n): (c.get("type") if isinstance(c, dict) else None) for n, c in columns.items()}
+
+
+def _constraints(column: ColumnSpec) -> list[str]:
     out = []
-    for c in column.get("constraints") or []:
+    for c in column.constraints:
         text = str(c.get("type", ""))
         if c.get("expression"):
             text += f" ({c['expression']})"
@@ -116,12 +143,11 @@ def _constraints(column: dict[str, Any]) -> list[str]:
     return out
 
 
-def _column_tests(manifest: dict[str, Any], uid: str) -> dict[str, list[str]]:
+def _column_tests(manifest: Manifest, uid: str) -> dict[str, list[str]]:
     tests: dict[str, list[str]] = {}
-    for test in manifest.get("nodes", {}).values():
-        if test.get("resource_type") == "test" and test.get("attached_node") == uid and test.get("column_name"):
-            name = (test.get("test_metadata") or {}).get("name") or test.get("name")
-            tests.setdefault(str(test["column_name"]), []).append(str(name))
+    for test in manifest.tests_of(uid, data_only=True):
+        if test.attached_node == uid and test.column_name:
+            tests.setdefault(test.column_name, []).append(test.test_name or test.name)
     return tests
 
 
@@ -135,21 +161,22 @@ class SiteBuilder:
         from mesh_tools.dbt.staleness import stale_domains
 
         self.stale = stale_domains(list(mesh.domains.values()))
-        self.manifests: dict[str, dict[str, Any]] = {}
-        self.catalogs: dict[str, dict[str, Any]] = {}
+        self.manifests: dict[str, Manifest] = {}
+        self.catalogs: dict[str, Catalog] = {}
         self.results: dict[str, dict[str, str]] = {}
         for name, domain in mesh.domains.items():
-            manifest = _read(domain.manifest_path)
-            if not isinstance(manifest, dict) or not isinstance(manifest.get("nodes"), dict):
+            # a manifest not built yet, or unreadable, is skipped: the domain's page says so
+            manifest = _quietly(Manifest.read, domain.manifest_path, name)
+            if manifest is None:
                 continue
             self.manifests[name] = manifest
             self.graph.add_manifest(name, manifest)
-            catalog = _read(domain.catalog_paths[0]) or _read(domain.catalog_paths[1])
-            if isinstance(catalog, dict):
+            catalog = _catalog(domain.catalog_paths)
+            if catalog is not None:
                 self.catalogs[name] = catalog
-            results = _read(domain.run_results_path)
-            if isinstance(results, dict) and isinstance(results.get("results"), list):
-                self.results[name] = {r.get("unique_id"): r.get("status") for r in results["results"]}
+            results = _quietly(RunResults.read, domain.run_results_path)
+            if results is not None:
+                self.results[name] = {r.unique_id: r.status for r in results.results}
         self.health = self._health()
         self.colors = project_colors(mesh.domains)
 
@@ -165,78 +192,68 @@ class SiteBuilder:
 
     # -- the data
     def products_of(self, name: str) -> list[Product]:
-        from mesh_tools.model.nodes import product_key
         from mesh_tools.store.exchange import Exchange
 
         manifest = self.manifests.get(name)
         if manifest is None:
             return []
         exchange = Exchange(self.mesh.exchange_path)
-        groups = {g.get("name"): g for g in (manifest.get("groups") or {}).values()}
         domain_owner = self.mesh.domains[name].owner
+        catalog = self.catalogs.get(name)
+        statuses = self.results.get(name, {})
         products = []
-        for node in sorted(public_model_nodes(name, manifest), key=lambda n: n["unique_id"]):
-            version = None if node.get("version") is None else str(node["version"])
-            latest = None if node.get("latest_version") is None else str(node["latest_version"])
-            key = product_key(name, node["name"], version)
-            tests = _column_tests(manifest, node["unique_id"])
-            catalog_cols = ((self.catalogs.get(name) or {}).get("nodes", {}).get(node["unique_id"]) or {}).get(
-                "columns", {}
-            )
-            columns = []
-            for col_name, column in (node.get("columns") or {}).items():
-                columns.append(
-                    Column(
-                        name=col_name,
-                        data_type=column.get("data_type") or (catalog_cols.get(col_name) or {}).get("type"),
-                        description=column.get("description") or "",
-                        constraints=_constraints(column),
-                        tests=tests.get(col_name, []),
-                        pii=is_pii({**(column.get("meta") or {}), **((column.get("config") or {}).get("meta") or {})}),
-                    )
+        for node in sorted(manifest.products(), key=lambda n: n.unique_id):
+            uid, version, latest = node.unique_id, node.version, node.latest_version
+            tests = _column_tests(manifest, uid)
+            catalog_cols = _types(catalog, uid)
+            columns = [
+                Column(
+                    name=col_name,
+                    data_type=column.data_type or catalog_cols.get(col_name),
+                    description=column.description,
+                    constraints=_constraints(column),
+                    tests=tests.get(col_name, []),
+                    pii=column.is_pii,
                 )
-            for col_name, column in catalog_cols.items():
-                if col_name not in (node.get("columns") or {}):
-                    columns.append(Column(col_name, column.get("type"), "", [], [], False))
-            group = groups.get(node.get("group")) or {}
+                for col_name, column in node.columns.items()
+            ]
+            for col_name, type_ in catalog_cols.items():
+                if col_name not in node.columns:
+                    columns.append(Column(col_name, type_, "", [], [], False))
             product = Product(
-                key=key,
-                uid=node["unique_id"],
+                key=node.key,
+                uid=uid,
                 domain=name,
-                name=node["name"],
+                name=node.name,
                 version=version,
                 latest_version=latest,
                 node=node,
-                owner=owner_label(group.get("owner")) or (domain_owner.label() if domain_owner else ""),
-                group=node.get("group"),
+                owner=manifest.owner_of(node) or (domain_owner.label() if domain_owner else ""),
+                group=node.group,
                 columns=columns,
-                ref_line=_ref_line(name, node["name"], version, latest),
-                health=self.health["products"].get(key),
+                ref_line=_ref_line(name, node.name, version, latest),
+                health=self.health["products"].get(node.key),
             )
             try:
-                release = exchange.current(name, node["name"], version)
+                release = exchange.current(name, node.name, version)
             except MeshError as exc:
                 self.notes.append(str(exc))
                 product.release_problem = str(exc)
                 release = None
             if release is not None:
                 product.release = release.descriptor.model_dump(mode="json")
-            statuses = self.results.get(name, {})
-            for test_uid, test in manifest["nodes"].items():
-                if test.get("resource_type") == "test" and node["unique_id"] in (
-                    [test.get("attached_node")] + test.get("depends_on", {}).get("nodes", [])
-                ):
-                    product.tests.append(
-                        {"name": test.get("name"), "column": test.get("column_name"), "status": statuses.get(test_uid)}
-                    )
+            product.tests = [
+                {"name": test.name, "column": test.column_name, "status": statuses.get(test.unique_id)}
+                for test in manifest.tests_of(uid, data_only=True)
+            ]
             products.append(product)
-            self.graph.href[node["unique_id"]] = product.page
+            self.graph.href[uid] = product.page
         for product in products:
             product.versions = [
                 {
                     "label": f"v{p.version}" if p.version else "unversioned",
                     "page": p.page,
-                    "deprecation_date": p.node.get("deprecation_date"),
+                    "deprecation_date": p.node.deprecation_date,
                     "latest": p.version == p.latest_version,
                     "current": p.key == product.key,
                 }
@@ -295,13 +312,9 @@ class SiteBuilder:
                 info.problem = f"{self.stale[name]}: these pages describe its last parse. Run `mesh docs` again."
                 self.notes.append(info.problem)
             if manifest is not None:
-                info.models = sum(
-                    1
-                    for n in manifest["nodes"].values()
-                    if n.get("resource_type") == "model" and n.get("package_name") == name
-                )
+                info.models = sum(1 for _ in manifest.own("model"))
                 if not info.description:
-                    info.description = (manifest.get("metadata") or {}).get("project_description") or ""
+                    info.description = str(manifest.metadata.get("project_description") or "")
             # dbt's static_index.html opens from disk; its index.html needs a web server
             docs_dir = domain.docs_dir
             candidates = [
@@ -394,22 +407,21 @@ class SiteBuilder:
     def _search_entries(self, info: DomainInfo) -> list[list[str]]:
         """[kind, name, where, page, description] for the domain, its models and their columns."""
         entries = [["domain", info.name, info.owner, f"domains/{page_name(info.name)}.html", info.description[:160]]]
-        manifest = self.manifests.get(info.name) or {}
-        catalog = (self.catalogs.get(info.name) or {}).get("nodes", {})
-        for uid, node in manifest.get("nodes", {}).items():
-            if node.get("resource_type") != "model" or node.get("package_name") != info.name:
-                continue
+        manifest = self.manifests.get(info.name)
+        if manifest is None:
+            return entries
+        catalog = self.catalogs.get(info.name)
+        for node in manifest.own("model"):
+            uid = node.unique_id
             page = self.graph.href.get(uid) or f"domains/{page_name(info.name)}.html"
-            kind = "product" if node.get("access") == "public" else "model"
-            label = self.graph.label.get(uid, node["name"])
-            entries.append([kind, label, info.name, page, (node.get("description") or "")[:160]])
-            columns = dict(node.get("columns") or {})
-            for col_name, column in (catalog.get(uid) or {}).get("columns", {}).items():
-                columns.setdefault(col_name, {"data_type": column.get("type")})
-            for col_name, column in columns.items():
-                entries.append(
-                    ["column", col_name, f"{info.name}.{label}", page, (column.get("description") or "")[:120]]
-                )
+            kind = "product" if node.is_public else "model"
+            label = self.graph.label.get(uid, node.name)
+            entries.append([kind, label, info.name, page, node.description[:160]])
+            described = {name: column.description for name, column in node.columns.items()}
+            for col_name in _types(catalog, uid):
+                described.setdefault(col_name, "")
+            for col_name, description in described.items():
+                entries.append(["column", col_name, f"{info.name}.{label}", page, description[:120]])
         return entries
 
 

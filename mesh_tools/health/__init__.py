@@ -7,13 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.health.collect import RunEvent, collect
+from mesh_tools.health.collect import Findings, collect
 from mesh_tools.health.history import open_history
+from mesh_tools.health.inputs import RunEvent
 from mesh_tools.health.monitors import evaluate
 from mesh_tools.health.render import write_reports
 from mesh_tools.health.report import HealthReport
 
-__all__ = ["RunEvent", "update_health"]
+__all__ = ["Findings", "RunEvent", "update_health"]
 
 
 def update_health(
@@ -22,12 +23,17 @@ def update_health(
     events: list[RunEvent] | None = None,
     now: datetime | None = None,
     out: Path | None = None,
+    findings: Findings | None = None,
 ) -> tuple[HealthReport, dict[str, Path]]:
-    """Collect what is new into the history, judge the mesh, and write report.html/.json/.md (to ``out``)."""
+    """Collect what is new into the history, judge the mesh, and write report.html/.json/.md (to ``out``).
+
+    ``findings`` gives the governance findings over a list of domains (health does not run governance);
+    without it, no finding is recorded.
+    """
     start = time.perf_counter()
     folder = mesh.health_path
     with open_history(folder / "history.duckdb") as history:
-        collection = collect(mesh, history, trigger, events, now)
+        collection = collect(mesh, history, trigger, events, now, findings)
         report = evaluate(mesh, history, collection, now)
         history.prune(mesh.health.history_days)
     report.seconds = round(time.perf_counter() - start, 3)

@@ -8,41 +8,49 @@ databases and settings apply as in dbt), into ``target/mesh_measurements.json``.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
-from mesh_tools.artifacts import public_model_nodes
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.health.collect import Collection, DomainArtifacts, schema_hash, sql_path
 from mesh_tools.health.history import History
+from mesh_tools.health.inputs import Collection, DomainArtifacts
+from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import Node
+
+MEASUREMENTS = "mesh_measurements.json"
 
 
-def key_columns(node: dict[str, Any], manifest: dict[str, Any]) -> list[str]:
+def key_columns(node: Node, manifest: Manifest) -> list[str]:
     """Primary-key columns from the contract, else the columns with a `unique` test."""
     keys = [
-        name
-        for name, column in (node.get("columns") or {}).items()
-        if any(c.get("type") == "primary_key" for c in column.get("constraints") or [])
+        name for name, column in node.columns.items() if any(c.get("type") == "primary_key" for c in column.constraints)
     ]
-    for constraint in node.get("constraints") or []:
+    for constraint in node.constraints:
         if constraint.get("type") == "primary_key":
             keys.extend(constraint.get("columns") or [])
     if keys:
         return list(dict.fromkeys(keys))
-    uid = node.get("unique_id")
-    for test in manifest.get("nodes", {}).values():
-        meta = test.get("test_metadata") or {}
-        if test.get("resource_type") == "test" and meta.get("name") == "unique" and test.get("attached_node") == uid:
-            if test.get("column_name"):
-                keys.append(str(test["column_name"]))
+    for test in manifest.tests_of(node.unique_id, data_only=True):
+        if test.test_name == "unique" and test.attached_node == node.unique_id and test.column_name:
+            keys.append(test.column_name)
     return list(dict.fromkeys(keys))
+
+
+def schema_hash(columns: list[tuple[str, str]]) -> str:
+    shape = json.dumps([[n.lower(), t.lower()] for n, t in columns])
+    return "sha256:" + hashlib.sha256(shape.encode()).hexdigest()[:16]
+
+
+def sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def measure_products(mesh: Mesh, history: History, collection: Collection) -> None:
     import duckdb
 
-    from mesh_tools.model.nodes import product_key
     from mesh_tools.store.exchange import Exchange
 
     exchange = Exchange(mesh.exchange_path)
@@ -53,17 +61,16 @@ def measure_products(mesh: Mesh, history: History, collection: Collection) -> No
         for name, art in collection.domains.items():
             if art.manifest is None:
                 continue
-            unpublished: list[tuple[str, dict[str, Any]]] = []
-            for node in public_model_nodes(name, art.manifest):
-                version = None if node.get("version") is None else str(node["version"])
-                key = product_key(name, node["name"], version)
+            unpublished: list[tuple[str, Node]] = []
+            for node in art.manifest.products():
+                key = node.key
                 keys = key_columns(node, art.manifest)
                 try:
-                    release = exchange.current(name, node["name"], version)
+                    release = exchange.current(name, node.name, node.version)
                 except MeshError as exc:
                     art.notes.append(str(exc))
                     release = None
-                built_now = _built(art, node["unique_id"])
+                built_now = art.run_results is not None and art.run_results.status_of(node.unique_id) == "success"
                 if release is not None and release.descriptor.build.invocation_id == art.invocation_id:
                     if release.descriptor.release_id not in measured:
                         rows.append(_from_release(con, collection, name, key, keys, release))
@@ -76,12 +83,6 @@ def measure_products(mesh: Mesh, history: History, collection: Collection) -> No
     finally:
         con.close()
     history.insert("measurements", rows)
-
-
-def _built(art: DomainArtifacts, uid: str) -> bool:
-    return any(
-        r.get("unique_id") == uid and r.get("status") == "success" for r in (art.run_results or {}).get("results", [])
-    )
 
 
 def _row(
@@ -128,38 +129,33 @@ def _from_release(con: Any, collection: Collection, domain: str, key: str, keys:
     )
 
 
-MEASUREMENTS = "mesh_measurements.json"
-
-
 def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[str]:
     """Measure the domain's products as its last build left them (in its worker process); notes on failure.
 
     Written to ``target/mesh_measurements.json`` with the build's invocation id, for health to read.
     """
-    from mesh_tools.artifacts import read_json
     from mesh_tools.core.files import write_atomic
     from mesh_tools.dbt import runner as dbt_runner
     from mesh_tools.dbt.engines import duckdb as duckdb_engine
     from mesh_tools.dbt.runtime import install_runtime
-    from mesh_tools.model.nodes import product_key, relation_of
+    from mesh_tools.model.manifest import RunResults
 
-    manifest = read_json(domain.manifest_path, "manifest", "Build again.")
-    results = read_json(domain.run_results_path, "run results", "Build again.")
-    invocation = (results.get("metadata") or {}).get("invocation_id")
-    products = public_model_nodes(domain.name, manifest)
-    if not products or manifest.get("metadata", {}).get("adapter_type") not in (None, duckdb_engine.NAME, "spark"):
+    manifest = Manifest.load(domain.manifest_path, domain.name, "Build again.")
+    results = RunResults.read(domain.run_results_path, "Build again.")
+    invocation = results.invocation_id if results else None
+    products = manifest.products()
+    if not products or manifest.adapter not in (None, duckdb_engine.NAME, "spark"):
         return []
     statements, keys_of = [], []
     for node in products:
         keys = key_columns(node, manifest)
-        relation = relation_of(node)
         keys_of.append(keys)
-        statements.append(f"describe {relation}")
+        statements.append(f"describe {node.relation}")
         nulls = "".join(f", sum(case when {duckdb_engine.quote(k)} is null then 1 else 0 end)" for k in keys)
-        statements.append(f"select count(*){nulls} from {relation}")
+        statements.append(f"select count(*){nulls} from {node.relation}")
     try:
         install_runtime(domain)
-        if manifest.get("metadata", {}).get("adapter_type") == "spark":
+        if manifest.adapter == "spark":
             statements = [s.replace('"', "`") for s in statements]
         answers = dbt_runner.run_statements(domain.path, statements, target=target, profiles_dir=mesh.profiles_dir)
     except MeshError as exc:
@@ -167,10 +163,9 @@ def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[
     measured = {}
     for index, node in enumerate(products):
         counted = answers[index * 2 + 1][0]
-        version = None if node.get("version") is None else str(node["version"])
         described = answers[index * 2]
         columns = [(str(r[0]), str(r[1])) for r in described if r and r[0] and not str(r[0]).startswith("#")]
-        measured[product_key(domain.name, node["name"], version)] = {
+        measured[node.key] = {
             "rows": int(counted[0] or 0),
             "keys": keys_of[index],
             "nulls": {k: int(counted[i + 1] or 0) for i, k in enumerate(keys_of[index])},
@@ -184,7 +179,7 @@ def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[
 
 
 def _from_storage(
-    mesh: Mesh, collection: Collection, art: DomainArtifacts, products: list[tuple[str, dict[str, Any]]]
+    mesh: Mesh, collection: Collection, art: DomainArtifacts, products: list[tuple[str, Node]]
 ) -> list[dict[str, Any]]:
     """Products measured right after an unpublished build (``measure_built_products``)."""
     domain = mesh.domains[art.name]
@@ -202,7 +197,7 @@ def _from_storage(
         found = (data.get("products") or {}).get(key)
         if not isinstance(found, dict):
             continue
-        keys = key_columns(node, art.manifest or {})
+        keys = key_columns(node, art.manifest) if art.manifest else []
         columns = [(str(c[0]), str(c[1])) for c in found.get("columns") or []]
         basis = f"invocation:{art.invocation_id}"
         rows.append(_row(collection, art.name, key, basis, None, art.invocation_id, int(found.get("rows") or 0),

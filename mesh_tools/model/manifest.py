@@ -18,8 +18,11 @@ from mesh_tools.core.errors import ArtifactError, display_path
 from mesh_tools.model.nodes import Node
 
 
-def read_json(path: Path, what: str, fix: str) -> Any:
-    """Parse a JSON artifact, or raise one ArtifactError naming the file and what to do."""
+def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -> Any:
+    """Parse a JSON artifact, or raise one ArtifactError naming the file and what to do.
+
+    ``required``: keys the artifact must hold (with their type, for the keys of its shape).
+    """
     try:
         if path.suffix == ".gz":  # dbt-loom reads gzip-compressed manifests too
             import gzip
@@ -42,6 +45,9 @@ def read_json(path: Path, what: str, fix: str) -> Any:
     problem = _shape_problem(data, _SHAPES.get(what, {}))
     if problem:
         raise ArtifactError(f"{display_path(path)}: not a dbt {what}: {problem}. {fix}")
+    for key in required:
+        if not isinstance(data, dict) or not isinstance(data.get(key), _SHAPES.get(what, {}).get(key, object)):
+            raise ArtifactError(f"{display_path(path)}: not dbt {what} (no '{key}'). {fix}")
     return data
 
 
@@ -105,18 +111,18 @@ class Manifest:
     @classmethod
     def read(
         cls, path: Path, project: str | None = None, fix: str = "", *, missing_ok: bool = False,
-        excluded: tuple[str, ...] = (), included: tuple[str, ...] = (),
+        excluded: tuple[str, ...] = (), included: tuple[str, ...] = (), required: tuple[str, ...] = (),
     ) -> Manifest | None:  # fmt: skip
         """The manifest at ``path``; None when it does not exist and ``missing_ok``.
 
         ``excluded`` / ``included`` are dbt-loom's package filters: when they leave the project
-        out, none of its models is read.
+        out, none of its models is read. ``required``: keys it must hold (``nodes``...).
         """
         if missing_ok and not path.is_file():
             return None
         label = project or path.parent.parent.name
         fix = fix or f"Parse or build the domain first: `mesh build {label}`."
-        data = read_json(path, "manifest", fix)
+        data = read_json(path, "manifest", fix, required)
         manifest = cls(data, path, project)
         name = manifest.metadata.get("project_name")
         if project is not None and name is not None and name != project:
@@ -277,6 +283,18 @@ class NodeResult:
     execution_time: float
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def failures(self) -> int | None:
+        """Rows a test found failing (None for other nodes)."""
+        return self.raw.get("failures")
+
+    @property
+    def completed_at(self) -> str | None:
+        """When dbt finished the node (its last timing step), as dbt wrote it."""
+        timing = self.raw.get("timing")
+        last = timing[-1] if isinstance(timing, list) and timing else None
+        return last.get("completed_at") if isinstance(last, dict) else None
+
 
 @dataclass(frozen=True)
 class RunResults:
@@ -289,10 +307,14 @@ class RunResults:
     elapsed_time: float | None = None
 
     @classmethod
-    def read(cls, path: Path, fix: str = "Run `dbt build` again.", *, missing_ok: bool = False) -> RunResults | None:
+    def read(
+        cls, path: Path, fix: str = "Run `dbt build` again.", *, missing_ok: bool = False,
+        required: tuple[str, ...] = (),
+    ) -> RunResults | None:  # fmt: skip
+        """The run results at ``path``; None when missing and ``missing_ok``. ``required``: keys it must hold."""
         if missing_ok and not path.is_file():
             return None
-        data = read_json(path, "run results", fix)
+        data = read_json(path, "run results", fix, required)
         try:
             results = tuple(
                 NodeResult(
@@ -315,6 +337,15 @@ class RunResults:
         return self.metadata.get("generated_at")
 
     @property
+    def started_at(self) -> str | None:
+        """When the invocation started (``invocation_started_at``, dbt 1.8+)."""
+        return self.metadata.get("invocation_started_at")
+
+    @property
+    def dbt_version(self) -> str | None:
+        return self.metadata.get("dbt_version")
+
+    @property
     def command(self) -> str | None:
         """The dbt command (``build``, ``run``, ``test``, ...)."""
         return self.args.get("which")
@@ -332,3 +363,22 @@ class RunResults:
         return sum(
             1 for r in self.results if r.status in wanted and (not kinds or r.unique_id.split(".", 1)[0] in kinds)
         )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A project's catalog.json (`dbt docs generate`): the columns and types the warehouse reports."""
+
+    path: Path
+    nodes: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path, fix: str) -> Catalog:
+        data = read_json(path, "catalog", fix)
+        return cls(path, data.get("nodes") or {})
+
+    def columns_of(self, unique_id: str) -> dict[str, Any]:
+        """The node's columns by name (each with ``type``), empty when the catalog does not have it."""
+        node = self.nodes.get(unique_id)
+        columns = node.get("columns") if isinstance(node, dict) else None
+        return columns if isinstance(columns, dict) else {}

@@ -228,6 +228,39 @@ class Node(Mapping[str, Any]):
         return relation_of(self.raw)
 
     @property
+    def source_name(self) -> str | None:
+        """The source a source table belongs to (``raw`` of ``source('raw', 'orders')``)."""
+        value = self.raw.get("source_name")
+        return str(value) if value else None
+
+    # -- tests
+    @property
+    def attached_node(self) -> str | None:
+        """The node a data test is attached to (dbt's ``attached_node``)."""
+        value = self.raw.get("attached_node")
+        return str(value) if value else None
+
+    @property
+    def column_name(self) -> str | None:
+        """The column a data test checks, when it checks one."""
+        value = self.raw.get("column_name")
+        return str(value) if value else None
+
+    @property
+    def test_name(self) -> str | None:
+        """A generic test's name (``unique``, ``not_null``, ...; ``test_metadata.name``)."""
+        meta = self.raw.get("test_metadata")
+        value = meta.get("name") if isinstance(meta, Mapping) else None
+        return str(value) if value else None
+
+    @property
+    def test_kwargs(self) -> Mapping[str, Any]:
+        """A generic test's arguments (``test_metadata.kwargs``: ``column_name``, ``to``, ...)."""
+        meta = self.raw.get("test_metadata")
+        kwargs = meta.get("kwargs") if isinstance(meta, Mapping) else None
+        return kwargs if isinstance(kwargs, Mapping) else {}
+
+    @property
     def deprecation_date(self) -> str | None:
         value = self.raw.get("deprecation_date")
         return str(value) if value else None

@@ -5,6 +5,7 @@ Neither can fail the run: a problem with either is returned as a warning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,29 @@ class AfterRun:
     warnings: list[str] = field(default_factory=list)
 
 
+def health_findings(mesh: Mesh) -> Callable[[list[str]], list[dict[str, Any]]]:
+    """What health records of governance: the check over some domains (sqlfluff style rules left out),
+    one row per violation. MeshError when the check cannot run."""
+
+    def findings(names: list[str]) -> list[dict[str, Any]]:
+        from mesh_tools.governance.engine import run_check
+
+        report = run_check(mesh, names, sqlfluff=False, load=names)
+        return [
+            {
+                "domain": v.finding.domain,
+                "code": v.code,
+                "rule": v.rule,
+                "severity": v.severity.name.lower(),
+                "node": v.finding.node,
+                "message": v.finding.message,
+            }
+            for v in report.violations
+        ]
+
+    return findings
+
+
 def after_run(mesh: Mesh, runs: list[DomainRun], trigger: str = "build") -> AfterRun:
     """Record ``runs`` in the health history, judge the mesh, write the report and the docs site."""
     from mesh_tools.docsite.site import build_site
@@ -30,7 +54,7 @@ def after_run(mesh: Mesh, runs: list[DomainRun], trigger: str = "build") -> Afte
     done = AfterRun()
     events = [RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id) for r in runs]
     try:
-        done.report, done.report_paths = update_health(mesh, trigger, events)
+        done.report, done.report_paths = update_health(mesh, trigger, events, findings=health_findings(mesh))
     except MeshError as exc:
         done.warnings.append(f"health report not updated: {exc}")
         return done
