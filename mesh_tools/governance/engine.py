@@ -2,19 +2,16 @@
 
 Precedence: a rule's default severity < mesh.yml ``governance.rules`` (may also turn a rule
 off) < a domain's ``mesh_domain.yml`` (may only raise severities, add its own rules, and waive
-a rule for named models with a reason and an expiry date).
+a rule for named models with a reason and an expiry date). The rules of a check are its own
+``Registry`` (built-in + plugins); a domain's plugin rules judge that domain only.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +20,8 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import load_yaml
 from mesh_tools.governance.context import CheckContext
-from mesh_tools.governance.rule import REGISTRY, Finding, Rule, Severity, Violation
-
-ENTRY_POINT_GROUP = "mesh_tools.rules"
+from mesh_tools.governance.registry import Registry
+from mesh_tools.governance.rule import Finding, Rule, Severity, Violation
 
 # Rules about the configuration itself (not registered: the engine raises them).
 META_RULES = {
@@ -51,47 +47,15 @@ class CheckReport:
     waived: list[Violation] = field(default_factory=list)
     baselined: set[str] = field(default_factory=set)  # fingerprints already known
     seconds: float = 0.0
+    registry: Registry = field(default_factory=Registry)  # the rules this check ran (and their docs)
 
     def failing(self, fail_on: Severity) -> list[Violation]:
         return [v for v in self.violations if v.severity >= fail_on and v.fingerprint not in self.baselined]
 
 
-def load_rules(mesh: Mesh) -> dict[str, set[str]]:
-    """Register built-in, entry-point and configured plugin rules; return each domain's own rule codes."""
-    import mesh_tools.governance.rules  # noqa: F401  (registers the built-ins)
-
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        entry.load()
-    for plugin in mesh.governance.plugins:
-        _import_plugin(mesh.root, plugin, mesh.config_path or mesh.root / "mesh.yml")
-    own: dict[str, set[str]] = {}
-    for name, domain in mesh.domains.items():
-        before = set(REGISTRY)
-        for plugin in domain.governance.plugins:
-            _import_plugin(domain.path, plugin, domain.path / "mesh_domain.yml")
-        own[name] = set(REGISTRY) - before
-    return own
-
-
-def _import_plugin(base: Path, plugin: str, declared_in: Path) -> None:
-    try:
-        if plugin.endswith(".py"):
-            path = (base / plugin).resolve()
-            spec = importlib.util.spec_from_file_location(f"mesh_rules_{abs(hash(path))}", path)
-            if spec is None or spec.loader is None or not path.is_file():
-                raise ImportError(f"no file {path}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = module
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(plugin)
-    except Exception as exc:  # a broken plugin is a configuration error, located
-        raise ConfigError(f"{display_path(declared_in)}: cannot load rules plugin '{plugin}': {exc}") from None
-
-
-def _check_codes(codes: list[str], path: Path, loc: tuple[Any, ...], keyed: bool = True) -> None:
+def _check_codes(registry: Registry, codes: list[str], path: Path, loc: tuple[Any, ...], keyed: bool = True) -> None:
     """Every code names a known rule; ``keyed``: codes are keys at ``loc``, else list items' ``rule``."""
-    known = set(REGISTRY) | set(META_RULES)
+    known = set(registry) | set(META_RULES)
     doc = load_yaml(path, required=False)
     for index, code in enumerate(codes):
         if code not in known:
@@ -100,11 +64,13 @@ def _check_codes(codes: list[str], path: Path, loc: tuple[Any, ...], keyed: bool
             raise ConfigError(f"{where}: unknown rule code '{code}'.{did_you_mean(code, known)} See `mesh rules`.")
 
 
-def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[str, dict[str, Severity]], dict]:
+def _resolve_severities(
+    mesh: Mesh, registry: Registry
+) -> tuple[dict[str, Severity | None], dict[str, dict[str, Severity]], dict]:
     """Global severities (None = off), per-domain raised severities, and rule options."""
     mesh_file = mesh.config_path or mesh.root / "mesh.yml"
-    _check_codes(list(mesh.governance.rules), mesh_file, ("governance", "rules"))
-    severities: dict[str, Severity | None] = {code: r.severity for code, r in REGISTRY.items()}
+    _check_codes(registry, list(mesh.governance.rules), mesh_file, ("governance", "rules"))
+    severities: dict[str, Severity | None] = {code: r.severity for code, r in registry.items()}
     options: dict[str, dict[str, Any]] = {}
     for code, raw in mesh.governance.rules.items():
         setting = raw
@@ -116,8 +82,9 @@ def _resolve_severities(mesh: Mesh) -> tuple[dict[str, Severity | None], dict[st
     per_domain: dict[str, dict[str, Severity]] = {}
     for name, domain in mesh.domains.items():
         domain_file = domain.path / "mesh_domain.yml"
-        _check_codes(list(domain.governance.rules), domain_file, ("governance", "rules"))
-        _check_codes([w.rule for w in domain.governance.waivers], domain_file, ("governance", "waivers"), keyed=False)
+        _check_codes(registry, list(domain.governance.rules), domain_file, ("governance", "rules"))
+        waived = [w.rule for w in domain.governance.waivers]
+        _check_codes(registry, waived, domain_file, ("governance", "waivers"), keyed=False)
         for code, raw in domain.governance.rules.items():
             setting = raw
             floor = severities.get(code)
@@ -150,8 +117,8 @@ def run_check(
 ) -> CheckReport:
     """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
     start = time.perf_counter()
-    own_rules = load_rules(mesh)
-    severities, raised, options = _resolve_severities(mesh)
+    registry = Registry.for_mesh(mesh)
+    severities, raised, options = _resolve_severities(mesh, registry)
     selected = domains or list(mesh.domains)
     if load is None:  # the selected domains, plus every other domain that has a manifest
         load = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
@@ -160,17 +127,18 @@ def run_check(
     ctx.baseline_contracts = contracts or {}
     if not sqlfluff:
         ctx.options.setdefault("GOV502", {})["enabled"] = False
-    report = CheckReport(domains=selected, rules=[])
+    report = CheckReport(domains=selected, rules=[], registry=registry)
     violations: list[Violation] = []
-    for code, rule in sorted(REGISTRY.items()):
+    for code, rule in registry.items():
         severity = severities.get(code)
-        owners = {d for d, codes in own_rules.items() if code in codes}
         if severity is None or (code == "GOV502" and not sqlfluff):
             continue
         report.rules.append(code)
+        if not any(registry.judges(code, d) for d in selected):
+            continue  # a domain's own rule, and that domain is not checked
         seen: set[Finding] = set()
         for finding in rule.check(ctx):
-            if finding.domain not in selected or (owners and finding.domain not in owners) or finding in seen:
+            if finding.domain not in selected or not registry.judges(code, finding.domain) or finding in seen:
                 continue
             seen.add(finding)
             effective = max(severity, raised.get(finding.domain, {}).get(code, severity))
@@ -258,25 +226,21 @@ def write_baseline(path: Path, report: CheckReport) -> None:
 
 
 def all_rules(mesh: Mesh | None = None) -> list[Rule]:
-    if mesh is not None:
-        load_rules(mesh)
-    else:
-        import mesh_tools.governance.rules  # noqa: F401
-    return [REGISTRY[c] for c in sorted(REGISTRY)]
+    """Every rule by code: the built-in ones, and with ``mesh`` its plugins' (every domain's)."""
+    registry = Registry.for_mesh(mesh) if mesh is not None else Registry()
+    return list(registry.values())
 
 
 def write_contracts(path: Path, mesh: Mesh) -> None:
     """Save the contract of every public model (by product key) as a baseline for GOV301."""
     from mesh_tools.core.files import write_atomic
-    from mesh_tools.model.nodes import product_key
     from mesh_tools.model.release import Contract
 
     ctx = CheckContext.load(mesh, [n for n in mesh.domains if mesh.domains[n].manifest_path.is_file()])
     saved = {}
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            version = None if node.get("version") is None else str(node["version"])
-            saved[product_key(domain, node["name"], version)] = Contract.of(node).model_dump()
+            saved[node.key] = Contract.of(node).model_dump()
     write_atomic(path, json.dumps({"contracts": saved}, indent=2, sort_keys=True) + "\n")
 
 

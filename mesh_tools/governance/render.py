@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from mesh_tools import __version__
 from mesh_tools.governance.engine import META_RULES, CheckReport
-from mesh_tools.governance.rule import REGISTRY, Severity, Violation
+from mesh_tools.governance.rule import Severity, Violation
 
 
 def _where(v: Violation) -> str:
@@ -117,8 +117,8 @@ _SARIF_LEVEL = {Severity.ERROR: "error", Severity.WARN: "warning", Severity.INFO
 def sarif(report: CheckReport, fail_on: Severity) -> str:
     rules = []
     for code in sorted(set(report.rules) | {v.code for v in report.violations}):
-        if code in REGISTRY:
-            r = REGISTRY[code]
+        if code in report.registry:
+            r = report.registry[code]
             name, description, fix = r.name, r.description, r.section("Fix")
         else:
             name, _, fix = META_RULES[code]

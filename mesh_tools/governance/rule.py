@@ -1,4 +1,4 @@
-"""What a governance rule is, the ``@rule`` decorator that registers one, and what it finds."""
+"""What a governance rule is, the ``@rule`` decorator that declares one, and what it finds."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import enum
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -95,18 +96,40 @@ class Rule:
         return "\n".join(out).strip()
 
 
-REGISTRY: dict[str, Rule] = {}
-
-
 def rule(code: str, name: str, severity: str = "error") -> Callable[[Callable[..., Iterable[Finding]]], Rule]:
-    """Register a rule. Its docstring: first line = description, then Rationale, Example and Fix sections."""
+    """Declare a rule. Its docstring: first line = description, then Rationale, Example and Fix sections.
 
-    def register(func: Callable[..., Iterable[Finding]]) -> Rule:
+    Declaring registers nothing: a check's ``Registry`` collects the rules of the built-in modules
+    and of the plugins the mesh and its domains name (``rules_of``).
+    """
+
+    def declare(func: Callable[..., Iterable[Finding]]) -> Rule:
         module = func.__module__.rsplit(".", 1)[-1]
-        made = Rule(code, name, Severity.parse(severity), module, func, func.__doc__ or "")
-        if code in REGISTRY and REGISTRY[code].check is not func:
-            raise ValueError(f"rule code {code} is registered twice ({REGISTRY[code].name} and {name})")
-        REGISTRY[code] = made
-        return made
+        return Rule(code, name, Severity.parse(severity), module, func, func.__doc__ or "")
 
-    return register
+    return declare
+
+
+def rules_of(module: ModuleType) -> list[Rule]:
+    """The rules a module declares (by code): its ``@rule`` functions, and its submodules' for a package.
+
+    Rules it only imports from elsewhere are left out: they belong to the module that declares them.
+    """
+    prefix = module.__name__
+    found: dict[int, Rule] = {}
+    todo, seen = [module], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for value in list(vars(current).values()):
+            if isinstance(value, Rule) and _within(getattr(value.check, "__module__", None), prefix):
+                found.setdefault(id(value), value)
+            elif isinstance(value, ModuleType) and _within(value.__name__, prefix) and value.__name__ != prefix:
+                todo.append(value)
+    return sorted(found.values(), key=lambda r: r.code)
+
+
+def _within(name: str | None, prefix: str) -> bool:
+    return bool(name) and (name == prefix or str(name).startswith(prefix + "."))

@@ -249,3 +249,34 @@ def test_breaking_change_against_a_saved_contract_baseline(plain_mesh_copy: Path
     assert messages and messages[0].startswith(
         "shop.orders.v2: column 'amount' type changed decimal(10,2) -> double without a new version; affected: "
     )
+
+
+def test_two_checks_in_one_process_with_a_domains_own_rule(governance_mesh: Path, tmp_path: Path):
+    """The registry is made per check: a plugin loads again in the same process, and a domain's
+    own rule judges that domain only (ADS001 flags every model of every domain it is shown)."""
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.governance.engine import run_check
+
+    root = tmp_path / "mesh"
+    shutil.copytree(governance_mesh, root, symlinks=True)
+    (root / "ads" / "ads_rules.py").write_text(
+        "from mesh_tools.governance.rule import rule\n\n"
+        "@rule('ADS001', 'flag-every-model', severity='warn')\n"
+        "def flag(ctx):\n"
+        "    '''Flags every model.\n\n    Fix:\n        None.\n    '''\n"
+        "    for domain in ctx.manifests:\n"
+        "        for node in ctx.nodes(domain):\n"
+        "            yield ctx.finding(domain, node, f'{node.name} flagged')\n"
+    )
+    domain_yml = root / "ads" / "mesh_domain.yml"
+    domain_yml.write_text(
+        domain_yml.read_text().replace("governance:\n", "governance:\n  plugins: [ads_rules.py]\n", 1)
+    )
+    reports = [run_check(load_mesh(root), sqlfluff=False) for _ in range(2)]
+    for report in reports:
+        flagged = [v for v in report.violations if v.code == "ADS001"]
+        assert flagged and {v.finding.domain for v in flagged} == {"ads"}
+        assert report.registry.owners("ADS001") == {"ads"}
+    assert [v.fingerprint for v in reports[0].violations] == [v.fingerprint for v in reports[1].violations]
+    crm_only = run_check(load_mesh(root), ["crm"], sqlfluff=False)
+    assert "ADS001" in crm_only.rules and not [v for v in crm_only.violations if v.code == "ADS001"]

@@ -27,13 +27,13 @@ def non_public_ref(ctx: CheckContext) -> Iterator[Finding]:
         if ref.project not in ctx.manifests:
             continue
         producer = ctx.producer_node(ref.upstream_node)
-        access = (producer or {}).get("access", "missing")
-        if access == "public" or (ref.consumer, ref.node["unique_id"], ref.upstream_node) in seen:
+        read = (ref.consumer, ref.node.unique_id, ref.upstream_node)
+        if (producer is not None and producer.is_public) or read in seen:
             continue
-        seen.add((ref.consumer, ref.node["unique_id"], ref.upstream_node))
-        what = "does not exist" if producer is None else f"is {access}"
+        seen.add(read)
+        what = "does not exist" if producer is None else f"is {producer.access}"
         yield ctx.finding(
-            ref.consumer, ref.node, f"'{ref.node['name']}' reads {ref.upstream_node}, which {what} in {ref.project}"
+            ref.consumer, ref.node, f"'{ref.node.name}' reads {ref.upstream_node}, which {what} in {ref.project}"
         )
 
 
@@ -48,8 +48,11 @@ def _foreign_markers(ctx: CheckContext, domain: str) -> dict[str, list[re.Patter
             re.compile(rf"exchange/products/{re.escape(other)}/"),
             re.compile(rf"\.\./{re.escape(spec.path.name)}/"),
         ]
-        databases = {n.get("database") for n in ctx.manifests.get(other, {}).get("nodes", {}).values()}
-        for db in {d for d in databases if d} | {other}:
+        manifest = ctx.manifests.get(other)
+        databases = (
+            {str(n.get("database")) for n in manifest.nodes.values() if n.get("database")} if manifest else set()
+        )
+        for db in databases | {other}:
             patterns.append(re.compile(rf'(?<![\w.]){re.escape(db)}"?\."?\w+"?\."?\w+', re.I))
         out[other] = patterns
     return out
@@ -77,25 +80,21 @@ def storage_bypass(ctx: CheckContext) -> Iterator[Finding]:
         for source in ctx.sources(domain):
             text = " ".join(
                 str(x) for x in (
-                    (source.get("meta") or {}).get("external_location"), source.get("relation_name"),
+                    source.meta.get("external_location"), source.get("relation_name"),
                     source.get("database"), (source.get("source_meta") or {}).get("external_location"),
                 ) if x
             )  # fmt: skip
             for other, patterns in markers.items():
                 if any(p.search(text) for p in patterns):
                     yield ctx.finding(
-                        domain,
-                        source,
-                        f"source '{source['source_name']}.{source['name']}' reads {other}'s storage ({text})",
+                        domain, source, f"source '{source.source_name}.{source.name}' reads {other}'s storage ({text})"
                     )
         for node in ctx.nodes(domain):
             sql = _COMMENT.sub("", _JINJA.sub("", node.get("raw_code") or ""))
             for other, patterns in markers.items():
                 hit = next((m for p in patterns if (m := p.search(sql))), None)
                 if hit:
-                    yield ctx.finding(
-                        domain, node, f"'{node['name']}' reads {other}'s storage directly: {hit.group(0)}"
-                    )
+                    yield ctx.finding(domain, node, f"'{node.name}' reads {other}'s storage directly: {hit.group(0)}")
 
 
 @rule("GOV203", "undeclared-project")

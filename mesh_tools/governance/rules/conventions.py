@@ -26,16 +26,16 @@ def layer_prefixes(ctx: CheckContext) -> Iterator[Finding]:
     prefixes: dict[str, str] = ctx.option("GOV501", "prefixes", DEFAULT_PREFIXES)
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
-            folders = set(Path(node.get("original_file_path", "")).parts[:-1])
+            folders = set(Path(node.file).parts[:-1])
             for layer, prefix in prefixes.items():
-                inside, named = layer in folders, node["name"].startswith(prefix)
+                inside, named = layer in folders, node.name.startswith(prefix)
                 if inside != named:
                     problem = (
                         f"is in {layer}/ but is not named {prefix}*"
                         if inside
                         else f"is named {prefix}* outside {layer}/"
                     )
-                    yield ctx.finding(domain, node, f"'{node['name']}' {problem}")
+                    yield ctx.finding(domain, node, f"'{node.name}' {problem}")
 
 
 # LT02 (indentation) is left out: the jinja templater renders unknown macros as blanks and mis-indents.
@@ -71,7 +71,7 @@ def sql_style(ctx: CheckContext) -> Iterator[Finding]:
     linter = Linter(config=config)
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
-            path = ctx.domain(domain).path / node.get("original_file_path", "")
+            path = ctx.domain(domain).path / node.file
             if path.suffix != ".sql" or not path.is_file():
                 continue
             result = linter.lint_string(path.read_text(encoding="utf-8"), fname=str(path))
@@ -82,7 +82,7 @@ def sql_style(ctx: CheckContext) -> Iterator[Finding]:
                 yield Finding(
                     domain,
                     f"{code}: {violation.desc()}",
-                    node=node["unique_id"],
+                    node=node.unique_id,
                     file=ctx.relpath(domain, node),
                     line=violation.line_no,
                 )

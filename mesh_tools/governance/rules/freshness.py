@@ -28,7 +28,7 @@ def source_freshness(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for source in ctx.sources(domain):
-            name = f"{source['source_name']}.{source['name']}"
+            name = f"{source.source_name}.{source.name}"
             if not _threshold(source.get("freshness")):
                 problem = "no freshness threshold"
             elif not (source.get("loaded_at_field") or source.get("loaded_at_query")):
@@ -36,14 +36,6 @@ def source_freshness(ctx: CheckContext) -> Iterator[Finding]:
             else:
                 continue
             yield ctx.finding(domain, source, f"source '{name}' has {problem}")
-
-
-def _slo(node: dict[str, Any] | None) -> float | None:
-    if not node:
-        return None
-    meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
-    value = meta.get("freshness_slo_hours")
-    return float(value) if isinstance(value, int | float) else None
 
 
 @rule("GOV602", "slo-not-tighter-than-upstream")
@@ -59,13 +51,13 @@ def slo_upstream(ctx: CheckContext) -> Iterator[Finding]:
         Loosen the product's SLO, or agree a tighter one with the upstream owner.
     """
     for domain, manifest in ctx.manifests.items():
-        nodes = manifest.get("nodes", {})
+        nodes = manifest.nodes
         for node in ctx.public_models(domain):
-            slo = _slo(node)
+            slo = node.slo_hours
             if slo is None:
                 continue
             seen: set[str] = set()
-            todo = list(node.get("depends_on", {}).get("nodes", []))
+            todo = node.depends_on
             loosest: tuple[float, str] | None = None
             while todo:
                 uid = todo.pop()
@@ -74,15 +66,17 @@ def slo_upstream(ctx: CheckContext) -> Iterator[Finding]:
                 seen.add(uid)
                 parts = uid.split(".")
                 if parts[0] == "model" and parts[1] != domain:
-                    upstream = _slo(ctx.producer_node(uid) or nodes.get(uid))
+                    producer = ctx.producer_node(uid) or nodes.get(uid)
+                    upstream = producer.slo_hours if producer is not None else None
                     if upstream is not None and (loosest is None or upstream > loosest[0]):
                         loosest = (upstream, uid)
                     continue
-                todo += nodes.get(uid, {}).get("depends_on", {}).get("nodes", [])
+                if uid in nodes:
+                    todo += nodes[uid].depends_on
             if loosest and slo < loosest[0]:
                 yield ctx.finding(
                     domain,
                     node,
-                    f"'{node['name']}' promises {slo:g} h freshness but reads {loosest[1]}, "
+                    f"'{node.name}' promises {slo:g} h freshness but reads {loosest[1]}, "
                     f"which promises {loosest[0]:g} h",
                 )

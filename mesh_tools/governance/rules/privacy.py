@@ -6,15 +6,6 @@ from collections.abc import Iterator
 
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
-from mesh_tools.model.nodes import is_pii
-
-
-def _meta(node: dict) -> dict:
-    return {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
-
-
-def _pii_columns(node: dict) -> list[str]:
-    return [name for name, c in node.get("columns", {}).items() if is_pii(_meta(c))]
 
 
 @rule("GOV401", "pii-policy")
@@ -32,24 +23,24 @@ def pii(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            columns = _pii_columns(node)
+            columns = node.pii_columns
             if not columns:
                 continue
-            allowed = _meta(node).get("pii_allowed_consumers")
+            allowed = node.pii_readers
             if allowed is None:
                 yield ctx.finding(
                     domain,
                     node,
-                    f"public model '{node['name']}' exposes PII ({', '.join(columns)}) with no policy: set "
+                    f"public model '{node.name}' exposes PII ({', '.join(columns)}) with no policy: set "
                     "meta.pii_allowed_consumers (an empty list allows no other domain)",
                 )
                 allowed = []
-            for ref in ctx.consumers_of(node["unique_id"]):
+            for ref in ctx.consumers_of(node.unique_id):
                 if ref.consumer not in allowed:
                     yield ctx.finding(
                         ref.consumer,
                         ref.node,
-                        f"'{ref.node['name']}' reads PII ({', '.join(columns)}) of {node['unique_id']}, "
+                        f"'{ref.node.name}' reads PII ({', '.join(columns)}) of {node.unique_id}, "
                         f"whose policy does not allow {ref.consumer}",
                     )
 
@@ -67,15 +58,14 @@ def restricted(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            allowed = _meta(node).get("allowed_consumers")
+            allowed = node.allowed_consumers
             if allowed is None:
                 continue
-            for ref in ctx.consumers_of(node["unique_id"]):
+            for ref in ctx.consumers_of(node.unique_id):
                 if ref.consumer not in allowed:
-                    yield Finding(
+                    yield ctx.finding(
                         ref.consumer,
-                        f"'{ref.node['name']}' reads {node['unique_id']}, which {domain} restricts to: "
+                        ref.node,
+                        f"'{ref.node.name}' reads {node.unique_id}, which {domain} restricts to: "
                         + (", ".join(allowed) or "no one"),
-                        node=ref.node["unique_id"],
-                        file=ctx.relpath(ref.consumer, ref.node),
                     )

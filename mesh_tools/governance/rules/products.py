@@ -22,8 +22,8 @@ def contract_enforced(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            if not (node.get("contract") or {}).get("enforced"):
-                yield ctx.finding(domain, node, f"public model '{node['name']}' has no enforced contract")
+            if not node.contract_enforced:
+                yield ctx.finding(domain, node, f"public model '{node.name}' has no enforced contract")
 
 
 @rule("GOV102", "product-column-types")
@@ -39,12 +39,12 @@ def column_types(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            columns = node.get("columns", {})
+            columns = node.columns
             if not columns:
-                yield ctx.finding(domain, node, f"public model '{node['name']}' declares no columns")
-            untyped = [c for c, spec in columns.items() if not spec.get("data_type")]
+                yield ctx.finding(domain, node, f"public model '{node.name}' declares no columns")
+            untyped = [name for name, column in columns.items() if not column.data_type]
             if untyped:
-                yield ctx.finding(domain, node, f"public model '{node['name']}': columns without data_type: "
+                yield ctx.finding(domain, node, f"public model '{node.name}': columns without data_type: "
                                + ", ".join(untyped))  # fmt: skip
 
 
@@ -61,8 +61,8 @@ def description(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            if not (node.get("description") or "").strip():
-                yield ctx.finding(domain, node, f"public model '{node['name']}' has no description")
+            if not node.description.strip():
+                yield ctx.finding(domain, node, f"public model '{node.name}' has no description")
 
 
 @rule("GOV104", "product-owner")
@@ -78,10 +78,10 @@ def owner(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            if not node.get("group"):
-                yield ctx.finding(domain, node, f"public model '{node['name']}' belongs to no group")
+            if not node.group:
+                yield ctx.finding(domain, node, f"public model '{node.name}' belongs to no group")
             elif not any(ctx.owner(domain, node).get(k) for k in ("name", "email")):
-                yield ctx.finding(domain, node, f"group '{node['group']}' of '{node['name']}' has no owner")
+                yield ctx.finding(domain, node, f"group '{node.group}' of '{node.name}' has no owner")
 
 
 @rule("GOV105", "product-primary-key-tests")
@@ -98,21 +98,15 @@ def primary_key_tests(ctx: CheckContext) -> Iterator[Finding]:
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
             tests: dict[str, set[str]] = {}
-            for test in ctx.tests_on(node["unique_id"]):
-                meta = test.get("test_metadata") or {}
-                column = test.get("column_name") or (meta.get("kwargs") or {}).get("column_name")
+            for test in ctx.tests_on(node.unique_id):
+                column = test.column_name or test.test_kwargs.get("column_name")
                 if column:
-                    tests.setdefault(column, set()).add(meta.get("name", ""))
-            keys = [
-                col
-                for c in node.get("constraints", [])
-                if c.get("type") == "primary_key"
-                for col in c.get("columns", [])
-            ]
+                    tests.setdefault(str(column), set()).add(test.test_name or "")
+            keys = [col for c in node.constraints if c.get("type") == "primary_key" for col in c.get("columns") or []]
             candidates = keys or list(tests)
             if not any({"unique", "not_null"} <= tests.get(col, set()) for col in candidates):
                 where = f" on its key {', '.join(keys)}" if keys else ""
-                yield ctx.finding(domain, node, f"public model '{node['name']}' has no unique + not_null tests{where}")
+                yield ctx.finding(domain, node, f"public model '{node.name}' has no unique + not_null tests{where}")
 
 
 @rule("GOV106", "product-column-descriptions", severity="warn")
@@ -128,7 +122,7 @@ def column_descriptions(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.public_models(domain):
-            bare = [c for c, spec in node.get("columns", {}).items() if not (spec.get("description") or "").strip()]
+            bare = [name for name, column in node.columns.items() if not column.description.strip()]
             if bare:
-                yield ctx.finding(domain, node, f"public model '{node['name']}': columns without description: "
+                yield ctx.finding(domain, node, f"public model '{node.name}': columns without description: "
                                + ", ".join(bare))  # fmt: skip

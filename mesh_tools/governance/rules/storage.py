@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
+from mesh_tools.model.nodes import Node
 
 # Packages whose macros are dbt's own, or written by the mesh (the runtime writes releases by design).
 _NOT_THE_DOMAINS = ("dbt", "mesh_tools_runtime")
@@ -17,7 +17,7 @@ _DIALECTS = {"duckdb": "duckdb", "spark": "spark", "databricks": "databricks", "
 
 @dataclass(frozen=True)
 class _Statement:
-    node: dict[str, Any]
+    node: Node
     where: str  # "'invoices' (post-hook)", "on-run-start hook", ...
     sql: str
 
@@ -26,30 +26,29 @@ def _statements(ctx: CheckContext, domain: str) -> Iterator[_Statement]:
     """Every piece of SQL the domain runs: models (compiled when built), hooks, operations, the macros of
     its own project and of the packages it installs."""
     manifest = ctx.manifests[domain]
-    for node in manifest.get("nodes", {}).values():
-        if node.get("package_name") != domain:
+    for node in manifest.nodes.values():
+        if node.package != domain:
             continue
-        kind = node.get("resource_type")
+        kind = node.resource_type
         if kind == "operation":
-            hook = "on-run-end" if "on-run-end" in str(node.get("unique_id")) else "on-run-start"
+            hook = "on-run-end" if "on-run-end" in node.unique_id else "on-run-start"
             yield _Statement(node, f"{hook} hook", node.get("raw_code") or "")
             continue
         if kind not in ("model", "snapshot", "seed", "test"):
             continue
         if kind in ("model", "snapshot"):
-            yield _Statement(node, f"'{node.get('name')}'", node.get("compiled_code") or node.get("raw_code") or "")
-        config = node.get("config") or {}
+            yield _Statement(node, f"'{node.name}'", node.code)
         for key in ("pre-hook", "post-hook"):
-            for hook in config.get(key) or []:
+            for hook in node.config.get(key) or []:
                 sql = hook.get("sql") if isinstance(hook, dict) else hook
                 if isinstance(sql, str):
-                    yield _Statement(node, f"'{node.get('name')}' ({key})", sql)
+                    yield _Statement(node, f"'{node.name}' ({key})", sql)
     stubs = set(ctx.domain(domain).upstream_names)
-    for macro in manifest.get("macros", {}).values():
-        package = str(macro.get("package_name") or "")
+    for macro in manifest.macros.values():
+        package = macro.package
         if package in stubs or package in _NOT_THE_DOMAINS or package.startswith("dbt_"):
             continue  # upstream stubs, dbt and its adapters, the mesh's runtime
-        where = f"macro '{macro.get('name')}'" + ("" if package == domain else f" of package '{package}'")
+        where = f"macro '{macro.name}'" + ("" if package == domain else f" of package '{package}'")
         yield _Statement(macro, where, macro.get("macro_sql") or "")
 
 
@@ -70,7 +69,7 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
         Write only your own storage. Read other domains through `ref('<domain>', '<product>')`.
     """
     for domain in ctx.manifests:
-        dialect = _DIALECTS.get(str(ctx.manifests[domain].get("metadata", {}).get("adapter_type")), "duckdb")
+        dialect = _DIALECTS.get(str(ctx.manifests[domain].adapter), "duckdb")
         scanner = Scanner(Territory.of(ctx.mesh, domain, ctx.manifests), dialect)
         statements = list(_statements(ctx, domain))
         for statement in statements:  # first learn every attachment: hooks run before the models they serve

@@ -9,7 +9,7 @@ from typing import Any
 
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
-from mesh_tools.model.nodes import product_key
+from mesh_tools.model.nodes import Node
 
 
 def _norm(data_type: str | None) -> str:
@@ -20,36 +20,32 @@ def _constraint_types(items: list[dict[str, Any]]) -> set[str]:
     return {str(c.get("type")) for c in items or []}
 
 
-def breaking_changes(previous: dict[str, Any], node: dict[str, Any]) -> list[tuple[str, str | None]]:
+def breaking_changes(previous: dict[str, Any], node: Node) -> list[tuple[str, str | None]]:
     """(what changed, the column concerned) between a released contract and the model now."""
     changes: list[tuple[str, str | None]] = []
     before = {c["name"]: c for c in previous.get("columns", [])}
-    now = node.get("columns", {})
+    now = node.columns
     added = [c for c in now if c not in before]
     for name, column in before.items():
         if name not in now:
             verb = "removed or renamed" if added else "removed"
             changes.append((f"column '{name}' {verb}", name))
             continue
-        if _norm(column.get("data_type")) != _norm(now[name].get("data_type")):
-            changes.append(
-                (f"column '{name}' type changed {column.get('data_type')} -> {now[name].get('data_type')}", name)
-            )
-        dropped = _constraint_types(column.get("constraints", [])) - _constraint_types(now[name].get("constraints", []))
+        if _norm(column.get("data_type")) != _norm(now[name].data_type):
+            changes.append((f"column '{name}' type changed {column.get('data_type')} -> {now[name].data_type}", name))
+        dropped = _constraint_types(column.get("constraints", [])) - _constraint_types(now[name].constraints)
         for kind in sorted(dropped):
             changes.append((f"constraint {kind} dropped from column '{name}'", name))
-    for kind in sorted(
-        _constraint_types(previous.get("constraints", [])) - _constraint_types(node.get("constraints", []))
-    ):
+    for kind in sorted(_constraint_types(previous.get("constraints", [])) - _constraint_types(node.constraints)):
         changes.append((f"model constraint {kind} dropped", None))
-    if previous.get("enforced") and not (node.get("contract") or {}).get("enforced"):
+    if previous.get("enforced") and not node.contract_enforced:
         changes.append(("contract no longer enforced", None))
-    if node.get("access") != "public":
-        changes.append((f"access lowered to {node.get('access')}", None))
+    if not node.is_public:
+        changes.append((f"access lowered to {node.access}", None))
     return changes
 
 
-def _selects(consumer_node: dict[str, Any], column: str | None) -> str:
+def _selects(consumer_node: Node, column: str | None) -> str:
     sql = (consumer_node.get("raw_code") or "") + " " + (consumer_node.get("compiled_code") or "")
     if column is None:
         return "reads the model"
@@ -76,22 +72,21 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
-            version = None if node.get("version") is None else str(node["version"])
-            key = product_key(domain, node["name"], version)
+            key = node.key
             previous = ctx.baseline_contracts.get(key)
             if previous is None:
-                current = ctx.exchange.current(domain, node["name"], version)
+                current = ctx.exchange.current(domain, node.name, node.version)
                 if current is None:
                     continue
                 previous = {**current.descriptor.contract.model_dump(), "release": current.descriptor.release_id}
             changes = breaking_changes(previous, node)
             if not changes:
                 continue
-            consumers = ctx.consumers_of(node["unique_id"])
+            consumers = ctx.consumers_of(node.unique_id)
             for change, column in changes:
                 impact = (
                     "; affected: " + ", ".join(
-                        f"{c.consumer}.{c.node['name']} ({_selects(c.node, column)})" for c in consumers
+                        f"{c.consumer}.{c.node.name} ({_selects(c.node, column)})" for c in consumers
                     )
                     if consumers else "; no consumer reads it today"
                 )  # fmt: skip
@@ -112,18 +107,18 @@ def deprecation_date(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
-            version, latest = node.get("version"), node.get("latest_version")
-            if version is None or latest is None or str(version) == str(latest):
+            version, latest = node.version, node.latest_version
+            if version is None or latest is None or version == latest:
                 continue
             try:
-                older = float(str(version)) < float(str(latest))
+                older = float(version) < float(latest)
             except ValueError:
-                older = str(version) < str(latest)
-            if older and not node.get("deprecation_date"):
+                older = version < latest
+            if older and not node.deprecation_date:
                 yield ctx.finding(
                     domain,
                     node,
-                    f"'{node['name']}' v{version} is older than latest v{latest} but has no deprecation_date",
+                    f"'{node.name}' v{version} is older than latest v{latest} but has no deprecation_date",
                 )
 
 
@@ -141,7 +136,7 @@ def deprecated_use(ctx: CheckContext) -> Iterator[Finding]:
     now = datetime.now(UTC)
     for ref in ctx.cross_refs:
         producer = ctx.producer_node(ref.upstream_node)
-        date = (producer or {}).get("deprecation_date")
+        date = producer.deprecation_date if producer is not None else None
         if not date:
             continue
         when = datetime.fromisoformat(str(date).replace("Z", "+00:00"))
@@ -150,5 +145,5 @@ def deprecated_use(ctx: CheckContext) -> Iterator[Finding]:
             yield ctx.finding(
                 ref.consumer,
                 ref.node,
-                f"'{ref.node['name']}' reads {ref.upstream_node}, deprecated since {when.date()}",
+                f"'{ref.node.name}' reads {ref.upstream_node}, deprecated since {when.date()}",
             )
