@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
@@ -12,7 +13,6 @@ from mesh_tools.model.nodes import Node
 
 # Packages whose macros are dbt's own, or written by the mesh (the runtime writes releases by design).
 _NOT_THE_DOMAINS = ("dbt", "mesh_tools_runtime")
-_DIALECTS = {"duckdb": "duckdb", "spark": "spark", "databricks": "databricks", "postgres": "postgres"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
         Write only your own storage. Read other domains through `ref('<domain>', '<product>')`.
     """
     for domain in ctx.manifests:
-        dialect = _DIALECTS.get(str(ctx.manifests[domain].adapter), "duckdb")
+        dialect = engines.sql_dialect(ctx.manifests[domain].adapter)
         scanner = Scanner(Territory.of(ctx.mesh, domain, ctx.manifests), dialect)
         statements = list(_statements(ctx, domain))
         for statement in statements:  # first learn every attachment: hooks run before the models they serve
