@@ -148,9 +148,8 @@ def test_a_dangling_pointer_is_a_problem_in_status_and_health(plain_mesh_copy: P
         (("test",), "was `test`, not `build`"),
         (("build", "--empty"), "ran with --empty"),
         (("build", "--exclude", "resource_type:test"), "did not run in its last build (excluded or not selected)"),
-        (("build", "--exclude-resource-type", "test"), "did not run in its last build (excluded or not selected)"),
     ],
-    ids=["run", "test-alone", "empty", "exclude-tests", "exclude-resource-type"],
+    ids=["run", "test-alone", "empty", "exclude-tests"],
 )
 def test_the_gate_publishes_only_after_a_complete_build(plain_mesh_copy: Path, dbt_args: tuple, message: str) -> None:
     root = plain_mesh_copy
