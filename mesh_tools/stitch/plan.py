@@ -10,7 +10,6 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.refs import check_ref, scan_refs
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
 from mesh_tools.store.exchange import Exchange, pin_for
@@ -150,7 +149,7 @@ def release_bodies(
                     "relations only; fix or regenerate it."
                 ) from None
             continue
-        key = product_key(manifest.project, node.name, node.version)
+        key = node.key
         pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version)
         release = exchange.resolve(manifest.project, node.name, node.version, pin, pinned_by=where)
         if release is None:
@@ -179,7 +178,7 @@ def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> No
     known = set()
     for manifest in manifests.values():
         for node in manifest.public():
-            known.add(product_key(manifest.project, node.name, node.version))
+            known.add(node.key)
             known.add(f"{manifest.project}.{node.name}")
     for key in domain.pins:
         project = key.split(".", 1)[0]
