@@ -23,8 +23,7 @@ ALWAYS_BLOCKING = frozenset({"GOV205"})
 def check_gate(domain: Domain) -> BuildFacts | str:
     """The products to publish, or why the domain may not publish (its last build is not good)."""
     again = f"run `mesh build {domain.name}`"
-    manifest = Manifest.read(domain.manifest_path, domain.name, f"Build the domain first: `mesh build {domain.name}`.")
-    assert manifest is not None
+    manifest = Manifest.load(domain.manifest_path, domain.name, f"Build the domain first: `mesh build {domain.name}`.")
     results_path = domain.run_results_path
     results = RunResults.read(results_path, f"Build the domain again: `mesh build {domain.name}`.", missing_ok=True)
     if results is None:

@@ -119,21 +119,24 @@ class Scanner:
     def scan(self, sql: str) -> list[Reach]:
         found: list[Reach] = []
         for text in _pieces(sql):
-            for statement in self._statements(text):
-                for reach in self._reaches(*statement):
-                    if reach not in found:
-                        found.append(reach)
+            for reach in self._scan_piece(text):
+                if reach not in found:
+                    found.append(reach)
         return found
 
-    # -- tokens and statements
-    def _statements(self, text: str) -> Iterator[tuple[str, list[Any]]]:
+    def _scan_piece(self, text: str) -> Iterator[Reach]:
         from sqlglot.dialects.dialect import Dialect
 
         try:
             tokens = Dialect.get_or_raise(self.dialect).tokenize(text)
         except Exception:  # noqa: BLE001 - text sqlglot cannot even tokenize: look at its strings only
-            yield text, [_FakeString(m.group(1) or m.group(2) or "") for m in _STRING.finditer(text)]
+            yield from self._exchange_reads(m.group(1) or m.group(2) or "" for m in _STRING.finditer(text))
             return
+        for statement in self._statements(text, tokens):
+            yield from self._reaches(*statement)
+
+    # -- tokens and statements
+    def _statements(self, text: str, tokens: list[Any]) -> Iterator[tuple[str, list[Any]]]:
         chunk: list[Any] = []
         for token in [*tokens, None]:
             if token is None or token.token_type.name == "SEMICOLON":
@@ -156,12 +159,13 @@ class Scanner:
             yield from self._from_tree(tree, handled)
         if tree is None and words & {"ATTACH", "EXPORT", "COPY", "IMPORT"}:
             yield from self._from_tokens(tokens, handled)
-        for token in strings:  # every other literal that names a place in the exchange: a direct read
-            if token.text in handled:
-                continue
-            owner = self.territory.owner_of_path(token.text)
-            if owner == EXCHANGE:
-                yield Reach(EXCHANGE, "reads", f"'{token.text}'")
+        yield from self._exchange_reads(t.text for t in strings if t.text not in handled)
+
+    def _exchange_reads(self, literals: Iterable[str]) -> Iterator[Reach]:
+        """A literal naming a place in the exchange, other than what a statement attaches or writes: a direct read."""
+        for literal in literals:
+            if self.territory.owner_of_path(literal) == EXCHANGE:
+                yield Reach(EXCHANGE, "reads", f"'{literal}'")
 
     def _parse(self, text: str) -> Any:
         import sqlglot
@@ -242,14 +246,6 @@ class Scanner:
     def _owner_of_catalog(self, name: str) -> str | None:
         key = str(name).strip('"`').lower()
         return self.aliases.get(key) or self.territory.catalogs.get(key)
-
-
-@dataclass(frozen=True)
-class _FakeString:
-    text: str
-
-    class token_type:  # noqa: N801 - mimics sqlglot's token
-        name = "STRING"
 
 
 def _pieces(sql: str) -> Iterable[str]:
