@@ -31,23 +31,46 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
     return show
 
 
+def _explain(runs: list[DomainRun]) -> None:
+    """Why each model ran (`mesh build --explain`), domain by domain."""
+    click.echo("")
+    for run in runs:
+        reused = max(run.models_total - run.models, 0)
+        if run.full_reason:
+            click.echo(f"{run.domain}: every model ran: {run.full_reason}")
+        elif run.decisions:
+            click.echo(f"{run.domain}: ran {run.models} of {run.models_total} models, reused {reused}")
+        elif run.status == SUCCESS:
+            click.echo(f"{run.domain}: nothing changed, no dbt run ({run.models_total} models reused)")
+        else:
+            click.echo(f"{run.domain}: {run.status}")
+        for node, why in run.decisions:
+            if not run.full_reason:
+                click.echo(f"    {node}: {why}")
+
+
 def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
     click.echo("")
     header = (
-        f"{'domain':<16} {'status':<8} {'models':>6} {'tests pass/fail/warn':>21} {'upstream views':>14} "
-        f"{'published':>9} {'time':>7}"
+        f"{'domain':<16} {'status':<8} {'models':>6} {'reused':>6} {'tests pass/fail/warn':>21} "
+        f"{'upstream views':>14} {'published':>9} {'time':>7}"
     )
     click.echo(header)
     click.echo("-" * len(header))
     for run in runs:
         tests = f"{run.tests_passed}/{run.tests_failed}/{run.tests_warned}"
         models = f"{run.models}" if not run.models_failed else f"{run.models}!{run.models_failed}"
+        reused = max(run.models_total - run.models, 0)
         click.echo(
-            f"{run.domain:<16} {run.status:<8} {models:>6} {tests:>21} {run.upstream_views:>14} "
+            f"{run.domain:<16} {run.status:<8} {models:>6} {reused:>6} {tests:>21} {run.upstream_views:>14} "
             f"{run.published:>9} {run.seconds:>6.1f}s"
         )
     ok = sum(r.status == SUCCESS for r in runs)
-    click.echo(f"\nmesh {command}: {ok} of {len(runs)} domains succeeded in {seconds:.1f}s")
+    ran, total = sum(r.models for r in runs), sum(max(r.models_total, r.models) for r in runs)
+    click.echo(
+        f"\nmesh {command}: {ok} of {len(runs)} domains succeeded in {seconds:.1f}s; "
+        f"ran {ran} of {total} models, reused {total - ran}"
+    )
 
 
 def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:

@@ -19,7 +19,7 @@ from mesh_tools.cli.app import (
     handles_errors,
     main,
 )
-from mesh_tools.cli.render import _governance_line, _progress, _summary
+from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import Exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
@@ -29,6 +29,8 @@ from mesh_tools.workflows.scheduler import run_mesh
 @main.command()
 @_selection_options
 @click.option("--no-publish", is_flag=True, help="Build only; publish no releases.")
+@click.option("--full", is_flag=True, help="Build every model, whatever changed since the last build.")
+@click.option("--explain", is_flag=True, help="Say why each model ran (or why a domain ran nothing).")
 @click.pass_context
 @handles_errors
 def build(
@@ -38,22 +40,33 @@ def build(
     jobs: int | None,
     verbose: bool,
     no_publish: bool,
+    full: bool,
+    explain: bool,
 ) -> None:
     """Stitch, `dbt build` and publish every selected domain in dependency order.
 
     SELECTORS: domain names; `sales+` adds everything downstream, `+sales` everything upstream.
     Each domain reads its upstreams' published releases and, when its build passes, publishes
     its own data products as new releases, so consumers later in the run read them.
+
+    Only what changed runs: a model whose code, config or macros changed, whose sources have
+    new data, whose upstream products have new releases, whose relation is missing or whose
+    last run failed, and everything downstream of those. A domain with nothing to do runs no
+    dbt at all. `--full` builds everything; `--explain` says why each model ran.
     """
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
-    plan = dataclasses.replace(_plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish)
+    plan = dataclasses.replace(
+        _plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish, full=full
+    )
     if plan.publish:
         Exchange(mesh.exchange_path).require_writable("`mesh build` (which publishes)")
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
     _notes(mesh)
     runs = run_mesh(mesh, plan, _progress(start))
+    if explain:
+        _explain(runs)
     _summary(runs, "build", time.perf_counter() - start)
     _governance_line(mesh, runs)
     _after_run(mesh, runs)

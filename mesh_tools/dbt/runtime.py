@@ -38,6 +38,18 @@ _MACRO = """\
   {%- do log("MESH_RESULT " ~ tojson(results), info=True) -%}
 {% endmacro %}
 
+{#- Which of the relations [database, schema, identifier, id] the warehouse does not hold: their ids. -#}
+{% macro missing_relations(relations) %}
+  {%- set missing = [] -%}
+  {%- for item in relations -%}
+    {%- set found = adapter.get_relation(database=item[0], schema=item[1], identifier=item[2]) -%}
+    {%- if found is none -%}
+      {%- do missing.append(item[3]) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- do log("MESH_RESULT " ~ tojson(missing), info=True) -%}
+{% endmacro %}
+
 {#- DuckDB: describe each relation, write it to a Parquet file with each column cast to its
     carrier type, in one invocation. The type rules come from the mesh (mesh_tools/dbt/engines/duckdb.py)
     as regular expressions: `carriers` [pattern, replacement] rewrite a type into the type written;

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from mesh_tools.core.errors import display_path
 from mesh_tools.core.mesh import Domain
+from mesh_tools.dbt.packages import MARKER
 
 # Files at the project's top level that change what dbt parses.
 PROJECT_FILES = ("dbt_project.yml", "dependencies.yml", "packages.yml", "selectors.yml", "dbt_loom.config.yml")
@@ -79,3 +81,39 @@ def stale_domains(domains: list[Domain], every: list[Domain] | None = None) -> d
         if changed is not None:
             out[domain.name] = stale_message(domain, changed)
     return out
+
+
+def code_fingerprint(domain: Domain) -> str:
+    """A hash of everything dbt parses for ``domain``: its project files, code folders, local packages
+    and installed packages (the upstream stubs and the runtime package included).
+
+    Equal fingerprints mean dbt would parse the same project: a state-aware build then needs no
+    state comparison to know that no node's code changed.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in PROJECT_FILES:
+        _hash_file(digest, domain.path / name, name)
+    folders = [*domain.code_dirs, *domain.local_packages, domain.packages_dir]
+    for folder in sorted(set(folders), key=str):
+        if not folder.is_dir():
+            continue
+        for here, dirs, files in os.walk(folder, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED - {"dbt_packages"} and not d.startswith("."))
+            if Path(here) != folder and Path(here).name in ("target", "logs"):
+                continue
+            for name in sorted(files):
+                path = Path(here) / name
+                if path.suffix.lower() in _SOURCES or name == MARKER:
+                    _hash_file(digest, path, os.path.relpath(path, domain.path))
+    return digest.hexdigest()
+
+
+def _hash_file(digest: Any, path: Path, label: str) -> None:
+    try:
+        content = path.read_bytes()
+    except OSError:
+        return
+    digest.update(f"{label}\0{len(content)}\0".encode())
+    digest.update(content)

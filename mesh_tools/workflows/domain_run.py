@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError, describe_os_error
 from mesh_tools.core.mesh import Domain, Mesh
@@ -16,10 +17,28 @@ from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.exchange.publish import PublishOutcome
+from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
 from mesh_tools.stitch.refs import explain_dbt_error
+from mesh_tools.workflows.build_state import (
+    BuildPlan,
+    BuildState,
+    explain,
+    freshness_sources,
+    landing_fingerprint,
+    load_state,
+    plan_build,
+    record_state,
+    record_storage,
+    relations_to_check,
+    state_dir,
+    storage_fingerprint,
+)
+
+if TYPE_CHECKING:
+    from mesh_tools.dbt.profiles import ProfileInfo
 
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
@@ -62,12 +81,15 @@ class DomainRun:
     findings: dict[str, int] = field(default_factory=dict)  # governance findings by severity (advisory or not)
     notes: list[str] = field(default_factory=list)
     invocation_id: str | None = None  # of the run_results this run wrote, if dbt got that far
+    models_total: int = 0  # the domain's own models (a state-aware build runs some, reuses the others)
+    decisions: list[tuple[str, str]] = field(default_factory=list)  # (node, why it ran)
+    full_reason: str | None = None  # why everything ran, when it did
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 def run_domain(
-    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool = True
+    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool = True, full: bool = False
 ) -> DomainRun:
     """Stitch ``name``, run ``dbt <command>`` in it, then (build) record receipts and publish.
 
@@ -76,6 +98,7 @@ def run_domain(
     from mesh_tools.dbt import runner as dbt_runner  # imported here: only worker processes need dbt
 
     die_with_parent()
+    _PROFILES.clear()
     domain = mesh.domains[name]
     start, wall_start = time.perf_counter(), time.time()
     run = DomainRun(name, FAILED)
@@ -95,23 +118,36 @@ def run_domain(
         if not outcome.ok:
             run.problems.extend(outcome.problems)
             return _done(run, start)
-        if command == "build" and mesh.health.source_freshness and has_freshness_checks(domain):
-            # before the build: its artifacts replace the manifest, which the publish gate matches with the build
-            fresh = dbt_runner.invoke(
-                domain.path, ["source", "freshness"], target=target, verbose=verbose, profiles_dir=profiles
-            )
-            if fresh.exception:
-                run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
         args = command.split()
+        plan = None
+        if command == "build":
+            plan = _plan_build(mesh, domain, target, publish, full, verbose, run)
+            if plan.empty:  # nothing changed: no dbt at all, every table and release stays
+                run.status = SUCCESS
+                run.models_total = sum(1 for _ in plan.state.manifest.own("model")) if plan.state else 0
+                run.notes.append("nothing changed since its last build: no dbt run")
+                _record_storage(mesh, domain, target)
+                return _done(run, start)
+            args += plan.dbt_args()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
             args += ["--target-path", str(domain.docs_dir), "--static"]
         invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose, profiles_dir=profiles)
+        if plan is not None and not plan.full and _state_comparison_refused(invocation.exception):
+            # dbt refuses a state comparison across a breaking change to an enforced contract; the
+            # mesh lets the build run and its governance judge the release (GOV301), as a full build does
+            plan = plan.as_full("dbt's state comparison found a breaking change to an enforced contract")
+            run.full_reason = plan.why_full
+            invocation = dbt_runner.invoke(
+                domain.path, ["build"], target=target, verbose=verbose, profiles_dir=profiles
+            )
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)
     run.warnings.extend(_deprecations(invocation.deprecations, _upstream_model_names(domain)))
     if command == "build":
         _count(run, domain, wall_start)
+        if plan is not None:
+            _remember(mesh, domain, target, plan, wall_start, run)
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
@@ -134,6 +170,8 @@ def run_domain(
         except OSError as exc:  # the exchange or the domain's folder refused a write (full, read-only, ...)
             run.status = FAILED
             run.problems.append(describe_os_error(exc))
+    if command == "build":
+        _record_storage(mesh, domain, target)
     return _done(run, start)
 
 
@@ -169,11 +207,8 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
 
     The JVM inherits the worker's stdout and stderr; this worker serves this one domain only.
     """
-    from mesh_tools.dbt import profiles
-
-    try:
-        profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
-    except MeshError:
+    _name, profile = _target_name(mesh, domain, target)
+    if profile is None:
         return
     name = engines.console_log(profile.adapter)
     if name is None:
@@ -195,6 +230,147 @@ def has_freshness_checks(domain: Domain) -> bool:
             except (OSError, UnicodeDecodeError):
                 continue
     return False
+
+
+_PROFILES: dict[tuple[str, str | None, str | None], tuple[str, ProfileInfo | None]] = {}
+
+
+def _state_comparison_refused(message: str | None) -> bool:
+    return bool(message) and "comparing to previous project state" in str(message)
+
+
+def _target_name(mesh: Mesh, domain: Domain, target: str | None) -> tuple[str, ProfileInfo | None]:
+    """The target dbt builds (its name keys the build state) and its profile, read once per run of a domain."""
+    from mesh_tools.dbt import profiles
+
+    key = (str(domain.path), target, str(mesh.profiles_dir) if mesh.profiles_dir else None)
+    if key not in _PROFILES:
+        try:
+            profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
+            _PROFILES[key] = (profile.target, profile)
+        except MeshError:
+            _PROFILES[key] = (target or "default", None)
+    return _PROFILES[key]
+
+
+def _plan_build(
+    mesh: Mesh, domain: Domain, target: str | None, publish: bool, full: bool, verbose: bool, run: DomainRun
+) -> BuildPlan:
+    """What this build of the domain runs (workflows/build_state.py), measuring what it must first."""
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.staleness import code_fingerprint
+
+    name, profile = _target_name(mesh, domain, target)
+    code = code_fingerprint(domain)
+    state: BuildState | str = "--full was given" if full else load_state(domain, name)
+    fresh = None
+    if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, code):
+        fresh = _measure_freshness(mesh, domain, target, name, verbose, run)
+    missing: set[str] = set()
+    unreleased: set[str] = set()
+    if isinstance(state, BuildState):
+        fingerprint = storage_fingerprint(profile.files, profile.remote) if profile is not None else None
+        if fingerprint is None or fingerprint != state.storage:
+            relations = relations_to_check(state.manifest)
+            try:
+                found = dbt_runner.run_macro(
+                    domain.path, "missing_relations", {"relations": relations}, target=target,
+                    profiles_dir=mesh.profiles_dir, verbose=verbose,
+                )  # fmt: skip
+                missing = {str(u) for u in found}
+            except MeshError as exc:
+                state = f"its relations could not be checked ({_first_lines(str(exc), 1)})"
+    if isinstance(state, BuildState) and publish:
+        unreleased = _unreleased(mesh, domain, state)
+    plan = plan_build(domain, state, code, fresh, missing, unreleased)
+    run.full_reason = plan.why_full or None
+    return plan
+
+
+def _freshness_wanted(domain: Domain, state: BuildState | str, code: str) -> bool:
+    """Source freshness is measured unless every measured source's landing files show it unchanged."""
+    if isinstance(state, str) or code != state.code:
+        return True
+    for source in freshness_sources(state.manifest):
+        fingerprint = landing_fingerprint(domain, source)
+        if fingerprint is None or fingerprint != state.landing.get(source.unique_id):
+            return True
+    return False
+
+
+def _measure_freshness(
+    mesh: Mesh, domain: Domain, target: str | None, name: str, verbose: bool, run: DomainRun
+) -> FreshnessResults | None:
+    """`dbt source freshness` into the state folder (the build's artifacts stay whole), then beside them."""
+    from mesh_tools.core.files import write_atomic
+    from mesh_tools.dbt import runner as dbt_runner
+
+    scratch = state_dir(domain, name) / "freshness"
+    fresh = dbt_runner.invoke(domain.path, ["source", "freshness", "--target-path", str(scratch)], target=target,
+                              verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
+    if fresh.exception:
+        run.warnings.append(f"dbt source freshness could not run: {_first_lines(fresh.exception, 2)}")
+        return None
+    try:
+        found = FreshnessResults.read(scratch / "sources.json", missing_ok=True)
+        if found is not None:
+            write_atomic(domain.sources_path, (scratch / "sources.json").read_text(encoding="utf-8"))
+        return found
+    except (MeshError, OSError) as exc:
+        run.warnings.append(f"source freshness results unreadable: {exc}")
+        return None
+
+
+def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
+    """Products whose current release is not from the build that last built them (or that have none)."""
+    from mesh_tools.store.exchange import Exchange
+
+    exchange = Exchange(mesh.exchange_path)
+    out = set()
+    for product in state.manifest.products(domain.name):
+        try:
+            current = exchange.current(domain.name, product.name, product.version, verify=False)
+        except (MeshError, OSError):
+            current = None
+        built = state.built.get(product.unique_id)
+        if current is None or built is None or current.descriptor.build.invocation_id != built:
+            out.add(product.unique_id)
+    return out
+
+
+def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, wall_start: float,
+              run: DomainRun) -> None:  # fmt: skip
+    """After dbt wrote this build's results: the state the next build compares with, and why nodes ran."""
+    if run.invocation_id is None:
+        return  # dbt stopped before running anything: the next build decides again from the same state
+    try:
+        results = RunResults.read(domain.run_results_path)
+        manifest = Manifest.load(domain.manifest_path, domain.name)
+    except MeshError as exc:
+        run.warnings.append(f"build state not recorded: {exc}")
+        return
+    if results is None or results.invocation_id != manifest.invocation_id:
+        return
+    for source in manifest.own_sources():
+        plan.landing.setdefault(source.unique_id, landing_fingerprint(domain, source))
+    name, _profile = _target_name(mesh, domain, target)
+    products = [p.unique_id for p in manifest.products(domain.name)]
+    try:
+        record_state(domain, name, plan, domain.manifest_path, results, products)
+    except OSError as exc:
+        run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
+    run.models_total = sum(1 for _ in manifest.own("model"))
+    run.decisions = explain(plan, domain.name, manifest, results)
+
+
+def _record_storage(mesh: Mesh, domain: Domain, target: str | None) -> None:
+    name, profile = _target_name(mesh, domain, target)
+    if profile is None:
+        return
+    try:
+        record_storage(domain, name, storage_fingerprint(profile.files, profile.remote))
+    except OSError:
+        pass  # the next build checks the relations through dbt
 
 
 def _after_build(

@@ -37,7 +37,9 @@ def check_gate(domain: Domain) -> BuildFacts | str:
     bad = [f"{r.unique_id} ({r.status})" for r in results.results if r.status in ("error", "fail", "skipped")]
     if bad:
         return f"the last build of {domain.name} did not pass: {', '.join(sorted(bad)[:5])}."
-    products = manifest.products(domain.name)
+    # a state-aware (or any selective) build rebuilds some products: those are published, the others
+    # keep their current release; a product it selected must have been built, with all its data tests
+    products = [p for p in manifest.products(domain.name) if p.unique_id in results.by_id]
     missing = [n.unique_id for n in products if results.status_of(n.unique_id) != "success"]
     if missing:
         return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."

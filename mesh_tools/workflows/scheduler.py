@@ -34,6 +34,7 @@ class RunPlan:
     jobs: int
     verbose: bool = False
     publish: bool = True
+    full: bool = False  # build every node, whatever changed (a state-aware build is the default)
 
 
 def default_jobs() -> int:
@@ -93,7 +94,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                         continue
                     executor = ProcessPoolExecutor(max_workers=1, mp_context=context) if fresh else pool
                     future = executor.submit(
-                        run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish
+                        run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish, plan.full
                     )
                     if fresh:
                         single[future] = executor
