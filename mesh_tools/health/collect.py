@@ -53,7 +53,7 @@ def collect(
             nodes.extend(_node_rows(cid, name, art))
         event = by_domain.get(name)
         if event and (event.invocation_id is None or event.invocation_id != art.invocation_id):
-            # the run failed before dbt wrote results (stitching, deps): still a run to remember
+            # the run failed before dbt wrote results (stitching, deps), or had nothing to run: still a run
             runs.append(_failed_run_row(cid, name, event, now))
         if art.sources is not None:
             freshness.extend(_freshness_rows(cid, name, art))
@@ -108,15 +108,18 @@ def _run_row(cid: str, name: str, art: DomainArtifacts, event: RunEvent | None) 
         **counts,
         "dbt_version": results.dbt_version,
         "problems": json.dumps(problems),
+        "models_reused": event.models_reused if event else 0,
     }
 
 
 def _failed_run_row(cid: str, name: str, event: RunEvent, now: datetime) -> dict[str, Any]:
+    """A run without dbt results of its own: it failed before dbt ran, or it had nothing to run (reused)."""
+    reused = event.status == "success"
     return {
         "collection_id": cid,
         "domain": name,
         "invocation_id": f"mesh-{cid}-{name}",
-        "command": "build",
+        "command": "reused" if reused else "build",
         "started_at": now - timedelta(seconds=event.seconds),
         "finished_at": now,
         "elapsed_s": event.seconds,
@@ -128,6 +131,7 @@ def _failed_run_row(cid: str, name: str, event: RunEvent, now: datetime) -> dict
         "tests_warned": 0,
         "dbt_version": None,
         "problems": json.dumps(list(event.problems)),
+        "models_reused": event.models_reused,
     }
 
 

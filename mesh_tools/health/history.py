@@ -17,7 +17,7 @@ from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.models_reused (state-aware builds)
 
 # table -> (column, DuckDB type); the order is the column order of the table.
 TABLES: dict[str, list[tuple[str, str]]] = {
@@ -43,6 +43,7 @@ TABLES: dict[str, list[tuple[str, str]]] = {
         ("tests_warned", "INTEGER"),
         ("dbt_version", "VARCHAR"),
         ("problems", "VARCHAR"),
+        ("models_reused", "INTEGER"),
     ],
     "node_results": [
         ("collection_id", "VARCHAR"),
@@ -236,6 +237,10 @@ def open_history(path: Path, read_only: bool = False) -> Iterator[History]:
 def _create(con: Any) -> None:
     con.execute("create table if not exists history_meta (key varchar primary key, value varchar)")
     row = con.execute("select value from history_meta where key = 'schema_version'").fetchone()
+    if row and int(row[0]) == 1:  # version 1 had no models_reused: every run then ran all its models
+        con.execute("alter table runs add column if not exists models_reused integer default 0")
+        con.execute("update history_meta set value = ? where key = 'schema_version'", [str(SCHEMA_VERSION)])
+        row = (str(SCHEMA_VERSION),)
     if row and int(row[0]) != SCHEMA_VERSION:
         raise ArtifactError(
             f"the health history has schema version {row[0]}, this mesh_tools writes {SCHEMA_VERSION}. "

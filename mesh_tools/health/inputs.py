@@ -55,6 +55,7 @@ class RunEvent:
     problems: tuple[str, ...]
     seconds: float
     invocation_id: str | None = None  # None: dbt wrote no results in this run
+    models_reused: int = 0  # models a state-aware build kept as they were (not run, not fresh)
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -52,7 +52,10 @@ def after_run(mesh: Mesh, runs: list[DomainRun], trigger: str = "build") -> Afte
     from mesh_tools.health import RunEvent, update_health
 
     done = AfterRun()
-    events = [RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id) for r in runs]
+    events = [
+        RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id, max(r.models_total - r.models, 0))
+        for r in runs
+    ]
     try:
         done.report, done.report_paths = update_health(mesh, trigger, events, findings=health_findings(mesh))
     except MeshError as exc:

@@ -53,14 +53,17 @@ def plant_problems(root: Path) -> None:
 
 @pytest.fixture(scope="session")
 def health_mesh(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    """health_mesh built twice healthy, then with planted problems twice (a failure streak of 2)."""
+    """health_mesh built twice healthy, then with planted problems twice (a failure streak of 2), each
+    build after a new load of its landing files (a state-aware build rebuilds only what a load changed)."""
     root = copy_fixture("health_mesh", tmp_path_factory.mktemp("health"))
-    write_landing(root)
-    for _ in range(2):
+    for _ in range(2):  # each build follows a new load of the landing files, as a scheduled build does
+        write_landing(root)
         result = run_mesh("build", cwd=root)
         assert result.returncode == 0, result.stdout + result.stderr
     plant_problems(root)
-    for _ in range(2):
+    for again in range(2):
+        if again:
+            write_landing(root, orders=20, tickets_loaded_hours_ago=72)
         result = run_mesh("build", cwd=root)
         assert result.returncode == 1, result.stdout + result.stderr
     return Built(root, result)
@@ -233,3 +236,25 @@ def test_output_dir_takes_the_reports_and_the_history_stays(health_mesh: Built, 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.html", "report.json", "report.md"]
     with duckdb.connect(str(history), read_only=True) as con:
         assert con.execute("select count(*) from collections").fetchone()[0] == before + 1
+
+
+def test_a_history_of_schema_version_1_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    from mesh_tools.health.history import SCHEMA_VERSION, TABLES, open_history
+
+    path = tmp_path / "history.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create table history_meta (key varchar primary key, value varchar)")
+    con.execute("insert into history_meta values ('schema_version', '1')")
+    v1 = [(c, t) for c, t in TABLES["runs"] if c != "models_reused"]
+    con.execute(f"create table runs ({', '.join(f'{c} {t}' for c, t in v1)})")
+    con.execute("insert into runs (domain, invocation_id, status, models) values ('sales', 'i1', 'success', 7)")
+    con.close()
+    with open_history(path) as history:
+        rows = history.query("select domain, models, models_reused from runs")
+        history.insert("runs", [{"domain": "sales", "invocation_id": "i2", "status": "success", "models_reused": 5}])
+        reused = history.query("select models_reused from runs where invocation_id = 'i2'")
+    assert rows == [{"domain": "sales", "models": 7, "models_reused": 0}]
+    assert reused == [{"models_reused": 5}]
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("select value from history_meta").fetchone() == (str(SCHEMA_VERSION),)
+    con.close()
