@@ -15,8 +15,9 @@ def test_summary_lists_every_domain(plain_mesh_built: Built):
         for line in out.splitlines()
         if line.split() and line.split()[0] in {"shop", "reporting", "audit", "billing", "hr"} and "success" in line
     }
-    assert lines["shop"][1:4] == ["success", "4", "4/0/0"]  # 4 models (two versions), 4 tests
-    assert lines["reporting"][1:5] == ["success", "2", "1/0/0", "2"]  # 2 models, 1 unit test, 2 upstream views
+    assert lines["shop"][1:5] == ["success", "4", "0", "4/0/0"]  # 4 models (two versions), none reused, 4 tests
+    assert lines["reporting"][1:6] == ["success", "2", "0", "1/0/0", "2"]  # 2 models, 1 unit test, 2 upstream views
+    assert "ran 9 of 9 models, reused 0" in out  # the first build: every model
 
 
 def test_upstream_is_built_before_its_consumers(plain_mesh_built: Built):

@@ -101,3 +101,14 @@ def test_cross_project_refs_read_the_releases_spark_published(spark_built: Built
         ).read_text()
     )
     assert descriptor["row_count"] == spark_rows(spark_built.root, "customers", "marts", "dim_customers")
+
+
+def test_a_second_spark_build_with_nothing_changed_runs_no_dbt(spark_built: Built) -> None:
+    exchange = spark_built.root / "exchange" / "products" / "customers" / "dim_customers" / "unversioned"
+    before = (exchange / "current.json").read_text()
+    again = run_mesh("build", *SPARK_DOMAINS, "--target", "spark", "--explain", cwd=spark_built.root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    for domain in SPARK_DOMAINS:
+        assert f"{domain}: nothing changed, no dbt run" in again.stdout, again.stdout
+    assert "ran 0 of " in again.stdout
+    assert (exchange / "current.json").read_text() == before  # nothing rebuilt, nothing published

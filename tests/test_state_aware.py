@@ -1,0 +1,155 @@
+"""State-aware `mesh build` (issue 16): only what changed runs, and the products stay those of a full build.
+
+The correctness test applies one sequence of changes to two copies of a tiny mesh: copy A is built
+state-aware (the default), copy B with `--full` after every step; after each step every product's
+current release must hold the same rows in both, while A ran only what the change reached.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+
+from tests.conftest import copy_fixture, mesh_env, run_mesh
+
+PRODUCTS = [("shop", "orders"), ("shop", "refunds"), ("report", "revenue"), ("report", "refund_totals")]
+
+
+def _start(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mesh_tools.cli", "build", "--jobs", "2", *args],
+        cwd=root, env=mesh_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _finish(process: subprocess.Popen[str]) -> str:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output[-3000:]
+    return output
+
+
+def _build_both(a: Path, b: Path, *a_args: str) -> str:
+    """A state-aware (with --explain), B in full, at the same time; A's output."""
+    runs = _start(a, "--explain", *a_args), _start(b, "--full")
+    output = _finish(runs[0])
+    _finish(runs[1])
+    return output
+
+
+def product_rows(root: Path) -> dict[str, str]:
+    """Every product's current release: row count and a hash of its rows in a fixed order."""
+    from mesh_tools.store.exchange import Exchange
+
+    exchange = Exchange(root / "exchange")
+    found = {}
+    for project, model in PRODUCTS:
+        release = exchange.current(project, model, None)
+        assert release is not None, f"{project}.{model} has no current release"
+        path = str(release.data_path).replace("'", "''")
+        con = duckdb.connect()
+        count, digest = con.execute(
+            f"select count(*), md5(string_agg(cast(t as varchar), '|' order by cast(t as varchar))) "
+            f"from read_parquet('{path}') t"
+        ).fetchone()
+        con.close()
+        found[f"{project}.{model}"] = f"{count}:{digest}"
+    return found
+
+
+def ran(output: str) -> int:
+    match = re.search(r"succeeded in [\d.]+s; ran (\d+) of (\d+) models, reused (\d+)", output)
+    assert match, output[-2000:]
+    return int(match.group(1))
+
+
+def reasons(output: str) -> dict[str, str]:
+    """`--explain`'s `    node: why` lines."""
+    return dict(re.findall(r"^    ([\w.]+(?: v\d+)?(?: \(upstream view\))?): (.+)$", output, re.M))
+
+
+def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> None:
+    a = copy_fixture("state_mesh", tmp_path / "a")
+    b = copy_fixture("state_mesh", tmp_path / "b")
+    first = _build_both(a, b)
+    assert "every model ran: no earlier mesh build of this target is recorded" in first
+    assert product_rows(a) == product_rows(b)
+
+    # 1. a model's SQL: only it and what reads it (across domains) run
+    for root in (a, b):
+        refunds = root / "shop/models/refunds.sql"
+        refunds.write_text(refunds.read_text().replace("amount\n", "amount * 2 as amount\n"))
+    out = _build_both(a, b)
+    assert ran(out) == 2, out
+    why = reasons(out)
+    assert why["shop.refunds"] == "its code changed"
+    assert why["report.refund_totals"] == "upstream shop.refunds ran"
+    assert "report.revenue" not in why and "shop.orders" not in why
+    assert product_rows(a) == product_rows(b)
+
+    # 2. new landing rows in one source: that source's descendants, not the other source's
+    for root in (a, b):
+        with open(root / "shop/landing/orders.csv", "a") as landing:
+            landing.write("4,12,20.00,2026-11-05 08:00:00\n")
+    out = _build_both(a, b)
+    assert ran(out) == 3, out
+    assert reasons(out)["shop.stg_orders"] == "the landing files of source landing.orders changed"
+    assert "shop.refunds" not in reasons(out)
+    assert product_rows(a) == product_rows(b)
+
+    # 3. an upstream publishes a new release on its own; the next mesh build rebuilds only its readers
+    for root in (a, b):
+        orders = root / "shop/models/orders.sql"
+        orders.write_text(orders.read_text() + "where order_id <> 2\n")
+    alone = run_mesh("build", "shop", cwd=a)
+    assert alone.returncode == 0 and ran(alone.stdout) == 1, alone.stdout[-2000:]
+    out = _build_both(a, b)
+    assert ran(out) == 1, out
+    assert reasons(out)["report.revenue"] == "upstream shop.orders ran"
+    assert reasons(out)["shop.orders (upstream view)"] == "upstream shop.orders has a new release"
+    assert "shop: nothing changed, no dbt run" in out
+    assert product_rows(a) == product_rows(b)
+
+    # 4. a macro of the shared package changes: only the models that call it
+    for root in (a, b):
+        macro = root / "shared/macros/cents.sql"
+        macro.write_text(macro.read_text().replace("* 100)", "* 100) + 1"))
+    out = _build_both(a, b)
+    assert ran(out) == 2, out
+    assert reasons(out)["shop.orders"] == "macro to_cents changed"
+    assert product_rows(a) == product_rows(b)
+
+    # 5. a table dropped by hand: rebuilt, and its readers downstream
+    for root in (a, b):
+        con = duckdb.connect(str(root / "shop/shop.duckdb"))
+        con.execute("drop table main.refunds")
+        con.close()
+    out = _build_both(a, b)
+    assert ran(out) == 2, out
+    assert reasons(out)["shop.refunds"] == "its relation is missing from the warehouse"
+    assert product_rows(a) == product_rows(b)
+
+    # nothing changed: no dbt at all, nothing published, the products as they were
+    before = product_rows(a)
+    idle = run_mesh("build", "--explain", cwd=a)
+    assert idle.returncode == 0, idle.stdout[-2000:]
+    assert ran(idle.stdout) == 0
+    assert "shop: nothing changed, no dbt run (4 models reused)" in idle.stdout
+    assert "report: nothing changed, no dbt run (2 models reused)" in idle.stdout
+    assert product_rows(a) == before == product_rows(b)
+
+    # the health history tells reused models from fresh runs
+    con = duckdb.connect(str(a / "health/history.duckdb"), read_only=True)
+    runs = con.execute(
+        "select domain, command, models, models_reused from runs order by finished_at desc limit 2"
+    ).fetchall()
+    step5 = con.execute(
+        "select models, models_reused from runs where domain = 'shop' and command = 'build' "
+        "order by finished_at desc limit 1"
+    ).fetchone()
+    con.close()
+    assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
+    assert step5 == (1, 3)  # the dropped table's run: one model ran, three were reused
