@@ -141,7 +141,10 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert "report: nothing changed, no dbt run (2 models reused)" in idle.stdout
     assert product_rows(a) == before == product_rows(b)
 
-    # the health history tells reused models from fresh runs
+    assert "health and docs: nothing was rebuilt, so their last report stands" in idle.stdout
+
+    # the health history tells reused models from fresh runs (the idle build's at the next collection)
+    assert run_mesh("health", "--fail-on", "never", cwd=a).returncode == 0
     con = duckdb.connect(str(a / "health/history.duckdb"), read_only=True)
     runs = con.execute(
         "select domain, command, models, models_reused from runs order by finished_at desc limit 2"

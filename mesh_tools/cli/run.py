@@ -78,6 +78,9 @@ def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
     from mesh_tools.workflows.after_run import after_run
 
     done = after_run(mesh, runs)
+    if done.idle:
+        click.echo("health and docs: nothing was rebuilt, so their last report stands (`mesh health` re-judges "
+                   "ages and SLOs now); the reused runs go into the health history at its next collection")  # fmt: skip
     if done.report is not None:
         c = done.report.products_by_status
         click.echo(

@@ -19,6 +19,7 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.history import History
 from mesh_tools.health.inputs import Collection, DomainArtifacts, RunEvent, attached_models, parse_time, read_domain
 from mesh_tools.health.measure import measure_products
+from mesh_tools.health.pending import clear_pending, pending_runs
 from mesh_tools.model.manifest import NodeResult
 
 # The governance findings over some domains (by name), as rows of the history's ``findings`` table
@@ -57,7 +58,12 @@ def collect(
             runs.append(_failed_run_row(cid, name, event, now))
         if art.sources is not None:
             freshness.extend(_freshness_rows(cid, name, art))
+    for batch, pending, at in pending_runs(mesh):  # builds since the last collection that rebuilt nothing
+        if pending.domain in mesh.domains:
+            row = _failed_run_row(cid, pending.domain, pending, at)
+            runs.append({**row, "invocation_id": f"mesh-{batch}-{pending.domain}"})
     history.insert("runs", runs)
+    clear_pending(mesh)
     history.insert("node_results", nodes)
     history.insert("source_freshness", freshness)
     _collect_findings(history, collection, findings)

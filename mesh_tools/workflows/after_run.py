@@ -21,6 +21,7 @@ class AfterRun:
     report_paths: dict[str, Path] = field(default_factory=dict)
     site: Any = None  # the written site (path, pages), when it was written
     warnings: list[str] = field(default_factory=list)
+    idle: bool = False  # nothing was rebuilt: runs recorded for the next collection, nothing re-judged
 
 
 def health_findings(mesh: Mesh) -> Callable[[list[str]], list[dict[str, Any]]]:
@@ -52,6 +53,19 @@ def after_run(mesh: Mesh, runs: list[DomainRun], trigger: str = "build") -> Afte
     from mesh_tools.health import RunEvent, update_health
 
     done = AfterRun()
+    if runs and all(r.status == "success" and r.invocation_id is None and not r.published for r in runs):
+        from datetime import UTC, datetime
+
+        from mesh_tools.health.inputs import RunEvent as Event
+        from mesh_tools.health.pending import defer_runs
+
+        try:
+            defer_runs(mesh, [Event(r.domain, r.status, (), r.seconds, None, r.models_total) for r in runs],
+                       datetime.now(UTC))  # fmt: skip
+        except OSError as exc:
+            done.warnings.append(f"health history not updated: {exc}")
+        done.idle = True
+        return done
     events = [
         RunEvent(r.domain, r.status, tuple(r.problems), r.seconds, r.invocation_id, max(r.models_total - r.models, 0))
         for r in runs

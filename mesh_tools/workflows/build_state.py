@@ -30,7 +30,7 @@ from typing import Any
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.files import file_sha256, write_atomic
-from mesh_tools.core.mesh import Domain
+from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import Node
@@ -91,14 +91,20 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
 # -- what can be observed of the outside: landing files, storage files
 
 
-def landing_files(domain: Domain, source: Node) -> list[Path] | None:
-    """The local files a source reads (dbt-duckdb's ``external_location``), or None when it names none."""
+def landing_location(source: Node) -> str | None:
+    """Where a source's landing files are (dbt-duckdb's ``external_location``, names filled in), or None."""
     location = source.config.get("external_location") or source.meta.get("external_location")
     if not location:
         return None
-    text = str(location).replace("{name}", source.name).replace("{identifier}", str(source.get("identifier") or ""))
-    quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", text)
-    candidates = [a or b for a, b in quoted] or [text]
+    return str(location).replace("{name}", source.name).replace("{identifier}", str(source.get("identifier") or ""))
+
+
+def landing_files(domain: Domain, location: str | None) -> list[Path] | None:
+    """The local files a landing location names, or None when it names none (or only remote ones)."""
+    if not location:
+        return None
+    quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", location)
+    candidates = [a or b for a, b in quoted] or [location]
     files: list[Path] = []
     for candidate in candidates:
         if re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I):
@@ -112,8 +118,10 @@ def landing_files(domain: Domain, source: Node) -> list[Path] | None:
     return files or None
 
 
-def landing_fingerprint(domain: Domain, source: Node) -> str | None:
-    files = landing_files(domain, source)
+def landing_fingerprint(domain: Domain, source: Node | str | None) -> str | None:
+    """A digest of a source's landing files (a Node, or its landing location), or None when it has none."""
+    location = landing_location(source) if isinstance(source, Node) else source
+    files = landing_files(domain, location)
     if files is None:
         return None
     parts = []
@@ -426,3 +434,148 @@ def record_storage(domain: Domain, target: str, fingerprint: list[Any] | None) -
     if isinstance(state, dict) and state.get("storage") != fingerprint:
         state["storage"] = fingerprint
         write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+# -- quiescence: a domain the mesh can skip without starting dbt at all
+
+
+def _sha(path: Path) -> str | None:
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def _stat(path: Path | None) -> list[int] | None:
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns] if stat is not None else None
+
+
+def _upstream_manifest(mesh: Mesh, upstream: Any) -> Path | None:
+    if upstream.name in mesh.domains:
+        return mesh.domains[upstream.name].manifest_path
+    return upstream.manifest_path
+
+
+def _profiles_file(mesh: Mesh, domain: Domain) -> Path:
+    from mesh_tools.dbt.profiles import profiles_dir_for
+
+    return profiles_dir_for(domain.path, mesh.profiles_dir) / "profiles.yml"
+
+
+def quiet_facts(mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: Manifest) -> dict[str, Any]:
+    """What must stay the same for the next build to skip this domain without dbt (see ``quiescent``)."""
+    return {
+        "mesh_yml": _sha(mesh.root / "mesh.yml"),
+        "profiles": _sha(_profiles_file(mesh, domain)),
+        "upstreams": {up.name: _stat(_upstream_manifest(mesh, up)) for up in domain.upstreams},
+        "consumed": dict(consumed),
+        "locations": {s.unique_id: landing_location(s) for s in manifest.own_sources()},
+        "models": sum(1 for _ in manifest.own("model")),
+        "products": [[p.unique_id, p.name, p.version] for p in manifest.products(domain.name)],
+    }
+
+
+def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, Any], profiles_sha: str | None) -> None:
+    """Add ``facts`` to the recorded state; remember which target a build without ``--target`` built."""
+    path = state_dir(domain, target) / "state.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if not isinstance(state, dict):
+        return
+    state["quiet"] = facts
+    write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    if not explicit:
+        pointer = {"profiles": profiles_sha, "target": target}
+        write_atomic(domain.target_dir / "mesh-state" / "default-target.json", json.dumps(pointer) + "\n")
+
+
+def _split_key(key: str) -> tuple[str, str, str | None]:
+    parts = key.split(".")
+    if len(parts) == 3 and re.fullmatch(r"v\d+", parts[2]):
+        return parts[0], parts[1], parts[2][1:]
+    return parts[0], ".".join(parts[1:]), None
+
+
+def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> tuple[str | None, int]:
+    """Whether the domain can be skipped with no dbt at all: (None, its models) when nothing it depends on
+    changed since its last build, else (the first thing that did, 0). Python only: no dbt, no profile
+    rendering; anything it cannot tell without dbt sends the domain to its worker, which decides again.
+    """
+    from mesh_tools.dbt.packages import needs_deps
+    from mesh_tools.dbt.staleness import code_fingerprint
+    from mesh_tools.store.exchange import Exchange
+
+    profiles_sha = _sha(_profiles_file(mesh, domain))
+    if target is None:
+        try:
+            pointer = json.loads((domain.target_dir / "mesh-state" / "default-target.json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return "no recorded build", 0
+        if not isinstance(pointer, dict) or pointer.get("profiles") != profiles_sha:
+            return "its profiles.yml changed", 0
+        target = str(pointer.get("target"))
+    try:
+        raw = json.loads((state_dir(domain, target) / "state.json").read_text(encoding="utf-8"))
+        quiet = raw["quiet"]
+        assert isinstance(quiet, dict) and raw.get("version") == STATE_VERSION
+    except (OSError, ValueError, KeyError, TypeError, AssertionError):
+        return "no recorded build", 0
+    checks = (
+        (raw.get("owed"), "a node is owed a good run"),
+        (quiet.get("profiles") != profiles_sha, "its profiles.yml changed"),
+        (quiet.get("mesh_yml") != _sha(mesh.root / "mesh.yml"), "mesh.yml changed"),
+    )
+    for failed, why in checks:
+        if failed:
+            return why, 0
+    upstreams = quiet.get("upstreams") or {}
+    if set(upstreams) != set(domain.upstream_names):
+        return "its upstreams changed", 0
+    for up in domain.upstreams:
+        if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up)):
+            return f"upstream {up.name} was parsed or built", 0
+    exchange = Exchange(mesh.exchange_path)
+    for key, release in (quiet.get("consumed") or {}).items():
+        project, model, version = _split_key(str(key))
+        try:
+            if exchange.current_id(project, model, version) != release:
+                return f"{key} has another current release", 0
+        except (MeshError, OSError):
+            return f"{key}: its current release cannot be read", 0
+    for uid, location in (quiet.get("locations") or {}).items():
+        fingerprint = landing_fingerprint(domain, location)
+        if fingerprint is None and uid not in (raw.get("loaded_at") or {}):
+            return f"source {uid} cannot be observed", 0
+        if fingerprint is None or fingerprint != (raw.get("landing") or {}).get(uid):
+            return f"source {uid} may have new data", 0
+    if needs_deps(domain):
+        return "its packages are not installed", 0
+    if code_fingerprint(domain) != raw.get("code"):
+        return "its code changed", 0
+    storage = raw.get("storage")
+    if not storage:
+        return "its storage cannot be observed without dbt", 0
+    for entry in storage:
+        path = Path(str(entry[0]))
+        now = [str(path), "tree", _tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
+        if now is None:
+            stat = _stat(path)
+            now = [str(path), *stat] if stat is not None else [str(path), None]
+        if now != entry:
+            return "its storage changed", 0
+    if publish:
+        built = raw.get("built") or {}
+        for uid, name, version in quiet.get("products") or []:
+            try:
+                current = exchange.current(domain.name, name, version, verify=False)
+            except (MeshError, OSError):
+                current = None
+            if current is None or current.descriptor.build.invocation_id != built.get(uid):
+                return f"{name} is not published from its last build", 0
+    return None, int(quiet.get("models") or 0)

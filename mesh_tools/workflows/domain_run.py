@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError, describe_os_error
+from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
@@ -30,6 +31,8 @@ from mesh_tools.workflows.build_state import (
     landing_fingerprint,
     load_state,
     plan_build,
+    quiet_facts,
+    record_quiet,
     record_state,
     record_storage,
     relations_to_check,
@@ -127,6 +130,8 @@ def run_domain(
                 run.models_total = sum(1 for _ in plan.state.manifest.own("model")) if plan.state else 0
                 run.notes.append("nothing changed since its last build: no dbt run")
                 _record_storage(mesh, domain, target)
+                if plan.state is not None:
+                    _record_quiet(mesh, domain, target, outcome.consumed, plan.state.manifest)
                 return _done(run, start)
             args += plan.dbt_args()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
@@ -147,7 +152,7 @@ def run_domain(
     if command == "build":
         _count(run, domain, wall_start)
         if plan is not None:
-            _remember(mesh, domain, target, plan, wall_start, run)
+            _remember(mesh, domain, target, plan, outcome.consumed, run)
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
@@ -338,7 +343,7 @@ def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
     return out
 
 
-def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, wall_start: float,
+def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, consumed: dict[str, str],
               run: DomainRun) -> None:  # fmt: skip
     """After dbt wrote this build's results: the state the next build compares with, and why nodes ran."""
     if run.invocation_id is None:
@@ -359,8 +364,23 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, w
         record_state(domain, name, plan, domain.manifest_path, results, products)
     except OSError as exc:
         run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
+        return
+    _record_quiet(mesh, domain, target, consumed, manifest)
     run.models_total = sum(1 for _ in manifest.own("model"))
     run.decisions = explain(plan, domain.name, manifest, results)
+
+
+def _record_quiet(mesh: Mesh, domain: Domain, target: str | None, consumed: dict[str, str], manifest: Manifest) -> None:
+    """What lets the next build skip the domain without dbt, when none of it changes (build_state.quiescent)."""
+    from mesh_tools.dbt.profiles import profiles_dir_for
+
+    name, _profile = _target_name(mesh, domain, target)
+    try:
+        path = profiles_dir_for(domain.path, mesh.profiles_dir) / "profiles.yml"
+        profiles_sha = file_sha256(path) if path.is_file() else None
+        record_quiet(domain, name, target is not None, quiet_facts(mesh, domain, consumed, manifest), profiles_sha)
+    except OSError:
+        pass  # the next build decides through its worker
 
 
 def _record_storage(mesh: Mesh, domain: Domain, target: str | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -64,6 +65,11 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     ups = {n: {u for u in mesh.domains[n].upstream_names if u in selected} for n in plan.domains}
     results: dict[str, DomainRun] = {}
     running: dict[Future[DomainRun], str] = {}
+    for name, run in _quiescent(mesh, plan, ups).items():
+        results[name] = run
+        notify("finished", name, run)
+    if len(results) == len(plan.domains):  # nothing to do anywhere: neither dbt nor a worker is started
+        return [results[n] for n in plan.domains]
     # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
 
@@ -113,6 +119,25 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                 if future in single:
                     single.pop(future).shutdown()
     return [results[n] for n in plan.domains]
+
+
+def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]]) -> dict[str, DomainRun]:
+    """The domains a state-aware build skips from here, in dependency order: nothing they depend on
+    changed since their last build (workflows/build_state.quiescent), and no selected upstream runs."""
+    from mesh_tools.workflows.build_state import quiescent
+
+    quiet: dict[str, DomainRun] = {}
+    if plan.command != "build" or plan.full:
+        return quiet
+    for name in plan.domains:
+        if any(u not in quiet for u in ups[name]):
+            continue  # an upstream runs: it may publish, so this domain's worker decides
+        start = time.perf_counter()
+        why, models = quiescent(mesh, mesh.domains[name], plan.target, plan.publish)
+        if why is None:
+            quiet[name] = DomainRun(name, SUCCESS, seconds=time.perf_counter() - start, models_total=models,
+                                    notes=["nothing changed since its last build: no dbt run"])  # fmt: skip
+    return quiet
 
 
 def _profiles(mesh: Mesh, plan: RunPlan) -> tuple[dict[str, ProfileInfo], dict[str, str]]:

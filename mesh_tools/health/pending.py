@@ -1,0 +1,61 @@
+"""Runs waiting for the next health collection: what a build that rebuilt nothing leaves behind.
+
+A state-aware `mesh build` in which no domain had anything to do runs no dbt, publishes nothing and
+does not re-judge the mesh (`mesh health` does, at any time); it still records that each domain
+reused its models. Those runs go to a small file beside the history, appended in one write, and the
+next collection moves them into the history's ``runs`` table (command ``reused``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import datetime
+from typing import Any
+
+from mesh_tools.core.mesh import Mesh
+from mesh_tools.health.inputs import RunEvent, parse_time
+
+PENDING = "pending-runs.jsonl"
+
+
+def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
+    """Append ``events`` (runs that rebuilt nothing) for the next collection."""
+    folder = mesh.health_path
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = uuid.uuid4().hex[:16]
+    text = "".join(
+        json.dumps({"id": batch, "domain": e.domain, "status": e.status, "seconds": e.seconds,
+                    "models_reused": e.models_reused, "at": at.isoformat()}) + "\n"  # fmt: skip
+        for e in events
+    )
+    with open(folder / PENDING, "a", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def pending_runs(mesh: Mesh) -> list[tuple[str, RunEvent, datetime]]:
+    """(batch id, event, when) of every deferred run; a line that is not one is skipped."""
+    path = mesh.health_path / PENDING
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    found = []
+    for line in lines:
+        try:
+            raw: Any = json.loads(line)
+            at = parse_time(raw["at"])
+            event = RunEvent(str(raw["domain"]), str(raw["status"]), (), float(raw["seconds"]), None,
+                             int(raw["models_reused"]))  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            continue
+        if at is not None:
+            found.append((str(raw.get("id") or "pending"), event, at))
+    return found
+
+
+def clear_pending(mesh: Mesh) -> None:
+    (mesh.health_path / PENDING).unlink(missing_ok=True)
