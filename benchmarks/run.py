@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -117,10 +118,10 @@ def bench_naive(work: Path, runs: int, orders: int, warm_up: bool = True) -> dic
     domains = domain_order(root)
     if warm_up:
         seconds(mesh("stitch"), root)
-        seconds(mesh("build"), root)  # warm-up: databases and partial-parse files exist for both
+        seconds(mesh("build", "--full"), root)  # warm-up: databases and partial-parse files exist for both
     naive, meshed = [], []
     for _ in range(runs):
-        meshed.append(seconds(mesh("build"), root))  # (publishes what the naive loop's consumers read)
+        meshed.append(seconds(mesh("build", "--full"), root))  # (publishes what the naive loop's consumers read)
         naive.append(sum(seconds([str(BIN / "dbt"), "build"], root / "projects" / d) for d in domains))
     return {
         "naive_loop_s": median(naive),
@@ -178,11 +179,11 @@ def bench_loom(work: Path, runs: int, orders: int, install: bool) -> dict[str, A
     for name in domains:  # dbt-loom reads the upstream manifests even for `dbt deps`: go in order
         seconds([str(loom_dbt), "deps"], root / "projects" / name)
         seconds(loom_cmd, root / "projects" / name)  # warm-up
-    seconds(mesh("build"), mesh_root)
+    seconds(mesh("build", "--full"), mesh_root)
     loom, meshed = [], []
     for _ in range(runs):
         loom.append(sum(seconds(loom_cmd, root / "projects" / d) for d in domains))
-        meshed.append(seconds(mesh("build"), mesh_root))
+        meshed.append(seconds(mesh("build", "--full"), mesh_root))
     version = subprocess.run(
         [str(LOOM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('dbt-loom'))"],
         capture_output=True,
@@ -293,12 +294,12 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None, b
         seconds(mesh("demo-data", "--orders", str(orders)), root)
     domains = domain_order(root)
     if reuse is None:
-        seconds(mesh("build"), root)  # warm-up, and the manifests with compiled SQL for the floor
+        seconds(mesh("build", "--full"), root)  # warm-up, and the manifests with compiled SQL for the floor
     built, published, floors, floors_tests, publish, copy = [], [], [], [], [], []
     rows = 0
     for _ in range(runs):
-        built.append(seconds(mesh("build", "--no-publish"), root))
-        published.append(built_s if reuse else seconds(mesh("build"), root))
+        built.append(seconds(mesh("build", "--full", "--no-publish"), root))
+        published.append(built_s if reuse else seconds(mesh("build", "--full"), root))
         shutil.rmtree(root / "floor", ignore_errors=True)
         floors.append(floor_build(root, domains))
         if reuse is None:  # the smoke run measures the floor once, without its tests
@@ -308,7 +309,7 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None, b
         copy_s, rows = bare_copy(root, "sales")
         copy.append(copy_s)
     if reuse is None:
-        seconds(mesh("build", "--no-publish"), root)  # once more, to read where its time went
+        seconds(mesh("build", "--full", "--no-publish"), root)  # once more, to read where its time went
     return {
         "orders": orders,
         "time_by_kind": time_by_kind(root, domains),
@@ -350,7 +351,7 @@ def bench_scale(
                      "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
         stitch = measure(mesh("stitch"), root)
         checks = [measure(mesh("check", "--no-sqlfluff"), root, check=False) for _ in range(runs)]
-        builds = [measure(mesh("build"), root) for _ in range(runs)]
+        builds = [measure(mesh("build", "--full"), root) for _ in range(runs)]
         build = {"seconds": median([b["seconds"] for b in builds]), "peak_mb": max(b["peak_mb"] for b in builds)}
         syncs = [measure(mesh("sync"), root) for _ in range(runs)]
         rows.append(
@@ -383,7 +384,7 @@ def bench_engines(work: Path, runs: int) -> dict[str, Any]:
         for engine in ("duckdb", "spark"):
             root = copy_demo(work / f"engines-{engine}-{run}")
             seconds(mesh("demo-data"), root)
-            args = ("build",) if engine == "duckdb" else ("build", "--target", "spark")
+            args = ("build", "--full") if engine == "duckdb" else ("build", "--full", "--target", "spark")
             times[engine].append(seconds(mesh(*args), root))
             shutil.rmtree(root, ignore_errors=True)
     duck, spark = median(times["duckdb"]), median(times["spark"])
@@ -428,6 +429,106 @@ def seed_history(db: Path, days: int, per_day: int) -> dict[str, int]:
         return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in SEEDED_TABLES}
 
 
+def _build_counts(root: Path, *args: str) -> tuple[float, int, int]:
+    """Seconds of one `mesh build`, and the models it ran of all (its summary line)."""
+    start = time.perf_counter()
+    done = subprocess.run(mesh("build", *args), cwd=root, env=env(), capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"mesh build {' '.join(args)} failed in {root}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    found = re.search(r"ran (\d+) of (\d+) models, reused \d+\s*$", done.stdout, re.M)
+    return took, int(found.group(1)) if found else -1, int(found.group(2)) if found else -1
+
+
+def _new_landing_row(path: Path, key: str, loaded_at: str) -> None:
+    """Append one row to a landing Parquet file: the last row again, with the next key and loaded now."""
+    import duckdb
+
+    scratch = path.with_name(path.name + ".new")
+    src, dst = str(path).replace("'", "''"), str(scratch).replace("'", "''")
+    con = duckdb.connect()
+    try:
+        con.execute(
+            f"copy (select * from read_parquet('{src}') union all "
+            f"(select * replace ({key} + 1 as {key}, now()::timestamp as {loaded_at}) from read_parquet('{src}') "
+            f"order by {key} desc limit 1)) to '{dst}' (format parquet)"
+        )
+    finally:
+        con.close()
+    os.replace(scratch, path)
+
+
+def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, str]]) -> dict[str, Any]:
+    """State-aware `mesh build` vs `mesh build --full` on built meshes: nothing changed, one model changed
+    in the most upstream domain, new rows in one source. ``meshes``: (label, root, model file relative to
+    the root, landing Parquet file, its key column and loaded-at column joined by ':')."""
+    rows = []
+    for label, root, model_file, landing, columns in meshes:
+        key, loaded_at = columns.split(":")
+        full, idle, model, fresh = [], [], [], []
+        share_model = share_rows = (0, 0)
+        _build_counts(root)  # the state a state-aware build compares with
+        for i in range(runs):
+            full.append(_build_counts(root, "--full")[0])
+            idle.append(_build_counts(root)[0])
+            with open(root / model_file, "a") as sql:
+                sql.write(f"\n-- benchmark change {time.time_ns()} {i}\n")
+            took, ran, total = _build_counts(root)
+            model.append(took)
+            share_model = (ran, total)
+            _new_landing_row(root / landing, key, loaded_at)
+            took, ran, total = _build_counts(root)
+            fresh.append(took)
+            share_rows = (ran, total)
+        f = median(full)
+        rows.append(
+            {
+                "mesh": label,
+                "full_s": f,
+                "idle_s": median(idle),
+                "model_change_s": median(model),
+                "new_rows_s": median(fresh),
+                "idle_ratio": round(median(idle) / f, 3),
+                "model_change_ratio": round(median(model) / f, 3),
+                "model_change_share": round(share_model[0] / share_model[1], 3) if share_model[1] > 0 else None,
+                "model_change_ran": f"{share_model[0]} of {share_model[1]}",
+                "new_rows_ratio": round(median(fresh) / f, 3),
+                "new_rows_share": round(share_rows[0] / share_rows[1], 3) if share_rows[1] > 0 else None,
+                "new_rows_ran": f"{share_rows[0]} of {share_rows[1]}",
+                "samples": {"full": full, "idle": idle, "model_change": model, "new_rows": fresh},
+            }
+        )
+        print(f"  state {label}: {rows[-1]}", flush=True)
+    return {"rows": rows}
+
+
+def state_meshes(work: Path, tiny: bool, size: str | None, orders: int | None) -> list[tuple[str, Path, str, str, str]]:
+    """The meshes of section 'state': a generated one and the demo (the smoke run: the scale section's, once)."""
+    domains, models = (int(p) for p in (size or ("2x4" if tiny else "20x100")).split("x"))
+    generated = work / f"scale-{domains}x{models}"
+    if not generated.is_dir():
+        seconds(mesh("generate-mesh", str(generated), "--domains", str(domains), "--models", str(models),
+                     "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
+    first = domain_order(generated)[0]
+    found = [
+        (
+            f"generated {domains}x{models}",
+            generated,
+            next(str(p.relative_to(generated)) for p in sorted((generated / "projects" / first).rglob("stg_*.sql"))),
+            f"projects/{first}/landing/events.parquet",
+            "id:ts",
+        )
+    ]
+    if tiny:
+        return found
+    demo = copy_demo(work / "state-demo")
+    count = orders or 1_000_000
+    seconds(mesh("demo-data", "--orders", str(count)), demo)
+    found.append((f"demo mesh, {count:,} orders", demo, "projects/customers/models/staging/stg_customers.sql",
+                  "projects/sales/landing/orders.parquet", "order_id:_loaded_at"))  # fmt: skip
+    return found
+
+
 def bench_observe(
     work: Path, size: tuple[int, int], runs: int, days: int, reuse: tuple[Path, float] | None = None
 ) -> dict[str, Any]:
@@ -441,7 +542,7 @@ def bench_observe(
         root = work / f"observe-{domains}x{models}"
         seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
                      "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
-        build = measure(mesh("build"), root)
+        build = measure(mesh("build", "--full"), root)
     rows = seed_history(root / "health" / "history.duckdb", days, 4)
     healths = [measure(mesh("health"), root, check=False) for _ in range(runs)]
     report = json.loads((root / "health" / "report.json").read_text())
@@ -528,6 +629,20 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | --- | --- | --- |",
     ]
     s = report["sections"]
+    for row in s.get("state", {}).get("rows", []):
+        lines.append(
+            f"| g. state-aware `mesh build`, {row['mesh']}: nothing changed vs `--full` | {row['idle_s']} s "
+            f"| {row['full_s']} s | {row['idle_ratio']} (≤ 0.05) |"
+        )
+        lines.append(
+            f"| g. one model changed in the most upstream domain ({row['model_change_ran']} models ran) vs `--full` "
+            f"| {row['model_change_s']} s | {row['full_s']} s | {row['model_change_ratio']} "
+            f"(≈ {row['model_change_share']}, the share of models downstream) |"
+        )
+        lines.append(
+            f"| g. new rows in one source ({row['new_rows_ran']} models ran) vs `--full` | {row['new_rows_s']} s "
+            f"| {row['full_s']} s | {row['new_rows_ratio']} (share {row['new_rows_share']}) |"
+        )
     if "naive" in s:
         n = s["naive"]
         lines.append(
@@ -615,7 +730,11 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
-    parser.add_argument("--only", default="naive,loom,large,scale,observe,engines", help="comma-separated sections")
+    parser.add_argument(
+        "--only", default="naive,loom,large,scale,observe,engines,state", help="comma-separated sections"
+    )
+    parser.add_argument("--state-orders", type=int, default=None, help="demo orders for 'state' (default 1,000,000)")
+    parser.add_argument("--state-size", default=None, help="generated mesh for 'state' (default 20x100)")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
@@ -640,7 +759,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale", "observe", "engines"):
+        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state"):
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -656,6 +775,8 @@ def main() -> None:
                 result = bench_large(work, runs, 500 if built else orders, reuse=built, built_s=naive_s)
             elif name == "engines":
                 result = bench_engines(work, runs)
+            elif name == "state":
+                result = bench_state(work, runs, state_meshes(work, args.tiny, args.state_size, args.state_orders))
             elif name == "observe":
                 observe = args.observe_size or ("2x4" if args.tiny else "20x500")
                 size = tuple(int(p) for p in observe.split("x"))
