@@ -132,6 +132,16 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert reasons(out)["shop.refunds"] == "its relation is missing from the warehouse"
     assert product_rows(a) == product_rows(b)
 
+    # 6. a var in dbt_project.yml (beyond dbt's state comparison): the domain is built in full
+    for root in (a, b):
+        project = root / "shop/dbt_project.yml"
+        project.write_text(project.read_text() + "\nvars:\n  refund_factor: 3\n")
+        refunds = root / "shop/models/refunds.sql"
+        refunds.write_text(refunds.read_text().replace("amount * 2", "amount * {{ var('refund_factor', 2) }}"))
+    out = _build_both(a, b)
+    assert "shop: every model ran: dbt_project.yml changed" in out, out
+    assert product_rows(a) == product_rows(b)
+
     # nothing changed: no dbt at all, nothing published, the products as they were
     before = product_rows(a)
     idle = run_mesh("build", "--explain", cwd=a)
@@ -149,10 +159,42 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     runs = con.execute(
         "select domain, command, models, models_reused from runs order by finished_at desc limit 2"
     ).fetchall()
-    step5 = con.execute(
+    steps = con.execute(
         "select models, models_reused from runs where domain = 'shop' and command = 'build' "
-        "order by finished_at desc limit 1"
-    ).fetchone()
+        "order by finished_at desc limit 2"
+    ).fetchall()
     con.close()
     assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
-    assert step5 == (1, 3)  # the dropped table's run: one model ran, three were reused
+    assert steps == [(4, 0), (1, 3)]  # step 6 built shop in full; step 5 ran one model and reused three
+
+
+def test_what_dbt_state_comparison_does_not_see_is_decided_by_the_mesh(tmp_path: Path) -> None:
+    """Metadata-only changes of a product, seed files, dbt_project.yml: decided on real manifests, no dbt run."""
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.model.manifest import Manifest
+    from mesh_tools.workflows.build_state import BuildState, changed_metadata, plan_build, project_digest
+
+    root = copy_fixture("state_mesh", tmp_path)
+    shop = load_mesh(root).domains["shop"]
+    product = {"resource_type": "model", "package_name": "shop", "name": "orders", "config": {"access": "public"},
+               "access": "public", "description": "One row per order.", "columns": {}}  # fmt: skip
+    seed = {"resource_type": "seed", "package_name": "shop", "name": "fx", "original_file_path": "seeds/fx.csv",
+            "fqn": ["shop", "fx"]}  # fmt: skip
+    before = Manifest.of({"metadata": {"project_name": "shop"}, "nodes": {"model.shop.orders": product,
+                          "seed.shop.fx": seed}}, "shop")  # fmt: skip
+    same = Manifest.of({"metadata": {"project_name": "shop"}, "nodes": {"model.shop.orders": dict(product)}}, "shop")
+    reworded = {**product, "description": "One row per order, refunds included."}
+    after = Manifest.of({"metadata": {"project_name": "shop"}, "nodes": {"model.shop.orders": reworded}}, "shop")
+    assert changed_metadata(before, same, "shop") == {}
+    assert list(changed_metadata(before, after, "shop")) == ["model.shop.orders"]
+
+    (root / "shop/seeds").mkdir()
+    (root / "shop/seeds/fx.csv").write_text("currency,rate\nEUR,1\n")
+    state = BuildState(folder=tmp_path, manifest=before, code="c", landing={}, owed=set(), storage=None,
+                       loaded_at={}, built={}, project=project_digest(shop), seeds={"seed.shop.fx": "another"})  # fmt: skip
+    plan = plan_build(shop, state, "c", None, set(), set(), project_digest(shop), {})
+    assert not plan.full and plan.reasons["seed.shop.fx"] == "its file changed"
+    assert "fqn:shop.fx+" in plan.selectors
+    (root / "shop/dbt_project.yml").write_text((root / "shop/dbt_project.yml").read_text() + "\nvars: {x: 1}\n")
+    plan = plan_build(shop, state, "c", None, set(), set(), project_digest(shop), {})
+    assert plan.full and plan.why_full.startswith("dbt_project.yml changed")

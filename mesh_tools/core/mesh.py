@@ -81,6 +81,7 @@ class Domain:
     remote_package_names: tuple[str, ...] = ()  # hub and git packages, as declared
     pins: dict[str, str] = field(default_factory=dict)
     governance: DomainGovernance = field(default_factory=DomainGovernance)
+    data_dirs: tuple[Path, ...] = ()  # seeds and docs: parsed by dbt, no refs in them
 
     # Where dbt writes the domain's artifacts (its target-path): the one place their names are written.
     @property
@@ -387,6 +388,7 @@ def _load_domain(
         dependencies_file=path / "dependencies.yml",
         pins=settings.pins,
         governance=settings.governance,
+        data_dirs=(*paths("seed-paths", ["seeds"]), *paths("docs-paths", [])),
     )
 
 

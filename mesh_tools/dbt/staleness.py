@@ -95,7 +95,7 @@ def code_fingerprint(domain: Domain) -> str:
     digest = hashlib.sha256()
     for name in PROJECT_FILES:
         _hash_file(digest, domain.path / name, name)
-    folders = [*domain.code_dirs, *domain.local_packages, domain.packages_dir]
+    folders = [*domain.code_dirs, *domain.data_dirs, *domain.local_packages, domain.packages_dir]
     for folder in sorted(set(folders), key=str):
         if not folder.is_dir():
             continue

@@ -57,6 +57,8 @@ class BuildState:
     storage: list[Any] | None
     loaded_at: dict[str, str]  # source unique_id -> max_loaded_at seen by that build
     built: dict[str, str]  # product unique_id -> invocation id of the build that last built it
+    project: str | None = None  # digest of the dbt_project.yml files (vars, hooks: beyond dbt's comparison)
+    seeds: dict[str, str | None] = field(default_factory=dict)  # seed unique_id -> SHA-256 of its file
 
     @property
     def manifest_dir(self) -> Path:
@@ -71,7 +73,9 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
         return "no earlier mesh build of this target is recorded"
     try:
         raw = json.loads(state_file.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
+        if not isinstance(raw, dict):
+            return "its recorded build state cannot be read"
+        if raw.get("version") != STATE_VERSION:
             return "its recorded build state is from another version of mesh_tools"
         manifest = Manifest.load(manifest_file, domain.name)
         return BuildState(
@@ -83,6 +87,8 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
             storage=raw.get("storage"),
             loaded_at={str(k): str(v) for k, v in dict(raw.get("loaded_at") or {}).items()},
             built={str(k): str(v) for k, v in dict(raw.get("built") or {}).items()},
+            project=raw.get("project"),
+            seeds={str(k): (None if v is None else str(v)) for k, v in dict(raw.get("seeds") or {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError, MeshError):
         return "its recorded build state cannot be read"
@@ -204,6 +210,7 @@ class BuildPlan:
     code: str = ""
     landing: dict[str, str | None] = field(default_factory=dict)
     fresh: FreshnessResults | None = None  # source freshness measured for this build
+    project: str | None = None  # digest of the dbt_project.yml files when the build was planned
 
     @property
     def empty(self) -> bool:
@@ -212,7 +219,7 @@ class BuildPlan:
     def as_full(self, why: str) -> BuildPlan:
         """This plan, building everything instead (what was measured and fingerprinted is kept)."""
         return BuildPlan(full=True, why_full=why, state=self.state, code=self.code, landing=self.landing,
-                         fresh=self.fresh)  # fmt: skip
+                         fresh=self.fresh, project=self.project)  # fmt: skip
 
     def dbt_args(self) -> list[str]:
         if self.full:
@@ -240,18 +247,24 @@ def plan_build(
     fresh: FreshnessResults | None,
     missing: set[str],
     unreleased: set[str],
+    project: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> BuildPlan:
     """Decide what runs, from the state of the last build and what is observed now.
 
     ``fresh``: source freshness measured now (None when not measured); ``missing``: nodes whose
-    relation is gone; ``unreleased``: products without a current release.
+    relation is gone; ``unreleased``: products without a current release from their last build;
+    ``project``: digest of the dbt_project.yml files now; ``metadata``: products whose documentation
+    or metadata changed (unique_id -> why), which dbt's state comparison does not select.
     """
+    if not isinstance(state, str) and state.project is not None and project != state.project:
+        state = "dbt_project.yml changed (its vars and hooks are beyond dbt's state comparison)"
     if isinstance(state, str):
-        plan = BuildPlan(full=True, why_full=state, code=code, fresh=fresh)
+        plan = BuildPlan(full=True, why_full=state, code=code, fresh=fresh, project=project)
         for source in state_sources(domain):
             plan.landing[source[0]] = source[1]
         return plan
-    plan = BuildPlan(full=False, state=state, code=code, modified=code != state.code, fresh=fresh)
+    plan = BuildPlan(full=False, state=state, code=code, modified=code != state.code, fresh=fresh, project=project)
     manifest = state.manifest
     measured = {r.unique_id: r for r in fresh.results} if fresh is not None else {}
     for source in manifest.own_sources():
@@ -274,8 +287,13 @@ def plan_build(
             continue
         plan.reasons[uid] = why
         plan.selectors.append(_selector(source))
+    for seed in manifest.own("seed"):
+        if _sha(domain.path / seed.file) != state.seeds.get(seed.unique_id):
+            plan.reasons.setdefault(seed.unique_id, "its file changed")
+            plan.selectors.append(_selector(seed))
     for uid, why in (
         *((u, "its last run did not succeed") for u in sorted(state.owed)),
+        *sorted((metadata or {}).items()),
         *((u, "its relation is missing from the warehouse") for u in sorted(missing)),
         *((u, "its current release is not from its last build") for u in sorted(unreleased)),
     ):
@@ -381,6 +399,8 @@ def record_state(
     manifest_path: Path,
     results: RunResults,
     products: Iterable[str] = (),
+    known: set[str] | None = None,
+    seeds: dict[str, str | None] | None = None,
 ) -> None:
     """Write the state the next build compares with, after a dbt build wrote ``results`` (or ran nothing).
 
@@ -399,6 +419,8 @@ def record_state(
             owed.discard(result.unique_id)
         else:
             owed.add(result.unique_id)
+    if known is not None:  # a node gone from the project is owed nothing
+        owed &= known
     loaded_at = dict(previous.loaded_at) if previous is not None else {}
     for result in plan.fresh.results if plan.fresh is not None else ():
         if result.max_loaded_at:
@@ -419,6 +441,8 @@ def record_state(
         "owed": sorted(owed),
         "loaded_at": loaded_at,
         "built": built,
+        "project": plan.project,
+        "seeds": seeds or {},
         "storage": previous.storage if previous is not None else None,
     }
     write_atomic(folder / "state.json", json.dumps(state, indent=1, sort_keys=True) + "\n")
@@ -434,6 +458,35 @@ def record_storage(domain: Domain, target: str, fingerprint: list[Any] | None) -
     if isinstance(state, dict) and state.get("storage") != fingerprint:
         state["storage"] = fingerprint
         write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
+
+
+def project_digest(domain: Domain) -> str:
+    """A digest of the dbt_project.yml of the domain and of its local packages (vars, hooks, configs)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for folder in (domain.path, *domain.local_packages):
+        digest.update(f"{folder.name}:{_sha(folder / 'dbt_project.yml')}\n".encode())
+    return digest.hexdigest()
+
+
+def seed_digests(domain: Domain, manifest: Manifest) -> dict[str, str | None]:
+    return {seed.unique_id: _sha(domain.path / seed.file) for seed in manifest.own("seed")}
+
+
+def changed_metadata(before: Manifest, after: Manifest, domain: str) -> dict[str, str]:
+    """Products whose release descriptor would say something else (description, columns, owner, meta,
+    versions, contract), which dbt's state comparison does not select: unique_id -> why."""
+    keys = ("description", "columns", "meta", "tags", "group", "access", "deprecation_date", "latest_version",
+            "contract", "constraints")  # fmt: skip
+    found = {}
+    for product in after.products(domain):
+        old = before.nodes.get(product.unique_id)
+        if old is None:
+            continue  # new: dbt's state comparison selects it
+        if any(product.get(k) != old.get(k) for k in keys) or after.owner(product) != before.owner(old):
+            found[product.unique_id] = "its documentation or metadata changed (its release must say so)"
+    return found
 
 
 # -- quiescence: a domain the mesh can skip without starting dbt at all

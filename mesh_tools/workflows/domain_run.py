@@ -26,16 +26,19 @@ from mesh_tools.stitch.refs import explain_dbt_error
 from mesh_tools.workflows.build_state import (
     BuildPlan,
     BuildState,
+    changed_metadata,
     explain,
     freshness_sources,
     landing_fingerprint,
     load_state,
     plan_build,
+    project_digest,
     quiet_facts,
     record_quiet,
     record_state,
     record_storage,
     relations_to_check,
+    seed_digests,
     state_dir,
     storage_fingerprint,
 )
@@ -273,8 +276,12 @@ def _plan_build(
         fresh = _measure_freshness(mesh, domain, target, name, verbose, run)
     missing: set[str] = set()
     unreleased: set[str] = set()
+    metadata: dict[str, str] = {}
     if isinstance(state, BuildState):
         fingerprint = storage_fingerprint(profile.files, profile.remote) if profile is not None else None
+        if fingerprint is not None and state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
+            state = "its storage is not the one its last build wrote (the profile points elsewhere)"
+    if isinstance(state, BuildState):
         if fingerprint is None or fingerprint != state.storage:
             relations = relations_to_check(state.manifest)
             try:
@@ -287,7 +294,9 @@ def _plan_build(
                 state = f"its relations could not be checked ({_first_lines(str(exc), 1)})"
     if isinstance(state, BuildState) and publish:
         unreleased = _unreleased(mesh, domain, state)
-    plan = plan_build(domain, state, code, fresh, missing, unreleased)
+    if isinstance(state, BuildState) and code != state.code and any(state.manifest.products(domain.name)):
+        metadata = _changed_metadata(mesh, domain, target, name, verbose, state, run)
+    plan = plan_build(domain, state, code, fresh, missing, unreleased, project_digest(domain), metadata)
     run.full_reason = plan.why_full or None
     return plan
 
@@ -326,6 +335,24 @@ def _measure_freshness(
         return None
 
 
+def _changed_metadata(
+    mesh: Mesh, domain: Domain, target: str | None, name: str, verbose: bool, state: BuildState, run: DomainRun
+) -> dict[str, str]:
+    """Products whose documentation or metadata changed (`dbt parse` into the state folder, compared)."""
+    from mesh_tools.dbt import runner as dbt_runner
+
+    scratch = state_dir(domain, name) / "parse"
+    parsed = dbt_runner.invoke(domain.path, ["parse", "--target-path", str(scratch)], target=target,
+                               verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
+    try:
+        after = Manifest.read(scratch / "manifest.json", domain.name, missing_ok=True) if parsed.success else None
+    except MeshError:
+        after = None
+    if after is None:  # the build reports the parse error itself; products are compared next time
+        return {}
+    return changed_metadata(state.manifest, after, domain.name)
+
+
 def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
     """Products whose current release is not from the build that last built them (or that have none)."""
     from mesh_tools.store.exchange import Exchange
@@ -360,8 +387,10 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, c
         plan.landing.setdefault(source.unique_id, landing_fingerprint(domain, source))
     name, _profile = _target_name(mesh, domain, target)
     products = [p.unique_id for p in manifest.products(domain.name)]
+    known = set(manifest.nodes) | set(manifest.unit_tests) | set(manifest.sources)
     try:
-        record_state(domain, name, plan, domain.manifest_path, results, products)
+        record_state(domain, name, plan, domain.manifest_path, results, products, known,
+                     seed_digests(domain, manifest))  # fmt: skip
     except OSError as exc:
         run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
         return
