@@ -26,8 +26,17 @@ def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     batch = uuid.uuid4().hex[:16]
     text = "".join(
-        json.dumps({"id": batch, "domain": e.domain, "status": e.status, "seconds": e.seconds,
-                    "models_reused": e.models_reused, "at": at.isoformat()}) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "id": batch,
+                "domain": e.domain,
+                "status": e.status,
+                "seconds": e.seconds,
+                "models_reused": e.models_reused,
+                "at": at.isoformat(),
+            }
+        )
+        + "\n"  # fmt: skip
         for e in events
     )
     with open(folder / PENDING, "a", encoding="utf-8") as handle:
