@@ -83,9 +83,10 @@ def stale_domains(domains: list[Domain], every: list[Domain] | None = None) -> d
     return out
 
 
-def code_fingerprint(domain: Domain) -> str:
+def code_fingerprint(domain: Domain, stubs: bool = True) -> str:
     """A hash of everything dbt parses for ``domain``: its project files, code folders, local packages
-    and installed packages (the upstream stubs and the runtime package included).
+    and installed packages (the upstream stubs and the runtime package included, unless not ``stubs``:
+    then the domain's own code only, which a new upstream release does not change).
 
     Equal fingerprints mean dbt would parse the same project: a state-aware build then needs no
     state comparison to know that no node's code changed.
@@ -102,6 +103,9 @@ def code_fingerprint(domain: Domain) -> str:
         for here, dirs, files in os.walk(folder, followlinks=True):
             dirs[:] = sorted(d for d in dirs if d not in _SKIPPED - {"dbt_packages"} and not d.startswith("."))
             if Path(here) != folder and Path(here).name in ("target", "logs"):
+                continue
+            if not stubs and Path(here).parent == domain.packages_dir and MARKER in files:
+                dirs[:] = []
                 continue
             for name in sorted(files):
                 path = Path(here) / name

@@ -59,6 +59,7 @@ class BuildState:
     built: dict[str, str]  # product unique_id -> invocation id of the build that last built it
     project: str | None = None  # digest of the dbt_project.yml files (vars, hooks: beyond dbt's comparison)
     seeds: dict[str, str | None] = field(default_factory=dict)  # seed unique_id -> SHA-256 of its file
+    own: str | None = None  # code fingerprint without the mesh's stubs (its own code and packages)
 
     @property
     def manifest_dir(self) -> Path:
@@ -89,6 +90,7 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
             built={str(k): str(v) for k, v in dict(raw.get("built") or {}).items()},
             project=raw.get("project"),
             seeds={str(k): (None if v is None else str(v)) for k, v in dict(raw.get("seeds") or {}).items()},
+            own=raw.get("own"),
         )
     except (OSError, ValueError, KeyError, TypeError, MeshError):
         return "its recorded build state cannot be read"
@@ -211,6 +213,7 @@ class BuildPlan:
     landing: dict[str, str | None] = field(default_factory=dict)
     fresh: FreshnessResults | None = None  # source freshness measured for this build
     project: str | None = None  # digest of the dbt_project.yml files when the build was planned
+    own: str | None = None  # the domain's own code fingerprint when the build was planned
 
     @property
     def empty(self) -> bool:
@@ -219,7 +222,7 @@ class BuildPlan:
     def as_full(self, why: str) -> BuildPlan:
         """This plan, building everything instead (what was measured and fingerprinted is kept)."""
         return BuildPlan(full=True, why_full=why, state=self.state, code=self.code, landing=self.landing,
-                         fresh=self.fresh, project=self.project)  # fmt: skip
+                         fresh=self.fresh, project=self.project, own=self.own)  # fmt: skip
 
     def dbt_args(self) -> list[str]:
         if self.full:
@@ -442,6 +445,7 @@ def record_state(
         "loaded_at": loaded_at,
         "built": built,
         "project": plan.project,
+        "own": plan.own,
         "seeds": seeds or {},
         "storage": previous.storage if previous is not None else None,
     }

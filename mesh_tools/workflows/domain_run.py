@@ -271,8 +271,9 @@ def _plan_build(
     name, profile = _target_name(mesh, domain, target)
     code = code_fingerprint(domain)
     state: BuildState | str = "--full was given" if full else load_state(domain, name)
+    own = code_fingerprint(domain, stubs=False)
     fresh = None
-    if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, code):
+    if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, own):
         fresh = _measure_freshness(mesh, domain, target, name, verbose, run)
     missing: set[str] = set()
     unreleased: set[str] = set()
@@ -294,16 +295,18 @@ def _plan_build(
                 state = f"its relations could not be checked ({_first_lines(str(exc), 1)})"
     if isinstance(state, BuildState) and publish:
         unreleased = _unreleased(mesh, domain, state)
-    if isinstance(state, BuildState) and code != state.code and any(state.manifest.products(domain.name)):
+    if isinstance(state, BuildState) and own != state.own and any(state.manifest.products(domain.name)):
         metadata = _changed_metadata(mesh, domain, target, name, verbose, state, run)
     plan = plan_build(domain, state, code, fresh, missing, unreleased, project_digest(domain), metadata)
+    plan.own = own
     run.full_reason = plan.why_full or None
     return plan
 
 
-def _freshness_wanted(domain: Domain, state: BuildState | str, code: str) -> bool:
-    """Source freshness is measured unless every measured source's landing files show it unchanged."""
-    if isinstance(state, str) or code != state.code:
+def _freshness_wanted(domain: Domain, state: BuildState | str, own: str) -> bool:
+    """Source freshness is measured unless every measured source's landing files show it unchanged
+    (and the domain's own code, where sources are declared, is as it was)."""
+    if isinstance(state, str) or own != state.own:
         return True
     for source in freshness_sources(state.manifest):
         fingerprint = landing_fingerprint(domain, source)
