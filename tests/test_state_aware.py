@@ -71,6 +71,15 @@ def reasons(output: str) -> dict[str, str]:
     return dict(re.findall(r"^    ([\w.]+(?: v\d+)?(?: \(upstream view\))?): (.+)$", output, re.M))
 
 
+def _edit(roots: tuple[Path, ...], relative: str, old: str, new: str) -> None:
+    """The same edit of one file in every copy (``old`` must be there)."""
+    for root in roots:
+        path = root / relative
+        text = path.read_text()
+        assert old in text, (path, old)
+        path.write_text(text.replace(old, new))
+
+
 def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> None:
     a = copy_fixture("state_mesh", tmp_path / "a")
     b = copy_fixture("state_mesh", tmp_path / "b")
@@ -79,9 +88,7 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert product_rows(a) == product_rows(b)
 
     # 1. a model's SQL: only it and what reads it (across domains) run
-    for root in (a, b):
-        refunds = root / "shop/models/refunds.sql"
-        refunds.write_text(refunds.read_text().replace("amount\n", "amount * 2 as amount\n"))
+    _edit((a, b), "shop/models/refunds.sql", "amount\n", "amount * 2 as amount\n")
     out = _build_both(a, b)
     assert ran(out) == 2, out
     why = reasons(out)
@@ -101,9 +108,7 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert product_rows(a) == product_rows(b)
 
     # 3. an upstream publishes a new release on its own; the next mesh build rebuilds only its readers
-    for root in (a, b):
-        orders = root / "shop/models/orders.sql"
-        orders.write_text(orders.read_text() + "where order_id <> 2\n")
+    _edit((a, b), "shop/models/orders.sql", "}}\n", "}}\nwhere order_id <> 2\n")
     alone = run_mesh("build", "shop", cwd=a)
     assert alone.returncode == 0 and ran(alone.stdout) == 1, alone.stdout[-2000:]
     out = _build_both(a, b)
@@ -114,9 +119,7 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert product_rows(a) == product_rows(b)
 
     # 4. a macro of the shared package changes: only the models that call it
-    for root in (a, b):
-        macro = root / "shared/macros/cents.sql"
-        macro.write_text(macro.read_text().replace("* 100)", "* 100) + 1"))
+    _edit((a, b), "shared/macros/cents.sql", "* 100)", "* 100) + 1")
     out = _build_both(a, b)
     assert ran(out) == 2, out
     assert reasons(out)["shop.orders"] == "macro to_cents changed"
@@ -133,11 +136,8 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert product_rows(a) == product_rows(b)
 
     # 6. a var in dbt_project.yml (beyond dbt's state comparison): the domain is built in full
-    for root in (a, b):
-        project = root / "shop/dbt_project.yml"
-        project.write_text(project.read_text() + "\nvars:\n  refund_factor: 3\n")
-        refunds = root / "shop/models/refunds.sql"
-        refunds.write_text(refunds.read_text().replace("amount * 2", "amount * {{ var('refund_factor', 2) }}"))
+    _edit((a, b), "shop/dbt_project.yml", "flags:", "vars:\n  refund_factor: 3\n\nflags:")
+    _edit((a, b), "shop/models/refunds.sql", "amount * 2", "amount * {{ var('refund_factor', 2) }}")
     out = _build_both(a, b)
     assert "shop: every model ran: dbt_project.yml changed" in out, out
     assert product_rows(a) == product_rows(b)
