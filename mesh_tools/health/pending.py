@@ -18,6 +18,10 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.inputs import RunEvent, parse_time
 
 PENDING = "pending-runs.jsonl"
+# Builds that rebuild nothing, every few minutes for months, and no collection: the file keeps only
+# the latest runs (they all say the same, "reused"), so it never grows without bound.
+KEEP_BYTES = 1_000_000
+KEEP_LINES = 2_000
 
 
 def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
@@ -39,10 +43,16 @@ def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
         + "\n"  # fmt: skip
         for e in events
     )
-    with open(folder / PENDING, "a", encoding="utf-8") as handle:
+    path = folder / PENDING
+    with open(path, "a", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    if path.stat().st_size > KEEP_BYTES:
+        from mesh_tools.core.files import write_atomic
+
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        write_atomic(path, "".join(lines[-KEEP_LINES:]))
 
 
 def pending_runs(mesh: Mesh) -> list[tuple[str, RunEvent, datetime]]:

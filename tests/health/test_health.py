@@ -258,3 +258,22 @@ def test_a_history_of_schema_version_1_is_migrated_and_keeps_its_runs(tmp_path: 
     con = duckdb.connect(str(path), read_only=True)
     assert con.execute("select value from history_meta").fetchone() == (str(SCHEMA_VERSION),)
     con.close()
+
+
+def test_runs_left_for_the_next_collection_never_grow_without_bound(tmp_path: Path) -> None:
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.health.inputs import RunEvent
+    from mesh_tools.health.pending import KEEP_BYTES, KEEP_LINES, PENDING, defer_runs, pending_runs
+
+    mesh = load_mesh(copy_fixture("state_mesh", tmp_path))
+    events = [RunEvent(name, "success", (), 0.01, None, 3) for name in ("shop", "report")]
+    start = datetime.now(UTC)
+    sizes = [0, 0]
+    while sizes[-1] >= sizes[-2]:  # until the file shrinks: once it passed its bound
+        defer_runs(mesh, events, start + timedelta(minutes=len(sizes) - 2))
+        sizes.append((mesh.health_path / PENDING).stat().st_size)
+        assert len(sizes) < 10_000, "the file never shrank"
+    writes = len(sizes) - 2
+    kept = pending_runs(mesh)
+    assert (mesh.health_path / PENDING).stat().st_size < KEEP_BYTES
+    assert len(kept) == KEEP_LINES and kept[-1][2] == start + timedelta(minutes=writes - 1)  # the newest stay
