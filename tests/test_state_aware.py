@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import copy_fixture, mesh_env, run_mesh
+from tests.conftest import copy_fixture, mesh_env, run_dbt, run_mesh
 
 PRODUCTS = [("shop", "orders"), ("shop", "refunds"), ("report", "revenue"), ("report", "refund_totals")]
 
@@ -142,6 +142,16 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert "shop: every model ran: dbt_project.yml changed" in out, out
     assert product_rows(a) == product_rows(b)
 
+    # 7. a hand-run `dbt build -s` from code since undone: the domain is built in full, not trusted
+    stg = a / "shop/models/stg_orders.sql"
+    original = stg.read_text()
+    stg.write_text(original + "where order_id <> 1\n")
+    assert run_dbt("build", "-s", "stg_orders", cwd=a / "shop").returncode == 0
+    stg.write_text(original)
+    out = _finish(_start(a, "--explain"))
+    assert "shop: every model ran: `dbt build` ran in it outside the mesh" in out, out
+    assert product_rows(a) == product_rows(b)  # b holds the same code, built in full at step 6
+
     # nothing changed: no dbt at all, nothing published, the products as they were
     before = product_rows(a)
     idle = run_mesh("build", "--explain", cwd=a)
@@ -161,11 +171,11 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     ).fetchall()
     steps = con.execute(
         "select models, models_reused from runs where domain = 'shop' and command = 'build' "
-        "order by finished_at desc limit 2"
+        "order by finished_at desc limit 3"
     ).fetchall()
     con.close()
     assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
-    assert steps == [(4, 0), (1, 3)]  # step 6 built shop in full; step 5 ran one model and reused three
+    assert steps == [(4, 0), (4, 0), (1, 3)]  # steps 7 and 6 built shop in full; step 5 ran one, reused three
 
 
 def test_what_dbt_state_comparison_does_not_see_is_decided_by_the_mesh(tmp_path: Path) -> None:

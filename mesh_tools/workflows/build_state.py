@@ -60,6 +60,7 @@ class BuildState:
     project: str | None = None  # digest of the dbt_project.yml files (vars, hooks: beyond dbt's comparison)
     seeds: dict[str, str | None] = field(default_factory=dict)  # seed unique_id -> SHA-256 of its file
     own: str | None = None  # code fingerprint without the mesh's stubs (its own code and packages)
+    invocation: str | None = None  # the dbt invocation of the mesh's last build of the domain
 
     @property
     def manifest_dir(self) -> Path:
@@ -91,6 +92,7 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
             project=raw.get("project"),
             seeds={str(k): (None if v is None else str(v)) for k, v in dict(raw.get("seeds") or {}).items()},
             own=raw.get("own"),
+            invocation=raw.get("invocation"),
         )
     except (OSError, ValueError, KeyError, TypeError, MeshError):
         return "its recorded build state cannot be read"
@@ -446,6 +448,7 @@ def record_state(
         "built": built,
         "project": plan.project,
         "own": plan.own,
+        "invocation": results.invocation_id,
         "seeds": seeds or {},
         "storage": previous.storage if previous is not None else None,
     }

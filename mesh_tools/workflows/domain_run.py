@@ -279,6 +279,10 @@ def _plan_build(
     unreleased: set[str] = set()
     metadata: dict[str, str] = {}
     if isinstance(state, BuildState):
+        outside = _ran_outside(domain, state)
+        if outside:
+            state = outside
+    if isinstance(state, BuildState):
         fingerprint = storage_fingerprint(profile.files, profile.remote) if profile is not None else None
         if fingerprint is not None and state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
@@ -301,6 +305,27 @@ def _plan_build(
     plan.own = own
     run.full_reason = plan.why_full or None
     return plan
+
+
+# dbt commands that write relations: one of them run by hand leaves tables the mesh did not build
+_WRITING = {"build", "run", "seed", "snapshot", "run-operation", "retry"}
+
+
+def _ran_outside(domain: Domain, state: BuildState) -> str | None:
+    """Why the domain must be built in full when dbt wrote its relations outside the mesh since its last
+    build (`dbt build -s x` by hand, maybe from code since undone): its tables may come from other code."""
+    if state.invocation is None:
+        return None
+    try:
+        results = RunResults.read(domain.run_results_path, missing_ok=True)
+    except MeshError:
+        return "its run_results.json cannot be read: what last ran in it is unknown"
+    if results is None or results.invocation_id == state.invocation or results.command not in _WRITING:
+        return None
+    return (
+        f"`dbt {results.command}` ran in it outside the mesh since its last build "
+        "(its tables may come from other code)"
+    )
 
 
 def _freshness_wanted(domain: Domain, state: BuildState | str, own: str) -> bool:
