@@ -177,6 +177,12 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
     assert steps == [(4, 0), (4, 0), (1, 3)]  # steps 7 and 6 built shop in full; step 5 ran one, reused three
 
+    # a new release with no new build (`mesh publish` again): its readers rebuild, even with no dbt run upstream
+    assert run_mesh("publish", "shop", cwd=a).returncode == 0
+    out = _finish(_start(a, "--explain"))
+    assert reasons(out)["shop.orders (upstream view)"] == "upstream shop.orders has a new release", out
+    assert product_rows(a) == product_rows(b)
+
 
 def test_what_dbt_state_comparison_does_not_see_is_decided_by_the_mesh(tmp_path: Path) -> None:
     """Metadata-only changes of a product, seed files, dbt_project.yml: decided on real manifests, no dbt run."""

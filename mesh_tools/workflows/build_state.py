@@ -62,10 +62,6 @@ class BuildState:
     own: str | None = None  # code fingerprint without the mesh's stubs (its own code and packages)
     invocation: str | None = None  # the dbt invocation of the mesh's last build of the domain
 
-    @property
-    def manifest_dir(self) -> Path:
-        return self.folder
-
 
 def load_state(domain: Domain, target: str) -> BuildState | str:
     """The last build's state, or why there is none (then everything is built)."""
