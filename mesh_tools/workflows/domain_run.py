@@ -323,8 +323,7 @@ def _ran_outside(domain: Domain, state: BuildState) -> str | None:
     if results is None or results.invocation_id == state.invocation or results.command not in _WRITING:
         return None
     return (
-        f"`dbt {results.command}` ran in it outside the mesh since its last build "
-        "(its tables may come from other code)"
+        f"`dbt {results.command}` ran in it outside the mesh since its last build (its tables may come from other code)"
     )
 
 
