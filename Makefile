@@ -8,10 +8,10 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
 .PHONY: run test lint clean chromium
 
-# The spark extra (pyspark) is installed too: the test suite builds the demo mesh on Spark.
+# The spark and postgres extras are installed too: the test suite builds the demo mesh on both.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres]"
 	touch $(STAMP)
 
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.

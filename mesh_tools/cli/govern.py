@@ -48,6 +48,11 @@ from mesh_tools.core.mesh import Mesh
     type=click.Path(dir_okay=False, path_type=Path),
     help="Save every public model's contract, as a baseline for --contracts.",
 )
+@click.option(
+    "--target",
+    "-t",
+    help="Also check the warehouse grants of the domains this dbt target puts on a shared warehouse (GOV206).",
+)
 @click.pass_context
 @handles_errors
 def check(
@@ -61,6 +66,7 @@ def check(
     output: Path | None,
     contracts: Path | None,
     write_contracts: Path | None,
+    target: str | None,
 ) -> None:
     """Check governance rules over the whole mesh (every domain's manifest, plus the exchange)."""
     from mesh_tools.governance import engine, render
@@ -71,7 +77,11 @@ def check(
     threshold = Severity.parse(fail_on or mesh.governance.fail_on)
     known = engine.read_baseline(baseline) if baseline else None
     saved = engine.read_contracts(contracts) if contracts else None
-    report = engine.run_check(mesh, mesh.select(selectors), sqlfluff=not no_sqlfluff, baseline=known, contracts=saved)
+    selected = mesh.select(selectors)
+    grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
+    report = engine.run_check(
+        mesh, selected, sqlfluff=not no_sqlfluff, baseline=known, contracts=saved, warehouse_grants=grants
+    )
     if write_contracts:
         engine.write_contracts(write_contracts, mesh)
     rendered = render.RENDERERS[fmt](report, threshold)
@@ -85,6 +95,78 @@ def check(
     if write_baseline:
         engine.write_baseline(write_baseline, report)
     sys.exit(ExitCode.FAILED if report.failing(threshold) else ExitCode.OK)
+
+
+def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
+    """Per domain on a warehouse: every grant beyond the policy, every grant it lacks (GOV206)."""
+    from mesh_tools.workflows.grants import describe, plan_grants
+
+    if not target:
+        return {}
+    out: dict[str, list[str]] = {}
+    for name in domains:
+        plan = plan_grants(mesh, name, target)
+        if plan is None:
+            continue
+        problems = [f"the warehouse grants {describe(p)}, which the policy does not allow" for p in plan.drift]
+        problems += [f"the warehouse lacks {describe(p)}, which the policy allows" for p in plan.missing]
+        problems += [f"pointer view {v} does not read its product's current release" for v in plan.repoint]
+        if problems:
+            out[name] = problems
+    return out
+
+
+@main.command()
+@click.argument("selectors", nargs=-1)
+@click.option("--target", "-t", help="dbt target of the warehouse (default: mesh.yml, then each profile's).")
+@click.option("--dry-run", is_flag=True, help="Print the SQL that would reconcile the grants; change nothing.")
+@click.option("--bootstrap", is_flag=True, help="Print the SQL an administrator runs once: roles, database.")
+@click.pass_context
+@handles_errors
+def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, dry_run: bool, bootstrap: bool) -> None:
+    """Make each domain's warehouse grants match the mesh's policy (PostgreSQL).
+
+    Each domain's role grants its consumers' roles USAGE on its releases and products schemas and
+    SELECT on the products they may read (PII in clear only for the consumers the policy names);
+    every other grant on what it owns is drift, revoked. Runs on each domain's own connection.
+    """
+    from mesh_tools.workflows.grants import apply, bootstrap_sql, describe, plan_grants
+
+    mesh = _mesh(ctx)
+    target = target or mesh.defaults.target
+    if bootstrap:
+        lines = bootstrap_sql(mesh, target)
+        if not lines:
+            raise MeshError(f"no domain of the mesh builds on PostgreSQL with target {target or '(default)'}.")
+        click.echo("\n".join(lines))
+        return
+    if not dry_run:
+        from mesh_tools.cli.app import _locked
+
+        _locked(ctx, mesh)
+    plans = [p for p in (plan_grants(mesh, n, target) for n in mesh.select(selectors)) if p is not None]
+    if not plans:
+        raise MeshError(
+            f"no selected domain builds on PostgreSQL with target {target or '(default)'}: give the warehouse's "
+            "target with --target."
+        )
+    for plan in plans:
+        head = f"{plan.domain} (role {plan.role}, target {plan.target})"
+        if plan.clean:
+            click.echo(f"{head}: grants match the policy")
+            continue
+        click.echo(f"{head}: {len(plan.drift)} beyond the policy, {len(plan.missing)} missing"
+                   + (f", {len(plan.repoint)} pointer(s) behind" if plan.repoint else ""))  # fmt: skip
+        for privilege in plan.drift:
+            click.echo(f"  {'would revoke' if dry_run else 'revoked'}: {describe(privilege)}")
+        for privilege in plan.missing:
+            click.echo(f"  {'would grant' if dry_run else 'granted'}: {describe(privilege)}")
+        for view in plan.repoint:
+            click.echo(f"  {'would point' if dry_run else 'pointed'} {view} at its current release")
+        if dry_run:
+            click.echo("\n".join(f"    {sql};" for sql in plan.statements))
+        else:
+            apply(mesh, plan)
 
 
 @main.command()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,10 @@ class ProfileInfo:
     attached: tuple[str, ...] = ()  # "alias = path (read-only)", for people
     remote: tuple[str, ...] = ()  # locations that are not local files (s3://, md:, ...)
     warehouse: Path | None = None  # a local Spark session's warehouse folder
+    user: str | None = None  # the login role a warehouse target connects as (PostgreSQL, ...)
+    # how to open a connection of one's own (PostgreSQL: host, port, dbname, user, password); kept in
+    # memory only, never written or shown
+    connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def storage(self) -> Path | None:
@@ -61,8 +65,17 @@ def _local_file(project_dir: Path, raw: Any) -> Path | None:
     return (path if path.is_absolute() else project_dir / path).resolve()
 
 
-def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Path | None = None) -> ProfileInfo:
-    """The target of the project's profile, rendered by dbt (ConfigError with the fix when dbt cannot)."""
+_MISSING_ENV = re.compile(r"Env var required but not provided: '([^']+)'")
+
+
+def load_profile(
+    project_dir: Path, target: str | None = None, profiles_dir: Path | None = None, *, require_env: bool = True
+) -> ProfileInfo:
+    """The target of the project's profile, rendered by dbt (ConfigError with the fix when dbt cannot).
+
+    ``require_env=False`` renders a variable the environment lacks (a password an administrator
+    does not have) as a placeholder, to learn what the profile names (its role, its database).
+    """
     from argparse import Namespace
 
     from dbt.config.runtime import load_profile as dbt_load_profile
@@ -72,15 +85,23 @@ def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Pat
     folder = profiles_dir_for(project_dir, profiles_dir)
     where = display_path(folder / "profiles.yml")
     set_from_args(Namespace(profiles_dir=str(folder)), None)
-    set_invocation_context(dict(os.environ))  # what env_var() reads, as in a dbt invocation
-    try:
-        profile = dbt_load_profile(str(project_dir), {}, None, target, None)
-    except Exception as exc:  # dbt's own configuration errors, reworded with the file and the fix
-        detail = " ".join(str(exc).split())
-        raise ConfigError(
-            f"{display_path(project_dir / 'dbt_project.yml')}: dbt cannot read its profile from {where}: {detail} "
-            "Fix profiles.yml, or point the mesh at the right one with `mesh --profiles-dir DIR` or DBT_PROFILES_DIR."
-        ) from None
+    env = dict(os.environ)
+    while True:
+        set_invocation_context(env)  # what env_var() reads, as in a dbt invocation
+        try:
+            profile = dbt_load_profile(str(project_dir), {}, None, target, None)
+            break
+        except Exception as exc:  # dbt's own configuration errors, reworded with the file and the fix
+            missing = _MISSING_ENV.search(str(exc))
+            if not require_env and missing and missing[1] not in env:
+                env[missing[1]] = "(not set)"
+                continue
+            detail = " ".join(str(exc).split())
+            raise ConfigError(
+                f"{display_path(project_dir / 'dbt_project.yml')}: dbt cannot read its profile from {where}: "
+                f"{detail} Fix profiles.yml, or point the mesh at the right one with `mesh --profiles-dir DIR` "
+                "or DBT_PROFILES_DIR."
+            ) from None
     credentials = profile.credentials
     adapter = str(credentials.type)
     files: list[Path] = []
@@ -107,6 +128,15 @@ def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Pat
         folder_name = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
         warehouse = folder_name if folder_name.is_absolute() else (project_dir / folder_name).resolve()
         files.append(warehouse)
+    connection: dict[str, Any] = {}
+    if adapter == "postgres":
+        connection = {
+            "host": credentials.host, "port": int(credentials.port), "dbname": credentials.database,
+            "user": credentials.user, "password": credentials.password or None,
+            "sslmode": getattr(credentials, "sslmode", None),
+            "connect_timeout": getattr(credentials, "connect_timeout", 10),
+        }  # fmt: skip
+        connection = {k: v for k, v in connection.items() if v is not None}
     return ProfileInfo(
         profile=profile.profile_name,
         target=profile.target_name,
@@ -118,4 +148,6 @@ def load_profile(project_dir: Path, target: str | None = None, profiles_dir: Pat
         attached=tuple(attached),
         remote=tuple(remote),
         warehouse=warehouse,
+        user=getattr(credentials, "user", None),
+        connection=connection,
     )

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.files import file_sha256, fsync_dir
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
+from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
@@ -118,6 +119,8 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
         return outcome
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
     _cleanup_scratch(exchange)
+    if facts.adapter == postgres_engine.NAME:
+        return _write_warehouse_releases(mesh, domain, facts, target, outcome, products, exchange, start)
     scratches = []
     for node in products:
         release_id = new_release_id(node.key)
@@ -138,10 +141,39 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
             shutil.rmtree(scratch, ignore_errors=True)
         raise
     placed: list[ReleaseDescriptor] = []
-    made_current: set[str] = set()
     try:
         for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
             placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns))
+    except BaseException as exc:
+        _discard(exchange, scratches, placed, set())
+        _raise_naming_exchange(exc, exchange)
+    _make_current(mesh, exchange, facts, placed, scratches, outcome)
+    outcome.seconds = time.perf_counter() - start
+    return outcome
+
+
+def _discard(exchange: Exchange, scratches: list[tuple[str, Path]], placed: list[ReleaseDescriptor],
+             made_current: set[str]) -> None:  # fmt: skip
+    """Remove what a failed publish wrote and never made current, so nothing of it is read or kept."""
+    for _, scratch in scratches:
+        shutil.rmtree(scratch, ignore_errors=True)
+    for d in placed:
+        if d.release_id not in made_current:
+            shutil.rmtree(exchange.releases_dir(d.project, d.model, d.version) / d.release_id, ignore_errors=True)
+
+
+def _raise_naming_exchange(exc: BaseException, exchange: Exchange) -> NoReturn:
+    """Raise ``exc`` again; a write or sync that names no file names the exchange."""
+    if isinstance(exc, OSError) and not exc.filename:
+        raise OSError(exc.errno, exc.strerror, str(exchange.root)) from exc
+    raise exc
+
+
+def _make_current(mesh: Mesh, exchange: Exchange, facts: BuildFacts, placed: list[ReleaseDescriptor],
+                  scratches: list[tuple[str, Path]], outcome: PublishOutcome, drop: Any = None) -> None:  # fmt: skip
+    """Log each placed release and make it current, then apply retention (``drop``: a warehouse's tables)."""
+    made_current: set[str] = set()
+    try:
         for descriptor in placed:
             exchange.append_log(
                 {
@@ -159,32 +191,132 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     except BaseException as exc:
         # a full disk, an I/O error, a kill: what this run wrote and never made current goes, so
         # nothing it leaves behind is read, kept by retention, or in the way of the next try
-        for _, scratch in scratches:
-            shutil.rmtree(scratch, ignore_errors=True)
-        for d in placed:
-            if d.release_id not in made_current:
-                shutil.rmtree(exchange.releases_dir(d.project, d.model, d.version) / d.release_id, ignore_errors=True)
-        if isinstance(exc, OSError) and not exc.filename:  # a write or sync that names no file: the exchange
-            raise OSError(exc.errno, exc.strerror, str(exchange.root)) from exc
-        raise
-    outcome.expired = apply_retention(mesh, exchange, placed)
+        _discard(exchange, scratches, placed, made_current)
+        _raise_naming_exchange(exc, exchange)
+    outcome.expired = apply_retention(mesh, exchange, placed, drop)
+
+
+def _write_warehouse_releases(
+    mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome,
+    products: list[Node], exchange: Exchange, start: float,
+) -> PublishOutcome:  # fmt: skip
+    """Publish into the warehouse (engines/postgres.py): release tables, pointer views and grants in
+    one transaction on the domain's connection; then the descriptors, placed and made current as for files.
+
+    Killed before the commit, the warehouse rolls everything back. Killed after it, release tables
+    nobody recorded are left: the next publish of the domain drops them (``sweep_unrecorded``).
+    """
+    from mesh_tools.dbt import profiles
+    from mesh_tools.exchange.access import readers_of, role_names, warehouse_roles
+    from mesh_tools.model.release import WarehouseLocation
+
+    profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres_engine.NAME)
+    prefix = str(profile.schema or domain.name)
+    sweep_unrecorded(mesh, domain, exchange, prefix, target)
+    exports, clear_readers = [], []
+    for node in products:
+        readers = readers_of(mesh, domain.name, node)
+        clear_readers.append(list(readers.clear))
+        pii, _ = pii_policy(node)
+        exports.append(postgres_engine.Export(
+            relation=node.relation, prefix=prefix, model=node.name, version=node.version,
+            release_id=new_release_id(node.key), pii=tuple(dict.fromkeys(pii)),
+            readers=role_names(readers.clear, roles), consumers=role_names(readers.consumers, roles),
+        ))  # fmt: skip
+    try:
+        exported = postgres_engine.export(domain, exports, [n.key for n in products], target, mesh.profiles_dir)
+    except engines.UnpublishableData as exc:
+        outcome.refused = str(exc)
+        log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
+        return outcome
+    placed: list[ReleaseDescriptor] = []
+    scratches: list[tuple[str, Path]] = []
+    try:
+        for node, export, (rows, columns), clear in zip(products, exports, exported, clear_readers, strict=True):
+            scratch = exchange.tmp_dir / f"{export.release_id}.{os.getpid()}"
+            scratch.mkdir(parents=True)
+            scratches.append((export.release_id, scratch))
+            location = WarehouseLocation(
+                engine=postgres_engine.NAME, database=profile.database,
+                releases_schema=postgres_engine.releases_schema(prefix), table=export.table,
+                clear_table=export.clear_table, clear_readers=clear if export.clear_table else [],
+                products_schema=postgres_engine.products_schema(prefix),
+                pointer=postgres_engine.pointer_view(node.name, node.version),
+            )  # fmt: skip
+            placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
+                                         warehouse=location))  # fmt: skip
+    except BaseException as exc:
+        _discard(exchange, scratches, placed, set())
+        _raise_naming_exchange(exc, exchange)
+
+    def drop(tables: list[tuple[str, str]]) -> None:
+        postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
+
+    _make_current(mesh, exchange, facts, placed, scratches, outcome, drop)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
 
+def sweep_unrecorded(mesh: Mesh, domain: Domain, exchange: Exchange, prefix: str, target: str | None) -> list[str]:
+    """Drop release tables of this domain that no descriptor records and that are over an hour old:
+    left by a publisher killed between the warehouse's commit and the exchange's record.
+
+    Only tables the mesh made (their comment says so) in the domain's releases schema are touched.
+    """
+    schema = postgres_engine.releases_schema(prefix)
+    try:
+        rows = postgres_engine.run(domain, [postgres_engine.release_tables_sql(schema)], target, mesh.profiles_dir)[0]
+    except MeshError:
+        return []
+    folder = exchange.root / "products" / domain.name
+    known = {p.name for p in folder.glob("*/*/releases/*")} if folder.is_dir() else set()
+    cutoff = datetime.now(UTC).timestamp() - 3600
+    stale = []
+    for table, comment in rows:
+        release_id = str(comment or "").removeprefix(postgres_engine.RELEASE_COMMENT).split(" ", 1)[0]
+        made = release_time(release_id)
+        if release_id and release_id not in known and made is not None and made < cutoff:
+            stale.append((schema, str(table)))
+    if stale:
+        try:
+            postgres_engine.run(domain, postgres_engine.drop_statements(stale), target, mesh.profiles_dir)
+        except MeshError:  # a view of someone's still reads one: kept, tried again next time
+            return []
+    return [t for _, t in stale]
+
+
+def release_time(release_id: str) -> float | None:
+    """When a release id was made (its timestamp), as a POSIX time; None for an id of another shape."""
+    try:
+        return datetime.strptime(release_id[1:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
 def _place_release(
     exchange: Exchange, domain: Domain, facts: BuildFacts, node: Node, release_id: str, scratch: Path,
-    rows: int, columns: list[ReleaseColumn],
+    rows: int, columns: list[ReleaseColumn], warehouse: Any = None,
 ) -> ReleaseDescriptor:  # fmt: skip
-    """Mask PII, write the descriptor, then move the complete release into place (not yet current)."""
+    """Mask PII, write the descriptor, then move the complete release into place (not yet current).
+
+    A release in a warehouse (``warehouse``) has no files: its tables were masked when written.
+    """
     version = node.version
-    data = scratch / "data.parquet"
     pii, readers = pii_policy(node)
-    masked = mask_pii(data, columns, pii, readers)
-    files = [DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=file_sha256(data))]
-    if masked and readers:
-        clear = scratch / CLEAR_FILE
-        files.append(DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers))
+    files: list[DataFile] = []
+    if warehouse is not None:
+        present = {c.name.lower() for c in columns}
+        masked = [c for c in dict.fromkeys(pii) if c.lower() in present]
+    else:
+        data = scratch / "data.parquet"
+        masked = mask_pii(data, columns, pii, readers)
+        files = [DataFile(path="data.parquet", bytes=data.stat().st_size, sha256=file_sha256(data))]
+        if masked and readers:
+            clear = scratch / CLEAR_FILE
+            files.append(
+                DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers)
+            )
     group = facts.groups.get(node.group or "", {})
     owner = group.get("owner") or {}
     contract = Contract.of(node)
@@ -205,7 +337,9 @@ def _place_release(
         row_count=rows,
         engine=facts.adapter,
         columns=columns,
+        format="table" if warehouse is not None else "parquet",
         files=files,
+        warehouse=warehouse,
         pii_columns=masked,
         build=BuildInfo(invocation_id=facts.invocation_id, dbt_version=facts.dbt_version, built_at=facts.built_at),
         tests=facts.tests.get(node.unique_id, TestSummary()),

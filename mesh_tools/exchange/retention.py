@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.model.release import ReleaseDescriptor
+from mesh_tools.model.release import ReleaseDescriptor, WarehouseLocation
 from mesh_tools.store.exchange import Exchange
 from mesh_tools.store.receipts import read_lease, read_receipt
 
@@ -23,15 +25,21 @@ def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
     return keep
 
 
-def apply_retention(mesh: Mesh, exchange: Exchange, published: list[ReleaseDescriptor]) -> list[str]:
+def apply_retention(
+    mesh: Mesh, exchange: Exchange, published: list[ReleaseDescriptor],
+    drop: Callable[[list[tuple[str, str]]], None] | None = None,
+) -> list[str]:  # fmt: skip
     """Delete releases beyond the newest ``retention`` of each product just published; return them.
 
-    When who reads what cannot be known (a receipt or lease cannot be read), nothing is deleted."""
+    When who reads what cannot be known (a receipt or lease cannot be read), nothing is deleted.
+    A release living in a warehouse has its tables dropped first (``drop``, on the producer's
+    connection); when that fails its folder stays, and the next publish tries again.
+    """
     try:
         keep = protected_releases(mesh, exchange)
     except MeshError:
         return []
-    expired: list[str] = []
+    doomed: list[tuple[ReleaseDescriptor, str, Path]] = []
     for descriptor in published:
         ids = exchange.release_ids(descriptor.project, descriptor.model, descriptor.version)
         current = exchange.current_id(descriptor.project, descriptor.model, descriptor.version)
@@ -43,7 +51,29 @@ def apply_retention(mesh: Mesh, exchange: Exchange, published: list[ReleaseDescr
             if (descriptor.product, release_id) in keep or (unversioned_key, release_id) in keep:
                 continue
             folder = exchange.releases_dir(descriptor.project, descriptor.model, descriptor.version) / release_id
-            shutil.rmtree(folder, ignore_errors=True)
-            exchange.append_log({"event": "expire", "product": descriptor.product, "release_id": release_id})
-            expired.append(f"{descriptor.product}@{release_id}")
+            doomed.append((descriptor, release_id, folder))
+    tables: list[tuple[str, str]] = []
+    for _descriptor, _release_id, folder in doomed:
+        location = _warehouse_of(exchange, folder)
+        if location is not None:
+            tables += [(location.releases_schema, t) for t in (location.table, location.clear_table) if t]
+    if tables:
+        if drop is None:
+            return []  # only the producer's own connection may drop them: its next publish will
+        try:
+            drop(tables)
+        except MeshError:
+            return []
+    expired: list[str] = []
+    for descriptor, release_id, folder in doomed:
+        shutil.rmtree(folder, ignore_errors=True)
+        exchange.append_log({"event": "expire", "product": descriptor.product, "release_id": release_id})
+        expired.append(f"{descriptor.product}@{release_id}")
     return expired
+
+
+def _warehouse_of(exchange: Exchange, folder: Path) -> WarehouseLocation | None:
+    try:
+        return exchange.load_release(folder, verify=False).descriptor.warehouse
+    except MeshError:
+        return None

@@ -31,6 +31,8 @@ class CheckContext:
     manifests: dict[str, Manifest]  # domain -> its manifest
     baseline_contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # product -> contract
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule code -> options
+    # what the warehouse grants beyond (or short of) the policy, per domain, when a check reads it
+    warehouse_grants: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, mesh: Mesh, domains: list[str] | None = None) -> CheckContext:

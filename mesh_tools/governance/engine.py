@@ -114,6 +114,7 @@ def run_check(
     today: date | None = None,
     load: list[str] | None = None,
     contracts: dict[str, dict[str, Any]] | None = None,
+    warehouse_grants: dict[str, list[str]] | None = None,
 ) -> CheckReport:
     """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
     start = time.perf_counter()
@@ -125,6 +126,7 @@ def run_check(
     ctx = CheckContext.load(mesh, sorted(set(load) | set(selected), key=list(mesh.domains).index))
     ctx.options = options
     ctx.baseline_contracts = contracts or {}
+    ctx.warehouse_grants = warehouse_grants or {}
     if not sqlfluff:
         ctx.options.setdefault("GOV502", {})["enabled"] = False
     report = CheckReport(domains=selected, rules=[], registry=registry)

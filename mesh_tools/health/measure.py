@@ -115,6 +115,12 @@ def _row(
 
 
 def _from_release(con: Any, collection: Collection, domain: str, key: str, keys: list[str], release: Any) -> dict:
+    d = release.descriptor
+    if d.warehouse is not None:  # a table in the producer's warehouse: what its descriptor recorded
+        row = _row(collection, domain, key, d.release_id, d.release_id, d.build.invocation_id, d.row_count, [], {},
+                   [(c.name, c.type) for c in d.columns])  # fmt: skip
+        row["key_columns"] = ",".join(keys)  # key null rates are not measured there
+        return row
     path = sql_path(release.data_path)
     columns = [(str(r[0]), str(r[1])) for r in con.execute(f"describe select * from read_parquet('{path}')").fetchall()]
     nulls: dict[str, int] = {}

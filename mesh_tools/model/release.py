@@ -99,6 +99,19 @@ class ReleaseColumn(_Frozen):
     parquet_type: str = Field(description="The type DuckDB reads the column back as from data.parquet.")
 
 
+class WarehouseLocation(_Frozen):
+    """Where a release lives when it is a table in the producer's warehouse (PostgreSQL), not a file."""
+
+    engine: str = Field(description="The warehouse (postgres).")
+    database: str | None = None
+    releases_schema: str = Field(description="The producer's releases schema.")
+    table: str = Field(description="The release table every allowed consumer reads (PII columns NULL).")
+    clear_table: str | None = Field(default=None, description="The table with the PII in clear, for its readers.")
+    clear_readers: list[str] = Field(default_factory=list, description="The consumers whose stubs read clear_table.")
+    products_schema: str = Field(description="The schema of the product's pointer view (its current release).")
+    pointer: str = Field(description="The pointer view: always the current release, for people and BI tools.")
+
+
 class TestSummary(_Frozen):
     passed: int = 0
     failed: int = 0
@@ -128,8 +141,11 @@ class ReleaseDescriptor(_Frozen):
     columns: list[ReleaseColumn] = Field(
         default_factory=list, description="Every column of the data file, with its type in the producer's engine."
     )
-    format: str = "parquet"
+    format: str = Field(default="parquet", description="parquet (files in the release folder) or table (warehouse).")
     files: list[DataFile]
+    warehouse: WarehouseLocation | None = Field(
+        default=None, description="The release's tables when it lives in the producer's warehouse (format table)."
+    )
     pii_columns: list[str] = Field(
         default_factory=list,
         description="Columns marked PII: NULL in the file every consumer reads, in clear only in a file "

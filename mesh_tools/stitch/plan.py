@@ -11,7 +11,7 @@ from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.stitch.refs import check_ref, scan_refs
-from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql
+from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql, warehouse_sql
 from mesh_tools.store.exchange import Exchange, pin_for
 from mesh_tools.store.receipts import write_lease
 
@@ -163,7 +163,10 @@ def release_bodies(
         descriptor = release.descriptor
         columns = [(c.name, c.type) for c in descriptor.columns] if descriptor.engine == "duckdb" else None
         try:
-            bodies[node.unique_id] = read_parquet_sql(release.data_path_for(domain.name), columns)
+            if descriptor.warehouse is not None:
+                bodies[node.unique_id] = warehouse_sql(descriptor, domain.name)
+            else:
+                bodies[node.unique_id] = read_parquet_sql(release.data_path_for(domain.name), columns)
         except ValueError as exc:
             raise ArtifactError(f"{display_path(release.folder)}: release cannot be read safely ({exc}).") from None
         consumed[key] = descriptor.release_id

@@ -29,7 +29,9 @@ from mesh_tools.workflows.build_state import (
     changed_metadata,
     explain,
     freshness_sources,
+    landing_files,
     landing_fingerprint,
+    landing_location,
     load_state,
     plan_build,
     project_digest,
@@ -272,6 +274,8 @@ def _plan_build(
     code = code_fingerprint(domain)
     state: BuildState | str = "--full was given" if full else load_state(domain, name)
     own = code_fingerprint(domain, stubs=False)
+    if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
+        _load_landing(mesh, domain, target, name, profile, state, own, verbose, run)
     fresh = None
     if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, own):
         fresh = _measure_freshness(mesh, domain, target, name, verbose, run)
@@ -305,6 +309,41 @@ def _plan_build(
     plan.own = own
     run.full_reason = plan.why_full or None
     return plan
+
+
+def _load_landing(
+    mesh: Mesh, domain: Domain, target: str | None, name: str, profile: ProfileInfo, state: BuildState | str,
+    own: str, verbose: bool, run: DomainRun,
+) -> None:  # fmt: skip
+    """On a warehouse that cannot read files (PostgreSQL), load the sources' landing files into their tables.
+
+    The sources come from the last build's manifest while the domain's own code is unchanged, else
+    from a `dbt parse` into the state folder. A source without local landing files is left alone.
+    """
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.engines import postgres
+
+    manifest = state.manifest if isinstance(state, BuildState) and state.own == own else None
+    if manifest is None:
+        scratch = state_dir(domain, name) / "parse"
+        parsed = dbt_runner.invoke(domain.path, ["parse", "--target-path", str(scratch)], target=target,
+                                   verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
+        if not parsed.success:
+            return  # the build reports the parse error itself
+        manifest = Manifest.read(scratch / "manifest.json", domain.name, missing_ok=True)
+        if manifest is None:
+            return
+    sources = []
+    for source in manifest.own_sources():
+        location = landing_location(source)
+        files = landing_files(domain, location)
+        if not files or not all(f.is_file() and f.suffix == ".parquet" for f in files):
+            continue
+        schema, table = str(source.get("schema") or ""), str(source.get("identifier") or source.name)
+        sources.append((schema, table, files, landing_fingerprint(domain, location) or ""))
+    loaded = postgres.load_landing(profile, sources)
+    if loaded:
+        run.notes.append(f"loaded its landing files into {', '.join(loaded)}")
 
 
 # dbt commands that write relations: one of them run by hand leaves tables the mesh did not build

@@ -1,6 +1,7 @@
 """Engines: one module per warehouse engine, answering every engine question the mesh asks.
 
-``duckdb`` (the embedded default) and ``spark`` (dbt-spark): how a stub reads a release, how a
+``duckdb`` (the embedded default), ``spark`` (dbt-spark) and ``postgres`` (a shared warehouse,
+releases as tables): how a stub reads a release, how a
 product is written to a release and measured, which types cross a release exactly. The domain's
 engine is dbt's own answer: the ``adapter_type`` of its manifest, or of its profile's target.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from mesh_tools.core.errors import ArtifactError, StorageError, display_path
 
 # The engines the mesh publishes from; any other adapter builds, but cannot publish yet.
-SUPPORTED = ("duckdb", "spark")
+SUPPORTED = ("duckdb", "spark", "postgres")
 
 
 class UnpublishableData(Exception):

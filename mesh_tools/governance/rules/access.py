@@ -40,6 +40,9 @@ def non_public_ref(ctx: CheckContext) -> Iterator[Finding]:
 def _foreign_markers(ctx: CheckContext, domain: str) -> dict[str, list[re.Pattern[str]]]:
     """Per other domain: patterns that mean "this reaches into its storage"."""
     out: dict[str, list[re.Pattern[str]]] = {}
+    mine = ctx.manifests.get(domain)
+    own_dbs = {str(n.get("database")).lower() for n in mine.nodes.values() if n.get("database")} if mine else set()
+    own_schemas = {str(n.get("schema")).lower() for n in mine.nodes.values() if n.get("schema")} if mine else set()
     for other, spec in ctx.mesh.domains.items():
         if other == domain:
             continue
@@ -52,8 +55,13 @@ def _foreign_markers(ctx: CheckContext, domain: str) -> dict[str, list[re.Patter
         databases = (
             {str(n.get("database")) for n in manifest.nodes.values() if n.get("database")} if manifest else set()
         )
-        for db in databases | {other}:
+        # on a shared warehouse every domain builds into the same database: its schemas are its own
+        for db in {d for d in databases if d.lower() not in own_dbs} | {other}:
             patterns.append(re.compile(rf'(?<![\w.]){re.escape(db)}"?\."?\w+"?\."?\w+', re.I))
+        if {d.lower() for d in databases} & own_dbs:
+            schemas = {str(n.get("schema")) for n in manifest.nodes.values() if n.get("schema")} if manifest else set()
+            for schema in sorted(s for s in schemas if s.lower() not in own_schemas | {"main", "public"}):
+                patterns.append(re.compile(rf'\b(?:from|join)\s+(?:"?\w+"?\.)?"?{re.escape(schema)}"?\."?\w+', re.I))
         out[other] = patterns
     return out
 

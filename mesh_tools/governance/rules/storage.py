@@ -78,3 +78,25 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
         for statement in statements:
             for reach in scanner.scan(statement.sql):
                 yield ctx.finding(domain, statement.node, f"{statement.where} {reach.describe()}")
+
+
+@rule("GOV206", "warehouse-grants")
+def warehouse_grants(ctx: CheckContext) -> Iterator[Finding]:
+    """On a shared warehouse, a domain's role grants exactly what the mesh's policy allows.
+
+    Rationale:
+        On PostgreSQL the database enforces who reads what: a grant added by hand (a consumer
+        reading a working table, a PII column, a product it never declared) is a hole in the
+        policy the mesh's metadata cannot see; a grant missing breaks a consumer that may read.
+        Checked by `mesh check --target <warehouse target>`, which reads each domain's grants
+        through its own connection (without a warehouse target there is nothing to check).
+    Example:
+        `grant select on sales_marts.fct_orders_v2 to marketing` typed in a SQL console.
+    Fix:
+        `mesh grants --target <target>` revokes what the policy does not allow and grants what it
+        does (`--dry-run` prints the SQL). To allow a read, change the policy: the consumer's
+        dependencies.yml, `meta.allowed_consumers` or `meta.pii_allowed_consumers`.
+    """
+    for domain, problems in ctx.warehouse_grants.items():
+        for problem in problems:
+            yield Finding(domain, problem, file=ctx.root_relative(ctx.domain(domain).path / "profiles.yml"))

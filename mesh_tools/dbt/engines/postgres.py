@@ -1,0 +1,303 @@
+"""PostgreSQL (dbt-postgres): a mesh on one shared warehouse, releases and access in the database.
+
+Each domain connects as its own login role and owns its schemas: its working schemas (dbt's,
+prefixed with its target schema: ``sales``, ``sales_staging``, ...), ``<schema>_releases`` (one
+immutable table per release) and ``<schema>_products`` (one pointer view per product, always the
+current release). Publishing is one transaction on the domain's own dbt connection: the release
+tables, the pointer views and the grants commit together or not at all. A consumer's stub view
+reads the release table it was stitched to, like a stub over a file release reads one folder.
+
+PII: the release table every allowed consumer reads has the product's PII columns NULL; the
+columns in clear are in a second table (``...__pii``) granted only to the consumers the policy
+names. Who may read what is the mesh's policy (workflows/grants.py); the database enforces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import ArtifactError, MeshError, display_path
+
+NAME = "postgres"
+MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: the mesh never makes one
+RELEASE_COMMENT = "mesh release "  # the comment on every release table the mesh creates (and may drop)
+CLEAR_SUFFIX = "__pii"
+
+
+def quote(name: str) -> str:
+    return '"' + str(name).replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def qualified(schema: str, name: str) -> str:
+    return f"{quote(schema)}.{quote(name)}"
+
+
+def releases_schema(prefix: str) -> str:
+    return f"{prefix}_releases"
+
+
+def products_schema(prefix: str) -> str:
+    return f"{prefix}_products"
+
+
+def _fit(stem: str, suffix: str) -> str:
+    """``stem + suffix`` within PostgreSQL's 63 bytes: a long stem is cut and keeps a hash of itself."""
+    stem = stem.lower()
+    if len((stem + suffix).encode()) <= MAX_IDENTIFIER:
+        return stem + suffix
+    digest = hashlib.sha256(stem.encode()).hexdigest()[:8]
+    room = MAX_IDENTIFIER - len(suffix.encode()) - 9
+    cut = stem.encode()[:room].decode("utf-8", errors="ignore")
+    return f"{cut}_{digest}{suffix}"
+
+
+def product_stem(model: str, version: str | None) -> str:
+    return f"{model}_v{version}" if version is not None else model
+
+
+def release_table(model: str, version: str | None, release_id: str, clear: bool = False) -> str:
+    """The table holding one release (``clear``: its PII columns in clear)."""
+    suffix = "__" + release_id.lower().replace("-", "_") + (CLEAR_SUFFIX if clear else "")
+    return _fit(product_stem(model, version), suffix)
+
+
+def pointer_view(model: str, version: str | None, clear: bool = False) -> str:
+    """The view that always reads a product's current release (``clear``: with its PII)."""
+    return _fit(product_stem(model, version), CLEAR_SUFFIX if clear else "")
+
+
+@dataclass(frozen=True)
+class Export:
+    """What publishing one product writes: a release table (and its clear twin), its pointer views."""
+
+    relation: str  # the built relation, as dbt names it
+    prefix: str  # the domain's target schema
+    model: str
+    version: str | None
+    release_id: str
+    pii: tuple[str, ...]  # columns NULL in the shared table
+    readers: tuple[str, ...]  # roles that read the clear table
+    consumers: tuple[str, ...]  # roles that read the shared table
+
+    @property
+    def table(self) -> str:
+        return release_table(self.model, self.version, self.release_id)
+
+    @property
+    def clear_table(self) -> str | None:
+        clear = self.pii and self.readers  # with no reader, the PII in clear is never kept
+        return release_table(self.model, self.version, self.release_id, clear=True) if clear else None
+
+
+def publish_statements(exports: list[Export], product_keys: list[str]) -> list[str]:
+    """The SQL of one publish, in order: one transaction on the domain's connection.
+
+    After the writes come, per export, a row count and a column list (what the release records).
+    """
+    out: list[str] = []
+    for prefix in dict.fromkeys(e.prefix for e in exports):
+        for schema in (releases_schema(prefix), products_schema(prefix)):
+            out.append(f"create schema if not exists {quote(schema)}")
+            out.append(f"revoke all on schema {quote(schema)} from public")
+    for export, key in zip(exports, product_keys, strict=True):
+        releases, products = releases_schema(export.prefix), products_schema(export.prefix)
+        table = qualified(releases, export.table)
+        out.append(f"create table {table} as select * from {export.relation}")
+        clear_pointer = qualified(products, pointer_view(export.model, export.version, clear=True))
+        if export.clear_table:
+            clear = qualified(releases, export.clear_table)
+            out.append(f"create table {clear} as table {table}")
+            out.append(f"comment on table {clear} is {literal(RELEASE_COMMENT + export.release_id + ' ' + key)}")
+        if export.pii:
+            out.append(f"update {table} set " + ", ".join(f"{quote(c)} = null" for c in export.pii))
+        out.append(f"comment on table {table} is {literal(RELEASE_COMMENT + export.release_id + ' ' + key)}")
+        pointer = qualified(products, pointer_view(export.model, export.version))
+        out.append(f"drop view if exists {pointer}")
+        out.append(f"create view {pointer} as select * from {table}")
+        out.append(f"drop view if exists {clear_pointer}")
+        if export.clear_table:
+            out.append(f"create view {clear_pointer} as select * from {qualified(releases, export.clear_table)}")
+        for role in export.consumers:
+            out.append(f"grant usage on schema {quote(releases)}, {quote(products)} to {quote(role)}")
+            out.append(f"grant select on {table}, {pointer} to {quote(role)}")
+        if export.clear_table:
+            for role in export.readers:
+                clear = qualified(releases, export.clear_table)
+                out.append(f"grant select on {clear}, {clear_pointer} to {quote(role)}")
+    for export in exports:
+        table = qualified(releases_schema(export.prefix), export.table)
+        out.append(f"select count(*) from {table}")
+        out.append(
+            "select a.attname, format_type(a.atttypid, a.atttypmod) from pg_attribute a "
+            f"where a.attrelid = {literal(table)}::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum"
+        )
+    return out
+
+
+def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Path | None) -> list[list[list[Any]]]:
+    """Run statements in one transaction on the domain's own dbt connection; the rows of each."""
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.profiles import profiles_dir_for
+    from mesh_tools.dbt.runtime import install_runtime
+
+    install_runtime(domain)
+    folder = profiles_dir_for(domain.path, profiles_dir)  # as dbt finds it run in the domain's folder
+    return dbt_runner.run_macro(
+        domain.path, "run_statements", {"statements": statements}, target=target, profiles_dir=folder
+    )
+
+
+def export(
+    domain: Any, exports: list[Export], product_keys: list[str], target: str | None, profiles_dir: Path | None
+) -> list[tuple[int, list[Any]]]:
+    """Publish: release tables, pointers and grants in one transaction; (rows, columns) of each release."""
+    from mesh_tools.dbt.engines import UnpublishableData
+    from mesh_tools.model.release import ReleaseColumn
+
+    statements = publish_statements(exports, product_keys)
+    try:
+        results = run(domain, statements, target, profiles_dir)
+    except MeshError as exc:
+        raise UnpublishableData(f"cannot write the release tables: {' '.join(str(exc).split())[:600]}") from None
+    tail = results[-2 * len(exports) :]
+    out = []
+    for index in range(len(exports)):
+        count, described = tail[2 * index], tail[2 * index + 1]
+        columns = [ReleaseColumn(name=str(n), type=str(t), parquet_type=str(t)) for n, t in described]
+        out.append((int(count[0][0]), columns))
+    return out
+
+
+def drop_statements(tables: list[tuple[str, str]]) -> list[str]:
+    """Drop release tables (schema, table) of expired releases; their pointer views never read them."""
+    return [f"drop table if exists {qualified(schema, table)}" for schema, table in tables]
+
+
+def release_tables_sql(schema: str) -> str:
+    """The tables the mesh made in a releases schema (its comment marks each), with their comments."""
+    return (
+        "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c join pg_namespace n "
+        f"on n.oid = c.relnamespace where n.nspname = {literal(schema)} and c.relkind = 'r' "
+        f"and obj_description(c.oid, 'pg_class') like {literal(RELEASE_COMMENT + '%')} order by 1"
+    )
+
+
+# -- reading a release (a consumer's stub)
+
+_CHECKED = re.compile(r"[A-Za-z0-9_$]+")
+
+
+def read_release_sql(schema: str, table: str) -> str:
+    """A stub's view body over a release table; only PostgreSQL consumers can read it."""
+    for name in (schema, table):
+        if not _CHECKED.fullmatch(name):
+            raise ValueError(f"release table name {name!r} is not a plain identifier")
+    return f"select * from {qualified(schema, table)}"
+
+
+# -- landing files (sources dbt-duckdb reads in place) loaded into the warehouse
+
+_TYPES = (
+    (re.compile(r"^(TINYINT|SMALLINT|UTINYINT)$"), "smallint"),
+    (re.compile(r"^(INTEGER|USMALLINT)$"), "integer"),
+    (re.compile(r"^(BIGINT|UINTEGER)$"), "bigint"),
+    (re.compile(r"^(UBIGINT|HUGEINT|UHUGEINT)$"), "numeric(38,0)"),
+    (re.compile(r"^(DOUBLE)$"), "double precision"),
+    (re.compile(r"^(FLOAT|REAL)$"), "real"),
+    (re.compile(r"^(DECIMAL\(\d+,\d+\))$"), None),
+    (re.compile(r"^(BOOLEAN)$"), "boolean"),
+    (re.compile(r"^(DATE)$"), "date"),
+    (re.compile(r"^(TIMESTAMP|TIMESTAMP_S|TIMESTAMP_MS|TIMESTAMP_NS)$"), "timestamp"),
+    (re.compile(r"^(TIMESTAMP WITH TIME ZONE)$"), "timestamptz"),
+    (re.compile(r"^(TIME)$"), "time"),
+    (re.compile(r"^(UUID)$"), "uuid"),
+    (re.compile(r"^(BLOB)$"), "bytea"),
+)
+
+
+def pg_type(duckdb_type: str) -> str:
+    for pattern, name in _TYPES:
+        if pattern.match(duckdb_type):
+            return name or duckdb_type.lower()
+    return "text"
+
+
+def connect(profile: Any) -> Any:
+    """A connection of the mesh's own to the domain's warehouse, as its profile's role."""
+    import psycopg2
+
+    try:
+        return psycopg2.connect(**profile.connection, application_name="mesh_tools")
+    except psycopg2.Error as exc:
+        raise MeshError(
+            f"cannot connect to PostgreSQL as {profile.user!r} ({profile.profiles_file}, target {profile.target}): "
+            f"{' '.join(str(exc).split())}"
+        ) from None
+
+
+def load_landing(profile: Any, sources: list[tuple[str, str, list[Path], str]]) -> list[str]:
+    """Load each source's landing files into its table when they changed; the tables loaded.
+
+    ``sources``: (schema, table, files, fingerprint). The table's comment keeps the fingerprint of
+    the files it holds; a table the mesh did not load (no such comment) is never replaced.
+    """
+    import duckdb
+    import psycopg2
+
+    loaded = []
+    con = connect(profile)
+    try:
+        for schema, table, files, fingerprint in sources:
+            marker = "mesh landing " + hashlib.sha256(fingerprint.encode()).hexdigest()
+            with con.cursor() as cur:
+                cur.execute(
+                    "select obj_description(c.oid, 'pg_class') from pg_class c join pg_namespace n "
+                    "on n.oid = c.relnamespace where n.nspname = %s and c.relname = %s",
+                    (schema, table),
+                )
+                found = cur.fetchone()
+            if found is not None and found[0] == marker:
+                continue
+            if found is not None and not str(found[0] or "").startswith("mesh landing "):
+                raise MeshError(
+                    f"{schema}.{table} exists in the warehouse and was not loaded by the mesh: its landing files "
+                    f"({display_path(files[0])}) are not loaded over it. Drop the source's `external_location`, "
+                    "or the table."
+                )
+            reader = duckdb.connect()
+            try:
+                paths = ", ".join(literal(str(f)) for f in files)
+                relation = reader.sql(f"select * from read_parquet([{paths}])")
+                typed = zip(relation.columns, relation.types, strict=True)
+                columns = [f"{quote(n)} {pg_type(str(t))}" for n, t in typed]
+                with con.cursor() as cur:
+                    cur.execute(f"create schema if not exists {quote(schema)}")
+                    cur.execute(f"drop table if exists {qualified(schema, table)}")
+                    cur.execute(f"create table {qualified(schema, table)} ({', '.join(columns)})")
+                    with tempfile.TemporaryDirectory(prefix="mesh-landing-") as scratch:
+                        csv = Path(scratch) / "rows.csv"
+                        relation.write_csv(str(csv), header=False)
+                        with open(csv, "rb") as handle:
+                            cur.copy_expert(f"copy {qualified(schema, table)} from stdin with (format csv)", handle)
+                    cur.execute(f"comment on table {qualified(schema, table)} is {literal(marker)}")
+                con.commit()
+            except psycopg2.Error as exc:
+                con.rollback()
+                raise ArtifactError(
+                    f"{display_path(files[0])}: cannot load into {schema}.{table}: {' '.join(str(exc).split())}"
+                ) from None
+            finally:
+                reader.close()
+            loaded.append(f"{schema}.{table}")
+    finally:
+        con.close()
+    return loaded
