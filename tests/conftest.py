@@ -115,10 +115,11 @@ _UNITS = (
     ("tests/governance/test_rules.py", "governance"),  # one parse of the governance fixture
     ("tests/health/", "health"),
     ("tests/foreign/test_type_matrix.py", "types"),
+    ("tests/postgres/", "postgres"),  # one server and one warehouse build, shared
 )
 # Tests on copies of the plain build (exchange, hardening, stitch, build) spread freely: each worker
 # builds plain_mesh once (seconds), and one unit of them would take minutes on a single core.
-_ORDER = ["demo", "benchmark", "corpus", "governance", "health", "types"]
+_ORDER = ["demo", "benchmark", "corpus", "postgres", "governance", "health", "types"]
 
 
 def unit_of(nodeid: str) -> str | None:

@@ -23,7 +23,7 @@ SUPERUSER_PASSWORD = "mesh-admin-secret"
 def _bin_dir() -> Path | None:
     found = shutil.which("pg_ctl")
     if found:
-        return Path(found).parent
+        return Path(os.path.realpath(found)).parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
     return Path(versions[-1]).parent if versions else None
 
@@ -61,7 +61,9 @@ class Server:
         command = [str(bin_dir / args[0]), *args[1:]]
         if os.geteuid() == 0:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
 
     def connect(self, user: str = "postgres", password: str = SUPERUSER_PASSWORD, dbname: str = "postgres"):
         import psycopg2
@@ -81,14 +83,17 @@ class Server:
     def stop(self) -> None:
         try:
             self._run("pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop")
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        except (RuntimeError, subprocess.TimeoutExpired):
             pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start(parent: Path | None = None) -> Server:
-    """Create and start a cluster; the caller stops it."""
-    root = Path(tempfile.mkdtemp(prefix="mesh-pg-", dir=parent))
+def start() -> Server:
+    """Create and start a cluster in a folder of its own under the system's temp folder; the caller stops it.
+
+    Not under pytest's temp folder: that one is private to root, and the server runs as ``postgres``.
+    """
+    root = Path(tempfile.mkdtemp(prefix="mesh-pg-"))
     (root / "sock").mkdir()
     pwfile = root / "pw"
     pwfile.write_text(SUPERUSER_PASSWORD + "\n")

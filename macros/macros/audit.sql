@@ -8,3 +8,11 @@
 {% macro money(expression) -%}
     cast({{ expression }} as decimal(18, 2))
 {%- endmacro %}
+
+{#- The average of an amount, rounded to the cent the same way on every engine. `avg()` of a
+    decimal is a DOUBLE on DuckDB and Spark but exact on PostgreSQL, so a cast of it can round a
+    half cent differently; this works in whole cents (half up) and gives the same on all three. -#}
+{% macro money_average(expression) -%}
+    {%- set cents = 'cast(round(' ~ expression ~ ' * 100, 0) as bigint)' -%}
+    {{ mesh_macros.money('floor((2 * sum(' ~ cents ~ ') + count(' ~ expression ~ ')) / (2.0 * nullif(count(' ~ expression ~ '), 0))) / 100') }}
+{%- endmacro %}

@@ -164,10 +164,8 @@ def plan_grants(mesh: Mesh, name: str, target: str | None) -> GrantPlan | None:
     for view, table in sorted(pointers.items()):
         if view in views and table not in views[view]:
             plan.repoint.append(view)
-            plan.statements += [
-                f"drop view {qualified(products, view)}",
-                f"create view {qualified(products, view)} as select * from {qualified(releases, table)}",
-            ]
+            plan.statements.append(postgres.switch_pointer_sql(qualified(products, view), qualified(releases, table)))
+            plan.drift = [p for p in plan.drift if p[1] != view]  # the switch revokes them
             plan.missing += sorted(p for p in want if p[1] == view and p not in plan.missing)
     plan.statements += [_statement(p, grant=False) for p in plan.drift]
     plan.statements += [_statement(p, grant=True) for p in plan.missing]

@@ -121,11 +121,11 @@ def publish_statements(exports: list[Export], product_keys: list[str]) -> list[s
             out.append(f"update {table} set " + ", ".join(f"{quote(c)} = null" for c in export.pii))
         out.append(f"comment on table {table} is {literal(RELEASE_COMMENT + export.release_id + ' ' + key)}")
         pointer = qualified(products, pointer_view(export.model, export.version))
-        out.append(f"drop view if exists {pointer}")
-        out.append(f"create view {pointer} as select * from {table}")
-        out.append(f"drop view if exists {clear_pointer}")
+        out.append(switch_pointer_sql(pointer, table))
         if export.clear_table:
-            out.append(f"create view {clear_pointer} as select * from {qualified(releases, export.clear_table)}")
+            out.append(switch_pointer_sql(clear_pointer, qualified(releases, export.clear_table)))
+        else:
+            out.append(f"drop view if exists {clear_pointer}")
         for role in export.consumers:
             out.append(f"grant usage on schema {quote(releases)}, {quote(products)} to {quote(role)}")
             out.append(f"grant select on {table}, {pointer} to {quote(role)}")
@@ -143,17 +143,51 @@ def publish_statements(exports: list[Export], product_keys: list[str]) -> list[s
     return out
 
 
+def switch_pointer_sql(view: str, table: str) -> str:
+    """Point a view at a release table, in the publishing transaction, never leaving a moment without it.
+
+    ``create or replace view`` keeps the view (its identity, so a concurrent reader waits and then
+    reads the new release); only when the columns changed (a new contract) is it dropped and
+    created again. Either way every privilege on it is revoked: the grants that follow are the policy's.
+    """
+    body = f"select * from {table}"
+    return f"""do $mesh$
+declare grantee text;
+begin
+  begin
+    execute {literal(f"create or replace view {view} as {body}")};
+  exception when others then
+    execute {literal(f"drop view if exists {view}")};
+    execute {literal(f"create view {view} as {body}")};
+  end;
+  for grantee in
+    select distinct case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
+    from pg_class c cross join lateral aclexplode(c.relacl) a
+    where c.oid = {literal(view)}::regclass and a.grantee <> c.relowner
+  loop
+    execute 'revoke all on ' || {literal(view)} || ' from ' || grantee;
+  end loop;
+end $mesh$"""
+
+
 def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Path | None) -> list[list[list[Any]]]:
-    """Run statements in one transaction on the domain's own dbt connection; the rows of each."""
+    """Run statements in one transaction on the domain's own dbt connection; the rows of each.
+
+    dbt-postgres runs an operation's queries in autocommit mode, so the transaction is explicit:
+    ``begin`` first, ``commit`` last. A statement that fails (or a connection that dies) before the
+    commit leaves nothing of the others.
+    """
     from mesh_tools.dbt import runner as dbt_runner
     from mesh_tools.dbt.profiles import profiles_dir_for
     from mesh_tools.dbt.runtime import install_runtime
 
     install_runtime(domain)
     folder = profiles_dir_for(domain.path, profiles_dir)  # as dbt finds it run in the domain's folder
-    return dbt_runner.run_macro(
-        domain.path, "run_statements", {"statements": statements}, target=target, profiles_dir=folder
-    )
+    results = dbt_runner.run_macro(
+        domain.path, "run_statements", {"statements": ["begin", *statements, "commit"]}, target=target,
+        profiles_dir=folder,
+    )  # fmt: skip
+    return results[1:-1]
 
 
 def export(

@@ -8,7 +8,7 @@ select
     cast(count(*) as integer) as orders,
     cast(count(distinct customer_id) as integer) as customers,
     {{ mesh_macros.money('sum(order_total)') }} as revenue,
-    {{ mesh_macros.money('avg(order_total)') }} as average_order_value,
+    {{ mesh_macros.money_average('order_total') }} as average_order_value,
     {{ mesh_macros.audit_columns() }}
 from orders
 group by cast({{ dbt.date_trunc('week', 'ordered_at') }} as date)

@@ -1,0 +1,377 @@
+"""The demo mesh on a shared PostgreSQL warehouse: a real server on loopback, a login role per domain.
+
+One throwaway cluster for the session (tests/pgserver.py), set up with the SQL `mesh grants
+--bootstrap` prints. The mesh is built on DuckDB, then on `--target postgres`: every model's
+rows must match. Then each domain's role tries, through its own connection, to read what the
+policy forbids, and the server must refuse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from mesh_tools.dbt.engines.postgres import release_table
+from tests import pgserver
+from tests.conftest import Built, copy_demo, copy_tree, mesh_env, run_mesh
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+DOMAINS = ("customers", "sales", "marketing", "finance")
+PASSWORDS = {d: f"{d}-pw-{os.getpid()}" for d in DOMAINS}
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[pgserver.Server]:
+    problem = pgserver.available()
+    assert problem is None, f"the PostgreSQL tests need a server: {problem}"
+    server = pgserver.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _policy_twists(root: Path) -> None:
+    """Two policies the demo does not exercise: a restricted product, and a consumer of PII that may not
+    read it in clear (finance declares customers, which names only marketing as a PII reader)."""
+    report = root / "projects/sales/models/marts/_weekly_sales_report.yml"
+    text = report.read_text()
+    assert "      meta:\n" in text
+    report.write_text(text.replace("      meta:\n", "      meta:\n        allowed_consumers: [marketing]\n", 1))
+    deps = root / "projects/finance/dependencies.yml"
+    deps.write_text(deps.read_text() + "  - name: customers\n")
+
+
+@pytest.fixture(scope="session")
+def pg_mesh(pg: pgserver.Server, tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The demo, built on DuckDB and then on the warehouse (whose setup is what `mesh grants --bootstrap` says)."""
+    root = copy_demo(tmp_path_factory.mktemp("pgmesh") / "mesh")
+    _policy_twists(root)
+    data = run_mesh("demo-data", cwd=root)
+    assert data.returncode == 0, data.stdout + data.stderr
+    os.environ.update({"MESH_PG_HOST": "127.0.0.1", "MESH_PG_PORT": str(pg.port), "MESH_PG_DATABASE": "mesh"})
+    bootstrap = run_mesh("grants", "--bootstrap", "--target", "postgres", cwd=root)  # needs no password
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    pg.admin("create database mesh")
+    pg.admin(bootstrap.stdout, dbname="mesh")
+    for domain, password in PASSWORDS.items():
+        pg.admin(f"alter role {domain} password '{password}'")
+        os.environ[f"MESH_PG_PASSWORD_{domain.upper()}"] = password
+    duck = run_mesh("build", cwd=root)
+    assert duck.returncode == 0, duck.stdout + duck.stderr
+    return Built(root, run_mesh("build", "--target", "postgres", cwd=root))
+
+
+def as_role(pg: pgserver.Server, role: str, sql: str) -> tuple[str, object]:
+    """Run one query as a domain's role: ("allowed", first row) or ("denied", SQLSTATE and message)."""
+    import psycopg2
+
+    con = pg.connect(user=role, password=PASSWORDS[role], dbname="mesh")
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute(sql)
+            return "allowed", cur.fetchone()
+    except psycopg2.Error as exc:
+        return "denied", f"{exc.pgcode} {str(exc).splitlines()[0]}"
+    finally:
+        con.close()
+
+
+def _canonical(value: object) -> object:
+    if isinstance(value, decimal.Decimal | float):
+        return f"{decimal.Decimal(str(value)):.6f}"
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def rows_digest(rows: list[tuple], columns: list[str]) -> tuple[int, str]:
+    """Row count and an order-free hash of the rows (audit columns, which name the build, left out)."""
+    keep = [i for i, c in enumerate(columns) if c not in ("_built_at", "_invocation_id")]
+    canonical = sorted(json.dumps([_canonical(r[i]) for i in keep], default=str) for r in rows)
+    return len(canonical), hashlib.sha256("\n".join(canonical).encode()).hexdigest()
+
+
+def duckdb_models(root: Path, domain: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    with duckdb.connect(str(root / "projects" / domain / f"{domain}.duckdb"), read_only=True) as con:
+        tables = con.execute(
+            "select table_schema, table_name from information_schema.tables "
+            "where table_schema in ('staging', 'intermediate', 'marts', 'reference') and table_type = 'BASE TABLE'"
+        ).fetchall()
+        for schema, table in tables:
+            cur = con.execute(f'select * from "{schema}"."{table}"')
+            out[f"{schema}.{table}"] = rows_digest(cur.fetchall(), [d[0] for d in cur.description])
+    return out
+
+
+def postgres_models(pg: pgserver.Server, domain: str) -> dict[str, tuple[int, str]]:
+    out = {}
+    con = pg.connect(dbname="mesh")
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "select table_schema, table_name from information_schema.tables where table_schema in %s "
+                "and table_type = 'BASE TABLE'",
+                (tuple(f"{domain}_{s}" for s in ("staging", "intermediate", "marts", "reference")),),
+            )
+            for schema, table in cur.fetchall():
+                cur.execute(f'select * from "{schema}"."{table}"')
+                name = f"{schema.removeprefix(domain + '_')}.{table}"
+                out[name] = rows_digest(cur.fetchall(), [d[0] for d in cur.description])
+    finally:
+        con.close()
+    return out
+
+
+def current(root: Path, product: str) -> dict:
+    project, model, *version = product.split(".")
+    folder = root / "exchange/products" / project / model / (version[0] if version else "unversioned")
+    release_id = json.loads((folder / "current.json").read_text())["release_id"]
+    return json.loads((folder / "releases" / release_id / "release.json").read_text())
+
+
+def test_the_demo_builds_on_postgres_with_the_same_rows_as_on_duckdb(pg_mesh: Built, pg: pgserver.Server) -> None:
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    assert "mesh build: 4 of 4 domains succeeded" in pg_mesh.output
+    compared = 0
+    for domain in DOMAINS:
+        on_duckdb, on_postgres = duckdb_models(pg_mesh.root, domain), postgres_models(pg, domain)
+        assert on_duckdb, domain
+        assert on_postgres == on_duckdb, domain
+        compared += len(on_duckdb)
+    assert compared >= 12  # every table of every domain (views read the tables)
+    # releases live in the warehouse: the descriptor names the table, and it holds what the build made
+    release = current(pg_mesh.root, "sales.fct_orders.v2")
+    assert release["format"] == "table" and release["files"] == [] and release["engine"] == "postgres"
+    where = release["warehouse"]
+    con = pg.connect(dbname="mesh")
+    with con.cursor() as cur:
+        cur.execute(f'select count(*) from "{where["releases_schema"]}"."{where["table"]}"')
+        assert cur.fetchone()[0] == release["row_count"] > 0
+        cur.execute(f'select count(*) from "{where["products_schema"]}"."{where["pointer"]}"')
+        assert cur.fetchone()[0] == release["row_count"]
+    con.close()
+    # no password in anything the mesh or dbt wrote
+    for path in pg_mesh.root.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".yml", ".log", ".sql", ".html"):
+            text = path.read_text(errors="replace")
+            assert not any(p in text for p in PASSWORDS.values()), path
+
+
+def test_the_server_denies_what_the_policy_does_not_allow(pg_mesh: Built, pg: pgserver.Server) -> None:
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    customers = current(pg_mesh.root, "customers.dim_customers")["warehouse"]
+    sales = current(pg_mesh.root, "sales.fct_orders.v2")["warehouse"]
+    assert customers["clear_table"] and customers["clear_readers"] == ["marketing"]
+    clear = f'customers_releases."{customers["clear_table"]}"'
+    masked = f'customers_releases."{customers["table"]}"'
+    matrix = {
+        # a producer's working tables (private, protected), even of an upstream the consumer declares
+        ("marketing", "select 1 from sales_marts.fct_orders_v2"): "denied",
+        ("marketing", "select 1 from sales_staging.stg_orders"): "denied",
+        ("finance", "select 1 from sales_intermediate.int_orders_enriched"): "denied",
+        ("marketing", "select 1 from shop.orders"): "denied",  # another domain's landing data
+        # a product of an upstream the consumer does not declare
+        ("finance", "select 1 from marketing_products.customer_segments"): "denied",
+        ("sales", "select 1 from customers_products.dim_customers"): "denied",
+        # a restricted product (allowed_consumers: [marketing])
+        ("finance", "select 1 from sales_products.weekly_sales_report"): "denied",
+        ("marketing", "select count(*) from sales_products.weekly_sales_report"): "allowed",
+        # PII: in clear only for marketing; masked for finance
+        ("finance", "select email from customers_products.dim_customers__pii"): "denied",
+        ("finance", f"select email from {clear}"): "denied",
+        ("finance", f"select count(email) from {masked}"): "allowed",
+        ("finance", "select count(*) from customers_products.dim_customers"): "allowed",
+        ("marketing", "select count(email) from customers_products.dim_customers__pii"): "allowed",
+        # a declared, public product: its pointer and its release table
+        ("finance", "select count(*) from sales_products.fct_orders_v2"): "allowed",
+        ("finance", f'select count(*) from sales_releases."{sales["table"]}"'): "allowed",
+        # nobody writes another domain's releases, not even a reader
+        ("finance", f'delete from sales_releases."{sales["table"]}"'): "denied",
+    }
+    observed = {key: as_role(pg, *key) for key in matrix}
+    assert {k: v[0] for k, v in observed.items()} == matrix, observed
+    for key, (verdict, detail) in observed.items():
+        if verdict == "denied":
+            assert str(detail).startswith("42501"), (key, detail)  # insufficient_privilege, not a missing table
+    assert observed[("finance", f"select count(email) from {masked}")][1] == (0,)  # every e-mail NULL
+    clear_emails = observed[("marketing", "select count(email) from customers_products.dim_customers__pii")][1]
+    assert clear_emails[0] > 0
+
+
+def test_a_grant_added_by_hand_is_reported_and_revoked(pg_mesh: Built, pg: pgserver.Server) -> None:
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    pg.admin(
+        "set role sales; grant usage on schema sales_marts to finance; "
+        "grant select on sales_marts.fct_orders_v2 to finance",
+        dbname="mesh",
+    )
+    sneaky = ("finance", "select count(*) from sales_marts.fct_orders_v2")
+    assert as_role(pg, *sneaky)[0] == "allowed"
+    check = run_mesh("check", "sales", "--target", "postgres", "--no-sqlfluff", cwd=pg_mesh.root)
+    assert check.returncode == 1, check.stdout + check.stderr
+    assert "GOV206" in check.stdout and "SELECT on sales_marts.fct_orders_v2 to finance" in check.stdout
+    dry = run_mesh("grants", "sales", "--target", "postgres", "--dry-run", cwd=pg_mesh.root)
+    assert dry.returncode == 0, dry.stderr
+    assert 'revoke select on "sales_marts"."fct_orders_v2" from "finance";' in dry.stdout
+    assert as_role(pg, *sneaky)[0] == "allowed"  # a dry run changes nothing
+    fix = run_mesh("grants", "sales", "--target", "postgres", cwd=pg_mesh.root)
+    assert fix.returncode == 0, fix.stdout + fix.stderr
+    assert "revoked: SELECT on sales_marts.fct_orders_v2 to finance" in fix.stdout
+    assert as_role(pg, *sneaky)[0] == "denied"
+    assert as_role(pg, "finance", "select count(*) from sales_products.fct_orders_v2")[0] == "allowed"
+    again = run_mesh("grants", "--target", "postgres", "--dry-run", cwd=pg_mesh.root)
+    assert again.stdout.count("grants match the policy") == len(DOMAINS), again.stdout
+
+
+def release_tables(pg: pgserver.Server) -> set[str]:
+    con = pg.connect(dbname="mesh")
+    try:
+        with con.cursor() as cur:
+            cur.execute("select schemaname || '.' || tablename from pg_tables where schemaname like '%\\_releases'")
+            return {r[0] for r in cur.fetchall()}
+    finally:
+        con.close()
+
+
+def _publisher_backend(pg: pgserver.Server) -> int | None:
+    con = pg.connect(dbname="mesh")
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute("select pid from pg_stat_activity where usename = 'sales' and wait_event_type = 'Lock'")
+            row = cur.fetchone()
+            return row[0] if row else None
+    finally:
+        con.close()
+
+
+def test_a_publish_killed_in_the_warehouse_leaves_the_previous_release_current(
+    pg_mesh: Built, pg: pgserver.Server
+) -> None:
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    root = pg_mesh.root
+    before = current(root, "sales.fct_orders.v2")
+    products = ("sales.fct_orders.v1", "sales.fct_orders.v2", "sales.weekly_sales_report")
+    all_before = {p: current(root, p)["release_id"] for p in products}
+    tables_before = release_tables(pg)
+    blocker = pg.connect(dbname="mesh")  # holds the pointer view: the publish waits inside its transaction
+    with blocker.cursor() as cur:
+        cur.execute("lock table sales_products.fct_orders_v2 in access exclusive mode")
+    env = mesh_env()
+    publisher = subprocess.Popen(
+        [sys.executable, "-m", "mesh_tools.cli", "publish", "sales", "--target", "postgres"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        backend = None
+        for _ in range(600):
+            backend = _publisher_backend(pg)
+            if backend or publisher.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert backend, publisher.communicate()
+        pg.admin(f"select pg_terminate_backend({backend})")
+        out, err = publisher.communicate(timeout=120)
+    finally:
+        if publisher.poll() is None:
+            os.killpg(publisher.pid, signal.SIGKILL)
+        blocker.rollback()
+        blocker.close()
+    assert publisher.returncode != 0, out + err
+    assert "Traceback" not in err and "sales" in out + err
+    # nothing of the publish is left: not the release tables it made before it waited (fct_orders.v1
+    # comes first), not a pointer, not a descriptor
+    assert {p: current(root, p)["release_id"] for p in products} == all_before
+    assert release_tables(pg) == tables_before
+    con = pg.connect(dbname="mesh")
+    with con.cursor() as cur:
+        for product in products:
+            where = current(root, product)["warehouse"]
+            cur.execute(f"select pg_get_viewdef('{where['products_schema']}.\"{where['pointer']}\"'::regclass)")
+            assert where["table"] in cur.fetchone()[0], product
+    con.close()
+    again = run_mesh("publish", "sales", "--target", "postgres", cwd=root)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert current(root, "sales.fct_orders.v2")["release_id"] != before["release_id"]
+
+
+def test_a_consumer_builds_while_its_producer_publishes_again_and_again(pg_mesh: Built, pg: pgserver.Server,
+                                                                        tmp_path: Path) -> None:  # fmt: skip
+    """The producer's team publishes from its own checkout (same warehouse, same exchange) while the
+    consumer builds: the consumer reads one complete release, the pointer view never breaks, and
+    retention drops the release tables nobody reads any more."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    root = pg_mesh.root
+    producer = copy_tree(root, tmp_path / "producer")
+    meshfile = producer / "mesh.yml"
+    meshfile.write_text(meshfile.read_text() + f"exchange:\n  path: {root / 'exchange'}\n")
+    stop = threading.Event()
+    published, failures, reads = [], [], []
+
+    def publish_loop() -> None:
+        while (not stop.is_set() or len(published) < 4) and len(published) < 8 and not failures:
+            result = run_mesh("publish", "sales", "--target", "postgres", cwd=producer)
+            (published if result.returncode == 0 else failures).append(result.stdout + result.stderr)
+
+    def read_loop() -> None:
+        while not stop.is_set():
+            reads.append(as_role(pg, "finance", "select count(*) from sales_products.fct_orders_v2"))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=publish_loop), threading.Thread(target=read_loop)]
+    for thread in threads:
+        thread.start()
+    try:
+        builds = [run_mesh("build", "finance", "--target", "postgres", "--full", cwd=root) for _ in range(2)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=300)
+    assert not failures, failures[0]
+    assert len(published) >= 2
+    for build in builds:
+        assert build.returncode == 0, build.stdout + build.stderr
+    rows = current(root, "sales.fct_orders.v2")["row_count"]
+    assert reads and all(r == ("allowed", (rows,)) for r in reads), {str(r) for r in reads}
+    # what finance built came whole from the release its receipt names
+    receipt = json.loads((root / "exchange/receipts/finance.json").read_text())
+    read_id = receipt["releases"]["sales.fct_orders.v2"]
+    table = json.loads((root / "exchange/products/sales/fct_orders/v2/releases" / read_id / "release.json")
+                       .read_text())["warehouse"]["table"]  # fmt: skip
+    con = pg.connect(dbname="mesh")
+    with con.cursor() as cur:
+        cur.execute(f"select count(*), sum(order_total) from sales_releases.\"{table}\" "
+                    "where status in ('completed', 'returned')")  # fmt: skip
+        expected = cur.fetchone()
+        cur.execute("select count(*), sum(gross_revenue) from finance_intermediate.int_order_revenue")
+        assert cur.fetchone() == expected
+        # retention: only the releases the exchange still records have tables
+        cur.execute("select tablename from pg_tables where schemaname = 'sales_releases' "
+                    "and tablename like 'fct_orders_v2\\_\\_%'")  # fmt: skip
+        tables = {r[0] for r in cur.fetchall()}
+    con.close()
+    kept = {p.name for p in (root / "exchange/products/sales/fct_orders/v2/releases").iterdir()}
+    assert tables == {release_table("fct_orders", "2", r) for r in kept}
+    assert read_id in kept
+    log = [json.loads(line) for line in (root / "exchange/log.jsonl").read_text().splitlines()]
+    expired = {e["release_id"] for e in log if e["event"] == "expire" and e["product"] == "sales.fct_orders.v2"}
+    assert expired and not expired & kept  # retention ran, and dropped the tables of what it expired
