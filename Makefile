@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # No network but the package registries here: dbt must not try to send usage statistics.
 export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
-.PHONY: run test lint clean chromium
+.PHONY: run test lint clean chromium postgres-server
 
 # The spark and postgres extras are installed too: the test suite builds the demo mesh on both.
 $(STAMP): pyproject.toml
@@ -22,6 +22,14 @@ ifeq ($(CHROMIUM),)
 	  (apt-get update >/dev/null && apt-get install -y --no-install-recommends chromium >/dev/null)
 endif
 
+# The PostgreSQL tests start a throwaway server from the machine's PostgreSQL binaries (tests/pgserver.py).
+PG_CTL := $(shell command -v pg_ctl || ls /usr/lib/postgresql/*/bin/pg_ctl 2>/dev/null | tail -1)
+postgres-server:
+ifeq ($(PG_CTL),)
+	apt-get install -y --no-install-recommends postgresql >/dev/null || \
+	  (apt-get update >/dev/null && apt-get install -y --no-install-recommends postgresql >/dev/null)
+endif
+
 run: $(STAMP)
 	$(BIN)/mesh demo-data
 	$(BIN)/mesh build
@@ -30,7 +38,7 @@ run: $(STAMP)
 # One worker more than cores: a worker often waits (process starts, dbt's files, a JVM), and the
 # spare one fills that time (2 cores: 610 s with 2 workers, 560 s with 3).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP) chromium
+test: $(STAMP) chromium postgres-server
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)

@@ -14,6 +14,9 @@ Sections:
          compiled SQL of every model run directly, in dependency order, in one DuckDB connection;
          `mesh build` with publishing beside the same floor; and `mesh publish sales` beside a bare
          DuckDB `COPY ... TO '...parquet'` of the same tables (publish throughput, rows per second).
+  postgres  the demo mesh on a throwaway PostgreSQL server: `mesh build --target postgres` beside
+         the naive loop on the same server, and `mesh publish` (release tables, pointer views, grants)
+         beside a bare CREATE TABLE AS of the same products.
   scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
          `mesh stitch`, `mesh check --no-sqlfluff`, `mesh build`, and `mesh sync` when nothing changed.
 Results: benchmarks/results/benchmark.json and benchmark.md.
@@ -391,6 +394,87 @@ def bench_engines(work: Path, runs: int) -> dict[str, Any]:
     return {"duckdb_build_s": round(duck, 2), "spark_build_s": round(spark, 2), "ratio": round(spark / duck, 2)}
 
 
+def bench_postgres(work: Path, runs: int, orders: int) -> dict[str, Any]:
+    """The demo mesh on a throwaway PostgreSQL server (tests/pgserver.py), one login role per domain:
+    `mesh build --full --target postgres` beside the naive loop (`dbt build --target postgres` per
+    domain, in dependency order, after the same stitching), alternating; then each domain's
+    `mesh publish` (release tables, pointers, grants in one transaction) beside a bare
+    `CREATE TABLE AS` of the same products on a connection of the same role."""
+    sys.path.insert(0, str(REPO))
+    from tests import pgserver
+
+    problem = pgserver.available()
+    if problem:
+        return {"skipped": problem}
+    server = pgserver.start()
+    saved = dict(os.environ)
+    try:
+        root = copy_demo(work / "postgres")
+        seconds(mesh("demo-data", "--orders", str(orders)), root)
+        os.environ.update({"MESH_PG_HOST": "127.0.0.1", "MESH_PG_PORT": str(server.port), "MESH_PG_DATABASE": "mesh"})
+        bootstrap = subprocess.run(mesh("grants", "--bootstrap", "--target", "postgres"), cwd=root, env=env(),
+                                   capture_output=True, text=True, check=True)  # fmt: skip
+        server.admin("create database mesh")
+        server.admin(bootstrap.stdout, dbname="mesh")
+        domains = domain_order(root)
+        for name in domains:
+            server.admin(f"alter role {name} password 'bench-{name}'")
+            os.environ[f"MESH_PG_PASSWORD_{name.upper()}"] = f"bench-{name}"
+        first = seconds(mesh("build", "--full", "--target", "postgres"), root)  # loads the landing files too
+        naive, meshed = [], []
+        for _ in range(runs):
+            meshed.append(seconds(mesh("build", "--full", "--target", "postgres"), root))
+            naive.append(sum(seconds([str(BIN / "dbt"), "build", "--target", "postgres"], root / "projects" / d)
+                             for d in domains))  # fmt: skip
+        publish, bare, rows = [], [], 0
+        for _ in range(runs):
+            publish.append(sum(seconds(mesh("publish", d, "--target", "postgres"), root) for d in domains))
+            taken, rows = bare_ctas(server, root, domains)
+            bare.append(taken)
+        return {
+            "orders": orders,
+            "first_build_s": round(first, 2),
+            "naive_loop_s": median(naive),
+            "mesh_build_s": median(meshed),
+            "ratio": round(median(meshed) / median(naive), 2),
+            "publish_s": median(publish),
+            "bare_ctas_s": median(bare),
+            "publish_ratio": round(median(publish) / median(bare), 2) if median(bare) else None,
+            "published_rows": rows,
+            "samples": {"naive": naive, "mesh": meshed, "publish": publish, "bare": bare},
+        }
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+
+
+def bare_ctas(server: Any, root: Path, domains: list[str]) -> tuple[float, int]:
+    """The floor for publishing on the warehouse: `create table ... as select *` of every product, as its role."""
+    total, rows = 0.0, 0
+    for name in domains:
+        manifest = json.loads((root / "projects" / name / "target" / "manifest.json").read_text())
+        public = [
+            n for n in manifest["nodes"].values() if n.get("package_name") == name and n.get("access") == "public"
+        ]
+        con = server.connect(user=name, password=f"bench-{name}", dbname="mesh")
+        try:
+            with con.cursor() as cur:
+                cur.execute(f'create schema if not exists "{name}_bare"')
+                con.commit()
+                start = time.perf_counter()
+                for node in public:
+                    target = f'"{name}_bare"."{node["alias"]}"'
+                    cur.execute(f"drop table if exists {target}")
+                    cur.execute(f"create table {target} as select * from {node['relation_name']}")
+                    rows += cur.rowcount
+                con.commit()
+                total += time.perf_counter() - start
+        finally:
+            con.close()
+    return total, rows
+
+
 SEEDED_TABLES = {
     # table -> (columns shifted back in time, columns made unique per copy)
     "collections": (["collected_at"], ["collection_id"]),
@@ -678,6 +762,20 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {p['mesh_publish_s']} s ({p['mesh_rows_per_s']:,} rows/s) | {p['bare_copy_s']} s "
             f"({p['copy_rows_per_s']:,} rows/s) | {p['ratio']} |"
         )
+    if "postgres" in s:
+        pg = s["postgres"]
+        if "skipped" in pg:
+            lines.append(f"| h. PostgreSQL | – | – | skipped: {pg['skipped']} |")
+        else:
+            lines.append(
+                f"| h. `mesh build --target postgres` vs naive loop on the same server, {pg['orders']:,} orders "
+                f"| {pg['mesh_build_s']} s | {pg['naive_loop_s']} s | {pg['ratio']} |"
+            )
+            lines.append(
+                f"| h. `mesh publish` of every domain on PostgreSQL ({pg['published_rows']:,} rows: release tables, "
+                f"pointer views, grants) vs bare `CREATE TABLE AS` | {pg['publish_s']} s | {pg['bare_ctas_s']} s "
+                f"| {pg['publish_ratio']} |"
+            )
     if "scale" in s:
         lines += [
             "",
@@ -731,9 +829,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
     parser.add_argument(
-        "--only", default="naive,loom,large,scale,observe,engines,state", help="comma-separated sections"
+        "--only", default="naive,loom,large,scale,observe,engines,state,postgres", help="comma-separated sections"
     )
     parser.add_argument("--state-orders", type=int, default=None, help="demo orders for 'state' (default 1,000,000)")
+    parser.add_argument("--pg-orders", type=int, default=None, help="demo orders for 'postgres' (default 1,000,000)")
     parser.add_argument("--state-size", default=None, help="generated mesh for 'state' (default 20x100)")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
@@ -759,7 +858,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state"):
+        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres"):
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -775,6 +874,8 @@ def main() -> None:
                 result = bench_large(work, runs, 500 if built else orders, reuse=built, built_s=naive_s)
             elif name == "engines":
                 result = bench_engines(work, runs)
+            elif name == "postgres":
+                result = bench_postgres(work, runs, args.pg_orders or (2000 if args.tiny else 1_000_000))
             elif name == "state":
                 result = bench_state(work, runs, state_meshes(work, args.tiny, args.state_size, args.state_orders))
             elif name == "observe":

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mesh_tools.core.errors import ConfigError, MeshError
+from mesh_tools.core.errors import ConfigError
 from mesh_tools.core.files import file_sha256, fsync_dir
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
@@ -204,7 +204,7 @@ def _write_warehouse_releases(
     one transaction on the domain's connection; then the descriptors, placed and made current as for files.
 
     Killed before the commit, the warehouse rolls everything back. Killed after it, release tables
-    nobody recorded are left: the next publish of the domain drops them (``sweep_unrecorded``).
+    nobody recorded are left: a later publish of the domain drops them once an hour old (``sweep_sql``).
     """
     from mesh_tools.dbt import profiles
     from mesh_tools.exchange.access import readers_of, role_names, warehouse_roles
@@ -213,7 +213,9 @@ def _write_warehouse_releases(
     profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres_engine.NAME)
     prefix = str(profile.schema or domain.name)
-    sweep_unrecorded(mesh, domain, exchange, prefix, target)
+    folder = exchange.root / "products" / domain.name
+    recorded = sorted(p.name for p in folder.glob("*/*/releases/*")) if folder.is_dir() else []
+    hour_ago = f"r{datetime.fromtimestamp(time.time() - 3600, UTC):%Y%m%dT%H%M%S%f}Z"
     exports, clear_readers = [], []
     for node in products:
         readers = readers_of(mesh, domain.name, node)
@@ -225,7 +227,9 @@ def _write_warehouse_releases(
             readers=role_names(readers.clear, roles), consumers=role_names(readers.consumers, roles),
         ))  # fmt: skip
     try:
-        exported = postgres_engine.export(domain, exports, [n.key for n in products], target, mesh.profiles_dir)
+        sweep = postgres_engine.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
+        keys = [n.key for n in products]
+        exported = postgres_engine.export(domain, exports, keys, target, mesh.profiles_dir, before=[sweep])
     except engines.UnpublishableData as exc:
         outcome.refused = str(exc)
         log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
@@ -256,42 +260,6 @@ def _write_warehouse_releases(
     _make_current(mesh, exchange, facts, placed, scratches, outcome, drop)
     outcome.seconds = time.perf_counter() - start
     return outcome
-
-
-def sweep_unrecorded(mesh: Mesh, domain: Domain, exchange: Exchange, prefix: str, target: str | None) -> list[str]:
-    """Drop release tables of this domain that no descriptor records and that are over an hour old:
-    left by a publisher killed between the warehouse's commit and the exchange's record.
-
-    Only tables the mesh made (their comment says so) in the domain's releases schema are touched.
-    """
-    schema = postgres_engine.releases_schema(prefix)
-    try:
-        rows = postgres_engine.run(domain, [postgres_engine.release_tables_sql(schema)], target, mesh.profiles_dir)[0]
-    except MeshError:
-        return []
-    folder = exchange.root / "products" / domain.name
-    known = {p.name for p in folder.glob("*/*/releases/*")} if folder.is_dir() else set()
-    cutoff = datetime.now(UTC).timestamp() - 3600
-    stale = []
-    for table, comment in rows:
-        release_id = str(comment or "").removeprefix(postgres_engine.RELEASE_COMMENT).split(" ", 1)[0]
-        made = release_time(release_id)
-        if release_id and release_id not in known and made is not None and made < cutoff:
-            stale.append((schema, str(table)))
-    if stale:
-        try:
-            postgres_engine.run(domain, postgres_engine.drop_statements(stale), target, mesh.profiles_dir)
-        except MeshError:  # a view of someone's still reads one: kept, tried again next time
-            return []
-    return [t for _, t in stale]
-
-
-def release_time(release_id: str) -> float | None:
-    """When a release id was made (its timestamp), as a POSIX time; None for an id of another shape."""
-    try:
-        return datetime.strptime(release_id[1:21], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return None
 
 
 def _place_release(

@@ -16,6 +16,7 @@ from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
+from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.exchange.publish import PublishOutcome
 from mesh_tools.model.freshness import FreshnessResults
@@ -155,7 +156,7 @@ def run_domain(
         return _done(run, start)
     run.warnings.extend(_deprecations(invocation.deprecations, _upstream_model_names(domain)))
     if command == "build":
-        _count(run, domain, wall_start)
+        _count(run, domain, wall_start, target)
         if plan is not None:
             _remember(mesh, domain, target, plan, outcome.consumed, run)
     if invocation.exception:
@@ -164,13 +165,16 @@ def run_domain(
             explain_dbt_error(invocation.exception, manifests, domain.name)
             or _explain_encoding(domain, invocation.exception)
             or duckdb_engine.explain_error(invocation.exception)
+            or postgres_engine.explain_error(invocation.exception, domain.name, target)
             or invocation.exception
         )
     if invocation.success and not run.problems:
         run.status = SUCCESS
     elif not run.problems:
         errors = invocation.errors[-5:] or [f"dbt {command} failed"]
-        run.problems.extend(duckdb_engine.explain_error(e) or e for e in errors)
+        explained = [duckdb_engine.explain_error(e) or postgres_engine.explain_error(e, name, target) or e
+                     for e in errors]  # fmt: skip
+        run.problems.extend(dict.fromkeys(explained))
     if run.status == SUCCESS and command == "build":
         try:
             _after_build(mesh, domain, outcome.consumed, target, publish, run)
@@ -592,7 +596,7 @@ def _manifests_quietly(mesh: Mesh, domain: Domain) -> dict:
         return {}
 
 
-def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
+def _count(run: DomainRun, domain: Domain, start_wall: float, target: str | None = None) -> None:
     path = domain.run_results_path
     if not path.is_file() or path.stat().st_mtime < start_wall - 1:
         return  # dbt stopped before running anything: the results on disk are an older run's
@@ -609,7 +613,10 @@ def _count(run: DomainRun, domain: Domain, start_wall: float) -> None:
         if kind in ("model", "seed", "snapshot") and own not in result.unique_id:
             run.upstream_views += 1
             if result.status == "error":
-                run.problems.append(f"upstream view {result.unique_id}: {_first_lines(result.message)}")
+                denied = postgres_engine.explain_error(result.message or "", domain.name, target)
+                problem = denied or f"upstream view {result.unique_id}: {_first_lines(result.message)}"
+                if problem not in run.problems:
+                    run.problems.append(problem)
             continue
         if kind in ("model", "seed", "snapshot"):
             run.models += kind == "model"

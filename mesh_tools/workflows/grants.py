@@ -202,8 +202,11 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
     lines.append(f"-- run once as an administrator of {database}; then `\\password <role>` for each role")
     lines.append(f"revoke all on database {db} from public;")
     lines.append("revoke create on schema public from public;")
-    for name, role in sorted(names.items()):
+    for name, role in sorted(names.items()):  # again with a new domain: roles that exist are kept
         lines.append(f"-- {name}")
-        lines.append(f"create role {quote(role)} login;")
+        lines.append(
+            f"do $$ begin if not exists (select from pg_roles where rolname = {literal(role)}) then "
+            f"create role {quote(role)} login; end if; end $$;"
+        )
         lines.append(f"grant connect, create, temporary on database {db} to {quote(role)};")
     return lines

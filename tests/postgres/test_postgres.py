@@ -309,9 +309,23 @@ def test_a_publish_killed_in_the_warehouse_leaves_the_previous_release_current(
             cur.execute(f"select pg_get_viewdef('{where['products_schema']}.\"{where['pointer']}\"'::regclass)")
             assert where["table"] in cur.fetchone()[0], product
     con.close()
+    # tables a publisher killed after the warehouse's commit would leave (no descriptor records them): the
+    # next publish drops those over an hour old, and nothing the mesh did not make
+    orphans = {"old": "r20200101T000000000000Z-abcdef", "recent": f"r{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}Z-abcdef"}
+    statements = ["set role sales", "create table sales_releases.not_ours as select 1 as x"]
+    for release_id in orphans.values():
+        table = f'sales_releases."{release_table("fct_orders", "2", release_id)}"'
+        statements += [f"create table {table} as select 1 as x",
+                       f"comment on table {table} is 'mesh release {release_id} sales.fct_orders.v2'"]  # fmt: skip
+    pg.admin("; ".join(statements), dbname="mesh")
     again = run_mesh("publish", "sales", "--target", "postgres", cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert current(root, "sales.fct_orders.v2")["release_id"] != before["release_id"]
+    left = release_tables(pg)
+    assert "sales_releases." + release_table("fct_orders", "2", orphans["old"]) not in left
+    assert {"sales_releases." + release_table("fct_orders", "2", orphans["recent"]), "sales_releases.not_ours"} <= left
+    recent = release_table("fct_orders", "2", orphans["recent"])
+    pg.admin(f'drop table sales_releases.not_ours, sales_releases."{recent}"', dbname="mesh")
 
 
 def test_a_consumer_builds_while_its_producer_publishes_again_and_again(pg_mesh: Built, pg: pgserver.Server,
@@ -375,3 +389,28 @@ def test_a_consumer_builds_while_its_producer_publishes_again_and_again(pg_mesh:
     log = [json.loads(line) for line in (root / "exchange/log.jsonl").read_text().splitlines()]
     expired = {e["release_id"] for e in log if e["event"] == "expire" and e["product"] == "sales.fct_orders.v2"}
     assert expired and not expired & kept  # retention ran, and dropped the tables of what it expired
+
+
+def test_a_new_domain_from_the_template_builds_on_the_warehouse_once_its_upstream_grants_it(
+    pg_mesh: Built, pg: pgserver.Server
+) -> None:
+    """Last in this module: it adds a domain to the shared mesh."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    root = pg_mesh.root
+    created = run_mesh("new-domain", "returns", "--upstream", "sales", cwd=root)
+    assert created.returncode == 0, created.stderr
+    bootstrap = run_mesh("grants", "--bootstrap", "--target", "postgres", cwd=root)
+    pg.admin(bootstrap.stdout, dbname="mesh")  # again, with a role that exists: nothing fails
+    PASSWORDS["returns"] = "returns-pw"
+    pg.admin("alter role returns password 'returns-pw'")
+    os.environ["MESH_PG_PASSWORD_RETURNS"] = "returns-pw"
+    first = run_mesh("build", "returns", "--target", "postgres", cwd=root)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "mesh grants sales --target postgres" in first.stdout, first.stdout  # who must grant, and how
+    granted = run_mesh("grants", "sales", "--target", "postgres", cwd=root)
+    assert "granted: USAGE on schema sales_releases to returns" in granted.stdout, granted.stdout
+    build = run_mesh("build", "returns", "--target", "postgres", cwd=root)
+    assert build.returncode == 0, build.stdout + build.stderr
+    release = current(root, "returns.returns_overview")
+    assert release["engine"] == "postgres" and release["row_count"] > 0
+    assert as_role(pg, "returns", "select 1 from sales_marts.fct_orders_v2")[0] == "denied"

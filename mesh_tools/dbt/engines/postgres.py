@@ -191,13 +191,18 @@ def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Pa
 
 
 def export(
-    domain: Any, exports: list[Export], product_keys: list[str], target: str | None, profiles_dir: Path | None
-) -> list[tuple[int, list[Any]]]:
-    """Publish: release tables, pointers and grants in one transaction; (rows, columns) of each release."""
+    domain: Any, exports: list[Export], product_keys: list[str], target: str | None, profiles_dir: Path | None,
+    before: list[str] | None = None,
+) -> list[tuple[int, list[Any]]]:  # fmt: skip
+    """Publish: release tables, pointers and grants in one transaction; (rows, columns) of each release.
+
+    ``before``: statements of the same transaction that run after the schemas exist (the sweep)."""
     from mesh_tools.dbt.engines import UnpublishableData
     from mesh_tools.model.release import ReleaseColumn
 
     statements = publish_statements(exports, product_keys)
+    schemas = sum(1 for s in statements if s.startswith(("create schema", "revoke all on schema")))
+    statements[schemas:schemas] = list(before or [])
     try:
         results = run(domain, statements, target, profiles_dir)
     except MeshError as exc:
@@ -216,13 +221,30 @@ def drop_statements(tables: list[tuple[str, str]]) -> list[str]:
     return [f"drop table if exists {qualified(schema, table)}" for schema, table in tables]
 
 
-def release_tables_sql(schema: str) -> str:
-    """The tables the mesh made in a releases schema (its comment marks each), with their comments."""
-    return (
-        "select c.relname, obj_description(c.oid, 'pg_class') from pg_class c join pg_namespace n "
-        f"on n.oid = c.relnamespace where n.nspname = {literal(schema)} and c.relkind = 'r' "
-        f"and obj_description(c.oid, 'pg_class') like {literal(RELEASE_COMMENT + '%')} order by 1"
-    )
+def sweep_sql(schema: str, recorded: list[str], older_than: str) -> str:
+    """Drop the release tables no descriptor records (``recorded`` release ids) made before ``older_than``
+    (a release id: ids sort by time): left by a publisher killed between the warehouse's commit and the
+    exchange's record. Only tables whose comment says the mesh made them; one still read by a view
+    someone made is kept."""
+    known = "array[" + ", ".join(literal(r) for r in recorded) + "]::text[]"
+    return f"""do $mesh$
+declare t record; rid text;
+begin
+  for t in
+    select c.relname, obj_description(c.oid, 'pg_class') as note from pg_class c
+    join pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = {literal(schema)} and c.relkind = 'r'
+      and obj_description(c.oid, 'pg_class') like {literal(RELEASE_COMMENT + "%")}
+  loop
+    rid := split_part(substr(t.note, {len(RELEASE_COMMENT) + 1}), ' ', 1);
+    if rid <> all({known}) and rid < {literal(older_than)} then
+      begin
+        execute format('drop table %I.%I', {literal(schema)}, t.relname);
+      exception when dependent_objects_still_exist then null;
+      end;
+    end if;
+  end loop;
+end $mesh$"""
 
 
 # -- reading a release (a consumer's stub)
