@@ -221,6 +221,23 @@ def drop_statements(tables: list[tuple[str, str]]) -> list[str]:
     return [f"drop table if exists {qualified(schema, table)}" for schema, table in tables]
 
 
+_DENIED = re.compile(r'permission denied for schema "?(?P<schema>[A-Za-z0-9_$]+)_(?:releases|products)\b"?')
+
+
+def explain_error(message: str, consumer: str, target: str | None) -> str | None:
+    """A consumer's build denied a producer's release: who must grant it, and how (or None)."""
+    found = _DENIED.search(message)
+    if not found:
+        return None
+    producer = found["schema"]
+    flag = f" --target {target}" if target else ""
+    return (
+        f"{consumer} may not read {producer}'s releases on the warehouse yet: its role has no grant there. "
+        f"{producer}'s team grants what the mesh's policy allows with `mesh grants {producer}{flag}` (its next "
+        f"publish does too); when the policy does not allow {consumer} (meta.allowed_consumers), change it first."
+    )
+
+
 def sweep_sql(schema: str, recorded: list[str], older_than: str) -> str:
     """Drop the release tables no descriptor records (``recorded`` release ids) made before ``older_than``
     (a release id: ids sort by time): left by a publisher killed between the warehouse's commit and the
