@@ -242,6 +242,26 @@ def test_a_grant_added_by_hand_is_reported_and_revoked(pg_mesh: Built, pg: pgser
     assert again.stdout.count("grants match the policy") == len(DOMAINS), again.stdout
 
 
+def test_a_pointer_view_behind_its_current_release_is_reported_and_pointed_back(
+    pg_mesh: Built, pg: pgserver.Server
+) -> None:
+    """What a publisher killed between the warehouse's commit and the exchange's record leaves, by hand."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    where = current(pg_mesh.root, "sales.fct_orders.v2")["warehouse"]
+    pg.admin(
+        f'set role sales; create table sales_releases.stray as table sales_releases."{where["table"]}" limit 3; '
+        "create or replace view sales_products.fct_orders_v2 as select * from sales_releases.stray",
+        dbname="mesh",
+    )
+    check = run_mesh("check", "sales", "--target", "postgres", "--no-sqlfluff", cwd=pg_mesh.root)
+    assert check.returncode == 1 and "pointer view fct_orders_v2 does not read" in check.stdout, check.stdout
+    fix = run_mesh("grants", "sales", "--target", "postgres", cwd=pg_mesh.root)
+    assert "pointed fct_orders_v2 at its current release" in fix.stdout, fix.stdout + fix.stderr
+    rows = current(pg_mesh.root, "sales.fct_orders.v2")["row_count"]
+    assert as_role(pg, "finance", "select count(*) from sales_products.fct_orders_v2") == ("allowed", (rows,))
+    pg.admin("drop table sales_releases.stray", dbname="mesh")
+
+
 def release_tables(pg: pgserver.Server) -> set[str]:
     con = pg.connect(dbname="mesh")
     try:
