@@ -99,18 +99,26 @@ def check(
 
 def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
     """Per domain on a warehouse: every grant beyond the policy, every grant it lacks (GOV206)."""
+    from mesh_tools.dbt.engines.postgres import NAME
+    from mesh_tools.exchange.access import warehouse_roles
     from mesh_tools.workflows.grants import describe, plan_grants
 
     if not target:
         return {}
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
     out: dict[str, list[str]] = {}
     for name in domains:
-        plan = plan_grants(mesh, name, target)
+        try:
+            plan = plan_grants(mesh, name, target, roles)
+        except MeshError as exc:
+            out[name] = [f"its warehouse grants cannot be read: {exc}"]
+            continue
         if plan is None:
             continue
         problems = [f"the warehouse grants {describe(p)}, which the policy does not allow" for p in plan.drift]
         problems += [f"the warehouse lacks {describe(p)}, which the policy allows" for p in plan.missing]
         problems += [f"pointer view {v} does not read its product's current release" for v in plan.repoint]
+        problems += plan.problems
         if problems:
             out[name] = problems
     return out
@@ -130,6 +138,8 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
     SELECT on the products they may read (PII in clear only for the consumers the policy names);
     every other grant on what it owns is drift, revoked. Runs on each domain's own connection.
     """
+    from mesh_tools.dbt.engines.postgres import NAME
+    from mesh_tools.exchange.access import warehouse_roles
     from mesh_tools.workflows.grants import apply, bootstrap_sql, describe, plan_grants
 
     mesh = _mesh(ctx)
@@ -144,13 +154,20 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
         from mesh_tools.cli.app import _locked
 
         _locked(ctx, mesh)
-    plans = [p for p in (plan_grants(mesh, n, target) for n in mesh.select(selectors)) if p is not None]
-    if not plans:
-        raise MeshError(
-            f"no selected domain builds on PostgreSQL with target {target or '(default)'}: give the warehouse's "
-            "target with --target."
-        )
-    for plan in plans:
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
+    failed, seen = [], 0
+    for name in mesh.select(selectors):
+        try:
+            plan = plan_grants(mesh, name, target, roles)
+            if plan is None:
+                continue
+            seen += 1
+            if not dry_run and plan.statements:
+                apply(mesh, plan)
+        except MeshError as exc:  # one domain's warehouse refused: the others are still reconciled
+            failed.append(name)
+            click.echo(f"{name}: {exc}", err=True)
+            continue
         head = f"{plan.domain} (role {plan.role}, target {plan.target})"
         if plan.clean:
             click.echo(f"{head}: grants match the policy")
@@ -163,10 +180,17 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
             click.echo(f"  {'would grant' if dry_run else 'granted'}: {describe(privilege)}")
         for view in plan.repoint:
             click.echo(f"  {'would point' if dry_run else 'pointed'} {view} at its current release")
+        for problem in plan.problems:
+            click.echo(f"  problem: {problem}")
         if dry_run:
             click.echo("\n".join(f"    {sql};" for sql in plan.statements))
-        else:
-            apply(mesh, plan)
+    if not seen and not failed:
+        raise MeshError(
+            f"no selected domain builds on PostgreSQL with target {target or '(default)'}: give the warehouse's "
+            "target with --target."
+        )
+    if failed:
+        sys.exit(ExitCode.DBT)
 
 
 @main.command()

@@ -35,6 +35,14 @@ class ProfileInfo:
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
+    def identity(self) -> str | None:
+        """The warehouse a server target builds into (server, database, schema, role), or None."""
+        c = self.connection
+        if not c:
+            return None
+        return f"{self.adapter}://{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}?schema={self.schema}"
+
+    @property
     def storage(self) -> Path | None:
         """The file (DuckDB) or folder (local Spark) the domain writes its own relations to."""
         return self.warehouse if self.adapter == "spark" else (self.files[0] if self.files else None)

@@ -207,12 +207,17 @@ def _write_warehouse_releases(
     nobody recorded are left: a later publish of the domain drops them once an hour old (``sweep_sql``).
     """
     from mesh_tools.dbt import profiles
-    from mesh_tools.exchange.access import readers_of, role_names, warehouse_roles
+    from mesh_tools.exchange.access import Published, desired, readers_of, role_names, warehouse_roles
     from mesh_tools.model.release import WarehouseLocation
 
     profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres_engine.NAME)
     prefix = str(profile.schema or domain.name)
+    refusal = _unsafe_warehouse_names(domain, exchange, prefix, products)
+    if refusal:
+        outcome.refused = refusal
+        log_refusal(mesh, domain, refusal, facts.invocation_id)
+        return outcome
     folder = exchange.root / "products" / domain.name
     recorded = sorted(p.name for p in folder.glob("*/*/releases/*")) if folder.is_dir() else []
     hour_ago = f"r{datetime.fromtimestamp(time.time() - 3600, UTC):%Y%m%dT%H%M%S%f}Z"
@@ -226,10 +231,16 @@ def _write_warehouse_releases(
             release_id=new_release_id(node.key), pii=tuple(dict.fromkeys(pii)),
             readers=role_names(readers.clear, roles), consumers=role_names(readers.consumers, roles),
         ))  # fmt: skip
+    keys = [n.key for n in products]
+    # every kept release's grants, set again from the policy as it is now, in the same transaction
+    published = {k: Published(e.release_id, e.table, e.clear_table) for k, e in zip(keys, exports, strict=True)}
+    policy = desired(mesh, domain, prefix, roles, published)
+    grants = [postgres_engine.privilege_sql(p) for p in sorted(policy.grants, key=str)]
     try:
         sweep = postgres_engine.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
-        keys = [n.key for n in products]
-        exported = postgres_engine.export(domain, exports, keys, target, mesh.profiles_dir, before=[sweep])
+        exported = postgres_engine.export(
+            domain, exports, keys, target, mesh.profiles_dir, before=[sweep], grants=grants
+        )
     except engines.UnpublishableData as exc:
         outcome.refused = str(exc)
         log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
@@ -254,12 +265,48 @@ def _write_warehouse_releases(
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
 
-    def drop(tables: list[tuple[str, str]]) -> None:
+    def drop(expired: list[ReleaseDescriptor]) -> None:
+        """Drop the tables expired releases make in this domain's own releases schema (names derived, never
+        read from the descriptors)."""
+        tables = []
+        for d in expired:
+            for clear in (False, True):
+                tables.append((postgres_engine.releases_schema(prefix),
+                               postgres_engine.release_table(d.model, d.version, d.release_id, clear)))  # fmt: skip
         postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
 
     _make_current(mesh, exchange, facts, placed, scratches, outcome, drop)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _unsafe_warehouse_names(domain: Domain, exchange: Exchange, prefix: str, products: list[Node]) -> str | None:
+    """Why the warehouse names of a publish would be cut or shared: a schema past 63 bytes, or two
+    products (the ones published and those in the exchange) whose pointer views would have one name."""
+    long = postgres_engine.long_names(prefix, [])
+    if long:
+        return (
+            f"{domain.name}: schema {long[0]} would be longer than PostgreSQL's 63 bytes and be cut: give the "
+            "domain's postgres target a shorter `schema` in its profiles.yml."
+        )
+    owners: dict[str, str] = {}
+    known = [(n.name, n.version) for n in products]
+    folder = exchange.root / "products" / domain.name
+    if folder.is_dir():
+        for path in sorted(folder.glob("*/*")):
+            version = None if path.name == "unversioned" else path.name.removeprefix("v")
+            known.append((path.parent.name, version))
+    for model, version in dict.fromkeys(known):
+        key = f"{model} v{version}" if version is not None else model
+        for clear in (False, True):
+            view = postgres_engine.pointer_view(model, version, clear)
+            other = owners.setdefault(view, key)
+            if other != key:
+                return (
+                    f"{domain.name}: products {other} and {key} would share the pointer view "
+                    f"{postgres_engine.products_schema(prefix)}.{view} on the warehouse: rename one of the models."
+                )
+    return None
 
 
 def _place_release(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.model.release import ReleaseDescriptor, WarehouseLocation
+from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.exchange import Exchange
 from mesh_tools.store.receipts import read_lease, read_receipt
 
@@ -27,13 +27,14 @@ def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
 
 def apply_retention(
     mesh: Mesh, exchange: Exchange, published: list[ReleaseDescriptor],
-    drop: Callable[[list[tuple[str, str]]], None] | None = None,
+    drop: Callable[[list[ReleaseDescriptor]], None] | None = None,
 ) -> list[str]:  # fmt: skip
     """Delete releases beyond the newest ``retention`` of each product just published; return them.
 
     When who reads what cannot be known (a receipt or lease cannot be read), nothing is deleted.
     A release living in a warehouse has its tables dropped first (``drop``, on the producer's
-    connection); when that fails its folder stays, and the next publish tries again.
+    connection, given the descriptors: it derives the names itself); when that fails its folder
+    stays, and the next publish tries again.
     """
     try:
         keep = protected_releases(mesh, exchange)
@@ -52,16 +53,16 @@ def apply_retention(
                 continue
             folder = exchange.releases_dir(descriptor.project, descriptor.model, descriptor.version) / release_id
             doomed.append((descriptor, release_id, folder))
-    tables: list[tuple[str, str]] = []
+    in_warehouse: list[ReleaseDescriptor] = []
     for _descriptor, _release_id, folder in doomed:
-        location = _warehouse_of(exchange, folder)
-        if location is not None:
-            tables += [(location.releases_schema, t) for t in (location.table, location.clear_table) if t]
-    if tables:
+        found = _descriptor_of(exchange, folder)
+        if found is not None and found.warehouse is not None:
+            in_warehouse.append(found)
+    if in_warehouse:
         if drop is None:
             return []  # only the producer's own connection may drop them: its next publish will
         try:
-            drop(tables)
+            drop(in_warehouse)
         except MeshError:
             return []
     expired: list[str] = []
@@ -72,8 +73,8 @@ def apply_retention(
     return expired
 
 
-def _warehouse_of(exchange: Exchange, folder: Path) -> WarehouseLocation | None:
+def _descriptor_of(exchange: Exchange, folder: Path) -> ReleaseDescriptor | None:
     try:
-        return exchange.load_release(folder, verify=False).descriptor.warehouse
+        return exchange.load_release(folder, verify=False).descriptor
     except MeshError:
         return None

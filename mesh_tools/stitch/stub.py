@@ -119,6 +119,7 @@ def warehouse_sql(descriptor: ReleaseDescriptor, consumer: str) -> str:
 
     location = descriptor.warehouse
     assert location is not None
+    postgres_engine.check_location(descriptor)  # another domain's file names tables only as the mesh makes them
     table = location.table
     if location.clear_table and consumer in location.clear_readers:
         table = location.clear_table

@@ -156,14 +156,17 @@ def _tree_stat(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def storage_fingerprint(files: Iterable[Path], remote: Iterable[str]) -> list[Any] | None:
+def storage_fingerprint(files: Iterable[Path], remote: Iterable[str], identity: str | None = None) -> list[Any] | None:
     """Size and modification time of the storage a target opens: a DuckDB file and its WAL, or every
     file below a local Spark warehouse folder (a dropped table removes its files).
 
-    None when the storage is not only local (a server, s3://): then relations are checked through
-    dbt every time.
+    A warehouse (``identity``: its server, database, schema and role) has no files to observe: its
+    identity alone is recorded, so a profile pointed elsewhere means a full build, and its relations
+    are checked through dbt every time. None when the storage is otherwise not only local (s3://).
     """
     files = list(files)
+    if identity and not files:
+        return [[identity, "warehouse"]]
     if list(remote) or not files:
         return None
     found: list[Any] = []
@@ -618,6 +621,8 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     if not storage:
         return "its storage cannot be observed without dbt", 0
     for entry in storage:
+        if len(entry) == 2 and entry[1] == "warehouse":
+            return "its storage cannot be observed without dbt", 0
         path = Path(str(entry[0]))
         now = [str(path), "tree", _tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
         if now is None:

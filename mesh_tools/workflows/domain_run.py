@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mesh_tools.core.errors import MeshError, describe_os_error
+from mesh_tools.core.errors import ConfigError, MeshError, describe_os_error, display_path
 from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
@@ -279,6 +279,13 @@ def _plan_build(
     state: BuildState | str = "--full was given" if full else load_state(domain, name)
     own = code_fingerprint(domain, stubs=False)
     if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
+        long = postgres_engine.long_names(str(profile.schema or domain.name), list(domain.upstream_names))
+        if long:
+            raise ConfigError(
+                f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name}: schema {long[0]} "
+                "would be longer than PostgreSQL's 63 bytes and be cut (two could become one): give the target a "
+                "shorter `schema`."
+            )
         _load_landing(mesh, domain, target, name, profile, state, own, verbose, run)
     fresh = None
     if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, own):
@@ -291,11 +298,13 @@ def _plan_build(
         if outside:
             state = outside
     if isinstance(state, BuildState):
-        fingerprint = storage_fingerprint(profile.files, profile.remote) if profile is not None else None
+        fingerprint = None
+        if profile is not None:
+            fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity)
         if fingerprint is not None and state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
     if isinstance(state, BuildState):
-        if fingerprint is None or fingerprint != state.storage:
+        if fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]:
             relations = relations_to_check(state.manifest)
             try:
                 found = dbt_runner.run_macro(
@@ -487,7 +496,7 @@ def _record_storage(mesh: Mesh, domain: Domain, target: str | None) -> None:
     if profile is None:
         return
     try:
-        record_storage(domain, name, storage_fingerprint(profile.files, profile.remote))
+        record_storage(domain, name, storage_fingerprint(profile.files, profile.remote, profile.identity))
     except OSError:
         pass  # the next build checks the relations through dbt
 

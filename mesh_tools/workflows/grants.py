@@ -18,15 +18,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mesh_tools.core.errors import MeshError
-from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt.engines import postgres
 from mesh_tools.dbt.engines.postgres import literal, qualified, quote
-from mesh_tools.exchange.access import readers_of, role_names, warehouse_roles
-from mesh_tools.model.manifest import Manifest
-from mesh_tools.store.exchange import Exchange
-
-# (schema, object or None for the schema itself, column or None, privilege, grantee)
-Privilege = tuple[str, str | None, str | None, str, str]
+from mesh_tools.exchange.access import Privilege, desired, warehouse_roles
 
 # Every privilege a role holds through others on objects the domain's role owns (PUBLIC included).
 _ACTUAL_SQL = """
@@ -50,10 +45,27 @@ order by 1, 2, 3, 4, 5
 """
 
 
-def _views_sql(schema: str) -> str:
+# Which relations each view of a schema reads (its rewrite rule's dependencies): exact, never by name.
+def _reads_sql(schema: str) -> str:
     return (
-        "select c.relname, pg_get_viewdef(c.oid) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
-        f"where n.nspname = {literal(schema)} and c.relkind = 'v' order by 1"
+        "select v.relname, tn.nspname, t.relname from pg_class v "
+        "join pg_namespace vn on vn.oid = v.relnamespace "
+        "join pg_rewrite r on r.ev_class = v.oid "
+        "join pg_depend d on d.objid = r.oid and d.classid = 'pg_rewrite'::regclass "
+        "and d.refclassid = 'pg_class'::regclass "
+        "join pg_class t on t.oid = d.refobjid and t.oid <> v.oid "
+        "join pg_namespace tn on tn.oid = t.relnamespace "
+        f"where vn.nspname = {literal(schema)} and v.relkind = 'v' group by 1, 2, 3 order by 1, 2, 3"
+    )
+
+
+def _relations_sql(schemas: tuple[str, str]) -> str:
+    names = ", ".join(literal(x) for x in schemas)
+    return (
+        "select n.nspname, c.relname, pg_get_userbyid(c.relowner) from pg_class c join pg_namespace n "
+        f"on n.oid = c.relnamespace where n.nspname in ({names}) and c.relkind in ('r', 'v') "
+        "union all select n.nspname, null, pg_get_userbyid(n.nspowner) from pg_namespace n "
+        f"where n.nspname in ({names})"
     )
 
 
@@ -67,11 +79,12 @@ class GrantPlan:
     missing: list[Privilege] = field(default_factory=list)
     drift: list[Privilege] = field(default_factory=list)
     repoint: list[str] = field(default_factory=list)  # pointer views to point back at the current release
+    problems: list[str] = field(default_factory=list)  # what the plan cannot fix
     statements: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.drift or self.repoint)
+        return not (self.missing or self.drift or self.repoint or self.problems)
 
 
 def describe(privilege: Privilege) -> str:
@@ -80,67 +93,10 @@ def describe(privilege: Privilege) -> str:
     return f"{what} on {thing} to {grantee}"
 
 
-def _statement(privilege: Privilege, grant: bool) -> str:
-    """GRANT (or REVOKE) one privilege: on a schema, a table or view, or one column of one."""
-    schema, name, column, what, grantee = privilege
-    who = "public" if grantee == "PUBLIC" else quote(grantee)
-    if name is None:
-        on = f"{what.lower()} on schema {quote(schema)}"
-    elif column is not None:
-        on = f"{what.lower()} ({quote(column)}) on {qualified(schema, name)}"
-    else:
-        on = f"{what.lower()} on {qualified(schema, name)}"
-    return f"grant {on} to {who}" if grant else f"revoke {on} from {who}"
+def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str] | None = None) -> GrantPlan | None:
+    """The grant plan of one domain, read through its own connection; None when it is not on a warehouse.
 
-
-def desired(mesh: Mesh, domain: Domain, prefix: str, roles: dict[str, str]) -> tuple[set[Privilege], dict[str, str]]:
-    """The privileges the policy wants the domain's role to grant; and each pointer view's current table."""
-    want: set[Privilege] = set()
-    pointers: dict[str, str] = {}
-    releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
-    exchange = Exchange(mesh.exchange_path)
-    try:
-        manifest = Manifest.load(domain.manifest_path, domain.name, "Build it first: `mesh build`.")
-    except MeshError:
-        return want, pointers
-    for node in manifest.products(domain.name):
-        readers = readers_of(mesh, domain.name, node)
-        consumers, clear = role_names(readers.consumers, roles), role_names(readers.clear, roles)
-        try:
-            ids = exchange.release_ids(domain.name, node.name, node.version)
-            current = exchange.current_id(domain.name, node.name, node.version)
-        except MeshError:
-            continue
-        for release_id in ids:
-            folder = exchange.releases_dir(domain.name, node.name, node.version) / release_id
-            try:
-                location = exchange.load_release(folder, verify=False).descriptor.warehouse
-            except MeshError:
-                continue
-            if location is None or location.releases_schema != releases:
-                continue
-            for role in consumers:
-                want.add((releases, location.table, None, "SELECT", role))
-            if location.clear_table:
-                for role in clear:
-                    want.add((releases, location.clear_table, None, "SELECT", role))
-            if release_id == current:
-                pointers[location.pointer] = location.table
-                for role in consumers:
-                    want.add((products, location.pointer, None, "SELECT", role))
-                if location.clear_table:
-                    clear_view = postgres.pointer_view(node.name, node.version, clear=True)
-                    pointers[clear_view] = location.clear_table
-                    for role in clear:
-                        want.add((products, clear_view, None, "SELECT", role))
-        for role in consumers:
-            want.add((releases, None, None, "USAGE", role))
-            want.add((products, None, None, "USAGE", role))
-    return want, pointers
-
-
-def plan_grants(mesh: Mesh, name: str, target: str | None) -> GrantPlan | None:
-    """The grant plan of one domain, read through its own connection; None when it is not on a warehouse."""
+    MeshError when the warehouse cannot be read (the connection, a missing server)."""
     from mesh_tools.dbt import profiles
 
     domain = mesh.domains[name]
@@ -151,24 +107,40 @@ def plan_grants(mesh: Mesh, name: str, target: str | None) -> GrantPlan | None:
     if profile.adapter != postgres.NAME or not profile.user:
         return None
     prefix = str(profile.schema or name)
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
-    want, pointers = desired(mesh, domain, prefix, roles)
-    products = postgres.products_schema(prefix)
-    rows = postgres.run(domain, [_ACTUAL_SQL, _views_sql(products)], target, mesh.profiles_dir)
+    if roles is None:
+        roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+    policy = desired(mesh, domain, prefix, roles)
+    releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
+    rows = postgres.run(domain, [_ACTUAL_SQL, _reads_sql(products), _relations_sql((releases, products))],
+                        target, mesh.profiles_dir)  # fmt: skip
     have: set[Privilege] = {(str(s), n, c, str(p), str(g)) for s, n, c, p, g in rows[0]}
-    views = {str(n): str(d or "") for n, d in rows[1]}
-    plan = GrantPlan(name, str(profile.user), profile.target)
+    reads: dict[str, set[tuple[str, str]]] = {}
+    for view, schema, table in rows[1]:
+        reads.setdefault(str(view), set()).add((str(schema), str(table)))
+    existing = {(str(s), n) for s, n, _ in rows[2]}
+    plan = GrantPlan(name, str(profile.user), profile.target, problems=list(policy.problems))
+    for schema, relation, owner in rows[2]:
+        if str(owner) != str(profile.user):
+            what = f"schema {schema}" if relation is None else f"{schema}.{relation}"
+            plan.problems.append(f"{what} belongs to role {owner}, not {profile.user}: an administrator gives it back")
+    want = set()
+    for privilege in policy.grants:
+        if (privilege[0], privilege[1]) in existing:
+            want.add(privilege)
+        else:
+            plan.problems.append(f"{privilege[0]}.{privilege[1]} is missing from the warehouse (its release is "
+                                 "recorded in the exchange): publish the product again")  # fmt: skip
+    plan.problems = list(dict.fromkeys(plan.problems))
     plan.drift = sorted(have - want, key=str)
     plan.missing = sorted(want - have, key=str)
-    releases = postgres.releases_schema(prefix)
-    for view, table in sorted(pointers.items()):
-        if view in views and table not in views[view]:
+    for view, table in sorted(policy.pointers.items()):
+        if (products, view) in existing and (releases, table) in existing and reads.get(view) != {(releases, table)}:
             plan.repoint.append(view)
             plan.statements.append(postgres.switch_pointer_sql(qualified(products, view), qualified(releases, table)))
             plan.drift = [p for p in plan.drift if p[1] != view]  # the switch revokes them
             plan.missing += sorted(p for p in want if p[1] == view and p not in plan.missing)
-    plan.statements += [_statement(p, grant=False) for p in plan.drift]
-    plan.statements += [_statement(p, grant=True) for p in plan.missing]
+    plan.statements += [postgres.privilege_sql(p, grant=False) for p in plan.drift]
+    plan.statements += [postgres.privilege_sql(p, grant=True) for p in plan.missing]
     return plan
 
 

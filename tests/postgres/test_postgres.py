@@ -24,7 +24,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from mesh_tools.dbt.engines.postgres import release_table
+from mesh_tools.dbt.engines.postgres import long_names, release_table
 from tests import pgserver
 from tests.conftest import Built, copy_demo, copy_tree, mesh_env, run_mesh
 
@@ -240,6 +240,15 @@ def test_a_grant_added_by_hand_is_reported_and_revoked(pg_mesh: Built, pg: pgser
     assert as_role(pg, "finance", "select count(*) from sales_products.fct_orders_v2")[0] == "allowed"
     again = run_mesh("grants", "--target", "postgres", "--dry-run", cwd=pg_mesh.root)
     assert again.stdout.count("grants match the policy") == len(DOMAINS), again.stdout
+    # a publish sets every kept release's grants from the policy again: a hand grant there goes too
+    table = current(pg_mesh.root, "sales.fct_orders.v2")["warehouse"]["table"]
+    pg.admin(f'set role sales; grant usage on schema sales_releases to customers; '
+             f'grant select on sales_releases."{table}" to customers', dbname="mesh")  # fmt: skip
+    assert as_role(pg, "customers", f'select count(*) from sales_releases."{table}"')[0] == "allowed"
+    published = run_mesh("publish", "sales", "--target", "postgres", cwd=pg_mesh.root)
+    assert published.returncode == 0, published.stdout + published.stderr
+    assert as_role(pg, "customers", f'select count(*) from sales_releases."{table}"')[0] == "denied"
+    assert as_role(pg, "finance", f'select count(*) from sales_releases."{table}"')[0] == "allowed"  # still kept
 
 
 def test_a_pointer_view_behind_its_current_release_is_reported_and_pointed_back(
@@ -260,6 +269,45 @@ def test_a_pointer_view_behind_its_current_release_is_reported_and_pointed_back(
     rows = current(pg_mesh.root, "sales.fct_orders.v2")["row_count"]
     assert as_role(pg, "finance", "select count(*) from sales_products.fct_orders_v2") == ("allowed", (rows,))
     pg.admin("drop table sales_releases.stray", dbname="mesh")
+    # a pointer reading the clear table (whose name contains the masked one's) is caught too
+    customers = current(pg_mesh.root, "customers.dim_customers")["warehouse"]
+    pg.admin(
+        f"set role customers; create or replace view customers_products.dim_customers as select * from "
+        f'customers_releases."{customers["clear_table"]}"',
+        dbname="mesh",
+    )
+    check = run_mesh("check", "customers", "--target", "postgres", "--no-sqlfluff", cwd=pg_mesh.root)
+    assert "pointer view dim_customers does not read" in check.stdout, check.stdout
+    run_mesh("grants", "customers", "--target", "postgres", cwd=pg_mesh.root)
+    assert as_role(pg, "finance", "select count(email) from customers_products.dim_customers") == ("allowed", (0,))
+
+
+def test_a_descriptor_naming_other_tables_is_refused_not_granted(pg_mesh: Built, pg: pgserver.Server) -> None:
+    """release.json is a file anyone with access to the exchange can edit: the names the mesh grants on,
+    drops and reads are the ones its product and id make, never what the file says."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    root = pg_mesh.root
+    folder = root / "exchange/products/customers/dim_customers/unversioned"
+    release_id = json.loads((folder / "current.json").read_text())["release_id"]
+    path = folder / "releases" / release_id / "release.json"
+    original = path.read_text()
+    data = json.loads(original)
+    data["warehouse"]["table"] = data["warehouse"]["clear_table"]  # "give everyone the PII"
+    path.write_text(json.dumps(data))
+    try:
+        fix = run_mesh("grants", "customers", "--target", "postgres", cwd=root)
+        assert f"release {release_id} of customers.dim_customers is refused" in fix.stdout, fix.stdout + fix.stderr
+        assert as_role(pg, "finance", f'select 1 from customers_releases."{data["warehouse"]["clear_table"]}"')[0] == (
+            "denied"
+        )
+        stitched = run_mesh("stitch", "marketing", cwd=root)
+        assert stitched.returncode != 0 and "release cannot be read safely" in stitched.stdout + stitched.stderr
+    finally:
+        path.write_text(original)
+    # it failed closed (finance lost its grants on that release too); with the file back, they come back
+    restored = run_mesh("grants", "customers", "--target", "postgres", cwd=root)
+    assert "granted: SELECT on customers_products.dim_customers to finance" in restored.stdout, restored.stdout
+    assert as_role(pg, "finance", "select count(*) from customers_products.dim_customers")[0] == "allowed"
 
 
 def release_tables(pg: pgserver.Server) -> set[str]:
@@ -429,8 +477,42 @@ def test_a_new_domain_from_the_template_builds_on_the_warehouse_once_its_upstrea
     assert "mesh grants sales --target postgres" in first.stdout, first.stdout  # who must grant, and how
     granted = run_mesh("grants", "sales", "--target", "postgres", cwd=root)
     assert "granted: USAGE on schema sales_releases to returns" in granted.stdout, granted.stdout
+    # another domain made returns' releases schema first: it would own what returns publishes there
+    pg.admin("set role finance; create schema returns_releases", dbname="mesh")
+    squatted = run_mesh("build", "returns", "--target", "postgres", cwd=root)
+    assert squatted.returncode == 1, squatted.stdout + squatted.stderr
+    assert "schema returns_releases belongs to role finance, not to returns" in squatted.stdout, squatted.stdout
+    assert not (root / "exchange/products/returns").exists()
+    pg.admin("drop schema returns_releases", dbname="mesh")
     build = run_mesh("build", "returns", "--target", "postgres", cwd=root)
     assert build.returncode == 0, build.stdout + build.stderr
     release = current(root, "returns.returns_overview")
     assert release["engine"] == "postgres" and release["row_count"] > 0
     assert as_role(pg, "returns", "select 1 from sales_marts.fct_orders_v2")[0] == "denied"
+
+
+def test_warehouse_names_are_never_cut_or_shared(tmp_path: Path) -> None:
+    """PostgreSQL cuts names at 63 bytes without a word: the mesh refuses names it would cut, and two
+    products whose pointer views would share a name (an unversioned `fct_orders_v1` beside `fct_orders` v1)."""
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.exchange.publish import _unsafe_warehouse_names
+    from mesh_tools.store.exchange import Exchange
+
+    assert long_names("s" * 40, ["marketing"]) == []
+    assert long_names("s" * 56, []) == ["s" * 56 + "_releases", "s" * 56 + "_products"]
+    assert long_names("finance" * 7, ["customers"]) == [("finance" * 7) + "_upstream_customers"]
+    name = "a" * 80
+    assert len(release_table(name, "2", "r20261202T171844180278Z-fae9b0").encode()) <= 63
+    assert release_table(name, "2", "r1") != release_table(name + "b", "2", "r1")  # cut, but still distinct
+    root = copy_demo(tmp_path / "mesh")
+    mesh = load_mesh(root)
+    exchange = Exchange(root / "exchange")
+    (root / "exchange/products/sales/fct_orders/v1/releases").mkdir(parents=True)
+
+    class Product:
+        def __init__(self, name: str, version: str | None) -> None:
+            self.name, self.version = name, version
+
+    refusal = _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders_v1", None)])
+    assert refusal and "fct_orders v1 and fct_orders_v1 would share the pointer view" in refusal, refusal
+    assert _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders", "1")]) is None

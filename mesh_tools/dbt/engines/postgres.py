@@ -98,16 +98,20 @@ class Export:
         return release_table(self.model, self.version, self.release_id, clear=True) if clear else None
 
 
-def publish_statements(exports: list[Export], product_keys: list[str]) -> list[str]:
+def publish_statements(exports: list[Export], product_keys: list[str], grants: list[str] | None = None) -> list[str]:
     """The SQL of one publish, in order: one transaction on the domain's connection.
 
-    After the writes come, per export, a row count and a column list (what the release records).
+    The schemas (refused when another role owns them), the release tables, the pointer views,
+    then every privilege on the two schemas reset to ``grants`` (the policy's, for every kept
+    release: a policy change reaches old releases too). Last, per export, a row count and a column
+    list (what the release records).
     """
     out: list[str] = []
     for prefix in dict.fromkeys(e.prefix for e in exports):
-        for schema in (releases_schema(prefix), products_schema(prefix)):
+        schemas = (releases_schema(prefix), products_schema(prefix))
+        for schema in schemas:
             out.append(f"create schema if not exists {quote(schema)}")
-            out.append(f"revoke all on schema {quote(schema)} from public")
+        out.append(ownership_sql(schemas))
     for export, key in zip(exports, product_keys, strict=True):
         releases, products = releases_schema(export.prefix), products_schema(export.prefix)
         table = qualified(releases, export.table)
@@ -126,13 +130,10 @@ def publish_statements(exports: list[Export], product_keys: list[str]) -> list[s
             out.append(switch_pointer_sql(clear_pointer, qualified(releases, export.clear_table)))
         else:
             out.append(f"drop view if exists {clear_pointer}")
-        for role in export.consumers:
-            out.append(f"grant usage on schema {quote(releases)}, {quote(products)} to {quote(role)}")
-            out.append(f"grant select on {table}, {pointer} to {quote(role)}")
-        if export.clear_table:
-            for role in export.readers:
-                clear = qualified(releases, export.clear_table)
-                out.append(f"grant select on {clear}, {clear_pointer} to {quote(role)}")
+    if grants is not None:
+        for prefix in dict.fromkeys(e.prefix for e in exports):
+            out.append(reset_grants_sql((releases_schema(prefix), products_schema(prefix))))
+        out += grants
     for export in exports:
         table = qualified(releases_schema(export.prefix), export.table)
         out.append(f"select count(*) from {table}")
@@ -141,6 +142,93 @@ def publish_statements(exports: list[Export], product_keys: list[str]) -> list[s
             f"where a.attrelid = {literal(table)}::regclass and a.attnum > 0 and not a.attisdropped order by a.attnum"
         )
     return out
+
+
+def ownership_sql(schemas: tuple[str, ...]) -> str:
+    """Stop the transaction when one of ``schemas`` belongs to another role (one made first, by someone else,
+    would own what the domain publishes there and could replace it)."""
+    names = "array[" + ", ".join(literal(x) for x in schemas) + "]::text[]"
+    return f"""do $mesh$
+declare owner text; name text;
+begin
+  select n.nspname, pg_get_userbyid(n.nspowner) into name, owner from pg_namespace n
+  where n.nspname = any({names}) and n.nspowner <> (select oid from pg_roles where rolname = current_user) limit 1;
+  if name is not null then
+    raise exception 'mesh: schema % belongs to role %, not to %: a domain publishes only into schemas it owns. '
+      'An administrator drops it (or gives it to %: alter schema % owner to %), then publish again.',
+      name, owner, current_user, current_user, name, current_user;
+  end if;
+end $mesh$"""
+
+
+def reset_grants_sql(schemas: tuple[str, ...]) -> str:
+    """Revoke every privilege any role but the owner holds on ``schemas`` and on every relation in them."""
+    names = "array[" + ", ".join(literal(x) for x in schemas) + "]::text[]"
+    return f"""do $mesh$
+declare item record;
+begin
+  for item in
+    select 'schema ' || quote_ident(n.nspname) as target,
+           case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end as grantee
+    from pg_namespace n cross join lateral aclexplode(n.nspacl) a
+    where n.nspname = any({names}) and a.grantee <> n.nspowner
+    union
+    select 'table ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+           case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace cross join lateral aclexplode(c.relacl) a
+    where n.nspname = any({names}) and a.grantee <> c.relowner
+    union
+    select 'table ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+           case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
+    from pg_attribute t join pg_class c on c.oid = t.attrelid join pg_namespace n on n.oid = c.relnamespace
+    cross join lateral aclexplode(t.attacl) a
+    where n.nspname = any({names}) and a.grantee <> c.relowner and t.attnum > 0
+  loop
+    execute 'revoke all on ' || item.target || ' from ' || item.grantee;
+  end loop;
+end $mesh$"""
+
+
+def privilege_sql(privilege: tuple[str, str | None, str | None, str, str], grant: bool = True) -> str:
+    """GRANT (or REVOKE) one privilege (schema, relation or None, column or None, privilege, grantee)."""
+    schema, name, column, what, grantee = privilege
+    who = "public" if grantee == "PUBLIC" else quote(grantee)
+    if name is None:
+        on = f"{what.lower()} on schema {quote(schema)}"
+    elif column is not None:
+        on = f"{what.lower()} ({quote(column)}) on {qualified(schema, name)}"
+    else:
+        on = f"{what.lower()} on {qualified(schema, name)}"
+    return f"grant {on} to {who}" if grant else f"revoke {on} from {who}"
+
+
+def check_location(descriptor: Any, prefix: str | None = None) -> None:
+    """A warehouse release's descriptor names exactly the tables its product, version and id make (and,
+    with ``prefix``, the producer's own schemas): another domain's file is never trusted with SQL names."""
+    where = descriptor.warehouse
+    model, version, release_id = descriptor.model, descriptor.version, descriptor.release_id
+    expected = {
+        "table": release_table(model, version, release_id),
+        "pointer": pointer_view(model, version),
+    }
+    if where.clear_table is not None:
+        expected["clear_table"] = release_table(model, version, release_id, clear=True)
+    for key, value in expected.items():
+        if getattr(where, key) != value:
+            raise ValueError(f"its {key} is {getattr(where, key)!r}, not {value!r} as its product and id make it")
+    schema = where.releases_schema
+    if not _CHECKED.fullmatch(schema) or not schema.endswith("_releases"):
+        raise ValueError(f"its releases schema {schema!r} is not one the mesh makes")
+    if where.products_schema != schema.removesuffix("_releases") + "_products":
+        raise ValueError(f"its products schema {where.products_schema!r} does not go with {schema!r}")
+    if prefix is not None and schema != releases_schema(prefix):
+        raise ValueError(f"its releases schema {schema!r} is not the producer's ({releases_schema(prefix)!r})")
+
+
+def long_names(prefix: str, upstreams: list[str]) -> list[str]:
+    """Schema names the mesh would make from ``prefix`` that PostgreSQL would cut at 63 bytes."""
+    names = [releases_schema(prefix), products_schema(prefix), *(f"{prefix}_upstream_{u}" for u in upstreams)]
+    return [n for n in names if len(n.encode()) > MAX_IDENTIFIER]
 
 
 def switch_pointer_sql(view: str, table: str) -> str:
@@ -157,7 +245,13 @@ begin
   begin
     execute {literal(f"create or replace view {view} as {body}")};
   exception when others then
-    execute {literal(f"drop view if exists {view}")};
+    begin
+      execute {literal(f"drop view if exists {view}")};
+    exception when dependent_objects_still_exist then
+      raise exception 'mesh: the pointer view % cannot take the new release''s columns: objects of other roles '
+        'depend on it (%). They drop them first, or the product changes its columns in a new version.',
+        {literal(view)}, sqlerrm;
+    end;
     execute {literal(f"create view {view} as {body}")};
   end;
   for grantee in
@@ -192,16 +286,17 @@ def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Pa
 
 def export(
     domain: Any, exports: list[Export], product_keys: list[str], target: str | None, profiles_dir: Path | None,
-    before: list[str] | None = None,
+    before: list[str] | None = None, grants: list[str] | None = None,
 ) -> list[tuple[int, list[Any]]]:  # fmt: skip
     """Publish: release tables, pointers and grants in one transaction; (rows, columns) of each release.
 
-    ``before``: statements of the same transaction that run after the schemas exist (the sweep)."""
+    ``before``: statements of the same transaction that run once the schemas exist (the sweep);
+    ``grants``: every privilege the policy gives on the domain's two schemas (all others are revoked)."""
     from mesh_tools.dbt.engines import UnpublishableData
     from mesh_tools.model.release import ReleaseColumn
 
-    statements = publish_statements(exports, product_keys)
-    schemas = sum(1 for s in statements if s.startswith(("create schema", "revoke all on schema")))
+    statements = publish_statements(exports, product_keys, grants)
+    schemas = 3 * len({e.prefix for e in exports})  # two `create schema`, one ownership check per prefix
     statements[schemas:schemas] = list(before or [])
     try:
         results = run(domain, statements, target, profiles_dir)
