@@ -514,5 +514,5 @@ def test_warehouse_names_are_never_cut_or_shared(tmp_path: Path) -> None:
             self.name, self.version = name, version
 
     refusal = _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders_v1", None)])
-    assert refusal and "fct_orders v1 and fct_orders_v1 would share the pointer view" in refusal, refusal
+    assert refusal and "fct_orders_v1 and fct_orders v1 would share the pointer view" in refusal, refusal
     assert _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders", "1")]) is None
