@@ -515,3 +515,21 @@ def test_warehouse_names_are_never_cut_or_shared(tmp_path: Path) -> None:
     refusal = _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders_v1", None)])
     assert refusal and "fct_orders_v1 and fct_orders v1 would share the pointer view" in refusal, refusal
     assert _unsafe_warehouse_names(mesh.domains["sales"], exchange, "sales", [Product("fct_orders", "1")]) is None
+
+
+def test_a_profile_pointed_at_other_schemas_builds_in_full(pg_mesh: Built) -> None:
+    """A warehouse has no files to watch: the build state keeps its identity (server, database, schema,
+    role), so a profile pointed elsewhere rebuilds everything there instead of trusting the old tables."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    root = pg_mesh.root
+    profiles = root / "projects/finance/profiles.yml"
+    original = profiles.read_text()
+    assert "      schema: finance\n" in original
+    profiles.write_text(original.replace("      schema: finance\n", "      schema: finance_two\n"))
+    try:
+        moved = run_mesh("build", "finance", "--target", "postgres", "--no-publish", "--explain", cwd=root)
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert "its storage is not the one its last build wrote" in moved.stdout, moved.stdout
+        assert "ran 3 of 3 models" in moved.stdout, moved.stdout
+    finally:
+        profiles.write_text(original)
