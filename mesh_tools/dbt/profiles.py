@@ -40,7 +40,9 @@ class ProfileInfo:
         c = self.connection
         if not c:
             return None
-        return f"{self.adapter}://{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}?schema={self.schema}"
+        return (
+            f"{self.adapter}://{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}?schema={self.schema}"
+        )
 
     @property
     def storage(self) -> Path | None:
