@@ -147,6 +147,15 @@ def load_profile(
             "connect_timeout": getattr(credentials, "connect_timeout", 10),
         }  # fmt: skip
         connection = {k: v for k, v in connection.items() if v is not None}
+        # dbt leaves a password whose env_var() is not set as the template text, and the server then
+        # refuses "password authentication failed": say which variable is missing instead
+        unset = [m for v in connection.values() for m in re.findall(r"env_var\(\s*['\"]([^'\"]+)", str(v))]
+        if unset and require_env:
+            raise ConfigError(
+                f"{display_path(folder / 'profiles.yml')}: target {profile.target_name} of "
+                f"{display_path(project_dir)} reads {', '.join(dict.fromkeys(unset))} from the environment, and it "
+                "is not set: export it (from your secret store) and run again."
+            )
     return ProfileInfo(
         profile=profile.profile_name,
         target=profile.target_name,

@@ -41,7 +41,7 @@ def warehouse_roles(mesh: Mesh, target: str | None, profiles_dir: Path | None, e
     roles: dict[str, str] = {}
     for name, domain in mesh.domains.items():
         try:
-            profile = profiles.load_profile(domain.path, target, profiles_dir)
+            profile = profiles.load_profile(domain.path, target, profiles_dir, require_env=False)  # names only
         except MeshError:
             continue
         if profile.adapter == engine and profile.user:

@@ -533,3 +533,17 @@ def test_a_profile_pointed_at_other_schemas_builds_in_full(pg_mesh: Built) -> No
         assert "ran 3 of 3 models" in moved.stdout, moved.stdout
     finally:
         profiles.write_text(original)
+
+
+def test_a_password_variable_not_set_is_named(pg_mesh: Built) -> None:
+    """dbt keeps a password whose env_var() is unset as template text; the server would then say only
+    "password authentication failed". The mesh names the variable."""
+    assert pg_mesh.result.returncode == 0, pg_mesh.output
+    saved = os.environ.pop("MESH_PG_PASSWORD_SALES")
+    try:
+        result = run_mesh("build", "sales", "--target", "postgres", cwd=pg_mesh.root)
+    finally:
+        os.environ["MESH_PG_PASSWORD_SALES"] = saved
+    assert result.returncode != 0, result.stdout
+    assert "reads MESH_PG_PASSWORD_SALES from the environment, and it is not set" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "password authentication failed" not in result.stdout
