@@ -229,7 +229,7 @@ def _write_warehouse_releases(
         exports.append(postgres_engine.Export(
             relation=node.relation, prefix=prefix, model=node.name, version=node.version,
             release_id=new_release_id(node.key), pii=tuple(dict.fromkeys(pii)),
-            readers=role_names(readers.clear, roles), consumers=role_names(readers.consumers, roles),
+            readers=role_names(readers.clear, roles),
         ))  # fmt: skip
     keys = [n.key for n in products]
     # every kept release's grants, set again from the policy as it is now, in the same transaction

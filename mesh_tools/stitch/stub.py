@@ -130,9 +130,13 @@ def warehouse_sql(descriptor: ReleaseDescriptor, consumer: str) -> str:
         f"{location.engine} profile)"
     )
     return (
-        "{% if target.type == " + json.dumps(location.engine) + " %}" + _raw(sql) + "{% else %}"
-        "{% if execute %}{{ exceptions.raise_compiler_error(" + json.dumps(message) + ") }}{% endif %}"
-        "select 1 as not_readable{% endif %}"
+        "{% if target.type == "
+        + json.dumps(location.engine)
+        + " %}"
+        + _raw(sql)
+        + "{% else %}"
+        + _failing_sql(message, "not_readable")
+        + "{% endif %}"
     )
 
 
@@ -168,9 +172,16 @@ def relation_sql(node: Node) -> str:
 def unpublished_sql(product: str, project: str) -> str:
     """A view body that parses, but fails at run time with what to do: the product has no release yet."""
     message = f"{product} has no published release yet. Build and publish it first: mesh build {project}"
+    return _failing_sql(message, "not_published", "\n")
+
+
+def _failing_sql(message: str, column: str, between: str = "") -> str:
+    """A view body that parses, and fails when dbt runs it with ``message``."""
     return (
-        "{% if execute %}{{ exceptions.raise_compiler_error(" + json.dumps(message) + ") }}{% endif %}\n"
-        "select 1 as not_published"
+        "{% if execute %}{{ exceptions.raise_compiler_error("
+        + json.dumps(message)
+        + ") }}{% endif %}"
+        + (f"{between}select 1 as {column}")
     )
 
 

@@ -86,7 +86,6 @@ class Export:
     release_id: str
     pii: tuple[str, ...]  # columns NULL in the shared table
     readers: tuple[str, ...]  # roles that read the clear table
-    consumers: tuple[str, ...]  # roles that read the shared table
 
     @property
     def table(self) -> str:
@@ -374,29 +373,22 @@ def read_release_sql(schema: str, table: str) -> str:
 
 # -- landing files (sources dbt-duckdb reads in place) loaded into the warehouse
 
-_TYPES = (
-    (re.compile(r"^(TINYINT|SMALLINT|UTINYINT)$"), "smallint"),
-    (re.compile(r"^(INTEGER|USMALLINT)$"), "integer"),
-    (re.compile(r"^(BIGINT|UINTEGER)$"), "bigint"),
-    (re.compile(r"^(UBIGINT|HUGEINT|UHUGEINT)$"), "numeric(38,0)"),
-    (re.compile(r"^(DOUBLE)$"), "double precision"),
-    (re.compile(r"^(FLOAT|REAL)$"), "real"),
-    (re.compile(r"^(DECIMAL\(\d+,\d+\))$"), None),
-    (re.compile(r"^(BOOLEAN)$"), "boolean"),
-    (re.compile(r"^(DATE)$"), "date"),
-    (re.compile(r"^(TIMESTAMP|TIMESTAMP_S|TIMESTAMP_MS|TIMESTAMP_NS)$"), "timestamp"),
-    (re.compile(r"^(TIMESTAMP WITH TIME ZONE)$"), "timestamptz"),
-    (re.compile(r"^(TIME)$"), "time"),
-    (re.compile(r"^(UUID)$"), "uuid"),
-    (re.compile(r"^(BLOB)$"), "bytea"),
-)
+_TYPES = {  # DuckDB's name for a landing column's type -> PostgreSQL's (DECIMAL(p,s) is kept as it is)
+    "TINYINT": "smallint", "SMALLINT": "smallint", "UTINYINT": "smallint",
+    "INTEGER": "integer", "USMALLINT": "integer",
+    "BIGINT": "bigint", "UINTEGER": "bigint",
+    "UBIGINT": "numeric(38,0)", "HUGEINT": "numeric(38,0)", "UHUGEINT": "numeric(38,0)",
+    "DOUBLE": "double precision", "FLOAT": "real", "REAL": "real",
+    "BOOLEAN": "boolean", "DATE": "date", "TIME": "time", "UUID": "uuid", "BLOB": "bytea",
+    "TIMESTAMP": "timestamp", "TIMESTAMP_S": "timestamp", "TIMESTAMP_MS": "timestamp", "TIMESTAMP_NS": "timestamp",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}  # fmt: skip
 
 
 def pg_type(duckdb_type: str) -> str:
-    for pattern, name in _TYPES:
-        if pattern.match(duckdb_type):
-            return name or duckdb_type.lower()
-    return "text"
+    if re.fullmatch(r"DECIMAL\(\d+,\d+\)", duckdb_type):
+        return duckdb_type.lower()
+    return _TYPES.get(duckdb_type, "text")
 
 
 def connect(profile: Any) -> Any:
