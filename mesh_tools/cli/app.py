@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -89,7 +90,26 @@ def _mesh(ctx: click.Context) -> Mesh:
     return dataclasses.replace(mesh, profiles_dir=Path(profiles).resolve()) if profiles else mesh
 
 
+def _set_env(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--env NAME``: the channel this run reads upstreams from and publishes to (``MESH_ENV``, inherited by
+    the domain workers)."""
+    if value is None:
+        return None
+    if not value or not all(c.isalnum() or c in "_-" for c in value) or len(value) > 64:
+        raise click.BadParameter(f"{value!r} cannot name a channel (letters, digits, '_' and '-').")
+    os.environ["MESH_ENV"] = value
+    return value
+
+
+def env_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--env", callback=_set_env, expose_value=False, is_eager=True, envvar="MESH_ENV",
+        help="Environment (channel) to read upstream releases from and publish to; default prod (MESH_ENV).",
+    )(func)  # fmt: skip
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@env_option
 @click.option("--root", type=click.Path(file_okay=False), help="Mesh root (default: nearest folder with mesh.yml).")
 @click.option(
     "--profiles-dir",
@@ -107,6 +127,7 @@ def main(root: str | None, profiles_dir: str | None, debug: bool) -> None:
 
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.argument("selectors", nargs=-1)(func)
+    func = env_option(func)
     func = click.option("--target", "-t", help="dbt target for every domain (default: mesh.yml, then profile).")(func)
     func = click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once, one process each.")(func)
     func = click.option("--verbose", "-v", is_flag=True, help="Show dbt's own output.")(func)

@@ -16,6 +16,7 @@ from mesh_tools.cli.app import (
     _parse_stale,
     _plan,
     _shown,
+    env_option,
     handles_errors,
     main,
 )
@@ -115,6 +116,7 @@ def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str 
 
 @main.command()
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@env_option
 @click.pass_context
 @handles_errors
 def status(ctx: click.Context, fmt: str) -> None:
@@ -127,9 +129,16 @@ def status(ctx: click.Context, fmt: str) -> None:
     states = domain_states(mesh)
     broken = [r for s in states for r in s.releases if r.get("problem")]
     broken += [s.last_build for s in states if s.last_build and s.last_build.get("problem")]
+    from mesh_tools.store.exchange import PROD, current_env, open_exchange
+
     if fmt == "json":
-        click.echo(json.dumps({"mesh": mesh.name, "domains": [s.to_json() for s in states]}, indent=2))
+        where = {"mesh": mesh.name, "env": current_env(), "exchange": open_exchange(mesh).url}
+        click.echo(json.dumps({**where, "domains": [s.to_json() for s in states]}, indent=2))
         sys.exit(ExitCode.FAILED if broken else ExitCode.OK)
+    env, exchange = current_env(), open_exchange(mesh)
+    plain = env == PROD and exchange.local  # the default: one channel, a folder; nothing more to say
+    if not plain:
+        click.echo(f"exchange: {exchange.url} (environment {env})")
     for state in states:
         build = state.last_build
         if build and build.get("problem"):
@@ -146,10 +155,17 @@ def status(ctx: click.Context, fmt: str) -> None:
             if release.get("problem"):
                 click.echo(f"  PROBLEM   {release['product']}: {release['problem']}")
                 continue
-            click.echo(f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows)")
+            channel = "" if plain else f", {release.get('channel') or PROD}"
+            click.echo(
+                f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows{channel})"
+            )
         for product, release_id in sorted(state.consumed.items()):
             newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""
-            click.echo(f"  consumed  {product} @ {release_id}{newer}")
+            through = state.channels.get(product)
+            shown = (
+                f" ({'pinned' if through == 'pin' else through})" if through and not (plain and through == PROD) else ""
+            )
+            click.echo(f"  consumed  {product} @ {release_id}{shown}{newer}")
         if state.never_built:
             click.echo("  has not been built against published releases yet")
     if broken:

@@ -16,12 +16,13 @@ from mesh_tools.cli.app import (
     _plan,
     _selection_options,
     _shown,
+    env_option,
     handles_errors,
     main,
 )
 from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.store.exchange import Exchange
+from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
 from mesh_tools.workflows.scheduler import run_mesh
 
@@ -60,7 +61,7 @@ def build(
         _plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish, full=full
     )
     if plan.publish:
-        Exchange(mesh.exchange_path).require_writable("`mesh build` (which publishes)")
+        open_exchange(mesh).require_writable("`mesh build` (which publishes)")
     start = time.perf_counter()
     click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
     _notes(mesh)
@@ -118,6 +119,7 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
 @main.command()
 @click.argument("domains", nargs=-1, required=True)
 @click.option("--target", "-t", help="dbt target whose storage holds the built products.")
+@env_option
 @click.pass_context
 @handles_errors
 def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) -> None:
@@ -135,7 +137,7 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
     names = mesh.select(domains)
-    Exchange(mesh.exchange_path).require_writable("`mesh publish`")
+    open_exchange(mesh).require_writable("`mesh publish`")
     refused = False
     for name in names:
         # each domain in a process of its own, in its folder: it is read through its own dbt connection
@@ -183,10 +185,51 @@ def sync(
     if dry_run:
         click.echo(f"mesh sync --dry-run: {len(names)} domain(s) would be rebuilt")
         return
-    Exchange(mesh.exchange_path).require_writable("`mesh sync` (whose rebuilds publish)")
+    open_exchange(mesh).require_writable("`mesh sync` (whose rebuilds publish)")
     plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
     plan = dataclasses.replace(plan, domains=names)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "sync", time.perf_counter() - start)
     _after_run(mesh, runs)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+@main.command()
+@click.argument("domains", nargs=-1, required=True)
+@click.option("--from", "source", required=True, help="Channel whose current releases are promoted (e.g. dev).")
+@click.option("--to", "dest", default="prod", show_default=True, help="Channel that makes them current.")
+@click.option("--dry-run", is_flag=True, help="Check the gate and say what would move; move nothing.")
+@click.pass_context
+@handles_errors
+def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str, dry_run: bool) -> None:
+    """Make a domain's current releases of one channel current in another: pointers move, data does not.
+
+    Behind the publish gate: each release verified by hash, its data tests passed, and no breaking
+    change against the target's current release (GOV301). A domain moves all its products or none.
+    Exit 1 when the gate refuses.
+    """
+    from mesh_tools.core.paths import safe_name
+    from mesh_tools.workflows.promote import promote as promote_domain
+
+    for channel, flag in ((source, "--from"), (dest, "--to")):
+        safe_name(channel, "channel", flag)
+    mesh = _mesh(ctx)
+    _locked(ctx, mesh)
+    refused = False
+    for name in mesh.select(domains):
+        steps = promote_domain(mesh, name, source, dest, dry_run=dry_run)
+        blocked = [s for s in steps if s.problems]
+        for step in steps:
+            was = f" (was {step.previous})" if step.previous else " (first release there)"
+            if step.problems:
+                click.echo(f"{name}: {step.product} {step.release_id}: refused: {'; '.join(step.problems)}")
+            elif step.previous == step.release_id:
+                click.echo(f"{name}: {step.product} {step.release_id} is already current in {dest}")
+            elif step.done:
+                click.echo(f"{name}: promoted {step.product} {step.release_id} {source} -> {dest}{was}")
+            else:
+                click.echo(f"{name}: would promote {step.product} {step.release_id} {source} -> {dest}{was}")
+        if blocked:
+            refused = True
+            click.echo(f"{name}: promotion refused; {dest}'s releases stay as they are.")
+    sys.exit(ExitCode.FAILED if refused else ExitCode.OK)

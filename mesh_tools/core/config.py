@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mesh_tools.core.errors import ConfigError
-from mesh_tools.core.paths import safe_release_id
+from mesh_tools.core.paths import safe_name, safe_release_id
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import YamlDoc, load_yaml
 
@@ -54,6 +54,15 @@ class ExchangeConfig(_Strict):
     """Where releases of data products are published, and how many are kept."""
 
     path: str = Field(default="exchange", description="Folder of the exchange, relative to the mesh root.")
+    url: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix: the exchange is in an S3-compatible object store (credentials, endpoint "
+        "and region from the standard AWS settings); `path` is then unused. MESH_EXCHANGE_URL overrides it.",
+    )
+    cache: str = Field(
+        default=".mesh/exchange-cache",
+        description="With `url`: where releases read from the store are kept, verified by hash, relative to the root.",
+    )
     retention: int = Field(default=5, ge=1, description="Releases kept per product (pinned ones are never deleted).")
 
 
@@ -146,6 +155,17 @@ class DomainGovernance(_Strict):
     _short_rules = field_validator("rules", mode="before")(_settings)
 
 
+class EnvironmentSettings(_Strict):
+    """How a domain reads its upstreams when it builds in one environment (``mesh build --env NAME``)."""
+
+    channels: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="Upstream ('project', 'project.model' or 'project.model.vN') -> the channel(s) read, first "
+        "found wins (default: this environment's channel, then prod).",
+    )
+    pins: dict[str, str] = Field(default_factory=dict, description="Pins that apply in this environment only.")
+
+
 class DomainFile(_Strict):
     """A domain's own mesh settings: ``mesh_domain.yml`` in its project folder."""
 
@@ -153,6 +173,9 @@ class DomainFile(_Strict):
     pins: dict[str, str] = Field(
         default_factory=dict,
         description="Upstream product ('project.model' or 'project.model.vN') -> the release id to read.",
+    )
+    environments: dict[str, EnvironmentSettings] = Field(
+        default_factory=dict, description="Environment name -> the channels and pins it reads upstreams from."
     )
 
 
@@ -189,6 +212,15 @@ def load_domain_file(folder: Path) -> DomainFile:
         raise ConfigError(format_validation_error(exc, doc, DomainFile)) from None
     for product, release in settings.pins.items():  # a pin becomes a path: only a release id is one
         safe_release_id(release, f"{doc.display}:{doc.line_of(('pins', product))}: the pin of {product[:80]}")
+    for env, setting in settings.environments.items():  # an environment and a channel become file names
+        safe_name(env, "environment", f"{doc.display}:{doc.line_of(('environments', env))}")
+        for product, release in setting.pins.items():
+            where = f"{doc.display}:{doc.line_of(('environments', env, 'pins', product))}: the pin of {product[:80]}"
+            safe_release_id(release, where)
+        for upstream, channels in setting.channels.items():
+            where = f"{doc.display}:{doc.line_of(('environments', env, 'channels', upstream))}"
+            for channel in [channels] if isinstance(channels, str) else channels:
+                safe_name(channel, "channel", where)
     return settings
 
 

@@ -19,6 +19,7 @@ from mesh_tools.core.config import (
     Defaults,
     DocsConfig,
     DomainGovernance,
+    EnvironmentSettings,
     ExchangeConfig,
     GovernanceConfig,
     HealthConfig,
@@ -59,6 +60,7 @@ class Upstream:
     optional: bool = False  # a dbt_loom manifest marked `optional: true`
     label: str | None = None  # the dbt_loom manifest's own `name:` (a free label)
     excluded_packages: tuple[str, ...] = ()  # dbt_loom: packages whose models are not read from the manifest
+    remote: bool = False  # a project built elsewhere, known by the interface it published in the object store
     included_packages: tuple[str, ...] = ()  # dbt_loom: only these packages' models are read
 
 
@@ -80,6 +82,7 @@ class Domain:
     dependencies_file: Path
     remote_package_names: tuple[str, ...] = ()  # hub and git packages, as declared
     pins: dict[str, str] = field(default_factory=dict)
+    environments: dict[str, EnvironmentSettings] = field(default_factory=dict)
     governance: DomainGovernance = field(default_factory=DomainGovernance)
     data_dirs: tuple[Path, ...] = ()  # seeds and docs: parsed by dbt, no refs in them
 
@@ -145,8 +148,14 @@ class Mesh:
         return path if path.is_absolute() else self.root / path
 
     @property
+    def exchange_url(self) -> str | None:
+        """The object store the exchange lives in (``MESH_EXCHANGE_URL``, else mesh.yml ``exchange.url``), or None."""
+        return os.environ.get("MESH_EXCHANGE_URL") or self.exchange.url
+
+    @property
     def exchange_path(self) -> Path:
-        path = Path(self.exchange.path)
+        """The exchange's folder; with an object store, the local cache of what was read from it."""
+        path = Path(self.exchange.cache if self.exchange_url else self.exchange.path)
         return path if path.is_absolute() else self.root / path
 
     @property
@@ -226,9 +235,10 @@ def load_mesh(root: Path) -> Mesh:
                 "Project names must be unique in a mesh."
             )
         domains[domain.name] = domain
-    domains = _check_upstreams(domains, notes)
+    remote = bool(os.environ.get("MESH_EXCHANGE_URL") or exchange.url)
+    domains = _check_upstreams(domains, notes, remote)
     _check_exchange_place(root, exchange, domains, config_file if config else None)
-    order = topological_order({n: set(d.upstream_names) for n, d in domains.items()})
+    order = topological_order({n: set(d.upstream_names) & set(domains) for n, d in domains.items()})
     return Mesh(
         root=root,
         name=name,
@@ -387,6 +397,7 @@ def _load_domain(
         remote_package_names=tuple(remote),
         dependencies_file=path / "dependencies.yml",
         pins=settings.pins,
+        environments=settings.environments,
         governance=settings.governance,
         data_dirs=(*paths("seed-paths", ["seeds"]), *paths("docs-paths", [])),
     )
@@ -568,14 +579,16 @@ def _packages(path: Path, *docs: YamlDoc | None) -> tuple[list[Path], list[str]]
     return local, remote
 
 
-def _check_upstreams(domains: dict[str, Domain], notes: list[str]) -> dict[str, Domain]:
+def _check_upstreams(domains: dict[str, Domain], notes: list[str], remote: bool = False) -> dict[str, Domain]:
     """Refuse what cannot be built; drop, with a note, what only documents an edge.
 
     A declared project that is not in the mesh is an error when it looks like a typo of one
     that is (a close match), else a note: dbt-core itself ignores ``projects:`` entries, and a
     ref to such a project is refused at stitching with its own message. An optional dbt-loom
     manifest that would close a cycle (a producer listing its consumer, so dbt-loom can show it
-    who reads its models) is dropped with a note.
+    who reads its models) is dropped with a note. With an object-store exchange (``remote``), a
+    declared project that is not in the mesh is one built elsewhere: stitching reads the interface it
+    published there.
     """
     kept: dict[str, Domain] = {}
     for name, domain in domains.items():
@@ -583,6 +596,9 @@ def _check_upstreams(domains: dict[str, Domain], notes: list[str]) -> dict[str, 
         for up in domain.upstreams:
             if up.name == name:
                 raise ConfigError(f"{up.declared_in}: project '{name}' lists itself as an upstream. Remove that entry.")
+            if up.name not in domains and up.manifest_path is None and remote:
+                upstreams.append(dataclasses.replace(up, remote=True))  # stitching finds it in the exchange
+                continue
             if up.name not in domains and up.manifest_path is None:
                 hint = did_you_mean(up.name, domains)
                 if hint and not up.optional:

@@ -192,12 +192,12 @@ class SiteBuilder:
 
     # -- the data
     def products_of(self, name: str) -> list[Product]:
-        from mesh_tools.store.exchange import Exchange
+        from mesh_tools.store.exchange import open_exchange
 
         manifest = self.manifests.get(name)
         if manifest is None:
             return []
-        exchange = Exchange(self.mesh.exchange_path)
+        exchange = open_exchange(self.mesh)
         domain_owner = self.mesh.domains[name].owner
         catalog = self.catalogs.get(name)
         statuses = self.results.get(name, {})

@@ -83,11 +83,11 @@ def desired(
     never granted."""
     from mesh_tools.dbt.engines import postgres
     from mesh_tools.model.manifest import Manifest
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange
 
     policy = Policy(set(), {}, [])
     releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     try:
         manifest = Manifest.load(domain.manifest_path, domain.name, "Build it first: `mesh build`.")
     except MeshError as exc:
@@ -104,9 +104,8 @@ def desired(
             policy.problems.append(str(exc))
             continue
         for release_id in ids:
-            folder = exchange.releases_dir(domain.name, node.name, node.version) / release_id
             try:
-                descriptor = exchange.load_release(folder, verify=False).descriptor
+                descriptor = exchange.load(domain.name, node.name, node.version, release_id, verify=False).descriptor
             except MeshError as exc:
                 policy.problems.append(str(exc))
                 continue

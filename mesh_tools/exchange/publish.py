@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from mesh_tools.core.errors import ConfigError
-from mesh_tools.core.files import file_sha256, fsync_dir
+from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt import engines
@@ -34,7 +34,7 @@ from mesh_tools.model.release import (
     ReleaseDescriptor,
     TestSummary,
 )
-from mesh_tools.store.exchange import Exchange, new_release_id
+from mesh_tools.store.exchange import Exchange, new_release_id, open_exchange
 
 CLEAR_FILE = "data.pii.parquet"  # a release's PII in clear, for the consumers its policy names
 
@@ -66,27 +66,12 @@ class BuildFacts:
     adapter: str | None = None
 
 
-def _cleanup_scratch(exchange: Exchange) -> None:
-    """Remove scratch folders of publishers that died (their pid is gone)."""
-    if not exchange.tmp_dir.is_dir():
-        return
-    for entry in exchange.tmp_dir.iterdir():
-        pid = entry.name.rsplit(".", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid():
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry, ignore_errors=True)
-            except PermissionError:
-                pass
-
-
 def log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
     """A refused publication is an event too: health reports it with the products left behind."""
     event: dict[str, Any] = {"event": "refused", "domain": domain.name, "reason": reason}
     if invocation_id:
         event["invocation_id"] = invocation_id
-    Exchange(mesh.exchange_path).append_log(event)
+    open_exchange(mesh).append_log(event)
 
 
 def unsafe_product_name(domain: Domain, products: list[Node]) -> str | None:
@@ -110,7 +95,7 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     release can carry) is ``outcome.refused``, logged; nothing of it is left in the exchange.
     """
     start = time.perf_counter()
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     products = sorted(facts.products, key=lambda n: n["unique_id"])
     unsafe = unsafe_product_name(domain, products)
     if unsafe:  # a name that would leave the product's folder: nothing is written
@@ -118,9 +103,11 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
         log_refusal(mesh, domain, unsafe, facts.invocation_id)
         return outcome
     exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
-    _cleanup_scratch(exchange)
+    exchange.sweep(domain.name)
+    # each pointer as the publish finds it: switched only if no other publish switched it meanwhile
+    tags = {n.key: exchange.read_pointer(domain.name, n.name, n.version)[1] for n in products}
     if facts.adapter == postgres_engine.NAME:
-        return _write_warehouse_releases(mesh, domain, facts, target, outcome, products, exchange, start)
+        return _write_warehouse_releases(mesh, domain, facts, target, outcome, products, exchange, start, tags)
     scratches = []
     for node in products:
         release_id = new_release_id(node.key)
@@ -147,9 +134,31 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
-    _make_current(mesh, exchange, facts, placed, scratches, outcome)
+    _make_current(mesh, exchange, facts, placed, scratches, outcome, tags)
+    publish_interface(exchange, domain)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def publish_interface(exchange: Exchange, domain: Domain) -> None:
+    """Put the domain's public interface (its public models' manifest nodes, without their SQL, and its groups)
+    in an object-store exchange, for consumers on machines that do not hold the domain's project."""
+    import json
+
+    if exchange.local:
+        return
+    data = json.loads(domain.manifest_path.read_text(encoding="utf-8"))
+    nodes = {
+        uid: {k: v for k, v in node.items() if k not in ("raw_code", "compiled_code", "compiled_path")}
+        for uid, node in (data.get("nodes") or {}).items()
+        if node.get("resource_type") == "model" and node.get("access") == "public"
+        and node.get("package_name") == domain.name
+    }  # fmt: skip
+    groups = {k: g for k, g in (data.get("groups") or {}).items() if g.get("package_name") == domain.name}
+    kept = ("project_name", "dbt_version", "adapter_type", "invocation_id", "generated_at", "dbt_schema_version")
+    meta = {k: (data.get("metadata") or {}).get(k) for k in kept}
+    interface = {"metadata": meta, "nodes": nodes, "groups": groups, "sources": {}, "macros": {}}
+    exchange.backend.write(exchange.interface_key(domain.name), json.dumps(interface).encode("utf-8"))
 
 
 def _discard(exchange: Exchange, scratches: list[tuple[str, Path]], placed: list[ReleaseDescriptor],
@@ -159,7 +168,10 @@ def _discard(exchange: Exchange, scratches: list[tuple[str, Path]], placed: list
         shutil.rmtree(scratch, ignore_errors=True)
     for d in placed:
         if d.release_id not in made_current:
-            shutil.rmtree(exchange.releases_dir(d.project, d.model, d.version) / d.release_id, ignore_errors=True)
+            try:
+                exchange.discard(d)
+            except Exception:  # noqa: BLE001 - an unreachable store: the next publish's sweep removes it
+                pass
 
 
 def _raise_naming_exchange(exc: BaseException, exchange: Exchange) -> NoReturn:
@@ -170,8 +182,10 @@ def _raise_naming_exchange(exc: BaseException, exchange: Exchange) -> NoReturn:
 
 
 def _make_current(mesh: Mesh, exchange: Exchange, facts: BuildFacts, placed: list[ReleaseDescriptor],
-                  scratches: list[tuple[str, Path]], outcome: PublishOutcome, drop: Any = None) -> None:  # fmt: skip
-    """Log each placed release and make it current, then apply retention (``drop``: a warehouse's tables)."""
+                  scratches: list[tuple[str, Path]], outcome: PublishOutcome, tags: dict[str, str | None],
+                  drop: Any = None) -> None:  # fmt: skip
+    """Log each placed release and make it current in this run's channel, if its pointer is still the one
+    the publish began with (``tags``); then apply retention (``drop``: a warehouse's tables)."""
     made_current: set[str] = set()
     try:
         for descriptor in placed:
@@ -185,7 +199,7 @@ def _make_current(mesh: Mesh, exchange: Exchange, facts: BuildFacts, placed: lis
                     "invocation_id": facts.invocation_id,
                 }
             )
-            exchange.switch_current(descriptor)
+            exchange.switch_current(descriptor, expected=tags.get(descriptor.product))
             made_current.add(descriptor.release_id)
             outcome.releases.append(descriptor)
     except BaseException as exc:
@@ -198,7 +212,7 @@ def _make_current(mesh: Mesh, exchange: Exchange, facts: BuildFacts, placed: lis
 
 def _write_warehouse_releases(
     mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome,
-    products: list[Node], exchange: Exchange, start: float,
+    products: list[Node], exchange: Exchange, start: float, tags: dict[str, str | None],
 ) -> PublishOutcome:  # fmt: skip
     """Publish into the warehouse (engines/postgres.py): release tables, pointer views and grants in
     one transaction on the domain's connection; then the descriptors, placed and made current as for files.
@@ -209,7 +223,15 @@ def _write_warehouse_releases(
     from mesh_tools.dbt import profiles
     from mesh_tools.exchange.access import Published, desired, readers_of, role_names, warehouse_roles
     from mesh_tools.model.release import WarehouseLocation
+    from mesh_tools.store.exchange import PROD
 
+    if exchange.env != PROD:  # its pointer views are prod's: a dev release would replace what prod reads
+        outcome.refused = (
+            f"{domain.name}: publishing to channel {exchange.env!r} on a warehouse target is not supported: the "
+            "warehouse's pointer views are prod's. Build with `--no-publish`, or on a file target (DuckDB, Spark)."
+        )
+        log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
+        return outcome
     profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres_engine.NAME)
     prefix = str(profile.schema or domain.name)
@@ -218,8 +240,7 @@ def _write_warehouse_releases(
         outcome.refused = refusal
         log_refusal(mesh, domain, refusal, facts.invocation_id)
         return outcome
-    folder = exchange.root / "products" / domain.name
-    recorded = sorted(p.name for p in folder.glob("*/*/releases/*")) if folder.is_dir() else []
+    recorded = sorted(r for m, v in exchange.products_of(domain.name) for r in exchange.release_ids(domain.name, m, v))
     hour_ago = f"r{datetime.fromtimestamp(time.time() - 3600, UTC):%Y%m%dT%H%M%S%f}Z"
     exports, clear_readers = [], []
     for node in products:
@@ -275,7 +296,8 @@ def _write_warehouse_releases(
                                postgres_engine.release_table(d.model, d.version, d.release_id, clear)))  # fmt: skip
         postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
 
-    _make_current(mesh, exchange, facts, placed, scratches, outcome, drop)
+    _make_current(mesh, exchange, facts, placed, scratches, outcome, tags, drop)
+    publish_interface(exchange, domain)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -290,12 +312,7 @@ def _unsafe_warehouse_names(domain: Domain, exchange: Exchange, prefix: str, pro
             "domain's postgres target a shorter `schema` in its profiles.yml."
         )
     owners: dict[str, str] = {}
-    known = [(n.name, n.version) for n in products]
-    folder = exchange.root / "products" / domain.name
-    if folder.is_dir():
-        for path in sorted(folder.glob("*/*")):
-            version = None if path.name == "unversioned" else path.name.removeprefix("v")
-            known.append((path.parent.name, version))
+    known = [(n.name, n.version) for n in products] + exchange.products_of(domain.name)
     for model, version in dict.fromkeys(known):
         key = f"{model} v{version}" if version is not None else model
         for clear in (False, True):
@@ -363,10 +380,7 @@ def _place_release(
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    releases = exchange.releases_dir(domain.name, node.name, version)
-    releases.mkdir(parents=True, exist_ok=True)
-    os.rename(scratch, releases / release_id)  # complete, immutable, not yet current
-    fsync_dir(releases)
+    exchange.place(scratch, descriptor)  # complete, immutable, not yet current
     return descriptor
 
 

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
-from pathlib import Path
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.exchange import Exchange
-from mesh_tools.store.receipts import read_lease, read_receipt
+from mesh_tools.store.receipts import every_hold
 
 
 def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
-    """(product key, release id) pairs no one may delete: pinned, leased (stitched) or last read ones."""
+    """(product key, release id) pairs no one may delete: pinned (in any environment), leased (stitched)
+    or last read ones, by any consumer in any environment, including those on other machines."""
     keep: set[tuple[str, str]] = set()
-    for name, domain in mesh.domains.items():
-        for product, release in domain.pins.items():
-            keep.add((product, release))
-        receipt = read_receipt(exchange, name) or {}
-        keep |= set((receipt.get("releases") or {}).items())
-        keep |= set(read_lease(exchange, name).items())
-    return keep
+    for domain in mesh.domains.values():
+        for pins in [domain.pins, *(e.pins for e in domain.environments.values())]:
+            keep |= set(pins.items())
+    return keep | every_hold(exchange)
 
 
 def apply_retention(
@@ -40,22 +36,25 @@ def apply_retention(
         keep = protected_releases(mesh, exchange)
     except MeshError:
         return []
-    doomed: list[tuple[ReleaseDescriptor, str, Path]] = []
+    doomed: list[tuple[ReleaseDescriptor, str]] = []
     for descriptor in published:
-        ids = exchange.release_ids(descriptor.project, descriptor.model, descriptor.version)
-        current = exchange.current_id(descriptor.project, descriptor.model, descriptor.version)
+        d = descriptor
+        try:
+            ids = exchange.release_ids(d.project, d.model, d.version)
+            current = set(exchange.pointers(d.project, d.model, d.version).values())  # every channel's
+        except MeshError:
+            return []
         newest = set(ids[-mesh.exchange.retention :])
         unversioned_key = f"{descriptor.project}.{descriptor.model}"
         for release_id in ids:
-            if release_id in newest or release_id == current:
+            if release_id in newest or release_id in current:
                 continue
             if (descriptor.product, release_id) in keep or (unversioned_key, release_id) in keep:
                 continue
-            folder = exchange.releases_dir(descriptor.project, descriptor.model, descriptor.version) / release_id
-            doomed.append((descriptor, release_id, folder))
+            doomed.append((descriptor, release_id))
     in_warehouse: list[ReleaseDescriptor] = []
-    for _descriptor, _release_id, folder in doomed:
-        found = _descriptor_of(exchange, folder)
+    for d, release_id in doomed:
+        found = _descriptor_of(exchange, d, release_id)
         if found is not None and found.warehouse is not None:
             in_warehouse.append(found)
     if in_warehouse:
@@ -66,15 +65,19 @@ def apply_retention(
         except MeshError:
             return []
     expired: list[str] = []
-    for descriptor, release_id, folder in doomed:
-        shutil.rmtree(folder, ignore_errors=True)
+    for descriptor, release_id in doomed:
+        gone = descriptor.model_copy(update={"release_id": release_id})
+        try:
+            exchange.discard(gone)
+        except MeshError:
+            continue  # the store refused: the next publish tries again
         exchange.append_log({"event": "expire", "product": descriptor.product, "release_id": release_id})
         expired.append(f"{descriptor.product}@{release_id}")
     return expired
 
 
-def _descriptor_of(exchange: Exchange, folder: Path) -> ReleaseDescriptor | None:
+def _descriptor_of(exchange: Exchange, d: ReleaseDescriptor, release_id: str) -> ReleaseDescriptor | None:
     try:
-        return exchange.load_release(folder, verify=False).descriptor
+        return exchange.load(d.project, d.model, d.version, release_id, verify=False).descriptor
     except MeshError:
         return None

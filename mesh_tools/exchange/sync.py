@@ -6,16 +6,15 @@ mesh answers in a fraction of a second.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mesh_tools.core.errors import ArtifactError, MeshError, display_path
+from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.graph import closure, invert
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import RunResults
-from mesh_tools.store.exchange import Exchange, pin_for
+from mesh_tools.store.exchange import Exchange, open_exchange, wanted_release
 from mesh_tools.store.receipts import read_receipt
 
 _VERSION = re.compile(r"^v(\w+)$")
@@ -37,6 +36,7 @@ class DomainState:
     last_build: dict[str, Any] | None = None
     releases: list[dict[str, Any]] = field(default_factory=list)  # its own current releases
     consumed: dict[str, str] = field(default_factory=dict)  # product -> release id it last read
+    channels: dict[str, str] = field(default_factory=dict)  # product -> the channel (or "pin") it came through
     behind: dict[str, str] = field(default_factory=dict)  # product -> the release it would read now
     never_built: bool = False
 
@@ -50,6 +50,7 @@ class DomainState:
             "last_build": self.last_build,
             "current_releases": self.releases,
             "consumed": self.consumed,
+            "channels": self.channels,
             "behind": self.behind,
             "never_built": self.never_built,
             "is_behind": self.is_behind,
@@ -57,31 +58,22 @@ class DomainState:
 
 
 def _wanted(exchange: Exchange, domain: Domain, key: str) -> str | None:
-    project, model, version = split_key(key)
-    current = exchange.current_id(project, model, version)
-    latest = None
-    if current is not None:
-        folder = exchange.releases_dir(project, model, version) / current / "release.json"
-        try:
-            latest = json.loads(folder.read_text(encoding="utf-8")).get("latest_version")
-        except (OSError, ValueError):
-            latest = None
-    return pin_for(domain, project, model, version, latest) or current
+    """The release ``domain`` would read of ``key`` now: its pin, else the first of its channels' current."""
+    return wanted_release(exchange, domain, *split_key(key))
 
 
 def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
-    """The domain's current releases; a dangling pointer or a broken release is listed with its problem."""
-    folder = exchange.root / "products" / domain
+    """The domain's current releases in this run's channel; a dangling pointer or a broken release is listed
+    with its problem."""
     out = []
-    for pointer in sorted(folder.glob("*/*/current.json")) if folder.is_dir() else []:
-        version = pointer.parent.name
-        label = f"{domain}.{pointer.parent.parent.name}" + ("" if version == "unversioned" else f".{version}")
-        model, number = pointer.parent.parent.name, None if version == "unversioned" else version[1:]
+    for model, number in exchange.products_of(domain):
+        label = f"{domain}.{model}" + ("" if number is None else f".v{number}")
         try:
             # size checked, not the hash: status is a quick look (consumers' reads verify the hash)
             release = exchange.current(domain, model, number, verify=False)
         except (MeshError, OSError) as exc:
-            problem = str(exc) if isinstance(exc, MeshError) else f"{display_path(pointer)}: unreadable ({exc})"
+            shown = exchange.backend.display(exchange.pointer_key(domain, model, number))
+            problem = str(exc) if isinstance(exc, MeshError) else f"{shown}: unreadable ({exc})"
             out.append({"product": label, "release_id": None, "problem": problem})
             continue
         if release is None:
@@ -94,6 +86,7 @@ def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
                 "rows": descriptor.row_count,
                 "produced_at": descriptor.produced_at,
                 "contract_hash": descriptor.contract_hash,
+                "channel": exchange.env,
             }
         )
     return out
@@ -116,17 +109,18 @@ def _last_build(domain: Domain) -> dict[str, Any] | None:
 
 
 def domain_states(mesh: Mesh) -> list[DomainState]:
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     states = []
     for name, domain in mesh.domains.items():
         state = DomainState(name, last_build=_last_build(domain), releases=_own_releases(exchange, name))
-        mesh_upstreams = [u for u in domain.upstream_names if u in mesh.domains]
+        mesh_upstreams = [u.name for u in domain.upstreams if u.name in mesh.domains or u.remote]
         if mesh_upstreams:
             receipt = read_receipt(exchange, name)
             if receipt is None:
                 state.never_built = True
             else:
                 state.consumed = dict(receipt["releases"])
+                state.channels = dict(receipt.get("channels") or {})
                 used = receipt.get("used") or list(state.consumed)
                 for key in used:
                     wanted = _wanted(exchange, domain, key)

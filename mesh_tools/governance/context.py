@@ -12,7 +12,7 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.governance.rule import Finding
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
-from mesh_tools.store.exchange import Exchange
+from mesh_tools.store.exchange import Exchange, open_exchange
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class CheckContext:
 
     @cached_property
     def exchange(self) -> Exchange:
-        return Exchange(self.mesh.exchange_path)
+        return open_exchange(self.mesh)
 
     def option(self, code: str, key: str, default: Any) -> Any:
         return self.options.get(code, {}).get(key, default)

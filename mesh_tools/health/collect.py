@@ -208,9 +208,9 @@ def _collect_findings(history: History, collection: Collection, findings: Findin
 
 def _collect_publications(mesh: Mesh, history: History, collection: Collection) -> None:
     """New events of the exchange's log: publish, consume, expire, refused."""
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange
 
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     last = history.con.execute("select max(event_at) from publications").fetchone()[0]
     rows = []
     try:

@@ -51,9 +51,9 @@ def sql_path(path: Path) -> str:
 def measure_products(mesh: Mesh, history: History, collection: Collection) -> None:
     import duckdb
 
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange
 
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     measured = history.known("measurements", "basis")
     rows: list[dict[str, Any]] = []
     con = duckdb.connect()

@@ -63,10 +63,10 @@ class _Judge:
     def _broken_release(self, domain: str, node: Node) -> str | None:
         """Why the product's current release cannot be read (a dangling pointer, a missing, partial or
         altered release), or None: consumers would fail on it, so it is never reported as healthy."""
-        from mesh_tools.store.exchange import Exchange
+        from mesh_tools.store.exchange import open_exchange
 
         try:
-            Exchange(self.mesh.exchange_path).current(domain, node.name, node.version)
+            open_exchange(self.mesh).current(domain, node.name, node.version)
         except MeshError as exc:
             return str(exc)
         return None

@@ -12,7 +12,7 @@ from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.stitch.refs import check_ref, scan_refs
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql, warehouse_sql
-from mesh_tools.store.exchange import Exchange, pin_for
+from mesh_tools.store.exchange import channels_for, open_exchange, pin_for
 from mesh_tools.store.receipts import write_lease
 
 
@@ -42,6 +42,9 @@ def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None)
         if up.name in mesh.domains:
             path = mesh.domains[up.name].manifest_path
             fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
+        elif up.remote:
+            path = _remote_interface(mesh, domain, up.name)
+            fix = f"The interface {up.name} published in the exchange is unusable: publish {up.name} again."
         else:
             assert up.manifest_path is not None
             path, fix = up.manifest_path, f"Fix the manifest path declared at {up.declared_in}."
@@ -49,6 +52,25 @@ def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None)
             path, up.name, fix, excluded=up.excluded_packages, included=up.included_packages
         )
     return manifests
+
+
+def _remote_interface(mesh: Mesh, domain: Domain, project: str) -> Path:
+    """The public interface a project built elsewhere published in the exchange (this run's channel, else
+    prod), fetched into the cache; ConfigError when it never published one."""
+    from mesh_tools.core.errors import ConfigError
+    from mesh_tools.store.exchange import PROD
+
+    exchange = open_exchange(mesh)
+    path = exchange.fetch_interface(project, list(dict.fromkeys([exchange.env, PROD])))
+    if path is None:
+        published = sorted({e.key.split("/")[1] for e in exchange.backend.listing("interfaces")})
+        raise ConfigError(
+            f"{domain.dependencies_file.name} of {domain.name}: project '{project}' is not a domain of this checkout "
+            f"and has published nothing in the exchange {exchange.url}. Projects published there: "
+            f"{', '.join(published) or 'none'}. Publish it first (`mesh build {project}` where it is built), or "
+            "fix the name."
+        )
+    return path
 
 
 def installed_packages(domain: Domain) -> set[str]:
@@ -124,12 +146,13 @@ def check_domain_storage(mesh: Mesh, domain: Domain) -> list[str]:
 
 
 def release_bodies(
-    mesh: Mesh, domain: Domain, manifest: Manifest, *, require: bool = False
+    mesh: Mesh, domain: Domain, manifest: Manifest, *, require: bool = False, channels: dict[str, str] | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
     """For each public model of an upstream, the SQL its stub view runs, and the releases it reads.
 
     A mesh domain's products are read from the exchange (the consumer's pin, else the current
-    release), never from the producer's database. An upstream known only by a manifest is read
+    release of the first channel of ``channels_for`` that has one; the channel each came through
+    is added to ``channels``), never from the producer's database. An upstream known only by a manifest is read
     from the relation that manifest names. ``require`` turns a product without a release into an
     ArtifactError instead of a view that fails when it runs.
     """
@@ -137,10 +160,11 @@ def release_bodies(
 
     bodies: dict[str, str] = {}
     consumed: dict[str, str] = {}
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     where = display_path(domain.path / "mesh_domain.yml")
+    remote = {up.name for up in domain.upstreams if up.remote}
     for node in manifest.for_consumer(domain.name).public():
-        if manifest.project not in mesh.domains:
+        if manifest.project not in mesh.domains and manifest.project not in remote:
             try:
                 bodies[node.unique_id] = relation_sql(node)
             except ValueError as exc:
@@ -150,8 +174,9 @@ def release_bodies(
                 ) from None
             continue
         key = node.key
-        pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version)
-        release = exchange.resolve(manifest.project, node.name, node.version, pin, pinned_by=where)
+        pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version, exchange.env)
+        read_from = channels_for(domain, manifest.project, node.name, node.version, exchange.env)
+        release = exchange.resolve(manifest.project, node.name, node.version, pin, where, read_from)
         if release is None:
             if require:
                 raise ArtifactError(
@@ -168,8 +193,10 @@ def release_bodies(
             else:
                 bodies[node.unique_id] = read_parquet_sql(release.data_path_for(domain.name), columns)
         except ValueError as exc:
-            raise ArtifactError(f"{display_path(release.folder)}: release cannot be read safely ({exc}).") from None
+            raise ArtifactError(f"{release.where}: release cannot be read safely ({exc}).") from None
         consumed[key] = descriptor.release_id
+        if channels is not None and release.channel is not None:
+            channels[key] = release.channel
     return bodies, consumed
 
 
@@ -201,19 +228,19 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     problems = check_domain_refs(mesh, domain, manifests) + check_domain_storage(mesh, domain)
     if problems:
         return StitchOutcome(domain.name, problems=tuple(problems))
-    changed, unchanged, consumed = [], [], {}
-    resolved = {up.name: release_bodies(mesh, domain, manifests[up.name]) for up in domain.upstreams}
+    changed, unchanged, consumed, channels = [], [], {}, {}
+    resolved = {up.name: release_bodies(mesh, domain, manifests[up.name], channels=channels) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
         consumed.update(reads)
-    exchange, warnings = Exchange(mesh.exchange_path), []
+    exchange, warnings = open_exchange(mesh), []
     # lease first: retention must not delete what the views are about to read (an empty lease
     # replaces one that protected releases the domain no longer reads)
-    if consumed or exchange.lease_path(domain.name).exists():
+    if consumed or exchange.backend.read(exchange.lease_key(domain.name)) is not None:
         if exchange.writable():
-            write_lease(exchange, domain.name, consumed)
+            write_lease(exchange, domain.name, consumed, channels)
         else:
             warnings.append(
-                f"the exchange ({display_path(exchange.root)}) is read-only here: no lease recorded, so its "
+                f"the exchange ({exchange.url}) is read-only here: no lease recorded, so its "
                 "publishers' retention does not know this domain reads those releases"
             )
     install_runtime(domain)

@@ -1,22 +1,35 @@
-"""Reading and writing the exchange folder: paths, the current pointer, releases, the log."""
+"""Reading and writing the exchange: pointers per channel, releases, receipts, leases, the log.
+
+The exchange is a folder or an object store (store/backends.py); this module speaks in keys and
+is the same for both. A release read from an object store is fetched once into a local cache,
+named by its SHA-256 and verified against its descriptor before any engine reads it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, ConfigError, StorageError, display_path
-from mesh_tools.core.files import file_sha256, write_atomic
-from mesh_tools.core.mesh import Domain
+from mesh_tools.core.files import file_sha256
+from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.model.nodes import product_key
 from mesh_tools.model.release import ReleaseDescriptor
+from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backend
+
+PROD = "prod"  # the channel every build reads and publishes unless told otherwise
+ENV_VARIABLE = "MESH_ENV"
+LOG_FILE = "log.jsonl"
+ORPHAN_SECONDS = 3600  # an unfinished release older than this is a dead publisher's: swept
 
 
 def new_release_id(salt: str) -> str:
@@ -25,20 +38,69 @@ def new_release_id(salt: str) -> str:
     return f"r{now:%Y%m%dT%H%M%S%f}Z-{digest}"
 
 
-def pin_for(domain: Domain, project: str, model: str, version: str | None, latest: str | None) -> str | None:
-    """The release ``domain`` pins for a product: by ``project.model.vN``, or ``project.model`` for its latest."""
-    pin = domain.pins.get(product_key(project, model, version))
-    if pin is None and (version is None or version == latest):
-        pin = domain.pins.get(f"{project}.{model}")
-    return pin
+def current_env() -> str:
+    """The environment (channel) of this run: ``mesh --env NAME`` / ``MESH_ENV``, else prod."""
+    return safe_name(os.environ.get(ENV_VARIABLE) or PROD, "environment", ENV_VARIABLE)
+
+
+def _env_settings(domain: Domain, env: str) -> Any:
+    return domain.environments.get(env)
+
+
+def pin_for(
+    domain: Domain, project: str, model: str, version: str | None, latest: str | None, env: str | None = None
+) -> str | None:
+    """The release ``domain`` pins for a product: by ``project.model.vN``, or ``project.model`` for its latest.
+    A pin of the environment (``environments.<env>.pins``) comes before the domain's own pins."""
+    settings = _env_settings(domain, env or current_env())
+    for pins in ([settings.pins] if settings else []) + [domain.pins]:
+        pin = pins.get(product_key(project, model, version))
+        if pin is None and (version is None or version == latest):
+            pin = pins.get(f"{project}.{model}")
+        if pin is not None:
+            return pin
+    return None
+
+
+def channels_for(domain: Domain, project: str, model: str, version: str | None, env: str | None = None) -> list[str]:
+    """The channels ``domain`` reads a product from, first found wins: ``environments.<env>.channels`` for
+    the product, its model or its project; by default this environment's channel, then prod."""
+    env = env or current_env()
+    settings = _env_settings(domain, env)
+    if settings is not None:
+        for key in (product_key(project, model, version), f"{project}.{model}", project):
+            if key in settings.channels:
+                chosen = settings.channels[key]
+                return [chosen] if isinstance(chosen, str) else list(chosen)
+    return list(dict.fromkeys([env, PROD]))
+
+
+def wanted_release(exchange: Exchange, domain: Domain, project: str, model: str, version: str | None) -> str | None:
+    """The release ``domain`` would read of a product now: its pin, else the first of its channels' current."""
+    current = None
+    for channel in channels_for(domain, project, model, version, exchange.env):
+        current = exchange.current_id(project, model, version, channel)
+        if current is not None:
+            break
+    latest = None
+    if current is not None:
+        key = f"{exchange.release_prefix(project, model, version, current)}/release.json"
+        try:
+            latest = json.loads(exchange.backend.read(key) or b"{}").get("latest_version")
+        except (OSError, ValueError, AttributeError):
+            latest = None
+    return pin_for(domain, project, model, version, latest, exchange.env) or current
 
 
 @dataclass(frozen=True)
 class Release:
-    """A complete release on disk: its descriptor and where its data is."""
+    """A complete release: its descriptor, where it lives, and the way to a local copy of its files."""
 
     descriptor: ReleaseDescriptor
-    folder: Path
+    folder: Path | None  # its folder in a folder exchange; None in an object store
+    where: str = ""  # how messages name it
+    exchange: Exchange | None = field(default=None, compare=False, repr=False)
+    channel: str | None = None  # the channel it was resolved through, when it was
 
     @property
     def data_path(self) -> Path:
@@ -46,166 +108,459 @@ class Release:
         return self.data_path_for(None)
 
     def data_path_for(self, consumer: str | None) -> Path:
-        """The data file ``consumer``'s stub reads: the one whose readers name it, else the shared one."""
+        """The data file ``consumer``'s stub reads: the one whose readers name it, else the shared one (a local
+        file: in an object store, the verified copy in the cache)."""
         files = self.descriptor.files
         named = [f for f in files if f.readers is not None and consumer is not None and consumer in f.readers]
         shared = [f for f in files if f.readers is None]
         chosen = named or shared
         if not chosen:
             raise ArtifactError(
-                f"{display_path(self.folder / 'release.json')}: release {self.descriptor.release_id} has no data "
+                f"{self.where}/release.json: release {self.descriptor.release_id} has no data "
                 "file every consumer may read. Publish again with "
                 f"`mesh publish {self.descriptor.project}`."
             )
-        return self.folder / chosen[0].path
+        if self.folder is not None:
+            return self.folder / chosen[0].path
+        assert self.exchange is not None
+        return self.exchange.cached(self, chosen[0].path)
 
 
 class Exchange:
-    """The exchange folder of a mesh."""
+    """The exchange of a mesh: a folder (``Exchange(path)``) or an object store (``open_exchange``)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, backend: Backend | None = None, env: str | None = None):
+        """``root``: the exchange folder; with ``backend`` (an object store), the local folder of its cache."""
         self.root = root
+        self.backend: Backend = backend or FolderBackend(root)
+        self.local = isinstance(self.backend, FolderBackend)
+        self.env = env or current_env()
 
-    # -- paths
-    def product_dir(self, project: str, model: str, version: str | None) -> Path:
-        """The product's folder; a name that could leave it (``../``, ``/``) is refused, never followed."""
+    @property
+    def url(self) -> str:
+        return self.backend.display()
+
+    # -- keys and paths
+    def product_prefix(self, project: str, model: str, version: str | None) -> str:
+        """The product's key prefix; a name that could leave it (``../``, ``/``) is refused, never followed."""
         where = f"exchange product {project!r}.{model!r}"
         safe_name(project, "project", where)
         safe_name(model, "model", where)
         folder = f"v{safe_version(version, where)}" if version is not None else "unversioned"
-        return self.root / "products" / project / model / folder
+        return f"products/{project}/{model}/{folder}"
+
+    def release_prefix(self, project: str, model: str, version: str | None, release_id: str) -> str:
+        return f"{self.product_prefix(project, model, version)}/releases/{safe_release_id(release_id, 'release')}"
+
+    def pointer_key(self, project: str, model: str, version: str | None, channel: str | None = None) -> str:
+        channel = safe_name(channel or self.env, "channel", "exchange pointer")
+        name = "current.json" if channel == PROD else f"channels/{channel}.json"
+        return f"{self.product_prefix(project, model, version)}/{name}"
+
+    def interface_key(self, project: str, channel: str | None = None) -> str:
+        """The public interface (manifest of public models) a producer published in a channel."""
+        channel = safe_name(channel or self.env, "channel", "exchange interface")
+        return f"interfaces/{safe_name(project, 'project', 'exchange interface')}/{channel}.json"
+
+    def fetch_interface(self, project: str, channels: list[str]) -> Path | None:
+        """The published interface of ``project`` from the first of ``channels`` that has one, as a local file
+        (the cache), or None when it never published one."""
+        for channel in channels:
+            raw = self.backend.read(self.interface_key(project, channel))
+            if raw is None:
+                continue
+            path = self.interface_cache(project, channel)
+            if path.is_file() and path.read_bytes() == raw:
+                return path  # unchanged: its file stays as it was (build state compares its stat)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+            partial.write_bytes(raw)
+            os.replace(partial, path)
+            return path
+        return None
+
+    def interface_cache(self, project: str, channel: str) -> Path:
+        return self.root / "interfaces" / safe_name(project, "project", "exchange interface") / f"{channel}.json"
+
+    def product_dir(self, project: str, model: str, version: str | None) -> Path:
+        return self.root / self.product_prefix(project, model, version)
 
     def releases_dir(self, project: str, model: str, version: str | None) -> Path:
         return self.product_dir(project, model, version) / "releases"
 
     @property
     def log_path(self) -> Path:
-        return self.root / "log.jsonl"
+        return self.root / LOG_FILE
 
     @property
     def tmp_dir(self) -> Path:
-        return self.root / ".tmp"
+        """Where releases are written before they are placed (never read)."""
+        return self.root / (".tmp" if self.local else "tmp")
+
+    def _holder_key(self, kind: str, consumer: str, env: str | None = None) -> str:
+        name = safe_name(consumer, "consumer", f"exchange {kind[:-1]}")
+        env = env or self.env
+        return f"{kind}/{name}.json" if env == PROD else f"{kind}/{safe_name(env, 'environment', kind)}/{name}.json"
+
+    def receipt_key(self, consumer: str, env: str | None = None) -> str:
+        return self._holder_key("receipts", consumer, env)
+
+    def lease_key(self, consumer: str, env: str | None = None) -> str:
+        return self._holder_key("leases", consumer, env)
 
     def receipt_path(self, consumer: str) -> Path:
-        return self.root / "receipts" / f"{safe_name(consumer, 'consumer', 'exchange receipt')}.json"
+        return self.root / self.receipt_key(consumer)
 
     def lease_path(self, consumer: str) -> Path:
-        return self.root / "leases" / f"{safe_name(consumer, 'consumer', 'exchange lease')}.json"
+        return self.root / self.lease_key(consumer)
+
+    def holders(self, kind: str) -> list[str]:
+        """Every receipt (``kind`` "receipts") or lease ("leases") key, of every environment."""
+        return [e.key for e in self.backend.listing(kind) if e.key.endswith(".json")]
 
     def writable(self) -> bool:
         """Whether this process may write the exchange (a read-only mount or share says no, even to root)."""
-        probe = self.root
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        return os.access(probe, os.W_OK)
+        return self.backend.writable()
 
     def require_writable(self, why: str) -> None:
         """StorageError naming the folder, when the exchange cannot be written."""
         if not self.writable():
             raise StorageError(
-                f"{display_path(self.root)}: the exchange is read-only here, and {why} writes to it. "
+                f"{self.url}: the exchange is read-only here, and {why} writes to it. "
                 "Consumers can still build from it with `mesh build --no-publish`; publishing needs write access."
             )
 
     # -- reading releases
     def load_release(self, folder: Path, *, verify: bool = True) -> Release:
-        """A release, verified: descriptor readable and about this folder, data file present with its size
-        and (``verify``) its SHA-256."""
-        path = folder / "release.json"
+        """The release in ``folder`` of a folder exchange (see ``load``)."""
         try:
-            descriptor = ReleaseDescriptor.model_validate_json(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ArtifactError(
-                f"{display_path(path)}: release descriptor missing; the release is incomplete."
-            ) from None
-        except (ValueError, OSError) as exc:
+            parts = folder.resolve().relative_to(self.root.resolve()).parts
+        except ValueError:
+            parts = ()
+        if len(parts) != 6 or parts[0] != "products" or parts[4] != "releases":
+            raise ArtifactError(f"{display_path(folder)}: not a release folder of the exchange {self.url}.")
+        version = None if parts[3] == "unversioned" else parts[3].removeprefix("v")
+        return self.load(parts[1], parts[2], version, parts[5], verify=verify)
+
+    def load(self, project: str, model: str, version: str | None, release_id: str, *, verify: bool = True) -> Release:
+        """A release, checked: descriptor readable and about this place, data files present with their sizes
+        and (``verify``) their SHA-256 (in an object store: fetched into the cache and verified there)."""
+        prefix = self.release_prefix(project, model, version, release_id)
+        shown = self.backend.display(prefix)
+        key = f"{prefix}/release.json"
+        try:
+            raw = self.backend.read(key)
+        except OSError as exc:
+            raise ArtifactError(f"{self.backend.display(key)}: release descriptor unreadable ({exc}).") from None
+        if raw is None:
+            raise ArtifactError(f"{self.backend.display(key)}: release descriptor missing; the release is incomplete.")
+        try:
+            descriptor = ReleaseDescriptor.model_validate_json(raw)
+        except ValueError as exc:
             first = str(exc).splitlines()[0]
-            raise ArtifactError(f"{display_path(path)}: release descriptor is corrupt ({first}).") from None
+            raise ArtifactError(f"{self.backend.display(key)}: release descriptor is corrupt ({first}).") from None
         d = descriptor
-        if d.release_id != folder.name or (
-            self.product_dir(d.project, d.model, d.version).resolve() != folder.parent.parent.resolve()
-        ):
+        if d.release_id != release_id or (d.project, d.model, d.version) != (project, model, version):
             raise ArtifactError(
-                f"{display_path(path)}: the descriptor says {d.product} release {d.release_id!r}, but it lives in "
-                f"{display_path(folder)}. A release is read only from its own folder; publish again with "
+                f"{self.backend.display(key)}: the descriptor says {d.product} release {d.release_id!r}, but it lives "
+                f"in {shown}. A release is read only from its own folder; publish again with "
                 f"`mesh publish {d.project}`."
             )
+        sizes = None if self.local else {e.key: e.size for e in self.backend.listing(prefix)}
         for file in descriptor.files:
             if Path(file.path).name != file.path or file.path.startswith("."):
                 raise ArtifactError(
-                    f"{display_path(path)}: data file {file.path!r} is not a file of the release folder. "
+                    f"{self.backend.display(key)}: data file {file.path!r} is not a file of the release folder. "
                     f"Publish again with `mesh publish {d.project}`."
                 )
-            data = folder / file.path
-            if not data.is_file() or data.stat().st_size != file.bytes:
+            size = self._size(f"{prefix}/{file.path}", sizes)
+            if size != file.bytes:
                 raise ArtifactError(
-                    f"{display_path(data)}: data file of release {descriptor.release_id} is missing or truncated "
-                    f"(expected {file.bytes} bytes). The exchange does not serve partial releases; publish again "
-                    f"with `mesh publish {descriptor.project}`."
+                    f"{self.backend.display(f'{prefix}/{file.path}')}: data file of release {d.release_id} is "
+                    f"missing or truncated (expected {file.bytes} bytes). The exchange does not serve partial "
+                    f"releases; publish again with `mesh publish {d.project}`."
                 )
-            if verify and file_sha256(data) != file.sha256.removeprefix("sha256:"):
+        folder = self.root / prefix if self.local else None
+        release = Release(descriptor, folder, shown, self)
+        if verify:
+            for file in descriptor.files:
+                if folder is not None:
+                    self._verify(folder / file.path, file.sha256, shown, descriptor)
+                else:
+                    self.cached(release, file.path)
+        return release
+
+    def _size(self, key: str, sizes: dict[str, int] | None) -> int | None:
+        if sizes is not None:
+            return sizes.get(key)
+        path = self.root / key
+        return path.stat().st_size if path.is_file() else None
+
+    @staticmethod
+    def _verify(path: Path, sha256: str, shown: str, d: ReleaseDescriptor) -> None:
+        if file_sha256(path) != sha256.removeprefix("sha256:"):
+            raise ArtifactError(
+                f"{shown}/{path.name}: data file of release {d.release_id} does not match the SHA-256 "
+                "its descriptor records: it was changed after publishing. The exchange does not serve it; "
+                f"publish again with `mesh publish {d.project}`, or pin another release."
+            )
+
+    def cached(self, release: Release, name: str) -> Path:
+        """A verified local copy of one file of a release in an object store, named by its SHA-256.
+
+        Fetched on first use into the cache, checked against the descriptor before it takes its name; a
+        cached copy is checked again on every use (a changed one is fetched again)."""
+        d = release.descriptor
+        entry = next(f for f in d.files if f.path == name)
+        digest = entry.sha256.removeprefix("sha256:")
+        if not all(c in "0123456789abcdef" for c in digest) or len(digest) != 64:
+            raise ArtifactError(f"{release.where}/release.json: {name} has no SHA-256 to verify it by.")
+        cache = self.root / "objects" / digest[:2]
+        path = cache / f"{digest}{Path(name).suffix}"
+        if path.is_file() and path.stat().st_size == entry.bytes and file_sha256(path) == digest:
+            return path
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = cache / f".{digest}.{os.getpid()}.partial"
+        key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/{name}"
+        try:
+            try:
+                self.backend.fetch(key, partial)
+            except (StorageError, FileNotFoundError):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a connection cut mid-body surfaces from the HTTP layer
+                raise StorageError(f"{self.backend.display(key)}: reading failed ({exc}); run again.") from None
+            if file_sha256(partial) != digest:
                 raise ArtifactError(
-                    f"{display_path(data)}: data file of release {descriptor.release_id} does not match the SHA-256 "
+                    f"{self.backend.display(key)}: data file of release {d.release_id} does not match the SHA-256 "
                     "its descriptor records: it was changed after publishing. The exchange does not serve it; "
-                    f"publish again with `mesh publish {descriptor.project}`, or pin another release."
+                    f"publish again with `mesh publish {d.project}`, or pin another release."
                 )
-        return Release(descriptor, folder)
+            os.chmod(partial, 0o444)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
 
     def release_ids(self, project: str, model: str, version: str | None) -> list[str]:
-        folder = self.releases_dir(project, model, version)
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.iterdir() if p.is_dir() and RELEASE_ID.match(p.name))
+        """Every complete release of a product, oldest first (an object-store release is complete once its
+        descriptor, written last, exists)."""
+        if self.local:
+            folder = self.releases_dir(project, model, version)
+            if not folder.is_dir():
+                return []
+            return sorted(p.name for p in folder.iterdir() if p.is_dir() and RELEASE_ID.match(p.name))
+        prefix = f"{self.product_prefix(project, model, version)}/releases"
+        ids = set()
+        for entry in self.backend.listing(prefix):
+            parts = entry.key[len(prefix) + 1 :].split("/")
+            if len(parts) == 2 and parts[1] == "release.json" and RELEASE_ID.match(parts[0]):
+                ids.add(parts[0])
+        return sorted(ids)
 
-    def current_id(self, project: str, model: str, version: str | None) -> str | None:
-        path = self.product_dir(project, model, version) / "current.json"
+    def products_of(self, project: str) -> list[tuple[str, str | None]]:
+        """(model, version) of every product of ``project`` the exchange holds anything of."""
+        safe_name(project, "project", "exchange products")
+        found = set()
+        for entry in self.backend.listing(f"products/{project}"):
+            parts = entry.key.split("/")
+            if len(parts) >= 5:
+                found.add((parts[2], None if parts[3] == "unversioned" else parts[3].removeprefix("v")))
+        return sorted(found, key=lambda p: (p[0], p[1] or ""))
+
+    def read_pointer(
+        self, project: str, model: str, version: str | None, channel: str | None = None
+    ) -> tuple[str | None, str | None]:
+        """The release id a channel's pointer names (None: no pointer), and its tag for ``switch_current``."""
+        key = self.pointer_key(project, model, version, channel)
+        raw, tag = self.backend.read_tagged(key)
+        if raw is None:
+            return None, None
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            release_id = data["release_id"]
+            release_id = json.loads(raw)["release_id"]
             if not isinstance(release_id, str) or not RELEASE_ID.match(release_id):
                 raise ValueError(f"{str(release_id)[:80]!r} is not a release id")
-            return release_id
-        except FileNotFoundError:
-            return None
+            return release_id, tag
         except (ValueError, KeyError, TypeError) as exc:
             raise ArtifactError(
-                f"{display_path(path)}: current-release pointer is corrupt ({exc}). Publish again with "
+                f"{self.backend.display(key)}: current-release pointer is corrupt ({exc}). Publish again with "
                 f"`mesh publish {project}`."
             ) from None
 
-    def switch_current(self, descriptor: ReleaseDescriptor) -> None:
-        """Make a complete release the one consumers read: one atomic replace of the pointer."""
-        d = descriptor
-        pointer = json.dumps({"release_id": safe_release_id(d.release_id, "release"), "product": d.product})
-        write_atomic(self.product_dir(d.project, d.model, d.version) / "current.json", pointer + "\n")
+    def current_id(self, project: str, model: str, version: str | None, channel: str | None = None) -> str | None:
+        return self.read_pointer(project, model, version, channel)[0]
 
-    def current(self, project: str, model: str, version: str | None, *, verify: bool = True) -> Release | None:
-        release_id = self.current_id(project, model, version)
+    def pointers(self, project: str, model: str, version: str | None) -> dict[str, str]:
+        """Channel -> release id, for every channel with a pointer to this product."""
+        prefix = self.product_prefix(project, model, version)
+        channels = [PROD] + [
+            e.key.rsplit("/", 1)[1].removesuffix(".json")
+            for e in self.backend.listing(f"{prefix}/channels")
+            if e.key.endswith(".json")
+        ]
+        out = {}
+        for channel in channels:
+            try:
+                safe_name(channel, "channel", prefix)
+            except ConfigError:
+                continue
+            release_id = self.current_id(project, model, version, channel)
+            if release_id is not None:
+                out[channel] = release_id
+        return out
+
+    def switch_current(
+        self, descriptor: ReleaseDescriptor, channel: str | None = None, expected: str | None | bool = True
+    ) -> None:
+        """Make a complete release the one a channel's consumers read: one atomic replace of its pointer.
+
+        ``expected``: the pointer's tag when the publish began (None: it had none), so a publish that ran
+        beside another never undoes it: Conflict. ``True``: whatever the pointer is now."""
+        d = descriptor
+        key = self.pointer_key(d.project, d.model, d.version, channel)
+        pointer = json.dumps({"release_id": safe_release_id(d.release_id, "release"), "product": d.product}) + "\n"
+        if expected is True:
+            expected = self.backend.read_tagged(key)[1]
+        try:
+            self.backend.swap(key, pointer.encode("utf-8"), expected)  # type: ignore[arg-type]
+        except Conflict:
+            now = self.current_id(d.project, d.model, d.version, channel)
+            raise Conflict(
+                f"{self.backend.display(key)}: another publish made release {now} of {d.product} current in "
+                f"{channel or self.env} while this one ran, so release {d.release_id} was not made current "
+                "(nothing of the other publish was overwritten). Build again to publish over it, or check who else "
+                f"publishes {d.project}."
+            ) from None
+
+    def current(
+        self, project: str, model: str, version: str | None, *, verify: bool = True, channel: str | None = None
+    ) -> Release | None:
+        release_id = self.current_id(project, model, version, channel)
         if release_id is None:
             return None
-        return self.load_release(self.releases_dir(project, model, version) / release_id, verify=verify)
+        return self.load(project, model, version, release_id, verify=verify)
+
+    def baseline(self, project: str, model: str, version: str | None) -> Release | None:
+        """The release a new one is compared with (breaking changes): this channel's current, else prod's."""
+        for channel in dict.fromkeys([self.env, PROD]):
+            release = self.current(project, model, version, verify=False, channel=channel)
+            if release is not None:
+                return release
+        return None
 
     def resolve(
-        self, project: str, model: str, version: str | None, pin: str | None, pinned_by: str = ""
-    ) -> Release | None:
-        """The release a consumer reads: its pin if it has one, else the current release."""
+        self, project: str, model: str, version: str | None, pin: str | None, pinned_by: str = "",
+        channels: list[str] | None = None,
+    ) -> Release | None:  # fmt: skip
+        """The release a consumer reads: its pin if it has one, else the current release of the first of
+        ``channels`` (default: this run's) that has one."""
         if pin is None:
-            return self.current(project, model, version)
-        folder = self.releases_dir(project, model, version) / safe_release_id(pin, pinned_by or "pin")
-        if not folder.is_dir():
+            for channel in channels or [self.env]:
+                release_id = self.current_id(project, model, version, channel)
+                if release_id is not None:
+                    release = self.load(project, model, version, release_id)
+                    return Release(release.descriptor, release.folder, release.where, self, channel)
+            return None
+        pin = safe_release_id(pin, pinned_by or "pin")
+        if pin not in self.release_ids(project, model, version):
             available = self.release_ids(project, model, version)
             listed = ", ".join(available[-10:]) if available else "none"
             raise ConfigError(
                 f"{pinned_by}: pinned release '{pin}' of {product_key(project, model, version)} does not exist. "
                 f"Available releases (newest last): {listed}."
             )
-        return self.load_release(folder)
+        release = self.load(project, model, version, pin)
+        return Release(release.descriptor, release.folder, release.where, self, "pin")
+
+    # -- writing releases
+    def place(self, scratch: Path, descriptor: ReleaseDescriptor) -> None:
+        """Put a complete release (a scratch folder: data files and release.json) in its place, not yet current.
+
+        A folder: one rename. An object store: each data file written once, the descriptor last, so a
+        release is complete the moment it can be listed; what a failure left is deleted again."""
+        d = descriptor
+        prefix = self.release_prefix(d.project, d.model, d.version, d.release_id)
+        if self.local:
+            from mesh_tools.core.files import fsync_dir
+
+            releases = self.releases_dir(d.project, d.model, d.version)
+            releases.mkdir(parents=True, exist_ok=True)
+            os.rename(scratch, releases / d.release_id)  # complete, immutable, not yet current
+            fsync_dir(releases)
+            return
+        written: list[str] = []
+        try:
+            for file in d.files:
+                self.backend.create_file(f"{prefix}/{file.path}", scratch / file.path)
+                written.append(f"{prefix}/{file.path}")
+            self.backend.create(f"{prefix}/release.json", (scratch / "release.json").read_bytes())
+        except BaseException:
+            try:
+                self.backend.delete(written)
+            except Exception:  # noqa: BLE001 - the store is gone: the next publish sweeps them
+                pass
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    def discard(self, descriptor: ReleaseDescriptor) -> None:
+        """Delete a release nobody reads (never made current, or expired): descriptor first, so a release
+        is never listed with its data gone."""
+        d = descriptor
+        prefix = self.release_prefix(d.project, d.model, d.version, d.release_id)
+        if self.local:
+            shutil.rmtree(self.root / prefix, ignore_errors=True)
+            return
+        keys = [e.key for e in self.backend.listing(prefix)]
+        self.backend.delete([k for k in keys if k.endswith("/release.json")])
+        self.backend.delete([k for k in keys if not k.endswith("/release.json")])
+
+    def sweep(self, project: str) -> list[str]:
+        """Remove what dead publishers of ``project`` left: scratch folders, and in an object store release
+        files without a descriptor (and unfinished uploads) over an hour old. Returns the keys removed."""
+        if self.local:
+            self._sweep_scratch()
+            return []
+        self._sweep_scratch()
+        before = time.time() - ORPHAN_SECONDS
+        entries = self.backend.listing(f"products/{project}")
+        complete = {e.key.rsplit("/", 1)[0] for e in entries if e.key.endswith("/release.json")}
+        doomed = [
+            e.key
+            for e in entries
+            if "/releases/" in e.key and e.key.rsplit("/", 1)[0] not in complete and e.modified < before
+        ]
+        self.backend.delete(doomed)
+        if isinstance(self.backend, S3Backend):
+            self.backend.stale_uploads(f"products/{project}", before)
+        return doomed
+
+    def _sweep_scratch(self) -> None:
+        """Remove scratch folders of publishers that died (their pid is gone)."""
+        if not self.tmp_dir.is_dir():
+            return
+        for entry in self.tmp_dir.iterdir():
+            pid = entry.name.rsplit(".", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), 0)
+                except ProcessLookupError:
+                    shutil.rmtree(entry, ignore_errors=True)
+                except PermissionError:
+                    pass
 
     # -- the log
     def append_log(self, event: dict[str, Any]) -> None:
-        """Append one event; each line is written whole and synced before the call returns."""
+        """Append one event: a line of log.jsonl, written whole and synced; in an object store one object
+        per event, named by time so a listing reads them in order."""
+        at = datetime.now(UTC)
+        record = {"at": at.isoformat(), **event}
+        if self.env != PROD and "env" not in record:
+            record["env"] = self.env
+        line = json.dumps(record, sort_keys=True) + "\n"
+        if not self.local:
+            salt = hashlib.sha256(f"{line}|{os.getpid()}|{time.perf_counter_ns()}".encode()).hexdigest()[:8]
+            self.backend.create(f"log/{at:%Y%m%dT%H%M%S%f}Z-{salt}.json", line.encode("utf-8"))
+            return
         self.root.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": datetime.now(UTC).isoformat(), **event}, sort_keys=True) + "\n"
         fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line.encode("utf-8"))
@@ -214,7 +569,18 @@ class Exchange:
             os.close(fd)
 
     def read_log(self) -> Iterator[dict[str, Any]]:
-        """Every event of the log; a corrupt line is an error naming the line."""
+        """Every event of the log; a corrupt entry is an error naming it."""
+        if not self.local:
+            for entry in self.backend.listing("log"):
+                raw = self.backend.read(entry.key)
+                try:
+                    yield json.loads(raw or b"")
+                except ValueError:
+                    raise ArtifactError(
+                        f"{self.backend.display(entry.key)}: publication log entry is corrupt. Remove it "
+                        "(the releases themselves are intact)."
+                    ) from None
+            return
         if not self.log_path.is_file():
             return
         with open(self.log_path, encoding="utf-8") as handle:
@@ -231,3 +597,16 @@ class Exchange:
                         "Fix or remove that line (the releases themselves are intact)."
                     ) from None
                 yield event
+
+
+def open_exchange(mesh: Mesh, env: str | None = None) -> Exchange:
+    """The mesh's exchange: its folder, or the object store ``exchange.url`` (``MESH_EXCHANGE_URL``) names."""
+    url = mesh.exchange_url
+    if url:
+        if not url.startswith("s3://"):
+            raise ConfigError(
+                f"exchange url {url!r}: only s3:// URLs (any S3-compatible store) are supported; for a folder "
+                "set exchange.path instead."
+            )
+        return Exchange(mesh.exchange_path, backend=S3Backend(url), env=env)
+    return Exchange(mesh.exchange_path, env=env)

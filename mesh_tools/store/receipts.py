@@ -10,60 +10,69 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh_tools.core.errors import ArtifactError, display_path
-from mesh_tools.core.files import write_atomic
+from mesh_tools.core.errors import ArtifactError
 from mesh_tools.store.exchange import Exchange
 
 
 def write_receipt(
     exchange: Exchange, consumer: str, releases: dict[str, str], used: list[str], invocation: str | None
 ) -> None:
-    """Record (and log) what ``consumer`` read in a build that succeeded."""
+    """Record (and log) what ``consumer`` read in a build that succeeded, with the channel each came
+    through (from the lease its stitch wrote: the resolution that build read)."""
+    channels = _read_holder(exchange, "lease", exchange.lease_key(consumer), consumer).get("channels") or {}
     receipt = {
         "consumer": consumer,
+        "env": exchange.env,
         "built_at": datetime.now(UTC).isoformat(),
         "invocation_id": invocation,
         "releases": dict(sorted(releases.items())),
+        "channels": {k: str(channels[k]) for k in sorted(releases) if isinstance(channels, dict) and k in channels},
         "used": sorted(used),
     }
-    write_atomic(exchange.receipt_path(consumer), json.dumps(receipt, indent=2) + "\n")
+    exchange.backend.write(exchange.receipt_key(consumer), (json.dumps(receipt, indent=2) + "\n").encode("utf-8"))
     exchange.append_log({"event": "consume", "consumer": consumer, "releases": receipt["releases"]})
 
 
-def read_receipt(exchange: Exchange, consumer: str) -> dict[str, Any] | None:
-    path = exchange.receipt_path(consumer)
+def _read_holder(exchange: Exchange, kind: str, key: str, consumer: str) -> dict[str, Any]:
+    """A receipt or lease as a mapping with a ``releases`` mapping ({} when there is none); one that cannot
+    be read is an error, never "none": retention would delete releases in use."""
+    fix = f"Rebuild {consumer}." if kind == "receipt" else f"Stitch {consumer} again."
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except ValueError as exc:
-        raise ArtifactError(
-            f"{display_path(path)}: consumption receipt is corrupt ({exc}). Rebuild {consumer}."
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
-        raise ArtifactError(f"{display_path(path)}: not a consumption receipt. Rebuild {consumer}.")
-    return data
-
-
-def write_lease(exchange: Exchange, consumer: str, releases: dict[str, str]) -> None:
-    """Record the releases a consumer's views point at from now on (until its next stitch)."""
-    write_atomic(
-        exchange.lease_path(consumer),
-        json.dumps({"consumer": consumer, "stitched_at": datetime.now(UTC).isoformat(), "releases": releases}) + "\n",
-    )
-
-
-def read_lease(exchange: Exchange, consumer: str) -> dict[str, str]:
-    """The releases a consumer's views point at; none when it has no lease. A lease that cannot be
-    read is an error, never "no lease": retention would delete releases in use."""
-    path = exchange.lease_path(consumer)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        releases = data["releases"]
-        if not isinstance(releases, dict):
+        raw = exchange.backend.read(key)
+        if raw is None:
+            return {}
+        data = json.loads(raw)
+        if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
             raise TypeError("'releases' is not a mapping")
-        return {str(k): str(v) for k, v in releases.items()}
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"{display_path(path)}: lease is corrupt ({exc}). Stitch {consumer} again.") from None
+        return data
+    except (OSError, ValueError, TypeError) as exc:
+        raise ArtifactError(f"{exchange.backend.display(key)}: {kind} is corrupt ({exc}). {fix}") from None
+
+
+def read_receipt(exchange: Exchange, consumer: str, env: str | None = None) -> dict[str, Any] | None:
+    return _read_holder(exchange, "receipt", exchange.receipt_key(consumer, env), consumer) or None
+
+
+def write_lease(
+    exchange: Exchange, consumer: str, releases: dict[str, str], channels: dict[str, str] | None = None
+) -> None:
+    """Record the releases a consumer's views point at from now on (until its next stitch)."""
+    lease = {"consumer": consumer, "env": exchange.env, "stitched_at": datetime.now(UTC).isoformat(),
+             "releases": releases, "channels": channels or {}}  # fmt: skip
+    exchange.backend.write(exchange.lease_key(consumer), (json.dumps(lease) + "\n").encode("utf-8"))
+
+
+def read_lease(exchange: Exchange, consumer: str, env: str | None = None) -> dict[str, str]:
+    """The releases a consumer's views point at; none when it has no lease (a corrupt one is an error)."""
+    data = _read_holder(exchange, "lease", exchange.lease_key(consumer, env), consumer)
+    return {str(k): str(v) for k, v in (data.get("releases") or {}).items()}
+
+
+def every_hold(exchange: Exchange) -> set[tuple[str, str]]:
+    """(product, release id) of every receipt and lease of every consumer in every environment."""
+    keep: set[tuple[str, str]] = set()
+    for kind in ("receipts", "leases"):
+        for key in exchange.holders(kind):
+            data = _read_holder(exchange, kind[:-1], key, key.rsplit("/", 1)[-1].removesuffix(".json"))
+            keep |= {(str(k), str(v)) for k, v in (data.get("releases") or {}).items()}
+    return keep

@@ -516,6 +516,15 @@ def _stat(path: Path | None) -> list[int] | None:
 def _upstream_manifest(mesh: Mesh, upstream: Any) -> Path | None:
     if upstream.name in mesh.domains:
         return mesh.domains[upstream.name].manifest_path
+    if upstream.remote:  # the interface stitching fetched from the object store, in this run's channel
+        from mesh_tools.store.exchange import PROD, current_env, open_exchange
+
+        exchange = open_exchange(mesh)
+        for channel in dict.fromkeys([current_env(), PROD]):
+            path = exchange.interface_cache(upstream.name, channel)
+            if path.is_file():
+                return path
+        return None
     return upstream.manifest_path
 
 
@@ -568,7 +577,7 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     """
     from mesh_tools.dbt.packages import needs_deps
     from mesh_tools.dbt.staleness import code_fingerprint
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange, wanted_release
 
     profiles_sha = _sha(_profiles_file(mesh, domain))
     if target is None:
@@ -599,11 +608,11 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     for up in domain.upstreams:
         if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up)):
             return f"upstream {up.name} was parsed or built", 0
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     for key, release in (quiet.get("consumed") or {}).items():
         project, model, version = _split_key(str(key))
         try:
-            if exchange.current_id(project, model, version) != release:
+            if wanted_release(exchange, domain, project, model, version) != release:
                 return f"{key} has another current release", 0
         except (MeshError, OSError):
             return f"{key}: its current release cannot be read", 0

@@ -434,9 +434,9 @@ def _changed_metadata(
 
 def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
     """Products whose current release is not from the build that last built them (or that have none)."""
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange
 
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     out = set()
     for product in state.manifest.products(domain.name):
         try:
@@ -505,14 +505,13 @@ def _after_build(
     mesh: Mesh, domain: Domain, consumed: dict[str, str], target: str | None, publish: bool, run: DomainRun
 ) -> None:
     """A good build: write the consumption receipt, then publish the domain's products (or measure them)."""
-    from mesh_tools.core.errors import display_path
     from mesh_tools.exchange.publish import unsafe_product_name
     from mesh_tools.health.measure import measure_built_products
-    from mesh_tools.store.exchange import Exchange
+    from mesh_tools.store.exchange import open_exchange
     from mesh_tools.store.receipts import write_receipt
     from mesh_tools.workflows.release import finding_counts, governance_findings, publish_domain
 
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     manifest = Manifest.load(domain.manifest_path, domain.name, "Build again.")
     unsafe = unsafe_product_name(domain, manifest.products())
     if unsafe:  # a product whose name or version would leave its folder: nothing goes further
@@ -520,10 +519,8 @@ def _after_build(
         run.problems.append(f"publish refused: {unsafe}")
         return
     if not publish and not exchange.writable():
-        run.warnings.append(
-            f"the exchange ({display_path(exchange.root)}) is read-only here: no consumption receipt recorded"
-        )
-    elif any(up.name in mesh.domains for up in domain.upstreams):
+        run.warnings.append(f"the exchange ({exchange.url}) is read-only here: no consumption receipt recorded")
+    elif any(up.name in mesh.domains or up.remote for up in domain.upstreams):
         write_receipt(exchange, domain.name, consumed, _used_products(manifest, domain), manifest.invocation_id)
     violations = governance_findings(mesh, domain)
     run.findings = finding_counts(violations)

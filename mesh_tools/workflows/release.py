@@ -14,7 +14,7 @@ from mesh_tools.exchange.publish import BuildFacts, PublishOutcome, log_refusal,
 from mesh_tools.governance.rule import Severity
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.release import TestSummary
-from mesh_tools.store.exchange import Exchange
+from mesh_tools.store.exchange import open_exchange
 
 # Findings that refuse a release even where governance is advisory: the data itself is not the owner's.
 ALWAYS_BLOCKING = frozenset({"GOV205"})
@@ -101,7 +101,7 @@ def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
     errors = [v for v in violations if v.severity >= Severity.ERROR]
     if mesh.governance.enforce:
         return errors
-    exchange = Exchange(mesh.exchange_path)
+    exchange = open_exchange(mesh)
     unsafe = []
     for violation in errors:
         if violation.code in ALWAYS_BLOCKING:
@@ -112,7 +112,7 @@ def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
         parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
         version = parts[3].removeprefix("v") if len(parts) > 3 else None
         try:
-            current = exchange.current(parts[1], parts[2], version)
+            current = exchange.baseline(parts[1], parts[2], version)
         except MeshError:
             current = None
         if current is not None and current.descriptor.contract.enforced:

@@ -107,7 +107,7 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
     # the kill lands after the release is in place and before it is current
     script = (
         "import sys, time\nfrom mesh_tools.store.exchange import Exchange\n"
-        "def stall(self, descriptor):\n    print('before-switch', flush=True)\n    time.sleep(30)\n"
+        "def stall(self, descriptor, *args, **kwargs):\n    print('before-switch', flush=True)\n    time.sleep(30)\n"
         "Exchange.switch_current = stall\n"
         "from mesh_tools.cli import main\nsys.argv = ['mesh', 'publish', 'shop']\nmain()\n"
     )

@@ -75,7 +75,7 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
             key = node.key
             previous = ctx.baseline_contracts.get(key)
             if previous is None:
-                current = ctx.exchange.current(domain, node.name, node.version)
+                current = ctx.exchange.baseline(domain, node.name, node.version)
                 if current is None:
                     continue
                 previous = {**current.descriptor.contract.model_dump(), "release": current.descriptor.release_id}
