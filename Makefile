@@ -8,10 +8,11 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
 .PHONY: run test lint clean chromium postgres-server
 
-# The spark and postgres extras are installed too: the test suite builds the demo mesh on both.
+# The spark, postgres and s3 extras are installed too: the test suite builds the demo mesh on both
+# engines and runs the exchange in an object store (an S3 API on loopback).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres,s3]"
 	touch $(STAMP)
 
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.

@@ -116,10 +116,11 @@ _UNITS = (
     ("tests/health/", "health"),
     ("tests/foreign/test_type_matrix.py", "types"),
     ("tests/postgres/", "postgres"),  # one server and one warehouse build, shared
+    ("tests/objectstore/", "s3"),  # one S3 server and one producer/consumer pair, shared
 )
 # Tests on copies of the plain build (exchange, hardening, stitch, build) spread freely: each worker
 # builds plain_mesh once (seconds), and one unit of them would take minutes on a single core.
-_ORDER = ["demo", "benchmark", "corpus", "postgres", "governance", "health", "types"]
+_ORDER = ["demo", "benchmark", "corpus", "postgres", "s3", "governance", "health", "types"]
 
 
 def unit_of(nodeid: str) -> str | None:

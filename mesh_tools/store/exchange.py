@@ -242,9 +242,13 @@ class Exchange:
         version = None if parts[3] == "unversioned" else parts[3].removeprefix("v")
         return self.load(parts[1], parts[2], version, parts[5], verify=verify)
 
-    def load(self, project: str, model: str, version: str | None, release_id: str, *, verify: bool = True) -> Release:
+    def load(
+        self, project: str, model: str, version: str | None, release_id: str, *, verify: bool = True,
+        refetch: bool = False,
+    ) -> Release:  # fmt: skip
         """A release, checked: descriptor readable and about this place, data files present with their sizes
-        and (``verify``) their SHA-256 (in an object store: fetched into the cache and verified there)."""
+        and (``verify``) their SHA-256 (in an object store: fetched into the cache and verified there;
+        ``refetch``: fetched again even when a verified copy is cached, to check the store's own bytes)."""
         prefix = self.release_prefix(project, model, version, release_id)
         shown = self.backend.display(prefix)
         key = f"{prefix}/release.json"
@@ -287,7 +291,7 @@ class Exchange:
                 if folder is not None:
                     self._verify(folder / file.path, file.sha256, shown, descriptor)
                 else:
-                    self.cached(release, file.path)
+                    self.cached(release, file.path, refetch=refetch)
         return release
 
     def _size(self, key: str, sizes: dict[str, int] | None) -> int | None:
@@ -305,7 +309,7 @@ class Exchange:
                 f"publish again with `mesh publish {d.project}`, or pin another release."
             )
 
-    def cached(self, release: Release, name: str) -> Path:
+    def cached(self, release: Release, name: str, *, refetch: bool = False) -> Path:
         """A verified local copy of one file of a release in an object store, named by its SHA-256.
 
         Fetched on first use into the cache, checked against the descriptor before it takes its name; a
@@ -317,7 +321,7 @@ class Exchange:
             raise ArtifactError(f"{release.where}/release.json: {name} has no SHA-256 to verify it by.")
         cache = self.root / "objects" / digest[:2]
         path = cache / f"{digest}{Path(name).suffix}"
-        if path.is_file() and path.stat().st_size == entry.bytes and file_sha256(path) == digest:
+        if not refetch and path.is_file() and path.stat().st_size == entry.bytes and file_sha256(path) == digest:
             return path
         cache.mkdir(parents=True, exist_ok=True)
         partial = cache / f".{digest}.{os.getpid()}.partial"

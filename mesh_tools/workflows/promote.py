@@ -61,7 +61,8 @@ def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = 
         key = f"{domain}.{model}" + (f".v{version}" if version is not None else "")
         step = Promotion(key, release_id, previous, [])
         try:
-            d = exchange.load(domain, model, version, release_id).descriptor  # verified by hash
+            # verified by hash: the store's own bytes, not a copy cached before someone changed them
+            d = exchange.load(domain, model, version, release_id, refetch=True).descriptor
         except MeshError as exc:
             step.problems.append(str(exc))
             plans.append((step, None, tag))  # type: ignore[arg-type]
