@@ -17,6 +17,9 @@ Sections:
   postgres  the demo mesh on a throwaway PostgreSQL server: `mesh build --target postgres` beside
          the naive loop on the same server, and `mesh publish` (release tables, pointer views, grants)
          beside a bare CREATE TABLE AS of the same products.
+  objectstore  the exchange in an S3 API on loopback (moto): `mesh publish` of every domain beside a
+         bare boto3 put_object of the same files; the first consume (`mesh stitch` with an empty cache,
+         fetching and verifying every release read) beside a bare boto3 download of the same files.
   scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
          `mesh stitch`, `mesh check --no-sqlfluff`, `mesh build`, and `mesh sync` when nothing changed.
 Results: benchmarks/results/benchmark.json and benchmark.md.
@@ -449,6 +452,92 @@ def bench_postgres(work: Path, runs: int, orders: int) -> dict[str, Any]:
         server.stop()
 
 
+def bench_objectstore(work: Path, runs: int, orders: int) -> dict[str, Any]:
+    """The demo mesh's exchange in an S3 API on loopback (moto's server, tests/s3server.py).
+
+    Publish: each domain's `mesh publish` into the store, beside a bare boto3 `put_object` of the same
+    release files (and beside `mesh publish` into a folder, the same work without the store). First
+    consume: `mesh stitch` of every domain with an empty cache (every release read is fetched and
+    verified) beside the same stitch with the cache warm, and a bare boto3 download of the same files.
+    """
+    sys.path.insert(0, str(REPO))
+    from tests import s3server
+
+    if not s3server.available():
+        return {"skipped": "needs the s3 extra and moto[server]"}
+    server = s3server.Server(work / "moto.log")
+    saved = dict(os.environ)
+    try:
+        root = copy_demo(work / "objectstore")
+        seconds(mesh("demo-data", "--orders", str(orders)), root)
+        seconds(mesh("build", "--full"), root)  # publishes into the folder exchange: consumers need releases
+        domains = domain_order(root)
+        folder = [sum(seconds(mesh("publish", d), root) for d in domains) for _ in range(runs)]
+        bucket = server.bucket("mesh-bench")
+        os.environ.update({**s3server.CREDENTIALS, "AWS_ENDPOINT_URL": server.endpoint,
+                           "MESH_EXCHANGE_URL": f"s3://{bucket}/exchange"})  # fmt: skip
+        client = server.client()
+        publish, bare_up, sizes = [], [], 0
+        for _ in range(runs):
+            publish.append(sum(seconds(mesh("publish", d), root) for d in domains))
+            files = sorted((root / "exchange" / "products").glob("*/*/*/releases/*/*.parquet"))
+            newest = {}
+            for path in files:  # the folder exchange's newest release of each product: the same files
+                newest[path.parent.parent.parent] = [p for p in files if p.parent == path.parent]
+            chosen = [p for group in newest.values() for p in group]
+            sizes = sum(p.stat().st_size for p in chosen)
+            start = time.perf_counter()
+            for i, path in enumerate(chosen):
+                client.put_object(Bucket=bucket, Key=f"bare/{i}/{path.name}", Body=path.read_bytes())
+            bare_up.append(time.perf_counter() - start)
+        cache = root / ".mesh" / "exchange-cache" / "objects"
+        cold, warm, bare_down, fetched = [], [], [], 0
+        for _ in range(runs):
+            shutil.rmtree(cache, ignore_errors=True)
+            cold.append(seconds(mesh("stitch"), root))
+            warm.append(seconds(mesh("stitch"), root))
+            digests = {p.name.split(".")[0] for p in cache.rglob("*.parquet")}
+            keys = []
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="exchange/products/"):
+                for item in page.get("Contents", []):
+                    if item["Key"].endswith("/release.json"):
+                        descriptor = json.loads(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                        folder_key = item["Key"].rsplit("/", 1)[0]
+                        keys += [f"{folder_key}/{f['path']}" for f in descriptor["files"]
+                                 if f["sha256"].removeprefix("sha256:") in digests]  # fmt: skip
+            keys = sorted(set(keys))[: len(digests)]
+            fetched = len(keys)
+            start = time.perf_counter()
+            for key in keys:
+                (work / "bare-download.parquet").write_bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+            bare_down.append(time.perf_counter() - start)
+        return {
+            "orders": orders,
+            "published_bytes": sizes,
+            "publish_s": median(publish),
+            "publish_to_folder_s": median(folder),
+            "bare_upload_s": median(bare_up),
+            "publish_ratio": round(median(publish) / median(bare_up), 2) if median(bare_up) else None,
+            "first_consume_s": median(cold),
+            "warm_stitch_s": median(warm),
+            "bare_download_s": median(bare_down),
+            "fetched_files": fetched,
+            "consume_ratio": round((median(cold) - median(warm)) / median(bare_down), 2) if median(bare_down) else None,
+            "samples": {
+                "publish": publish,
+                "folder": folder,
+                "bare_up": bare_up,
+                "cold": cold,
+                "warm": warm,
+                "bare_down": bare_down,
+            },  # fmt: skip
+        }
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+
+
 def bare_ctas(server: Any, root: Path, domains: list[str]) -> tuple[float, int]:
     """The floor for publishing on the warehouse: `create table ... as select *` of every product, as its role."""
     total, rows = 0.0, 0
@@ -776,6 +865,22 @@ def markdown(report: dict[str, Any]) -> str:
                 f"pointer views, grants) vs bare `CREATE TABLE AS` | {pg['publish_s']} s | {pg['bare_ctas_s']} s "
                 f"| {pg['publish_ratio']} |"
             )
+    if "objectstore" in s:
+        o = s["objectstore"]
+        if "skipped" in o:
+            lines.append(f"| i. object store | – | – | skipped: {o['skipped']} |")
+        else:
+            lines.append(
+                f"| i. `mesh publish` of every domain into the object store, {o['orders']:,} orders "
+                f"({o['published_bytes']:,} bytes; into a folder: {o['publish_to_folder_s']} s) vs bare boto3 upload "
+                f"| {o['publish_s']} s | {o['bare_upload_s']} s | {o['publish_ratio']} |"
+            )
+            lines.append(
+                f"| i. first consume: `mesh stitch` with an empty cache ({o['fetched_files']} files fetched and "
+                f"verified) minus the same stitch warm ({o['warm_stitch_s']} s) vs bare boto3 download "
+                f"| {round(o['first_consume_s'] - o['warm_stitch_s'], 2)} s | {o['bare_download_s']} s "
+                f"| {o['consume_ratio']} |"
+            )
     if "scale" in s:
         lines += [
             "",
@@ -829,10 +934,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
     parser.add_argument(
-        "--only", default="naive,loom,large,scale,observe,engines,state,postgres", help="comma-separated sections"
+        "--only",
+        default="naive,loom,large,scale,observe,engines,state,postgres,objectstore",
+        help="comma-separated sections",
     )
     parser.add_argument("--state-orders", type=int, default=None, help="demo orders for 'state' (default 1,000,000)")
     parser.add_argument("--pg-orders", type=int, default=None, help="demo orders for 'postgres' (default 1,000,000)")
+    parser.add_argument("--s3-orders", type=int, default=None, help="demo orders for 'objectstore' (default 10M)")
     parser.add_argument("--state-size", default=None, help="generated mesh for 'state' (default 20x100)")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
@@ -858,7 +966,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres"):
+        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres", "objectstore"):
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -876,6 +984,8 @@ def main() -> None:
                 result = bench_engines(work, runs)
             elif name == "postgres":
                 result = bench_postgres(work, runs, args.pg_orders or (2000 if args.tiny else 1_000_000))
+            elif name == "objectstore":
+                result = bench_objectstore(work, runs, args.s3_orders or (2000 if args.tiny else 10_000_000))
             elif name == "state":
                 result = bench_state(work, runs, state_meshes(work, args.tiny, args.state_size, args.state_orders))
             elif name == "observe":
