@@ -66,7 +66,8 @@ def measure_products(mesh: Mesh, history: History, collection: Collection) -> No
                 key = node.key
                 keys = key_columns(node, art.manifest)
                 try:
-                    release = exchange.current(name, node.name, node.version)
+                    # in an object store the descriptor is read, not the data (measured from what it records)
+                    release = exchange.current(name, node.name, node.version, verify=exchange.local)
                 except MeshError as exc:
                     art.notes.append(str(exc))
                     release = None
@@ -116,7 +117,7 @@ def _row(
 
 def _from_release(con: Any, collection: Collection, domain: str, key: str, keys: list[str], release: Any) -> dict:
     d = release.descriptor
-    if d.warehouse is not None:  # a table in the producer's warehouse: what its descriptor recorded
+    if d.warehouse is not None or release.folder is None:  # a warehouse table, an object: what its descriptor records
         row = _row(collection, domain, key, d.release_id, d.release_id, d.build.invocation_id, d.row_count, [], {},
                    [(c.name, c.type) for c in d.columns])  # fmt: skip
         row["key_columns"] = ",".join(keys)  # key null rates are not measured there
