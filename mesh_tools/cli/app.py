@@ -93,10 +93,15 @@ def _mesh(ctx: click.Context) -> Mesh:
 def _set_env(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     """``--env NAME``: the channel this run reads upstreams from and publishes to (``MESH_ENV``, inherited by
     the domain workers)."""
+    from mesh_tools.core.errors import ConfigError
+    from mesh_tools.store.exchange import check_channel
+
     if value is None:
         return None
-    if not value or not all(c.isalnum() or c in "_-" for c in value) or len(value) > 64:
-        raise click.BadParameter(f"{value!r} cannot name a channel (letters, digits, '_' and '-').")
+    try:
+        check_channel(value, "--env")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--env: ")) from None
     os.environ["MESH_ENV"] = value
     return value
 

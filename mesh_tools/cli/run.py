@@ -151,6 +151,8 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
             click.echo(f"{name}: published {release.product} {release.release_id} ({release.row_count} rows)")
         for expired in outcome.expired:
             click.echo(f"{name}: expired {expired}")
+        for note in outcome.notes:
+            click.echo(f"{name}: warning: {note}")
         rate = outcome.rows / outcome.seconds if outcome.seconds else 0
         click.echo(f"{name}: {len(outcome.releases)} releases, {outcome.rows} rows in {outcome.seconds:.2f}s "
                    f"({rate:,.0f} rows/s)")  # fmt: skip

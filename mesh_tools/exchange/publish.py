@@ -45,6 +45,7 @@ class PublishOutcome:
     releases: list[ReleaseDescriptor] = field(default_factory=list)
     refused: str | None = None
     expired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the publisher should know (retention skipped ...)
     findings: dict[str, int] = field(default_factory=dict)  # governance findings by severity
     seconds: float = 0.0
 
@@ -207,7 +208,7 @@ def _make_current(mesh: Mesh, exchange: Exchange, facts: BuildFacts, placed: lis
         # nothing it leaves behind is read, kept by retention, or in the way of the next try
         _discard(exchange, scratches, placed, made_current)
         _raise_naming_exchange(exc, exchange)
-    outcome.expired = apply_retention(mesh, exchange, placed, drop)
+    outcome.expired = apply_retention(mesh, exchange, placed, drop, outcome.notes)
 
 
 def _write_warehouse_releases(

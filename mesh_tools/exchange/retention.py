@@ -23,7 +23,7 @@ def protected_releases(mesh: Mesh, exchange: Exchange) -> set[tuple[str, str]]:
 
 def apply_retention(
     mesh: Mesh, exchange: Exchange, published: list[ReleaseDescriptor],
-    drop: Callable[[list[ReleaseDescriptor]], None] | None = None,
+    drop: Callable[[list[ReleaseDescriptor]], None] | None = None, problems: list[str] | None = None,
 ) -> list[str]:  # fmt: skip
     """Delete releases beyond the newest ``retention`` of each product just published; return them.
 
@@ -34,7 +34,9 @@ def apply_retention(
     """
     try:
         keep = protected_releases(mesh, exchange)
-    except MeshError:
+    except MeshError as exc:  # who reads what is unknown: nothing is deleted, and the publisher is told why
+        if problems is not None:
+            problems.append(f"retention skipped, nothing deleted: {exc}")
         return []
     doomed: list[tuple[ReleaseDescriptor, str]] = []
     for descriptor in published:

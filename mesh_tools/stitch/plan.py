@@ -58,10 +58,11 @@ def _remote_interface(mesh: Mesh, domain: Domain, project: str) -> Path:
     """The public interface a project built elsewhere published in the exchange (this run's channel, else
     prod), fetched into the cache; ConfigError when it never published one."""
     from mesh_tools.core.errors import ConfigError
-    from mesh_tools.store.exchange import PROD
+    from mesh_tools.store.exchange import interface_channels
 
     exchange = open_exchange(mesh)
-    path = exchange.fetch_interface(project, list(dict.fromkeys([exchange.env, PROD])))
+    # the interface of the channel the project's releases are read from (its `environments:` setting)
+    path = exchange.fetch_interface(project, interface_channels(domain, project, exchange.env))
     if path is None:
         published = sorted({e.key.split("/")[1] for e in exchange.backend.listing("interfaces")})
         raise ConfigError(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.core.errors import StorageError, display_path
+from mesh_tools.core.errors import ConfigError, StorageError, display_path
 from mesh_tools.core.files import fsync_dir, write_atomic
 
 PART_BYTES = 16 * 2**20  # files larger than this go up in parts (S3's limit for one PUT is 5 GB)
@@ -195,11 +196,21 @@ class S3Backend(Backend):
         from urllib.parse import urlparse
 
         parsed = urlparse(url)
+        segments = [s for s in parsed.path.split("/") if s]
+        problem = None
         if parsed.scheme != "s3" or not parsed.netloc:
-            raise StorageError(f"{url!r} is not an S3 URL (s3://bucket/prefix).")
-        self.url = url.rstrip("/")
+            problem = "it is not s3://bucket/prefix"
+        elif not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parsed.netloc):
+            problem = f"{parsed.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-')"
+        elif parsed.query or parsed.fragment or parsed.params or "?" in url or "#" in url:
+            problem = "a query or fragment is not part of an exchange's place"
+        elif any(s in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._=-]+", s) for s in segments):
+            problem = "its prefix may hold only letters, digits, '.', '_', '=', '-' between slashes, no '.' or '..'"
+        if problem:
+            raise ConfigError(f"exchange url {url[:200]!r}: {problem}. Fix exchange.url (or MESH_EXCHANGE_URL).")
         self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
+        self.prefix = "/".join(segments)
+        self.url = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         self._client: Any = None
 
     @property
@@ -213,8 +224,9 @@ class S3Backend(Backend):
                     f"the exchange {self.url} is an object store, and boto3 is not installed: "
                     "`pip install 'mesh-tools[s3]'`."
                 ) from None
+            # a store that accepts and never answers fails in about a minute, not four
             config = Config(
-                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                retries={"total_max_attempts": 2, "mode": "standard"}, connect_timeout=5, read_timeout=30,
                 s3={"addressing_style": os.environ.get("MESH_S3_ADDRESSING", "auto")},
             )  # fmt: skip
             self._client = boto3.session.Session().client("s3", config=config)
@@ -247,6 +259,13 @@ class S3Backend(Backend):
             }.get(code, f"the store refused it ({code or status})")
             raise StorageError(f"{self.display(key)}: {what} failed: {hint}.") from None
         except BotoCoreError as exc:
+            from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+            if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+                raise StorageError(
+                    f"{self.display(key)}: {what} failed: no AWS credentials found ({exc}). Set AWS_PROFILE, or "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run where a role provides them."
+                ) from None
             raise StorageError(
                 f"{self.display(key)}: {what} failed: the object store cannot be reached ({exc}). Check the "
                 "endpoint (AWS_ENDPOINT_URL) and the network, then run again; nothing was made current."

@@ -40,7 +40,16 @@ def new_release_id(salt: str) -> str:
 
 def current_env() -> str:
     """The environment (channel) of this run: ``mesh --env NAME`` / ``MESH_ENV``, else prod."""
-    return safe_name(os.environ.get(ENV_VARIABLE) or PROD, "environment", ENV_VARIABLE)
+    return check_channel(os.environ.get(ENV_VARIABLE) or PROD, f"--env / {ENV_VARIABLE}")
+
+
+def check_channel(name: str, where: str) -> str:
+    """A channel name: a file name that is not an option, and prod spelled one way only."""
+    safe_name(name, "environment", where)
+    if name.startswith("-") or (name.lower() == PROD and name != PROD):
+        raise ConfigError(f"{where}: {name!r} cannot name an environment; did you mean {PROD!r}?"
+                          if name.lower() == PROD else f"{where}: {name!r} cannot name an environment.")  # fmt: skip
+    return name
 
 
 def _env_settings(domain: Domain, env: str) -> Any:
@@ -73,6 +82,16 @@ def channels_for(domain: Domain, project: str, model: str, version: str | None, 
                 chosen = settings.channels[key]
                 return [chosen] if isinstance(chosen, str) else list(chosen)
     return list(dict.fromkeys([env, PROD]))
+
+
+def interface_channels(domain: Domain, project: str, env: str | None = None) -> list[str]:
+    """The channels whose published interface ``domain`` stitches ``project`` against: the project's
+    ``environments.<env>.channels`` setting, else this environment's, then prod."""
+    env = env or current_env()
+    settings = _env_settings(domain, env)
+    chosen = settings.channels.get(project) if settings is not None else None
+    channels = ([chosen] if isinstance(chosen, str) else list(chosen)) if chosen else [env, PROD]
+    return list(dict.fromkeys(channels))
 
 
 def wanted_release(exchange: Exchange, domain: Domain, project: str, model: str, version: str | None) -> str | None:
@@ -247,8 +266,9 @@ class Exchange:
         refetch: bool = False,
     ) -> Release:  # fmt: skip
         """A release, checked: descriptor readable and about this place, data files present with their sizes
-        and (``verify``) their SHA-256 (in an object store: fetched into the cache and verified there;
-        ``refetch``: fetched again even when a verified copy is cached, to check the store's own bytes)."""
+        and (``verify``) their SHA-256. In an object store nothing is fetched here: the one file a consumer
+        reads is fetched and verified when it asks for it (``data_path_for``; never another consumer's PII
+        file); ``refetch`` downloads every file to check the store's own bytes, and keeps none of them."""
         prefix = self.release_prefix(project, model, version, release_id)
         shown = self.backend.display(prefix)
         key = f"{prefix}/release.json"
@@ -261,7 +281,7 @@ class Exchange:
         try:
             descriptor = ReleaseDescriptor.model_validate_json(raw)
         except ValueError as exc:
-            first = str(exc).splitlines()[0]
+            first = "; ".join(line.strip() for line in str(exc).splitlines()[:3])[:300]
             raise ArtifactError(f"{self.backend.display(key)}: release descriptor is corrupt ({first}).") from None
         d = descriptor
         if d.release_id != release_id or (d.project, d.model, d.version) != (project, model, version):
@@ -286,13 +306,39 @@ class Exchange:
                 )
         folder = self.root / prefix if self.local else None
         release = Release(descriptor, folder, shown, self)
-        if verify:
+        if verify and folder is not None:
             for file in descriptor.files:
-                if folder is not None:
-                    self._verify(folder / file.path, file.sha256, shown, descriptor)
-                else:
-                    self.cached(release, file.path, refetch=refetch)
+                self._verify(folder / file.path, file.sha256, shown, descriptor)
+        if refetch and folder is None:
+            for file in descriptor.files:
+                self._check_store_bytes(release, file.path)
         return release
+
+    def _check_store_bytes(self, release: Release, name: str) -> None:
+        """Download one file of a release to a scratch file, compare its SHA-256, delete it."""
+        d = release.descriptor
+        entry = next(f for f in d.files if f.path == name)
+        key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/{name}"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        scratch = self.tmp_dir / f".check.{os.getpid()}.{name}"
+        try:
+            self._fetch(key, scratch)
+            if file_sha256(scratch) != entry.sha256.removeprefix("sha256:"):
+                raise ArtifactError(
+                    f"{self.backend.display(key)}: data file of release {d.release_id} does not match the SHA-256 "
+                    "its descriptor records: it was changed after publishing. The exchange does not serve it; "
+                    f"publish again with `mesh publish {d.project}`, or pin another release."
+                )
+        finally:
+            scratch.unlink(missing_ok=True)
+
+    def _fetch(self, key: str, dest: Path) -> None:
+        try:
+            self.backend.fetch(key, dest)
+        except (StorageError, FileNotFoundError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a connection cut mid-body surfaces from the HTTP layer
+            raise StorageError(f"{self.backend.display(key)}: reading failed ({exc}); run again.") from None
 
     def _size(self, key: str, sizes: dict[str, int] | None) -> int | None:
         if sizes is not None:
@@ -327,12 +373,7 @@ class Exchange:
         partial = cache / f".{digest}.{os.getpid()}.partial"
         key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/{name}"
         try:
-            try:
-                self.backend.fetch(key, partial)
-            except (StorageError, FileNotFoundError):
-                raise
-            except Exception as exc:  # noqa: BLE001 - a connection cut mid-body surfaces from the HTTP layer
-                raise StorageError(f"{self.backend.display(key)}: reading failed ({exc}); run again.") from None
+            self._fetch(key, partial)
             if file_sha256(partial) != digest:
                 raise ArtifactError(
                     f"{self.backend.display(key)}: data file of release {d.release_id} does not match the SHA-256 "
@@ -367,8 +408,14 @@ class Exchange:
         found = set()
         for entry in self.backend.listing(f"products/{project}"):
             parts = entry.key.split("/")
-            if len(parts) >= 5:
-                found.add((parts[2], None if parts[3] == "unversioned" else parts[3].removeprefix("v")))
+            if len(parts) < 5 or not (parts[3] == "unversioned" or parts[3].startswith("v")):
+                continue
+            version = None if parts[3] == "unversioned" else parts[3].removeprefix("v")
+            try:  # an object no publish could have written (a stray key) is not a product: skipped
+                self.product_prefix(project, parts[2], version)
+            except ConfigError:
+                continue
+            found.add((parts[2], version))
         return sorted(found, key=lambda p: (p[0], p[1] or ""))
 
     def read_pointer(
@@ -575,8 +622,16 @@ class Exchange:
     def read_log(self) -> Iterator[dict[str, Any]]:
         """Every event of the log; a corrupt entry is an error naming it."""
         if not self.local:
+            kept = self.root / "log"  # events are written once: each is fetched once, then read locally
             for entry in self.backend.listing("log"):
-                raw = self.backend.read(entry.key)
+                name = entry.key.rsplit("/", 1)[-1]
+                local = kept / name if name.endswith(".json") and not name.startswith(".") else None
+                raw = local.read_bytes() if local is not None and local.is_file() else self.backend.read(entry.key)
+                if local is not None and raw and not local.is_file():
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    partial = local.with_name(f".{name}.{os.getpid()}.partial")
+                    partial.write_bytes(raw)
+                    os.replace(partial, local)
                 try:
                     yield json.loads(raw or b"")
                 except ValueError:

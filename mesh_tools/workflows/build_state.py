@@ -513,14 +513,14 @@ def _stat(path: Path | None) -> list[int] | None:
     return [stat.st_size, stat.st_mtime_ns] if stat is not None else None
 
 
-def _upstream_manifest(mesh: Mesh, upstream: Any) -> Path | None:
+def _upstream_manifest(mesh: Mesh, upstream: Any, consumer: Domain) -> Path | None:
     if upstream.name in mesh.domains:
         return mesh.domains[upstream.name].manifest_path
     if upstream.remote:  # the interface stitching fetched from the object store, in this run's channel
-        from mesh_tools.store.exchange import PROD, current_env, open_exchange
+        from mesh_tools.store.exchange import interface_channels, open_exchange
 
         exchange = open_exchange(mesh)
-        for channel in dict.fromkeys([current_env(), PROD]):
+        for channel in interface_channels(consumer, upstream.name, exchange.env):
             path = exchange.interface_cache(upstream.name, channel)
             if path.is_file():
                 return path
@@ -539,7 +539,7 @@ def quiet_facts(mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: 
     return {
         "mesh_yml": _sha(mesh.root / "mesh.yml"),
         "profiles": _sha(_profiles_file(mesh, domain)),
-        "upstreams": {up.name: _stat(_upstream_manifest(mesh, up)) for up in domain.upstreams},
+        "upstreams": {up.name: _stat(_upstream_manifest(mesh, up, domain)) for up in domain.upstreams},
         "consumed": dict(consumed),
         "locations": {s.unique_id: landing_location(s) for s in manifest.own_sources()},
         "models": sum(1 for _ in manifest.own("model")),
@@ -606,7 +606,7 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     if set(upstreams) != set(domain.upstream_names):
         return "its upstreams changed", 0
     for up in domain.upstreams:
-        if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up)):
+        if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up, domain)):
             return f"upstream {up.name} was parsed or built", 0
     exchange = open_exchange(mesh)
     for key, release in (quiet.get("consumed") or {}).items():

@@ -533,6 +533,7 @@ def _after_build(
         run.problems.append(f"publish refused: {outcome.refused}")
         return
     run.published = len(outcome.releases)
+    run.warnings.extend(outcome.notes)
     run.published_rows = outcome.rows
 
 

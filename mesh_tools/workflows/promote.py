@@ -19,6 +19,7 @@ wins, and this one reports the conflict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
@@ -43,6 +44,25 @@ def _as_node(d: ReleaseDescriptor) -> Node:
     raw = {"columns": columns, "constraints": d.contract.constraints, "access": "public",
            "contract": {"enforced": d.contract.enforced}}  # fmt: skip
     return Node(d.node, raw)
+
+
+def _promote_interface(exchange: Any, domain: str, source: str, dest: str, nodes: list[str]) -> None:
+    """Consumers elsewhere stitch against the interface of the releases they read: the target's interface
+    takes the source's nodes of the promoted products and keeps its own for every other product (a version
+    the source dropped stays readable where its pointer still is)."""
+    import json
+
+    raw_source = exchange.backend.read(exchange.interface_key(domain, source))
+    if raw_source is None:
+        return
+    promoted = json.loads(raw_source)
+    raw_dest = exchange.backend.read(exchange.interface_key(domain, dest))
+    merged = json.loads(raw_dest) if raw_dest is not None else {**promoted, "nodes": {}}
+    for uid in nodes:
+        if uid in (promoted.get("nodes") or {}):
+            merged.setdefault("nodes", {})[uid] = promoted["nodes"][uid]
+    merged["groups"] = {**(merged.get("groups") or {}), **(promoted.get("groups") or {})}
+    exchange.backend.write(exchange.interface_key(domain, dest), json.dumps(merged).encode("utf-8"))
 
 
 def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = False) -> list[Promotion]:
@@ -95,8 +115,6 @@ def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = 
         exchange.append_log({"event": "promote", "product": step.product, "release_id": step.release_id,
                              "from": source, "to": dest, "previous": step.previous, "env": dest})  # fmt: skip
         step.done = True
-    if not exchange.local:  # consumers elsewhere stitch against the interface of the releases they read
-        interface = exchange.backend.read(exchange.interface_key(domain, source))
-        if interface is not None:
-            exchange.backend.write(exchange.interface_key(domain, dest), interface)
+    if not exchange.local:
+        _promote_interface(exchange, domain, source, dest, [d.node for step, d, _ in plans if step.done])
     return [step for step, _, _ in plans]

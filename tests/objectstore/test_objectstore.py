@@ -31,13 +31,6 @@ PREFIX = "acme-mesh"
 V2 = "products/shop/orders/v2"
 
 
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    server = s3server.Server(tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    server.stop()
-
-
 class Store:
     """One bucket of the test server, as the mesh sees it (``env``) and as the test reads it (``client``)."""
 
@@ -143,6 +136,9 @@ def test_a_consumer_elsewhere_builds_from_the_store_alone(pair: Pair) -> None:
     stubs = "".join(p.read_text() for p in (pair.consumer / "reporting" / "dbt_packages" / "shop").rglob("*.sql"))
     digest = descriptor["files"][0]["sha256"].removeprefix("sha256:")
     assert digest in stubs and str(pair.producer) not in stubs
+    # only the file its policy lets it read was fetched: never the clear PII file meant for audit
+    clear = [f["sha256"].removeprefix("sha256:") for f in descriptor["files"] if f["readers"]]
+    assert clear and not [p for p in (pair.consumer / ".mesh").rglob("*") if any(c in p.name for c in clear)]
     assert str(pair.producer) not in (pair.consumer / "reporting" / "target" / "manifest.json").read_text()
     # the log: one object per event, in order
     events = [store.json(k)["event"] for k in store.keys("log/")]
@@ -155,7 +151,10 @@ def test_sync_compares_receipts_with_the_stores_pointers(pair: Pair, s3: s3serve
     mine = own_pair(pair, s3, tmp_path)
     ok(mesh(mine.store, mine.consumer, "build"))
     assert "every consumer is up to date" in ok(mesh(mine.store, mine.consumer, "sync", "--dry-run"))
-    ok(mesh(mine.store, mine.producer, "publish", "shop"))
+    mine.store.put("leases/ghost.json", b"\xff not json")  # who reads what is unknown: nothing may be deleted
+    published = ok(mesh(mine.store, mine.producer, "publish", "shop"))
+    assert "warning: retention skipped, nothing deleted: " in published and "leases/ghost.json" in published
+    mine.store.client.delete_object(Bucket=mine.store.bucket, Key=f"{PREFIX}/leases/ghost.json")
     newer = mine.store.current()
     plan = ok(mesh(mine.store, mine.consumer, "sync", "--dry-run"))
     assert "reporting: newer release of shop.orders.v1, shop.orders.v2" in plan
