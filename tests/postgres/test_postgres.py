@@ -506,7 +506,9 @@ def test_warehouse_names_are_never_cut_or_shared(tmp_path: Path) -> None:
     root = copy_demo(tmp_path / "mesh")
     mesh = load_mesh(root)
     exchange = Exchange(root / "exchange")
-    (root / "exchange/products/sales/fct_orders/v1/releases").mkdir(parents=True)
+    product = root / "exchange/products/sales/fct_orders/v1"
+    product.mkdir(parents=True)
+    (product / "current.json").write_text('{"release_id": "r20261202T171844180278Z-fae9b0"}\n')  # published before
 
     class Product:
         def __init__(self, name: str, version: str | None) -> None:
