@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
@@ -25,21 +29,86 @@ def mesh_env() -> dict[str, str]:
     return env
 
 
+class _ForkServers:
+    """Warm command servers (tests/cli_server.py), one per command running at the same time in this process."""
+
+    def __init__(self) -> None:
+        self.idle: list[subprocess.Popen[str]] = []
+        self.lock = threading.Lock()
+        self.scratch: Path | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("cli_server.py"))],
+            cwd=REPO, env=mesh_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        assert server.stdout is not None
+        assert json.loads(server.stdout.readline() or "{}").get("ready"), "the command server did not start"
+        return server
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        with self.lock:
+            server = self.idle.pop() if self.idle else None
+            if self.scratch is None:
+                self.scratch = Path(tempfile.mkdtemp(prefix="mesh-test-output-"))
+                atexit.register(shutil.rmtree, self.scratch, True)
+        if server is None or server.poll() is not None:
+            server = self._start()
+        out = self.scratch / f"{uuid.uuid4().hex}.out"
+        err = out.with_suffix(".err")
+        request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        reply = json.loads(server.stdout.readline())
+        with self.lock:
+            self.idle.append(server)
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        out.unlink()
+        err.unlink()
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, reply["returncode"], stdout, stderr)
+
+
+_SERVERS = _ForkServers()
+
+
+@atexit.register
+def _stop_servers() -> None:
+    """End the servers and wait for them: their commands' CPU time is then counted in this process's."""
+    for server in _SERVERS.idle:
+        if server.stdin:
+            server.stdin.close()
+    for server in _SERVERS.idle:
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def run_command(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
+                timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    """Run `mesh ...` or `dbt ...` as a command-line process in ``cwd``, with ``env`` (default: mesh_env()).
+
+    The process is forked from a warm server that has dbt imported (tests/cli_server.py): the same
+    command, a fraction of the start-up. ``MESH_TESTS_SUBPROCESS=1`` starts a new interpreter instead.
+    """
+    env = mesh_env() if env is None else env
+    if os.environ.get("MESH_TESTS_SUBPROCESS") == "1":
+        command = [sys.executable, "-m", "mesh_tools.cli", *argv[1:]] if argv[0] == "mesh" else [str(DBT), *argv[1:]]
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return _SERVERS.run(argv, cwd, env, timeout)
+
+
 def run_mesh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the real `mesh` command line in ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "mesh_tools.cli", *args],
-        cwd=cwd,
-        env=mesh_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_command(["mesh", *args], cwd)
 
 
 def run_dbt(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the real dbt CLI, as a domain team does in its own project folder."""
-    return subprocess.run([str(DBT), *args], cwd=cwd, env=mesh_env(), capture_output=True, text=True, timeout=600)
+    return run_command(["dbt", *args], cwd)
 
 
 def copy_fixture(name: str, dest: Path) -> Path:

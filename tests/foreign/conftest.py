@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, copy_tree, mesh_env
+from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command
 
 CORPUS = FIXTURES / "foreign_meshes"
 
@@ -167,14 +167,7 @@ MESHES = {
 
 def run_foreign(mesh: Foreign, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The real `mesh` CLI on a corpus mesh, with that mesh's options and environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "mesh_tools.cli", *mesh.options, *args],
-        cwd=root,
-        env=mesh.environment(root),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_command(["mesh", *mesh.options, *args], root, mesh.environment(root))
 
 
 @dataclass

@@ -6,24 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, copy_tree, mesh_env, written_files
+from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command, written_files
 from tests.foreign.conftest import CORPUS, MESHES, BuiltForeign, run_foreign
 
 
 def run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mesh_tools.cli", *args],
-        cwd=root,
-        env={**mesh_env(), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_command(["mesh", *args], root, {**mesh_env(), **(env or {})})
 
 
 def test_profiles_are_found_where_dbt_finds_them(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from tests import s3server
-from tests.conftest import FIXTURES, copy_tree, mesh_env
+from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command
 
 pytestmark = [
     pytest.mark.slow,
@@ -67,8 +67,7 @@ class Store:
 
 
 def mesh(store: Store, cwd: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh_tools.cli", *args], cwd=cwd, env=store.env(**extra),
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    return run_command(["mesh", *args], cwd, store.env(**extra))
 
 
 def checkout(parent: Path, *projects: str) -> Path:

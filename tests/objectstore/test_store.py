@@ -100,11 +100,7 @@ def test_the_interface_follows_the_channel_the_releases_come_from() -> None:
 @pytest.mark.parametrize(("env", "says"), [("PROD", "did you mean 'prod'"), ("-x", "cannot name a folder"),
                                            ("../x", "cannot name a folder")])  # fmt: skip
 def test_an_environment_that_is_not_a_channel_is_refused(env: str, says: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
+    from tests.conftest import mesh_env, run_command
 
-    from tests.conftest import mesh_env
-
-    result = subprocess.run([sys.executable, "-m", "mesh_tools.cli", f"--env={env}", "status"], cwd=tmp_path,
-                            env=mesh_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+    result = run_command(["mesh", f"--env={env}", "status"], tmp_path, mesh_env(), timeout=60)
     assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr, result.stderr

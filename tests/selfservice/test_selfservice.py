@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Built, manifest, run_mesh, written_files
+from tests.conftest import FIXTURES, Built, manifest, run_command, run_mesh, written_files
 
 pytestmark = pytest.mark.slow
 
@@ -78,13 +78,10 @@ def test_unknown_upstream_is_refused_with_a_close_match(mesh_copy: Path) -> None
 
 def test_a_failure_half_way_leaves_no_domain_behind(mesh_copy: Path) -> None:
     import os
-    import subprocess
-    import sys
 
     before = written_files(mesh_copy)
     env = {**os.environ, "MESH_FAULT_NEW_DOMAIN": "before-register", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
-    result = subprocess.run([sys.executable, "-m", "mesh_tools.cli", "new-domain", "refunds", "--upstream", "sales"],
-                            cwd=mesh_copy, env=env, capture_output=True, text=True)  # fmt: skip
+    result = run_command(["mesh", "new-domain", "refunds", "--upstream", "sales"], mesh_copy, env)
     assert result.returncode == 2 and "fault injected" in result.stderr
     assert written_files(mesh_copy) == before
     assert not (mesh_copy / "projects/refunds").exists()
