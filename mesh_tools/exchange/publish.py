@@ -24,6 +24,7 @@ from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.exchange.retention import apply_retention
+from mesh_tools.model import odcs
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
     BuildInfo,
@@ -65,6 +66,7 @@ class BuildFacts:
     built_at: str | None
     groups: dict[str, dict[str, Any]]
     adapter: str | None = None
+    checks: Mapping[str, list[Node]] = field(default_factory=dict)  # each product's data tests (its ODCS quality)
 
 
 def log_refusal(mesh: Mesh, domain: Domain, reason: str, invocation_id: str | None = None) -> None:
@@ -281,8 +283,10 @@ def _write_warehouse_releases(
                 products_schema=postgres_engine.products_schema(prefix),
                 pointer=postgres_engine.pointer_view(node.name, node.version),
             )  # fmt: skip
+            server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema,
+                                           exchange.env)  # fmt: skip
             placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
-                                         warehouse=location))  # fmt: skip
+                                         warehouse=location, server=server))  # fmt: skip
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
@@ -329,7 +333,7 @@ def _unsafe_warehouse_names(domain: Domain, exchange: Exchange, prefix: str, pro
 
 def _place_release(
     exchange: Exchange, domain: Domain, facts: BuildFacts, node: Node, release_id: str, scratch: Path,
-    rows: int, columns: list[ReleaseColumn], warehouse: Any = None,
+    rows: int, columns: list[ReleaseColumn], warehouse: Any = None, server: dict[str, Any] | None = None,
 ) -> ReleaseDescriptor:  # fmt: skip
     """Mask PII, write the descriptor, then move the complete release into place (not yet current).
 
@@ -379,6 +383,13 @@ def _place_release(
     )
     with open(scratch / "release.json", "w", encoding="utf-8") as handle:
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    # its data contract (ODCS), beside the descriptor and as immutable: where it is, what it holds
+    contract = odcs.build_contract(descriptor, node, facts.checks.get(node.unique_id, []),
+                                   server or exchange.release_server(descriptor))  # fmt: skip
+    with open(scratch / odcs.CONTRACT_FILE, "w", encoding="utf-8") as handle:
+        handle.write(odcs.to_yaml(contract))
         handle.flush()
         os.fsync(handle.fileno())
     exchange.place(scratch, descriptor)  # complete, immutable, not yet current

@@ -23,6 +23,7 @@ from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.model.nodes import product_key
+from mesh_tools.model.odcs import CONTRACT_FILE, local_server, s3_server
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backend
 
@@ -543,6 +544,9 @@ class Exchange:
             for file in d.files:
                 self.backend.create_file(f"{prefix}/{file.path}", scratch / file.path)
                 written.append(f"{prefix}/{file.path}")
+            if (scratch / CONTRACT_FILE).is_file():  # its data contract (ODCS), before the descriptor too
+                self.backend.create(f"{prefix}/{CONTRACT_FILE}", (scratch / CONTRACT_FILE).read_bytes())
+                written.append(f"{prefix}/{CONTRACT_FILE}")
             self.backend.create(f"{prefix}/release.json", (scratch / "release.json").read_bytes())
         except BaseException:
             try:
@@ -551,6 +555,15 @@ class Exchange:
                 pass
             raise
         shutil.rmtree(scratch, ignore_errors=True)
+
+    def release_server(self, descriptor: ReleaseDescriptor) -> dict[str, Any]:
+        """Where a release's shared data file can be read, as an ODCS server (its data contract's)."""
+        d = descriptor
+        key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/data.parquet"
+        if self.local:
+            return local_server(str((self.root / key).resolve()), self.env)
+        return s3_server(self.backend.display(key), os.environ.get("AWS_ENDPOINT_URL_S3")
+                         or os.environ.get("AWS_ENDPOINT_URL"), self.env)  # fmt: skip
 
     def discard(self, descriptor: ReleaseDescriptor) -> None:
         """Delete a release nobody reads (never made current, or expired): descriptor first, so a release

@@ -70,6 +70,7 @@ def check_gate(domain: Domain) -> BuildFacts | str:
         built_at=results.generated_at,
         groups=manifest.groups,
         adapter=manifest.adapter,
+        checks={p.unique_id: manifest.tests_of(p.unique_id, data_only=True) for p in products},
     )
 
 

@@ -1,0 +1,356 @@
+"""Data contracts in the Open Data Contract Standard (ODCS v3, Bitol): one per data product version.
+
+Generated from what the mesh already holds: the model's properties (columns, types, constraints,
+descriptions, PII policy, SLO, owner) from its manifest node, its data tests as quality checks, and
+the release (id, hashes, rows, the location of its file) from the descriptor. Validated against the
+JSON schema the standard publishes (the ``open-data-contract-standard`` package ships it).
+
+Two places hold them: beside each release's descriptor (``contract.odcs.yaml``, written once with the
+release) and wherever ``mesh contracts export`` writes the current ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from functools import cache
+from typing import Any
+
+from mesh_tools.model.nodes import Node
+from mesh_tools.model.release import ReleaseDescriptor
+
+API_VERSION = "v3.2.0"
+CONTRACT_FILE = "contract.odcs.yaml"  # beside each release's descriptor
+CONTRACT_SUFFIX = ".odcs.yaml"
+VENDOR = "mesh-tools"  # the vendor of our custom properties (ODCS: a stable lowercase identifier)
+
+_LOGICAL = (  # (pattern on the lower-cased type, ODCS logicalType); first match wins
+    (r"\[\]$|^(array|list)\b|^array<", "array"),
+    (r"^map\b|^map<|^map\(", "map"),
+    (r"^(struct|row|record|union)\b|^struct<|^json", "object"),
+    (r"^bool", "boolean"),
+    (r"^(timestamp|datetime)", "timestamp"),
+    (r"^date$", "date"),
+    (r"^time\b", "time"),
+    (r"^(u?(tiny|small|big|huge)?int|integer|int\d|serial|bigserial|long|short|byte)\b", "integer"),
+    (r"^(decimal|numeric|double|float|real|number)", "number"),
+    (r"^(varchar|char|character|text|string|uuid|enum|bpchar|nvarchar|clob)", "string"),
+)
+
+
+def logical_type(physical: str | None) -> str | None:
+    """The ODCS logical type of an engine's type (``BIGINT`` → integer), or None when it is not one we know."""
+    text = (physical or "").strip().lower()
+    if not text:
+        return None
+    for pattern, logical in _LOGICAL:
+        if re.search(pattern, text):
+            return logical
+    return None
+
+
+def contract_id(product: str) -> str:
+    """An ODCS id (``^[A-Za-z0-9_-]+$``) for a product key: ``sales.fct_orders.v2`` → ``sales-fct_orders-v2``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", product.replace(".", "-"))
+
+
+def contract_version(version: str | None) -> str:
+    """The contract's version follows the model's: v2 → 2.0.0 (a breaking change needs a new model
+    version, GOV301); an unversioned model's contract is 1.0.0."""
+    if version is None:
+        return "1.0.0"
+    return f"{version}.0.0" if re.fullmatch(r"\d+", version) else str(version)
+
+
+def _custom(props: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"property": k, "value": v} for k, v in props.items() if v not in (None, "", [], {})]
+
+
+def _quality(test: Node, masked: bool) -> dict[str, Any] | None:
+    """One dbt data test as an ODCS quality check (None: a check a masked column cannot keep)."""
+    name, kwargs = test.test_name, test.test_kwargs
+    base: dict[str, Any] = {"name": test.name}
+    severity = (test.config or {}).get("severity")
+    if isinstance(severity, str):
+        base["severity"] = severity.lower()
+    where = (test.config or {}).get("where")
+    if isinstance(where, str) and where.strip():  # the contract promises every row; dbt checks these
+        base["description"] = f"dbt's test checks only the rows where {where.strip()}."
+    if name == "not_null":
+        return None if masked else {**base, "type": "library", "metric": "nullValues", "mustBe": 0,
+                                    "dimension": "completeness"}  # fmt: skip
+    if name == "unique":
+        return None if masked else {**base, "type": "library", "metric": "duplicateValues", "mustBe": 0,
+                                    "dimension": "uniqueness"}  # fmt: skip
+    if name == "accepted_values" and isinstance(kwargs.get("values"), list):
+        values = [v for v in kwargs["values"] if isinstance(v, str | int | float | bool)]
+        return {**base, "type": "library", "metric": "invalidValues", "arguments": {"validValues": values},
+                "mustBe": 0, "dimension": "conformity"}  # fmt: skip
+    if name == "relationships":
+        target = str(kwargs.get("to") or "").strip()
+        field = kwargs.get("field")
+        return {**base, "type": "text", "dimension": "consistency",
+                "description": f"Every value has a match in {target}{f'.{field}' if field else ''} (dbt test "
+                               f"`relationships`)."}  # fmt: skip
+    description = str(test.raw.get("description") or "") or f"dbt data test `{name or test.name}`"
+    if base.get("description"):
+        description = f"{description}. {base['description']}"
+    return {**base, "type": "custom", "engine": "dbt", "implementation": test.unique_id, "description": description}
+
+
+def _constraint_columns(node: Node, kind: str) -> list[str]:
+    """Columns a model-level constraint of ``kind`` names (``primary_key: [a, b]``)."""
+    out: list[str] = []
+    for constraint in node.constraints:
+        if constraint.get("type") == kind:
+            out += [str(c) for c in constraint.get("columns") or []]
+    return out
+
+
+def build_contract(
+    descriptor: ReleaseDescriptor | None,
+    node: Node | None,
+    tests: Iterable[Node] = (),
+    server: dict[str, Any] | None = None,
+    status: str | None = None,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ODCS v3 contract of one product version: of a release (``descriptor``), or of a model not
+    released yet (``node`` alone; ``owner``: its group's owner).
+
+    ``node``: the model's manifest node (descriptions, tests, SLO); without it the descriptor's contract
+    stands in. ``server``: where the release can be read (an ODCS server).
+    """
+    if descriptor is None:
+        if node is None:
+            raise ValueError("a contract needs a release or a model")
+        descriptor = proposed_descriptor(node, owner or {})
+        status = status or "proposed"
+    d = descriptor
+    by_column: dict[str, list[Node]] = {}
+    table_tests: list[Node] = []
+    for test in tests:
+        column = test.column_name or test.test_kwargs.get("column_name")
+        (by_column.setdefault(str(column).lower(), []) if column else table_tests).append(test)
+    physical = {c.name.lower(): c.type for c in d.columns}
+    masked = {c.lower() for c in d.pii_columns}
+    primary = [c.lower() for c in _constraint_columns(node, "primary_key")] if node else []
+    unique_cols = {c.lower() for c in _constraint_columns(node, "unique")} if node else set()
+    node_columns = node.columns if node else {}
+    properties = []
+    names = [c.name for c in d.contract.columns] or [c.name for c in d.columns]
+    for column_name in names + [c.name for c in d.columns if c.name not in names]:
+        key = column_name.lower()
+        declared = next((c for c in d.contract.columns if c.name.lower() == key), None)
+        column = node_columns.get(column_name) or next((c for n, c in node_columns.items() if n.lower() == key), None)
+        kinds = {str(c.get("type")) for c in (declared.constraints if declared else [])}
+        checks = by_column.get(key, [])
+        test_names = {t.test_name for t in checks}
+        prop: dict[str, Any] = {"name": column_name}
+        physical_type = physical.get(key) or (declared.data_type if declared else None)
+        logical = logical_type(physical_type or (declared.data_type if declared else None))
+        if logical:
+            prop["logicalType"] = logical
+        if physical_type:
+            prop["physicalType"] = physical_type
+        description = (column.description if column else "") or (declared.description if declared else "")
+        if description:
+            prop["description"] = description
+        if key in masked:  # NULL in the file every consumer reads: not required, not unique there
+            prop["classification"] = "pii"
+            prop["tags"] = ["pii"]
+        else:
+            if "not_null" in kinds or "primary_key" in kinds or "not_null" in test_names or key in primary:
+                prop["required"] = True
+            if (
+                "unique" in kinds
+                or "unique" in test_names
+                or key in unique_cols
+                or ("primary_key" in kinds and not primary)
+            ):
+                prop["unique"] = True
+        if "primary_key" in kinds or key in primary:
+            prop["primaryKey"] = True
+            prop["primaryKeyPosition"] = primary.index(key) + 1 if key in primary else 1
+        quality = [q for q in (_quality(t, key in masked) for t in checks) if q]
+        if quality:
+            prop["quality"] = quality
+        extra = {  # what dbt declares, so a later check compares like with like (breaking_changes)
+            "dbtDataType": declared.data_type if declared else None,
+            "dbtConstraints": sorted(kinds - {"None"}),
+        }
+        if key in masked:
+            extra["masked"] = True
+            extra["piiReaders"] = next((f.readers for f in d.files if f.readers), None)
+        if _custom(extra):
+            prop["customProperties"] = [{**item, "vendor": VENDOR} for item in _custom(extra)]
+        properties.append(prop)
+    obj: dict[str, Any] = {"name": d.model, "logicalType": "object", "physicalType": "table"}
+    if d.description:
+        obj["description"] = d.description
+    if d.warehouse is None:
+        obj["physicalName"] = d.model
+    else:
+        obj["physicalName"] = f"{d.warehouse.releases_schema}.{d.warehouse.table}"
+    obj["properties"] = properties
+    table_quality = [q for q in (_quality(t, False) for t in table_tests) if q]
+    if table_quality:
+        obj["quality"] = table_quality
+    contract: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "DataContract",
+        "id": contract_id(d.product),
+        "name": d.product,
+        "version": contract_version(d.version),
+        "status": status or ("deprecated" if d.deprecation_date else "active"),
+        "domain": d.project,
+    }
+    if node is not None and isinstance(node.raw.get("tags"), list) and node.raw["tags"]:
+        contract["tags"] = [str(t) for t in node.raw["tags"]]
+    usage = f"{{{{ ref('{d.project}', '{d.model}'{f', v={d.version}' if d.version is not None else ''}) }}}}"
+    description: dict[str, Any] = {"usage": f"In a consumer's dbt project: {usage}"}
+    if d.description:
+        description["purpose"] = d.description
+    if d.deprecation_date:
+        description["limitations"] = f"Deprecated: consumers must move off it by {d.deprecation_date}."
+    contract["description"] = description
+    if server:
+        contract["servers"] = [server]
+    contract["schema"] = [obj]
+    owner = d.owner
+    if owner.group or owner.name or owner.email:
+        member = {"username": owner.email or owner.name or owner.group, "role": "owner"}
+        if owner.name:
+            member["name"] = owner.name
+        contract["team"] = {"name": owner.group or d.project, "members": [member]}
+    if owner.email:
+        contract["support"] = [{"channel": "email", "url": f"mailto:{owner.email}", "tool": "email"}]
+    slo = node.slo_hours if node is not None else None
+    if slo:
+        contract["slaProperties"] = [{
+            "property": "latency", "value": slo, "unit": "h",
+            "description": f"The product's data is at most {slo:g} hours old (meta.freshness_slo_hours).",
+        }]  # fmt: skip
+    digest = next((f.sha256 for f in d.files if f.readers is None), None)
+    released = d.release_id != "unreleased"
+    contract["customProperties"] = _custom({
+        "releaseId": d.release_id if released else None,
+        "rowCount": d.row_count if released else None,
+        "sha256": digest,
+        "contractHash": d.contract_hash,
+        "contractEnforced": d.contract.enforced,
+        "dbtNode": d.node,
+        "engine": d.engine,
+        "latestVersion": d.latest_version,
+        "producedAt": d.produced_at,
+        "builtAt": d.build.built_at,
+        "dbtInvocationId": d.build.invocation_id,
+        "testsPassed": d.tests.passed if released else None,
+        "testsFailed": d.tests.failed if released else None,
+        "deprecationDate": d.deprecation_date,
+        "dbtModelConstraints": sorted({str(c.get("type")) for c in d.contract.constraints}),
+    })  # fmt: skip
+    for item in contract["customProperties"]:
+        item["vendor"] = VENDOR
+    if d.produced_at:
+        contract["contractCreatedTs"] = d.produced_at
+    return contract
+
+
+def proposed_descriptor(node: Node, owner: Mapping[str, Any]) -> ReleaseDescriptor:
+    """What a release of ``node`` would say before it has data: its contract, owner and policy, no rows."""
+    from mesh_tools.model.release import Contract, Owner
+
+    contract = Contract.of(node)
+    return ReleaseDescriptor(
+        product=node.key, project=node.package, model=node.name, version=node.version,
+        latest_version=node.latest_version, node=node.unique_id, release_id="unreleased",
+        produced_at="", description=node.description,
+        owner=Owner(group=node.group, name=owner.get("name"), email=owner.get("email")),
+        deprecation_date=node.deprecation_date, contract=contract, contract_hash=contract.fingerprint(),
+        row_count=0, files=[], pii_columns=node.pii_columns,
+    )  # fmt: skip
+
+
+def _props(items: Any) -> dict[str, Any]:
+    return {str(i.get("property")): i.get("value") for i in items or [] if isinstance(i, Mapping)}
+
+
+def baseline_of(contract: Mapping[str, Any]) -> dict[str, Any]:
+    """An ODCS contract as the contract GOV301 compares a model with (``Contract.model_dump()``'s shape):
+    columns with their dbt type and constraints, model constraints, enforcement. From a contract this
+    tool wrote, the dbt facts it recorded; from any other, what ``physicalType``, ``required``, ``unique``
+    and ``primaryKey`` say."""
+    top = _props(contract.get("customProperties"))
+    objects = [o for o in contract.get("schema") or [] if isinstance(o, Mapping)]
+    columns = []
+    for prop in (objects[0].get("properties") or []) if objects else []:
+        if not isinstance(prop, Mapping) or not prop.get("name"):
+            continue
+        extra = _props(prop.get("customProperties"))
+        if "dbtConstraints" in extra or "dbtDataType" in extra:
+            kinds = list(extra.get("dbtConstraints") or [])
+            data_type = extra.get("dbtDataType")
+        else:
+            kinds = [k for k, on in (("not_null", prop.get("required")), ("unique", prop.get("unique")),
+                                     ("primary_key", prop.get("primaryKey"))) if on]  # fmt: skip
+            data_type = prop.get("physicalType")
+        columns.append({"name": str(prop["name"]), "data_type": data_type,
+                        "constraints": [{"type": k} for k in kinds]})  # fmt: skip
+    return {
+        "enforced": bool(top.get("contractEnforced", True)),
+        "columns": columns,
+        "constraints": [{"type": k} for k in top.get("dbtModelConstraints") or []],
+        "release": top.get("releaseId"),
+    }
+
+
+def local_server(path: str, environment: str | None = None) -> dict[str, Any]:
+    server = {"server": "exchange", "type": "local", "path": path, "format": "parquet"}
+    return {**server, "environment": environment} if environment else server
+
+
+def s3_server(location: str, endpoint: str | None = None, environment: str | None = None) -> dict[str, Any]:
+    server: dict[str, Any] = {"server": "exchange", "type": "s3", "location": location, "format": "parquet"}
+    if endpoint:
+        server["endpointUrl"] = endpoint
+    return {**server, "environment": environment} if environment else server
+
+
+def warehouse_server(connection: Mapping[str, Any], database: str | None, schema: str,
+                     environment: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A release table in a PostgreSQL warehouse, as an ODCS server (no credentials: those are the reader's)."""
+    server: dict[str, Any] = {
+        "server": "warehouse", "type": "postgres", "host": str(connection.get("host") or "localhost"),
+        "port": int(connection.get("port") or 5432), "database": str(database or connection.get("dbname") or ""),
+        "schema": schema,
+    }  # fmt: skip
+    return {**server, "environment": environment} if environment else server
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    from importlib.resources import files
+
+    return json.loads((files("open_data_contract_standard") / "schema.json").read_text(encoding="utf-8"))
+
+
+def schema_problems(contract: Any) -> list[str]:
+    """Every way ``contract`` breaks the ODCS JSON schema (empty: valid), each with its location."""
+    import jsonschema
+
+    schema = _schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    out = []
+    for error in sorted(validator.iter_errors(contract), key=lambda e: list(map(str, e.absolute_path))):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        out.append(f"{where}: {error.message}")
+    return out
+
+
+def to_yaml(contract: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(contract, sort_keys=False, allow_unicode=True, width=1000)
