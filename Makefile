@@ -8,12 +8,21 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 
 .PHONY: run test lint clean chromium postgres-server
 
-# The spark, postgres and s3 extras are installed too: the test suite builds the demo mesh on both
-# engines and runs the exchange in an object store (an S3 API on loopback).
+# The spark, postgres, s3 and lineage extras are installed too: the test suite builds the demo mesh on
+# both engines, runs the exchange in an object store (an S3 API on loopback) and emits OpenLineage events.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres,s3]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres,s3,lineage]"
 	touch $(STAMP)
+
+# datacontract-cli (`mesh check --datacontract`) pins its own DuckDB (1.5), so it lives in an environment
+# of its own; the mesh finds it through MESH_DATACONTRACT.
+DC_VENV := .venv-datacontract
+DC_STAMP := $(DC_VENV)/.installed
+$(DC_STAMP):
+	test -x $(DC_VENV)/bin/python || $(PYTHON) -m venv $(DC_VENV)
+	$(DC_VENV)/bin/python -m pip install --quiet "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
+	touch $(DC_STAMP)
 
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
@@ -39,10 +48,11 @@ run: $(STAMP)
 # One worker more than cores: a worker often waits (process starts, dbt's files, a JVM), and the
 # spare one fills that time (2 cores: 610 s with 2 workers, 560 s with 3).
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP) chromium postgres-server
+test: $(STAMP) $(DC_STAMP) chromium postgres-server
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
+	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks

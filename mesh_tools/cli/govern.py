@@ -49,6 +49,18 @@ from mesh_tools.core.mesh import Mesh
     help="Save every public model's contract, as a baseline for --contracts.",
 )
 @click.option(
+    "--contracts-from",
+    "contracts_from",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="ODCS contracts (a `mesh contracts export` folder) to compare products with (GOV301), with the "
+    "consumers each breaking change affects.",
+)
+@click.option(
+    "--datacontract",
+    is_flag=True,
+    help="Also test each product's current release against its ODCS contract with datacontract-cli (GOV107).",
+)
+@click.option(
     "--target",
     "-t",
     help="Also check the warehouse grants of the domains this dbt target puts on a shared warehouse (GOV206).",
@@ -66,6 +78,8 @@ def check(
     output: Path | None,
     contracts: Path | None,
     write_contracts: Path | None,
+    contracts_from: Path | None,
+    datacontract: bool,
     target: str | None,
 ) -> None:
     """Check governance rules over the whole mesh (every domain's manifest, plus the exchange)."""
@@ -76,12 +90,20 @@ def check(
     _parse_stale(mesh, list(mesh.domains))
     threshold = Severity.parse(fail_on or mesh.governance.fail_on)
     known = engine.read_baseline(baseline) if baseline else None
+    if contracts and contracts_from:
+        raise click.UsageError("give --contracts (a saved file) or --contracts-from (ODCS contracts), not both")
     saved = engine.read_contracts(contracts) if contracts else None
+    if contracts_from:
+        saved = engine.read_odcs_dir(contracts_from)
     selected = mesh.select(selectors)
     grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
-    report = engine.run_check(
-        mesh, selected, sqlfluff=not no_sqlfluff, baseline=known, contracts=saved, warehouse_grants=grants
-    )
+    tested = None
+    if datacontract:
+        from mesh_tools.workflows.contracts import test_releases
+
+        tested = test_releases(mesh, [n for n in selected if mesh.domains[n].manifest_path.is_file()])
+    report = engine.run_check(mesh, selected, sqlfluff=not no_sqlfluff, baseline=known, contracts=saved,
+                              warehouse_grants=grants, contract_tests=tested)  # fmt: skip
     if write_contracts:
         engine.write_contracts(write_contracts, mesh)
     rendered = render.RENDERERS[fmt](report, threshold)

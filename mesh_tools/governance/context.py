@@ -33,6 +33,8 @@ class CheckContext:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule code -> options
     # what the warehouse grants beyond (or short of) the policy, per domain, when a check reads it
     warehouse_grants: dict[str, list[str]] = field(default_factory=dict)
+    # (product, problem) per domain from `datacontract test` of its current releases, when a check ran it
+    contract_tests: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, mesh: Mesh, domains: list[str] | None = None) -> CheckContext:

@@ -115,6 +115,7 @@ def run_check(
     load: list[str] | None = None,
     contracts: dict[str, dict[str, Any]] | None = None,
     warehouse_grants: dict[str, list[str]] | None = None,
+    contract_tests: dict[str, list[tuple[str, str]]] | None = None,
 ) -> CheckReport:
     """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
     start = time.perf_counter()
@@ -127,6 +128,7 @@ def run_check(
     ctx.options = options
     ctx.baseline_contracts = contracts or {}
     ctx.warehouse_grants = warehouse_grants or {}
+    ctx.contract_tests = contract_tests or {}
     if not sqlfluff:
         ctx.options.setdefault("GOV502", {})["enabled"] = False
     report = CheckReport(domains=selected, rules=[], registry=registry)
@@ -255,3 +257,40 @@ def read_contracts(path: Path) -> dict[str, dict[str, Any]]:
         ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{display_path(path)}: not a contracts file ({exc}).") from None
+
+
+CONTRACT_SUFFIXES = (".odcs.yaml", ".odcs.yml", ".odcs.json")
+
+
+def read_odcs_dir(folder: Path) -> dict[str, dict[str, Any]]:
+    """The ODCS contracts in ``folder`` (``*.odcs.yaml``, as `mesh contracts export` writes them), by product
+    key (each contract's ``name``), as baselines for GOV301. A file that is not a valid ODCS v3 contract is
+    one located ConfigError: a baseline half read would hide breaking changes."""
+    from mesh_tools.core.errors import located
+    from mesh_tools.model import odcs
+
+    if not folder.is_dir():
+        raise ConfigError(f"{display_path(folder)}: no such folder. Write one with `mesh contracts export -o DIR`.")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(CONTRACT_SUFFIXES))
+    if not files:
+        raise ConfigError(
+            f"{display_path(folder)}: no ODCS contracts (*.odcs.yaml) in it. Write them with "
+            "`mesh contracts export -o DIR`."
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for path in files:
+        doc = load_yaml(path)
+        data = doc.data if doc else None
+        problems = odcs.schema_problems(data)
+        if problems:
+            where = problems[0].split(":", 1)[0]
+            loc = tuple(int(x) if x.isdigit() else x for x in where.split("/")) if where != "(top)" else ()
+            line = doc.line_of(loc) if doc else None
+            raise ConfigError(located(display_path(path), line,
+                                      f"not a valid ODCS v3 contract: {problems[0]}"
+                                      + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")))  # fmt: skip
+        key = str(data.get("name") or data.get("id"))
+        if key in out:
+            raise ConfigError(f"{display_path(path)}: a second contract for {key} in {display_path(folder)}.")
+        out[key] = odcs.baseline_of(data)
+    return out

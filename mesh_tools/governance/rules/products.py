@@ -126,3 +126,29 @@ def column_descriptions(ctx: CheckContext) -> Iterator[Finding]:
             if bare:
                 yield ctx.finding(domain, node, f"public model '{node.name}': columns without description: "
                                + ", ".join(bare))  # fmt: skip
+
+
+@rule("GOV107", "product-data-contract")
+def data_contract(ctx: CheckContext) -> Iterator[Finding]:
+    """A product's current release passes its ODCS data contract, checked by datacontract-cli.
+
+    Rationale:
+        The contract (ODCS v3, beside each release) is what catalogs and consumers' tools read. The
+        mesh's own gate checks the build; `datacontract test` checks the released file itself
+        against the contract as others will, with a tool other than the one that wrote both.
+        Checked by `mesh check --datacontract`, which needs datacontract-cli (its own environment:
+        `MESH_DATACONTRACT`, or `datacontract` on the PATH); without it there is nothing to check.
+    Example:
+        A release whose `order_id` has duplicates while its contract says `unique: true`.
+    Fix:
+        Fix the data or the model's tests and constraints, build and publish again; `datacontract
+        test <file>` on the contract `mesh contracts export` writes shows every check.
+    """
+    for domain, problems in ctx.contract_tests.items():
+        for product, problem in problems:
+            nodes = ctx.public_models(domain) if domain in ctx.manifests else iter(())
+            node = next((n for n in nodes if n.key == product), None)
+            if node is not None:
+                yield ctx.finding(domain, node, f"{product}: {problem}")
+            else:
+                yield Finding(domain, f"{product}: {problem}", file=ctx.root_relative(ctx.domain(domain).path))

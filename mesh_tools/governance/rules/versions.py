@@ -92,6 +92,22 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
                 )  # fmt: skip
                 since = f" since release {previous['release']}" if previous.get("release") else ""
                 yield ctx.finding(domain, node, f"{key}: {change}{since} without a new version{impact}")
+    yield from _removed_products(ctx)
+
+
+def _removed_products(ctx: CheckContext) -> Iterator[Finding]:
+    """A product version in the saved contracts (``--contracts``, ``--contracts-from``) that its domain no
+    longer has: every consumer still reading it breaks."""
+    for key in sorted(ctx.baseline_contracts):
+        project = key.split(".", 1)[0]
+        if project not in ctx.manifests or any(n.key == key for n in ctx.nodes(project)):
+            continue
+        consumers = ctx.consumers_of(f"model.{key}")
+        impact = ("; affected: " + ", ".join(f"{c.consumer}.{c.node.name}" for c in consumers)
+                  if consumers else "; no consumer reads it today")  # fmt: skip
+        where = ctx.root_relative(ctx.domain(project).path / "dbt_project.yml")
+        yield Finding(project, f"{key}: the product version is gone (it is in the saved contracts){impact}",
+                      file=where)  # fmt: skip
 
 
 @rule("GOV302", "old-version-deprecation-date")
