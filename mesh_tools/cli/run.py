@@ -70,13 +70,18 @@ def build(
         _explain(runs)
     _summary(runs, "build", time.perf_counter() - start)
     _governance_line(mesh, runs)
-    _after_run(mesh, runs)
+    _after_run(mesh, runs, plan.target)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
 
 
-def _after_run(mesh: Mesh, runs: list[DomainRun]) -> None:
-    """Health and docs after a run (workflows/after_run.py); a problem there is a warning, never a failure."""
+def _after_run(mesh: Mesh, runs: list[DomainRun], target: str | None) -> None:
+    """Lineage events, health and docs after a run (workflows/after_run.py, workflows/lineage.py); a problem
+    there is a warning, never a failure."""
     from mesh_tools.workflows.after_run import after_run
+    from mesh_tools.workflows.lineage import emit_runs
+
+    for warning in emit_runs(mesh, runs, target):
+        click.echo(f"warning: {warning}", err=True)
 
     done = after_run(mesh, runs)
     if done.idle:
@@ -153,6 +158,10 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
             click.echo(f"{name}: expired {expired}")
         for note in outcome.notes:
             click.echo(f"{name}: warning: {note}")
+        from mesh_tools.workflows.lineage import emit_publish
+
+        for warning in emit_publish(mesh, name, outcome.releases, target or mesh.defaults.target):
+            click.echo(f"{name}: warning: {warning}", err=True)
         rate = outcome.rows / outcome.seconds if outcome.seconds else 0
         click.echo(f"{name}: {len(outcome.releases)} releases, {outcome.rows} rows in {outcome.seconds:.2f}s "
                    f"({rate:,.0f} rows/s)")  # fmt: skip
@@ -192,7 +201,7 @@ def sync(
     plan = dataclasses.replace(plan, domains=names)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "sync", time.perf_counter() - start)
-    _after_run(mesh, runs)
+    _after_run(mesh, runs, plan.target)
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ConfigError, MeshError, describe_os_error, display_path
 from mesh_tools.core.files import file_sha256
@@ -95,6 +96,11 @@ class DomainRun:
     full_reason: str | None = None  # why everything ran, when it did
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # for its lineage events: when it ran (ISO 8601, UTC), what it read and what it published
+    started_at: str | None = None
+    ended_at: str | None = None
+    consumed: dict[str, str] = field(default_factory=dict)  # product -> release id
+    released: list[Any] = field(default_factory=list)  # ReleaseDescriptor of each release it published
 
 
 def run_domain(
@@ -110,7 +116,7 @@ def run_domain(
     _PROFILES.clear()
     domain = mesh.domains[name]
     start, wall_start = time.perf_counter(), time.time()
-    run = DomainRun(name, FAILED)
+    run = DomainRun(name, FAILED, started_at=datetime.now(UTC).isoformat())
     os.chdir(domain.path)
     if not verbose:
         _quiet_engine(mesh, domain, target)
@@ -123,6 +129,7 @@ def run_domain(
                 return _done(run, start)
         outcome = stitch_domain(mesh, domain, target)
         run.stitched = outcome.changed + outcome.unchanged
+        run.consumed = dict(outcome.consumed)
         run.warnings.extend(outcome.warnings)
         if not outcome.ok:
             run.problems.extend(outcome.problems)
@@ -533,6 +540,7 @@ def _after_build(
         run.problems.append(f"publish refused: {outcome.refused}")
         return
     run.published = len(outcome.releases)
+    run.released = list(outcome.releases)
     run.warnings.extend(outcome.notes)
     run.published_rows = outcome.rows
 
@@ -648,4 +656,5 @@ def _first_lines(message: str | None, limit: int = 6) -> str:
 
 def _done(run: DomainRun, start: float) -> DomainRun:
     run.seconds = time.perf_counter() - start
+    run.ended_at = datetime.now(UTC).isoformat()
     return run

@@ -1,0 +1,1 @@
+"""Lineage in the standards lineage backends read: OpenLineage run events (openlineage.py)."""
