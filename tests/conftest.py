@@ -181,6 +181,7 @@ _UNITS = (
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
     ("tests/selfservice/", "demo"),
+    ("tests/standards/test_demo_contracts.py", "demo"),
     ("tests/governance/test_rules.py", "governance"),  # one parse of the governance fixture
     ("tests/health/", "health"),
     ("tests/foreign/test_type_matrix.py", "types"),

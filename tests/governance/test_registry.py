@@ -40,7 +40,7 @@ def write(path: Path, text: str) -> None:
 
 
 def test_builtin_rules_are_collected_once_and_immutable():
-    assert len(BUILTIN) == 21 and list(Registry()) == sorted(BUILTIN)
+    assert len(BUILTIN) == 22 and list(Registry()) == sorted(BUILTIN)
     with pytest.raises(TypeError):
         BUILTIN["ACME001"] = BUILTIN["GOV101"]  # type: ignore[index]
     assert all(Registry().owners(code) is None for code in BUILTIN)

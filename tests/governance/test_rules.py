@@ -161,7 +161,7 @@ def test_text_output_is_grouped_by_domain_with_the_fix(governance_mesh: Path):
     assert out.startswith("ads:\n")
     assert "  ERROR GOV201 ref-to-non-public-model: 'audience' reads model.crm.internal_scores" in out
     assert "        at ads/models/audience.sql\n        fix: Use a public product of that domain" in out
-    assert re.search(r"mesh check: 1 domains, 20 rules, \d+ errors, \d+ warnings, 0 info, 1 waived", out)
+    assert re.search(r"mesh check: 1 domains, 21 rules, \d+ errors, \d+ warnings, 0 info, 1 waived", out)
 
 
 def test_junit_and_sarif(governance_mesh: Path, tmp_path: Path):
@@ -206,9 +206,9 @@ def test_rules_lists_every_rule_with_its_documentation(plain_mesh: Path):
     result = run_mesh("rules", cwd=plain_mesh)
     assert result.returncode == 0
     codes = re.findall(r"^(GOV\d{3})  ", result.stdout, re.M)
-    assert len(codes) == 24 and codes == sorted(codes[:21]) + ["GOV001", "GOV002", "GOV003"]
+    assert len(codes) == 25 and codes == sorted(codes[:22]) + ["GOV001", "GOV002", "GOV003"]
     for section in ("Rationale:", "Example:", "Fix:"):
-        assert result.stdout.count(section) == 21
+        assert result.stdout.count(section) == 22
 
 
 def test_company_rule_from_a_plugin(governance_mesh: Path, tmp_path: Path):
