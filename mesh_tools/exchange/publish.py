@@ -283,8 +283,7 @@ def _write_warehouse_releases(
                 products_schema=postgres_engine.products_schema(prefix),
                 pointer=postgres_engine.pointer_view(node.name, node.version),
             )  # fmt: skip
-            server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema,
-                                           exchange.env)  # fmt: skip
+            server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema)
             placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
                                          warehouse=location, server=server))  # fmt: skip
     except BaseException as exc:

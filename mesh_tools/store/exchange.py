@@ -556,14 +556,16 @@ class Exchange:
             raise
         shutil.rmtree(scratch, ignore_errors=True)
 
-    def release_server(self, descriptor: ReleaseDescriptor) -> dict[str, Any]:
-        """Where a release's shared data file can be read, as an ODCS server (its data contract's)."""
+    def release_server(self, descriptor: ReleaseDescriptor, channel: str | None = None) -> dict[str, Any]:
+        """Where a release's shared data file can be read, as an ODCS server (its data contract's); ``channel``:
+        the environment it is current in (not said in the contract stored with a release, which promotion
+        makes current elsewhere)."""
         d = descriptor
         key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/data.parquet"
         if self.local:
-            return local_server(str((self.root / key).resolve()), self.env)
+            return local_server(str((self.root / key).resolve()), channel)
         return s3_server(self.backend.display(key), os.environ.get("AWS_ENDPOINT_URL_S3")
-                         or os.environ.get("AWS_ENDPOINT_URL"), self.env)  # fmt: skip
+                         or os.environ.get("AWS_ENDPOINT_URL"), channel)  # fmt: skip
 
     def discard(self, descriptor: ReleaseDescriptor) -> None:
         """Delete a release nobody reads (never made current, or expired): descriptor first, so a release

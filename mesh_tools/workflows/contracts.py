@@ -64,7 +64,8 @@ def _contract_of(exchange: Exchange, manifest: Manifest, node: Node) -> ProductC
     d = release.descriptor
     same = Contract.of(node).fingerprint() == d.contract_hash
     # the release is what the contract describes: a model changed since is described by its next release
-    contract = odcs.build_contract(d, node if same else None, tests if same else (), exchange.release_server(d))
+    server = exchange.release_server(d, exchange.env)
+    contract = odcs.build_contract(d, node if same else None, tests if same else (), server)
     note = None if same else "the model changed since this release: its contract describes the release"
     return ProductContract(node.package, node.key, contract, release, note)
 

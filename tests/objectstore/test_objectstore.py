@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import yaml
 
 from tests import s3server
 from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command
@@ -125,7 +126,13 @@ def test_a_consumer_elsewhere_builds_from_the_store_alone(pair: Pair) -> None:
     for release in store.releases():
         keys = store.keys(f"{V2}/releases/{release}/")
         recorded = store.json(f"{V2}/releases/{release}/release.json")["files"]
-        assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted([f["path"] for f in recorded] + ["release.json"])
+        written = sorted([f["path"] for f in recorded] + ["contract.odcs.yaml", "release.json"])
+        assert sorted(k.rsplit("/", 1)[1] for k in keys) == written
+    # its data contract (ODCS) names the shared file by its s3:// URL and the store's endpoint
+    contract = yaml.safe_load(store.read(f"{V2}/releases/{v2}/contract.odcs.yaml"))
+    (server,) = contract["servers"]
+    assert server == {"server": "exchange", "type": "s3", "location": f"{store.url}/{V2}/releases/{v2}/data.parquet",
+                      "format": "parquet", "endpointUrl": store.endpoint}  # fmt: skip
     # the consumer's receipt, in the store, names the release its build read, through prod
     receipt = store.json("receipts/reporting.json")
     assert receipt["releases"]["shop.orders.v2"] == v2 and receipt["channels"]["shop.orders.v2"] == "prod"
