@@ -21,6 +21,7 @@ failure is one warning and the rest of the run's events are dropped.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,17 @@ from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import ReleaseDescriptor
 
 PRODUCER = f"https://pypi.org/project/mesh-tools/{__version__}"
+DEADLINE_SECONDS = 30.0  # what sending a command's events may cost in all (MESH_LINEAGE_TIMEOUT)
+
+
+def _deadline_seconds() -> float:
+    try:
+        value = float(os.environ.get("MESH_LINEAGE_TIMEOUT") or DEADLINE_SECONDS)
+    except ValueError:
+        return DEADLINE_SECONDS
+    return value if value > 0 else DEADLINE_SECONDS
+
+
 _RAN = ("model", "seed", "snapshot")
 
 
@@ -77,6 +89,8 @@ class Emitter:
         self.exchange_namespace = exchange_namespace
         self.sent = 0
         self.failure: str | None = None
+        self.budget = _deadline_seconds()
+        self.deadline = time.monotonic() + self.budget
 
     @classmethod
     def open(cls, mesh: Mesh, exchange_namespace: str, warnings: list[str]) -> Emitter | None:
@@ -98,20 +112,40 @@ class Emitter:
         return cls(mesh, client, exchange_namespace)
 
     def emit(self, events: Iterable[Any]) -> None:
-        for event in events:
-            if self.failure:
-                return
-            try:
-                self.client.emit(event)
-                self.sent += 1
-            except Exception as exc:  # noqa: BLE001 - lineage never fails a build
-                self.failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        """Send ``events`` in order, within what is left of the command's budget (``MESH_LINEAGE_TIMEOUT``): a
+        backend that hangs costs the build that long once, never a timeout per event."""
+        import threading
+
+        pending = list(events)
+        left = self.deadline - time.monotonic()
+        if self.failure or not pending:
+            return
+        if left <= 0:
+            self.failure = f"the lineage backend took more than {self.budget:g} s in all"
+            return
+
+        def send() -> None:
+            for event in pending:
+                if self.failure:
+                    return
+                try:
+                    self.client.emit(event)
+                    self.sent += 1
+                except Exception as exc:  # noqa: BLE001 - lineage never fails a build
+                    self.failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+        worker = threading.Thread(target=send, name="openlineage", daemon=True)  # left behind if it hangs
+        worker.start()
+        worker.join(left)
+        if worker.is_alive():
+            self.failure = f"the lineage backend took more than {self.budget:g} s in all (MESH_LINEAGE_TIMEOUT)"
 
     def close(self, warnings: list[str]) -> None:
-        try:
-            self.client.close(timeout=10)
-        except Exception:  # noqa: BLE001, S110 - a transport without close, or one that failed already
-            pass
+        if not self.failure:
+            try:
+                self.client.close(timeout=max(1.0, min(10.0, self.deadline - time.monotonic())))
+            except Exception:  # noqa: BLE001, S110 - a transport without close, or one that failed already
+                pass
         if self.failure:
             warnings.append(f"OpenLineage events not delivered ({self.failure}); {self.sent} sent before, the rest "
                             "dropped. The build itself is not affected.")  # fmt: skip

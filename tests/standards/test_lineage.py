@@ -131,3 +131,19 @@ def test_a_lineage_server_answering_500_never_fails_the_build(tmp_path: Path, fa
     _Failing.requests.clear()
     quiet = run_command(["mesh", "publish", "shop"], root, lineage_env())
     assert quiet.returncode == 0 and not _Failing.requests and "OpenLineage" not in quiet.stderr
+
+
+def test_a_lineage_server_that_never_answers_costs_the_build_its_budget_once(tmp_path: Path) -> None:
+    import socket
+
+    root = copy_fixture("plain_mesh", tmp_path)
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel's backlog), never answers
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        env = {**lineage_env(type="http", url=url), "MESH_LINEAGE_TIMEOUT": "2"}
+        result = run_command(["mesh", "build", "shop"], root, env, timeout=300)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning: OpenLineage events not delivered (the lineage backend took more than 2 s in all" in result.stderr
+    assert "Traceback" not in result.stderr
