@@ -132,4 +132,4 @@ def test_demo_mesh_passes_every_rule(demo_built: Built):  # the governance rules
     assert result.returncode == 0, result.stdout[-3000:]
     data = json.loads(result.stdout)
     assert data["violations"] == [] and data["waived"] == []
-    assert len(data["rules"]) == 21
+    assert len(data["rules"]) == 22

@@ -171,9 +171,21 @@ def test_the_demo_builds_on_postgres_with_the_same_rows_as_on_duckdb(pg_mesh: Bu
         cur.execute(f'select count(*) from "{where["products_schema"]}"."{where["pointer"]}"')
         assert cur.fetchone()[0] == release["row_count"]
     con.close()
+    # its data contract (ODCS) names the release table on the warehouse; the reader brings credentials
+    import yaml
+
+    from mesh_tools.model import odcs
+
+    folder = pg_mesh.root / "exchange/products/sales/fct_orders/v2/releases" / release["release_id"]
+    contract = yaml.safe_load((folder / odcs.CONTRACT_FILE).read_text())
+    assert odcs.schema_problems(contract) == []
+    (server,) = contract["servers"]
+    assert server == {"server": "warehouse", "type": "postgres", "host": pg.host, "port": pg.port,
+                      "database": "mesh", "schema": where["releases_schema"]}  # fmt: skip
+    assert contract["schema"][0]["physicalName"] == f"{where['releases_schema']}.{where['table']}"
     # no password in anything the mesh or dbt wrote
     for path in pg_mesh.root.rglob("*"):
-        if path.is_file() and path.suffix in (".json", ".jsonl", ".yml", ".log", ".sql", ".html"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".yml", ".yaml", ".log", ".sql", ".html"):
             text = path.read_text(errors="replace")
             assert not any(p in text for p in PASSWORDS.values()), path
 
