@@ -14,7 +14,7 @@ from mesh_tools.cli.app import (
     handles_errors,
     main,
 )
-from mesh_tools.core.errors import MeshError
+from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 
 
@@ -95,13 +95,21 @@ def check(
     saved = engine.read_contracts(contracts) if contracts else None
     if contracts_from:
         saved = engine.read_odcs_dir(contracts_from)
+        unknown = sorted(k for k in saved if k.split(".", 1)[0] not in mesh.domains)
+        if unknown and len(unknown) == len(saved):
+            raise ConfigError(f"{contracts_from}: no contract in it names a product of this mesh "
+                              f"(`<domain>.<model>[.vN]`, e.g. {unknown[0]!r}): nothing to compare.")  # fmt: skip
+        for key in unknown:
+            click.echo(f"mesh check: {key} ({contracts_from}) names no domain of this mesh: not compared", err=True)
     selected = mesh.select(selectors)
     grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
     tested = None
     if datacontract:
         from mesh_tools.workflows.contracts import test_releases
 
-        tested = test_releases(mesh, [n for n in selected if mesh.domains[n].manifest_path.is_file()])
+        tested, untested = test_releases(mesh, selected)
+        for note in untested:
+            click.echo(f"mesh check --datacontract: {note}", err=True)
     report = engine.run_check(mesh, selected, sqlfluff=not no_sqlfluff, baseline=known, contracts=saved,
                               warehouse_grants=grants, contract_tests=tested)  # fmt: skip
     if write_contracts:

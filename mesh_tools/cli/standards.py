@@ -43,6 +43,8 @@ def export(ctx: click.Context, selectors: tuple[str, ...], out: Path | None) -> 
         release = item.release.descriptor.release_id if item.release else "no release"
         note = f" ({item.note})" if item.note else ""
         click.echo(f"  {item.product:<40} {release}{note}")
+    for note in result.skipped:
+        click.echo(f"  no contract: {note}", err=True)
     for path in result.stale:
         click.echo(f"  left in place, its product is gone: {path}")
     click.echo(f"mesh contracts export: {len(result.written)} contract(s) written to {folder}")

@@ -133,7 +133,8 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     placed: list[ReleaseDescriptor] = []
     try:
         for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
-            placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns))
+            placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns,
+                                         outcome.notes))  # fmt: skip
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
@@ -285,7 +286,7 @@ def _write_warehouse_releases(
             )  # fmt: skip
             server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema)
             placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
-                                         warehouse=location, server=server))  # fmt: skip
+                                         outcome.notes, warehouse=location, server=server))  # fmt: skip
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
@@ -332,7 +333,8 @@ def _unsafe_warehouse_names(domain: Domain, exchange: Exchange, prefix: str, pro
 
 def _place_release(
     exchange: Exchange, domain: Domain, facts: BuildFacts, node: Node, release_id: str, scratch: Path,
-    rows: int, columns: list[ReleaseColumn], warehouse: Any = None, server: dict[str, Any] | None = None,
+    rows: int, columns: list[ReleaseColumn], notes: list[str], warehouse: Any = None,
+    server: dict[str, Any] | None = None,
 ) -> ReleaseDescriptor:  # fmt: skip
     """Mask PII, write the descriptor, then move the complete release into place (not yet current).
 
@@ -384,13 +386,19 @@ def _place_release(
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
-    # its data contract (ODCS), beside the descriptor and as immutable: where it is, what it holds
+    # its data contract (ODCS), beside the descriptor and as immutable: where it is, what it holds; one
+    # the standard's schema refuses (a `meta.odcs_quality` check written wrong) is not shipped, and said
     contract = odcs.build_contract(descriptor, node, facts.checks.get(node.unique_id, []),
                                    server or exchange.release_server(descriptor))  # fmt: skip
-    with open(scratch / odcs.CONTRACT_FILE, "w", encoding="utf-8") as handle:
-        handle.write(odcs.to_yaml(contract))
-        handle.flush()
-        os.fsync(handle.fileno())
+    problems = odcs.schema_problems(contract)
+    if problems:
+        notes.append(f"{descriptor.product}: released without its ODCS contract, which the standard's schema "
+                     f"refuses: {problems[0]}")  # fmt: skip
+    else:
+        with open(scratch / odcs.CONTRACT_FILE, "w", encoding="utf-8") as handle:
+            handle.write(odcs.to_yaml(contract))
+            handle.flush()
+            os.fsync(handle.fileno())
     exchange.place(scratch, descriptor)  # complete, immutable, not yet current
     return descriptor
 

@@ -20,9 +20,12 @@ failure is one warning and the rest of the run's events are dropped.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +38,7 @@ from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import ReleaseDescriptor
 
 PRODUCER = f"https://pypi.org/project/mesh-tools/{__version__}"
-DEADLINE_SECONDS = 30.0  # what sending a command's events may cost in all (MESH_LINEAGE_TIMEOUT)
+DEADLINE_SECONDS = 15.0  # what sending a command's events may cost in all (MESH_LINEAGE_TIMEOUT)
 
 
 def _deadline_seconds() -> float:
@@ -62,6 +65,70 @@ def configuration(cwd: Path | None = None) -> str | None:
     if any(k.startswith("OPENLINEAGE__TRANSPORT") for k in env) or env.get("OPENLINEAGE_URL"):
         return "OPENLINEAGE_* environment variables"
     return None
+
+
+_SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|AUTH", re.I)
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: user:password@ in URLs, query values, OpenLineage variables' secrets."""
+    text = re.sub(r"(\w+://)[^/\s@]+@", r"\1***@", text)
+    text = re.sub(r"([?&][^=&\s]+=)[^&\s'\"]+", r"\1***", text)
+    for name, value in os.environ.items():
+        if name.startswith("OPENLINEAGE") and _SECRET_VARIABLE.search(name) and len(value) >= 4:
+            text = text.replace(value, "***")
+    return text
+
+
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """The client's and urllib3's own log lines (retries, fallbacks, tracebacks) off: the mesh says what
+    happened in one warning."""
+    loggers = [logging.getLogger(name) for name in ("openlineage", "urllib3")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _config_problem() -> str | None:
+    """Why the configuration named by OPENLINEAGE_CONFIG cannot be used (the client would fall back to the
+    console silently)."""
+    named = os.environ.get("OPENLINEAGE_CONFIG")
+    if not named:
+        return None
+    path = Path(named).expanduser()
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return f"OPENLINEAGE_CONFIG={named}: cannot be read ({exc.strerror or exc})"
+    except yaml.YAMLError as exc:
+        return f"OPENLINEAGE_CONFIG={named}: not YAML ({' '.join(str(exc).split())[:200]})"
+    if not isinstance(data, dict) or not isinstance(data.get("transport"), dict):
+        return f"OPENLINEAGE_CONFIG={named}: no `transport:` mapping in it"
+    return None
+
+
+def _asked_for_console() -> bool:
+    if os.environ.get("OPENLINEAGE__TRANSPORT__TYPE", "").lower() == "console":
+        return True
+    for path in (Path(os.environ.get("OPENLINEAGE_CONFIG") or "/nonexistent"), Path.cwd() / "openlineage.yml",
+                 Path.home() / ".openlineage" / "openlineage.yml"):  # fmt: skip
+        try:
+            import yaml
+
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - unreadable or not YAML: not this one
+            continue
+        if isinstance(data, dict) and isinstance(data.get("transport"), dict):
+            return str(data["transport"].get("type", "")).lower() == "console"
+    return False
 
 
 @dataclass
@@ -97,17 +164,30 @@ class Emitter:
         where = configuration(Path.cwd())
         if where is None:
             return None
+        where = redact(where)
         try:
             from openlineage.client import OpenLineageClient, set_producer
         except ImportError:
             warnings.append(f"OpenLineage is configured ({where}) but openlineage-python is not installed: no "
                             "lineage events sent. Install it: pip install 'mesh-tools[lineage]'.")  # fmt: skip
             return None
+        problem = _config_problem()
+        if problem:
+            warnings.append(f"{redact(problem)}; no lineage events sent.")
+            return None
         try:
-            set_producer(PRODUCER)
-            client = OpenLineageClient()
+            with _quiet_libraries():
+                set_producer(PRODUCER)
+                client = OpenLineageClient()
+                kind = getattr(getattr(client, "transport", None), "kind", None)
         except Exception as exc:  # noqa: BLE001 - a bad configuration is a warning: the build goes on
-            warnings.append(f"OpenLineage configuration ({where}) unusable: {exc}; no lineage events sent.")
+            text = redact(" ".join(f"{type(exc).__name__}: {exc}".split())[:300])
+            warnings.append(f"OpenLineage configuration ({where}) unusable: {text}; no lineage events sent.")
+            return None
+        if kind in (None, "console", "noop") and not _asked_for_console():
+            shown = "no transport" if kind is None else f"the {kind} transport"
+            warnings.append(f"OpenLineage configuration ({where}) gave {shown}, not the one configured (an unknown "
+                            "transport type or a missing setting?); no lineage events sent.")  # fmt: skip
             return None
         return cls(mesh, client, exchange_namespace)
 
@@ -132,11 +212,12 @@ class Emitter:
                     self.client.emit(event)
                     self.sent += 1
                 except Exception as exc:  # noqa: BLE001 - lineage never fails a build
-                    self.failure = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                    self.failure = redact(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
         worker = threading.Thread(target=send, name="openlineage", daemon=True)  # left behind if it hangs
-        worker.start()
-        worker.join(left)
+        with _quiet_libraries():
+            worker.start()
+            worker.join(left)
         if worker.is_alive():
             self.failure = f"the lineage backend took more than {self.budget:g} s in all (MESH_LINEAGE_TIMEOUT)"
 
@@ -321,13 +402,14 @@ def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: s
                            sql=node.raw.get("compiled_code") or None, description=node.description or None)  # fmt: skip
             parent = _parent(emitter, job_name, facts.run_id)
             events.append(_event("START", _iso(started, facts.started_at), run_id, job, inputs, [output], parent))
-            state = "COMPLETE" if result.status in ("success", "pass") else "FAIL"
+            state = {"success": "COMPLETE", "pass": "COMPLETE", "skipped": "ABORT"}.get(result.status, "FAIL")
             extra = _error([result.message or result.status]) if state == "FAIL" else {}
             events.append(_event(state, _iso(result.completed_at, facts.ended_at), run_id, job, inputs, [output],
                                  {**parent, **extra}))  # fmt: skip
     if facts.released:
+        built = [e.eventTime for e in events[1:]] or [facts.started_at]
         events += publish_events(emitter, mesh, facts.domain, facts.released, relations_ns, manifest,
-                                 parent=(job_name, facts.run_id))  # fmt: skip
+                                 parent=(job_name, facts.run_id), started=max(built))  # fmt: skip
     end = "COMPLETE" if facts.ok else "FAIL"
     events.append(_event(end, facts.ended_at, facts.run_id, build_job, consumed, released, _error(facts.problems)))
     return events
@@ -335,7 +417,7 @@ def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: s
 
 def publish_events(emitter: Emitter, mesh: Mesh, domain_name: str, releases: list[ReleaseDescriptor],
                    relations_ns: str, manifest: Manifest | None = None,
-                   parent: tuple[str, str] | None = None) -> list[Any]:  # fmt: skip
+                   parent: tuple[str, str] | None = None, started: str | None = None) -> list[Any]:  # fmt: skip
     """One publish run: each release written from its product's relation."""
     from openlineage.client.event_v2 import InputDataset
     from openlineage.client.uuid import generate_new_uuid
@@ -357,6 +439,10 @@ def publish_events(emitter: Emitter, mesh: Mesh, domain_name: str, releases: lis
     job = _job(emitter.namespace, f"{domain_name}.publish", "JOB",
                description=f"mesh publish of {domain_name}'s data products as releases")  # fmt: skip
     facets = _parent(emitter, *parent) if parent else {}
-    start = min((d.produced_at for d in releases), default=_now()) or _now()
+    # in a build, the releases were written when their descriptors say (after the last model, before the end
+    # of the domain's run); a `mesh publish` ends now
+    written = max((_iso(d.produced_at, "") for d in releases), default="") if parent else ""
+    end = written or _now()
+    start = min(started or end, end)
     return [_event("START", start, run_id, job, inputs, [], facets),
-            _event("COMPLETE", _now(), run_id, job, inputs, outputs, facets)]  # fmt: skip
+            _event("COMPLETE", end, run_id, job, inputs, outputs, facets)]  # fmt: skip

@@ -27,8 +27,8 @@ VENDOR = "mesh-tools"  # the vendor of our custom properties (ODCS: a stable low
 
 _LOGICAL = (  # (pattern on the lower-cased type, ODCS logicalType); first match wins
     (r"\[\]$|^(array|list)\b|^array<", "array"),
-    (r"^map\b|^map<|^map\(", "map"),
-    (r"^(struct|row|record|union)\b|^struct<|^json", "object"),
+    # a map is an object of keys to values (ODCS's own `map` needs key and value definitions we do not have)
+    (r"^(struct|row|record|union|map)\b|^(struct|map)[<(]|^json", "object"),
     (r"^bool", "boolean"),
     (r"^(timestamp|datetime)", "timestamp"),
     (r"^date$", "date"),
@@ -39,14 +39,51 @@ _LOGICAL = (  # (pattern on the lower-cased type, ODCS logicalType); first match
 )
 
 
-def logical_type(physical: str | None) -> str | None:
-    """The ODCS logical type of an engine's type (``BIGINT`` → integer), or None when it is not one we know."""
+def logical_type(physical: str | None) -> str:
+    """The ODCS logical type of an engine's type (``BIGINT`` → integer). ODCS requires one on every property
+    and names no binary, interval or unknown type: those are ``string`` (the physicalType says what they are)."""
     text = (physical or "").strip().lower()
-    if not text:
-        return None
     for pattern, logical in _LOGICAL:
         if re.search(pattern, text):
             return logical
+    return "string"
+
+
+def unquote(name: str) -> str:
+    """A column name as dbt's tests may quote it (``"Order ID"``, `` `x` ``), bare."""
+    name = name.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in '"`':
+        return name[1:-1].replace(name[0] * 2, name[0])
+    if len(name) >= 2 and name[0] == "[" and name[-1] == "]":
+        return name[1:-1]
+    return name
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _filtered(name: str | None, table: str, column: str | None, where: str, kwargs: Mapping[str, Any]) -> str | None:
+    """A dbt test limited by ``where`` as the SQL check of the same rows (None: a test we cannot restate)."""
+    rows = f"FROM {table} WHERE ({where})"
+    if column is None:
+        return None
+    col = _ident(column)
+    if name == "not_null":
+        return f"SELECT COUNT(*) {rows} AND {col} IS NULL"
+    if name == "unique":
+        return f"SELECT COUNT(*) FROM (SELECT {col} {rows} AND {col} IS NOT NULL GROUP BY {col} HAVING COUNT(*) > 1)"
+    if name == "accepted_values" and isinstance(kwargs.get("values"), list) and kwargs["values"]:
+        values = ", ".join(_literal(v) for v in kwargs["values"])
+        return f"SELECT COUNT(*) {rows} AND {col} NOT IN ({values})"
     return None
 
 
@@ -67,15 +104,22 @@ def _custom(props: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"property": k, "value": v} for k, v in props.items() if v not in (None, "", [], {})]
 
 
-def _quality(test: Node, masked: bool) -> dict[str, Any] | None:
-    """One dbt data test as an ODCS quality check (None: a check a masked column cannot keep)."""
+def _quality(test: Node, masked: bool, table: str, column: str | None) -> dict[str, Any] | None:
+    """One dbt data test as an ODCS quality check, promising what the test checks (None: a check a masked
+    column cannot keep, its values being NULL for consumers)."""
     name, kwargs = test.test_name, test.test_kwargs
     base: dict[str, Any] = {"name": test.name}
     severity = (test.config or {}).get("severity")
     if isinstance(severity, str):
         base["severity"] = severity.lower()
+    if masked and name in ("not_null", "unique", "accepted_values"):
+        return None
     where = (test.config or {}).get("where")
-    if isinstance(where, str) and where.strip():  # the contract promises every row; dbt checks these
+    if isinstance(where, str) and where.strip():  # the same rows as dbt's test, no more
+        query = _filtered(name, table, column, where.strip(), kwargs)
+        if query is not None:
+            return {**base, "type": "sql", "query": query, "mustBe": 0,
+                    "description": f"dbt test `{name}` on the rows where {where.strip()}"}  # fmt: skip
         base["description"] = f"dbt's test checks only the rows where {where.strip()}."
     if name == "not_null":
         return None if masked else {**base, "type": "library", "metric": "nullValues", "mustBe": 0,
@@ -97,6 +141,13 @@ def _quality(test: Node, masked: bool) -> dict[str, Any] | None:
     if base.get("description"):
         description = f"{description}. {base['description']}"
     return {**base, "type": "custom", "engine": "dbt", "implementation": test.unique_id, "description": description}
+
+
+def _own_quality(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """ODCS checks a team adds for the contract alone (``meta: {odcs_quality: [...]}`` on the model or a
+    column): checks dbt does not run, which datacontract-cli does (`mesh check --datacontract`)."""
+    items = meta.get("odcs_quality")
+    return [dict(q) for q in items if isinstance(q, Mapping)] if isinstance(items, list) else []
 
 
 def _constraint_columns(node: Node, kind: str) -> list[str]:
@@ -132,8 +183,9 @@ def build_contract(
     table_tests: list[Node] = []
     for test in tests:
         column = test.column_name or test.test_kwargs.get("column_name")
-        (by_column.setdefault(str(column).lower(), []) if column else table_tests).append(test)
+        (by_column.setdefault(unquote(str(column)).lower(), []) if column else table_tests).append(test)
     physical = {c.name.lower(): c.type for c in d.columns}
+    parquet = {c.name.lower(): c.parquet_type for c in d.columns}
     masked = {c.lower() for c in d.pii_columns}
     primary = [c.lower() for c in _constraint_columns(node, "primary_key")] if node else []
     unique_cols = {c.lower() for c in _constraint_columns(node, "unique")} if node else set()
@@ -149,9 +201,7 @@ def build_contract(
         test_names = {t.test_name for t in checks}
         prop: dict[str, Any] = {"name": column_name}
         physical_type = physical.get(key) or (declared.data_type if declared else None)
-        logical = logical_type(physical_type or (declared.data_type if declared else None))
-        if logical:
-            prop["logicalType"] = logical
+        prop["logicalType"] = logical_type(physical_type or (declared.data_type if declared else None))
         if physical_type:
             prop["physicalType"] = physical_type
         description = (column.description if column else "") or (declared.description if declared else "")
@@ -170,21 +220,24 @@ def build_contract(
                 or ("primary_key" in kinds and not primary)
             ):
                 prop["unique"] = True
-        if "primary_key" in kinds or key in primary:
+        if ("primary_key" in kinds or key in primary) and key not in masked:
             prop["primaryKey"] = True
             prop["primaryKeyPosition"] = primary.index(key) + 1 if key in primary else 1
-        quality = [q for q in (_quality(t, key in masked) for t in checks) if q]
+        quality = [q for q in (_quality(t, key in masked, d.model, column_name) for t in checks) if q]
+        quality += _own_quality(column.meta if column is not None else {})
         if quality:
             prop["quality"] = quality
-        extra = {  # what dbt declares, so a later check compares like with like (breaking_changes)
-            "dbtDataType": declared.data_type if declared else None,
-            "dbtConstraints": sorted(kinds - {"None"}),
-        }
+        extra: dict[str, Any] = {"parquetType": parquet.get(key) if parquet.get(key) != physical_type else None}
+        if declared is not None:  # what dbt declares, so a later check compares like with like (GOV301)
+            extra["dbtDataType"] = declared.data_type
         if key in masked:
             extra["masked"] = True
             extra["piiReaders"] = next((f.readers for f in d.files if f.readers), None)
-        if _custom(extra):
-            prop["customProperties"] = [{**item, "vendor": VENDOR} for item in _custom(extra)]
+        items = _custom(extra)
+        if declared is not None:
+            items.append({"property": "dbtConstraints", "value": sorted(kinds - {"None"})})
+        if items:
+            prop["customProperties"] = [{**item, "vendor": VENDOR} for item in items]
         properties.append(prop)
     obj: dict[str, Any] = {"name": d.model, "logicalType": "object", "physicalType": "table"}
     if d.description:
@@ -194,7 +247,8 @@ def build_contract(
     else:
         obj["physicalName"] = f"{d.warehouse.releases_schema}.{d.warehouse.table}"
     obj["properties"] = properties
-    table_quality = [q for q in (_quality(t, False) for t in table_tests) if q]
+    table_quality = [q for q in (_quality(t, False, d.model, None) for t in table_tests) if q]
+    table_quality += _own_quality(node.meta if node is not None else {})
     if table_quality:
         obj["quality"] = table_quality
     contract: dict[str, Any] = {
@@ -251,6 +305,7 @@ def build_contract(
         "deprecationDate": d.deprecation_date,
         "dbtModelConstraints": sorted({str(c.get("type")) for c in d.contract.constraints}),
     })  # fmt: skip
+    contract["customProperties"].append({"property": "dbtColumns", "value": [c.name for c in d.contract.columns]})
     for item in contract["customProperties"]:
         item["vendor"] = VENDOR
     if d.produced_at:
@@ -278,31 +333,37 @@ def _props(items: Any) -> dict[str, Any]:
 
 
 def baseline_of(contract: Mapping[str, Any]) -> dict[str, Any]:
-    """An ODCS contract as the contract GOV301 compares a model with (``Contract.model_dump()``'s shape):
-    columns with their dbt type and constraints, model constraints, enforcement. From a contract this
-    tool wrote, the dbt facts it recorded; from any other, what ``physicalType``, ``required``, ``unique``
-    and ``primaryKey`` say."""
+    """An ODCS contract as the contract GOV301 compares a model with (``Contract.model_dump()``'s shape).
+
+    From a contract this tool wrote (``dbtColumns``): the columns dbt declared, with the types and
+    constraints dbt declared. From any other: every property, typed by ``physicalType`` (else
+    ``logicalType``), constrained by ``required``, ``unique`` and ``primaryKey``; not enforced."""
     top = _props(contract.get("customProperties"))
+    ours = isinstance(top.get("dbtColumns"), list)
+    declared = {str(c).lower() for c in top.get("dbtColumns") or []}
     objects = [o for o in contract.get("schema") or [] if isinstance(o, Mapping)]
     columns = []
     for prop in (objects[0].get("properties") or []) if objects else []:
         if not isinstance(prop, Mapping) or not prop.get("name"):
             continue
+        if ours and str(prop["name"]).lower() not in declared:
+            continue  # a column of the data dbt's contract does not declare: nothing was promised of it
         extra = _props(prop.get("customProperties"))
-        if "dbtConstraints" in extra or "dbtDataType" in extra:
+        if ours:
             kinds = list(extra.get("dbtConstraints") or [])
             data_type = extra.get("dbtDataType")
         else:
             kinds = [k for k, on in (("not_null", prop.get("required")), ("unique", prop.get("unique")),
                                      ("primary_key", prop.get("primaryKey"))) if on]  # fmt: skip
-            data_type = prop.get("physicalType")
+            data_type = prop.get("physicalType") or prop.get("logicalType")
         columns.append({"name": str(prop["name"]), "data_type": data_type,
                         "constraints": [{"type": k} for k in kinds]})  # fmt: skip
     return {
-        "enforced": bool(top.get("contractEnforced", True)),
+        "enforced": bool(top.get("contractEnforced", False)),
         "columns": columns,
         "constraints": [{"type": k} for k in top.get("dbtModelConstraints") or []],
         "release": top.get("releaseId"),
+        "foreign": not ours,
     }
 
 
@@ -336,13 +397,18 @@ def _schema() -> dict[str, Any]:
     return json.loads((files("open_data_contract_standard") / "schema.json").read_text(encoding="utf-8"))
 
 
-def schema_problems(contract: Any) -> list[str]:
-    """Every way ``contract`` breaks the ODCS JSON schema (empty: valid), each with its location."""
+@cache
+def _validator() -> Any:
     import jsonschema
 
     schema = _schema()
     validator_class = jsonschema.validators.validator_for(schema)
-    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+
+
+def schema_problems(contract: Any) -> list[str]:
+    """Every way ``contract`` breaks the ODCS JSON schema (empty: valid), each with its location."""
+    validator = _validator()
     out = []
     for error in sorted(validator.iter_errors(contract), key=lambda e: list(map(str, e.absolute_path))):
         where = "/".join(str(p) for p in error.absolute_path) or "(top)"

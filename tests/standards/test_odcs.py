@@ -160,32 +160,59 @@ def test_datacontract_lints_every_contract_and_tests_releases_catching_a_planted
         assert lint.returncode == 0, lint.stdout + lint.stderr
     clean = run_command(["mesh", "check", "--no-sqlfluff", "--datacontract", "shop"], plain_mesh_copy, env)
     assert "GOV107" not in clean.stdout, clean.stdout + clean.stderr
-    # the producer's test checks only some rows and a status its contract does not allow ships in another:
-    # dbt's gate lets it through, the contract (every row) does not
+    # a check only the contract makes (`meta.odcs_quality`, which dbt does not run) and a test dbt runs on
+    # some rows (its `where` becomes the same rows' SQL check); then a planted row breaks the contract's
+    # own check, and a status outside the test's rows breaks nothing
     schema = plain_mesh_copy / "shop/models/schema.yml"
-    schema.write_text(
-        schema.read_text().replace(
-            """        description: Order status.
-        data_type: varchar
+    text = schema.read_text().replace(
+        """        description: Order total in EUR.
 """,
-            """        description: Order status.
+        """        description: Order total in EUR.
+        meta:
+          odcs_quality:
+            - {type: sql, description: every order has a positive amount, mustBe: 0,
+               query: "SELECT COUNT(*) FROM orders WHERE amount <= 0"}
+""",
+    )
+    text = text.replace("""        description: Order status.
+        data_type: varchar
+""", """        description: Order status.
         data_type: varchar
         data_tests:
           - accepted_values:
               arguments: {values: [completed, returned]}
               config: {where: "order_id < 3"}
-""",
-        )
-    )
+""")  # fmt: skip
+    schema.write_text(text)
     sql = plain_mesh_copy / "shop/models/orders_v2.sql"
-    sql.write_text(sql.read_text().replace("(3, 11, 'completed', 7.25)", "(3, 11, 'lost', 7.25)"))
+    sql.write_text(sql.read_text().replace("(3, 11, 'completed', 7.25)", "(3, 11, 'lost', 0.0)"))
     built = run_mesh("build", "shop", cwd=plain_mesh_copy)
     assert built.returncode == 0, built.stdout + built.stderr
+    current = json.loads((plain_mesh_copy / "exchange/products/shop/orders/v2/current.json").read_text())
+    contract = yaml.safe_load((plain_mesh_copy / "exchange/products/shop/orders/v2/releases" / current["release_id"]
+                               / odcs.CONTRACT_FILE).read_text())  # fmt: skip
+    status = next(p for p in contract["schema"][0]["properties"] if p["name"] == "status")
+    assert status["quality"][0]["type"] == "sql" and "WHERE (order_id < 3) AND \"status\" NOT IN" in (
+        status["quality"][0]["query"])  # fmt: skip
     result = run_command(["mesh", "check", "--no-sqlfluff", "--datacontract", "shop"], plain_mesh_copy, env)
     assert result.returncode == 1, result.stdout + result.stderr
     (line,) = [x for x in result.stdout.splitlines() if "GOV107" in x]
-    assert "shop.orders.v2: Check that field status has invalid_count = 0 (status)" in line, line
-    assert "was 1, expected = 0" in line
+    assert line.startswith("  ERROR GOV107 product-data-contract: shop.orders.v2: every order has a positive amount"), (
+        line
+    )
+    assert "status" not in line
+    # a release file changed after it was published is a finding of its own, and the others are still tested
+    data = plain_mesh_copy / "exchange/products/shop/orders/v1/releases"
+    (v1,) = [p for p in data.glob("*/data.parquet") if p.parent.name == json.loads(
+        (data.parent / "current.json").read_text())["release_id"]]  # fmt: skip
+    v1.chmod(0o644)
+    raw = bytearray(v1.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    v1.write_bytes(bytes(raw))
+    tampered = run_command(["mesh", "check", "--no-sqlfluff", "--datacontract", "shop"], plain_mesh_copy, env)
+    found = [x for x in tampered.stdout.splitlines() if "GOV107" in x]
+    assert any("shop.orders.v1: the release cannot be tested" in x and "SHA-256" in x for x in found), found
+    assert any("shop.orders.v2: every order has a positive amount" in x for x in found), found
     # without datacontract-cli: one clear error naming the way to install it
     bare = {k: v for k, v in env.items() if k != "MESH_DATACONTRACT"}
     bare["PATH"] = "/usr/bin:/bin"

@@ -10,6 +10,7 @@ from typing import Any
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 from mesh_tools.model.nodes import Node
+from mesh_tools.model.odcs import logical_type
 
 
 def _norm(data_type: str | None) -> str:
@@ -23,16 +24,23 @@ def _constraint_types(items: list[dict[str, Any]]) -> set[str]:
 def breaking_changes(previous: dict[str, Any], node: Node) -> list[tuple[str, str | None]]:
     """(what changed, the column concerned) between a released contract and the model now."""
     changes: list[tuple[str, str | None]] = []
+    foreign = bool(previous.get("foreign"))  # another tool's ODCS contract: names and logical types compared
     before = {c["name"]: c for c in previous.get("columns", [])}
     now = node.columns
+    if foreign:
+        now = {n.lower(): c for n, c in now.items()}
+        before = {n.lower(): c for n, c in before.items()}
     added = [c for c in now if c not in before]
     for name, column in before.items():
         if name not in now:
             verb = "removed or renamed" if added else "removed"
             changes.append((f"column '{name}' {verb}", name))
             continue
-        if _norm(column.get("data_type")) != _norm(now[name].data_type):
-            changes.append((f"column '{name}' type changed {column.get('data_type')} -> {now[name].data_type}", name))
+        was, is_now = column.get("data_type"), now[name].data_type
+        if foreign and was and is_now and logical_type(was) != logical_type(is_now):
+            changes.append((f"column '{name}' type changed {was} -> {is_now}", name))
+        elif not foreign and _norm(was) != _norm(is_now):
+            changes.append((f"column '{name}' type changed {was} -> {is_now}", name))
         dropped = _constraint_types(column.get("constraints", [])) - _constraint_types(now[name].constraints)
         for kind in sorted(dropped):
             changes.append((f"constraint {kind} dropped from column '{name}'", name))
