@@ -20,7 +20,7 @@ from mesh_tools.model import odcs
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import Contract
-from mesh_tools.store.exchange import Exchange, Release, open_exchange
+from mesh_tools.store.exchange import PROD, Exchange, Release, open_exchange
 
 DATACONTRACT_VARIABLE = "MESH_DATACONTRACT"
 
@@ -66,7 +66,10 @@ def _contract_of(exchange: Exchange, manifest: Manifest, node: Node) -> ProductC
     release = exchange.current(node.package, node.name, node.version, verify=False)
     if release is None:
         contract = odcs.build_contract(None, node, tests, owner=manifest.owner(node))
-        return ProductContract(node.package, node.key, contract, None, "not released yet: a proposed contract")
+        note = "not released yet: a proposed contract"
+        if exchange.env != PROD and exchange.current_id(node.package, node.name, node.version, PROD):
+            note = f"no release in channel {exchange.env!r} (prod has one): a proposed contract"
+        return ProductContract(node.package, node.key, contract, None, note)
     d = release.descriptor
     same = Contract.of(node).fingerprint() == d.contract_hash
     # the release is what the contract describes: a model changed since is described by its next release
@@ -79,6 +82,8 @@ def _contract_of(exchange: Exchange, manifest: Manifest, node: Node) -> ProductC
 def export_contracts(mesh: Mesh, domains: list[str], out: Path) -> Export:
     """Write each contract as ``<out>/<domain>/<product>.odcs.yaml`` (each file replaced atomically)."""
     result = Export()
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"{display_path(out)} is a link to nothing: give -o a folder.")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{display_path(out)} is a file: give -o a folder.")
     contracts = []

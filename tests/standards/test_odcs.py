@@ -101,6 +101,10 @@ def test_export_writes_each_products_contract_and_a_proposed_one_before_its_firs
         "The product's data is at most 6 hours old (meta.freshness_slo_hours).")}]  # fmt: skip
     (refund,) = proposed["schema"][0]["properties"]
     assert refund["required"] is True and refund["physicalType"] == "bigint" and refund["logicalType"] == "integer"
+    # a channel with no release of it: said, and the contract is a proposed one
+    dev = run_mesh("--env", "dev", "contracts", "export", "shop", "-o", str(tmp_path / "dev"), cwd=plain_mesh_copy)
+    assert dev.returncode == 0 and "shop.orders.v2" in dev.stdout, dev.stdout + dev.stderr
+    assert "no release in channel 'dev' (prod has one): a proposed contract" in dev.stdout
     # -o on a file: one clear error, nothing written
     bad = tmp_path / "a-file"
     bad.write_text("mine")
