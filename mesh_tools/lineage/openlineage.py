@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools import __version__
+from mesh_tools.core.config import env_seconds
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import Node
@@ -41,15 +42,12 @@ PRODUCER = f"https://pypi.org/project/mesh-tools/{__version__}"
 DEADLINE_SECONDS = 15.0  # what sending a command's events may cost in all (MESH_LINEAGE_TIMEOUT)
 
 
-def _deadline_seconds() -> float:
-    try:
-        value = float(os.environ.get("MESH_LINEAGE_TIMEOUT") or DEADLINE_SECONDS)
-    except ValueError:
-        return DEADLINE_SECONDS
-    return value if value > 0 else DEADLINE_SECONDS
-
-
 _RAN = ("model", "seed", "snapshot")
+
+
+def _config_files(cwd: Path | None = None) -> tuple[Path, Path]:
+    """Where the client looks for openlineage.yml when OPENLINEAGE_CONFIG names none."""
+    return (cwd or Path.cwd()) / "openlineage.yml", Path.home() / ".openlineage" / "openlineage.yml"
 
 
 def configuration(cwd: Path | None = None) -> str | None:
@@ -59,7 +57,7 @@ def configuration(cwd: Path | None = None) -> str | None:
         return None
     if env.get("OPENLINEAGE_CONFIG"):
         return f"OPENLINEAGE_CONFIG={env['OPENLINEAGE_CONFIG']}"
-    for path in ((cwd or Path.cwd()) / "openlineage.yml", Path.home() / ".openlineage" / "openlineage.yml"):
+    for path in _config_files(cwd):
         if path.is_file():
             return str(path)
     if any(k.startswith("OPENLINEAGE__TRANSPORT") for k in env) or env.get("OPENLINEAGE_URL"):
@@ -118,8 +116,8 @@ def _config_problem() -> str | None:
 def _asked_for_console() -> bool:
     if os.environ.get("OPENLINEAGE__TRANSPORT__TYPE", "").lower() == "console":
         return True
-    for path in (Path(os.environ.get("OPENLINEAGE_CONFIG") or "/nonexistent"), Path.cwd() / "openlineage.yml",
-                 Path.home() / ".openlineage" / "openlineage.yml"):  # fmt: skip
+    named = os.environ.get("OPENLINEAGE_CONFIG")
+    for path in (Path(named).expanduser(),) if named else _config_files():
         try:
             import yaml
 
@@ -156,7 +154,7 @@ class Emitter:
         self.exchange_namespace = exchange_namespace
         self.sent = 0
         self.failure: str | None = None
-        self.budget = _deadline_seconds()
+        self.budget = env_seconds("MESH_LINEAGE_TIMEOUT", DEADLINE_SECONDS)
         self.deadline = time.monotonic() + self.budget
 
     @classmethod

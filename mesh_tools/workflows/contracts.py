@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mesh_tools.core.config import env_seconds
 from mesh_tools.core.errors import ConfigError, MeshError, display_path
 from mesh_tools.core.files import write_atomic
 from mesh_tools.core.mesh import Mesh
@@ -136,7 +137,7 @@ def test_releases(mesh: Mesh, domains: list[str]) -> tuple[dict[str, list[tuple[
     (checks the tool cannot run on Parquet, checks of severity warn) are not problems; a failed check, a
     contract the tool refuses, or a release file that fails its SHA-256 check is."""
     program = find_datacontract()
-    timeout = _timeout()
+    timeout = env_seconds("MESH_DATACONTRACT_TIMEOUT", 120.0)
     exchange = open_exchange(mesh)
     out: dict[str, list[tuple[str, str]]] = {}
     notes: list[str] = []
@@ -166,14 +167,6 @@ def test_releases(mesh: Mesh, domains: list[str]) -> tuple[dict[str, list[tuple[
     return out, notes
 
 
-def _timeout() -> float:
-    try:
-        value = float(os.environ.get("MESH_DATACONTRACT_TIMEOUT") or 120)
-    except ValueError:
-        return 120.0
-    return value if value > 0 else 120.0
-
-
 def _testable(contract: dict[str, Any], descriptor: Any, data: Path) -> dict[str, Any]:
     """The contract as datacontract-cli can test it against the release file: the file as its server, each
     column typed as the file holds it (Parquet's type, e.g. DECIMAL(38,0) for HUGEINT); a nested type the
@@ -186,15 +179,17 @@ def _testable(contract: dict[str, Any], descriptor: Any, data: Path) -> dict[str
     for obj in tested.get("schema") or []:
         for prop in obj.get("properties") or []:
             kind = parquet.get(str(prop.get("name")).lower())
-            if (
-                kind
-                and not any(mark in kind.upper() for mark in ("STRUCT", "MAP", "[", "(", "UNION", " "))
-                or (kind and kind.upper().startswith("DECIMAL"))
-            ):
+            if kind and _plain_type(kind):
                 prop["physicalType"] = kind
             else:
                 prop.pop("physicalType", None)
     return tested
+
+
+def _plain_type(kind: str) -> bool:
+    """A scalar type name datacontract-cli parses: one word, or a DECIMAL with its precision."""
+    upper = kind.upper()
+    return upper.startswith("DECIMAL") or not any(mark in upper for mark in ("STRUCT", "MAP", "[", "(", "UNION", " "))
 
 
 def _run_test(program: Path, contract: dict[str, Any], scratch: Path, timeout: float) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,8 +29,9 @@ def _relations_namespace(mesh: Mesh, name: str, target: str | None) -> str:
     return relation_namespace(domain, profile.adapter, profile)
 
 
-def emit_runs(mesh: Mesh, runs: list[DomainRun], target: str | None) -> list[str]:
-    """The events of each domain run that started; warnings (never an exception) when they cannot go."""
+def _emit(mesh: Mesh, what: str, send: Callable[[Any], None]) -> list[str]:
+    """Open the configured client, let ``send(emitter)`` emit, close it: warnings, never an exception
+    (``what``: the command lineage must not fail)."""
     from mesh_tools.lineage.openlineage import Emitter, configuration
 
     warnings: list[str] = []
@@ -37,8 +39,18 @@ def emit_runs(mesh: Mesh, runs: list[DomainRun], target: str | None) -> list[str
         return warnings
     try:
         emitter = Emitter.open(mesh, exchange_namespace(open_exchange(mesh)), warnings)
-        if emitter is None:
-            return warnings
+        if emitter is not None:
+            send(emitter)
+            emitter.close(warnings)
+    except Exception as exc:  # noqa: BLE001 - lineage never fails the command
+        warnings.append(f"OpenLineage events not built ({exc!r}): the {what} itself is not affected.")
+    return warnings
+
+
+def emit_runs(mesh: Mesh, runs: list[DomainRun], target: str | None) -> list[str]:
+    """The events of each domain run that started; warnings (never an exception) when they cannot go."""
+
+    def send(emitter: Any) -> None:
         from mesh_tools.lineage.openlineage import RunFacts, domain_events
 
         for run in runs:
@@ -51,25 +63,15 @@ def emit_runs(mesh: Mesh, runs: list[DomainRun], target: str | None) -> list[str
                 invocation_id=run.invocation_id,
             )  # fmt: skip
             emitter.emit(domain_events(emitter, mesh, facts, _relations_namespace(mesh, run.domain, target)))
-        emitter.close(warnings)
-    except Exception as exc:  # noqa: BLE001 - lineage never fails a build
-        warnings.append(f"OpenLineage events not built ({exc!r}): the build itself is not affected.")
-    return warnings
+
+    return _emit(mesh, "build", send)
 
 
 def emit_publish(mesh: Mesh, domain: str, releases: list[Any], target: str | None) -> list[str]:
     """The events of a `mesh publish` of ``domain``."""
-    from mesh_tools.lineage.openlineage import Emitter, configuration, publish_events
+    from mesh_tools.lineage.openlineage import publish_events
 
-    warnings: list[str] = []
-    if configuration() is None or not releases:
-        return warnings
-    try:
-        emitter = Emitter.open(mesh, exchange_namespace(open_exchange(mesh)), warnings)
-        if emitter is None:
-            return warnings
-        emitter.emit(publish_events(emitter, mesh, domain, releases, _relations_namespace(mesh, domain, target)))
-        emitter.close(warnings)
-    except Exception as exc:  # noqa: BLE001 - lineage never fails a publish
-        warnings.append(f"OpenLineage events not built ({exc!r}): the publish itself is not affected.")
-    return warnings
+    if not releases:
+        return []
+    return _emit(mesh, "publish", lambda emitter: emitter.emit(
+        publish_events(emitter, mesh, domain, releases, _relations_namespace(mesh, domain, target))))  # fmt: skip
