@@ -42,6 +42,7 @@ class Entry:
     key: str
     size: int
     modified: float  # seconds since the epoch
+    etag: str | None = None  # the store's tag of the object's bytes (S3: changes whenever they do); None in a folder
 
 
 class Backend:
@@ -321,7 +322,9 @@ class S3Backend(Backend):
             answer = self._call("listing", prefix, self.client.list_objects_v2, **kwargs)
             for item in answer.get("Contents", []):
                 key = item["Key"][len(self._key("")) :] if self.prefix else item["Key"]
-                out.append(Entry(key.lstrip("/"), int(item["Size"]), item["LastModified"].timestamp()))
+                out.append(
+                    Entry(key.lstrip("/"), int(item["Size"]), item["LastModified"].timestamp(), item.get("ETag"))
+                )
             if not answer.get("IsTruncated"):
                 return sorted(out, key=lambda e: e.key)
             token = answer["NextContinuationToken"]
