@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from mesh_tools.core.credentials import redact_urls
+
 _START_DIR = Path.cwd().resolve()
 
 
@@ -18,6 +20,10 @@ def display_path(path: Path) -> str:
 
 class MeshError(Exception):
     """Root of every error mesh_tools raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        # a message names URLs, never their credentials (a botocore error quoting AWS_ENDPOINT_URL's user:password)
+        super().__init__(*(redact_urls(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(MeshError):

@@ -33,6 +33,7 @@ from typing import Any
 
 from mesh_tools import __version__
 from mesh_tools.core.config import env_seconds
+from mesh_tools.core.credentials import redact_urls, url_place
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import Node
@@ -70,8 +71,7 @@ _SECRET_VARIABLE = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|AUTH", re.I)
 
 def redact(text: str) -> str:
     """``text`` without credentials: user:password@ in URLs, query values, OpenLineage variables' secrets."""
-    text = re.sub(r"(\w+://)[^/\s@]+@", r"\1***@", text)
-    text = re.sub(r"([?&][^=&\s]+=)[^&\s'\"]+", r"\1***", text)
+    text = redact_urls(text)
     for name, value in os.environ.items():
         if name.startswith("OPENLINEAGE") and _SECRET_VARIABLE.search(name) and len(value) >= 4:
             text = text.replace(value, "***")
@@ -310,7 +310,7 @@ def _error(problems: list[str]) -> dict[str, Any]:
 
     if not problems:
         return {}
-    text = "\n".join(problems)[:4000]
+    text = redact("\n".join(problems)[:4000])  # a domain's problems may quote a URL with its credentials
     return {"errorMessage": error_message_run.ErrorMessageRunFacet(message=text, programmingLanguage="SQL")}
 
 
@@ -338,8 +338,8 @@ def _iso(value: str | None, default: str) -> str:
 def relation_namespace(domain: Domain, adapter: str | None, profile: Any) -> str:
     """A domain's engine as an OpenLineage namespace (the naming convention's where it can be followed)."""
     connection = getattr(profile, "connection", None) or {}
-    if adapter == "postgres" and connection.get("host"):
-        return f"postgres://{connection['host']}:{connection.get('port') or 5432}"
+    if adapter == "postgres" and connection.get("host"):  # the place, never a user or password in the host
+        return url_place(f"postgres://{connection['host']}:{connection.get('port') or 5432}")
     files = getattr(profile, "files", ()) or ()
     if adapter == "duckdb" and files:
         return f"duckdb://{Path(files[0]).resolve()}"

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
+from mesh_tools.core.credentials import url_place
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import ReleaseDescriptor
 
@@ -373,9 +374,11 @@ def local_server(path: str, environment: str | None = None) -> dict[str, Any]:
 
 
 def s3_server(location: str, endpoint: str | None = None, environment: str | None = None) -> dict[str, Any]:
-    server: dict[str, Any] = {"server": "exchange", "type": "s3", "location": location, "format": "parquet"}
+    """A release file in an object store, as an ODCS server: where it is, never who may read it (the user,
+    password and query of ``AWS_ENDPOINT_URL`` are the reader's own, so they are left out)."""
+    server: dict[str, Any] = {"server": "exchange", "type": "s3", "location": url_place(location), "format": "parquet"}
     if endpoint:
-        server["endpointUrl"] = endpoint
+        server["endpointUrl"] = url_place(endpoint)
     return {**server, "environment": environment} if environment else server
 
 

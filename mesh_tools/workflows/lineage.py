@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from mesh_tools.core.credentials import url_place
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import Exchange, open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
@@ -14,7 +15,7 @@ from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
 
 def exchange_namespace(exchange: Exchange) -> str:
     """The exchange as an OpenLineage namespace: producers and consumers name a release the same way."""
-    return f"file://{exchange.root.resolve()}" if exchange.local else exchange.url
+    return f"file://{exchange.root.resolve()}" if exchange.local else url_place(exchange.url)
 
 
 def _relations_namespace(mesh: Mesh, name: str, target: str | None) -> str:
