@@ -31,6 +31,7 @@ PROD = "prod"  # the channel every build reads and publishes unless told otherwi
 ENV_VARIABLE = "MESH_ENV"
 LOG_FILE = "log.jsonl"
 ORPHAN_SECONDS = 3600  # an unfinished release older than this is a dead publisher's: swept
+INTERFACE_LIMIT = 64 * 1024 * 1024  # bytes of a published interface: another checkout's file, read before trusted
 
 
 def new_release_id(salt: str) -> str:
@@ -184,11 +185,18 @@ class Exchange:
 
     def fetch_interface(self, project: str, channels: list[str]) -> Path | None:
         """The published interface of ``project`` from the first of ``channels`` that has one, as a local file
-        (the cache), or None when it never published one."""
+        (the cache), or None when it never published one. One over ``INTERFACE_LIMIT`` bytes is refused
+        before it is downloaded (ArtifactError): another checkout's file never fills this one's memory."""
         for channel in channels:
-            raw = self.backend.read(self.interface_key(project, channel))
+            key = self.interface_key(project, channel)
+            listed = {e.key: e.size for e in self.backend.listing(key.rsplit("/", 1)[0])}
+            if listed.get(key, 0) > INTERFACE_LIMIT:
+                raise self._interface_too_big(key, listed[key])
+            raw = self.backend.read(key)
             if raw is None:
                 continue
+            if len(raw) > INTERFACE_LIMIT:  # replaced by a bigger one since it was listed
+                raise self._interface_too_big(key, len(raw))
             path = self.interface_cache(project, channel)
             if path.is_file() and path.read_bytes() == raw:
                 return path  # unchanged: its file stays as it was (build state compares its stat)
@@ -198,6 +206,14 @@ class Exchange:
             os.replace(partial, path)
             return path
         return None
+
+    def _interface_too_big(self, key: str, size: int) -> ArtifactError:
+        project = key.split("/")[1]
+        return ArtifactError(
+            f"{self.backend.display(key)}: the interface {project} published is {size:,} bytes, over the limit of "
+            f"{INTERFACE_LIMIT:,} (the public models of a project, without their SQL, are far smaller). It is not "
+            f"read: ask {project}'s team to publish again (`mesh publish {project}`)."
+        )
 
     def interface_cache(self, project: str, channel: str) -> Path:
         return self.root / "interfaces" / safe_name(project, "project", "exchange interface") / f"{channel}.json"

@@ -9,6 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from mesh_tools.store.backends import S3Backend
+from mesh_tools.store.exchange import Exchange
 from tests import s3server
 from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command
 
@@ -21,6 +23,15 @@ def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def
     server = s3server.Server(tmp_path_factory.mktemp("moto") / "moto.log")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def exchange(s3: s3server.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Exchange:
+    """An exchange on a bucket of its own of the test server, in this process (no dbt, no checkout)."""
+    for name, value in {**s3server.CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint}.items():
+        monkeypatch.setenv(name, value)
+    bucket = s3.bucket(f"unit-{uuid.uuid4().hex[:12]}")
+    return Exchange(tmp_path / "cache", backend=S3Backend(f"s3://{bucket}/ex"), env="prod")
 
 
 # -- two checkouts sharing one bucket: the unit's one build, for every test file of the unit

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,17 +11,8 @@ import pytest
 from mesh_tools.core.errors import ConfigError
 from mesh_tools.store.backends import Conflict, S3Backend
 from mesh_tools.store.exchange import Exchange, interface_channels
-from tests import s3server
 
 pytestmark = pytest.mark.s3
-
-
-@pytest.fixture
-def exchange(s3: s3server.Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Exchange:
-    for name, value in {**s3server.CREDENTIALS, "AWS_ENDPOINT_URL": s3.endpoint}.items():
-        monkeypatch.setenv(name, value)
-    bucket = s3.bucket(f"unit-{uuid.uuid4().hex[:12]}")
-    return Exchange(tmp_path / "cache", backend=S3Backend(f"s3://{bucket}/ex"), env="prod")
 
 
 @pytest.mark.parametrize(
