@@ -26,7 +26,7 @@ MARKER = ".mesh-output"
 def safe_name(value: object, what: str, where: str) -> str:
     """``value`` if it can be a folder or file name, else a ConfigError naming ``where`` it came from."""
     text = str(value)
-    if isinstance(value, str | int) and _NAME.match(text):
+    if isinstance(value, str | int) and _NAME.fullmatch(text):
         return text
     raise ConfigError(
         f"{where}: {what} {_shown(value)} cannot name a folder (letters, digits, '_' and '-' only, no '/', "
@@ -36,7 +36,7 @@ def safe_name(value: object, what: str, where: str) -> str:
 
 def safe_version(value: object, where: str) -> str:
     text = str(value)
-    if isinstance(value, str | int | float) and _VERSION.match(text):
+    if isinstance(value, str | int | float) and _VERSION.fullmatch(text):
         return text
     raise ConfigError(
         f"{where}: model version {_shown(value)} cannot name a folder (letters, digits, '_', '-' and single '.', "
@@ -45,7 +45,7 @@ def safe_version(value: object, where: str) -> str:
 
 
 def safe_release_id(value: object, where: str) -> str:
-    if isinstance(value, str) and RELEASE_ID.match(value):
+    if isinstance(value, str) and RELEASE_ID.fullmatch(value):
         return value
     raise ConfigError(
         f"{where}: {_shown(value)} is not a release id (rYYYYMMDDTHHMMSSffffffZ-xxxxxx). "

@@ -23,8 +23,8 @@ _VERSION = re.compile(r"^v(\w+)$")
 def split_key(key: str) -> tuple[str, str, str | None]:
     """``sales.fct_orders.v2`` -> (sales, fct_orders, "2"); ``customers.dim_customers`` -> (..., None)."""
     parts = key.split(".")
-    if len(parts) >= 3 and _VERSION.match(parts[-1]):
-        return parts[0], ".".join(parts[1:-1]), _VERSION.match(parts[-1]).group(1)  # type: ignore[union-attr]
+    if len(parts) >= 3 and _VERSION.fullmatch(parts[-1]):
+        return parts[0], ".".join(parts[1:-1]), _VERSION.fullmatch(parts[-1]).group(1)  # type: ignore[union-attr]
     return parts[0], ".".join(parts[1:]), None
 
 

@@ -43,7 +43,7 @@ RESERVED = frozenset(
 
 def check_name(name: str, mesh: Mesh) -> None:
     """Refuse a name that is not a lower-case identifier, is reserved, or is taken."""
-    if not IDENTIFIER.match(name):
+    if not IDENTIFIER.fullmatch(name):
         raise ConfigError(
             f"'{name}' is not a valid domain name: use lower-case letters, digits and underscores, "
             "starting with a letter (it becomes a dbt project, profile and schema name)."

@@ -410,12 +410,12 @@ class Exchange:
             folder = self.releases_dir(project, model, version)
             if not folder.is_dir():
                 return []
-            return sorted(p.name for p in folder.iterdir() if p.is_dir() and RELEASE_ID.match(p.name))
+            return sorted(p.name for p in folder.iterdir() if p.is_dir() and RELEASE_ID.fullmatch(p.name))
         prefix = f"{self.product_prefix(project, model, version)}/releases"
         ids = set()
         for entry in self.backend.listing(prefix):
             parts = entry.key[len(prefix) + 1 :].split("/")
-            if len(parts) == 2 and parts[1] == "release.json" and RELEASE_ID.match(parts[0]):
+            if len(parts) == 2 and parts[1] == "release.json" and RELEASE_ID.fullmatch(parts[0]):
                 ids.add(parts[0])
         return sorted(ids)
 
@@ -445,7 +445,7 @@ class Exchange:
             return None, None
         try:
             release_id = json.loads(raw)["release_id"]
-            if not isinstance(release_id, str) or not RELEASE_ID.match(release_id):
+            if not isinstance(release_id, str) or not RELEASE_ID.fullmatch(release_id):
                 raise ValueError(f"{str(release_id)[:80]!r} is not a release id")
             return release_id, tag
         except (ValueError, KeyError, TypeError) as exc:
