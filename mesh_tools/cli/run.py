@@ -219,11 +219,11 @@ def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str
     change against the target's current release (GOV301). A domain moves all its products or none.
     Exit 1 when the gate refuses.
     """
-    from mesh_tools.core.paths import safe_name
+    from mesh_tools.core.channels import check_channel
     from mesh_tools.workflows.promote import promote as promote_domain
 
     for channel, flag in ((source, "--from"), (dest, "--to")):
-        safe_name(channel, "channel", flag)
+        check_channel(channel, flag)  # as --env checks it: a channel nobody could read is never written
     mesh = _mesh(ctx)
     _locked(ctx, mesh)
     refused = False

@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mesh_tools.core.channels import check_channel
 from mesh_tools.core.errors import ConfigError
-from mesh_tools.core.paths import safe_name, safe_release_id
+from mesh_tools.core.paths import safe_release_id
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import YamlDoc, load_yaml
 
@@ -213,14 +214,14 @@ def load_domain_file(folder: Path) -> DomainFile:
     for product, release in settings.pins.items():  # a pin becomes a path: only a release id is one
         safe_release_id(release, f"{doc.display}:{doc.line_of(('pins', product))}: the pin of {product[:80]}")
     for env, setting in settings.environments.items():  # an environment and a channel become file names
-        safe_name(env, "environment", f"{doc.display}:{doc.line_of(('environments', env))}")
+        check_channel(env, f"{doc.display}:{doc.line_of(('environments', env))}")
         for product, release in setting.pins.items():
             where = f"{doc.display}:{doc.line_of(('environments', env, 'pins', product))}: the pin of {product[:80]}"
             safe_release_id(release, where)
         for upstream, channels in setting.channels.items():
             where = f"{doc.display}:{doc.line_of(('environments', env, 'channels', upstream))}"
             for channel in [channels] if isinstance(channels, str) else channels:
-                safe_name(channel, "channel", where)
+                check_channel(channel, where)
     return settings
 
 

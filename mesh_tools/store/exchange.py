@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mesh_tools.core.channels import PROD, check_channel
 from mesh_tools.core.errors import ArtifactError, ConfigError, StorageError, display_path
 from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
@@ -27,7 +28,6 @@ from mesh_tools.model.odcs import CONTRACT_FILE, local_server, s3_server
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backend
 
-PROD = "prod"  # the channel every build reads and publishes unless told otherwise
 ENV_VARIABLE = "MESH_ENV"
 LOG_FILE = "log.jsonl"
 ORPHAN_SECONDS = 3600  # an unfinished release older than this is a dead publisher's: swept
@@ -43,15 +43,6 @@ def new_release_id(salt: str) -> str:
 def current_env() -> str:
     """The environment (channel) of this run: ``mesh --env NAME`` / ``MESH_ENV``, else prod."""
     return check_channel(os.environ.get(ENV_VARIABLE) or PROD, f"--env / {ENV_VARIABLE}")
-
-
-def check_channel(name: str, where: str) -> str:
-    """A channel name: a file name that is not an option, and prod spelled one way only."""
-    safe_name(name, "environment", where)
-    if name.startswith("-") or (name.lower() == PROD and name != PROD):
-        raise ConfigError(f"{where}: {name!r} cannot name an environment; did you mean {PROD!r}?"
-                          if name.lower() == PROD else f"{where}: {name!r} cannot name an environment.")  # fmt: skip
-    return name
 
 
 def _env_settings(domain: Domain, env: str) -> Any:
@@ -155,7 +146,7 @@ class Exchange:
         self.root = root
         self.backend: Backend = backend or FolderBackend(root)
         self.local = isinstance(self.backend, FolderBackend)
-        self.env = env or current_env()
+        self.env = check_channel(env, "the exchange's environment") if env else current_env()
 
     @property
     def url(self) -> str:
@@ -174,13 +165,13 @@ class Exchange:
         return f"{self.product_prefix(project, model, version)}/releases/{safe_release_id(release_id, 'release')}"
 
     def pointer_key(self, project: str, model: str, version: str | None, channel: str | None = None) -> str:
-        channel = safe_name(channel or self.env, "channel", "exchange pointer")
+        channel = check_channel(channel or self.env, "exchange pointer")
         name = "current.json" if channel == PROD else f"channels/{channel}.json"
         return f"{self.product_prefix(project, model, version)}/{name}"
 
     def interface_key(self, project: str, channel: str | None = None) -> str:
         """The public interface (manifest of public models) a producer published in a channel."""
-        channel = safe_name(channel or self.env, "channel", "exchange interface")
+        channel = check_channel(channel or self.env, "exchange interface")
         return f"interfaces/{safe_name(project, 'project', 'exchange interface')}/{channel}.json"
 
     def fetch_interface(self, project: str, channels: list[str]) -> Path | None:
@@ -216,6 +207,7 @@ class Exchange:
         )
 
     def interface_cache(self, project: str, channel: str) -> Path:
+        channel = check_channel(channel, "exchange interface")
         return self.root / "interfaces" / safe_name(project, "project", "exchange interface") / f"{channel}.json"
 
     def product_dir(self, project: str, model: str, version: str | None) -> Path:
@@ -236,7 +228,7 @@ class Exchange:
     def _holder_key(self, kind: str, consumer: str, env: str | None = None) -> str:
         name = safe_name(consumer, "consumer", f"exchange {kind[:-1]}")
         env = env or self.env
-        return f"{kind}/{name}.json" if env == PROD else f"{kind}/{safe_name(env, 'environment', kind)}/{name}.json"
+        return f"{kind}/{name}.json" if env == PROD else f"{kind}/{check_channel(env, kind)}/{name}.json"
 
     def receipt_key(self, consumer: str, env: str | None = None) -> str:
         return self._holder_key("receipts", consumer, env)
@@ -301,7 +293,8 @@ class Exchange:
             first = "; ".join(line.strip() for line in str(exc).splitlines()[:3])[:300]
             raise ArtifactError(f"{self.backend.display(key)}: release descriptor is corrupt ({first}).") from None
         d = descriptor
-        if d.release_id != release_id or (d.project, d.model, d.version) != (project, model, version):
+        said = (d.release_id, d.project, d.model, d.version, d.product)
+        if said != (release_id, project, model, version, product_key(project, model, version)):
             raise ArtifactError(
                 f"{self.backend.display(key)}: the descriptor says {d.product} release {d.release_id!r}, but it lives "
                 f"in {shown}. A release is read only from its own folder; publish again with "
@@ -439,7 +432,9 @@ class Exchange:
         self, project: str, model: str, version: str | None, channel: str | None = None
     ) -> tuple[str | None, str | None]:
         """The release id a channel's pointer names (None: no pointer), and its tag for ``switch_current``."""
-        key = self.pointer_key(project, model, version, channel)
+        return self._pointer_at(self.pointer_key(project, model, version, channel), project)
+
+    def _pointer_at(self, key: str, project: str) -> tuple[str | None, str | None]:
         raw, tag = self.backend.read_tagged(key)
         if raw is None:
             return None, None
@@ -458,22 +453,20 @@ class Exchange:
         return self.read_pointer(project, model, version, channel)[0]
 
     def pointers(self, project: str, model: str, version: str | None) -> dict[str, str]:
-        """Channel -> release id, for every channel with a pointer to this product."""
+        """Pointer name -> release id, for every pointer file of this product: each channel's, and one under a
+        name no channel may take (a ``PROD`` written before the names were checked alike) too, since retention
+        keeps whatever any pointer names. The listed key is read as it is: no name becomes a path here."""
         prefix = self.product_prefix(project, model, version)
-        channels = [PROD] + [
-            e.key.rsplit("/", 1)[1].removesuffix(".json")
-            for e in self.backend.listing(f"{prefix}/channels")
-            if e.key.endswith(".json")
-        ]
-        out = {}
-        for channel in channels:
-            try:
-                safe_name(channel, "channel", prefix)
-            except ConfigError:
-                continue
-            release_id = self.current_id(project, model, version, channel)
+        keys = [(PROD, f"{prefix}/current.json")]
+        for entry in self.backend.listing(f"{prefix}/channels"):
+            name = entry.key.removeprefix(f"{prefix}/channels/")
+            if "/" not in name and name.endswith(".json"):
+                keys.append((name.removesuffix(".json"), entry.key))
+        out: dict[str, str] = {}
+        for name, key in keys:
+            release_id = self._pointer_at(key, project)[0]
             if release_id is not None:
-                out[channel] = release_id
+                out[name if name not in out else key] = release_id  # a stray channels/prod.json counts too
         return out
 
     def switch_current(

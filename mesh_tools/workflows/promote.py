@@ -6,7 +6,8 @@ product passes:
 
 - the release is whole: its descriptor readable and its files' SHA-256 as recorded (fetched and
   verified from an object store);
-- its build's data tests passed (as recorded in the descriptor when it was published);
+- its build's data tests passed (as recorded in the descriptor when it was published), whether governance
+  is enforced or advisory (advisory lets a domain publish with findings, never promote failed tests);
 - its contract breaks nothing the target channel's consumers read: a breaking change against the
   target's current release (removed column, changed type, dropped constraint) is refused as
   `mesh publish` refuses it (GOV301) — always when governance is enforced, else when the target's
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from mesh_tools.core.channels import check_channel
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.governance.rules.versions import breaking_changes
@@ -67,6 +69,7 @@ def _promote_interface(exchange: Any, domain: str, source: str, dest: str, nodes
 
 def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = False) -> list[Promotion]:
     """Promote every product of ``domain`` current in ``source`` to ``dest`` (all, or none when one fails)."""
+    source, dest = check_channel(source, "promote --from"), check_channel(dest, "promote --to")
     if source == dest:
         raise ConfigError(f"--from and --to are both {source!r}: nothing to promote.")
     if domain not in mesh.domains:
