@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, per process
+_HASHED: dict[tuple[str, int, int, int, int], str] = {}  # (path, inode, size, mtime, ctime) -> sha256, per process
 
 
 def fsync_dir(path: Path) -> None:
@@ -34,9 +34,10 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """The file's SHA-256, read once per process for a given size and modification time."""
+    """The file's SHA-256, read once per process while the file is the same: same inode, size, modification
+    and change time (a change time cannot be set back, as `cp -p` or `touch -r` set a modification time)."""
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if key not in _HASHED:
         digest = hashlib.sha256()
         with open(path, "rb") as handle:

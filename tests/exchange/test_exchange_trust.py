@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import threading
 import time
@@ -169,6 +170,20 @@ def test_every_read_path_verifies_the_sha256(tmp_path: Path, tampered: str) -> N
     [(other, pin)] = ways.items()  # the control: the intact release is served on the other path
     release = exchange.resolve("shop", "orders", "2", pin, "reporting/mesh_domain.yml:2")
     assert release is not None and release.descriptor.release_id == (rid(1) if other == "pinned" else rid(2))
+
+
+def test_a_release_changed_after_it_was_verified_is_not_served_by_the_same_process(tmp_path: Path) -> None:
+    """A long-lived process (an orchestrator) hashes a release once; a same-size change that keeps the file's
+    modification time (`cp -p`, `rsync -a`, `touch -r`) is still seen on its next read."""
+    exchange = Exchange(tmp_path / "exchange", env="prod")
+    publish(exchange, 1)
+    exchange.resolve("shop", "orders", "2", rid(1), "pin")  # verified: its hash is remembered
+    data = tmp_path / "exchange" / RELEASES / rid(1) / "data.parquet"
+    before = data.stat()
+    data.write_bytes(bytes([99]) * 64)
+    os.utime(data, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with pytest.raises(ArtifactError, match="does not match the SHA-256 its descriptor records"):
+        exchange.resolve("shop", "orders", "2", rid(1), "pin")
 
 
 @pytest.mark.parametrize("forgery", ["another-release-id", "another-version", "another-product"])
