@@ -7,7 +7,8 @@ stdout and stderr to files, the CLI's own exit code, and a normal interpreter ex
 flushed streams). The parent is single-threaded, so forking it is safe.
 
 Protocol (one JSON object per line): on stdin ``{"argv": [...], "cwd", "env", "stdout", "stderr",
-"timeout"}``; on the reply pipe ``{"returncode": N}`` (``-9``, ``"timeout": true`` when killed).
+"timeout", "memory"}`` (``memory``: the child's address-space limit in bytes, or null); on the reply pipe
+``{"returncode": N}`` (``-9``, ``"timeout": true`` when killed).
 ``argv[0]`` is ``mesh`` or ``dbt``.
 """
 
@@ -53,6 +54,10 @@ def _preload() -> None:
 def _child(request: dict) -> None:
     """Become the command and exit with its code; never returns."""
     os.setpgid(0, 0)  # its own group: a timeout kills it and everything it started
+    if request.get("memory"):  # a bounded command: a runaway allocation is a MemoryError, not a swapping machine
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (request["memory"], request["memory"]))
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(request["cwd"])
     os.environ.clear()

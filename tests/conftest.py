@@ -46,7 +46,8 @@ class _ForkServers:
         assert json.loads(server.stdout.readline() or "{}").get("ready"), "the command server did not start"
         return server
 
-    def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
+            memory: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
         with self.lock:
             server = self.idle.pop() if self.idle else None
             if self.scratch is None:
@@ -56,7 +57,8 @@ class _ForkServers:
             server = self._start()
         out = self.scratch / f"{uuid.uuid4().hex}.out"
         err = out.with_suffix(".err")
-        request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout}
+        request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout,
+                   "memory": memory}  # fmt: skip
         assert server.stdin is not None and server.stdout is not None
         server.stdin.write(json.dumps(request) + "\n")
         server.stdin.flush()
@@ -88,17 +90,26 @@ def _stop_servers() -> None:
 
 
 def run_command(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
-                timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+                timeout: float = 600, memory: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run `mesh ...` or `dbt ...` as a command-line process in ``cwd``, with ``env`` (default: mesh_env()).
 
     The process is forked from a warm server that has dbt imported (tests/cli_server.py): the same
     command, a fraction of the start-up. ``MESH_TESTS_SUBPROCESS=1`` starts a new interpreter instead.
+    ``memory``: its address space in bytes (a runaway allocation is then a MemoryError, not a swapping machine).
     """
     env = mesh_env() if env is None else env
     if os.environ.get("MESH_TESTS_SUBPROCESS") == "1":
         command = [sys.executable, "-m", "mesh_tools.cli", *argv[1:]] if argv[0] == "mesh" else [str(DBT), *argv[1:]]
-        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    return _SERVERS.run(argv, cwd, env, timeout)
+        limit = (lambda: limit_memory(memory)) if memory else None
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=limit)  # fmt: skip
+    return _SERVERS.run(argv, cwd, env, timeout, memory)
+
+
+def limit_memory(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
 def run_mesh(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

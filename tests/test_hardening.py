@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_dbt, run_mesh, written_files
+from tests.conftest import run_command, run_dbt, run_mesh, written_files
 
 PRODUCT = Path("exchange/products/shop/orders/v2")
 
@@ -118,7 +118,8 @@ def test_hostile_yaml_is_one_clear_error(plain_mesh: Path, file: str, content: s
     path = plain_mesh / file
     path.write_bytes(content if isinstance(content, bytes) else content.encode())
     before = written_files(plain_mesh)
-    result = run_mesh("ls", cwd=plain_mesh)  # bounded by run_mesh's timeout: a hang fails the test
+    # bounded in time and memory: a regression (a bomb expanded, a hang) fails in seconds, not after minutes
+    result = run_command(["mesh", "ls"], plain_mesh, timeout=60, memory=3 * 2**30)
     clear_error(result, 2, message)
     assert written_files(plain_mesh) == before
 

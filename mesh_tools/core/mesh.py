@@ -539,13 +539,15 @@ def _manifest_project(path: Path, where: str) -> str | None:
     The one artifact read below the model layer: the loader must know which project a dbt-loom
     manifest belongs to before any domain exists.
     """
-    import gzip
     import json
 
+    from mesh_tools.core.jsonfile import TooLarge, read_artifact_text
+
     try:
-        raw = path.read_bytes()
-        data = json.loads(gzip.decompress(raw) if path.suffix == ".gz" else raw)
-    except (OSError, ValueError) as exc:
+        data = json.loads(read_artifact_text(path))
+    except TooLarge as exc:  # a compression bomb: refused once it passes the cap, before it fills the memory
+        raise ConfigError(f"{where}: the manifest {display_path(path)} {exc}. Nothing was read from it.") from None
+    except (OSError, EOFError, ValueError, RecursionError) as exc:
         raise ConfigError(f"{where}: cannot read the manifest {display_path(path)} ({exc}).") from None
     name = (data.get("metadata") or {}).get("project_name") if isinstance(data, dict) else None
     return name if isinstance(name, str) else None

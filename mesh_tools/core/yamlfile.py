@@ -89,23 +89,7 @@ def load_yaml(path: Path, *, required: bool = True, text: str | None = None) -> 
             if required:
                 raise ConfigError(f"{display_path(path)}: file not found")
             return None
-        try:
-            size = path.stat().st_size
-            if size > MAX_BYTES:
-                raise ConfigError(
-                    f"{display_path(path)}: {size / 2**20:.1f} MB is more than a configuration file may hold "
-                    f"({MAX_BYTES // 2**20} MB). Is it the right file?"
-                )
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{display_path(path)}: cannot read file ({exc.strerror or exc})") from None
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise ConfigError(
-                located(display_path(path), line, "not UTF-8 text (binary bytes?). Save the file as UTF-8.")
-            ) from None
+        text = _read_text(path, MAX_BYTES, "a configuration file", "Is it the right file?")
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise ConfigError(located(display_path(path), line, "a NUL byte: this is not a text file. Save it as UTF-8."))
@@ -138,6 +122,98 @@ def load_yaml(path: Path, *, required: bool = True, text: str | None = None) -> 
     finally:
         loader.dispose()
     return doc
+
+
+# Files another program parses (dbt's profiles.yml, dbt_project.yml, schema YAMLs): generated ones can be
+# large, and that program's rules (duplicate keys, many anchors) stay its own. Only what would hang it or
+# exhaust its memory is refused: aliases may add at most this many values beyond those written.
+MAX_FOREIGN_BYTES = 32 * 2**20
+MAX_ALIAS_VALUES = 200_000
+_CHECKED: dict[tuple[str, int, int], None] = {}  # (path, size, mtime_ns) of files found bounded, per process
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the parser dbt uses (libyaml when installed)
+
+
+def check_bounded(path: Path) -> None:
+    """Refuse, with one located ConfigError, a YAML file another program will parse if parsing it could
+    hang or exhaust memory: larger than MAX_FOREIGN_BYTES, not UTF-8, nested deeper than MAX_DEPTH, or
+    aliases expanding to more than MAX_ALIAS_VALUES values (an alias bomb). Syntax errors are reported too.
+
+    Reads the parser's events only (no document is built, so a bomb costs what its text costs); what the
+    other program accepts (duplicate keys, Jinja in values) is left to it. A missing file is not checked.
+    """
+    try:
+        stat = path.stat()
+    except OSError:
+        return
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    text = _read_text(path, MAX_FOREIGN_BYTES, "a YAML file dbt reads", "Split it into smaller files.")
+    _check_events(text, display_path(path))
+    _CHECKED[key] = None
+
+
+def _read_text(path: Path, limit: int, what: str, fix: str) -> str:
+    """The file's UTF-8 text; one located ConfigError when it is larger than ``limit``, unreadable or not UTF-8."""
+    shown = display_path(path)
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ConfigError(f"{shown}: {size / 2**20:.1f} MB is more than {what} may hold ({limit >> 20} MB). {fix}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read file ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(located(shown, line, "not UTF-8 text (binary bytes?). Save the file as UTF-8.")) from None
+
+
+def _check_events(text: str, shown: str) -> None:
+    sizes: dict[str, int] = {}  # anchor -> values its node expands to
+    stack: list[list[Any]] = []  # open collections: [anchor, values so far]
+    added = 0  # values the aliases add beyond those written
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([event.anchor, 1])
+                if len(stack) > MAX_DEPTH:
+                    raise _Limit(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                anchor, size = stack.pop()
+            elif isinstance(event, yaml.AliasEvent):
+                anchor, size = None, sizes.get(event.anchor or "", 1)
+                added += size - 1
+                if added > MAX_ALIAS_VALUES:
+                    raise _Limit(
+                        event.start_mark.line + 1, f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values"
+                    )
+            elif isinstance(event, yaml.ScalarEvent):
+                anchor, size = event.anchor, 1
+            else:
+                continue
+            if anchor:
+                sizes[anchor] = size
+            if stack:
+                stack[-1][1] += size
+    except _Limit as exc:
+        message = f"{exc.message}: more than any dbt file needs (such a file can hang or crash dbt). Simplify it."
+        raise ConfigError(located(shown, exc.line, message)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(
+            located(
+                shown,
+                mark.line + 1 if mark else None,
+                f"malformed YAML: {problem}. Fix the syntax and run again.",
+                mark.column + 1 if mark else None,
+            )
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{shown}: not a YAML text file ({str(exc).splitlines()[0]}). Fix it.") from None
 
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, doc: YamlDoc, count: list[int]) -> Any:

@@ -1,6 +1,7 @@
 """Profiles as dbt reads them: which profiles.yml, which target, and what it points at (files, attachments).
 
-Rendered by dbt's own loader (env_var, targets, shared profile names), never re-parsed here.
+Rendered by dbt's own loader (env_var, targets, shared profile names), never re-parsed here; the files
+are first checked by the bounded reader, so a YAML bomb is one located error and never hangs dbt's loader.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.yamlfile import check_bounded
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ def load_profile(
 
     folder = profiles_dir_for(project_dir, profiles_dir)
     where = display_path(folder / "profiles.yml")
+    for path in (folder / "profiles.yml", project_dir / "dbt_project.yml"):  # dbt's loader would hang on a bomb
+        check_bounded(path)
     set_from_args(Namespace(profiles_dir=str(folder)), None)
     env = dict(os.environ)
     while True:

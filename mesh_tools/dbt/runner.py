@@ -19,6 +19,7 @@ from typing import Any
 from dbt.cli.main import dbtRunner
 
 from mesh_tools.core.errors import DbtError
+from mesh_tools.dbt.yamlinputs import check_dbt_yaml
 
 # dbt events worth surfacing in the mesh's own output.
 _WARNING_PREFIX = re.compile(r"^\s*\[(?:\x1b\[\d+m)?WARNING(?:\x1b\[0m)?\]:\s*")
@@ -61,6 +62,7 @@ def invoke(
     mesh was given one, else ``DBT_PROFILES_DIR``, else the project's folder, else ``~/.dbt``.
     ``on_message`` receives the text of every event (the runtime macros report through it).
     """
+    check_dbt_yaml(project_dir, profiles_dir)  # a YAML file that would hang dbt is one located ConfigError
     args = [*command, "--project-dir", str(project_dir)]
     if profiles_dir is not None:
         args += ["--profiles-dir", str(profiles_dir)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
+from mesh_tools.core.jsonfile import TooLarge, read_artifact_text
 from mesh_tools.model.nodes import Node
 
 
@@ -24,14 +25,11 @@ def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -
     ``required``: keys the artifact must hold (with their type, for the keys of its shape).
     """
     try:
-        if path.suffix == ".gz":  # dbt-loom reads gzip-compressed manifests too
-            import gzip
-
-            text = gzip.decompress(path.read_bytes()).decode("utf-8")
-        else:
-            text = path.read_text(encoding="utf-8")
+        text = read_artifact_text(path)  # dbt-loom reads gzip-compressed manifests too: decompressed with a cap
     except FileNotFoundError:
         raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
+    except TooLarge as exc:
+        raise ArtifactError(f"{display_path(path)}: {what} not read: it {exc}. {fix}") from None
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
     try:
