@@ -142,9 +142,12 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 def _plan(
     mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool
 ) -> RunPlan:
+    domains = mesh.select(selectors)
+    if command in ("build", "parse"):  # a read-only domain folder is exit 3 naming it, not dbt's raw error midway
+        mesh.require_writable(domains, "build" if command == "build" else "stitch")
     return RunPlan(
         command=command,
-        domains=mesh.select(selectors),
+        domains=domains,
         target=target or mesh.defaults.target,
         jobs=jobs or mesh.defaults.jobs or default_jobs(),
         verbose=verbose,

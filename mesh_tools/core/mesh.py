@@ -31,7 +31,7 @@ from mesh_tools.core.config import (
 )
 from mesh_tools.core.errors import ConfigError, display_path
 from mesh_tools.core.graph import closure, find_cycle, invert, topological_order
-from mesh_tools.core.paths import is_within, safe_name
+from mesh_tools.core.paths import is_within, require_writable, safe_name
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import YamlDoc, load_yaml
 
@@ -164,6 +164,18 @@ class Mesh:
 
     def upstream_graph(self) -> dict[str, set[str]]:
         return {name: set(d.upstream_names) & set(self.domains) for name, d in self.domains.items()}
+
+    def require_writable(self, names: list[str], command: str) -> None:
+        """StorageError (exit 3) naming the first domain folder among ``names`` this process cannot write:
+        dbt writes its artifacts, logs and installed packages there, so the command could only fail midway."""
+        for name in names:
+            domain = self.domains[name]
+            for folder in dict.fromkeys((domain.path, domain.target_dir, domain.packages_dir)):
+                require_writable(
+                    folder,
+                    f"the folder of domain '{name}'",
+                    f"`mesh {command}` writes dbt's artifacts (target/), logs and stub packages there",
+                )
 
     def select(self, selectors: tuple[str, ...] | list[str]) -> list[str]:
         """Domains named by dbt-like selectors (``sales``, ``sales+``, ``+marketing``), in order."""

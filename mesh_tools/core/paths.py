@@ -8,10 +8,11 @@ mesh wrote it.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.errors import ConfigError, StorageError, display_path
 
 # dbt project and model names are identifiers; domains add '-' (folder names in the wild).
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$")
@@ -63,14 +64,34 @@ def is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def check_output_folder(
-    out: Path, *, mesh_root: Path, protected: dict[str, Path], command: str, legacy: frozenset[str] = frozenset()
-) -> None:
+def require_writable(path: Path, what: str, why: str) -> None:
+    """StorageError naming the folder, when ``path`` (or, while it does not exist, its nearest existing
+    folder) cannot be written by this process: a read-only mount or share refuses even root."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if os.access(probe, os.W_OK):
+        return
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    cause = "is on a read-only file system" if read_only else "is not writable by this user"
+    fix = (
+        "remount it read-write" if read_only else "run as a user who may write there, or fix its owner and permissions"
+    )
+    raise StorageError(
+        f"{display_path(probe)}: {what} {cause}, and {why}. Make the folder writable ({fix}) and run again, "
+        "or run the command in a writable copy of the project."
+    )
+
+
+def check_output_folder(out: Path, *, mesh_root: Path, protected: dict[str, Path], command: str) -> None:
     """Refuse an output folder that would replace something the mesh did not write.
 
-    ``protected``: folders (domains, the exchange) that an output may be neither inside nor around.
-    ``legacy``: the top-level entries of the output as versions before the marker wrote it; a folder
-    holding those and nothing else is taken as the mesh's own."""
+    ``protected``: folders (domains, the exchange) that an output may be neither inside nor around. An
+    existing folder is replaced only when it is empty or carries the marker file: what its entries look
+    like proves nothing (a Vite ``dist/`` or a hand-written homepage holds ``index.html`` and ``assets/`` too)."""
     target = out.resolve()
     if is_within(mesh_root, target):
         raise ConfigError(
@@ -86,7 +107,7 @@ def check_output_folder(
     if out.is_symlink() or (target.exists() and not target.is_dir()):
         raise ConfigError(f"{display_path(out)}: is a symbolic link or not a folder. Choose another output folder.")
     entries = {p.name for p in target.iterdir()} if target.is_dir() else set()
-    if entries and not (target / MARKER).is_file() and not (legacy and entries <= legacy):
+    if entries and not (target / MARKER).is_file():
         raise ConfigError(
             f"{display_path(out)}: the folder exists and was not written by `{command}` (it has no {MARKER} file), "
             "so it is not replaced. Choose another output folder, or empty it yourself."

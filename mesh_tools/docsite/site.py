@@ -441,11 +441,6 @@ def page_name(name: str) -> str:
     return safe or "_"
 
 
-# What the site holds at its top level (a folder with these and nothing else, from a version
-# without the marker file, is the site's own).
-_SITE_ENTRIES = frozenset({"index.html", "assets", "domains", "products", "search"})
-
-
 def build_site(mesh: Mesh, out: Path | None = None) -> SiteOutcome:
     """Write the documentation site of ``mesh`` (default: the mesh's docs folder).
 
@@ -454,6 +449,6 @@ def build_site(mesh: Mesh, out: Path | None = None) -> SiteOutcome:
     target = out or mesh.docs_path
     protected = {f"domain '{name}'": domain.path for name, domain in mesh.domains.items()}
     protected |= {"the exchange": mesh.exchange_path, "the health folder": mesh.health_path}
-    check_output_folder(target, mesh_root=mesh.root, protected=protected, command="mesh docs", legacy=_SITE_ENTRIES)
+    check_output_folder(target, mesh_root=mesh.root, protected=protected, command="mesh docs")
     target.parent.mkdir(parents=True, exist_ok=True)
     return SiteBuilder(mesh).build(target)
