@@ -47,6 +47,8 @@ def _explain(runs: list[DomainRun]) -> None:
         for node, why in run.decisions:
             if not run.full_reason:
                 click.echo(f"    {node}: {why}")
+        for unseen in run.unseen:
+            click.echo(f"    not seen: {unseen}")
 
 
 def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:

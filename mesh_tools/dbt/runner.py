@@ -38,6 +38,8 @@ class Invocation:
     warnings: list[str] = field(default_factory=list)
     # (event name, model name, message) of dbt's model deprecation events
     deprecations: list[tuple[str, str, str]] = field(default_factory=list)
+    # the SQL statements the project's on-run-start hooks ran (what a hook writes is an input of the build)
+    hook_statements: list[str] = field(default_factory=list)
 
 
 def dbt_version() -> str:
@@ -74,6 +76,11 @@ def invoke(
 
     def collect(event: Any) -> None:
         info = event.info
+        if info.name == "SQLQuery":  # every statement dbt runs; only the hooks' matter
+            node = getattr(event.data, "node_info", None)
+            if node is not None and "-on-run-start-" in str(getattr(node, "unique_id", "")):
+                outcome.hook_statements.append(str(event.data.sql))
+            return
         message = _WARNING_PREFIX.sub("", str(info.msg))
         if on_message is not None:
             on_message(message)

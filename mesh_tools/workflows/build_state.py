@@ -28,21 +28,68 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.files import file_sha256, write_atomic
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import Node
+from mesh_tools.workflows.build_inputs import (
+    env_digests,
+    fingerprint_reads,
+    footprint_changes,
+    landing_fingerprint,
+    landing_location,
+    profile_env_digest,
+    readers_of_env,
+    rendered_changes,
+    run_footprint,
+    tree_stat,
+)
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 BUILT = ("model", "seed", "snapshot")
 _GOOD = {"success", "pass", "warn"}
+
+
+_STATE_MAX_BYTES = 64 * 2**20
 
 
 def state_dir(domain: Domain, target: str) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target) or "default"
     return domain.target_dir / "mesh-state" / safe
+
+
+class StateFile(BaseModel):
+    """The schema of ``state.json``: a file of another shape is no state (a full build says why)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    version: int
+    code: str
+    landing: dict[str, str | None] = {}
+    owed: list[str] = []
+    storage: list[list[Any]] | None = None
+    loaded_at: dict[str, str] = {}
+    built: dict[str, str] = {}
+    project: str | None = None
+    seeds: dict[str, str | None] = {}
+    own: str | None = None
+    invocation: str | None = None
+    target: str | None = None  # digest of what the target builds into (build_inputs.target_identity)
+    env: dict[str, str] = {}  # environment variables the code reads -> digest of their value
+    env_computed: str | None = None  # where the code reads a variable whose name is computed
+    hooks: list[str] = []  # what the last build's on-run-start hooks wrote (beyond its sources)
+    reads: dict[str, Any] = {}  # node -> {"files": [...], "opaque": why or None}
+    read_prints: dict[str, str] = {}  # node -> digest of the files it reads
+    footprint: dict[str, list[int]] | None = None  # target/run file -> [size, mtime_ns]
+    footprint_skip: list[str] = []  # singular tests' run files (not relations)
+    counts: dict[str, int] = {}  # source -> row count (meta.change_detection: row_count)
+    artifacts: dict[str, list[int] | None] = {}  # manifest.json / run_results.json -> [size, mtime_ns]
+    unseen: list[str] = []  # what the build cannot see change (for --explain)
+    quiet: dict[str, Any] | None = None
 
 
 @dataclass
@@ -61,6 +108,27 @@ class BuildState:
     seeds: dict[str, str | None] = field(default_factory=dict)  # seed unique_id -> SHA-256 of its file
     own: str | None = None  # code fingerprint without the mesh's stubs (its own code and packages)
     invocation: str | None = None  # the dbt invocation of the mesh's last build of the domain
+    file: StateFile | None = None  # everything else the state file records (build_inputs)
+
+
+def read_state_file(path: Path) -> StateFile | str:
+    """``state.json`` checked against its schema, or why it cannot serve (then everything is built)."""
+    try:
+        if path.stat().st_size > _STATE_MAX_BYTES:
+            return "its recorded build state is larger than any the mesh writes"
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"its recorded build state cannot be read ({type(exc).__name__})"
+    if not isinstance(raw, dict):
+        return "its recorded build state is not a JSON object"
+    if raw.get("version") != STATE_VERSION:
+        return "its recorded build state is from another version of mesh_tools"
+    try:
+        return StateFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "the file"
+        return f"its recorded build state has an unexpected shape ({where}: {first.get('msg')})"
 
 
 def load_state(domain: Domain, target: str) -> BuildState | str:
@@ -69,91 +137,31 @@ def load_state(domain: Domain, target: str) -> BuildState | str:
     state_file, manifest_file = folder / "state.json", folder / "manifest.json"
     if not state_file.is_file() or not manifest_file.is_file():
         return "no earlier mesh build of this target is recorded"
+    data = read_state_file(state_file)
+    if isinstance(data, str):
+        return data
     try:
-        raw = json.loads(state_file.read_text(encoding="utf-8"))
-        if not isinstance(raw, dict):
-            return "its recorded build state cannot be read"
-        if raw.get("version") != STATE_VERSION:
-            return "its recorded build state is from another version of mesh_tools"
         manifest = Manifest.load(manifest_file, domain.name)
-        return BuildState(
-            folder=folder,
-            manifest=manifest,
-            code=str(raw["code"]),
-            landing={str(k): (None if v is None else str(v)) for k, v in dict(raw.get("landing") or {}).items()},
-            owed={str(u) for u in raw.get("owed") or []},
-            storage=raw.get("storage"),
-            loaded_at={str(k): str(v) for k, v in dict(raw.get("loaded_at") or {}).items()},
-            built={str(k): str(v) for k, v in dict(raw.get("built") or {}).items()},
-            project=raw.get("project"),
-            seeds={str(k): (None if v is None else str(v)) for k, v in dict(raw.get("seeds") or {}).items()},
-            own=raw.get("own"),
-            invocation=raw.get("invocation"),
-        )
-    except (OSError, ValueError, KeyError, TypeError, MeshError):
-        return "its recorded build state cannot be read"
+    except MeshError:
+        return "the manifest of its last recorded build cannot be read"
+    return BuildState(
+        folder=folder,
+        manifest=manifest,
+        code=data.code,
+        landing=dict(data.landing),
+        owed=set(data.owed),
+        storage=data.storage,
+        loaded_at=dict(data.loaded_at),
+        built=dict(data.built),
+        project=data.project,
+        seeds=dict(data.seeds),
+        own=data.own,
+        invocation=data.invocation,
+        file=data,
+    )
 
 
-# -- what can be observed of the outside: landing files, storage files
-
-
-def landing_location(source: Node) -> str | None:
-    """Where a source's landing files are (dbt-duckdb's ``external_location``, names filled in), or None."""
-    location = source.config.get("external_location") or source.meta.get("external_location")
-    if not location:
-        return None
-    return str(location).replace("{name}", source.name).replace("{identifier}", str(source.get("identifier") or ""))
-
-
-def landing_files(domain: Domain, location: str | None) -> list[Path] | None:
-    """The local files a landing location names, or None when it names none (or only remote ones)."""
-    if not location:
-        return None
-    quoted = re.findall(r"'([^']+)'|\"([^\"]+)\"", location)
-    candidates = [a or b for a, b in quoted] or [location]
-    files: list[Path] = []
-    for candidate in candidates:
-        if re.match(r"^[a-z][a-z0-9+.-]*://", candidate, re.I):
-            return None  # remote (s3://, https://): not observable from here
-        path = Path(candidate).expanduser()
-        path = path if path.is_absolute() else domain.path / path
-        if any(ch in str(path) for ch in "*?["):
-            files.extend(sorted(path.parent.glob(path.name)) if path.parent.is_dir() else [])
-        elif path.exists():
-            files.append(path)
-    return files or None
-
-
-def landing_fingerprint(domain: Domain, source: Node | str | None) -> str | None:
-    """A digest of a source's landing files (a Node, or its landing location), or None when it has none."""
-    location = landing_location(source) if isinstance(source, Node) else source
-    files = landing_files(domain, location)
-    if files is None:
-        return None
-    parts = []
-    for path in files:
-        try:
-            parts.append(f"{path}:{file_sha256(path)}" if path.is_file() else f"{path}:dir:{_tree_stat(path)}")
-        except OSError:
-            parts.append(f"{path}:unreadable")
-    return "|".join(parts)
-
-
-def _tree_stat(folder: Path) -> str:
-    """A digest of every file's path, size and modification time below ``folder``."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for here, dirs, files in os.walk(folder):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(here) / name
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+# -- what can be observed of the outside: storage files
 
 
 def storage_fingerprint(files: Iterable[Path], remote: Iterable[str], identity: str | None = None) -> list[Any] | None:
@@ -172,7 +180,7 @@ def storage_fingerprint(files: Iterable[Path], remote: Iterable[str], identity: 
     found: list[Any] = []
     for path in files:
         if path.is_dir():
-            found.append([str(path), "tree", _tree_stat(path)])
+            found.append([str(path), "tree", tree_stat(path)])
             continue
         for candidate in (path, path.with_name(path.name + ".wal")):
             try:
@@ -201,6 +209,20 @@ def freshness_sources(manifest: Manifest) -> list[Node]:
 
 
 @dataclass
+class Observed:
+    """What the worker observed before planning, beyond code and sources (workflows/build_inputs.py)."""
+
+    target: str | None = None  # digest of what the resolved target builds into
+    env: dict[str, str] = field(default_factory=dict)  # variables the code reads now -> digest
+    env_computed: str | None = None  # where the code reads a variable whose name is computed
+    footprint: dict[str, list[int]] | None = None  # target/run now
+    current: Manifest | None = None  # a parse of the code as it is now, when one was made
+    counts: dict[str, int] = field(default_factory=dict)  # row counts of meta.change_detection: row_count sources
+    databases: set[str] = field(default_factory=set)  # attached databases (catalog names) whose file changed
+    watched: set[str] = field(default_factory=set)  # catalogs whose files the storage fingerprint observes
+
+
+@dataclass
 class BuildPlan:
     """What one domain's build runs: everything, or a selection, with the reasons known before dbt runs."""
 
@@ -215,6 +237,9 @@ class BuildPlan:
     fresh: FreshnessResults | None = None  # source freshness measured for this build
     project: str | None = None  # digest of the dbt_project.yml files when the build was planned
     own: str | None = None  # the domain's own code fingerprint when the build was planned
+    observed: Observed = field(default_factory=Observed)
+    unseen: list[str] = field(default_factory=list)  # changes this build cannot see (for --explain)
+    read_prints: dict[str, str] = field(default_factory=dict)  # node -> digest of the files it read, before
 
     @property
     def empty(self) -> bool:
@@ -223,7 +248,8 @@ class BuildPlan:
     def as_full(self, why: str) -> BuildPlan:
         """This plan, building everything instead (what was measured and fingerprinted is kept)."""
         return BuildPlan(full=True, why_full=why, state=self.state, code=self.code, landing=self.landing,
-                         fresh=self.fresh, project=self.project, own=self.own)  # fmt: skip
+                         fresh=self.fresh, project=self.project, own=self.own, observed=self.observed,
+                         unseen=self.unseen)  # fmt: skip
 
     def dbt_args(self) -> list[str]:
         if self.full:
@@ -244,6 +270,42 @@ def _selector(node: Node) -> str:
     return node.name + "+"
 
 
+def change_detection(source: Node) -> str | None:
+    """How a source declares its changes are seen (``meta.change_detection``): "always", "row_count" or None."""
+    value = source.meta.get("change_detection")
+    return str(value).strip().lower() if value else None
+
+
+def why_full(state: BuildState, project: str | None, observed: Observed) -> str | None:
+    """Why this build cannot trust its last build's state at all (it then builds everything), or None."""
+    recorded = state.file or StateFile(version=STATE_VERSION, code=state.code)
+    if state.project is not None and project != state.project:
+        return "dbt_project.yml changed (its vars and hooks are beyond dbt's state comparison)"
+    if observed.target is not None and recorded.target is not None and observed.target != recorded.target:
+        return (
+            "its target resolves to other storage than its last build (the profile, the target or a variable it "
+            "reads changed)"
+        )
+    if observed.env_computed:
+        return (
+            f"its code reads an environment variable whose name is computed ({observed.env_computed}): the mesh "
+            "cannot tell when it changes, so the domain is built in full every time"
+        )
+    if recorded.hooks:
+        return (
+            f"its on-run-start hooks write what its models may read ({recorded.hooks[0][:100]}): the mesh cannot "
+            "fingerprint that, so the domain is built in full every time"
+        )
+    if observed.footprint is not None:
+        changed = footprint_changes(recorded.footprint, observed.footprint)
+        if changed:
+            return (
+                f"dbt wrote its relations outside the mesh since its last build (target/run/{changed[0]} changed: "
+                "a hand-run `dbt run` or `dbt build`, maybe from code since undone)"
+            )
+    return None
+
+
 def plan_build(
     domain: Domain,
     state: BuildState | str,
@@ -253,41 +315,73 @@ def plan_build(
     unreleased: set[str],
     project: str | None = None,
     metadata: dict[str, str] | None = None,
+    observed: Observed | None = None,
 ) -> BuildPlan:
     """Decide what runs, from the state of the last build and what is observed now.
 
     ``fresh``: source freshness measured now (None when not measured); ``missing``: nodes whose
     relation is gone; ``unreleased``: products without a current release from their last build;
     ``project``: digest of the dbt_project.yml files now; ``metadata``: products whose documentation
-    or metadata changed (unique_id -> why), which dbt's state comparison does not select.
+    or metadata changed (unique_id -> why), which dbt's state comparison does not select;
+    ``observed``: the environment, target, run footprint and current parse (build_inputs).
     """
-    if not isinstance(state, str) and state.project is not None and project != state.project:
-        state = "dbt_project.yml changed (its vars and hooks are beyond dbt's state comparison)"
+    observed = observed or Observed()
+    if not isinstance(state, str):
+        state = why_full(state, project, observed) or state
     if isinstance(state, str):
-        plan = BuildPlan(full=True, why_full=state, code=code, fresh=fresh, project=project)
+        plan = BuildPlan(full=True, why_full=state, code=code, fresh=fresh, project=project, observed=observed)
         for source in state_sources(domain):
             plan.landing[source[0]] = source[1]
         return plan
-    plan = BuildPlan(full=False, state=state, code=code, modified=code != state.code, fresh=fresh, project=project)
+    recorded = state.file or StateFile(version=STATE_VERSION, code=state.code)
+    plan = BuildPlan(full=False, state=state, code=code, modified=code != state.code, fresh=fresh, project=project,
+                     observed=observed)  # fmt: skip
     manifest = state.manifest
+    changed_env = {n for n, v in observed.env.items() if recorded.env.get(n, v) != v}
+    changed_env |= {n for n in recorded.env if n not in observed.env and recorded.env[n] != "unset"}
+    if changed_env:
+        for uid, why in readers_of_env(observed.current or manifest, domain.name, changed_env).items():
+            plan.reasons.setdefault(uid, why)
+        rendered = rendered_changes(manifest, observed.current, domain.name) if observed.current else None
+        if rendered is None:
+            plan.modified = True  # what the variables change at parse: dbt's own comparison, on a new parse
+        for uid, why in (rendered or {}).items():
+            plan.reasons.setdefault(uid, why)
     measured = {r.unique_id: r for r in fresh.results} if fresh is not None else {}
-    for source in manifest.own_sources():
+    sources = (observed.current or manifest).own_sources()
+    for source in sources:
         uid = source.unique_id
         fingerprint = landing_fingerprint(domain, source)
         plan.landing[uid] = fingerprint
         result = measured.get(uid)
         newer = result is not None and result.max_loaded_at and result.max_loaded_at != state.loaded_at.get(uid)
         label = ".".join(uid.split(".")[2:])
-        if fingerprint is not None and fingerprint != state.landing.get(uid):
+        mode = change_detection(source)
+        database = str(source.get("database") or "").lower()
+        if database and database in observed.databases:
+            why = f"the database file of source {label} ({database}) changed"
+        elif mode == "always":
+            why = f"source {label} declares meta.change_detection: always"
+        elif fingerprint is not None and fingerprint != state.landing.get(uid):
             why = f"the landing files of source {label} changed"
+        elif mode == "row_count" and observed.counts.get(uid) != recorded.counts.get(uid):
+            now, was = observed.counts.get(uid, "an unknown number of"), recorded.counts.get(uid, "unknown")
+            why = f"source {label} has {now} rows (was {was})"
         elif newer:
             why = f"source {label} has newer rows (loaded_at {result.max_loaded_at})"  # type: ignore[union-attr]
-        elif fingerprint is None and (result is None or not result.max_loaded_at):
+        elif fingerprint is None and mode is None and database and database in observed.watched:
+            continue  # it lives in a database file the mesh fingerprints, unchanged since its last build
+        elif fingerprint is None and mode != "row_count" and (result is None or not result.max_loaded_at):
             why = (
                 f"source {label} cannot be observed (no landing file, no loaded_at_field freshness): "
                 "what reads it runs every time"
             )
         else:
+            if fingerprint is None and mode is None:
+                plan.unseen.append(
+                    f"source {label} is observed through its loaded_at only: rows deleted or corrected in place "
+                    "are not seen (declare `meta: {change_detection: row_count}` or `always` on it)"
+                )
             continue
         plan.reasons[uid] = why
         plan.selectors.append(_selector(source))
@@ -295,17 +389,27 @@ def plan_build(
         if _sha(domain.path / seed.file) != state.seeds.get(seed.unique_id):
             plan.reasons.setdefault(seed.unique_id, "its file changed")
             plan.selectors.append(_selector(seed))
+    prints = plan.read_prints = fingerprint_reads(domain, recorded.reads)
+    for uid, read in sorted(recorded.reads.items()):
+        if read.get("opaque"):
+            plan.reasons.setdefault(uid, f"{read['opaque']}: it runs every time")
+        elif uid in prints and prints[uid] != recorded.read_prints.get(uid):
+            files = ", ".join(read.get("files") or [])[:120]
+            plan.reasons.setdefault(uid, f"a file its SQL reads changed ({files})")
     for uid, why in (
         *((u, "its last run did not succeed") for u in sorted(state.owed)),
         *sorted((metadata or {}).items()),
         *((u, "its relation is missing from the warehouse") for u in sorted(missing)),
         *((u, "its current release is not from its last build") for u in sorted(unreleased)),
     ):
-        node = manifest.node(uid)
-        if node is None or uid in plan.reasons:
-            continue  # gone from the project: nothing to run
-        plan.reasons[uid] = why
-        plan.selectors.append(_selector(node))
+        plan.reasons.setdefault(uid, why)
+    known = [m for m in (observed.current, manifest) if m is not None]
+    for uid in list(plan.reasons):
+        node = next((m.node(uid) for m in known if m.node(uid) is not None), None)
+        if node is None:
+            del plan.reasons[uid]  # gone from the project: nothing to run
+        elif _selector(node) not in plan.selectors:
+            plan.selectors.append(_selector(node))
     return plan
 
 
@@ -405,11 +509,13 @@ def record_state(
     products: Iterable[str] = (),
     known: set[str] | None = None,
     seeds: dict[str, str | None] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> None:
     """Write the state the next build compares with, after a dbt build wrote ``results`` (or ran nothing).
 
     Nodes that did not succeed stay owed; the code and landing fingerprints are those taken before
-    the build, so a change made while it ran is seen by the next one.
+    the build, so a change made while it ran is seen by the next one. ``inputs``: what
+    workflows/build_inputs.py observed (StateFile's fields: env, target, reads, hooks, footprint ...).
     """
     folder = state_dir(domain, target)
     previous = plan.state
@@ -450,7 +556,9 @@ def record_state(
         "invocation": results.invocation_id,
         "seeds": seeds or {},
         "storage": previous.storage if previous is not None else None,
+        **(inputs or {}),
     }
+    StateFile.model_validate(state)  # what is written is what the next build accepts
     write_atomic(folder / "state.json", json.dumps(state, indent=1, sort_keys=True) + "\n")
 
 
@@ -534,8 +642,13 @@ def _profiles_file(mesh: Mesh, domain: Domain) -> Path:
     return profiles_dir_for(domain.path, mesh.profiles_dir) / "profiles.yml"
 
 
-def quiet_facts(mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: Manifest) -> dict[str, Any]:
-    """What must stay the same for the next build to skip this domain without dbt (see ``quiescent``)."""
+def quiet_facts(
+    mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: Manifest, watched: set[str] | None = None
+) -> dict[str, Any]:
+    """What must stay the same for the next build to skip this domain without dbt (see ``quiescent``).
+
+    ``watched``: the catalogs whose database files the storage fingerprint observes."""
+    watched = watched or set()
     return {
         "mesh_yml": _sha(mesh.root / "mesh.yml"),
         "profiles": _sha(_profiles_file(mesh, domain)),
@@ -544,7 +657,18 @@ def quiet_facts(mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: 
         "locations": {s.unique_id: landing_location(s) for s in manifest.own_sources()},
         "models": sum(1 for _ in manifest.own("model")),
         "products": [[p.unique_id, p.name, p.version] for p in manifest.products(domain.name)],
+        "profile_env": _profile_env(mesh, domain),
+        "detect": sorted(s.unique_id for s in manifest.own_sources() if change_detection(s) in ("always", "row_count")),
+        # the artifacts as this build left them: replaced or damaged since, the worker looks again
+        "artifacts": [_stat(domain.manifest_path), _stat(domain.run_results_path)],
+        "stored": sorted(
+            s.unique_id for s in manifest.own_sources() if str(s.get("database") or "").lower() in watched
+        ),
     }
+
+
+def _profile_env(mesh: Mesh, domain: Domain) -> str:
+    return profile_env_digest(_profiles_file(mesh, domain))
 
 
 def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, Any], profiles_sha: str | None) -> None:
@@ -559,7 +683,7 @@ def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, A
     state["quiet"] = facts
     write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
     if not explicit:
-        pointer = {"profiles": profiles_sha, "target": target}
+        pointer = {"profiles": profiles_sha, "target": target, "profile_env": facts.get("profile_env")}
         write_atomic(domain.target_dir / "mesh-state" / "default-target.json", json.dumps(pointer) + "\n")
 
 
@@ -570,9 +694,10 @@ def _split_key(key: str) -> tuple[str, str, str | None]:
     return parts[0], ".".join(parts[1:]), None
 
 
-def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> tuple[str | None, int]:
+def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> tuple[str | None, int, list[str]]:
     """Whether the domain can be skipped with no dbt at all: (None, its models) when nothing it depends on
-    changed since its last build, else (the first thing that did, 0). Python only: no dbt, no profile
+    changed since its last build, else (the first thing that did, 0); then what its last build could not see
+    change (for --explain). Python only: no dbt, no profile
     rendering; anything it cannot tell without dbt sends the domain to its worker, which decides again.
     """
     from mesh_tools.dbt.packages import needs_deps
@@ -580,72 +705,93 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     from mesh_tools.store.exchange import open_exchange, wanted_release
 
     profiles_sha = _sha(_profiles_file(mesh, domain))
+    profile_env = _profile_env(mesh, domain)
     if target is None:
         try:
             pointer = json.loads((domain.target_dir / "mesh-state" / "default-target.json").read_text("utf-8"))
         except (OSError, ValueError):
-            return "no recorded build", 0
+            return "no recorded build", 0, []
         if not isinstance(pointer, dict) or pointer.get("profiles") != profiles_sha:
-            return "its profiles.yml changed", 0
+            return "its profiles.yml changed", 0, []
+        if pointer.get("profile_env") != profile_env:
+            return "an environment variable its profile reads changed (the target may be another)", 0, []
         target = str(pointer.get("target"))
-    try:
-        raw = json.loads((state_dir(domain, target) / "state.json").read_text(encoding="utf-8"))
-        quiet = raw["quiet"]
-        assert isinstance(quiet, dict) and raw.get("version") == STATE_VERSION
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        return "no recorded build", 0
+    data = read_state_file(state_dir(domain, target) / "state.json")
+    if isinstance(data, str) or not isinstance(data.quiet, dict):
+        return "no usable recorded build", 0, []
+    quiet = data.quiet
+    reads = {uid: r for uid, r in data.reads.items() if isinstance(r, dict)}
+    opaque = next((f"{uid.split('.')[-1]}: {r['opaque']}" for uid, r in sorted(reads.items()) if r.get("opaque")), None)
     checks = (
-        (raw.get("owed"), "a node is owed a good run"),
+        (data.owed, "a node is owed a good run"),
         (quiet.get("profiles") != profiles_sha, "its profiles.yml changed"),
+        (quiet.get("profile_env") != profile_env, "an environment variable its profile reads changed"),
         (quiet.get("mesh_yml") != _sha(mesh.root / "mesh.yml"), "mesh.yml changed"),
+        (data.env_computed, "its code reads an environment variable whose name is computed"),
+        (data.hooks, "its on-run-start hooks write what its models may read"),
+        (opaque, opaque),
+        (quiet.get("detect"), "a source declares meta.change_detection (dbt counts or runs it)"),
     )
     for failed, why in checks:
         if failed:
-            return why, 0
+            return str(why), 0, []
+    now = env_digests(data.env)
+    changed = next((n for n, v in now.items() if data.env.get(n) != v), None)
+    if changed:
+        return f"environment variable {changed} changed", 0, []
+    if quiet.get("artifacts") != [_stat(domain.manifest_path), _stat(domain.run_results_path)]:
+        return "its manifest.json or run_results.json changed since its last build", 0, []
+    if footprint_changes(data.footprint or {}, run_footprint(domain, data.footprint_skip)):
+        return "dbt wrote its relations outside the mesh since its last build", 0, []
+    if fingerprint_reads(domain, reads) != data.read_prints:
+        return "a file its SQL reads changed", 0, []
     upstreams = quiet.get("upstreams") or {}
     if set(upstreams) != set(domain.upstream_names):
-        return "its upstreams changed", 0
+        return "its upstreams changed", 0, []
     for up in domain.upstreams:
         if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up, domain)):
-            return f"upstream {up.name} was parsed or built", 0
+            return f"upstream {up.name} was parsed or built", 0, []
     exchange = open_exchange(mesh)
     for key, release in (quiet.get("consumed") or {}).items():
         project, model, version = _split_key(str(key))
         try:
             if wanted_release(exchange, domain, project, model, version) != release:
-                return f"{key} has another current release", 0
+                return f"{key} has another current release", 0, []
         except (MeshError, OSError):
-            return f"{key}: its current release cannot be read", 0
+            return f"{key}: its current release cannot be read", 0, []
+    stored = set(quiet.get("stored") or [])  # sources in a database file: the storage check below sees them
     for uid, location in (quiet.get("locations") or {}).items():
         fingerprint = landing_fingerprint(domain, location)
-        if fingerprint is None and uid not in (raw.get("loaded_at") or {}):
-            return f"source {uid} cannot be observed", 0
-        if fingerprint is None or fingerprint != (raw.get("landing") or {}).get(uid):
-            return f"source {uid} may have new data", 0
+        if fingerprint is None and uid in stored:
+            continue
+        if fingerprint is None and uid not in data.loaded_at:
+            return f"source {uid} cannot be observed", 0, []
+        if fingerprint is None or fingerprint != data.landing.get(uid):
+            return f"source {uid} may have new data", 0, []
     if needs_deps(domain):
-        return "its packages are not installed", 0
-    if code_fingerprint(domain) != raw.get("code"):
-        return "its code changed", 0
-    storage = raw.get("storage")
+        return "its packages are not installed", 0, []
+    if code_fingerprint(domain) != data.code:
+        return "its code changed", 0, []
+    storage = data.storage
     if not storage:
-        return "its storage cannot be observed without dbt", 0
+        return "its storage cannot be observed without dbt", 0, []
     for entry in storage:
         if len(entry) == 2 and entry[1] == "warehouse":
-            return "its storage cannot be observed without dbt", 0
+            return "its storage cannot be observed without dbt", 0, []
         path = Path(str(entry[0]))
-        now = [str(path), "tree", _tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
+        now = [str(path), "tree", tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
         if now is None:
             stat = _stat(path)
             now = [str(path), *stat] if stat is not None else [str(path), None]
         if now != entry:
-            return "its storage changed", 0
+            return "its storage changed", 0, []
     if publish:
-        built = raw.get("built") or {}
+        built = data.built
         for uid, name, version in quiet.get("products") or []:
             try:
                 current = exchange.current(domain.name, name, version, verify=False)
             except (MeshError, OSError):
                 current = None
             if current is None or current.descriptor.build.invocation_id != built.get(uid):
-                return f"{name} is not published from its last build", 0
-    return None, int(quiet.get("models") or 0)
+                return f"{name} is not published from its last build", 0, []
+    return None, int(quiet.get("models") or 0), list(data.unseen)

@@ -10,6 +10,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ConfigError, MeshError, describe_os_error, display_path
@@ -25,15 +26,28 @@ from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import product_key
 from mesh_tools.stitch.plan import stitch_domain, upstream_manifests
 from mesh_tools.stitch.refs import explain_dbt_error
-from mesh_tools.workflows.build_state import (
-    BuildPlan,
-    BuildState,
-    changed_metadata,
-    explain,
-    freshness_sources,
+from mesh_tools.workflows.build_inputs import (
+    env_digests,
+    env_names,
+    fingerprint_reads,
+    hook_writes,
     landing_files,
     landing_fingerprint,
     landing_location,
+    node_reads,
+    run_footprint,
+    singular_tests,
+    sql_dialect,
+    target_identity,
+)
+from mesh_tools.workflows.build_state import (
+    BuildPlan,
+    BuildState,
+    Observed,
+    change_detection,
+    changed_metadata,
+    explain,
+    freshness_sources,
     load_state,
     plan_build,
     project_digest,
@@ -45,6 +59,7 @@ from mesh_tools.workflows.build_state import (
     seed_digests,
     state_dir,
     storage_fingerprint,
+    why_full,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +109,7 @@ class DomainRun:
     models_total: int = 0  # the domain's own models (a state-aware build runs some, reuses the others)
     decisions: list[tuple[str, str]] = field(default_factory=list)  # (node, why it ran)
     full_reason: str | None = None  # why everything ran, when it did
+    unseen: list[str] = field(default_factory=list)  # changes the build cannot see (for --explain)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # for its lineage events: when it ran (ISO 8601, UTC), what it read and what it published
@@ -144,7 +160,7 @@ def run_domain(
                 run.notes.append("nothing changed since its last build: no dbt run")
                 _record_storage(mesh, domain, target)
                 if plan.state is not None:
-                    _record_quiet(mesh, domain, target, outcome.consumed, plan.state.manifest)
+                    _record_quiet(mesh, domain, target, outcome.consumed, plan.state.manifest, plan)
                 return _done(run, start)
             args += plan.dbt_args()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
@@ -165,7 +181,7 @@ def run_domain(
     if command == "build":
         _count(run, domain, wall_start, target)
         if plan is not None:
-            _remember(mesh, domain, target, plan, outcome.consumed, run)
+            _remember(mesh, domain, target, plan, outcome.consumed, run, invocation.hook_statements)
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
@@ -285,6 +301,13 @@ def _plan_build(
     code = code_fingerprint(domain)
     state: BuildState | str = "--full was given" if full else load_state(domain, name)
     own = code_fingerprint(domain, stubs=False)
+    names, computed = env_names(domain)
+    observed = Observed(
+        target=target_identity(profile) if profile is not None else None,
+        env=env_digests(names),
+        env_computed=computed,
+        footprint=run_footprint(domain, singular_tests(state.manifest if isinstance(state, BuildState) else None)),
+    )
     if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
         long = postgres_engine.long_names(str(profile.schema or domain.name), list(domain.upstream_names))
         if long:
@@ -301,15 +324,22 @@ def _plan_build(
     unreleased: set[str] = set()
     metadata: dict[str, str] = {}
     if isinstance(state, BuildState):
-        outside = _ran_outside(domain, state)
-        if outside:
-            state = outside
+        state = (
+            _ran_outside(domain, state)
+            or _unreadable_artifacts(domain)
+            or why_full(state, project_digest(domain), observed)
+            or state
+        )
+    fingerprint = None
     if isinstance(state, BuildState):
-        fingerprint = None
         if profile is not None:
             fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity)
+        if fingerprint is not None and profile is not None and profile.adapter == "duckdb":
+            observed.watched = {str(profile.database or "").lower(), *_attachment_aliases(domain, profile).values()}
         if fingerprint is not None and state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
+        elif fingerprint is not None and state.storage and fingerprint != state.storage and profile is not None:
+            state = _storage_changed(mesh, domain, profile, state, fingerprint, observed) or state
     if isinstance(state, BuildState):
         if fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]:
             relations = relations_to_check(state.manifest)
@@ -323,12 +353,108 @@ def _plan_build(
                 state = f"its relations could not be checked ({_first_lines(str(exc), 1)})"
     if isinstance(state, BuildState) and publish:
         unreleased = _unreleased(mesh, domain, state)
-    if isinstance(state, BuildState) and own != state.own and any(state.manifest.products(domain.name)):
-        metadata = _changed_metadata(mesh, domain, target, name, verbose, state, run)
-    plan = plan_build(domain, state, code, fresh, missing, unreleased, project_digest(domain), metadata)
+    if isinstance(state, BuildState):
+        recorded = state.file.env if state.file is not None else {}
+        env_changed = any(recorded.get(n, v) != v for n, v in observed.env.items())
+        informs = any(state.manifest.own_sources()) or any(state.manifest.products(domain.name))
+        if (own != state.own or env_changed) and informs:  # locations and metadata as they are now
+            observed.current = _parse_now(mesh, domain, target, name, verbose)
+            if observed.current is not None and any(state.manifest.products(domain.name)):
+                metadata = changed_metadata(state.manifest, observed.current, domain.name)
+        counted = [s for s in (observed.current or state.manifest).own_sources() if change_detection(s) == "row_count"]
+        if counted:
+            observed.counts = _count_rows(mesh, domain, target, verbose, counted, run)
+    plan = plan_build(domain, state, code, fresh, missing, unreleased, project_digest(domain), metadata, observed)
     plan.own = own
     run.full_reason = plan.why_full or None
+    run.unseen = list(plan.unseen)
     return plan
+
+
+def _unreadable_artifacts(domain: Domain) -> str | None:
+    """Why the domain must be built in full when its own manifest cannot be read (truncated, damaged):
+    only a build writes it whole again, and its consumers and the publish gate read it."""
+    try:
+        Manifest.load(domain.manifest_path, domain.name)
+    except MeshError:
+        return f"its {domain.manifest_path.name} is missing or cannot be read: a build writes it again"
+    return None
+
+
+def _storage_changed(
+    mesh: Mesh, domain: Domain, profile: ProfileInfo, state: BuildState, now: list[Any], observed: Observed
+) -> str | None:
+    """Why the domain is built in full when its storage changed since the mesh's last build of this target,
+    or None. Only the mesh's builds of this target write its own database file: a change there is someone
+    else's write (a hand-run dbt, another target, a restored copy). A changed attached file is a source
+    database: the sources that live in it run (``observed.databases``). A file other domains build into
+    too changes with their builds: then every relation is looked up instead, as before."""
+    if now[0][1:] == ["warehouse"] or not profile.files:
+        return None
+    before = {str(e[0]): e for e in state.storage or []}
+    changed = {str(e[0]) for e in now if before.get(str(e[0])) != e}
+    main = str(profile.files[0])
+    if {main, main + ".wal"} & changed:
+        if profile.adapter == "spark" or _storage_shared(mesh, domain, profile):
+            observed.watched.discard(str(profile.database or "").lower())  # other domains' builds change it
+            return None
+        return (
+            "its storage changed since the mesh's last build of this target (written outside the mesh: a hand-run "
+            "dbt, another target, a restored or copied file)"
+        )
+    aliases = _attachment_aliases(domain, profile)
+    for path in changed:
+        alias = aliases.get(path.removesuffix(".wal"))
+        if alias is None:
+            return f"a database file it opens changed ({display_path(Path(path))})"
+        observed.databases.add(alias)
+    return None
+
+
+def _attachment_aliases(domain: Domain, profile: ProfileInfo) -> dict[str, str]:
+    """Each local attached database file -> the catalog name its relations carry (its alias, else its stem)."""
+    out = {}
+    for entry in profile.attached:
+        alias, _, where = entry.partition(" = ")
+        where = where.removesuffix(" (read-only)")
+        path = Path(where.removeprefix("file:")).expanduser()
+        path = (path if path.is_absolute() else domain.path / path).resolve()
+        out[str(path)] = alias.strip().lower()
+    return out
+
+
+def _storage_shared(mesh: Mesh, domain: Domain, profile: ProfileInfo | None) -> bool:
+    """Whether another domain of the mesh opens one of this domain's storage files (their builds change it)."""
+    from mesh_tools.dbt import profiles
+
+    mine = set(profile.files) if profile is not None else set()
+    for other in mesh.domains.values():
+        if other.name == domain.name or not mine:
+            continue
+        try:
+            theirs = profiles.load_profile(other.path, None, mesh.profiles_dir, require_env=False)
+        except MeshError:
+            continue
+        if mine & set(theirs.files):
+            return True
+    return False
+
+
+def _count_rows(
+    mesh: Mesh, domain: Domain, target: str | None, verbose: bool, sources: list[Any], run: DomainRun
+) -> dict[str, int]:
+    """Row counts of the sources that declare ``meta.change_detection: row_count`` (their relation, through dbt)."""
+    from mesh_tools.dbt import runner as dbt_runner
+
+    statements = [f"select count(*) from {s.get('relation_name')}" for s in sources if s.get("relation_name")]
+    try:
+        rows = dbt_runner.run_statements(domain.path, statements, target=target, profiles_dir=mesh.profiles_dir,
+                                         verbose=verbose)  # fmt: skip
+    except MeshError as exc:
+        run.warnings.append(f"row counts of its sources could not be taken ({_first_lines(str(exc), 1)}): they run")
+        return {}
+    counted = [s for s in sources if s.get("relation_name")]
+    return {s.unique_id: int(r[0][0]) for s, r in zip(counted, rows, strict=False) if r and r[0] and r[0][0]}
 
 
 def _load_landing(
@@ -421,22 +547,18 @@ def _measure_freshness(
         return None
 
 
-def _changed_metadata(
-    mesh: Mesh, domain: Domain, target: str | None, name: str, verbose: bool, state: BuildState, run: DomainRun
-) -> dict[str, str]:
-    """Products whose documentation or metadata changed (`dbt parse` into the state folder, compared)."""
+def _parse_now(mesh: Mesh, domain: Domain, target: str | None, name: str, verbose: bool) -> Manifest | None:
+    """The project as dbt reads it now (`dbt parse` into the state folder; its artifacts stay whole), or None
+    when it does not parse (the build reports that itself)."""
     from mesh_tools.dbt import runner as dbt_runner
 
     scratch = state_dir(domain, name) / "parse"
     parsed = dbt_runner.invoke(domain.path, ["parse", "--target-path", str(scratch)], target=target,
                                verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
     try:
-        after = Manifest.read(scratch / "manifest.json", domain.name, missing_ok=True) if parsed.success else None
+        return Manifest.read(scratch / "manifest.json", domain.name, missing_ok=True) if parsed.success else None
     except MeshError:
-        after = None
-    if after is None:  # the build reports the parse error itself; products are compared next time
-        return {}
-    return changed_metadata(state.manifest, after, domain.name)
+        return None
 
 
 def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
@@ -457,8 +579,10 @@ def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
 
 
 def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, consumed: dict[str, str],
-              run: DomainRun) -> None:  # fmt: skip
-    """After dbt wrote this build's results: the state the next build compares with, and why nodes ran."""
+              run: DomainRun, hooks: list[str]) -> None:  # fmt: skip
+    """After dbt wrote this build's results: the state the next build compares with, and why nodes ran.
+
+    ``hooks``: the statements its on-run-start hooks ran in this build."""
     if run.invocation_id is None:
         return  # dbt stopped before running anything: the next build decides again from the same state
     try:
@@ -476,16 +600,43 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, c
     known = set(manifest.nodes) | set(manifest.unit_tests) | set(manifest.sources)
     try:
         record_state(domain, name, plan, domain.manifest_path, results, products, known,
-                     seed_digests(domain, manifest))  # fmt: skip
+                     seed_digests(domain, manifest), _inputs(domain, plan, manifest, hooks))  # fmt: skip
     except OSError as exc:
         run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
         return
-    _record_quiet(mesh, domain, target, consumed, manifest)
+    _record_quiet(mesh, domain, target, consumed, manifest, plan)
     run.models_total = sum(1 for _ in manifest.own("model"))
     run.decisions = explain(plan, domain.name, manifest, results)
 
 
-def _record_quiet(mesh: Mesh, domain: Domain, target: str | None, consumed: dict[str, str], manifest: Manifest) -> None:
+def _inputs(domain: Domain, plan: BuildPlan, manifest: Manifest, hooks: list[str]) -> dict[str, Any]:
+    """What this build observed beyond code and sources, for the next one (build_state.StateFile's fields)."""
+    recorded = plan.state.file if plan.state is not None else None
+    previous_reads = recorded.reads if recorded is not None else {}
+    reads = node_reads(domain, manifest, previous_reads)
+    prints = fingerprint_reads(domain, reads)
+    for uid, digest in plan.read_prints.items():  # taken before the build: a change while it ran is seen next time
+        if uid in prints and (previous_reads.get(uid) or {}).get("files") == reads[uid].get("files"):
+            prints[uid] = digest
+    counts = dict(recorded.counts) if recorded is not None else {}
+    counts.update(plan.observed.counts)
+    return {
+        "target": plan.observed.target,
+        "env": plan.observed.env,
+        "env_computed": plan.observed.env_computed,
+        "hooks": hook_writes(hooks, manifest, sql_dialect(manifest.adapter)),
+        "reads": reads,
+        "read_prints": prints,
+        "footprint": run_footprint(domain, singular_tests(manifest)),
+        "footprint_skip": singular_tests(manifest),
+        "counts": counts,
+        "unseen": plan.unseen,
+    }
+
+
+def _record_quiet(
+    mesh: Mesh, domain: Domain, target: str | None, consumed: dict[str, str], manifest: Manifest, plan: BuildPlan
+) -> None:
     """What lets the next build skip the domain without dbt, when none of it changes (build_state.quiescent)."""
     from mesh_tools.dbt.profiles import profiles_dir_for
 
@@ -493,7 +644,13 @@ def _record_quiet(mesh: Mesh, domain: Domain, target: str | None, consumed: dict
     try:
         path = profiles_dir_for(domain.path, mesh.profiles_dir) / "profiles.yml"
         profiles_sha = file_sha256(path) if path.is_file() else None
-        record_quiet(domain, name, target is not None, quiet_facts(mesh, domain, consumed, manifest), profiles_sha)
+        record_quiet(
+            domain,
+            name,
+            target is not None,
+            quiet_facts(mesh, domain, consumed, manifest, plan.observed.watched),
+            profiles_sha,
+        )
     except OSError:
         pass  # the next build decides through its worker
 

@@ -133,10 +133,11 @@ def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]]) -> dict[str,
         if any(u not in quiet for u in ups[name]):
             continue  # an upstream runs: it may publish, so this domain's worker decides
         start = time.perf_counter()
-        why, models = quiescent(mesh, mesh.domains[name], plan.target, plan.publish)
+        why, models, unseen = quiescent(mesh, mesh.domains[name], plan.target, plan.publish)
         if why is None:
+            note = "nothing changed since its last build: no dbt run"
             quiet[name] = DomainRun(name, SUCCESS, seconds=time.perf_counter() - start, models_total=models,
-                                    notes=["nothing changed since its last build: no dbt run"])  # fmt: skip
+                                    notes=[note], unseen=unseen)  # fmt: skip
     return quiet
 
 
