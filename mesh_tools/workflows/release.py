@@ -20,8 +20,10 @@ from mesh_tools.store.exchange import open_exchange
 ALWAYS_BLOCKING = frozenset({"GOV205"})
 
 
-def check_gate(domain: Domain) -> BuildFacts | str:
-    """The products to publish, or why the domain may not publish (its last build is not good)."""
+def check_gate(domain: Domain, target: str | None = None) -> BuildFacts | str:
+    """The products to publish, or why the domain may not publish (its last build is not good).
+
+    ``target``: the name of the target the build used (whose build state records what the mesh built)."""
     again = f"run `mesh build {domain.name}`"
     manifest = Manifest.load(domain.manifest_path, domain.name, f"Build the domain first: `mesh build {domain.name}`.")
     results_path = domain.run_results_path
@@ -32,6 +34,8 @@ def check_gate(domain: Domain) -> BuildFacts | str:
         return f"the last dbt command in {domain.name} was `{results.command}`, not `build`: {again}."
     if results.args.get("empty"):
         return f"the last build of {domain.name} ran with --empty (no rows were read): {again}."
+    if results.args.get("sample"):
+        return f"the last build of {domain.name} ran with --sample (it read a sample of its inputs): {again}."
     if results.invocation_id != manifest.invocation_id:
         return f"{domain.name}'s manifest and run results come from different dbt runs: {again}."
     bad = [f"{r.unique_id} ({r.status})" for r in results.results if r.status in ("error", "fail", "skipped")]
@@ -43,6 +47,9 @@ def check_gate(domain: Domain) -> BuildFacts | str:
     missing = [n.unique_id for n in products if results.status_of(n.unique_id) != "success"]
     if missing:
         return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."
+    stale = _inputs_built_elsewhere(domain, target, manifest, results, products)
+    if stale:
+        return stale
     # every data test of a product ran in that build (none excluded or left out of the selection);
     # unit tests check logic, not data, and are often left out of production builds: not required
     skipped = sorted(
@@ -72,6 +79,48 @@ def check_gate(domain: Domain) -> BuildFacts | str:
         adapter=manifest.adapter,
         checks={p.unique_id: manifest.tests_of(p.unique_id, data_only=True) for p in products},
     )
+
+
+def _inputs_built_elsewhere(
+    domain: Domain, target: str | None, manifest: Manifest, results: RunResults, products: list[Any]
+) -> str | None:
+    """Why a product may not be published because a model it reads in its own domain was not built by this
+    build, and its table was last written by a dbt run the mesh has no record of (`dbt build --empty`,
+    `--sample`, a hand-run `dbt run` from code since undone): its rows would come from that run."""
+    from mesh_tools.workflows.build_inputs import run_file_of, run_footprint, singular_tests
+    from mesh_tools.workflows.build_state import read_state_file, state_dir
+
+    built = {"model", "seed", "snapshot"}
+    ancestors: dict[str, str] = {}  # ancestor -> a product that reads it
+    for product in products:
+        stack = list(product.depends_on)
+        while stack:
+            uid = stack.pop()
+            node = manifest.node(uid)
+            if node is None or uid in ancestors or node.package != domain.name or node.resource_type not in built:
+                continue
+            ancestors[uid] = product.name
+            stack.extend(node.depends_on)
+    outside = {u: p for u, p in ancestors.items() if u not in results.by_id}
+    if not outside:
+        return None
+    now = run_footprint(domain, singular_tests(manifest))
+    record = read_state_file(state_dir(domain, target) / "state.json") if target else "no target"
+    recorded = record.footprint if not isinstance(record, str) else None
+    for uid, product in sorted(outside.items()):
+        node = manifest.node(uid)
+        path = run_file_of(node) if node is not None else ""
+        if path not in now:
+            continue  # never written by dbt (ephemeral): compiled into its readers
+        if recorded is None or recorded.get(path) != now[path]:
+            label = node.name if node is not None else uid
+            return (
+                f"{product} reads {label}, which this build did not build, and its table was last written by a dbt "
+                f"run the mesh has no record of (`--empty`, `--sample`, or a hand-run from other code): its rows "
+                f"would be that run's. Build it with its products (`dbt build -s +{product}`), or `mesh build "
+                f"{domain.name}`."
+            )
+    return None
 
 
 def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
@@ -128,6 +177,17 @@ def finding_counts(violations: list[Any]) -> dict[str, int]:
     return counts
 
 
+def _target_name(mesh: Mesh, domain: Domain, target: str | None) -> str | None:
+    """The name of the target dbt builds the domain with (``target``, else its profile's default)."""
+    from mesh_tools.core.errors import MeshError
+    from mesh_tools.dbt import profiles
+
+    try:
+        return profiles.load_profile(domain.path, target, mesh.profiles_dir, require_env=False).target
+    except MeshError:
+        return target
+
+
 def publish_domain(
     mesh: Mesh, domain: Domain, target: str | None = None, violations: list[Any] | None = None
 ) -> PublishOutcome:
@@ -137,7 +197,7 @@ def publish_domain(
     """
     start = time.perf_counter()
     outcome = PublishOutcome(domain.name)
-    facts = check_gate(domain)
+    facts = check_gate(domain, _target_name(mesh, domain, target))
     if isinstance(facts, str):
         outcome.refused = facts
         log_refusal(mesh, domain, facts)
