@@ -28,6 +28,15 @@ def test_upstream_is_built_before_its_consumers(plain_mesh_built: Built):
 
 def test_failed_upstream_skips_downstream_while_independent_domain_builds(plain_mesh: Path):
     (plain_mesh / "shop" / "models" / "orders_v2.sql").write_text("select * from a_table_that_does_not_exist")
+    # a third level: what reads a skipped domain is skipped too, never built on a stale release
+    chain = plain_mesh / "chain"
+    (chain / "models").mkdir(parents=True)
+    (chain / "dbt_project.yml").write_text("name: chain\nprofile: chain\nversion: '1.0'\nconfig-version: 2\n")
+    (chain / "profiles.yml").write_text(
+        "chain:\n  target: dev\n  outputs:\n    dev: {type: duckdb, path: chain.duckdb}\n"
+    )
+    (chain / "dependencies.yml").write_text("projects:\n  - name: reporting\n")
+    (chain / "models/one.sql").write_text("select 1 as one\n")
     result = run_mesh("build", cwd=plain_mesh)
     out = result.stdout
     assert result.returncode == 1, out + result.stderr
@@ -36,8 +45,10 @@ def test_failed_upstream_skips_downstream_while_independent_domain_builds(plain_
     for consumer in ("reporting", "audit", "billing"):
         assert f"{consumer}: skipped (upstream shop did not succeed)" in out
         assert not (plain_mesh / consumer / "target").exists()  # nothing of theirs ran
+    assert "chain: skipped (upstream reporting did not succeed)" in out
+    assert not (chain / "target").exists()
     assert "hr: ok" in out
-    assert "mesh build: 1 of 5 domains succeeded" in out
+    assert "mesh build: 1 of 6 domains succeeded" in out
 
 
 def test_selection_with_downstream(plain_mesh_copy: Path):

@@ -543,7 +543,7 @@ def test_a_profile_pointed_at_other_schemas_builds_in_full(pg_mesh: Built) -> No
     try:
         moved = run_mesh("build", "finance", "--target", "postgres", "--no-publish", "--explain", cwd=root)
         assert moved.returncode == 0, moved.stdout + moved.stderr
-        assert "its storage is not the one its last build wrote" in moved.stdout, moved.stdout
+        assert "its target resolves to other storage than its last build" in moved.stdout, moved.stdout
         assert "ran 3 of 3 models" in moved.stdout, moved.stdout
     finally:
         profiles.write_text(original)
