@@ -24,8 +24,6 @@ from mesh_tools.cli.render import _progress
 from mesh_tools.workflows.domain_run import SUCCESS
 from mesh_tools.workflows.scheduler import run_mesh
 
-HEALTH_FAIL = {"failing": 3, "stale": 2, "warning": 1}
-
 
 @main.command()
 @click.option(
@@ -39,7 +37,7 @@ HEALTH_FAIL = {"failing": 3, "stale": 2, "warning": 1}
 @click.option(
     "--fail-on",
     type=click.Choice(["failing", "stale", "warning", "never"]),
-    help="Exit 1 when a product is at least this bad (default: mesh.yml health.fail_on, else failing).",
+    help="Exit 1 when a product or a domain is at least this bad (default: mesh.yml health.fail_on, else failing).",
 )
 @click.option(
     "--output-dir",
@@ -55,12 +53,11 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
 
     Per domain and data product: a status (healthy, warning, stale, failing, no data), a score,
     last success, freshness against the SLO, volume, schema changes, test-failure streaks, and
-    the downstream products at risk, with their owners. Exit 1 when a product is failing (see --fail-on).
+    the downstream products at risk, with their owners. Exit 1 when a product or a domain is failing (see --fail-on).
     """
     from mesh_tools.health import update_health
     from mesh_tools.health.render import schema as report_schema
     from mesh_tools.health.render import to_html, to_json, to_markdown, to_text
-    from mesh_tools.health.report import RANK
     from mesh_tools.workflows.after_run import health_findings
 
     if schema:
@@ -74,8 +71,7 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
     click.echo(render(report), nl=False)
     if fmt == "text":
         click.echo(f"report: {_shown(paths['html'])} (also report.json, report.md) in {report.seconds:.2f}s")
-    threshold = fail_on or mesh.health.fail_on
-    if threshold != "never" and any(RANK[p.status] >= HEALTH_FAIL[threshold] for p in report.products):
+    if report.fails(fail_on or mesh.health.fail_on):  # a product or a domain (a corrupt artifact, a failed build)
         sys.exit(ExitCode.FAILED)
 
 
@@ -156,8 +152,10 @@ def status(ctx: click.Context, fmt: str) -> None:
                 click.echo(f"  PROBLEM   {release['product']}: {release['problem']}")
                 continue
             channel = "" if plain else f", {release.get('channel') or PROD}"
+            unverified = f"; bytes not verified: {release['unverified']}" if release.get("unverified") else ""
             click.echo(
                 f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows{channel})"
+                + unverified
             )
         for product, release_id in sorted(state.consumed.items()):
             newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""

@@ -88,11 +88,7 @@ def _after_run(mesh: Mesh, runs: list[DomainRun], target: str | None) -> None:
         click.echo("health and docs: nothing was rebuilt, so their last report stands (`mesh health` re-judges "
                    "ages and SLOs now); the reused runs go into the health history at its next collection")  # fmt: skip
     if done.report is not None:
-        c = done.report.products_by_status
-        click.echo(
-            f"health: {done.report.status} ({c.healthy} healthy, {c.warning} warning, {c.stale} stale, "
-            f"{c.failing} failing products) — report: {_shown(done.report_paths['html'])}"
-        )
+        click.echo(f"health: {done.report.summary()} — report: {_shown(done.report_paths['html'])}")
     if done.site is not None:
         click.echo(f"docs: {done.site.pages} pages — {_shown(done.site.path / 'index.html')}")
     for warning in done.warnings:

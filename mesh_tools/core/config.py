@@ -72,7 +72,7 @@ class HealthConfig(_Strict):
 
     path: str = Field(default="health", description="Folder of history.duckdb and the reports, relative to the root.")
     fail_on: Literal["failing", "stale", "warning", "never"] = Field(
-        default="failing", description="`mesh health` exits 1 when a product is at least this bad."
+        default="failing", description="`mesh health` exits 1 when a product or a domain is at least this bad."
     )
     source_freshness: bool = Field(default=True, description="Run `dbt source freshness` before each domain's build.")
     volume_tolerance: float = Field(

@@ -251,7 +251,7 @@ def load_mesh(root: Path) -> Mesh:
     domains = _check_upstreams(domains, notes, remote)
     _check_exchange_place(root, exchange, domains, config_file if config else None)
     order = topological_order({n: set(d.upstream_names) & set(domains) for n, d in domains.items()})
-    return Mesh(
+    mesh = Mesh(
         root=root,
         name=name,
         config_path=config_file if config else None,
@@ -264,6 +264,8 @@ def load_mesh(root: Path) -> Mesh:
         docs=config.docs if config else DocsConfig(),
         self_service=config.self_service if config else SelfServiceConfig(),
     )
+    _check_health_place(mesh, doc.line_of(("health", "path")) if config else None)
+    return mesh
 
 
 _Found = tuple[Path, Owner | None, str | None, str]  # path, owner, description, declared name
@@ -288,6 +290,36 @@ def _check_exchange_place(
             raise ConfigError(
                 f"{where}: exchange.path '{exchange.path}' overlaps domain '{name}' ({display_path(domain.path)}); "
                 "the exchange must be a folder of its own (the default is 'exchange')."
+            )
+
+
+def _check_health_place(mesh: Mesh, line: int | None) -> None:
+    """The health folder holds the history (a DuckDB file) and the reports, written on every build: never the
+    mesh root or a folder around it, never inside or around a domain or the exchange (their owners' files),
+    nor the docs site's folder (`mesh docs` replaces that folder whole, history included)."""
+    path = mesh.health_path.resolve()
+    where = display_path(mesh.config_path or mesh.root) + (f":{line}" if mesh.config_path and line else "")
+    shown = f"health.path '{mesh.health.path}'"
+    if is_within(mesh.root, path):
+        raise ConfigError(
+            f"{where}: {shown} is the mesh root or holds it; the health history and reports need a folder of their "
+            "own (the default is 'health')."
+        )
+    others = {f"domain '{n}'": d.path for n, d in mesh.domains.items() if d.path != mesh.root}
+    others["the exchange"] = mesh.exchange_path
+    if not is_within(mesh.root, mesh.docs_path):  # a site at the root: `mesh docs` refuses it, with its own words
+        others["the docs site (`mesh docs` replaces it whole)"] = mesh.docs_path
+    for what, folder in others.items():
+        if is_within(path, folder) or is_within(folder, path):
+            raise ConfigError(
+                f"{where}: {shown} overlaps {what} ({display_path(folder)}); the health history and reports need a "
+                "folder of their own (the default is 'health')."
+            )
+    for name, domain in mesh.domains.items():  # a single project at the mesh root: not its own folders
+        if domain.path == mesh.root and any(is_within(path, f) for f in (domain.target_dir, domain.packages_dir)):
+            raise ConfigError(
+                f"{where}: {shown} is inside the build output of domain '{name}'; the health history and reports "
+                "need a folder of their own (the default is 'health')."
             )
 
 

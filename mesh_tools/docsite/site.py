@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
@@ -28,6 +28,9 @@ from mesh_tools.docsite.lineage import Graph, draw, project_colors
 from mesh_tools.model.manifest import Catalog, Manifest, RunResults
 from mesh_tools.model.nodes import Column as ColumnSpec
 from mesh_tools.model.nodes import Node
+
+if TYPE_CHECKING:
+    from mesh_tools.store.verify import Verifier
 
 MAX_LINEAGE = 400  # nodes drawn on one page; beyond, the nearest are kept
 
@@ -58,6 +61,7 @@ class Product:
     versions: list[dict[str, Any]] = field(default_factory=list)
     release: dict[str, Any] | None = None
     release_problem: str | None = None  # why its current release cannot be read (never shown as fine)
+    release_unverified: str | None = None  # why its bytes were not checked against their SHA-256, when not
     health: dict[str, Any] | None = None
     tests: list[dict[str, Any]] = field(default_factory=list)
     direct: list[dict[str, str]] = field(default_factory=list)
@@ -158,6 +162,7 @@ class SiteBuilder:
         self.mesh = mesh
         self.graph = Graph()
         self.notes: list[str] = []
+        self.verifier: Verifier | None = None
         from mesh_tools.dbt.staleness import stale_domains
 
         self.stale = stale_domains(list(mesh.domains.values()))
@@ -193,11 +198,14 @@ class SiteBuilder:
     # -- the data
     def products_of(self, name: str) -> list[Product]:
         from mesh_tools.store.exchange import open_exchange
+        from mesh_tools.store.verify import Verifier
 
         manifest = self.manifests.get(name)
         if manifest is None:
             return []
-        exchange = open_exchange(self.mesh)
+        if self.verifier is None:  # one download budget for the whole site
+            self.verifier = Verifier(open_exchange(self.mesh))
+        verifier = self.verifier
         domain_owner = self.mesh.domains[name].owner
         catalog = self.catalogs.get(name)
         statuses = self.results.get(name, {})
@@ -234,15 +242,15 @@ class SiteBuilder:
                 ref_line=_ref_line(name, node.name, version, latest),
                 health=self.health["products"].get(node.key),
             )
-            try:
-                # in an object store, the descriptor and the sizes: consumers verify the bytes when they fetch
-                release = exchange.current(name, node.name, version, verify=exchange.local)
+            try:  # its bytes checked as consumers check them (store.verify), or said to be unverified
+                checked = verifier.current(name, node.name, version)
             except MeshError as exc:
                 self.notes.append(str(exc))
                 product.release_problem = str(exc)
-                release = None
-            if release is not None:
-                product.release = release.descriptor.model_dump(mode="json")
+                checked = None
+            if checked is not None:
+                product.release = checked.release.descriptor.model_dump(mode="json")
+                product.release_unverified = checked.unverified
             product.tests = [
                 {"name": test.name, "column": test.column_name, "status": statuses.get(test.unique_id)}
                 for test in manifest.tests_of(uid, data_only=True)

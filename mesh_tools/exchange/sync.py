@@ -1,7 +1,8 @@
 """Who is behind: compare each consumer's receipt with what it would read now (`mesh sync`, `mesh status`).
 
 Only JSON files are read here (pointers, descriptors, receipts), never dbt, so an up-to-date
-mesh answers in a fraction of a second.
+mesh answers in a fraction of a second; each current release's bytes are checked as consumers check them
+(``store.verify``: hashed in a folder, downloaded once per stored version in an object store).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import RunResults
 from mesh_tools.store.exchange import Exchange, open_exchange, wanted_release
 from mesh_tools.store.receipts import read_receipt
+from mesh_tools.store.verify import Verifier
 
 _VERSION = re.compile(r"^v(\w+)$")
 
@@ -62,23 +64,24 @@ def _wanted(exchange: Exchange, domain: Domain, key: str) -> str | None:
     return wanted_release(exchange, domain, *split_key(key))
 
 
-def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
-    """The domain's current releases in this run's channel; a dangling pointer or a broken release is listed
-    with its problem."""
+def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
+    """The domain's current releases in this run's channel, checked as consumers check them (size and SHA-256;
+    "verified": false with the reason where the bytes were not checked); a dangling pointer or a broken or
+    altered release is listed with its problem."""
+    exchange = verifier.exchange
     out = []
     for model, number in exchange.products_of(domain):
         label = f"{domain}.{model}" + ("" if number is None else f".v{number}")
         try:
-            # size checked, not the hash: status is a quick look (consumers' reads verify the hash)
-            release = exchange.current(domain, model, number, verify=False)
+            checked = verifier.current(domain, model, number)
         except (MeshError, OSError) as exc:
             shown = exchange.backend.display(exchange.pointer_key(domain, model, number))
             problem = str(exc) if isinstance(exc, MeshError) else f"{shown}: unreadable ({exc})"
             out.append({"product": label, "release_id": None, "problem": problem})
             continue
-        if release is None:
+        if checked is None:
             continue
-        descriptor = release.descriptor
+        descriptor = checked.release.descriptor
         out.append(
             {
                 "product": descriptor.product,
@@ -87,6 +90,8 @@ def _own_releases(exchange: Exchange, domain: str) -> list[dict[str, Any]]:
                 "produced_at": descriptor.produced_at,
                 "contract_hash": descriptor.contract_hash,
                 "channel": exchange.env,
+                "verified": checked.verified,
+                **({"unverified": checked.unverified} if checked.unverified else {}),
             }
         )
     return out
@@ -110,9 +115,10 @@ def _last_build(domain: Domain) -> dict[str, Any] | None:
 
 def domain_states(mesh: Mesh) -> list[DomainState]:
     exchange = open_exchange(mesh)
+    verifier = Verifier(exchange)
     states = []
     for name, domain in mesh.domains.items():
-        state = DomainState(name, last_build=_last_build(domain), releases=_own_releases(exchange, name))
+        state = DomainState(name, last_build=_last_build(domain), releases=_own_releases(verifier, name))
         mesh_upstreams = [u.name for u in domain.upstreams if u.name in mesh.domains or u.remote]
         if mesh_upstreams:
             receipt = read_receipt(exchange, name)

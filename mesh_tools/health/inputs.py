@@ -28,6 +28,7 @@ class DomainArtifacts:
     run_results: RunResults | None = None
     sources: FreshnessResults | None = None
     no_data: str | None = None  # the reason, when the domain cannot be judged
+    corrupt: bool = False  # no_data because an artifact exists but cannot be read: the domain is failing
     stale: str | None = None  # why its manifest no longer describes its files, when it does not
     notes: list[str] = field(default_factory=list)
 
@@ -84,11 +85,14 @@ def read_domain(domain: Domain, others: tuple[Path, ...] = ()) -> DomainArtifact
 
     found = DomainArtifacts(domain.name)
     fix = f"Build it with `mesh build {domain.name}`."
+    reading = domain.manifest_path
     try:
-        found.manifest = Manifest.read(domain.manifest_path, domain.name, fix, required=("nodes",))
-        found.run_results = RunResults.read(domain.run_results_path, fix, required=("results",))
+        found.manifest = Manifest.read(reading, domain.name, fix, required=("nodes",))
+        reading = domain.run_results_path
+        found.run_results = RunResults.read(reading, fix, required=("results",))
     except MeshError as exc:
-        found.no_data = str(exc)
+        # never built (no artifact yet) is no data; an artifact that is there but unreadable is a failure
+        found.no_data, found.corrupt = str(exc), reading.exists()
         return found
     changed = changed_since_manifest(domain, others)
     if changed is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.config import HealthConfig
 from mesh_tools.core.errors import MeshError
@@ -39,6 +39,9 @@ from mesh_tools.health.scoring import counts, domain_score, score, slo_complianc
 from mesh_tools.health.volume import judge_volume
 from mesh_tools.model.nodes import Node
 
+if TYPE_CHECKING:
+    from mesh_tools.store.verify import Checked, Verifier
+
 
 class _Judge:
     """Builds the report for one collection."""
@@ -50,6 +53,7 @@ class _Judge:
         self.products: dict[str, str] = {}  # product uid -> its domain
         self.owner_of: dict[str, str] = {}  # product uid -> owner
         self.tests = TestIndex()
+        self._verifier: Verifier | None = None  # one download budget for the whole report
         self.failing_tests: list[str] = []
         for name, art in collection.domains.items():
             if art.manifest is None:
@@ -60,17 +64,19 @@ class _Judge:
                 self.products[node.unique_id] = name
                 self.owner_of[node.unique_id] = art.manifest.owner_of(node) or self.domain_owner(name)
 
-    def _broken_release(self, domain: str, node: Node) -> str | None:
+    def _check_release(self, domain: str, node: Node) -> tuple[str | None, Checked | None]:
         """Why the product's current release cannot be read (a dangling pointer, a missing, partial or
-        altered release), or None: consumers would fail on it, so it is never reported as healthy."""
+        altered release: consumers would fail on it, so it is never reported as healthy), and how far its
+        bytes were checked (``store.verify``: hashed as consumers hash them, or "unverified" and why)."""
         from mesh_tools.store.exchange import open_exchange
+        from mesh_tools.store.verify import Verifier
 
-        try:  # in an object store: descriptor and sizes (every fetch checks the hash; so does `mesh promote`)
-            exchange = open_exchange(self.mesh)
-            exchange.current(domain, node.name, node.version, verify=exchange.local)
+        try:
+            if self._verifier is None:
+                self._verifier = Verifier(open_exchange(self.mesh))
+            return None, self._verifier.current(domain, node.name, node.version)
         except MeshError as exc:
-            return str(exc)
-        return None
+            return str(exc), None
 
     def domain_owner(self, name: str) -> str:
         owner = self.mesh.domains[name].owner
@@ -91,7 +97,7 @@ class _Judge:
 
         result = results.get(uid)
         contract_ok = judge_build(node, result, problem)
-        broken = self._broken_release(name, node)
+        broken, checked = self._check_release(name, node)
         if broken:
             problem("release_broken", "failing", broken)
         tests = judge_tests(self.tests.of(name, art.manifest, uid), results, problem, self.failing_tests)
@@ -134,6 +140,8 @@ class _Judge:
             freshness=freshness,
             volume=volume,
             current_release=self.facts.current_release(key),
+            release_verified=checked.verified if checked else None,
+            release_unverified=checked.unverified if checked else None,
             published_at=published,
             problems=problems,
             rows_trend=[
@@ -204,8 +212,10 @@ class _Judge:
         run = self.facts.runs.get(name)
         last_run = LastRun(**{k: run[k] for k in LastRun.model_fields if k in run}) if run else None
         if art.no_data is not None:
-            problem = Problem(kind="no_data", status="no_data", domain=name, owner=base["owner"], message=art.no_data)
-            return DomainHealth(**base, status="no_data", score=0, reason=art.no_data, last_run=last_run,
+            # not built yet: no data; an artifact that is there but unreadable: failing (its build is broken)
+            kind, status = ("corrupt_artifact", "failing") if art.corrupt else ("no_data", "no_data")
+            problem = Problem(kind=kind, status=status, domain=name, owner=base["owner"], message=art.no_data)
+            return DomainHealth(**base, status=status, score=0, reason=art.no_data, last_run=last_run,
                                 problems=[problem])  # fmt: skip
         problems = own + [p for product in products for p in product.problems]
         return DomainHealth(**base, status=worst([p.status for p in problems]), score=domain_score(products, own),

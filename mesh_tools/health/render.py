@@ -21,14 +21,6 @@ def schema() -> str:
     return json.dumps(HealthReport.model_json_schema(), indent=2, sort_keys=True) + "\n"
 
 
-def _counts_line(report: HealthReport) -> str:
-    c = report.products_by_status
-    return (
-        f"{len(report.products)} products: {c.healthy} healthy, {c.warning} warning, {c.stale} stale, "
-        f"{c.failing} failing" + (f", {c.no_data} no data" if c.no_data else "")
-    )
-
-
 def _impact(problem: Problem) -> str:
     if not problem.impact:
         return ""
@@ -37,7 +29,7 @@ def _impact(problem: Problem) -> str:
 
 
 def to_text(report: HealthReport) -> str:
-    lines = [f"mesh health: {report.mesh} is {report.status.replace('_', ' ')} — {_counts_line(report)}"]
+    lines = [f"mesh health: {report.mesh} is {report.status.replace('_', ' ')} — {report.counts_line()}"]
     for domain in report.domains:
         extra = f" — {domain.reason}" if domain.reason else ""
         lines.append(f"  {domain.domain:<16} {domain.status:<8} score {domain.score:>3}{extra}")
@@ -57,7 +49,7 @@ def to_markdown(report: HealthReport) -> str:
     out = [
         f"### {ICON[report.status]} Mesh health: {report.mesh} is **{report.status.replace('_', ' ')}**",
         "",
-        f"{_counts_line(report)} · {len(report.domains)} domains · {report.generated_at:%Y-%m-%d %H:%M} UTC",
+        f"{report.counts_line()} · {report.generated_at:%Y-%m-%d %H:%M} UTC",
         "",
         "| Domain | Status | Score | Products | SLO compliance | Last run |",
         "| --- | --- | ---: | ---: | ---: | --- |",

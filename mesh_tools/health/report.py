@@ -49,6 +49,7 @@ class Problem(_Model):
         "upstream",
         "stale_artifacts",
         "release_broken",
+        "corrupt_artifact",
     ]
     status: Status = Field(description="What the problem makes its product or domain: warning, stale or failing.")
     domain: str
@@ -119,6 +120,12 @@ class ProductHealth(_Model):
     freshness: Freshness
     volume: Volume
     current_release: str | None = None
+    release_verified: bool | None = Field(
+        default=None,
+        description="True: the current release's bytes match its recorded SHA-256 (checked now, or before for the "
+        "same stored bytes); false: only their sizes were checked (see release_unverified); null: no release.",
+    )
+    release_unverified: str | None = Field(default=None, description="Why the release's bytes were not checked.")
     published_at: datetime | None = None
     consumers: list[str] = Field(default_factory=list, description="Domains whose models read this product.")
     at_risk_from: list[str] = Field(default_factory=list, description="Failing or stale products upstream of it.")
@@ -145,7 +152,11 @@ class DomainHealth(_Model):
     description: str = ""
     status: Status
     score: int
-    reason: str | None = Field(default=None, description="Why there is no data, when status is no_data.")
+    reason: str | None = Field(
+        default=None,
+        description="Why it could not be judged: no data yet (status no_data), or an artifact that is there but "
+        "cannot be read (status failing).",
+    )
     last_run: LastRun | None = None
     last_success: datetime | None = None
     slo_compliance: float | None = Field(default=None, description="Mean SLO compliance of its products (0..1).")
@@ -187,3 +198,25 @@ class HealthReport(_Model):
     history: HistoryInfo
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+
+    def counts_line(self) -> str:
+        """The counts behind ``status``: products, then domains (a domain can fail with every product healthy,
+        e.g. its last build failed), so the summary never contradicts its numbers."""
+        p, d = self.products_by_status, self.domains_by_status
+        products = (
+            f"{len(self.products)} products: {p.healthy} healthy, {p.warning} warning, {p.stale} stale, "
+            f"{p.failing} failing" + (f", {p.no_data} no data" if p.no_data else "")
+        )
+        bad = [(getattr(d, s), s.replace("_", " ")) for s in ("warning", "stale", "failing", "no_data")]
+        shown = [f"{d.healthy} healthy"] + [f"{n} {s}" for n, s in bad if n]
+        return f"{products}; {len(self.domains)} domains: {', '.join(shown)}"
+
+    def summary(self) -> str:
+        """``failing (2 products: 2 healthy, ...; 5 domains: 4 healthy, 1 failing)``."""
+        return f"{self.status.replace('_', ' ')} ({self.counts_line()})"
+
+    def fails(self, threshold: str) -> bool:
+        """Whether a product or a domain is at least as bad as ``threshold`` (failing, stale, warning; never)."""
+        if threshold == "never":
+            return False
+        return any(RANK[x.status] >= RANK[threshold] for x in [*self.products, *self.domains])
