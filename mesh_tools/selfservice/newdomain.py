@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.core.errors import ConfigError, MeshError, display_path
+from mesh_tools.core.errors import ConfigError, display_path
 from mesh_tools.core.mesh import Mesh, load_mesh
 from mesh_tools.selfservice.meshfile import registration
 from mesh_tools.selfservice.template import (
@@ -111,8 +111,6 @@ def create_domain(mesh: Mesh, plan: NewDomainPlan) -> None:
             target.write_text(body, encoding="utf-8")
         os.replace(scratch, plan.folder)
         placed = True
-        if os.environ.get("MESH_FAULT_NEW_DOMAIN") == "before-register":
-            raise MeshError("fault injected before registering the domain (MESH_FAULT_NEW_DOMAIN)")
         if plan.mesh_yml is not None and mesh.config_path is not None:
             write_atomic(mesh.config_path, plan.mesh_yml)
         load_mesh(mesh.root)  # the mesh with the new domain must load

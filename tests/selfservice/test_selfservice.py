@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Built, manifest, run_command, run_mesh, written_files
+from tests.conftest import FIXTURES, Built, manifest, mesh_env, run_mesh, written_files
 
 pytestmark = pytest.mark.slow
 
@@ -76,14 +78,41 @@ def test_unknown_upstream_is_refused_with_a_close_match(mesh_copy: Path) -> None
     assert "unknown upstream domain 'salse'. Did you mean 'sales'?" in result.stderr
 
 
-def test_a_failure_half_way_leaves_no_domain_behind(mesh_copy: Path) -> None:
-    import os
+# A seam, in the test only: the real `mesh new-domain` runs in a new interpreter with one step replaced by a
+# failure, once the domain's folder is in place (the script prints whether it was).
+FAULT = """import os, sys
+from mesh_tools.core import files
+from mesh_tools.selfservice import newdomain
+original = {target}
+def fail(*args, **kwargs):
+    if {when}:
+        print("placed:", os.path.isdir("projects/refunds"), flush=True)
+        raise OSError(28, "No space left on device (fault injected)", "mesh.yml")
+    return original(*args, **kwargs)
+{target} = fail
+from mesh_tools.cli import main
+sys.argv = ["mesh", "new-domain", "refunds", "--upstream", "sales"]
+main()
+"""
 
-    before = written_files(mesh_copy)
-    env = {**os.environ, "MESH_FAULT_NEW_DOMAIN": "before-register", "DBT_SEND_ANONYMOUS_USAGE_STATS": "False"}
-    result = run_command(["mesh", "new-domain", "refunds", "--upstream", "sales"], mesh_copy, env)
-    assert result.returncode == 2 and "fault injected" in result.stderr
-    assert written_files(mesh_copy) == before
+
+@pytest.mark.parametrize(
+    ("target", "when"),
+    [
+        ("files.write_atomic", "str(args[0]).endswith('mesh.yml')"),  # registering it in mesh.yml fails
+        ("newdomain.load_mesh", "True"),  # registered; the mesh with it then fails to load: mesh.yml restored
+    ],
+    ids=["registering-fails", "loading-fails"],
+)
+def test_a_failure_half_way_leaves_no_domain_behind(mesh_copy: Path, target: str, when: str) -> None:
+    before, mesh_yml = written_files(mesh_copy), (mesh_copy / "mesh.yml").read_text()
+    script = FAULT.format(target=target, when=when)
+    result = subprocess.run([sys.executable, "-c", script], cwd=mesh_copy, env=mesh_env(), capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert "placed: True" in result.stdout, result.stdout + result.stderr  # the fault came after the folder
+    assert result.returncode == 3 and "no space left on the device" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert written_files(mesh_copy) == before and (mesh_copy / "mesh.yml").read_text() == mesh_yml
     assert not (mesh_copy / "projects/refunds").exists()
 
 
