@@ -184,6 +184,9 @@ def test_what_compiled_sql_reads_beyond_refs_and_sources() -> None:
         "select * from information_schema.tables": ([], "reads the catalog"),
         "select * from duckdb_tables()": ([], "a table function the mesh cannot observe"),
         "select * from (((": ([], "cannot be parsed"),
+        # the clock in what a model computes changes its rows with no input changing; a stamp does not
+        "select * from main.stg_orders where ordered_at > current_date - 7": ([], "computes with CURRENT_DATE"),
+        "select *, cast(now() as timestamp) as _built_at from main.stg_orders": ([], None),
     }
     for sql, (files, opaque) in cases.items():
         reads = sql_reads(sql, "duckdb", known)

@@ -27,6 +27,9 @@ _FILE_SUFFIX = re.compile(r"\.(?:csv|tsv|txt|parquet|json|jsonl|ndjson|xlsx|orc|
 _FILE_FORMATS = {"parquet", "csv", "json", "orc", "text", "avro", "delta", "binaryfile"}
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 _CATALOG_SCHEMAS = {"information_schema", "pg_catalog", "duckdb_catalog"}
+# Functions whose value changes from one run to the next with no input changing (the clock, chance).
+_VOLATILE_NAMES = {"now", "today", "get_current_timestamp", "get_current_time", "current_localtimestamp",
+                   "current_localtime", "random", "gen_random_uuid", "uuid", "setseed", "localtimestamp"}  # fmt: skip
 
 
 @dataclass
@@ -74,6 +77,11 @@ def sql_reads(sql: str, dialect: str, known: set[tuple[str, ...]]) -> Reads:
         ctes = {str(c.alias_or_name).lower() for c in tree.find_all(exp.CTE)}
         for table in tree.find_all(exp.Table):
             _table_reads(table, dialect, known, ctes, reads)
+        volatile = next((f for f in tree.walk() if _is_volatile(f) and not _is_stamp(f)), None)
+        if volatile is not None:
+            reads.refuse(
+                f"it computes with {volatile.sql(dialect=dialect)[:40]}, which changes from one run to the next"
+            )
     reads.files = list(dict.fromkeys(reads.files))
     return reads
 
@@ -115,6 +123,29 @@ def _table_reads(table: Any, dialect: str, known: set[tuple[str, ...]], ctes: se
         reads.refuse(f"it reads the catalog ({'.'.join(parts)}), which changes with anything in the database")
         return
     reads.refuse(f"it reads {'.'.join(parts)}, a relation no ref() or source() of the project names")
+
+
+def _is_volatile(node: Any) -> bool:
+    from sqlglot import exp
+
+    if isinstance(node, exp.CurrentDate | exp.CurrentTimestamp | exp.CurrentTime | exp.Rand):
+        return True
+    name = str(node.name).lower() if isinstance(node, exp.Anonymous) else type(node).__name__.lower()
+    return isinstance(node, exp.Func) and name in _VOLATILE_NAMES
+
+
+def _is_stamp(node: Any) -> bool:
+    """Whether a volatile call only stamps each row with when (or by which run) it was built: a column of the
+    outermost select that is the call itself, maybe cast (``cast(now() as timestamp) as _built_at``). A skipped
+    model keeps the stamp of the build that made its rows, which is what the stamp means."""
+    from sqlglot import exp
+
+    parent = node.parent
+    while isinstance(parent, exp.Cast):
+        parent = parent.parent
+    if isinstance(parent, exp.Alias):
+        parent = parent.parent
+    return isinstance(parent, exp.Select) and parent.parent is None
 
 
 def _literal_paths(func: Any) -> list[str] | None:
