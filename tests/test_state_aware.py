@@ -131,6 +131,27 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert reasons(out)["report.revenue"] == "upstream shop.orders ran"
     assert "shop.stg_orders" not in reasons(out) and "shop.refunds" not in reasons(out)
 
+    # 4b. a change built without publishing, then a column marked PII (metadata only, beyond dbt's comparison):
+    # the next build publishes what the first built, and rebuilds the product so its release masks the column
+    _edit((a, b), "shop/models/refunds.sql", "amount * 2", "amount * 2 + 0")
+    unpublished = run_mesh("build", "--no-publish", cwd=a)
+    assert unpublished.returncode == 0 and "published" in unpublished.stdout, unpublished.stdout[-2000:]
+    _edit((a, b), "shop/models/schema.yml", "data_tests: [unique, not_null]\n",
+          "data_tests: [unique, not_null]\n      - name: customer_id\n        meta: {pii: true}\n")  # fmt: skip
+    out = _build_a(a)
+    assert reasons(out)["shop.refunds"] == "its current release is not from its last build", out
+    assert reasons(out)["shop.orders"] == "its documentation or metadata changed (its release must say so)", out
+    from mesh_tools.store.exchange import Exchange
+
+    release = Exchange(a / "exchange").current("shop", "orders", None)
+    assert release is not None
+    nulls = (
+        duckdb.connect()
+        .execute(f"select count(*), count(customer_id) from read_parquet('{release.data_path}')")
+        .fetchone()
+    )
+    assert nulls[0] > 0 and nulls[1] == 0  # the release masks the column now marked PII
+
     # 5. a var in dbt_project.yml (beyond dbt's state comparison): the domain is built in full
     _edit((a, b), "shop/dbt_project.yml", "flags:", "vars:\n  refund_factor: 3\n\nflags:")
     _edit((a, b), "shop/models/refunds.sql", "amount * 2", "amount * {{ var('refund_factor', 2) }}")
@@ -171,7 +192,7 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     ).fetchall()
     con.close()
     assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
-    assert steps == [(4, 0), (4, 0), (1, 3)]  # steps 6 and 5 built shop in full; step 4 ran one, reused three
+    assert steps == [(4, 0), (4, 0), (2, 2)]  # steps 6 and 5 built shop in full; step 4b ran two, reused two
 
     # a new release with no new build (`mesh publish` again): its readers rebuild, even with no dbt run upstream
     assert run_mesh("publish", "shop", cwd=a).returncode == 0
