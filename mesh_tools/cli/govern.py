@@ -185,13 +185,14 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
 
         _locked(ctx, mesh)
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
-    failed, seen = [], 0
+    failed, seen, refused = [], 0, False
     for name in mesh.select(selectors):
         try:
             plan = plan_grants(mesh, name, target, roles)
             if plan is None:
                 continue
             seen += 1
+            refused = refused or bool(plan.refused)
             if not dry_run and plan.statements:
                 apply(mesh, plan)
         except MeshError as exc:  # one domain's warehouse refused: the others are still reconciled
@@ -221,6 +222,8 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
         )
     if failed:
         sys.exit(ExitCode.DBT)
+    if refused:  # a profile names a role that is not a domain's own: what else was due is done, and said
+        sys.exit(ExitCode.USAGE)
 
 
 @main.command()

@@ -260,6 +260,7 @@ def _write_warehouse_releases(
     # every kept release's grants, set again from the policy as it is now, in the same transaction
     published = {k: Published(e.release_id, e.table, e.clear_table) for k, e in zip(keys, exports, strict=True)}
     policy = desired(mesh, domain, prefix, roles, published)
+    outcome.notes += policy.refused  # consumers whose role is refused are granted nothing: said, with the profile
     grants = [postgres_engine.privilege_sql(p) for p in sorted(policy.grants, key=str)]
     try:
         sweep = postgres_engine.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)

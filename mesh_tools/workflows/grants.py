@@ -10,17 +10,20 @@ Nothing else: every other privilege on an object the role owns (a working table,
 PUBLIC, a column privilege, a grant added by hand) is drift, reported and revoked. The domain's
 own connection applies the fix (the owner may grant and revoke on what it owns: no superuser).
 A pointer view that does not read its product's current release (a publisher killed between
-the warehouse's commit and the exchange's record) is pointed back at it.
+the warehouse's commit and the exchange's record) is pointed back at it. A consumer whose role is
+not its own (PUBLIC, a pg_ role, one shared with another domain, the producer's, a superuser) is
+refused and granted nothing (exchange/access.py): a grant it holds is drift like any other.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-from mesh_tools.core.errors import MeshError
+from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt.engines import postgres
-from mesh_tools.dbt.engines.postgres import literal, qualified, quote
+from mesh_tools.dbt.engines.postgres import literal, quote
 from mesh_tools.exchange.access import Privilege, desired, warehouse_roles
 
 # Every privilege a role holds through others on objects the domain's role owns (PUBLIC included).
@@ -43,6 +46,10 @@ cross join lateral aclexplode(t.attacl) a
 where c.relowner = (select oid from me) and a.grantee <> c.relowner and t.attnum > 0
 order by 1, 2, 3, 4, 5
 """
+
+
+# Superusers read everything whatever they are granted: a consumer whose role is one is refused.
+_SUPERUSERS = "select rolname from pg_roles where rolsuper order by 1"
 
 
 # Which relations each view of a schema reads (its rewrite rule's dependencies): exact, never by name.
@@ -80,6 +87,7 @@ class GrantPlan:
     drift: list[Privilege] = field(default_factory=list)
     repoint: list[str] = field(default_factory=list)  # pointer views to point back at the current release
     problems: list[str] = field(default_factory=list)  # what the plan cannot fix
+    refused: list[str] = field(default_factory=list)  # consumers granted nothing: their role is refused (a problem)
     statements: list[str] = field(default_factory=list)
 
     @property
@@ -107,18 +115,21 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
     if profile.adapter != postgres.NAME or not profile.user:
         return None
     prefix = str(profile.schema or name)
+    problem = postgres.prefix_problem(prefix, profile.profiles_file, profile.target)
+    if problem:
+        raise ConfigError(problem)
     if roles is None:
         roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
-    policy = desired(mesh, domain, prefix, roles)
     releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
-    rows = postgres.run(domain, [_ACTUAL_SQL, _reads_sql(products), _relations_sql((releases, products))],
+    rows = postgres.run(domain, [_ACTUAL_SQL, _reads_sql(products), _relations_sql((releases, products)), _SUPERUSERS],
                         target, mesh.profiles_dir)  # fmt: skip
+    policy = desired(mesh, domain, prefix, roles, superusers=frozenset(str(r[0]) for r in rows[3]))
     have: set[Privilege] = {(str(s), n, c, str(p), str(g)) for s, n, c, p, g in rows[0]}
     reads: dict[str, set[tuple[str, str]]] = {}
     for view, schema, table in rows[1]:
         reads.setdefault(str(view), set()).add((str(schema), str(table)))
     existing = {(str(s), n) for s, n, _ in rows[2]}
-    plan = GrantPlan(name, str(profile.user), profile.target, problems=list(policy.problems))
+    plan = GrantPlan(name, str(profile.user), profile.target, problems=list(policy.problems), refused=policy.refused)
     for schema, relation, owner in rows[2]:
         if str(owner) != str(profile.user):
             what = f"schema {schema}" if relation is None else f"{schema}.{relation}"
@@ -136,7 +147,7 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
     for view, table in sorted(policy.pointers.items()):
         if (products, view) in existing and (releases, table) in existing and reads.get(view) != {(releases, table)}:
             plan.repoint.append(view)
-            plan.statements.append(postgres.switch_pointer_sql(qualified(products, view), qualified(releases, table)))
+            plan.statements.append(postgres.switch_pointer_sql((products, view), (releases, table)))
             plan.drift = [p for p in plan.drift if p[1] != view]  # the switch revokes them
             plan.missing += sorted(p for p in want if p[1] == view and p not in plan.missing)
     plan.statements += [postgres.privilege_sql(p, grant=False) for p in plan.drift]
@@ -155,30 +166,55 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
 
     Passwords are never written: each role's is set with ``\\password <role>`` in psql (or the
     cloud console), and given to the domain's builds as the environment variable its profile reads.
+    Every name is checked first (ConfigError naming each profile that names a refused role or database,
+    and nothing printed); in the SQL a name is a quoted identifier or a literal that ``format('%I')``
+    turns into one, never text inside a dollar-quoted block.
     """
     from mesh_tools.dbt import profiles
 
-    lines: list[str] = []
-    names: dict[str, str] = {}
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+    problems = [roles.refused[n] for n in sorted(roles.refused)]
+    where = "the command line"
     for name, domain in mesh.domains.items():
+        if database is not None or name not in roles:
+            continue
         try:
             profile = profiles.load_profile(domain.path, target, mesh.profiles_dir, require_env=False)
         except MeshError:
             continue
-        if profile.adapter == postgres.NAME and profile.user:
-            names[name] = str(profile.user)
-            database = database or profile.database
-    if not names:
+        database, where = (str(profile.database), roles.where[name]) if profile.database else (None, where)
+    if database is not None and (not _DATABASE.fullmatch(database) or len(database.encode()) > postgres.MAX_IDENTIFIER):
+        problems.append(
+            f"{where}: the database {database[:80]!r} is not a plain name (letters, digits, underscores and hyphens, "
+            "not starting with a digit or hyphen, at most 63 bytes). Name the warehouse's database so."
+        )
+    if problems:
+        raise ConfigError(
+            "\n".join(problems) + "\nNothing was printed: an administrator runs the bootstrap once every role is "
+            "one domain's own."
+        )
+    if not roles:
         return []
     db = quote(database or "mesh")
-    lines.append(f"-- run once as an administrator of {database}; then `\\password <role>` for each role")
+    lines: list[str] = []
+    lines.append(f"-- run once as an administrator of {database or 'mesh'}; then `\\password <role>` for each role")
     lines.append(f"revoke all on database {db} from public;")
     lines.append("revoke create on schema public from public;")
-    for name, role in sorted(names.items()):  # again with a new domain: roles that exist are kept
-        lines.append(f"-- {name}")
-        lines.append(
-            f"do $$ begin if not exists (select from pg_roles where rolname = {literal(role)}) then "
-            f"create role {quote(role)} login; end if; end $$;"
-        )
+    for name, role in sorted(roles.items()):  # again with a new domain: roles that exist are kept
+        lines.append(f"-- {name if postgres.plain_identifier(name) else repr(name)}")
+        lines.append(create_role_sql(role) + ";")
         lines.append(f"grant connect, create, temporary on database {db} to {quote(role)};")
     return lines
+
+
+def create_role_sql(role: str) -> str:
+    """Create the login role ``role`` unless it exists: the name reaches the server as a literal only, and
+    ``format('%I')`` makes the statement (whatever the name, it cannot end the block or add statements)."""
+    return postgres.do_block(
+        f"begin if not exists (select from pg_roles where rolname = {literal(role)}) then "
+        f"execute format('create role %I login', {literal(role)}); end if; end"
+    )
+
+
+# A database name as the bootstrap writes it into SQL and into a comment line.
+_DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")

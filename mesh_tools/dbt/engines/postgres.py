@@ -10,6 +10,11 @@ reads the release table it was stitched to, like a stub over a file release read
 PII: the release table every allowed consumer reads has the product's PII columns NULL; the
 columns in clear are in a second table (``...__pii``) granted only to the consumers the policy
 names. Who may read what is the mesh's policy (workflows/grants.py); the database enforces it.
+
+Names: in the SQL made here a name is a quoted identifier (``quote``) or a literal (``literal``); in a
+PL/pgSQL block only a literal, turned into an identifier by ``format('%I')``, in a block whose dollar
+tag occurs nowhere inside it (``do_block``). Names from configuration (roles, the schema prefix) must
+also be plain identifiers, and roles PostgreSQL reads as PUBLIC or reserves are never granted to.
 """
 
 from __future__ import annotations
@@ -29,16 +34,71 @@ RELEASE_COMMENT = "mesh release "  # the comment on every release table the mesh
 CLEAR_SUFFIX = "__pii"
 
 
+# A name the mesh puts into warehouse SQL from configuration (a role, a schema prefix): letters, digits and
+# underscores, not starting with a digit, at most 63 bytes. Quoted anyway; the pattern keeps names that
+# read the same to people and to the server, and nothing that could end a quote.
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def plain_identifier(name: object) -> bool:
+    """Whether ``name`` is a plain identifier (``IDENTIFIER``, within PostgreSQL's 63 bytes)."""
+    return isinstance(name, str) and bool(IDENTIFIER.fullmatch(name)) and len(name.encode()) <= MAX_IDENTIFIER
+
+
+# Role names PostgreSQL reserves or reads as something else than one role: PUBLIC (every role), NONE, the
+# pg_ prefix, and the role-spec keywords; compared without case (``Public`` is a role of its own, but
+# never one a domain should be taken for).
+_RESERVED_ROLES = {"public", "none", "current_user", "current_role", "session_user", "all"}
+
+
+def reserved_role(name: str) -> str | None:
+    """Why ``name`` is reserved as a role (or None)."""
+    folded = str(name).casefold()
+    if folded in _RESERVED_ROLES:
+        return "PUBLIC is every role of the database" if folded == "public" else "a name PostgreSQL reserves"
+    if folded.startswith("pg_"):
+        return "the pg_ prefix is PostgreSQL's own (predefined roles)"
+    return None
+
+
 def quote(name: str) -> str:
     return '"' + str(name).replace('"', '""') + '"'
 
 
 def literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
+    """A string literal that reads the same whatever ``standard_conforming_strings`` is (an escape string
+    when the text holds a backslash)."""
+    text = str(text).replace("'", "''")
+    return "E'" + text.replace("\\", "\\\\") + "'" if "\\" in text else "'" + text + "'"
+
+
+def do_block(body: str) -> str:
+    """A PL/pgSQL ``do`` block around ``body``, quoted with a dollar tag that occurs nowhere in it.
+
+    The body holds names only as literals (``literal``) or through ``format('%I', ...)``, never as SQL
+    text; a name that contains the tag (``$mesh$``, ``$$``) could otherwise end the quote and run as
+    statements of its own. The tag is chosen after the body is known, so nothing in it can end the block.
+    """
+    tag, n = "mesh", 0
+    while f"${tag}$" in body:
+        n += 1
+        tag = f"mesh{n}"
+    return f"do ${tag}$\n{body.strip(chr(10))}\n${tag}$"
 
 
 def qualified(schema: str, name: str) -> str:
     return f"{quote(schema)}.{quote(name)}"
+
+
+def prefix_problem(prefix: object, profiles_file: Path, target: str | None) -> str | None:
+    """Why a domain's target ``schema`` cannot prefix the schemas the mesh makes from it (or None)."""
+    if plain_identifier(prefix):
+        return None
+    return (
+        f"{display_path(profiles_file)}, target {target or '(default)'}: schema {str(prefix)[:80]!r} is not a plain "
+        "identifier (letters, digits and underscores, not starting with a digit, at most 63 bytes): the mesh makes "
+        "its releases and products schemas from it. Give the target such a `schema`."
+    )
 
 
 def releases_schema(prefix: str) -> str:
@@ -115,24 +175,27 @@ def publish_statements(exports: list[Export], product_keys: list[str], grants: l
         releases, products = releases_schema(export.prefix), products_schema(export.prefix)
         table = qualified(releases, export.table)
         out.append(f"create table {table} as select * from {export.relation}")
-        clear_pointer = qualified(products, pointer_view(export.model, export.version, clear=True))
+        clear_pointer = (products, pointer_view(export.model, export.version, clear=True))
         if export.clear_table:
             clear = qualified(releases, export.clear_table)
             out.append(f"create table {clear} as table {table}")
             out.append(f"comment on table {clear} is {literal(RELEASE_COMMENT + export.release_id + ' ' + key)}")
         if export.pii:
-            out.append(f"update {table} set " + ", ".join(f"{quote(c)} = null" for c in export.pii))
+            out.append(mask_sql(table, export.pii))
         out.append(f"comment on table {table} is {literal(RELEASE_COMMENT + export.release_id + ' ' + key)}")
-        pointer = qualified(products, pointer_view(export.model, export.version))
-        out.append(switch_pointer_sql(pointer, table))
+        pointer = (products, pointer_view(export.model, export.version))
+        out.append(switch_pointer_sql(pointer, (releases, export.table)))
         if export.clear_table:
-            out.append(switch_pointer_sql(clear_pointer, qualified(releases, export.clear_table)))
+            out.append(switch_pointer_sql(clear_pointer, (releases, export.clear_table)))
         else:
-            out.append(f"drop view if exists {clear_pointer}")
+            out.append(f"drop view if exists {qualified(*clear_pointer)}")
     if grants is not None:
         for prefix in dict.fromkeys(e.prefix for e in exports):
             out.append(reset_grants_sql((releases_schema(prefix), products_schema(prefix))))
         out += grants
+        # a superuser reads everything whatever it is granted: the policy gives it nothing (`mesh grants` says so)
+        for prefix in dict.fromkeys(e.prefix for e in exports):
+            out.append(reset_grants_sql((releases_schema(prefix), products_schema(prefix)), superusers_only=True))
     for export in exports:
         table = qualified(releases_schema(export.prefix), export.table)
         out.append(f"select count(*) from {table}")
@@ -143,11 +206,31 @@ def publish_statements(exports: list[Export], product_keys: list[str], grants: l
     return out
 
 
+def mask_sql(table: str, columns: tuple[str, ...]) -> str:
+    """Set a release table's PII ``columns`` NULL, each matched by name whatever its case.
+
+    The properties may write ``Email`` for the column ``email`` the model makes: a quoted name would
+    miss it (and fail the publish). Both sides are lowered by the server (one rule for every letter);
+    the names arrive as literals, the statement is made by ``format('%I')``.
+    """
+    names = "array[" + ", ".join(literal(c) for c in columns) + "]::text[]"
+    return do_block(f"""
+declare sets text;
+begin
+  select string_agg(format('%I = null', a.attname), ', ' order by a.attnum) into sets from pg_attribute a
+  where a.attrelid = {literal(table)}::regclass and a.attnum > 0 and not a.attisdropped
+    and lower(a.attname) = any(array(select lower(x) from unnest({names}) x));
+  if sets is not null then
+    execute 'update ' || {literal(table)}::regclass::text || ' set ' || sets;
+  end if;
+end""")
+
+
 def ownership_sql(schemas: tuple[str, ...]) -> str:
     """Stop the transaction when one of ``schemas`` belongs to another role (one made first, by someone else,
     would own what the domain publishes there and could replace it)."""
     names = "array[" + ", ".join(literal(x) for x in schemas) + "]::text[]"
-    return f"""do $mesh$
+    return do_block(f"""
 declare owner text; name text;
 begin
   select n.nspname, pg_get_userbyid(n.nspowner) into name, owner from pg_namespace n
@@ -157,40 +240,48 @@ begin
       'An administrator drops it (or gives it to %: alter schema % owner to %), then publish again.',
       name, owner, current_user, current_user, name, current_user;
   end if;
-end $mesh$"""
+end""")
 
 
-def reset_grants_sql(schemas: tuple[str, ...]) -> str:
-    """Revoke every privilege any role but the owner holds on ``schemas`` and on every relation in them."""
+def reset_grants_sql(schemas: tuple[str, ...], superusers_only: bool = False) -> str:
+    """Revoke every privilege any role but the owner (``superusers_only``: any superuser) holds on ``schemas``
+    and on every relation in them."""
     names = "array[" + ", ".join(literal(x) for x in schemas) + "]::text[]"
-    return f"""do $mesh$
+    only = " and a.grantee in (select oid from pg_roles where rolsuper)" if superusers_only else ""
+    return do_block(f"""
 declare item record;
 begin
   for item in
     select 'schema ' || quote_ident(n.nspname) as target,
            case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end as grantee
     from pg_namespace n cross join lateral aclexplode(n.nspacl) a
-    where n.nspname = any({names}) and a.grantee <> n.nspowner
+    where n.nspname = any({names}) and a.grantee <> n.nspowner{only}
     union
     select 'table ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
            case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
     from pg_class c join pg_namespace n on n.oid = c.relnamespace cross join lateral aclexplode(c.relacl) a
-    where n.nspname = any({names}) and a.grantee <> c.relowner
+    where n.nspname = any({names}) and a.grantee <> c.relowner{only}
     union
     select 'table ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
            case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
     from pg_attribute t join pg_class c on c.oid = t.attrelid join pg_namespace n on n.oid = c.relnamespace
     cross join lateral aclexplode(t.attacl) a
-    where n.nspname = any({names}) and a.grantee <> c.relowner and t.attnum > 0
+    where n.nspname = any({names}) and a.grantee <> c.relowner and t.attnum > 0{only}
   loop
     execute 'revoke all on ' || item.target || ' from ' || item.grantee;
   end loop;
-end $mesh$"""
+end""")
 
 
 def privilege_sql(privilege: tuple[str, str | None, str | None, str, str], grant: bool = True) -> str:
-    """GRANT (or REVOKE) one privilege (schema, relation or None, column or None, privilege, grantee)."""
+    """GRANT (or REVOKE) one privilege (schema, relation or None, column or None, privilege, grantee).
+
+    ``PUBLIC`` (as the catalog reports it) is every role: it is only ever revoked. A grantee the server
+    would read as PUBLIC, or that is no plain identifier, is never granted to (ValueError): the policy
+    refuses such roles before (exchange/access.py), this is the last line."""
     schema, name, column, what, grantee = privilege
+    if grant and (grantee == "PUBLIC" or reserved_role(grantee) or not plain_identifier(grantee)):
+        raise ValueError(f"refusing to grant {what} on {schema}.{name} to {grantee!r}: not a domain's own role")
     who = "public" if grantee == "PUBLIC" else quote(grantee)
     if name is None:
         on = f"{what.lower()} on schema {quote(schema)}"
@@ -230,37 +321,41 @@ def long_names(prefix: str, upstreams: list[str]) -> list[str]:
     return [n for n in names if len(n.encode()) > MAX_IDENTIFIER]
 
 
-def switch_pointer_sql(view: str, table: str) -> str:
-    """Point a view at a release table, in the publishing transaction, never leaving a moment without it.
+def switch_pointer_sql(view: tuple[str, str], table: tuple[str, str]) -> str:
+    """Point a view (schema, name) at a release table (schema, name), in the publishing transaction, never
+    leaving a moment without it.
 
     ``create or replace view`` keeps the view (its identity, so a concurrent reader waits and then
     reads the new release); only when the columns changed (a new contract) is it dropped and
     created again. Either way every privilege on it is revoked: the grants that follow are the policy's.
+    The names arrive as literals; the statements are made by ``format('%I')``.
     """
-    body = f"select * from {table}"
-    return f"""do $mesh$
-declare grantee text;
+    return do_block(f"""
+declare
+  v text := format('%I.%I', {literal(view[0])}, {literal(view[1])});
+  t text := format('%I.%I', {literal(table[0])}, {literal(table[1])});
+  grantee text;
 begin
   begin
-    execute {literal(f"create or replace view {view} as {body}")};
+    execute format('create or replace view %s as select * from %s', v, t);
   exception when others then
     begin
-      execute {literal(f"drop view if exists {view}")};
+      execute format('drop view if exists %s', v);
     exception when dependent_objects_still_exist then
       raise exception 'mesh: the pointer view % cannot take the new release''s columns: objects of other roles '
         'depend on it (%). They drop them first, or the product changes its columns in a new version.',
-        {literal(view)}, sqlerrm;
+        v, sqlerrm;
     end;
-    execute {literal(f"create view {view} as {body}")};
+    execute format('create view %s as select * from %s', v, t);
   end;
   for grantee in
     select distinct case when a.grantee = 0 then 'public' else quote_ident(pg_get_userbyid(a.grantee)) end
     from pg_class c cross join lateral aclexplode(c.relacl) a
-    where c.oid = {literal(view)}::regclass and a.grantee <> c.relowner
+    where c.oid = v::regclass and a.grantee <> c.relowner
   loop
-    execute 'revoke all on ' || {literal(view)} || ' from ' || grantee;
+    execute format('revoke all on %s from %s', v, grantee);
   end loop;
-end $mesh$"""
+end""")
 
 
 def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Path | None) -> list[list[list[Any]]]:
@@ -292,8 +387,13 @@ def export(
     ``before``: statements of the same transaction that run once the schemas exist (the sweep);
     ``grants``: every privilege the policy gives on the domain's two schemas (all others are revoked)."""
     from mesh_tools.dbt.engines import UnpublishableData
+    from mesh_tools.dbt.profiles import profiles_dir_for
     from mesh_tools.model.release import ReleaseColumn
 
+    for prefix in dict.fromkeys(e.prefix for e in exports):  # before any SQL is made from it
+        problem = prefix_problem(prefix, profiles_dir_for(domain.path, profiles_dir) / "profiles.yml", target)
+        if problem:
+            raise UnpublishableData(problem)
     statements = publish_statements(exports, product_keys, grants)
     schemas = 3 * len({e.prefix for e in exports})  # two `create schema`, one ownership check per prefix
     statements[schemas:schemas] = list(before or [])
@@ -338,7 +438,7 @@ def sweep_sql(schema: str, recorded: list[str], older_than: str) -> str:
     exchange's record. Only tables whose comment says the mesh made them; one still read by a view
     someone made is kept."""
     known = "array[" + ", ".join(literal(r) for r in recorded) + "]::text[]"
-    return f"""do $mesh$
+    return do_block(f"""
 declare t record; rid text;
 begin
   for t in
@@ -355,7 +455,7 @@ begin
       end;
     end if;
   end loop;
-end $mesh$"""
+end""")
 
 
 # -- reading a release (a consumer's stub)
