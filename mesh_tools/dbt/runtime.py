@@ -50,6 +50,21 @@ _MACRO = """\
   {%- do log("MESH_RESULT " ~ tojson(missing), info=True) -%}
 {% endmacro %}
 
+{#- Drop each of the relations [schema, name] of the target's database that is a view (never a table or
+    anything else); report the ones dropped. The stub views a consumer may no longer read (exchange revocation). -#}
+{% macro drop_views(relations) %}
+  {%- set dropped = [] -%}
+  {%- for item in relations -%}
+    {%- set found = adapter.get_relation(database=target.database, schema=item[0], identifier=item[1]) -%}
+    {%- if found is not none and found.is_view -%}
+      {%- do run_query("drop view if exists " ~ found) -%}
+      {%- do dropped.append(item) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- if dropped -%}{%- do adapter.commit() -%}{%- endif -%}
+  {%- do log("MESH_RESULT " ~ tojson(dropped), info=True) -%}
+{% endmacro %}
+
 {#- DuckDB: describe each relation, write it to a Parquet file with each column cast to its
     carrier type, in one invocation. The type rules come from the mesh (mesh_tools/dbt/engines/duckdb.py)
     as regular expressions: `carriers` [pattern, replacement] rewrite a type into the type written;

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mesh_tools.core.errors import display_path
+from mesh_tools.core.errors import MeshError, display_path
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.stitch.refs import check_ref, scan_refs
+from mesh_tools.stitch.revoke import Ledger, allowed_relations, drop_retired, record, remove_revoked_stubs, retire
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql, warehouse_sql
 from mesh_tools.store.exchange import channels_for, open_exchange, pin_for
 from mesh_tools.store.receipts import write_lease
@@ -223,12 +224,24 @@ def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> No
 
 
 def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> StitchOutcome:
-    """Check refs, then write or refresh the domain's stub packages (nothing is written on a problem)."""
+    """Check refs, then write or refresh the domain's stub packages (on a problem, no stub is written).
+
+    Whatever else happens, what the domain may no longer read is revoked (stitch/revoke.py): its stubs go
+    (even on a problem: a hand `dbt build` must not make their views again) and so do their views.
+    """
     manifests = upstream_manifests(mesh, domain)
-    check_pins(mesh, domain, manifests)
-    problems = check_domain_refs(mesh, domain, manifests) + check_domain_storage(mesh, domain)
+    allowed = allowed_relations(domain, manifests)
+    ledger = retire(domain, allowed)  # recorded before any stub changes
+    try:
+        check_pins(mesh, domain, manifests)
+        problems = check_domain_refs(mesh, domain, manifests) + check_domain_storage(mesh, domain)
+    except MeshError:
+        _revoke(mesh, domain, manifests, ledger, target, stubs=True)
+        raise
     if problems:
-        return StitchOutcome(domain.name, problems=tuple(problems))
+        removed, dropped, failed = _revoke(mesh, domain, manifests, ledger, target, stubs=True)
+        return StitchOutcome(domain.name, removed=tuple(removed), problems=tuple(problems + failed),
+                             warnings=tuple(dropped))  # fmt: skip
     changed, unchanged, consumed, channels = [], [], {}, {}
     resolved = {up.name: release_bodies(mesh, domain, manifests[up.name], channels=channels) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
@@ -245,6 +258,7 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
                 "publishers' retention does not know this domain reads those releases"
             )
     install_runtime(domain)
+    record(domain, ledger, allowed)
     for up in domain.upstreams:
         bodies, reads = resolved[up.name]
         files = stub_files(manifests[up.name].for_consumer(domain.name), bodies, consumed=reads)
@@ -252,11 +266,30 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
             changed.append(up.name)
         else:
             unchanged.append(up.name)
+    removed, dropped, failed = _revoke(mesh, domain, manifests, ledger, target, stubs=False)
     return StitchOutcome(
         domain.name,
         changed=tuple(changed),
         unchanged=tuple(unchanged),
-        removed=tuple(remove_stale_stubs(domain)),
+        removed=tuple(removed),
+        problems=tuple(failed),
         consumed=consumed,
-        warnings=tuple(warnings),
+        warnings=tuple(warnings + dropped),
     )
+
+
+_WHY = " (its producer restricts them, the upstream is no longer declared, or they are gone)"
+
+
+def _revoke(
+    mesh: Mesh, domain: Domain, manifests: dict[str, Manifest], ledger: Ledger, target: str | None, *, stubs: bool
+) -> tuple[list[str], list[str], list[str]]:
+    """Remove the stubs of upstreams no longer declared (``stubs``: and those offering a product the domain
+    may no longer read), drop the retired views; (stubs removed, warnings, problems)."""
+    removed = remove_stale_stubs(domain) + (remove_revoked_stubs(domain, manifests) if stubs else [])
+    try:
+        dropped = drop_retired(domain, ledger, target, mesh.profiles_dir)
+    except MeshError as exc:
+        return removed, [], [str(exc)]
+    said = [f"dropped the stub views {', '.join(dropped)}: it may no longer read them" + _WHY] if dropped else []
+    return removed, said, []
