@@ -281,8 +281,14 @@ class Node(Mapping[str, Any]):
 
     @property
     def allowed_consumers(self) -> list[str] | None:
-        """The only domains that may read it (``meta.allowed_consumers``), or None: any domain."""
-        return names(self.meta.get("allowed_consumers"))
+        """The only domains that may read it (``meta.allowed_consumers``), or None: any domain.
+
+        Fails closed: the key written with no value (``allowed_consumers:``), a string, or a list of
+        anything but names allows no one, never everyone."""
+        meta = self.meta
+        if "allowed_consumers" not in meta:
+            return None
+        return names(meta["allowed_consumers"]) or []
 
     def readable_by(self, consumer: str) -> bool:
         allowed = self.allowed_consumers
