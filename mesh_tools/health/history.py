@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
+from mesh_tools.core.files import refuse_link
 
 SCHEMA_VERSION = 2  # 2: runs.models_reused (state-aware builds)
 
@@ -212,6 +213,9 @@ def open_history(path: Path, read_only: bool = False) -> Iterator[History]:
     if read_only and not path.is_file():
         raise ArtifactError(f"{display_path(path)}: no health history yet. Run `mesh build` or `mesh health`.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if not read_only:  # DuckDB writes through a link: a link planted at the history (or its log) is refused
+        for written in (path, path.with_name(path.name + ".wal")):
+            refuse_link(written)
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:

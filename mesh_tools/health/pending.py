@@ -9,11 +9,11 @@ next collection moves them into the history's ``runs`` table (command ``reused``
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from datetime import datetime
 from typing import Any
 
+from mesh_tools.core.files import append_durably, write_atomic
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.inputs import RunEvent, parse_time
 
@@ -44,13 +44,8 @@ def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
         for e in events
     )
     path = folder / PENDING
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_durably(path, text.encode("utf-8"))  # one write, never through a link planted there
     if path.stat().st_size > KEEP_BYTES:
-        from mesh_tools.core.files import write_atomic
-
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
         write_atomic(path, "".join(lines[-KEEP_LINES:]))
 

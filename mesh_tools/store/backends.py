@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ConfigError, StorageError, display_path
-from mesh_tools.core.files import fsync_dir, write_atomic
+from mesh_tools.core.files import copy_into, create_partial, fsync_dir, open_nofollow, write_atomic
 
 PART_BYTES = 16 * 2**20  # files larger than this go up in parts (S3's limit for one PUT is 5 GB)
 
@@ -116,9 +115,9 @@ class FolderBackend(Backend):
     def create(self, key: str, data: bytes) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial, fd = create_partial(path)  # a new file: never a link planted at the scratch name
         try:
-            with open(partial, "wb") as handle:
+            with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -129,16 +128,16 @@ class FolderBackend(Backend):
     def create_file(self, key: str, path: Path) -> None:
         target = self.path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial, fd = create_partial(target)
         try:
-            shutil.copyfile(path, partial)
+            copy_into(fd, path)
             self._link(partial, target, key)
         finally:
             partial.unlink(missing_ok=True)
 
     def _link(self, partial: Path, path: Path, key: str) -> None:
         try:
-            os.link(partial, path)  # fails when the name exists: never overwrites
+            os.link(partial, path, follow_symlinks=False)  # fails when the name exists (a link too): never overwrites
         except FileExistsError:
             raise Conflict(f"{self.display(key)}: already exists; it is written once and never replaced.") from None
         fsync_dir(path.parent)
@@ -177,7 +176,7 @@ class FolderBackend(Backend):
             self.path(key).unlink(missing_ok=True)
 
     def fetch(self, key: str, dest: Path) -> None:
-        shutil.copyfile(self.path(key), dest)
+        copy_into(open_nofollow(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), self.path(key))
 
     def writable(self) -> bool:
         probe = self.root
@@ -346,6 +345,6 @@ class S3Backend(Backend):
 
     def fetch(self, key: str, dest: Path) -> None:
         answer = self._call("reading", key, self.client.get_object, Key=self._key(key))
-        with open(dest, "wb") as handle:
+        with os.fdopen(open_nofollow(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), "wb") as handle:
             for block in answer["Body"].iter_chunks(2**20):
                 handle.write(block)

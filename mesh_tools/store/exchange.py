@@ -20,7 +20,7 @@ from typing import Any
 
 from mesh_tools.core.channels import PROD, check_channel
 from mesh_tools.core.errors import ArtifactError, ConfigError, StorageError, display_path
-from mesh_tools.core.files import file_sha256
+from mesh_tools.core.files import append_durably, file_sha256, write_atomic
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.model.nodes import product_key
@@ -635,13 +635,7 @@ class Exchange:
             salt = hashlib.sha256(f"{line}|{os.getpid()}|{time.perf_counter_ns()}".encode()).hexdigest()[:8]
             self.backend.create(f"log/{at:%Y%m%dT%H%M%S%f}Z-{salt}.json", line.encode("utf-8"))
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durably(self.log_path, line.encode("utf-8"))  # never through a link planted at log.jsonl
 
     def read_log(self) -> Iterator[dict[str, Any]]:
         """Every event of the log; a corrupt entry is an error naming it."""
@@ -652,10 +646,7 @@ class Exchange:
                 local = kept / name if name.endswith(".json") and not name.startswith(".") else None
                 raw = local.read_bytes() if local is not None and local.is_file() else self.backend.read(entry.key)
                 if local is not None and raw and not local.is_file():
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    partial = local.with_name(f".{name}.{os.getpid()}.partial")
-                    partial.write_bytes(raw)
-                    os.replace(partial, local)
+                    write_atomic(local, raw)
                 try:
                     yield json.loads(raw or b"")
                 except ValueError:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from mesh_tools.core.errors import MeshError
-from mesh_tools.core.files import file_sha256, write_atomic
+from mesh_tools.core.files import copy_into, create_partial, file_sha256, write_atomic
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
@@ -538,9 +537,9 @@ def record_state(
     landing = dict(previous.landing) if previous is not None else {}
     landing.update(plan.landing)
     folder.mkdir(parents=True, exist_ok=True)
-    scratch = folder / f".manifest.json.{os.getpid()}.partial"
+    scratch, fd = create_partial(folder / "manifest.json")  # a new file: never through a planted link
     try:
-        shutil.copyfile(manifest_path, scratch)
+        copy_into(fd, manifest_path)
         os.replace(scratch, folder / "manifest.json")
     finally:
         scratch.unlink(missing_ok=True)
