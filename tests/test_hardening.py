@@ -187,12 +187,15 @@ def test_a_selective_build_publishes_only_the_products_it_built_and_tested(plain
 )
 def test_a_malformed_manifest_is_one_clear_error(plain_mesh_copy: Path, text: str, problem: str) -> None:
     (plain_mesh_copy / "shop/target/manifest.json").write_text(text)
-    for command in (("check", "--no-sqlfluff", "shop"), ("stitch", "reporting")):
-        result = run_mesh(*command, cwd=plain_mesh_copy)
-        output = result.stdout + result.stderr
-        assert result.returncode in (1, 3), output
-        assert f"shop/target/manifest.json: not a dbt manifest: {problem}" in output, output
-        assert "Traceback" not in output and "internal error" not in output, output
+    # a reader does not need it: `mesh check` judges a parse of shop's files, and says why
+    checked = run_mesh("check", "--no-sqlfluff", "shop", cwd=plain_mesh_copy)
+    assert checked.returncode in (0, 1), checked.stdout + checked.stderr
+    assert "shop's manifest (shop/target/manifest.json) is not one dbt wrote" in checked.stderr
+    result = run_mesh("stitch", "reporting", cwd=plain_mesh_copy)
+    output = result.stdout + result.stderr
+    assert result.returncode in (1, 3), output
+    assert f"shop/target/manifest.json: not a dbt manifest: {problem}" in output, output
+    assert "Traceback" not in output and "internal error" not in output, output
 
 
 def test_a_model_file_that_is_not_utf8_is_named(plain_mesh_copy: Path) -> None:

@@ -6,19 +6,23 @@ import dataclasses
 import enum
 import functools
 import os
+import shutil
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mesh_tools import __version__
 from mesh_tools.core.errors import ArtifactError, BusyError, DbtError, MeshError, describe_os_error
 from mesh_tools.core.mesh import Mesh, find_root, load_mesh
-from mesh_tools.workflows.domain_run import SUCCESS
-from mesh_tools.workflows.scheduler import RunPlan, default_jobs, run_mesh
+from mesh_tools.workflows.scheduler import RunPlan, default_jobs
+
+if TYPE_CHECKING:
+    from mesh_tools.core.lock import Resource
 
 
 class ExitCode(enum.IntEnum):
@@ -75,11 +79,82 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _locked(ctx: click.Context, mesh: Mesh) -> None:
-    """Hold the mesh's lock until the command ends: one writing run at a time (mesh_tools/lock.py)."""
-    from mesh_tools.core.lock import mesh_lock
+def _locked(
+    ctx: click.Context,
+    mesh: Mesh,
+    domains: Iterable[str] = (),
+    *,
+    storage: bool = False,
+    target: str | None = None,
+    also: Iterable[Resource] = (),
+) -> None:
+    """Hold, until the command ends, the locks of what it writes (core/lock.py): ``domains``, with ``storage``
+    the database files their profiles open for ``target`` (domains may share one), and ``also``. Another run
+    writing one of them: wait up to ``--wait`` seconds, else BusyError (exit 2) naming it."""
+    from mesh_tools.core import lock
 
-    ctx.with_resource(mesh_lock(mesh.root, f"mesh {ctx.info_name}"))
+    names = list(dict.fromkeys(domains))
+    resources = [lock.domain(n) for n in names] + list(also)
+    if storage:
+        resources += [lock.storage(f) for f in _storage_files(mesh, names, target)]
+    shown = f"mesh {ctx.info_name}"
+    if names and len(names) < len(mesh.domains):
+        shown += " " + " ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    ctx.with_resource(lock.hold(mesh.root, resources, shown, wait=wait_seconds(ctx), note=_note))
+
+
+def _storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path]:
+    """The database files the domains' profiles open (DuckDB: one writer per file); a profile dbt cannot
+    read locks nothing here (the run reports it as that domain's failure)."""
+    from mesh_tools.dbt import profiles as dbt_profiles
+
+    files: list[Path] = []
+    for name in names:
+        try:
+            info = dbt_profiles.load_profile(mesh.domains[name].path, target, mesh.profiles_dir)
+        except MeshError:
+            continue
+        files += [Path(f) for f in info.files]
+    return files
+
+
+def wait_seconds(ctx: click.Context) -> float:
+    """``--wait SECONDS`` of this command (``MESH_WAIT``): how long to wait for another writer; 0 by default."""
+    value = ctx.find_root().meta.get("mesh_wait")
+    return float(value) if value is not None else 0.0
+
+
+def _set_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None:
+        ctx.find_root().meta["mesh_wait"] = value
+    return value
+
+
+def wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--wait", type=click.FloatRange(min=0), callback=_set_wait, expose_value=False, envvar="MESH_WAIT",
+        metavar="SECONDS",
+        help="When another run writes one of the same domains (or files), wait up to SECONDS for it to finish "
+        "(MESH_WAIT); default 0: exit 2 at once, naming it.",
+    )(func)  # fmt: skip
+
+
+def _note(text: str) -> None:
+    click.echo(f"note: {text}", err=True)
+
+
+def health_lock(mesh: Mesh) -> Resource:
+    """The health history and its reports: written by `mesh health`, and after a build or sync."""
+    from mesh_tools.core import lock
+
+    return lock.folder("health", mesh.health_path, "the health history")
+
+
+def docs_lock(mesh: Mesh, out: Path | None = None) -> Resource:
+    """A documentation site's folder (`mesh docs` replaces it whole)."""
+    from mesh_tools.core import lock
+
+    return lock.folder("docs", out or mesh.docs_path, "the documentation site")
 
 
 def _mesh(ctx: click.Context) -> Mesh:
@@ -136,7 +211,7 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--target", "-t", help="dbt target for every domain (default: mesh.yml, then profile).")(func)
     func = click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once, one process each.")(func)
     func = click.option("--verbose", "-v", is_flag=True, help="Show dbt's own output.")(func)
-    return func
+    return wait_option(func)
 
 
 def _plan(
@@ -160,28 +235,72 @@ def _notes(mesh: Mesh) -> None:
         click.echo(f"note: {note}")
 
 
-def _parse_stale(mesh: Mesh, names: list[str]) -> None:
-    """Parse again the domains whose files changed after their manifest, so nothing judges stale artifacts.
+def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
+    """The mesh in which each of ``names`` whose manifest is stale (its files changed, by content) or cannot be
+    told current reads a parse of its current files instead, so nothing judges stale artifacts.
 
-    Notes go to stderr (stdout may be a JSON or SARIF report). A domain that no longer parses is
-    an error: its old manifest would describe code that is gone.
+    That parse is made outside the domain, under ``.mesh/parsed/`` (kept by content, so the next reader of
+    the same files reads it again), never into its ``target/``: a reader never changes what a running
+    build publishes from, and takes no lock. Notes go to stderr (stdout may be a JSON or SARIF report).
+    A domain that no longer parses is an error: its old manifest would describe code that is gone.
     """
-    from mesh_tools.dbt.staleness import stale_domains
+    from mesh_tools.dbt import staleness
+    from mesh_tools.workflows.scheduler import parse_outside
 
-    candidates = [mesh.domains[n] for n in names if mesh.domains[n].manifest_path.is_file()]
-    stale = stale_domains(candidates, list(mesh.domains.values()))
+    others = staleness.others_of(mesh)
+    stale: dict[str, staleness.Judgement] = {}
+    for name in names:
+        domain = mesh.domains[name]
+        if domain.manifest_path.is_file():
+            judged = staleness.judge(domain, others)
+            if not judged.fresh:
+                stale[name] = judged
     if not stale:
-        return
-    for name, why in stale.items():
-        click.echo(f"note: {why}: parsing {name} again", err=True)
-    plan = RunPlan(command="parse", domains=[n for n in mesh.order if n in stale], target=mesh.defaults.target,
-                   jobs=mesh.defaults.jobs or default_jobs())  # fmt: skip
-    for run in run_mesh(mesh, plan):
-        if run.status != SUCCESS:
-            problem = "; ".join(run.problems) or "dbt parse failed"
-            raise ArtifactError(
-                f"{run.domain}: its files changed after its manifest was written and it no longer parses: {problem}"
-            )
+        return mesh
+    root = _scratch_root(mesh)
+    found: dict[str, Path] = {}
+    inputs: dict[str, staleness.ParseInputs] = {}
+    scratch: dict[str, Path] = {}
+    for name, judged in stale.items():
+        domain = mesh.domains[name]
+        inputs[name] = staleness.parse_inputs(domain, others)
+        kept = staleness.parsed_manifest(root, domain, inputs[name])
+        if kept is not None:
+            found[name] = kept
+            click.echo(f"note: {judged.why}: reading its parse of the current files ({_shown(kept.parent)})", err=True)
+            continue
+        folder = staleness.parsed_dir(root, domain, inputs[name]).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch[name] = Path(tempfile.mkdtemp(prefix=".parsing-", dir=folder))
+        click.get_current_context().call_on_close(functools.partial(shutil.rmtree, scratch[name], True))
+        click.echo(f"note: {judged.why}: parsing {name} again (into {_shown(folder)}; its target/ stays as it is)",
+                   err=True)  # fmt: skip
+    if scratch:
+        problems = parse_outside(mesh, scratch, mesh.defaults.target, mesh.defaults.jobs or default_jobs())
+        for name, dest in scratch.items():
+            if problems[name]:
+                why = "its files changed after its manifest was written" if stale[name].changed else (
+                    "its manifest cannot be told current")  # fmt: skip
+                raise ArtifactError(f"{name}: {why} and it no longer parses: {problems[name]}")
+            found[name] = staleness.keep_parse(root, mesh.domains[name], inputs[name], dest, others)
+    domains = {
+        n: dataclasses.replace(d, parsed_manifest=found[n]) if n in found else d for n, d in mesh.domains.items()
+    }
+    return dataclasses.replace(mesh, domains=domains)
+
+
+def _scratch_root(mesh: Mesh) -> Path:
+    """Where readers keep their parses: the mesh root's ``.mesh/``, or, where it may not be written, a
+    temporary folder removed when the command ends."""
+    try:
+        (mesh.root / ".mesh").mkdir(exist_ok=True)
+        if os.access(mesh.root / ".mesh", os.W_OK):
+            return mesh.root
+    except OSError:
+        pass
+    temporary = Path(tempfile.mkdtemp(prefix="mesh-parsed-"))
+    click.get_current_context().call_on_close(functools.partial(shutil.rmtree, temporary, True))
+    return temporary
 
 
 def _shown(path: Path) -> str:

@@ -13,6 +13,7 @@ from mesh_tools.cli.app import (
     _parse_stale,
     handles_errors,
     main,
+    wait_option,
 )
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
@@ -87,7 +88,7 @@ def check(
     from mesh_tools.governance.rule import Severity
 
     mesh = _mesh(ctx)
-    _parse_stale(mesh, list(mesh.domains))
+    mesh = _parse_stale(mesh, list(mesh.domains))  # a stale domain is judged on a parse outside its target/
     threshold = Severity.parse(fail_on or mesh.governance.fail_on)
     known = engine.read_baseline(baseline) if baseline else None
     if contracts and contracts_from:
@@ -159,6 +160,7 @@ def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[
 @click.option("--target", "-t", help="dbt target of the warehouse (default: mesh.yml, then each profile's).")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would reconcile the grants; change nothing.")
 @click.option("--bootstrap", is_flag=True, help="Print the SQL an administrator runs once: roles, database.")
+@wait_option
 @click.pass_context
 @handles_errors
 def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, dry_run: bool, bootstrap: bool) -> None:
@@ -183,7 +185,7 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
     if not dry_run:
         from mesh_tools.cli.app import _locked
 
-        _locked(ctx, mesh)
+        _locked(ctx, mesh, mesh.select(selectors))  # each domain's grants, on its own connection
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
     failed, seen, refused = [], 0, False
     for name in mesh.select(selectors):

@@ -16,9 +16,12 @@ from mesh_tools.cli.app import (
     _parse_stale,
     _plan,
     _shown,
+    docs_lock,
     env_option,
     handles_errors,
+    health_lock,
     main,
+    wait_option,
 )
 from mesh_tools.cli.render import _progress
 from mesh_tools.workflows.domain_run import SUCCESS
@@ -46,6 +49,7 @@ from mesh_tools.workflows.scheduler import run_mesh
     help="Folder of the reports (default: health/, by the history).",
 )
 @click.option("--schema", is_flag=True, help="Print the JSON schema of report.json and exit.")
+@wait_option
 @click.pass_context
 @handles_errors
 def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | None, schema: bool) -> None:
@@ -64,7 +68,7 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
         click.echo(report_schema(), nl=False)
         return
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
+    _locked(ctx, mesh, also=[health_lock(mesh)])  # the history it collects into; domains are only read
     out = Path(output_dir).resolve() if output_dir else None
     report, paths = update_health(mesh, "health", out=out, findings=health_findings(mesh))
     render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
@@ -82,6 +86,7 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
 )
 @click.option("--target", "-t", help="dbt target for --catalog.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once for --catalog.")
+@wait_option
 @click.pass_context
 @handles_errors
 def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str | None, jobs: int | None) -> None:
@@ -92,16 +97,19 @@ def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str 
     from mesh_tools.docsite.site import build_site
 
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
+    out = Path(output_dir).resolve() if output_dir else None
+    # the site's folder; with --catalog also every domain, where dbt runs (stitch, target/docs, its storage)
+    _locked(ctx, mesh, list(mesh.domains) if catalog else (), storage=catalog, target=target or mesh.defaults.target,
+            also=[docs_lock(mesh, out)])  # fmt: skip
     if not catalog:  # `docs generate` parses every domain anyway
-        _parse_stale(mesh, list(mesh.domains))
+        mesh = _parse_stale(mesh, list(mesh.domains))
     if catalog:
         plan = _plan(mesh, "docs generate", (), target, jobs, False)
         runs = run_mesh(mesh, plan, _progress(time.perf_counter()))
         for run in runs:
             if run.status != SUCCESS:
                 click.echo(f"{run.domain}: no catalog ({'; '.join(run.problems)[:300]}); its pages use the manifest")
-    site = build_site(mesh, Path(output_dir).resolve() if output_dir else None)
+    site = build_site(mesh, out)
     for note in site.notes:
         click.echo(f"note: {note}")
     click.echo(

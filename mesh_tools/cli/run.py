@@ -12,19 +12,27 @@ from mesh_tools.cli.app import (
     ExitCode,
     _locked,
     _mesh,
+    _note,
     _notes,
     _plan,
     _selection_options,
     _shown,
+    docs_lock,
     env_option,
     handles_errors,
+    health_lock,
     main,
+    wait_option,
+    wait_seconds,
 )
 from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
-from mesh_tools.workflows.scheduler import run_mesh
+from mesh_tools.workflows.scheduler import run_mesh, worker_pool
+
+# How long a build or sync waits for the health history and docs site another run is writing.
+AFTER_RUN_WAIT = 120.0
 
 
 @main.command()
@@ -56,10 +64,10 @@ def build(
     dbt at all. `--full` builds everything; `--explain` says why each model ran.
     """
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
     plan = dataclasses.replace(
         _plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish, full=full
     )
+    _locked(ctx, mesh, plan.domains, storage=True, target=plan.target)
     if plan.publish:
         open_exchange(mesh).require_writable("`mesh build` (which publishes)")
     start = time.perf_counter()
@@ -76,14 +84,28 @@ def build(
 
 def _after_run(mesh: Mesh, runs: list[DomainRun], target: str | None) -> None:
     """Lineage events, health and docs after a run (workflows/after_run.py, workflows/lineage.py); a problem
-    there is a warning, never a failure."""
+    there is a warning, never a failure.
+
+    The health history and the docs site are the mesh's, not a domain's: their locks are taken only now,
+    waited for (another run may be writing them for a while), and a run that still finds them busy leaves
+    them to that run, and says so.
+    """
+    from mesh_tools.core.errors import BusyError
+    from mesh_tools.core.lock import hold
     from mesh_tools.workflows.after_run import after_run
     from mesh_tools.workflows.lineage import emit_runs
 
     for warning in emit_runs(mesh, runs, target):
         click.echo(f"warning: {warning}", err=True)
 
-    done = after_run(mesh, runs)
+    ctx = click.get_current_context()
+    try:
+        with hold(mesh.root, [health_lock(mesh), docs_lock(mesh)], f"mesh {ctx.info_name}",
+                  wait=max(wait_seconds(ctx), AFTER_RUN_WAIT), note=_note):  # fmt: skip
+            done = after_run(mesh, runs)
+    except BusyError as exc:
+        click.echo(f"warning: health and docs not updated: {exc}", err=True)
+        return
     if done.idle:
         click.echo("health and docs: nothing was rebuilt, so their last report stands (`mesh health` re-judges "
                    "ages and SLOs now); the reused runs go into the health history at its next collection")  # fmt: skip
@@ -105,8 +127,8 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
     Afterwards a domain team's daily loop is `cd projects/<domain> && dbt build`.
     """
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
     plan = _plan(mesh, "parse", selectors, target, jobs, verbose)
+    _locked(ctx, mesh, plan.domains)  # stubs, dbt_packages and target/ of each; its storage is not opened
     start = time.perf_counter()
     runs = run_mesh(mesh, plan, _progress(start))
     for run in runs:
@@ -121,6 +143,7 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
 @click.argument("domains", nargs=-1, required=True)
 @click.option("--target", "-t", help="dbt target whose storage holds the built products.")
 @env_option
+@wait_option
 @click.pass_context
 @handles_errors
 def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) -> None:
@@ -129,20 +152,17 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     Refused, with the reason, when the domain's last build did not pass; its current releases
     then stay as they are.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
     from mesh_tools.workflows.domain_run import publish_in_worker
 
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
     names = mesh.select(domains)
+    _locked(ctx, mesh, names, storage=True, target=target or mesh.defaults.target)  # it reads their storage
     open_exchange(mesh).require_writable("`mesh publish`")
     refused = False
     for name in names:
         # each domain in a process of its own, in its folder: it is read through its own dbt connection
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+        with worker_pool(1) as pool:
             outcome = pool.submit(publish_in_worker, mesh, name, target or mesh.defaults.target).result()
         if outcome.refused:
             refused = True
@@ -181,7 +201,6 @@ def sync(
     from mesh_tools.exchange.sync import sync_plan
 
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
     start = time.perf_counter()
     names, reasons = sync_plan(mesh, mesh.select(selectors))
     if not names:
@@ -195,6 +214,7 @@ def sync(
     open_exchange(mesh).require_writable("`mesh sync` (whose rebuilds publish)")
     plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
     plan = dataclasses.replace(plan, domains=names)
+    _locked(ctx, mesh, names, storage=True, target=plan.target)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "sync", time.perf_counter() - start)
     _after_run(mesh, runs, plan.target)
@@ -206,6 +226,7 @@ def sync(
 @click.option("--from", "source", required=True, help="Channel whose current releases are promoted (e.g. dev).")
 @click.option("--to", "dest", default="prod", show_default=True, help="Channel that makes them current.")
 @click.option("--dry-run", is_flag=True, help="Check the gate and say what would move; move nothing.")
+@wait_option
 @click.pass_context
 @handles_errors
 def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str, dry_run: bool) -> None:
@@ -221,9 +242,11 @@ def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str
     for channel, flag in ((source, "--from"), (dest, "--to")):
         check_channel(channel, flag)  # as --env checks it: a channel nobody could read is never written
     mesh = _mesh(ctx)
-    _locked(ctx, mesh)
+    names = mesh.select(domains)
+    if not dry_run:
+        _locked(ctx, mesh, names)  # the pointers of their releases (no folder, no storage)
     refused = False
-    for name in mesh.select(domains):
+    for name in names:
         steps = promote_domain(mesh, name, source, dest, dry_run=dry_run)
         blocked = [s for s in steps if s.problems]
         for step in steps:

@@ -10,13 +10,18 @@ import click
 
 from mesh_tools.cli.app import (
     ExitCode,
+    _locked,
     _mesh,
+    _note,
     _plan,
     _shown,
     handles_errors,
     main,
+    wait_option,
+    wait_seconds,
 )
 from mesh_tools.cli.render import _progress
+from mesh_tools.core.lock import CONFIG
 from mesh_tools.workflows.domain_run import SUCCESS
 from mesh_tools.workflows.scheduler import run_mesh
 
@@ -28,6 +33,7 @@ from mesh_tools.workflows.scheduler import run_mesh
 @click.option("--upstream", "upstreams", multiple=True, help="A domain whose products it reads (repeatable).")
 @click.option("--path", help="Folder of the new project, relative to the root (default: projects/NAME).")
 @click.option("--dry-run", is_flag=True, help="List the files it would write, and write nothing.")
+@wait_option
 @click.pass_context
 @handles_errors
 def new_domain(
@@ -48,6 +54,8 @@ def new_domain(
     from mesh_tools.selfservice.newdomain import create_domain, plan_new_domain
 
     mesh = _mesh(ctx)
+    if not dry_run:  # mesh.yml, read by the plan and rewritten with the new domain: one writer at a time
+        _locked(ctx, mesh, also=[CONFIG])
     plan = plan_new_domain(mesh, name, owner, description, upstreams, path)
     where = _shown(plan.folder)
     for relative in sorted(plan.files):
@@ -71,6 +79,7 @@ def new_domain(
 )
 @click.option("--dry-run", is_flag=True, help="Show what would change (mesh.yml, YAML diffs), and change nothing.")
 @click.option("--target", "-t", help="dbt target to read the catalog from.")
+@wait_option
 @click.pass_context
 @handles_errors
 def adopt(
@@ -92,8 +101,12 @@ def adopt(
     from mesh_tools.workflows.adopt import apply_edits, contract_edits, plan_adopt, readiness, register
 
     mesh = _mesh(ctx)
+    if not dry_run:
+        _locked(ctx, mesh, also=[CONFIG])  # mesh.yml, to register it
     plan = plan_adopt(mesh, path, owner, description)
     name = plan.name
+    # its folder (stubs, target/: it is parsed even with --dry-run), and for --contracts its storage (catalog)
+    _locked(ctx, plan.mesh, [name], storage=bool(contract_models), target=target)
     if plan.already:
         click.echo(f"{name}: already a domain of the mesh")
     elif plan.mesh_yml is not None:
@@ -145,6 +158,7 @@ def adopt(
 @click.option("--dry-run", is_flag=True, help="Show the diff, and change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @click.option("--force", is_flag=True, help="Take the template's version of shared files that have no record.")
+@wait_option
 @click.pass_context
 @handles_errors
 def upgrade_domain(ctx: click.Context, name: str, dry_run: bool, yes: bool, force: bool) -> None:
@@ -156,6 +170,8 @@ def upgrade_domain(ctx: click.Context, name: str, dry_run: bool, yes: bool, forc
     from mesh_tools.selfservice.upgrade import apply_upgrade, plan_upgrade
 
     mesh = _mesh(ctx)
+    if not dry_run and name in mesh.domains:  # its shared files, read by the plan and rewritten
+        _locked(ctx, mesh, [name])
     plan = plan_upgrade(mesh, name, force)
     for change in plan.changes:
         click.echo(f"  {change.path}: {change.action}")
@@ -183,6 +199,7 @@ def upgrade_domain(ctx: click.Context, name: str, dry_run: bool, yes: bool, forc
 @main.command()
 @click.option("--advisory", is_flag=True, help="Write governance.enforce: false (findings shown, never blocking).")
 @click.option("--dry-run", is_flag=True, help="Print the mesh.yml it would write, and write nothing.")
+@wait_option
 @click.pass_context
 @handles_errors
 def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
@@ -195,6 +212,10 @@ def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
 
     params = ctx.find_root().params
     root = (Path(params["root"]) if params.get("root") else Path.cwd()).resolve()
+    if not dry_run:  # two at once: both would find no mesh.yml
+        from mesh_tools.core.lock import hold
+
+        ctx.with_resource(hold(root, [CONFIG], "mesh init", wait=wait_seconds(ctx), note=_note))
     from mesh_tools.governance.engine import all_rules
 
     floor = [(r.code, r.severity.label, r.name, r.description) for r in all_rules(None)]

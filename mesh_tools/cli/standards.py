@@ -36,7 +36,7 @@ def export(ctx: click.Context, selectors: tuple[str, ...], out: Path | None) -> 
 
     mesh = _mesh(ctx)
     selected = mesh.select(selectors)
-    _parse_stale(mesh, selected)
+    mesh = _parse_stale(mesh, selected)  # a stale domain: a parse of its files, outside its target/
     folder = out if out is not None else mesh.root / "contracts"
     result = export_contracts(mesh, selected, folder)
     for item, _path in result.written:

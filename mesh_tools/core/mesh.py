@@ -85,11 +85,13 @@ class Domain:
     environments: dict[str, EnvironmentSettings] = field(default_factory=dict)
     governance: DomainGovernance = field(default_factory=DomainGovernance)
     data_dirs: tuple[Path, ...] = ()  # seeds and docs: parsed by dbt, no refs in them
+    # a reader's parse of the current files, outside target/, read instead of target/'s stale manifest
+    parsed_manifest: Path | None = None
 
     # Where dbt writes the domain's artifacts (its target-path): the one place their names are written.
     @property
     def manifest_path(self) -> Path:
-        return self.target_dir / "manifest.json"
+        return self.parsed_manifest or self.target_dir / "manifest.json"
 
     @property
     def run_results_path(self) -> Path:

@@ -20,6 +20,7 @@ from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
+from mesh_tools.dbt.staleness import before_dbt, others_of, record_parse
 from mesh_tools.exchange.publish import PublishOutcome
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
@@ -68,16 +69,17 @@ if TYPE_CHECKING:
 SUCCESS, FAILED, SKIPPED = "success", "failed", "skipped"
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
     """Ask Linux to kill this worker when the `mesh` process that started it dies (even by SIGKILL).
 
     A worker left alive would go on building and publishing for a run nobody watches. The parent
-    may have died before the request took effect: then exit at once.
+    (``parent``, the pid that forked it, when known) may have died before the request took effect:
+    then exit at once.
     """
     import ctypes
     import signal
 
-    parent = os.getppid()
+    parent = parent or os.getppid()
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -165,6 +167,7 @@ def run_domain(
             args += plan.dbt_args()
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
             args += ["--target-path", str(domain.docs_dir), "--static"]
+        inputs = before_dbt(domain, others_of(mesh))  # what this dbt run parses, recorded with its manifest
         invocation = dbt_runner.invoke(domain.path, args, target=target, verbose=verbose, profiles_dir=profiles)
         if plan is not None and not plan.full and _state_comparison_refused(invocation.exception):
             # dbt refuses a state comparison across a breaking change to an enforced contract; the
@@ -177,6 +180,7 @@ def run_domain(
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)
+    record_parse(domain, inputs, others_of(mesh))  # readers tell a current manifest by it (dbt/staleness.py)
     run.warnings.extend(_deprecations(invocation.deprecations, _upstream_model_names(domain)))
     if command == "build":
         _count(run, domain, wall_start, target)

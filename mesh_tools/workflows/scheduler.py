@@ -2,7 +2,8 @@
 
 Each domain runs in a worker process (dbt is not thread-safe). A domain starts once all its
 selected upstreams succeeded; when one fails, everything downstream of it is skipped while
-independent domains go on.
+independent domains go on. Every worker asks, as it starts (before it waits for work), to die with
+the `mesh` process that forked it: a killed run leaves no worker behind.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
-from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, run_domain
+from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, die_with_parent, run_domain
 
 if TYPE_CHECKING:
     from mesh_tools.dbt.profiles import ProfileInfo
@@ -40,6 +42,14 @@ class RunPlan:
 
 def default_jobs() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Forked worker processes (they inherit the imported modules: dbt is imported once), each set at fork
+    to die with this process, even one that never gets a task (an idle worker otherwise outlives a killed run)."""
+    context = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                               initargs=(os.getpid(),))  # fmt: skip
 
 
 def preflight(mesh: Mesh, plan: RunPlan) -> None:
@@ -73,7 +83,6 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
 
-    context = multiprocessing.get_context("fork")
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
     for name, problem in broken.items():
@@ -83,7 +92,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     # metastore) must not serve a second domain: each domain then gets a process of its own.
     fresh = any(engines.owns_its_process(p.adapter) for p in profiles.values())
     single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with worker_pool(jobs) as pool:
         while len(results) < len(plan.domains):
             for name in plan.domains:
                 if name in results or name in running.values():
@@ -98,7 +107,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                 if all(u in results for u in ups[name]):
                     if (fresh and len(running) >= jobs) or _shares_storage(name, running.values(), profiles):
                         continue
-                    executor = ProcessPoolExecutor(max_workers=1, mp_context=context) if fresh else pool
+                    executor = worker_pool(1) if fresh else pool
                     future = executor.submit(
                         run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish, plan.full
                     )
@@ -159,3 +168,42 @@ def _shares_storage(name: str, running: Iterable[str], profiles: dict[str, Profi
     """Whether a running domain opens one of the files ``name`` opens (DuckDB allows one writer per file)."""
     mine = set(profiles[name].files) if name in profiles else set()
     return any(mine & set(profiles[other].files) for other in running if other in profiles)
+
+
+def parse_outside(mesh: Mesh, scratch: dict[str, Path], target: str | None, jobs: int) -> dict[str, str | None]:
+    """`dbt parse` of each domain into its scratch target path (``scratch[name]``), nothing written into the
+    domain (no stitch, no deps, no target/, no logs/): what a reader needs to judge current files.
+
+    Domain name -> None when it parsed, else what went wrong.
+    """
+    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
+
+    out: dict[str, str | None] = {}
+    with worker_pool(max(1, min(jobs, len(scratch)))) as pool:
+        futures = {name: pool.submit(_parse_into, mesh, name, target, dest) for name, dest in scratch.items()}
+        for name, future in futures.items():
+            try:
+                out[name] = future.result()
+            except Exception as exc:  # a crashed worker: that domain could not be parsed
+                out[name] = f"worker crashed: {exc!r}"
+    return out
+
+
+def _parse_into(mesh: Mesh, name: str, target: str | None, dest: Path) -> str | None:
+    """In a worker, in the domain's folder (as dbt resolves relative paths): `dbt parse --target-path dest`."""
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.packages import needs_deps
+
+    domain = mesh.domains[name]
+    if needs_deps(domain):
+        return f"its packages are not installed: run `mesh stitch {name}`"
+    os.chdir(domain.path)
+    # a full parse: dbt's partial parsing trusts a YAML file whose modification time did not change
+    args = ["parse", "--no-partial-parse", "--target-path", str(dest), "--log-path", str(dest / "logs")]
+    try:
+        parsed = dbt_runner.invoke(domain.path, args, target=target, profiles_dir=mesh.profiles_dir)
+    except MeshError as exc:
+        return str(exc)
+    if parsed.success:
+        return None
+    return "; ".join(([parsed.exception] if parsed.exception else []) + parsed.errors[-3:]) or "dbt parse failed"

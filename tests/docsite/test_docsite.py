@@ -59,7 +59,13 @@ def test_a_domain_without_a_manifest_still_gets_a_page(demo_built: Built, tmp_pa
     (root / "projects/finance/target/manifest.json").write_text("{ not json")
     result = run_mesh("docs", "-o", str(tmp_path / "out"), cwd=root)
     assert result.returncode == 0, result.stderr
-    assert "mesh docs: 10 pages" in result.stdout  # finance's product page is gone, its domain page stays
+    # not a manifest dbt wrote: its pages come from a parse of its files (made outside its target/)
+    assert "finance's manifest (projects/finance/target/manifest.json) is not one dbt wrote" in result.stderr
+    assert "mesh docs: 11 pages" in result.stdout
+    (root / "projects/finance/target/manifest.json").unlink()  # none at all: its domain page stays, the product goes
+    result = run_mesh("docs", "-o", str(tmp_path / "out"), cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "mesh docs: 10 pages" in result.stdout
     finance = (tmp_path / "out/domains/finance.html").read_text()
     assert "no manifest yet: build the domain with `mesh build finance`." in finance
 

@@ -159,31 +159,31 @@ def test_readers_racing_pointer_switches_see_only_complete_releases(plain_mesh_c
     assert reads > 100 and seen == set(ids), (reads, seen)
 
 
-def test_a_second_writing_run_is_told_the_mesh_is_busy(plain_mesh_copy: Path):
-    from mesh_tools.core.lock import mesh_lock
+def test_a_second_writing_run_is_told_the_domain_is_busy(plain_mesh_copy: Path):
+    from mesh_tools.core.lock import domain, hold
 
     root = plain_mesh_copy
     before = releases(root)
-    # the holder: a real process holding the mesh's lock, as a running `mesh build` does
+    # the holder: a real process holding shop's lock, as a running `mesh build` of shop does
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mesh_tools.core.lock import mesh_lock\n"
-         "with mesh_lock(Path(sys.argv[1]), 'mesh build'):\n    print('held', flush=True)\n    time.sleep(60)\n",
-         str(root)],
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom mesh_tools.core.lock import domain, hold\n"
+         "with hold(Path(sys.argv[1]), [domain('shop')], 'mesh build'):\n    print('held', flush=True)\n"
+         "    time.sleep(60)\n", str(root)],
         stdout=subprocess.PIPE, text=True, env=mesh_env(),
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        for command in (("build",), ("publish", "shop"), ("sync",)):
+        for command in (("build",), ("publish", "shop"), ("stitch", "shop")):
             result = run_mesh(*command, cwd=root)
             assert result.returncode == 2, result.stdout + result.stderr
-            assert f"the mesh is busy: `mesh build` (pid {holder.pid}, since " in result.stderr
+            assert f"domain shop is busy: `mesh build` (pid {holder.pid}, since " in result.stderr
             assert "Traceback" not in result.stderr
         assert run_mesh("status", cwd=root).returncode == 0  # reading commands are never blocked
     finally:
         holder.kill()  # kill -9: the kernel releases the lock with its holder
         holder.wait()
     assert releases(root) == before
-    with mesh_lock(root, "test"):  # a dead holder never blocks the next run
+    with hold(root, [domain("shop")], "test"):  # a dead holder never blocks the next run
         pass
     assert run_mesh("publish", "shop", cwd=root).returncode == 0
 
