@@ -235,19 +235,10 @@ def _release(holder: subprocess.Popen[str]) -> None:
 def test_writers_of_other_domains_run_at_once_and_writers_of_one_domain_take_turns(plain_mesh_copy: Path) -> None:
     root = plain_mesh_copy
     before = _current(root)
-    # a producer publishes while its consumer is being written, and the consumer builds while its producer is
-    holder = _holding(root, "reporting")
+    holder = _holding(root, "shop")  # a writer of the producer, shop
     try:
-        published = run_mesh("publish", "shop", cwd=root)
-        assert published.returncode == 0, published.stdout + published.stderr
-    finally:
-        _release(holder)
-    assert _current(root) != before
-    holder = _holding(root, "shop")
-    try:
-        built = run_mesh("build", "reporting", cwd=root)  # it reads the release just published
+        built = run_mesh("build", "reporting", cwd=root)  # its consumer does not wait for it
         assert built.returncode == 0, built.stdout + built.stderr
-        assert "reporting        success" in built.stdout and "busy" not in built.stderr
         # a second writer of shop is told who holds it, at once (exit 2), or waits for it with --wait
         busy = run_mesh("publish", "shop", cwd=root)
         assert busy.returncode == 2, busy.stdout + busy.stderr
@@ -258,15 +249,16 @@ def test_writers_of_other_domains_run_at_once_and_writers_of_one_domain_take_tur
             target=lambda: waited.update(r=run_mesh("publish", "shop", "--wait", "120", cwd=root))
         )
         waiter.start()
-        time.sleep(2)
+        time.sleep(1.5)
         assert waiter.is_alive()  # waiting for the holder
     finally:
         _release(holder)
     waiter.join(timeout=120)
     assert waited["r"].returncode == 0, waited["r"].stdout + waited["r"].stderr
     assert "shop: published shop.orders.v2" in waited["r"].stdout
+    assert _current(root) != before
 
-    # and the two real commands at the same moment: neither waits for the other
+    # the consumer's build (it reads the release just published: dbt runs) and the producer's publish, at once
     results: dict[str, subprocess.CompletedProcess[str]] = {}
     runs = [
         threading.Thread(target=lambda: results.update(build=run_mesh("build", "reporting", cwd=root))),
@@ -278,6 +270,35 @@ def test_writers_of_other_domains_run_at_once_and_writers_of_one_domain_take_tur
         thread.join()
     for name, result in results.items():
         assert result.returncode == 0, f"{name}: {result.stdout}{result.stderr}"
+        assert "busy" not in result.stderr, name
+    assert "reporting        success" in results["build"].stdout
+
+
+HOLD_STORAGE = """
+import sys
+from pathlib import Path
+from mesh_tools.core.lock import hold, storage
+with hold(Path(sys.argv[1]), [storage(Path(sys.argv[2]))], "mesh build shop"):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_domains_sharing_a_database_file_take_turns_on_it(plain_mesh_copy: Path) -> None:
+    """DuckDB allows one writer per file: a domain whose profile opens the file another run writes waits for it."""
+    root = plain_mesh_copy
+    (root / "hr/profiles.yml").write_text(
+        (root / "hr/profiles.yml").read_text().replace("path: hr.duckdb", "path: ../shop/shop.duckdb")
+    )
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_STORAGE, str(root), str(root / "shop/shop.duckdb")],
+                              cwd=REPO, env=mesh_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    try:
+        busy = run_mesh("build", "hr", cwd=root)
+        assert busy.returncode == 2, busy.stdout + busy.stderr
+        assert "the database file shop/shop.duckdb is busy: `mesh build shop` (pid " in busy.stderr
+    finally:
+        _release(holder)
 
 
 # -- nothing is written through a symbolic link
