@@ -121,6 +121,8 @@ def hold(
 
 
 def _release(path: Path) -> None:
+    if path not in _held:
+        return  # a forked child leaving its parent's block: the lock was never its own
     fd, count = _held[path]
     if count > 1:
         _held[path] = (fd, count - 1)
