@@ -309,6 +309,21 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     refused = run_mesh("publish", "shop", cwd=root)
     assert refused.returncode == 1 and "come from different dbt runs" in refused.stdout + refused.stderr
 
+    # the mesh's own write is no outside write: a product report may no longer read loses its stub view, and
+    # report's next build is no full build for it
+    (shop / "models/extra.sql").write_text("select 1 as id\n")
+    with (shop / "models/schema.yml").open("a") as schema:
+        schema.write("  - name: extra\n    config: {access: public}\n")
+    _mesh(root, "build")
+    schema_text = (shop / "models/schema.yml").read_text()
+    (shop / "models/schema.yml").write_text(
+        schema_text.replace("  - name: extra\n    config: {access: public}\n",
+                            "  - name: extra\n    config: {access: public, meta: {allowed_consumers: [audit]}}\n")
+    )  # fmt: skip
+    out = _mesh(root, "build", "--explain")
+    assert "dropped the stub views upstream_shop.extra" in out, out
+    assert "report: every model ran" not in out, out
+
 
 def test_inputs_beyond_refs_and_sources_are_fingerprinted(tmp_path: Path) -> None:
     """The target chosen by a variable, variables read by SQL, a source located by a variable, a lookup file a

@@ -28,6 +28,7 @@ class StitchOutcome:
     problems: tuple[str, ...] = ()
     consumed: dict[str, str] = field(default_factory=dict)  # product key -> release id read
     warnings: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()  # stub views dropped from the domain's own storage (revocation)
 
     @property
     def ok(self) -> bool:
@@ -239,9 +240,9 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         _revoke(mesh, domain, manifests, ledger, target, stubs=True)
         raise
     if problems:
-        removed, dropped, failed = _revoke(mesh, domain, manifests, ledger, target, stubs=True)
+        removed, dropped, failed, views = _revoke(mesh, domain, manifests, ledger, target, stubs=True)
         return StitchOutcome(domain.name, removed=tuple(removed), problems=tuple(problems + failed),
-                             warnings=tuple(dropped))  # fmt: skip
+                             warnings=tuple(dropped), dropped=tuple(views))  # fmt: skip
     changed, unchanged, consumed, channels = [], [], {}, {}
     resolved = {up.name: release_bodies(mesh, domain, manifests[up.name], channels=channels) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
@@ -266,7 +267,7 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
             changed.append(up.name)
         else:
             unchanged.append(up.name)
-    removed, dropped, failed = _revoke(mesh, domain, manifests, ledger, target, stubs=False)
+    removed, dropped, failed, views = _revoke(mesh, domain, manifests, ledger, target, stubs=False)
     return StitchOutcome(
         domain.name,
         changed=tuple(changed),
@@ -275,6 +276,7 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         problems=tuple(failed),
         consumed=consumed,
         warnings=tuple(warnings + dropped),
+        dropped=tuple(views),
     )
 
 
@@ -283,13 +285,13 @@ _WHY = " (its producer restricts them, the upstream is no longer declared, or th
 
 def _revoke(
     mesh: Mesh, domain: Domain, manifests: dict[str, Manifest], ledger: Ledger, target: str | None, *, stubs: bool
-) -> tuple[list[str], list[str], list[str]]:
+) -> tuple[list[str], list[str], list[str], list[str]]:
     """Remove the stubs of upstreams no longer declared (``stubs``: and those offering a product the domain
-    may no longer read), drop the retired views; (stubs removed, warnings, problems)."""
+    may no longer read), drop the retired views; (stubs removed, warnings, problems, views dropped)."""
     removed = remove_stale_stubs(domain) + (remove_revoked_stubs(domain, manifests) if stubs else [])
     try:
         dropped = drop_retired(domain, ledger, target, mesh.profiles_dir)
     except MeshError as exc:
-        return removed, [], [str(exc)]
+        return removed, [], [str(exc)], []
     said = [f"dropped the stub views {', '.join(dropped)}: it may no longer read them" + _WHY] if dropped else []
-    return removed, said, []
+    return removed, said, [], list(dropped)

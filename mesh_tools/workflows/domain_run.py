@@ -145,7 +145,10 @@ def run_domain(
             if not deps.success:
                 run.problems.append(explain_deps_failure(domain, deps.exception or "; ".join(deps.errors)))
                 return _done(run, start)
+        storage_before = _storage_now(mesh, domain, target) if command == "build" else None
         outcome = stitch_domain(mesh, domain, target)
+        if outcome.dropped and storage_before is not None:
+            _own_write(mesh, domain, target, storage_before)
         run.stitched = outcome.changed + outcome.unchanged
         run.consumed = dict(outcome.consumed)
         run.warnings.extend(outcome.warnings)
@@ -657,6 +660,22 @@ def _record_quiet(
         )
     except OSError:
         pass  # the next build decides through its worker
+
+
+def _storage_now(mesh: Mesh, domain: Domain, target: str | None) -> list[Any] | None:
+    """The domain's storage fingerprint now (build_state.storage_fingerprint), or None when it has none."""
+    _name, profile = _target_name(mesh, domain, target)
+    return storage_fingerprint(profile.files, profile.remote, profile.identity) if profile is not None else None
+
+
+def _own_write(mesh: Mesh, domain: Domain, target: str | None, before: list[Any]) -> None:
+    """The mesh itself changed the domain's storage (revocation dropped stub views): when the storage was as its
+    last build left it just before, record it as it is now, so the next plan does not take the mesh's own
+    write for someone else's (a change by anyone else before it still shows)."""
+    name, _profile = _target_name(mesh, domain, target)
+    recorded = load_state(domain, name)
+    if isinstance(recorded, BuildState) and recorded.storage == before:
+        _record_storage(mesh, domain, target)
 
 
 def _record_storage(mesh: Mesh, domain: Domain, target: str | None) -> None:
