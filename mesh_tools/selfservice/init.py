@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mesh_tools.core.config import MESH_FILE
 from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.files import create_partial
 from mesh_tools.core.mesh import Mesh, load_mesh
 
 
@@ -90,9 +91,10 @@ def init_mesh(
         return path, text, mesh
     from mesh_tools.core.config import load_mesh_config
 
-    partial = root / f".{MESH_FILE}.{os.getpid()}.partial"
-    partial.write_text(text, encoding="utf-8")
+    partial, fd = create_partial(path)  # a new file of its own: never through a planted link
     try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         load_mesh_config(partial)  # what we write must read back
         os.link(partial, path)  # fails if a mesh.yml appeared meanwhile: never replace one
     except FileExistsError:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ConfigError, MeshError, describe_os_error, display_path
-from mesh_tools.core.files import file_sha256
+from mesh_tools.core.files import file_sha256, open_nofollow
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import duckdb as duckdb_engine
@@ -183,6 +183,9 @@ def run_domain(
     except MeshError as exc:
         run.problems.append(str(exc))
         return _done(run, start)
+    except OSError as exc:  # the domain's folder refused a write midway (read-only, full, permission)
+        run.problems.append(describe_os_error(exc))
+        return _done(run, start)
     record_parse(domain, inputs, others_of(mesh))  # readers tell a current manifest by it (dbt/staleness.py)
     run.warnings.extend(_deprecations(invocation.deprecations, _upstream_model_names(domain)))
     if command == "build":
@@ -258,7 +261,7 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
     if name is None:
         return
     domain.target_dir.mkdir(parents=True, exist_ok=True)
-    log = os.open(domain.target_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = open_nofollow(domain.target_dir / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
@@ -560,8 +563,10 @@ def _parse_now(mesh: Mesh, domain: Domain, target: str | None, name: str, verbos
     from mesh_tools.dbt import runner as dbt_runner
 
     scratch = state_dir(domain, name) / "parse"
-    parsed = dbt_runner.invoke(domain.path, ["parse", "--target-path", str(scratch)], target=target,
-                               verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
+    # dbt's partial parsing skips a YAML file whose modification time it saw before: an edit restored with its
+    # old time (cp -p, rsync -a) would be missed, so this parse reads every file
+    parsed = dbt_runner.invoke(domain.path, ["parse", "--no-partial-parse", "--target-path", str(scratch)],
+                               target=target, verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
     try:
         return Manifest.read(scratch / "manifest.json", domain.name, missing_ok=True) if parsed.success else None
     except MeshError:
