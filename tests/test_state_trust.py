@@ -85,6 +85,21 @@ def test_what_cannot_be_fingerprinted_builds_in_full(tmp_path: Path) -> None:
         assert plan.full and plan.why_full.startswith("dbt wrote its relations outside the mesh"), now
 
 
+def test_a_variable_dbt_project_yml_reads_builds_in_full(tmp_path: Path) -> None:
+    """vars set from env_var() in dbt_project.yml reach any model through var(): no model reads the name."""
+    from mesh_tools.workflows.build_inputs import project_env_names
+
+    shop = _shop(tmp_path)
+    project = shop.path / "dbt_project.yml"
+    project.write_text(project.read_text() + "\nvars:\n  min_order: \"{{ env_var('MIN_ORDER', '0') }}\"\n")
+    assert project_env_names(shop) == {"MIN_ORDER"}
+    manifest = _manifest({"model.shop.a": _model("a", "select * from t where id > {{ var('min_order') }}")})
+    state = _state(shop, manifest, env={"MIN_ORDER": "was"})
+    assert _plan(shop, state, env={"MIN_ORDER": "was"}, project_env={"MIN_ORDER"}).empty
+    plan = _plan(shop, state, env={"MIN_ORDER": "now"}, project_env={"MIN_ORDER"})
+    assert plan.full and plan.why_full.startswith("environment variable MIN_ORDER, which its dbt_project.yml reads")
+
+
 def test_environment_variables_select_what_reads_them(tmp_path: Path) -> None:
     shop = _shop(tmp_path)
     macro = {
@@ -134,7 +149,8 @@ def test_sources_say_how_their_changes_are_seen(tmp_path: Path) -> None:
     fresh = FreshnessResults(tmp_path, {}, (SourceResult("source.shop.raw.events", "pass", "t1", None, None, None,
                                                          None, None),))  # fmt: skip
     plan = plan_build(shop, state, "c", fresh, set(), set(), project_digest(shop), {},
-                      Observed(counts={"source.shop.raw.counted": 10}, watched={"crm"}))  # fmt: skip
+                      Observed(counts={"source.shop.raw.counted": 10}, watched={"crm"},
+                               kinds={"source.shop.raw.attached": "table"}))  # fmt: skip
     assert set(plan.reasons) == {"source.shop.raw.always"}
     assert plan.reasons["source.shop.raw.always"] == "source raw.always declares meta.change_detection: always"
     assert plan.unseen == [
@@ -145,9 +161,11 @@ def test_sources_say_how_their_changes_are_seen(tmp_path: Path) -> None:
                       Observed(counts={"source.shop.raw.counted": 7}, databases={"crm"}, watched={"crm"}))  # fmt: skip
     assert plan.reasons["source.shop.raw.counted"] == "source raw.counted has 7 rows (was 10)"
     assert plan.reasons["source.shop.raw.attached"] == "the database file of source raw.attached (crm) changed"
-    # a source in no database file the mesh fingerprints, with no landing file and no loaded_at: always runs
-    plan = plan_build(shop, state, "c", fresh, set(), set(), project_digest(shop), {}, Observed())
-    assert plan.reasons["source.shop.raw.attached"].startswith("source raw.attached cannot be observed")
+    # a source in no database file the mesh fingerprints, with no landing file and no loaded_at, or a view in
+    # one (its rows change with what it reads, the file staying the same): its readers always run
+    for observed in (Observed(), Observed(watched={"crm"}, kinds={"source.shop.raw.attached": "view"})):
+        plan = plan_build(shop, state, "c", fresh, set(), set(), project_digest(shop), {}, observed)
+        assert plan.reasons["source.shop.raw.attached"].startswith("source raw.attached cannot be observed")
 
 
 def test_a_state_file_of_another_shape_means_a_full_build(tmp_path: Path) -> None:
@@ -198,17 +216,21 @@ def test_what_compiled_sql_reads_beyond_refs_and_sources() -> None:
 def test_what_hooks_write_beyond_their_sources() -> None:
     from mesh_tools.workflows.build_inputs import hook_writes
 
-    manifest = _manifest({}, {"source.shop.raw.orders": _source("orders", database=None)})
+    landed = {"external_location": "read_parquet('/landing/orders.parquet')"}
+    manifest = _manifest({}, {"source.shop.raw.orders": _source("orders", database=None, meta=landed),
+                              "source.shop.raw.fx": _source("fx", database=None)})  # fmt: skip
     statements = [
         '/* {"app": "dbt"} */ create schema if not exists raw',
         "create or replace view raw.orders as select * from read_parquet('/landing/orders.parquet')",
         "select 1",
         "create or replace table main.fx as select 2.20 as rate",
         "insert into audit.log values (1)",
+        "create or replace table raw.fx as select 2.20 as rate",  # a source with no landing file: not seen
     ]
     assert hook_writes(statements, manifest, "duckdb") == [
         "create or replace table main.fx as select 2.20 as rate",
         "insert into audit.log values (1)",
+        "create or replace table raw.fx as select 2.20 as rate",
     ]
     # Spark's hook of the demo (a view over a source's landing file) writes only that source
     spark = "create or replace view raw.orders as select * from parquet.`/landing/orders.parquet`"

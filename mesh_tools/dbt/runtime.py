@@ -50,6 +50,26 @@ _MACRO = """\
   {%- do log("MESH_RESULT " ~ tojson(missing), info=True) -%}
 {% endmacro %}
 
+{#- What each of the relations [database, schema, identifier, id] is: [id, "table" | "view" | "other" | none]
+    (none: the warehouse does not hold it). A table's rows change only when its database file does; a view's
+    change with whatever it reads. -#}
+{% macro relation_kinds(relations) %}
+  {%- set kinds = [] -%}
+  {%- for item in relations -%}
+    {%- set found = adapter.get_relation(database=item[0], schema=item[1], identifier=item[2]) -%}
+    {%- if found is none -%}
+      {%- do kinds.append([item[3], none]) -%}
+    {%- elif found.is_table -%}
+      {%- do kinds.append([item[3], "table"]) -%}
+    {%- elif found.is_view -%}
+      {%- do kinds.append([item[3], "view"]) -%}
+    {%- else -%}
+      {%- do kinds.append([item[3], "other"]) -%}
+    {%- endif -%}
+  {%- endfor -%}
+  {%- do log("MESH_RESULT " ~ tojson(kinds), info=True) -%}
+{% endmacro %}
+
 {#- Drop each of the relations [schema, name] of the target's database that is a view (never a table or
     anything else); report the ones dropped. The stub views a consumer may no longer read (exchange revocation). -#}
 {% macro drop_views(relations) %}

@@ -144,6 +144,19 @@ def env_names(domain: Domain) -> tuple[set[str], str | None]:
     return names, computed
 
 
+def project_env_names(domain: Domain) -> set[str]:
+    """The variables the dbt_project.yml of the domain and of its local packages read: vars, hooks and configs
+    rendered from them reach any model, so a change there builds the domain in full."""
+    names: set[str] = set()
+    for folder in (domain.path, *domain.local_packages):
+        try:
+            text = (folder / "dbt_project.yml").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        names.update(a or b for a, b in _ENV_LITERAL.findall(text))
+    return names
+
+
 def env_digests(names: Iterable[str]) -> dict[str, str]:
     """Each variable's digest (never its value): unset and empty differ, as they do for dbt."""
     out = {}
@@ -314,47 +327,43 @@ def fingerprint_reads(domain: Domain, reads: dict[str, Any]) -> dict[str, str]:
 
 
 def hook_writes(statements: Iterable[str], manifest: Manifest, dialect: str) -> list[str]:
-    """The statements an ``on-run-start`` hook ran that write something other than a declared source's
-    relation (a hook that makes a source readable, a view over its landing file, is seen through the
-    source) or a schema: such output cannot be fingerprinted, so the domain is built in full."""
+    """The statements an ``on-run-start`` hook ran that write something other than a schema, or than the
+    relation of a source whose landing files the mesh fingerprints (a hook that makes a source readable, a view
+    over its landing file, is seen through those files): such output cannot be fingerprinted, so the domain is
+    built in full."""
     import sqlglot
     from sqlglot import exp
 
-    sources = known_tails(
+    landed = known_tails(
         relation_key(s.get("database"), s.get("schema"), s.get("identifier") or s.name)
         for s in manifest.sources.values()
+        if landing_location(s)
     )
-    writes = (
-        exp.Create,
-        exp.Insert,
-        exp.Update,
-        exp.Delete,
-        exp.Merge,
-        exp.Drop,
-        exp.Alter,
-        exp.TruncateTable,
-        exp.Copy,
-    )
+    writes = (exp.Create, exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Drop, exp.Alter, exp.TruncateTable,
+              exp.Copy)  # fmt: skip
     found: list[str] = []
     for statement in statements:
-        text = " ".join(statement.split())
+        text = " ".join(_QUERY_COMMENT.sub("", statement).split())  # dbt's query comment says nothing here
         try:
             trees = [t for t in sqlglot.parse(statement, read=dialect) if t is not None]
         except Exception:  # noqa: BLE001 - a statement sqlglot cannot read may write anything
             trees = [None]
         for tree in trees:
             if tree is not None and not isinstance(tree, writes):
-                if isinstance(tree, exp.Command) and tree.name.upper() in ("COPY", "INSERT", "CREATE", "REPLACE",
-                                                                            "EXPORT", "IMPORT", "UPSERT"):  # fmt: skip
+                if isinstance(tree, exp.Command) and tree.name.upper() in _WRITING_COMMANDS:
                     found.append(text[:160])
                 continue
             if isinstance(tree, exp.Create) and str(tree.args.get("kind") or "").upper() == "SCHEMA":
                 continue
             target = tree.find(exp.Table) if tree is not None else None
-            if target is not None and relation_key(target.catalog, target.db, target.name) in sources:
+            if target is not None and relation_key(target.catalog, target.db, target.name) in landed:
                 continue
             found.append(text[:160])
     return list(dict.fromkeys(found))
+
+
+_QUERY_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.S)
+_WRITING_COMMANDS = ("COPY", "INSERT", "CREATE", "REPLACE", "EXPORT", "IMPORT", "UPSERT")
 
 
 # -- the run footprint

@@ -25,9 +25,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.files import copy_into, create_partial, file_sha256, write_atomic
@@ -61,16 +61,46 @@ def state_dir(domain: Domain, target: str) -> Path:
     return domain.target_dir / "mesh-state" / safe
 
 
+_Strict = ConfigDict(extra="ignore", strict=True)
+_Stat = Annotated[list[int], Field(min_length=2, max_length=2)]  # [size, mtime_ns]
+
+
+class ReadRecord(BaseModel):
+    """What a model's compiled SQL reads beyond its refs and sources (workflows/build_inputs.node_reads)."""
+
+    model_config = _Strict
+    files: list[str] = []
+    opaque: str | None = None
+
+
+class QuietFacts(BaseModel):
+    """What must stay the same for the next build to skip the domain without dbt (``quiescent``)."""
+
+    model_config = _Strict
+    mesh_yml: str | None = None
+    profiles: str | None = None
+    profile_env: str | None = None
+    upstreams: dict[str, _Stat | None] = {}
+    consumed: dict[str, str] = {}
+    locations: dict[str, str | None] = {}
+    models: int = 0
+    products: list[Annotated[list[str | None], Field(min_length=3, max_length=3)]] = []
+    detect: list[str] = []
+    artifacts: list[_Stat | None] = []
+    stored: list[str] = []  # sources that are tables in a database file the storage fingerprint observes
+
+
 class StateFile(BaseModel):
     """The schema of ``state.json``: a file of another shape is no state (a full build says why)."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = _Strict
 
     version: int
     code: str
     landing: dict[str, str | None] = {}
     owed: list[str] = []
-    storage: list[list[Any]] | None = None
+    # [path, size, mtime_ns], [path, None] (absent), [path, "tree", digest], [identity, "warehouse"]
+    storage: list[Annotated[list[str | int | None], Field(min_length=2, max_length=3)]] | None = None
     loaded_at: dict[str, str] = {}
     built: dict[str, str] = {}
     project: str | None = None
@@ -81,14 +111,14 @@ class StateFile(BaseModel):
     env: dict[str, str] = {}  # environment variables the code reads -> digest of their value
     env_computed: str | None = None  # where the code reads a variable whose name is computed
     hooks: list[str] = []  # what the last build's on-run-start hooks wrote (beyond its sources)
-    reads: dict[str, Any] = {}  # node -> {"files": [...], "opaque": why or None}
+    reads: dict[str, ReadRecord] = {}  # node -> what its SQL reads beyond refs and sources
     read_prints: dict[str, str] = {}  # node -> digest of the files it reads
-    footprint: dict[str, list[int]] | None = None  # target/run file -> [size, mtime_ns]
+    footprint: dict[str, _Stat] | None = None  # target/run file -> [size, mtime_ns]
     footprint_skip: list[str] = []  # singular tests' run files (not relations)
     counts: dict[str, int] = {}  # source -> row count (meta.change_detection: row_count)
-    artifacts: dict[str, list[int] | None] = {}  # manifest.json / run_results.json -> [size, mtime_ns]
+    source_kinds: dict[str, str] = {}  # source -> "table", "view", ... in a database file the mesh fingerprints
     unseen: list[str] = []  # what the build cannot see change (for --explain)
-    quiet: dict[str, Any] | None = None
+    quiet: QuietFacts | None = None
 
 
 @dataclass
@@ -219,6 +249,8 @@ class Observed:
     counts: dict[str, int] = field(default_factory=dict)  # row counts of meta.change_detection: row_count sources
     databases: set[str] = field(default_factory=set)  # attached databases (catalog names) whose file changed
     watched: set[str] = field(default_factory=set)  # catalogs whose files the storage fingerprint observes
+    kinds: dict[str, str] = field(default_factory=dict)  # source -> "table", "view", ... where it was looked up
+    project_env: set[str] = field(default_factory=set)  # variables the dbt_project.yml files read
 
 
 @dataclass
@@ -275,6 +307,13 @@ def change_detection(source: Node) -> str | None:
     return str(value).strip().lower() if value else None
 
 
+def _stored(source: Node, observed: Observed) -> bool:
+    """Whether a source is a table in a database file the storage fingerprint observes (a view is not: its rows
+    change with whatever it reads, the file staying the same)."""
+    database = str(source.get("database") or "").lower()
+    return bool(database) and database in observed.watched and observed.kinds.get(source.unique_id) == "table"
+
+
 def why_full(state: BuildState, project: str | None, observed: Observed) -> str | None:
     """Why this build cannot trust its last build's state at all (it then builds everything), or None."""
     recorded = state.file or StateFile(version=STATE_VERSION, code=state.code)
@@ -284,6 +323,14 @@ def why_full(state: BuildState, project: str | None, observed: Observed) -> str 
         return (
             "its target resolves to other storage than its last build (the profile, the target or a variable it "
             "reads changed)"
+        )
+    read_by_project = sorted(
+        n for n in observed.project_env if recorded.env.get(n, observed.env.get(n)) != observed.env.get(n)
+    )
+    if read_by_project:
+        return (
+            f"environment variable {read_by_project[0]}, which its dbt_project.yml reads (vars, hooks, configs "
+            "beyond dbt's state comparison), changed"
         )
     if observed.env_computed:
         return (
@@ -368,8 +415,8 @@ def plan_build(
             why = f"source {label} has {now} rows (was {was})"
         elif newer:
             why = f"source {label} has newer rows (loaded_at {result.max_loaded_at})"  # type: ignore[union-attr]
-        elif fingerprint is None and mode is None and database and database in observed.watched:
-            continue  # it lives in a database file the mesh fingerprints, unchanged since its last build
+        elif fingerprint is None and mode is None and _stored(source, observed):
+            continue  # a table in a database file the mesh fingerprints, unchanged since its last build
         elif fingerprint is None and mode != "row_count" and (result is None or not result.max_loaded_at):
             why = (
                 f"source {label} cannot be observed (no landing file, no loaded_at_field freshness): "
@@ -388,12 +435,13 @@ def plan_build(
         if _sha(domain.path / seed.file) != state.seeds.get(seed.unique_id):
             plan.reasons.setdefault(seed.unique_id, "its file changed")
             plan.selectors.append(_selector(seed))
-    prints = plan.read_prints = fingerprint_reads(domain, recorded.reads)
-    for uid, read in sorted(recorded.reads.items()):
-        if read.get("opaque"):
+    reads = {uid: r.model_dump() for uid, r in recorded.reads.items()}
+    prints = plan.read_prints = fingerprint_reads(domain, reads)
+    for uid, read in sorted(reads.items()):
+        if read["opaque"]:
             plan.reasons.setdefault(uid, f"{read['opaque']}: it runs every time")
         elif uid in prints and prints[uid] != recorded.read_prints.get(uid):
-            files = ", ".join(read.get("files") or [])[:120]
+            files = ", ".join(read["files"])[:120]
             plan.reasons.setdefault(uid, f"a file its SQL reads changed ({files})")
     for uid, why in (
         *((u, "its last run did not succeed") for u in sorted(state.owed)),
@@ -642,12 +690,11 @@ def _profiles_file(mesh: Mesh, domain: Domain) -> Path:
 
 
 def quiet_facts(
-    mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: Manifest, watched: set[str] | None = None
+    mesh: Mesh, domain: Domain, consumed: dict[str, str], manifest: Manifest, stored: set[str] | None = None
 ) -> dict[str, Any]:
     """What must stay the same for the next build to skip this domain without dbt (see ``quiescent``).
 
-    ``watched``: the catalogs whose database files the storage fingerprint observes."""
-    watched = watched or set()
+    ``stored``: the sources that are tables in a database file the storage fingerprint observes."""
     return {
         "mesh_yml": _sha(mesh.root / "mesh.yml"),
         "profiles": _sha(_profiles_file(mesh, domain)),
@@ -660,9 +707,7 @@ def quiet_facts(
         "detect": sorted(s.unique_id for s in manifest.own_sources() if change_detection(s) in ("always", "row_count")),
         # the artifacts as this build left them: replaced or damaged since, the worker looks again
         "artifacts": [_stat(domain.manifest_path), _stat(domain.run_results_path)],
-        "stored": sorted(
-            s.unique_id for s in manifest.own_sources() if str(s.get("database") or "").lower() in watched
-        ),
+        "stored": sorted(stored or ()),
     }
 
 
@@ -679,7 +724,7 @@ def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, A
         return
     if not isinstance(state, dict):
         return
-    state["quiet"] = facts
+    state["quiet"] = QuietFacts.model_validate(facts).model_dump()  # what is written is what the next build reads
     write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + "\n")
     if not explicit:
         pointer = {"profiles": profiles_sha, "target": target, "profile_env": facts.get("profile_env")}
@@ -716,20 +761,20 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
             return "an environment variable its profile reads changed (the target may be another)", 0, []
         target = str(pointer.get("target"))
     data = read_state_file(state_dir(domain, target) / "state.json")
-    if isinstance(data, str) or not isinstance(data.quiet, dict):
+    if isinstance(data, str) or data.quiet is None:
         return "no usable recorded build", 0, []
     quiet = data.quiet
-    reads = {uid: r for uid, r in data.reads.items() if isinstance(r, dict)}
-    opaque = next((f"{uid.split('.')[-1]}: {r['opaque']}" for uid, r in sorted(reads.items()) if r.get("opaque")), None)
+    reads = {uid: r.model_dump() for uid, r in data.reads.items()}
+    opaque = next((f"{uid.split('.')[-1]}: {r['opaque']}" for uid, r in sorted(reads.items()) if r["opaque"]), None)
     checks = (
         (data.owed, "a node is owed a good run"),
-        (quiet.get("profiles") != profiles_sha, "its profiles.yml changed"),
-        (quiet.get("profile_env") != profile_env, "an environment variable its profile reads changed"),
-        (quiet.get("mesh_yml") != _sha(mesh.root / "mesh.yml"), "mesh.yml changed"),
+        (quiet.profiles != profiles_sha, "its profiles.yml changed"),
+        (quiet.profile_env != profile_env, "an environment variable its profile reads changed"),
+        (quiet.mesh_yml != _sha(mesh.root / "mesh.yml"), "mesh.yml changed"),
         (data.env_computed, "its code reads an environment variable whose name is computed"),
         (data.hooks, "its on-run-start hooks write what its models may read"),
         (opaque, opaque),
-        (quiet.get("detect"), "a source declares meta.change_detection (dbt counts or runs it)"),
+        (quiet.detect, "a source declares meta.change_detection (dbt counts or runs it)"),
     )
     for failed, why in checks:
         if failed:
@@ -738,28 +783,28 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     changed = next((n for n, v in now.items() if data.env.get(n) != v), None)
     if changed:
         return f"environment variable {changed} changed", 0, []
-    if quiet.get("artifacts") != [_stat(domain.manifest_path), _stat(domain.run_results_path)]:
+    if quiet.artifacts != [_stat(domain.manifest_path), _stat(domain.run_results_path)]:
         return "its manifest.json or run_results.json changed since its last build", 0, []
     if footprint_changes(data.footprint or {}, run_footprint(domain, data.footprint_skip)):
         return "dbt wrote its relations outside the mesh since its last build", 0, []
     if fingerprint_reads(domain, reads) != data.read_prints:
         return "a file its SQL reads changed", 0, []
-    upstreams = quiet.get("upstreams") or {}
+    upstreams = quiet.upstreams
     if set(upstreams) != set(domain.upstream_names):
         return "its upstreams changed", 0, []
     for up in domain.upstreams:
         if upstreams.get(up.name) != _stat(_upstream_manifest(mesh, up, domain)):
             return f"upstream {up.name} was parsed or built", 0, []
     exchange = open_exchange(mesh)
-    for key, release in (quiet.get("consumed") or {}).items():
+    for key, release in quiet.consumed.items():
         project, model, version = _split_key(str(key))
         try:
             if wanted_release(exchange, domain, project, model, version) != release:
                 return f"{key} has another current release", 0, []
         except (MeshError, OSError):
             return f"{key}: its current release cannot be read", 0, []
-    stored = set(quiet.get("stored") or [])  # sources in a database file: the storage check below sees them
-    for uid, location in (quiet.get("locations") or {}).items():
+    stored = set(quiet.stored)  # sources in a database file: the storage check below sees them
+    for uid, location in quiet.locations.items():
         fingerprint = landing_fingerprint(domain, location)
         if fingerprint is None and uid in stored:
             continue
@@ -782,15 +827,15 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
         if now is None:
             stat = _stat(path)
             now = [str(path), *stat] if stat is not None else [str(path), None]
-        if now != entry:
+        if now != list(entry):
             return "its storage changed", 0, []
     if publish:
         built = data.built
-        for uid, name, version in quiet.get("products") or []:
+        for uid, name, version in quiet.products:
             try:
                 current = exchange.current(domain.name, name, version, verify=False)
             except (MeshError, OSError):
                 current = None
             if current is None or current.descriptor.build.invocation_id != built.get(uid):
                 return f"{name} is not published from its last build", 0, []
-    return None, int(quiet.get("models") or 0), list(data.unseen)
+    return None, quiet.models, list(data.unseen)

@@ -36,6 +36,7 @@ from mesh_tools.workflows.build_inputs import (
     landing_fingerprint,
     landing_location,
     node_reads,
+    project_env_names,
     run_footprint,
     singular_tests,
     sql_dialect,
@@ -316,8 +317,12 @@ def _plan_build(
         target=target_identity(profile) if profile is not None else None,
         env=env_digests(names),
         env_computed=computed,
+        project_env=project_env_names(domain),
         footprint=run_footprint(domain, singular_tests(state.manifest if isinstance(state, BuildState) else None)),
     )
+    # the storage as the last build left it or not, before anything of this build (freshness runs the
+    # project's on-run-start hooks) writes into it
+    fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity) if profile else None
     if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
         long = postgres_engine.long_names(str(profile.schema or domain.name), list(domain.upstream_names))
         if long:
@@ -340,26 +345,27 @@ def _plan_build(
             or why_full(state, project_digest(domain), observed)
             or state
         )
-    fingerprint = None
-    if isinstance(state, BuildState):
-        if profile is not None:
-            fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity)
-        if fingerprint is not None and profile is not None and profile.adapter == "duckdb":
+    if isinstance(state, BuildState) and fingerprint is not None and profile is not None:
+        if profile.adapter == "duckdb":
             observed.watched = {str(profile.database or "").lower(), *_attachment_aliases(domain, profile).values()}
-        if fingerprint is not None and state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
+        if state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
-        elif fingerprint is not None and state.storage and fingerprint != state.storage and profile is not None:
+        elif state.storage and fingerprint != state.storage:
             state = _storage_changed(mesh, domain, profile, state, fingerprint, observed) or state
     if isinstance(state, BuildState):
-        if fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]:
-            relations = relations_to_check(state.manifest)
+        looked_up = fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]
+        relations = relations_to_check(state.manifest) if looked_up else []
+        candidates = _stored_source_candidates(state, observed)
+        if relations or candidates:
             try:
                 found = dbt_runner.run_macro(
-                    domain.path, "missing_relations", {"relations": relations}, target=target,
+                    domain.path, "relation_kinds", {"relations": relations + candidates}, target=target,
                     profiles_dir=mesh.profiles_dir, verbose=verbose,
                 )  # fmt: skip
-                missing = {str(u) for u in found}
-            except MeshError as exc:
+                kinds = {str(uid): kind for uid, kind in found}
+                missing = {str(r[3]) for r in relations if kinds.get(str(r[3])) is None}
+                observed.kinds.update({str(c[3]): str(kinds.get(str(c[3]))) for c in candidates})
+            except (MeshError, TypeError, ValueError) as exc:
                 state = f"its relations could not be checked ({_first_lines(str(exc), 1)})"
     if isinstance(state, BuildState) and publish:
         unreleased = _unreleased(mesh, domain, state)
@@ -379,6 +385,24 @@ def _plan_build(
     run.full_reason = plan.why_full or None
     run.unseen = list(plan.unseen)
     return plan
+
+
+def _stored_source_candidates(state: BuildState, observed: Observed) -> list[list[str | None]]:
+    """[database, schema, identifier, id] of the sources that may live in a database file the mesh fingerprints
+    (no landing file, no declared change detection) and whose kind is not known yet, or whose file changed: a
+    table there changes only with its file, a view changes with whatever it reads (workflows/build_state.py)."""
+    recorded = state.file.source_kinds if state.file is not None else {}
+    observed.kinds.update({u: k for u, k in recorded.items()})
+    found: list[list[str | None]] = []
+    for source in state.manifest.own_sources():
+        database = str(source.get("database") or "").lower()
+        if landing_location(source) or change_detection(source) or not database or database not in observed.watched:
+            continue
+        if source.unique_id in recorded and database not in observed.databases:
+            continue
+        identifier = source.get("identifier") or source.name
+        found.append([source.get("database"), source.get("schema"), identifier, source.unique_id])
+    return found
 
 
 def _unreadable_artifacts(domain: Domain) -> str | None:
@@ -624,7 +648,7 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, c
 def _inputs(domain: Domain, plan: BuildPlan, manifest: Manifest, hooks: list[str]) -> dict[str, Any]:
     """What this build observed beyond code and sources, for the next one (build_state.StateFile's fields)."""
     recorded = plan.state.file if plan.state is not None else None
-    previous_reads = recorded.reads if recorded is not None else {}
+    previous_reads = {u: r.model_dump() for u, r in recorded.reads.items()} if recorded is not None else {}
     reads = node_reads(domain, manifest, previous_reads)
     prints = fingerprint_reads(domain, reads)
     for uid, digest in plan.read_prints.items():  # taken before the build: a change while it ran is seen next time
@@ -642,8 +666,18 @@ def _inputs(domain: Domain, plan: BuildPlan, manifest: Manifest, hooks: list[str
         "footprint": run_footprint(domain, singular_tests(manifest)),
         "footprint_skip": singular_tests(manifest),
         "counts": counts,
+        "source_kinds": {u: k for u, k in plan.observed.kinds.items() if k},
         "unseen": plan.unseen,
     }
+
+
+def _stored(manifest: Manifest, plan: BuildPlan) -> set[str]:
+    """The sources that are tables in a database file the storage fingerprint observes: unchanged file, same rows."""
+    observed = plan.observed
+    return {
+        s.unique_id for s in manifest.own_sources()
+        if observed.kinds.get(s.unique_id) == "table" and str(s.get("database") or "").lower() in observed.watched
+    }  # fmt: skip
 
 
 def _record_quiet(
