@@ -49,7 +49,8 @@ def _state(domain: Any, manifest: Any, **recorded: Any) -> Any:
 
     file = StateFile(version=STATE_VERSION, code="c", **recorded)
     return BuildState(folder=domain.path, manifest=manifest, code="c", landing={}, owed=set(file.owed), storage=None,
-                      loaded_at=dict(file.loaded_at), built={}, project=project_digest(domain), file=file)  # fmt: skip
+                      loaded_at=dict(file.loaded_at), built={}, project=project_digest(domain), file=file,
+                      seeds=dict(file.seeds))  # fmt: skip
 
 
 def _plan(domain: Any, state: Any, **observed: Any) -> Any:
@@ -83,6 +84,24 @@ def test_what_cannot_be_fingerprinted_builds_in_full(tmp_path: Path) -> None:
     for now in ({"shop/models/a.sql": [10, 2]}, {"shop/models/a.sql": [10, 1], "shop/models/b.sql": [1, 1]}, {}):
         plan = _plan(shop, _state(shop, manifest, footprint=record), footprint=now)
         assert plan.full and plan.why_full.startswith("dbt wrote its relations outside the mesh"), now
+
+
+def test_a_seed_of_a_package_is_compared_by_its_content(tmp_path: Path) -> None:
+    """dbt compares only the path of a seed over 1 MB: the mesh hashes every seed it loads, a package's too."""
+    from mesh_tools.workflows.build_state import seed_digests
+
+    shop = _shop(tmp_path)
+    seed = {"resource_type": "seed", "package_name": "shared", "name": "zips", "fqn": ["shared", "zips"],
+            "original_file_path": "seeds/zips.csv"}  # fmt: skip
+    manifest = _manifest({"seed.shared.zips": seed})
+    path = shop.packages_dir / "shared/seeds/zips.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("zip,region\n1000,R1\n")
+    state = _state(shop, manifest, seeds=seed_digests(shop, manifest))
+    assert _plan(shop, state).empty
+    path.write_text("zip,region\n1000,R1\n2000,R9\n")
+    plan = _plan(shop, state)
+    assert plan.reasons == {"seed.shared.zips": "its file changed"} and plan.selectors == ["fqn:shared.zips+"]
 
 
 def test_a_variable_dbt_project_yml_reads_builds_in_full(tmp_path: Path) -> None:
@@ -213,6 +232,39 @@ def test_what_compiled_sql_reads_beyond_refs_and_sources() -> None:
     assert sql_reads("select * from parquet.`/data/fx.parquet`", "spark", known).files == ["/data/fx.parquet"]
 
 
+def test_what_a_model_reads_while_it_compiles(tmp_path: Path) -> None:
+    """run_query and statement blocks run SQL at compile time; the compiled SQL holds only the values they read."""
+    from mesh_tools.workflows.build_inputs import node_reads
+
+    shop = _shop(tmp_path)
+
+    def model(name: str, code: str, macros: list[str] | None = None) -> dict[str, Any]:
+        return _model(name, code, compiled=True, compiled_code="select 1.1 as rate",
+                      depends_on={"macros": macros or [], "nodes": []})  # fmt: skip
+
+    lookup = "{% set r = run_query(\"select rate from read_csv('lookup/fx.csv', header=true)\") %}select 1"
+    helper = {"resource_type": "macro", "package_name": "dbt_utils", "name": "values",
+              "macro_sql": "{% macro values(t) %}{% do run_query('select distinct x from ' ~ t) %}{% endmacro %}",
+              "depends_on": {"macros": []}}  # fmt: skip
+    manifest = _manifest(
+        {
+            "model.shop.literal": model("literal", lookup),
+            "model.shop.computed": model("computed", "{% set r = run_query('select * from ' ~ var('t')) %}select 1"),
+            "model.shop.clock": model("clock", "select '{{ run_started_at.strftime(\"%Y\") }}' as y"),
+            "model.shop.package": model("package", "{{ dbt_utils.values(ref('x')) }}", ["macro.dbt_utils.values"]),
+            "model.shop.block": model("block", "{% call statement('x', fetch_result=True) %}"
+                                      "select * from 'lookup/other.csv'{% endcall %}select 1"),
+        },
+        macros={"macro.dbt_utils.values": helper},
+    )  # fmt: skip
+    reads = node_reads(shop, manifest)
+    assert reads["model.shop.literal"] == {"files": ["lookup/fx.csv"], "opaque": None}
+    assert "SQL built at run time while it compiles" in reads["model.shop.computed"]["opaque"]
+    assert reads["model.shop.clock"]["opaque"] == "it reads the clock while it compiles (run_started_at)"
+    assert reads["model.shop.package"] == {"files": [], "opaque": None}  # an installed package's query of its ref
+    assert reads["model.shop.block"] == {"files": ["lookup/other.csv"], "opaque": None}
+
+
 def test_what_hooks_write_beyond_their_sources() -> None:
     from mesh_tools.workflows.build_inputs import hook_writes
 
@@ -314,8 +366,17 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     assert "manifest.json is missing or cannot be read" in _reason(out, "shop"), out
     assert json.loads(manifest.read_text())["metadata"]["project_name"] == "shop"
 
-    # the gate: a sample, or an empty build under a later partial one, never becomes a release
+    # the gate: rows written after the mesh's build never become a release, even where run_results.json still
+    # names that build (an --empty build into another target path; a hand run with --no-write-json)
     before = _rows(root, "shop", "orders")
+    assert run_dbt("build", "--empty", "--target-path", str(tmp_path / "elsewhere"), cwd=shop).returncode == 0
+    refused = run_mesh("publish", "shop", cwd=root)
+    assert refused.returncode == 1 and "its database file changed since" in refused.stdout + refused.stderr
+    assert run_dbt("run", "-s", "orders", "--no-write-json", cwd=shop).returncode == 0
+    refused = run_mesh("publish", "shop", cwd=root)
+    text = refused.stdout + refused.stderr
+    assert refused.returncode == 1 and "dbt wrote target/run/shop/models/orders.sql after it" in text, text
+    # a sample, or an empty build under a later partial one, never becomes a release
     assert run_dbt("build", "--sample=1 day", cwd=shop).returncode == 0
     refused = run_mesh("publish", "shop", cwd=root)
     assert refused.returncode == 1 and "ran with --sample" in refused.stdout + refused.stderr

@@ -289,9 +289,84 @@ def node_reads(domain: Domain, manifest: Manifest, previous: dict[str, Any] | No
                 out[node.unique_id] = {"files": [], "opaque": "its compiled SQL has not been seen by a mesh build yet"}
             continue
         reads = sql_reads(compiled, dialect, known)
-        files = [f for f in reads.files if f not in landing]
-        out[node.unique_id] = {"files": files, "opaque": reads.opaque}
+        compiling = compile_time_reads(node, manifest, _own_packages(domain), dialect, known)
+        files = [f for f in dict.fromkeys(reads.files + compiling.files) if f not in landing]
+        out[node.unique_id] = {"files": files, "opaque": reads.opaque or compiling.opaque}
     return out
+
+
+# Jinja that reads the clock while a model compiles: its compiled SQL holds only the value it read.
+_JINJA_CLOCK = re.compile(r"\brun_started_at\b|modules\.(?:datetime|time)\b[\w.]*\b(?:now|utcnow|today|time)\b")
+_JINJA_BLOCK = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.S)
+_CALL_STATEMENT = re.compile(r"\{%-?\s*call\s+statement\b.*?%\}(.*?)\{%-?\s*endcall\s*-?%\}", re.S)
+_SQL_WORDS = re.compile(r"\b(?:select|from)\b", re.I)
+_BUILT_AT_RUN_TIME = "it runs SQL built at run time while it compiles (run_query): what that reads cannot be observed"
+
+
+def compile_time_reads(node: Node, manifest: Manifest, own: set[str], dialect: str, known: set[tuple[str, ...]]) -> Any:
+    """What a model reads while it compiles, which its compiled SQL holds only as values: the SQL it runs through
+    ``run_query`` or a ``statement`` block (in its own code or a macro it calls), and the clock read in Jinja.
+
+    SQL written as a literal is analysed as compiled SQL is; SQL built at run time in the domain's own code or
+    a local package makes the model opaque (an installed package's macros, such as dbt_utils', are taken to
+    query the relations they are given, which dbt's graph already follows)."""
+    from mesh_tools.dbt.engines.sqlreads import Reads
+
+    reads = Reads()
+    for package, text in _code_and_macros(node, manifest):
+        mine = package in own
+        if mine and _JINJA_CLOCK.search(text):
+            reads.refuse(f"it reads the clock while it compiles ({_JINJA_CLOCK.search(text).group(0)})")  # type: ignore[union-attr]
+        pieces = [m.group(1) for m in _CALL_STATEMENT.finditer(text)]
+        for block in _JINJA_BLOCK.findall(text):
+            if "run_query" not in block and "get_query_results" not in block:
+                continue
+            literals = [a or b for a, b in re.findall(r"'((?:[^'\\]|\\.)*)'|\"((?:[^\"\\]|\\.)*)\"", block)]
+            sql = [x for x in literals if _SQL_WORDS.search(x)]
+            if "~" in block or not sql:  # concatenated or passed in: built at run time
+                if mine:
+                    reads.refuse(_BUILT_AT_RUN_TIME)
+                continue
+            pieces += sql
+        for piece in pieces:
+            if "{{" in piece or "{%" in piece:
+                if mine:
+                    reads.refuse("it runs SQL built at run time while it compiles (a statement block)")
+                continue
+            found = sql_reads(piece, dialect, known)
+            reads.files += found.files
+            if found.opaque and mine:
+                reads.refuse(f"{found.opaque}, while it compiles")
+    return reads
+
+
+def _code_and_macros(node: Node, manifest: Manifest) -> list[tuple[str, str]]:
+    """(package, text) of a model's own code and of every macro it calls, directly or through other macros."""
+    found = [(node.package, str(node.get("raw_code") or ""))]
+    seen: set[str] = set()
+    stack = list((node.get("depends_on") or {}).get("macros") or [])
+    while stack:
+        uid = stack.pop()
+        macro = manifest.macros.get(uid)
+        if uid in seen or macro is None:
+            continue
+        seen.add(uid)
+        found.append((macro.package, str(macro.get("macro_sql") or "")))
+        stack.extend((macro.get("depends_on") or {}).get("macros") or [])
+    return found
+
+
+def _own_packages(domain: Domain) -> set[str]:
+    """The domain's project and its local packages, by name: the code its team (or the mesh's) wrote."""
+    from mesh_tools.core.yamlfile import load_yaml
+
+    names = {domain.name}
+    for folder in domain.local_packages:
+        document = load_yaml(folder / "dbt_project.yml", required=False)
+        data = document.data if document is not None else None
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            names.add(data["name"])
+    return names
 
 
 def _landing_paths(manifest: Manifest) -> set[str]:
@@ -364,6 +439,27 @@ def hook_writes(statements: Iterable[str], manifest: Manifest, dialect: str) -> 
 
 _QUERY_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.S)
 _WRITING_COMMANDS = ("COPY", "INSERT", "CREATE", "REPLACE", "EXPORT", "IMPORT", "UPSERT")
+
+
+# -- storage
+
+
+def storage_shared(mesh: Any, domain: Domain, files: Iterable[Path], target: str | None) -> bool:
+    """Whether another domain of the mesh opens one of ``files`` (its builds change them, not only this one's)."""
+    from mesh_tools.core.errors import MeshError
+    from mesh_tools.dbt import profiles
+
+    mine = set(files)
+    for other in mesh.domains.values() if mine else ():
+        if other.name == domain.name:
+            continue
+        try:
+            theirs = profiles.load_profile(other.path, target, mesh.profiles_dir, require_env=False)
+        except MeshError:
+            continue
+        if mine & set(theirs.files):
+            return True
+    return False
 
 
 # -- the run footprint

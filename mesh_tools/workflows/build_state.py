@@ -146,7 +146,7 @@ def read_state_file(path: Path) -> StateFile | str:
         if path.stat().st_size > _STATE_MAX_BYTES:
             return "its recorded build state is larger than any the mesh writes"
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         return f"its recorded build state cannot be read ({type(exc).__name__})"
     if not isinstance(raw, dict):
         return "its recorded build state is not a JSON object"
@@ -431,8 +431,8 @@ def plan_build(
             continue
         plan.reasons[uid] = why
         plan.selectors.append(_selector(source))
-    for seed in manifest.own("seed"):
-        if _sha(domain.path / seed.file) != state.seeds.get(seed.unique_id):
+    for seed in _seeds(manifest):
+        if _sha(seed_file(domain, seed)) != state.seeds.get(seed.unique_id):
             plan.reasons.setdefault(seed.unique_id, "its file changed")
             plan.selectors.append(_selector(seed))
     reads = {uid: r.model_dump() for uid, r in recorded.reads.items()}
@@ -614,7 +614,7 @@ def record_storage(domain: Domain, target: str, fingerprint: list[Any] | None) -
     path = state_dir(domain, target) / "state.json"
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return
     if isinstance(state, dict) and state.get("storage") != fingerprint:
         state["storage"] = fingerprint
@@ -631,8 +631,20 @@ def project_digest(domain: Domain) -> str:
     return digest.hexdigest()
 
 
+def _seeds(manifest: Manifest) -> list[Node]:
+    """Every seed the domain's build loads: its own and its packages' (dbt compares only the path of one over 1 MB)."""
+    return [n for n in manifest.nodes.values() if n.resource_type == "seed"]
+
+
+def seed_file(domain: Domain, seed: Node) -> Path:
+    """Where a seed's CSV file is: in the domain's folder, or in the installed package that holds it."""
+    if seed.package == domain.name:
+        return domain.path / seed.file
+    return domain.packages_dir / seed.package / seed.file
+
+
 def seed_digests(domain: Domain, manifest: Manifest) -> dict[str, str | None]:
-    return {seed.unique_id: _sha(domain.path / seed.file) for seed in manifest.own("seed")}
+    return {seed.unique_id: _sha(seed_file(domain, seed)) for seed in _seeds(manifest)}
 
 
 def changed_metadata(before: Manifest, after: Manifest, domain: str) -> dict[str, str]:
@@ -720,7 +732,7 @@ def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, A
     path = state_dir(domain, target) / "state.json"
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return
     if not isinstance(state, dict):
         return
@@ -753,7 +765,7 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
     if target is None:
         try:
             pointer = json.loads((domain.target_dir / "mesh-state" / "default-target.json").read_text("utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return "no recorded build", 0, []
         if not isinstance(pointer, dict) or pointer.get("profiles") != profiles_sha:
             return "its profiles.yml changed", 0, []

@@ -207,7 +207,7 @@ def _run_test(program: Path, contract: dict[str, Any], scratch: Path, timeout: f
         raise ConfigError(f"{program}: cannot run datacontract-cli ({exc.strerror or exc}).") from None
     try:
         result = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         result = None
     if not isinstance(result, dict) or not isinstance(result.get("checks") or [], list):
         tail = " ".join((done.stderr or done.stdout).split())[-300:]

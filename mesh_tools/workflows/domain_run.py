@@ -40,6 +40,7 @@ from mesh_tools.workflows.build_inputs import (
     run_footprint,
     singular_tests,
     sql_dialect,
+    storage_shared,
     target_identity,
 )
 from mesh_tools.workflows.build_state import (
@@ -127,15 +128,33 @@ def run_domain(
 ) -> DomainRun:
     """Stitch ``name``, run ``dbt <command>`` in it, then (build) record receipts and publish.
 
-    Never raises for a domain's own failure: that is the DomainRun's status and problems.
+    Never raises for a domain's own failure: that is the DomainRun's status and problems. A file the mesh
+    refuses to write (a planted link, a full disk) anywhere in the run is one located problem of the domain,
+    never a crashed worker.
     """
-    from mesh_tools.dbt import runner as dbt_runner  # imported here: only worker processes need dbt
-
     die_with_parent()
     _PROFILES.clear()
-    domain = mesh.domains[name]
-    start, wall_start = time.perf_counter(), time.time()
+    start = time.perf_counter()
     run = DomainRun(name, FAILED, started_at=datetime.now(UTC).isoformat())
+    try:
+        return _run_domain(mesh, name, command, target, verbose, publish, full, run, start)
+    except MeshError as exc:
+        run.status = FAILED
+        run.problems.append(str(exc))
+    except OSError as exc:
+        run.status = FAILED
+        run.problems.append(describe_os_error(exc))
+    return _done(run, start)
+
+
+def _run_domain(
+    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool, full: bool,
+    run: DomainRun, start: float,
+) -> DomainRun:  # fmt: skip
+    from mesh_tools.dbt import runner as dbt_runner  # imported here: only worker processes need dbt
+
+    domain = mesh.domains[name]
+    wall_start = time.time()
     os.chdir(domain.path)
     if not verbose:
         _quiet_engine(mesh, domain, target)
@@ -351,7 +370,7 @@ def _plan_build(
         if state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
         elif state.storage and fingerprint != state.storage:
-            state = _storage_changed(mesh, domain, profile, state, fingerprint, observed) or state
+            state = _storage_changed(mesh, domain, profile, state, fingerprint, observed, target) or state
     if isinstance(state, BuildState):
         looked_up = fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]
         relations = relations_to_check(state.manifest) if looked_up else []
@@ -416,7 +435,13 @@ def _unreadable_artifacts(domain: Domain) -> str | None:
 
 
 def _storage_changed(
-    mesh: Mesh, domain: Domain, profile: ProfileInfo, state: BuildState, now: list[Any], observed: Observed
+    mesh: Mesh,
+    domain: Domain,
+    profile: ProfileInfo,
+    state: BuildState,
+    now: list[Any],
+    observed: Observed,
+    target: str | None,
 ) -> str | None:
     """Why the domain is built in full when its storage changed since the mesh's last build of this target,
     or None. Only the mesh's builds of this target write its own database file: a change there is someone
@@ -429,7 +454,7 @@ def _storage_changed(
     changed = {str(e[0]) for e in now if before.get(str(e[0])) != e}
     main = str(profile.files[0])
     if {main, main + ".wal"} & changed:
-        if profile.adapter == "spark" or _storage_shared(mesh, domain, profile):
+        if profile.adapter == "spark" or storage_shared(mesh, domain, profile.files, target):
             observed.watched.discard(str(profile.database or "").lower())  # other domains' builds change it
             return None
         return (
@@ -455,23 +480,6 @@ def _attachment_aliases(domain: Domain, profile: ProfileInfo) -> dict[str, str]:
         path = (path if path.is_absolute() else domain.path / path).resolve()
         out[str(path)] = alias.strip().lower()
     return out
-
-
-def _storage_shared(mesh: Mesh, domain: Domain, profile: ProfileInfo | None) -> bool:
-    """Whether another domain of the mesh opens one of this domain's storage files (their builds change it)."""
-    from mesh_tools.dbt import profiles
-
-    mine = set(profile.files) if profile is not None else set()
-    for other in mesh.domains.values():
-        if other.name == domain.name or not mine:
-            continue
-        try:
-            theirs = profiles.load_profile(other.path, None, mesh.profiles_dir, require_env=False)
-        except MeshError:
-            continue
-        if mine & set(theirs.files):
-            return True
-    return False
 
 
 def _count_rows(
@@ -640,6 +648,7 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, c
     except OSError as exc:
         run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
         return
+    _record_storage(mesh, domain, target)  # as this build left it: the publish gate compares with it
     _record_quiet(mesh, domain, target, consumed, manifest, plan)
     run.models_total = sum(1 for _ in manifest.own("model"))
     run.decisions = explain(plan, domain.name, manifest, results)

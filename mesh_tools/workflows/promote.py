@@ -54,12 +54,27 @@ def _promote_interface(exchange: Any, domain: str, source: str, dest: str, nodes
     the source dropped stays readable where its pointer still is)."""
     import json
 
-    raw_source = exchange.backend.read(exchange.interface_key(domain, source))
-    if raw_source is None:
+    from mesh_tools.core.errors import ArtifactError
+
+    def interface(channel: str) -> dict[str, Any] | None:
+        raw = exchange.backend.read(exchange.interface_key(domain, channel))
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
+            raise ArtifactError(
+                f"{exchange.url}: the interface {domain} published to channel {channel} is not one the mesh wrote: "
+                f"publish {domain} to {channel} again (`mesh build {domain} --env {channel}`)."
+            )
+        return data
+
+    promoted = interface(source)
+    if promoted is None:
         return
-    promoted = json.loads(raw_source)
-    raw_dest = exchange.backend.read(exchange.interface_key(domain, dest))
-    merged = json.loads(raw_dest) if raw_dest is not None else {**promoted, "nodes": {}}
+    merged = interface(dest) or {**promoted, "nodes": {}}
     for uid in nodes:
         if uid in (promoted.get("nodes") or {}):
             merged.setdefault("nodes", {})[uid] = promoted["nodes"][uid]

@@ -20,10 +20,11 @@ from mesh_tools.store.exchange import open_exchange
 ALWAYS_BLOCKING = frozenset({"GOV205"})
 
 
-def check_gate(domain: Domain, target: str | None = None) -> BuildFacts | str:
+def check_gate(domain: Domain, target: str | None = None, written: str | None = None) -> BuildFacts | str:
     """The products to publish, or why the domain may not publish (its last build is not good).
 
-    ``target``: the name of the target the build used (whose build state records what the mesh built)."""
+    ``target``: the name of the target the build used (whose build state records what the mesh built);
+    ``written``: why the storage may hold rows written after that build (``storage_written``), if it may."""
     again = f"run `mesh build {domain.name}`"
     manifest = Manifest.load(domain.manifest_path, domain.name, f"Build the domain first: `mesh build {domain.name}`.")
     results_path = domain.run_results_path
@@ -47,7 +48,9 @@ def check_gate(domain: Domain, target: str | None = None) -> BuildFacts | str:
     missing = [n.unique_id for n in products if results.status_of(n.unique_id) != "success"]
     if missing:
         return f"data products not built by the last build of {domain.name}: {', '.join(missing)}."
-    stale = _inputs_built_elsewhere(domain, target, manifest, results, products)
+    stale = _inputs_built_elsewhere(domain, target, manifest, results, products) or _written_since(
+        domain, target, manifest, results, products, written
+    )
     if stale:
         return stale
     # every data test of a product ran in that build (none excluded or left out of the selection);
@@ -121,6 +124,56 @@ def _inputs_built_elsewhere(
                 f"{domain.name}`."
             )
     return None
+
+
+def _written_since(
+    domain: Domain,
+    target: str | None,
+    manifest: Manifest,
+    results: RunResults,
+    products: list[Any],
+    written: str | None,
+) -> str | None:
+    """Why a product may not be published because its rows may have been written after the build the gate
+    checks, when that build is the mesh's own recorded one: a hand-run `dbt run -s product` (even with
+    --no-write-json, or into another --target-path) leaves run_results.json as it was."""
+    from mesh_tools.workflows.build_inputs import footprint_changes, run_footprint, singular_tests
+    from mesh_tools.workflows.build_state import read_state_file, state_dir
+
+    record = read_state_file(state_dir(domain, target) / "state.json") if target else "no target"
+    if isinstance(record, str) or record.invocation != results.invocation_id or record.footprint is None:
+        return None  # not a build the mesh recorded: the footprint of its own run says nothing more
+    changed = footprint_changes(record.footprint, run_footprint(domain, singular_tests(manifest)))
+    why = f"dbt wrote target/run/{changed[0]} after it" if changed else written
+    if why is None:
+        return None
+    return (
+        f"{', '.join(p.name for p in products[:3])}: the rows of {domain.name}'s last build may have been written "
+        f"again after it ({why}: a hand-run dbt, maybe from other code). Run `mesh build {domain.name}`."
+    )
+
+
+def storage_written(mesh: Mesh, domain: Domain, target: str | None) -> str | None:
+    """Why the domain's own database file may hold rows written after its last recorded build, or None: the
+    file changed since the mesh recorded it, and no other domain builds into it."""
+    from mesh_tools.core.errors import MeshError
+    from mesh_tools.dbt import profiles
+    from mesh_tools.workflows.build_inputs import storage_shared
+    from mesh_tools.workflows.build_state import read_state_file, state_dir, storage_fingerprint
+
+    try:
+        profile = profiles.load_profile(domain.path, target, mesh.profiles_dir, require_env=False)
+    except MeshError:
+        return None
+    record = read_state_file(state_dir(domain, profile.target) / "state.json")
+    now = storage_fingerprint(profile.files, profile.remote, profile.identity)
+    if isinstance(record, str) or not record.storage or now is None or now[0][1:] == ["warehouse"]:
+        return None
+    own = {str(profile.files[0]), str(profile.files[0]) + ".wal"} if profile.files else set()
+    before = [list(e) for e in record.storage if str(e[0]) in own]  # attached source files are inputs, not rows
+    if before == [e for e in now if str(e[0]) in own] or storage_shared(mesh, domain, profile.files[:1], target):
+        return None
+    return "its database file changed since"
 
 
 def governance_findings(mesh: Mesh, domain: Domain) -> list[Any]:
@@ -197,7 +250,7 @@ def publish_domain(
     """
     start = time.perf_counter()
     outcome = PublishOutcome(domain.name)
-    facts = check_gate(domain, _target_name(mesh, domain, target))
+    facts = check_gate(domain, _target_name(mesh, domain, target), storage_written(mesh, domain, target))
     if isinstance(facts, str):
         outcome.refused = facts
         log_refusal(mesh, domain, facts)

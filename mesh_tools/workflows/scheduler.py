@@ -142,7 +142,10 @@ def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]]) -> dict[str,
         if any(u not in quiet for u in ups[name]):
             continue  # an upstream runs: it may publish, so this domain's worker decides
         start = time.perf_counter()
-        why, models, unseen = quiescent(mesh, mesh.domains[name], plan.target, plan.publish)
+        try:
+            why, models, unseen = quiescent(mesh, mesh.domains[name], plan.target, plan.publish)
+        except Exception:  # noqa: BLE001 - a fast path only: what it cannot tell, the worker decides
+            continue
         if why is None:
             note = "nothing changed since its last build: no dbt run"
             quiet[name] = DomainRun(name, SUCCESS, seconds=time.perf_counter() - start, models_total=models,
