@@ -48,7 +48,8 @@ def _state(domain: Any, manifest: Any, **recorded: Any) -> Any:
     from mesh_tools.workflows.build_state import STATE_VERSION, BuildState, StateFile, project_digest
 
     file = StateFile(version=STATE_VERSION, code="c", **recorded)
-    return BuildState(folder=domain.path, manifest=manifest, code="c", landing={}, owed=set(file.owed), storage=None,
+    return BuildState(folder=domain.path, manifest=manifest, code="c", landing=dict(file.landing), owed=set(file.owed),
+                      storage=None,
                       loaded_at=dict(file.loaded_at), built={}, project=project_digest(domain), file=file,
                       seeds=dict(file.seeds))  # fmt: skip
 
@@ -187,6 +188,41 @@ def test_sources_say_how_their_changes_are_seen(tmp_path: Path) -> None:
         assert plan.reasons["source.shop.raw.attached"].startswith("source raw.attached cannot be observed")
 
 
+def test_a_damaged_manifest_means_a_full_build(tmp_path: Path) -> None:
+    from mesh_tools.workflows.domain_run import _unreadable_artifacts
+
+    shop = _shop(tmp_path)
+    shop.manifest_path.parent.mkdir(parents=True)
+    shop.manifest_path.write_text(json.dumps({"metadata": {"project_name": "shop"}, "nodes": {}}))
+    assert _unreadable_artifacts(shop) is None
+    for damaged in ('{"metadata": {"project_name": "sh', "[" * 100_000 + "]" * 100_000, ""):
+        shop.manifest_path.write_text(damaged)
+        assert _unreadable_artifacts(shop) == "its manifest.json is missing or cannot be read: a build writes it again"
+    shop.manifest_path.unlink()
+    assert _unreadable_artifacts(shop) is not None
+
+
+def test_a_source_moved_is_judged_by_the_data_where_it_now_is(tmp_path: Path) -> None:
+    """A location rendered from a variable moves: the same data elsewhere rebuilds nothing, other data does."""
+    from mesh_tools.workflows.build_inputs import landing_fingerprint
+
+    shop = _shop(tmp_path)
+    for name, rows in (("a", "id\n1\n"), ("b", "id\n1\n"), ("c", "id\n1\n2\n")):
+        (shop.path / name).mkdir()
+        (shop.path / name / "events.csv").write_text(rows)
+
+    def located(folder: str) -> Any:
+        meta = {"external_location": f"read_csv('{folder}/events.csv')"}
+        return _manifest({}, {"source.shop.raw.events": _source("events", meta=meta)})
+
+    before = located("a")
+    state = _state(shop, before, landing={"source.shop.raw.events": landing_fingerprint(shop, "read_csv('a/events.csv')")},
+                   loaded_at={})  # fmt: skip
+    assert _plan(shop, state, current=located("b")).empty
+    plan = _plan(shop, state, current=located("c"))
+    assert plan.reasons == {"source.shop.raw.events": "the landing files of source raw.events changed"}
+
+
 def test_a_state_file_of_another_shape_means_a_full_build(tmp_path: Path) -> None:
     from mesh_tools.workflows.build_state import STATE_VERSION, load_state, state_dir
 
@@ -199,6 +235,11 @@ def test_a_state_file_of_another_shape_means_a_full_build(tmp_path: Path) -> Non
         ({"version": STATE_VERSION, "code": 5}, "has an unexpected shape (code: Input should be a valid string)"),
         ({"version": STATE_VERSION, "code": "c", "owed": {"a": 1}}, "has an unexpected shape (owed:"),
         ({"version": STATE_VERSION, "code": "c", "reads": []}, "has an unexpected shape (reads:"),
+        ({"version": STATE_VERSION, "code": "c", "reads": {"m": {"files": 5}}}, "unexpected shape (reads.m.files:"),
+        ({"version": STATE_VERSION, "code": "c", "storage": [[]]}, "has an unexpected shape (storage.0:"),
+        ({"version": STATE_VERSION, "code": "c", "quiet": {"upstreams": 5}}, "unexpected shape (quiet.upstreams:"),
+        ({"version": STATE_VERSION, "code": "c", "quiet": {"products": [[1]]}}, "unexpected shape (quiet.products.0"),
+        ("[" * 100_000 + "]" * 100_000, "cannot be read (RecursionError)"),
         ("{", "cannot be read (JSONDecodeError)"),
     ):
         (folder / "state.json").write_text(body if isinstance(body, str) else json.dumps(body))
@@ -326,21 +367,13 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     stg = shop / "models/stg_orders.sql"
     original = stg.read_text()
 
-    # a hand run from temporary code, the code undone, then a dbt command that writes no relation
+    # a hand run from temporary code with --no-write-json (run_results.json is not rewritten), the code undone,
+    # then a dbt command that writes no relation (it replaces run_results.json)
     stg.write_text(original + "where order_id <> 1\n")
-    assert run_dbt("run", "-s", "stg_orders", cwd=shop).returncode == 0
+    assert run_dbt("run", "-s", "stg_orders", "--no-write-json", cwd=shop).returncode == 0
     stg.write_text(original)
     assert run_dbt("compile", cwd=shop).returncode == 0
     (shop / "models/orders.sql").write_text((shop / "models/orders.sql").read_text() + "-- touched\n")
-    out = _mesh(root, "build", "--explain")
-    assert _reason(out, "shop").startswith("every model ran: dbt wrote its relations outside the mesh"), out
-    assert [r[0] for r in _rows(root, "shop", "orders")] == [1, 2, 3]
-
-    # the same with --no-write-json: run_results.json is not even rewritten
-    stg.write_text(original + "where order_id <> 3\n")
-    assert run_dbt("run", "-s", "stg_orders", "--no-write-json", cwd=shop).returncode == 0
-    stg.write_text(original)
-    (shop / "models/orders.sql").write_text((shop / "models/orders.sql").read_text() + "-- again\n")
     out = _mesh(root, "build", "--explain")
     assert _reason(out, "shop").startswith("every model ran: dbt wrote its relations outside the mesh"), out
     assert [r[0] for r in _rows(root, "shop", "orders")] == [1, 2, 3]
@@ -353,17 +386,14 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     assert _reason(out, "shop").startswith("every model ran: its storage changed since the mesh's last build"), out
     assert [r[0] for r in _rows(root, "shop", "orders")] == [1, 2, 3]
 
-    # a state file of another shape: a full build that says why, never an internal error
+    # a state file of another shape and a damaged manifest: a full build that says why (never an internal
+    # error), and `mesh build shop` writes the manifest whole again (its consumer then stitches from it)
     state = shop / "target/mesh-state/dev/state.json"
     state.write_text(json.dumps({**json.loads(state.read_text()), "owed": {"x": 1}}))
-    out = _mesh(root, "build", "--explain")
-    assert "every model ran: its recorded build state has an unexpected shape (owed:" in _reason(out, "shop"), out
-
-    # a damaged manifest: `mesh build shop` writes it again (its consumer then stitches from it)
     manifest = shop / "target/manifest.json"
     manifest.write_text(manifest.read_text()[:500])
     out = _mesh(root, "build", "shop", "--explain")
-    assert "manifest.json is missing or cannot be read" in _reason(out, "shop"), out
+    assert "every model ran: its recorded build state has an unexpected shape (owed:" in _reason(out, "shop"), out
     assert json.loads(manifest.read_text())["metadata"]["project_name"] == "shop"
 
     # the gate: rows written after the mesh's build never become a release, even where run_results.json still
@@ -463,13 +493,19 @@ def test_inputs_beyond_refs_and_sources_are_fingerprinted(tmp_path: Path) -> Non
     assert len(_rows(root, "shop", "orders")) == 3
     prod = {"SHOP_TARGET": "prod"}
 
-    # a variable a model's SQL reads, a file it reads, a deleted row in an attached source database
+    # a variable a model's SQL reads, a file it reads, a deleted row in an attached source database; and shop's
+    # source moved by a variable to a copy of the same data: shop rebuilds nothing
+    for name, extra in (("landing2", ""), ("landing3", "4,12,20.00,2026-11-05 08:00:00\n")):
+        (shop / name).mkdir()
+        for csv in (shop / "landing").iterdir():
+            (shop / name / csv.name).write_text(csv.read_text() + (extra if csv.name == "orders.csv" else ""))
     (report / "lookup/rates.csv").write_text("rate\n3\n")
     crm = duckdb.connect(str(report / "crm.duckdb"))
     crm.execute("delete from customers where id = 12")  # a GDPR delete: loaded_at unchanged
     crm.close()
-    out = _mesh(root, "build", "--explain", env={**prod, "REFUND_SCALE": "10"})
-    assert "shop: nothing changed" in out or "shop: ran 0" in out, out
+    env = {**prod, "REFUND_SCALE": "10"}
+    out = _mesh(root, "build", "--explain", env={**env, "LANDING": "landing2"})
+    assert "shop: nothing changed" in out or "shop: ran 0 of" in out, out
     assert "report.refund_totals: environment variable REFUND_SCALE changed" in out, out
     assert "report.revenue: a file its SQL reads changed (lookup/rates.csv)" in out, out
     assert "the database file of source crm.customers (crm) changed" in out, out
@@ -477,19 +513,8 @@ def test_inputs_beyond_refs_and_sources_are_fingerprinted(tmp_path: Path) -> Non
     assert _rows(root, "report", "customer_count") == [(2,)]
     assert sorted(r[1] for r in _rows(root, "report", "revenue")) == [3 * 725, 3 * (1250 + 300)]
 
-    # a source moved by a variable: the same data elsewhere rebuilds nothing, other data does
-    for name, extra in (("landing2", ""), ("landing3", "4,12,20.00,2026-11-05 08:00:00\n")):
-        (shop / name).mkdir()
-        for csv in (shop / "landing").iterdir():
-            (shop / name / csv.name).write_text(csv.read_text() + (extra if csv.name == "orders.csv" else ""))
-    env = {**prod, "REFUND_SCALE": "10"}
-    out = _mesh(root, "build", "--explain", env={**env, "LANDING": "landing2"})
-    assert "shop: nothing changed" in out or "shop: ran 0 of" in out, out
-    out = _mesh(root, "build", "--explain", env={**env, "LANDING": "landing3"})
-    assert "shop.stg_orders: the landing files of source landing.orders changed" in out, out
-    assert len(_rows(root, "shop", "orders")) == 4
-
-    # an on-run-start hook that writes a table a model reads: built in full, every time
+    # the source moved to other data, and an on-run-start hook that writes a table a model reads (added with
+    # dbt_project.yml, so built in full once); then the hook writes something else: built in full, every time
     (shop / "macros").mkdir()
     (shop / "macros/fx.sql").write_text(
         "{% macro load_fx() %}{% do run_query('create or replace table main.fx as select 1.10 as rate') %}"
@@ -502,6 +527,7 @@ def test_inputs_beyond_refs_and_sources_are_fingerprinted(tmp_path: Path) -> Non
         schema.write("  - name: fx_rate\n    config: {access: public}\n")
     env = {**env, "LANDING": "landing3"}
     _mesh(root, "build", env=env)
+    assert len(_rows(root, "shop", "orders")) == 4
     assert float(_rows(root, "shop", "fx_rate")[0][0]) == pytest.approx(1.10)
     (shop / "macros/fx.sql").write_text((shop / "macros/fx.sql").read_text().replace("1.10", "2.20"))
     out = _mesh(root, "build", "--explain", env=env)
