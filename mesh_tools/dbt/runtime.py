@@ -70,19 +70,54 @@ _MACRO = """\
   {%- do log("MESH_RESULT " ~ tojson(kinds), info=True) -%}
 {% endmacro %}
 
-{#- Drop each of the relations [schema, name] of the target's database that is a view (never a table or
-    anything else); report the ones dropped. The stub views a consumer may no longer read (exchange revocation). -#}
-{% macro drop_views(relations) %}
+{#- Drop each of the relations [schema, name] of the target's database that is a view carrying `mark` as its
+    comment (or is among `legacy`: recorded before stub views were marked), never a table, a view of the team's
+    or anything else; report the ones dropped. The stub views a consumer may no longer read (revocation). -#}
+{% macro drop_views(relations, legacy=[], mark=none) %}
   {%- set dropped = [] -%}
   {%- for item in relations -%}
     {%- set found = adapter.get_relation(database=target.database, schema=item[0], identifier=item[1]) -%}
     {%- if found is not none and found.is_view -%}
-      {%- do run_query("drop view if exists " ~ found) -%}
-      {%- do dropped.append(item) -%}
+      {%- set comment = view_comment(found) if mark is not none else none -%}
+      {%- if item in legacy or (comment is string and comment.startswith(mark)) -%}
+        {%- do run_query("drop view if exists " ~ found) -%}
+        {%- do dropped.append(item) -%}
+      {%- endif -%}
     {%- endif -%}
   {%- endfor -%}
   {%- if dropped -%}{%- do adapter.commit() -%}{%- endif -%}
   {%- do log("MESH_RESULT " ~ tojson(dropped), info=True) -%}
+{% endmacro %}
+
+{#- DuckDB: a view's comment (the stub views' mark), or none. -#}
+{% macro view_comment(relation) %}
+  {%- set where = [] -%}
+  {%- for column, value in [("database_name", relation.database), ("schema_name", relation.schema),
+                            ("view_name", relation.identifier)] -%}
+    {%- do where.append("lower(" ~ column ~ ") = lower('" ~ (value | string | replace("'", "''")) ~ "')") -%}
+  {%- endfor -%}
+  {%- set found = run_query("select comment from duckdb_views() where " ~ (where | join(" and "))) -%}
+  {{ return(found.rows[0][0] if found is not none and found.rows | length else none) }}
+{% endmacro %}
+
+{#- DuckDB: every table and view of the target's database in the given schemas, as [schema, name, kind,
+    comment] (kind: table or view). What a stub view about to be made would replace. -#}
+{% macro stub_relations(schemas) %}
+  {%- set names = [] -%}
+  {%- for schema in schemas -%}
+    {%- do names.append("'" ~ (schema | lower | replace("'", "''")) ~ "'") -%}
+  {%- endfor -%}
+  {%- set where = "lower(database_name) = '" ~ (target.database | lower | replace("'", "''"))
+                  ~ "' and lower(schema_name) in (" ~ (names | join(", ")) ~ ")" -%}
+  {%- set found = run_query("select schema_name, table_name, 'table', comment from duckdb_tables() where " ~ where
+                            ~ " union all select schema_name, view_name, 'view', comment from duckdb_views()"
+                            ~ " where not internal and " ~ where) -%}
+  {%- set rows = [] -%}
+  {%- for row in found.rows -%}
+    {%- set comment = none if row[3] is none else row[3] | string -%}
+    {%- do rows.append([row[0] | string, row[1] | string, row[2] | string, comment]) -%}
+  {%- endfor -%}
+  {%- do log("MESH_RESULT " ~ tojson(rows), info=True) -%}
 {% endmacro %}
 
 {#- DuckDB: describe each relation, write it to a Parquet file with each column cast to its

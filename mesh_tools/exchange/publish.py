@@ -25,6 +25,7 @@ from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model import odcs
+from mesh_tools.model.datatypes import contract_problems
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
     BuildInfo,
@@ -90,6 +91,20 @@ def unsafe_product_name(domain: Domain, products: list[Node]) -> str | None:
     return None
 
 
+def unsafe_contract(domain: Domain, products: list[Node]) -> str | None:
+    """Why a product's contract cannot cross to other domains, located: a column type that is not a type, or a
+    column name no quoting holds (each consumer's dbt runs ``cast(null as <type>) as <name>``)."""
+    for node in products:
+        problems = contract_problems(node.raw.get("columns"), node.contract_enforced)
+        if problems:
+            return (
+                f"{domain.name}/{node.properties_file or node.file or node.unique_id} ({node.key}): {problems[0]}. "
+                "A contract's types and names run as SQL in every consumer's database: declare a type (integer, "
+                "decimal(10,2), varchar, struct(a integer) ...) and a column name that can be quoted."
+            )
+    return None
+
+
 def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome) -> None:
     """Write, place and make current one release per product of a build that passed its gate.
 
@@ -100,8 +115,8 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     start = time.perf_counter()
     exchange = open_exchange(mesh)
     products = sorted(facts.products, key=lambda n: n["unique_id"])
-    unsafe = unsafe_product_name(domain, products)
-    if unsafe:  # a name that would leave the product's folder: nothing is written
+    unsafe = unsafe_product_name(domain, products) or unsafe_contract(domain, products)
+    if unsafe:  # a name that would leave the product's folder, a type that is SQL: nothing is written
         outcome.refused = unsafe
         log_refusal(mesh, domain, unsafe, facts.invocation_id)
         return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,9 +11,25 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import Node
 from mesh_tools.stitch.refs import check_ref, scan_refs
-from mesh_tools.stitch.revoke import Ledger, allowed_relations, drop_retired, record, remove_revoked_stubs, retire
-from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files, unpublished_sql, warehouse_sql
+from mesh_tools.stitch.revoke import (
+    Ledger,
+    claim,
+    drop_retired,
+    product_relations,
+    record,
+    remove_revoked_stubs,
+    retire,
+)
+from mesh_tools.stitch.stub import (
+    contract_refusals,
+    read_parquet_sql,
+    relation_sql,
+    stub_files,
+    unpublished_sql,
+    warehouse_sql,
+)
 from mesh_tools.store.exchange import channels_for, open_exchange, pin_for
 from mesh_tools.store.receipts import write_lease
 
@@ -148,6 +165,26 @@ def check_domain_storage(mesh: Mesh, domain: Domain) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def check_domain_contracts(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> list[str]:
+    """One message per upstream product the domain would read whose contract is not data: a column type that is
+    not a type, a column name that cannot be quoted (dbt would run them in the domain's database)."""
+    problems = []
+    for _, manifest in sorted(manifests.items()):
+        products = manifest.for_consumer(domain.name).public()
+        problems += contract_refusals(manifest, products, _declared_in(mesh, manifest))
+    return problems
+
+
+def _declared_in(mesh: Mesh, manifest: Manifest) -> Callable[[Node], str]:
+    """Where a product's properties are declared, as the consumer's people find it: the producer's YAML
+    file in this checkout, else the manifest (or published interface) and the file it names."""
+    if manifest.project in mesh.domains:
+        folder = mesh.domains[manifest.project].path
+        return lambda node: display_path(folder / (node.properties_file or node.file))
+    label = display_path(manifest.path)
+    return lambda node: f"{label} ({node.properties_file or node.file or node.unique_id})"
+
+
 def release_bodies(
     mesh: Mesh, domain: Domain, manifest: Manifest, *, require: bool = False, channels: dict[str, str] | None = None
 ) -> tuple[dict[str, str], dict[str, str]]:
@@ -231,11 +268,16 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     (even on a problem: a hand `dbt build` must not make their views again) and so do their views.
     """
     manifests = upstream_manifests(mesh, domain)
-    allowed = allowed_relations(domain, manifests)
+    relations = product_relations(domain, manifests)
+    allowed = set(relations)
     ledger = retire(domain, allowed)  # recorded before any stub changes
     try:
         check_pins(mesh, domain, manifests)
-        problems = check_domain_refs(mesh, domain, manifests) + check_domain_storage(mesh, domain)
+        problems = (
+            check_domain_contracts(mesh, domain, manifests)
+            + check_domain_refs(mesh, domain, manifests)
+            + check_domain_storage(mesh, domain)
+        )
     except MeshError:
         _revoke(mesh, domain, manifests, ledger, target, stubs=True)
         raise
@@ -247,6 +289,13 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
     resolved = {up.name: release_bodies(mesh, domain, manifests[up.name], channels=channels) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
         consumed.update(reads)
+    install_runtime(domain)
+    # a relation the mesh did not make is never replaced by a stub view (nor recorded, so never dropped)
+    clashes = claim(domain, ledger, relations, target, mesh.profiles_dir)
+    if clashes:
+        removed, dropped, failed, views = _revoke(mesh, domain, manifests, ledger, target, stubs=True)
+        return StitchOutcome(domain.name, removed=tuple(removed), problems=tuple(clashes + failed),
+                             warnings=tuple(dropped), dropped=tuple(views))  # fmt: skip
     exchange, warnings = open_exchange(mesh), []
     # lease first: retention must not delete what the views are about to read (an empty lease
     # replaces one that protected releases the domain no longer reads)
@@ -258,7 +307,6 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
                 f"the exchange ({exchange.url}) is read-only here: no lease recorded, so its "
                 "publishers' retention does not know this domain reads those releases"
             )
-    install_runtime(domain)
     record(domain, ledger, allowed)
     for up in domain.upstreams:
         bodies, reads = resolved[up.name]
