@@ -1,16 +1,22 @@
-"""Read a JSON artifact's text (gzip-compressed too) with a size cap, so a compression bomb is one error.
+"""Read JSON the mesh did not write itself: an artifact's text with a size cap, and any text with a depth bound.
 
 dbt-loom manifests may be ``.json.gz`` files another team hands over: 3 MB of gzip can hold gigabytes
 of JSON. The text is decompressed in blocks and refused once it passes the cap, so reading one costs at
 most the cap, never the machine's memory. The cap (512 MB, far above the manifest of any real project)
 can be raised with ``MESH_MAX_ARTIFACT_MB`` for a truly huge one.
+
+Valid JSON can also be nested deeper than Python's decoder recurses (``[`` a hundred thousand times):
+``loads`` turns that RecursionError into a ValueError, so every reader treats such a file as the corrupt
+file it is (its own located error, or its documented fallback), never as a crash.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 DEFAULT_MAX_MB = 512
 _BLOCK = 2**20
@@ -18,6 +24,19 @@ _BLOCK = 2**20
 
 class TooLarge(ValueError):
     """The artifact holds (or decompresses to) more text than the cap allows."""
+
+
+class TooDeep(ValueError):
+    """The JSON is nested deeper than it can be decoded: no file the mesh or dbt writes is."""
+
+
+def loads(text: str | bytes | bytearray) -> Any:
+    """``json.loads`` for the content of a file: ValueError (never RecursionError) for any text that is not
+    JSON the mesh can hold, nesting too deep included."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise TooDeep("it is nested deeper than any file the mesh or dbt writes") from None
 
 
 def max_artifact_bytes() -> int:

@@ -22,6 +22,7 @@ import jinja2
 from markupsafe import Markup
 
 from mesh_tools.core.errors import ArtifactError, MeshError
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.paths import check_output_folder, mark_output_folder
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
@@ -101,7 +102,7 @@ class SiteOutcome:
 
 def _read(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 

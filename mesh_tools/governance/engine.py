@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import load_yaml
@@ -214,7 +215,7 @@ def _apply_waivers(
 
 def read_baseline(path: Path) -> set[str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_text(encoding="utf-8"))
         return set(data["fingerprints"])
     except FileNotFoundError:
         raise ConfigError(f"{display_path(path)}: baseline file not found. Write one with --write-baseline.") from None
@@ -250,7 +251,7 @@ def write_contracts(path: Path, mesh: Mesh) -> None:
 
 def read_contracts(path: Path) -> dict[str, dict[str, Any]]:
     try:
-        return dict(json.loads(path.read_text(encoding="utf-8"))["contracts"])
+        return dict(loads(path.read_text(encoding="utf-8"))["contracts"])
     except FileNotFoundError:
         raise ConfigError(
             f"{display_path(path)}: contracts file not found. Write one with --write-contracts."

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import MeshError
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.history import History
 from mesh_tools.health.inputs import Collection, DomainArtifacts
@@ -191,7 +192,7 @@ def _from_storage(
     """Products measured right after an unpublished build (``measure_built_products``)."""
     domain = mesh.domains[art.name]
     try:
-        data = json.loads((domain.target_dir / MEASUREMENTS).read_text(encoding="utf-8"))
+        data = loads((domain.target_dir / MEASUREMENTS).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return []
     except (OSError, ValueError) as exc:

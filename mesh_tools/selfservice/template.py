@@ -19,6 +19,7 @@ import jinja2
 import yaml
 
 from mesh_tools.core.errors import ConfigError, display_path
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain, Mesh
 
 LOCK_FILE = ".mesh-template.json"
@@ -173,7 +174,7 @@ def read_lock(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise ConfigError(
             f"{display_path(path)}: template record is corrupt. Remove it; the next upgrade then compares "

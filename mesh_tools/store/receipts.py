@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.store.exchange import Exchange
 
 
@@ -41,7 +42,7 @@ def _read_holder(exchange: Exchange, kind: str, key: str, consumer: str) -> dict
         raw = exchange.backend.read(key)
         if raw is None:
             return {}
-        data = json.loads(raw)
+        data = loads(raw)
         if not isinstance(data, dict) or not isinstance(data.get("releases"), dict):
             raise TypeError("'releases' is not a mapping")
         return data
