@@ -244,6 +244,7 @@ def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
     build publishes from, and takes no lock. Notes go to stderr (stdout may be a JSON or SARIF report).
     A domain that no longer parses is an error: its old manifest would describe code that is gone.
     """
+    from mesh_tools.core.files import ensure_folder
     from mesh_tools.dbt import staleness
     from mesh_tools.workflows.scheduler import parse_outside
 
@@ -269,8 +270,7 @@ def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
             found[name] = kept
             click.echo(f"note: {judged.why}: reading its parse of the current files ({_shown(kept.parent)})", err=True)
             continue
-        folder = staleness.parsed_dir(root, domain, inputs[name]).parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = ensure_folder(staleness.parsed_dir(root, domain, inputs[name]).parent, root)  # no link on the way
         scratch[name] = Path(tempfile.mkdtemp(prefix=".parsing-", dir=folder))
         click.get_current_context().call_on_close(functools.partial(shutil.rmtree, scratch[name], True))
         click.echo(f"note: {judged.why}: parsing {name} again (into {_shown(folder)}; its target/ stays as it is)",
@@ -292,8 +292,10 @@ def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
 def _scratch_root(mesh: Mesh) -> Path:
     """Where readers keep their parses: the mesh root's ``.mesh/``, or, where it may not be written, a
     temporary folder removed when the command ends."""
+    from mesh_tools.core.files import ensure_folder
+
     try:
-        (mesh.root / ".mesh").mkdir(exist_ok=True)
+        ensure_folder(mesh.root / ".mesh", mesh.root)  # a link planted at .mesh: StorageError naming it
         if os.access(mesh.root / ".mesh", os.W_OK):
             return mesh.root
     except OSError:

@@ -68,6 +68,7 @@ def build(
         _plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish, full=full
     )
     _locked(ctx, mesh, plan.domains, storage=True, target=plan.target)
+    open_exchange(mesh).refuse_links(plan.domains)  # a linked folder in the shared exchange: refused before dbt runs
     if plan.publish:
         open_exchange(mesh).require_writable("`mesh build` (which publishes)")
     start = time.perf_counter()
@@ -129,6 +130,7 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
     mesh = _mesh(ctx)
     plan = _plan(mesh, "parse", selectors, target, jobs, verbose)
     _locked(ctx, mesh, plan.domains)  # stubs, dbt_packages and target/ of each; its storage is not opened
+    open_exchange(mesh).refuse_links(plan.domains)  # it writes their leases
     start = time.perf_counter()
     runs = run_mesh(mesh, plan, _progress(start))
     for run in runs:
@@ -159,6 +161,7 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     names = mesh.select(domains)
     _locked(ctx, mesh, names, storage=True, target=target or mesh.defaults.target)  # it reads their storage
     open_exchange(mesh).require_writable("`mesh publish`")
+    open_exchange(mesh).refuse_links(names)
     refused = False
     for name in names:
         # each domain in a process of its own, in its folder: it is read through its own dbt connection
@@ -215,6 +218,7 @@ def sync(
     plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)
     plan = dataclasses.replace(plan, domains=names)
     _locked(ctx, mesh, names, storage=True, target=plan.target)
+    open_exchange(mesh).refuse_links(names)
     runs = run_mesh(mesh, plan, _progress(start))
     _summary(runs, "sync", time.perf_counter() - start)
     _after_run(mesh, runs, plan.target)
@@ -245,6 +249,7 @@ def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str
     names = mesh.select(domains)
     if not dry_run:
         _locked(ctx, mesh, names)  # the pointers of their releases (no folder, no storage)
+        open_exchange(mesh).refuse_links(names)
     refused = False
     for name in names:
         steps = promote_domain(mesh, name, source, dest, dry_run=dry_run)

@@ -70,7 +70,10 @@ class ExchangeConfig(_Strict):
 class HealthConfig(_Strict):
     """Where the health history and report live, and how the monitors judge (mesh.yml ``health:``)."""
 
-    path: str = Field(default="health", description="Folder of history.duckdb and the reports, relative to the root.")
+    path: str = Field(
+        default="health",
+        description="Folder of history.duckdb and the reports, relative to the root (`~` is the home folder).",
+    )
     fail_on: Literal["failing", "stale", "warning", "never"] = Field(
         default="failing", description="`mesh health` exits 1 when a product or a domain is at least this bad."
     )

@@ -146,8 +146,14 @@ class Mesh:
 
     @property
     def health_path(self) -> Path:
-        path = Path(self.health.path)
-        return path if path.is_absolute() else self.root / path
+        path = Path(os.path.expanduser(self.health.path))
+        return Path(os.path.normpath(path if path.is_absolute() else self.root / path))
+
+    def anchor(self, folder: Path) -> Path:
+        """Where a write toward ``folder`` starts following no symbolic link: the mesh root when ``folder`` lies
+        below it by name (``.mesh/``, the health folder: no folder on the way may be a link), else ``folder``
+        itself (a place of the user's choosing, which may be one)."""
+        return self.root if Path(os.path.normpath(folder)).is_relative_to(self.root) else folder
 
     @property
     def exchange_url(self) -> str | None:
@@ -297,8 +303,9 @@ def _check_exchange_place(
 
 def _check_health_place(mesh: Mesh, line: int | None) -> None:
     """The health folder holds the history (a DuckDB file) and the reports, written on every build: never the
-    mesh root or a folder around it, never inside or around a domain or the exchange (their owners' files),
-    nor the docs site's folder (`mesh docs` replaces that folder whole, history included)."""
+    mesh root or a folder around it, never inside or around a domain, a domain's local package (a shared macro
+    package), the exchange, the mesh's own ``.mesh`` (locks) or ``.git`` (their owners' files), nor the docs
+    site's folder (`mesh docs` replaces that folder whole, history included). ``~`` is the user's home."""
     path = mesh.health_path.resolve()
     where = display_path(mesh.config_path or mesh.root) + (f":{line}" if mesh.config_path and line else "")
     shown = f"health.path '{mesh.health.path}'"
@@ -307,11 +314,14 @@ def _check_health_place(mesh: Mesh, line: int | None) -> None:
             f"{where}: {shown} is the mesh root or holds it; the health history and reports need a folder of their "
             "own (the default is 'health')."
         )
-    others = {f"domain '{n}'": d.path for n, d in mesh.domains.items() if d.path != mesh.root}
-    others["the exchange"] = mesh.exchange_path
+    others = [(f"domain '{n}'", d.path) for n, d in mesh.domains.items() if d.path != mesh.root]
+    others += [("the exchange", mesh.exchange_path), ("the mesh's own folder of locks, parses and caches",
+               mesh.root / ".mesh"), ("the git repository", mesh.root / ".git")]  # fmt: skip
+    for name, domain in mesh.domains.items():  # a shared macro package: every domain that installs it reads it
+        others += [(f"a local package of domain '{name}'", package) for package in domain.local_packages]
     if not is_within(mesh.root, mesh.docs_path):  # a site at the root: `mesh docs` refuses it, with its own words
-        others["the docs site (`mesh docs` replaces it whole)"] = mesh.docs_path
-    for what, folder in others.items():
+        others.append(("the docs site (`mesh docs` replaces it whole)", mesh.docs_path))
+    for what, folder in others:
         if is_within(path, folder) or is_within(folder, path):
             raise ConfigError(
                 f"{where}: {shown} overlaps {what} ({display_path(folder)}); the health history and reports need a "
@@ -420,6 +430,7 @@ def _load_domain(
             ("macro-paths", ["macros"]),
             ("analysis-paths", ["analyses"]),
             ("snapshot-paths", ["snapshots"]),
+            ("function-paths", ["functions"]),  # user-defined functions (dbt 1.11)
         )
         for p in paths(key, default)
     )

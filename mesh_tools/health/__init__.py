@@ -32,10 +32,11 @@ def update_health(
     """
     start = time.perf_counter()
     folder = mesh.health_path
-    with open_history(folder / "history.duckdb") as history:
+    below = mesh.anchor(folder)  # below the mesh root: no folder on the way to the history may be a link
+    with open_history(folder / "history.duckdb", below=below) as history:
         collection = collect(mesh, history, trigger, events, now, findings)
         report = evaluate(mesh, history, collection, now)
         history.prune(mesh.health.history_days)
     report.seconds = round(time.perf_counter() - start, 3)
-    paths = write_reports(report, out or folder)
+    paths = write_reports(report, out, below=None) if out else write_reports(report, folder, below=below)
     return report, paths

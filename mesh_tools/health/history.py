@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
-from mesh_tools.core.files import refuse_link
+from mesh_tools.core.files import ensure_folder, refuse_link
 
 SCHEMA_VERSION = 2  # 2: runs.models_reused (state-aware builds)
 
@@ -206,13 +206,17 @@ def _sql_path(path: str | Path) -> str:
 
 
 @contextmanager
-def open_history(path: Path, read_only: bool = False) -> Iterator[History]:
-    """Open (and on first use create) the history database at ``path``."""
+def open_history(path: Path, read_only: bool = False, *, below: Path | None = None) -> Iterator[History]:
+    """Open (and on first use create) the history database at ``path``; with ``below``, no folder between it
+    and the history may be a symbolic link (DuckDB opens the file by name: the folders are checked first)."""
     import duckdb
 
     if read_only and not path.is_file():
         raise ArtifactError(f"{display_path(path)}: no health history yet. Run `mesh build` or `mesh health`.")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if below is not None and not read_only:
+        ensure_folder(path.parent, below)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not read_only:  # DuckDB writes through a link: a link planted at the history (or its log) is refused
         for written in (path, path.with_name(path.name + ".wal")):
             refuse_link(written)

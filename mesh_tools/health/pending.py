@@ -13,7 +13,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from mesh_tools.core.files import append_durably, write_atomic
+from mesh_tools.core.files import append_durably, remove_below, write_atomic
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.inputs import RunEvent, parse_time
 
@@ -27,7 +28,7 @@ KEEP_LINES = 2_000
 def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
     """Append ``events`` (runs that rebuilt nothing) for the next collection."""
     folder = mesh.health_path
-    folder.mkdir(parents=True, exist_ok=True)
+    below = mesh.anchor(folder)  # below the mesh root: no folder on the way may be a link
     batch = uuid.uuid4().hex[:16]
     text = "".join(
         json.dumps(
@@ -44,10 +45,10 @@ def defer_runs(mesh: Mesh, events: list[RunEvent], at: datetime) -> None:
         for e in events
     )
     path = folder / PENDING
-    append_durably(path, text.encode("utf-8"))  # one write, never through a link planted there
+    append_durably(path, text.encode("utf-8"), below=below)  # one write, never through a link planted there
     if path.stat().st_size > KEEP_BYTES:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
-        write_atomic(path, "".join(lines[-KEEP_LINES:]))
+        write_atomic(path, "".join(lines[-KEEP_LINES:]), below=below)
 
 
 def pending_runs(mesh: Mesh) -> list[tuple[str, RunEvent, datetime]]:
@@ -60,7 +61,7 @@ def pending_runs(mesh: Mesh) -> list[tuple[str, RunEvent, datetime]]:
     found = []
     for line in lines:
         try:
-            raw: Any = json.loads(line)
+            raw: Any = loads(line)
             at = parse_time(raw["at"])
             event = RunEvent(str(raw["domain"]), str(raw["status"]), (), float(raw["seconds"]), None,
                              int(raw["models_reused"]))  # fmt: skip
@@ -72,4 +73,4 @@ def pending_runs(mesh: Mesh) -> list[tuple[str, RunEvent, datetime]]:
 
 
 def clear_pending(mesh: Mesh) -> None:
-    (mesh.health_path / PENDING).unlink(missing_ok=True)
+    remove_below(mesh.health_path / PENDING, mesh.anchor(mesh.health_path))

@@ -104,12 +104,13 @@ def to_html(report: HealthReport) -> str:
     return _environment().get_template("report.html.j2").render(report=report)
 
 
-def write_reports(report: HealthReport, folder: Path) -> dict[str, Path]:
-    """Write report.html, report.json and report.md into ``folder``, each replaced whole."""
+def write_reports(report: HealthReport, folder: Path, *, below: Path | None = None) -> dict[str, Path]:
+    """Write report.html, report.json and report.md into ``folder``, each replaced whole, never through a link
+    (with ``below``, none on the way from it to ``folder`` either)."""
     from mesh_tools.core.files import write_atomic
 
     paths = {"html": folder / "report.html", "json": folder / "report.json", "markdown": folder / "report.md"}
-    write_atomic(paths["json"], to_json(report))
-    write_atomic(paths["markdown"], to_markdown(report))
-    write_atomic(paths["html"], to_html(report))
+    write_atomic(paths["json"], to_json(report), below=below)
+    write_atomic(paths["markdown"], to_markdown(report), below=below)
+    write_atomic(paths["html"], to_html(report), below=below)
     return paths

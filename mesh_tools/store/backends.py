@@ -20,14 +20,14 @@ import fcntl
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ConfigError, StorageError, display_path
-from mesh_tools.core.files import copy_into, create_partial, fsync_dir, open_nofollow, write_atomic
+from mesh_tools.core.files import copy_into, create_once, open_folder, open_nofollow, remove_below, write_atomic
 
 PART_BYTES = 16 * 2**20  # files larger than this go up in parts (S3's limit for one PUT is 5 GB)
 
@@ -90,7 +90,13 @@ def _tag(data: bytes) -> str:
 
 
 class FolderBackend(Backend):
-    """The exchange as a folder (the default): on this machine, or on a share every domain mounts."""
+    """The exchange as a folder (the default): on this machine, or on a share every domain mounts.
+
+    Every write and delete reaches its file from the root one folder at a time without following a
+    symbolic link (core/files.py ``open_folder``): the exchange is shared by every domain, and a link
+    planted at one of its folders (``receipts -> /outside``) must not carry a write out of it. The root
+    itself may be a link (a mounted share often is).
+    """
 
     def __init__(self, root: Path):
         self.root = root
@@ -110,43 +116,29 @@ class FolderBackend(Backend):
         return data, _tag(data)
 
     def write(self, key: str, data: bytes) -> None:
-        write_atomic(self.path(key), data.decode("utf-8"))
+        write_atomic(self.path(key), data, below=self.root)
 
     def create(self, key: str, data: bytes) -> None:
-        path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial, fd = create_partial(path)  # a new file: never a link planted at the scratch name
-        try:
+        def fill(fd: int) -> None:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            self._link(partial, path, key)
-        finally:
-            partial.unlink(missing_ok=True)
+
+        self._create(key, fill)
 
     def create_file(self, key: str, path: Path) -> None:
-        target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial, fd = create_partial(target)
-        try:
-            copy_into(fd, path)
-            self._link(partial, target, key)
-        finally:
-            partial.unlink(missing_ok=True)
+        self._create(key, lambda fd: copy_into(fd, path))
 
-    def _link(self, partial: Path, path: Path, key: str) -> None:
-        try:
-            os.link(partial, path, follow_symlinks=False)  # fails when the name exists (a link too): never overwrites
+    def _create(self, key: str, fill: Callable[[int], None]) -> None:
+        try:  # a new scratch file (never one planted at its name), linked in under a name that must be free
+            create_once(self.path(key), fill, below=self.root)
         except FileExistsError:
             raise Conflict(f"{self.display(key)}: already exists; it is written once and never replaced.") from None
-        fsync_dir(path.parent)
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        folder = self.path(key).parent  # the folder is the lock: nothing is left behind in it
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY)
+        fd = open_folder(self.path(key).parent, self.root)  # the folder is the lock: nothing is left behind in it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -173,7 +165,7 @@ class FolderBackend(Backend):
 
     def delete(self, keys: list[str]) -> None:
         for key in keys:
-            self.path(key).unlink(missing_ok=True)
+            remove_below(self.path(key), self.root)
 
     def fetch(self, key: str, dest: Path) -> None:
         copy_into(open_nofollow(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), self.path(key))

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,17 @@ from typing import Any
 
 from mesh_tools.core.channels import PROD, check_channel
 from mesh_tools.core.errors import ArtifactError, ConfigError, StorageError, display_path
-from mesh_tools.core.files import append_durably, file_sha256, write_atomic
+from mesh_tools.core.files import (
+    append_durably,
+    check_below,
+    ensure_folder,
+    file_sha256,
+    link_refused,
+    open_folder,
+    remove_below,
+    write_atomic,
+)
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
 from mesh_tools.model.nodes import product_key
@@ -98,7 +108,7 @@ def wanted_release(exchange: Exchange, domain: Domain, project: str, model: str,
     if current is not None:
         key = f"{exchange.release_prefix(project, model, version, current)}/release.json"
         try:
-            latest = json.loads(exchange.backend.read(key) or b"{}").get("latest_version")
+            latest = loads(exchange.backend.read(key) or b"{}").get("latest_version")
         except (OSError, ValueError, AttributeError):
             latest = None
     return pin_for(domain, project, model, version, latest, exchange.env) or current
@@ -141,9 +151,14 @@ class Release:
 class Exchange:
     """The exchange of a mesh: a folder (``Exchange(path)``) or an object store (``open_exchange``)."""
 
-    def __init__(self, root: Path, *, backend: Backend | None = None, env: str | None = None):
-        """``root``: the exchange folder; with ``backend`` (an object store), the local folder of its cache."""
+    def __init__(
+        self, root: Path, *, backend: Backend | None = None, env: str | None = None, anchor: Path | None = None
+    ):
+        """``root``: the exchange folder; with ``backend`` (an object store), the local folder of its cache.
+        ``anchor``: the folder from which every write below ``root`` follows no symbolic link (default: ``root``
+        itself, which may be one; the mesh root for a cache inside the mesh)."""
         self.root = root
+        self.anchor = anchor or root
         self.backend: Backend = backend or FolderBackend(root)
         self.local = isinstance(self.backend, FolderBackend)
         self.env = check_channel(env, "the exchange's environment") if env else current_env()
@@ -191,10 +206,7 @@ class Exchange:
             path = self.interface_cache(project, channel)
             if path.is_file() and path.read_bytes() == raw:
                 return path  # unchanged: its file stays as it was (build state compares its stat)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-            partial.write_bytes(raw)
-            os.replace(partial, path)
+            write_atomic(path, raw, below=self.anchor)
             return path
         return None
 
@@ -222,8 +234,11 @@ class Exchange:
 
     @property
     def tmp_dir(self) -> Path:
-        """Where releases are written before they are placed (never read)."""
-        return self.root / (".tmp" if self.local else "tmp")
+        """Where releases are written before they are placed (never read); StorageError when it (or a folder on
+        the way to it) is a symbolic link: a release is never written out of the exchange."""
+        folder = self.root / (".tmp" if self.local else "tmp")
+        check_below(folder, self.anchor)
+        return folder
 
     def _holder_key(self, kind: str, consumer: str, env: str | None = None) -> str:
         name = safe_name(consumer, "consumer", f"exchange {kind[:-1]}")
@@ -245,6 +260,23 @@ class Exchange:
     def holders(self, kind: str) -> list[str]:
         """Every receipt (``kind`` "receipts") or lease ("leases") key, of every environment."""
         return [e.key for e in self.backend.listing(kind) if e.key.endswith(".json")]
+
+    def refuse_links(self, projects: Iterable[str] = ()) -> None:
+        """StorageError (exit 3) naming the first symbolic link among the folders of the exchange a run writes:
+        its own folders (receipts, leases, the log, scratch, caches, with everything below them) and the product
+        folders of ``projects``. Run before any dbt, so a planted link costs no build; every write checks again
+        on its own way down (core/files.py ``open_folder``)."""
+        check_below(self.root, self.anchor)  # a cache inside the mesh: no link from the mesh root on
+        tops = ["receipts", "leases", "interfaces", ".tmp" if self.local else "tmp"]
+        tops += [] if self.local else ["log", "objects"]
+        tops += [f"products/{safe_name(p, 'project', 'exchange products')}" for p in projects]
+        for top in tops:
+            folder = self.root / top
+            check_below(folder, self.root)
+            for here, dirs, _files in os.walk(folder):  # never into a linked folder: each is refused here
+                for name in dirs:
+                    if os.path.islink(os.path.join(here, name)):
+                        raise link_refused(Path(here) / name, folder=True)
 
     def writable(self) -> bool:
         """Whether this process may write the exchange (a read-only mount or share says no, even to root)."""
@@ -329,8 +361,7 @@ class Exchange:
         d = release.descriptor
         entry = next(f for f in d.files if f.path == name)
         key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/{name}"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        scratch = self.tmp_dir / f".check.{os.getpid()}.{name}"
+        scratch = ensure_folder(self.tmp_dir, self.anchor) / f".check.{os.getpid()}.{name}"
         try:
             self._fetch(key, scratch)
             if file_sha256(scratch) != entry.sha256.removeprefix("sha256:"):
@@ -379,7 +410,7 @@ class Exchange:
         path = cache / f"{digest}{Path(name).suffix}"
         if not refetch and path.is_file() and path.stat().st_size == entry.bytes and file_sha256(path) == digest:
             return path
-        cache.mkdir(parents=True, exist_ok=True)
+        ensure_folder(cache, self.anchor)
         partial = cache / f".{digest}.{os.getpid()}.partial"
         key = f"{self.release_prefix(d.project, d.model, d.version, d.release_id)}/{name}"
         try:
@@ -439,7 +470,7 @@ class Exchange:
         if raw is None:
             return None, None
         try:
-            release_id = json.loads(raw)["release_id"]
+            release_id = loads(raw)["release_id"]
             if not isinstance(release_id, str) or not RELEASE_ID.fullmatch(release_id):
                 raise ValueError(f"{str(release_id)[:80]!r} is not a release id")
             return release_id, tag
@@ -541,12 +572,12 @@ class Exchange:
         d = descriptor
         prefix = self.release_prefix(d.project, d.model, d.version, d.release_id)
         if self.local:
-            from mesh_tools.core.files import fsync_dir
-
-            releases = self.releases_dir(d.project, d.model, d.version)
-            releases.mkdir(parents=True, exist_ok=True)
-            os.rename(scratch, releases / d.release_id)  # complete, immutable, not yet current
-            fsync_dir(releases)
+            releases = open_folder(self.releases_dir(d.project, d.model, d.version), self.anchor)  # no link on the way
+            try:
+                os.rename(scratch, d.release_id, dst_dir_fd=releases)  # complete, immutable, not yet current
+                os.fsync(releases)
+            finally:
+                os.close(releases)
             return
         written: list[str] = []
         try:
@@ -582,7 +613,7 @@ class Exchange:
         d = descriptor
         prefix = self.release_prefix(d.project, d.model, d.version, d.release_id)
         if self.local:
-            shutil.rmtree(self.root / prefix, ignore_errors=True)
+            remove_below(self.root / prefix, self.anchor, tree=True)  # never through a link planted on the way
             return
         keys = [e.key for e in self.backend.listing(prefix)]
         self.backend.delete([k for k in keys if k.endswith("/release.json")])
@@ -610,15 +641,16 @@ class Exchange:
 
     def _sweep_scratch(self) -> None:
         """Remove scratch folders of publishers that died (their pid is gone)."""
-        if not self.tmp_dir.is_dir():
+        folder = self.tmp_dir
+        if not folder.is_dir():
             return
-        for entry in self.tmp_dir.iterdir():
+        for entry in folder.iterdir():
             pid = entry.name.rsplit(".", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid():
                 try:
                     os.kill(int(pid), 0)
                 except ProcessLookupError:
-                    shutil.rmtree(entry, ignore_errors=True)
+                    remove_below(entry, self.anchor, tree=True)
                 except PermissionError:
                     pass
 
@@ -635,7 +667,7 @@ class Exchange:
             salt = hashlib.sha256(f"{line}|{os.getpid()}|{time.perf_counter_ns()}".encode()).hexdigest()[:8]
             self.backend.create(f"log/{at:%Y%m%dT%H%M%S%f}Z-{salt}.json", line.encode("utf-8"))
             return
-        append_durably(self.log_path, line.encode("utf-8"))  # never through a link planted at log.jsonl
+        append_durably(self.log_path, line.encode("utf-8"), below=self.anchor)  # never through a planted link
 
     def read_log(self) -> Iterator[dict[str, Any]]:
         """Every event of the log; a corrupt entry is an error naming it."""
@@ -646,9 +678,9 @@ class Exchange:
                 local = kept / name if name.endswith(".json") and not name.startswith(".") else None
                 raw = local.read_bytes() if local is not None and local.is_file() else self.backend.read(entry.key)
                 if local is not None and raw and not local.is_file():
-                    write_atomic(local, raw)
+                    write_atomic(local, raw, below=self.anchor)
                 try:
-                    yield json.loads(raw or b"")
+                    yield loads(raw or b"")
                 except ValueError:
                     raise ArtifactError(
                         f"{self.backend.display(entry.key)}: publication log entry is corrupt. Remove it "
@@ -662,7 +694,7 @@ class Exchange:
                 if not line.strip():
                     continue
                 try:
-                    event = json.loads(line)
+                    event = loads(line)
                 except ValueError:
                     if not line.endswith("\n"):
                         return  # a last line cut by a killed writer: it never completed
@@ -682,5 +714,6 @@ def open_exchange(mesh: Mesh, env: str | None = None) -> Exchange:
                 f"exchange url {url!r}: only s3:// URLs (any S3-compatible store) are supported; for a folder "
                 "set exchange.path instead."
             )
-        return Exchange(mesh.exchange_path, backend=S3Backend(url), env=env)
+        cache = mesh.exchange_path  # the local cache: below the mesh root, no link from the root on (.mesh/)
+        return Exchange(cache, backend=S3Backend(url), env=env, anchor=mesh.anchor(cache))
     return Exchange(mesh.exchange_path, env=env)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError
-from mesh_tools.core.files import file_sha256, write_atomic
+from mesh_tools.core.files import ensure_folder, file_sha256, write_atomic
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.store.exchange import Exchange, Release
 
 MEMO_FILE = "verified.json"
@@ -96,8 +97,8 @@ class Verifier:
 
     def _download_and_compare(self, release: Release, key: str, digest: str) -> None:
         d = release.descriptor
-        self.exchange.tmp_dir.mkdir(parents=True, exist_ok=True)
-        scratch = self.exchange.tmp_dir / f".verify.{os.getpid()}.{Path(key).name}"
+        folder = ensure_folder(self.exchange.tmp_dir, self.exchange.anchor)  # no link on the way to it
+        scratch = folder / f".verify.{os.getpid()}.{Path(key).name}"
         try:
             self.exchange.backend.fetch(key, scratch)
             if file_sha256(scratch) != digest:
@@ -118,7 +119,7 @@ class Verifier:
     def memo(self) -> dict[str, Any]:
         if self._memo is None:
             try:
-                data = json.loads(self.memo_path.read_text(encoding="utf-8"))
+                data = loads(self.memo_path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 data = {}  # none yet, or unreadable: everything is checked again
             self._memo = data if isinstance(data, dict) else {}
@@ -131,7 +132,7 @@ class Verifier:
         for old in list(memo)[: max(0, len(memo) - _MEMO_LIMIT)]:
             del memo[old]
         try:
-            write_atomic(self.memo_path, json.dumps(memo, sort_keys=False))
+            write_atomic(self.memo_path, json.dumps(memo, sort_keys=False), below=self.exchange.anchor)
         except OSError:
             pass  # a read-only cache: the next command checks again, nothing is wrong
 
