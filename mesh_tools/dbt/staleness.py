@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import display_path
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt.packages import MARKER
 
@@ -51,16 +52,24 @@ def _parse_files(domain: Domain, stubs: bool = True, skip: frozenset[Path] = fro
     """
     for name in PROJECT_FILES:
         yield name, domain.path / name
-    folders = [*domain.code_dirs, *domain.data_dirs, *domain.local_packages, domain.packages_dir]
-    for folder in sorted(set(folders), key=str):
+    # dbt reads every folder below a resource path (hidden ones, ones named target: dbt/parser/search.py), so
+    # below the domain's own resource paths nothing is left out but the domain's own build output; a package
+    # (local, or installed: one level deeper) leaves out its own build output and hidden folders at its top.
+    output = {p.resolve() for p in (domain.target_dir, domain.packages_dir, domain.path / "logs")}
+    tops = {f: 0 for f in [*domain.code_dirs, *domain.data_dirs]}
+    tops.update({f: 1 for f in domain.local_packages} | {domain.packages_dir: 2})
+    for folder in sorted(tops, key=str):
         if not folder.is_dir() or (skip and folder.resolve() in skip):
             continue
         for here, dirs, files in os.walk(folder, followlinks=True):
-            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED - {"dbt_packages"} and not d.startswith("."))
+            if tops[folder] == 0:
+                dirs[:] = sorted(d for d in dirs if (Path(here) / d).resolve() not in output)
+            elif len(Path(here).relative_to(folder).parts) < tops[folder]:
+                dirs[:] = sorted(d for d in dirs if d not in _SKIPPED - {"dbt_packages"} and not d.startswith("."))
+            else:
+                dirs.sort()
             if skip:
                 dirs[:] = [d for d in dirs if (Path(here) / d).resolve() not in skip]
-            if Path(here) != folder and Path(here).name in ("target", "logs"):
-                continue
             if not stubs and Path(here).parent == domain.packages_dir and MARKER in files:
                 dirs[:] = []
                 continue
@@ -168,7 +177,7 @@ def invocation_of(manifest: Path) -> str | None:
     if found:
         return found.group(1).decode("utf-8", "replace")
     try:
-        value = json.loads(manifest.read_bytes()).get("metadata", {}).get("invocation_id")
+        value = loads(manifest.read_bytes()).get("metadata", {}).get("invocation_id")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
@@ -200,7 +209,7 @@ def record_parse(
 def _recorded(manifest: Path) -> dict[str, str] | None:
     """The parse inputs recorded for this very manifest (None: no record, a corrupt one, another manifest's)."""
     try:
-        data = json.loads((manifest.parent / RECORD).read_text(encoding="utf-8"))
+        data = loads((manifest.parent / RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("files"), dict):
