@@ -171,6 +171,8 @@ def storage_written(mesh: Mesh, domain: Domain, target: str | None) -> str | Non
         return None
     own = {str(profile.files[0]), str(profile.files[0]) + ".wal"} if profile.files else set()
     before = [list(e) for e in record.storage if str(e[0]) in own]  # attached source files are inputs, not rows
+    if not before:
+        return None  # recorded for files elsewhere (a mesh copied or moved whole): nothing to compare with
     if before == [e for e in now if str(e[0]) in own] or storage_shared(mesh, domain, profile.files[:1], target):
         return None
     return "its database file changed since"
