@@ -280,12 +280,14 @@ def test_json_nested_too_deep_is_a_value_error() -> None:
 
 def test_every_reader_of_a_deep_json_file_says_corrupt_or_falls_back(plain_mesh_copy: Path) -> None:
     """The findings: exit 4 from `mesh status` (a receipt), a consumer's build (a pointer), `mesh check` (a parse
-    record); a "worker crashed" producer build from one consumer's lease in the shared exchange."""
+    record); "worker crashed" for a producer's build from one consumer's lease in the shared exchange, and for a
+    stitch from its stub relations."""
     from mesh_tools.core.mesh import load_mesh
     from mesh_tools.dbt import staleness
     from mesh_tools.dbt.packages import MARKER, read_marker
     from mesh_tools.exchange.retention import apply_retention
     from mesh_tools.health.pending import PENDING, pending_runs
+    from mesh_tools.stitch.revoke import Ledger, ledger_path, load_ledger
     from mesh_tools.store.exchange import open_exchange
 
     root = plain_mesh_copy
@@ -321,6 +323,8 @@ def test_every_reader_of_a_deep_json_file_says_corrupt_or_falls_back(plain_mesh_
     assert not staleness.judge(reporting).fresh  # cannot be told current: readers parse again
     plant(root / "reporting/dbt_packages/shop" / MARKER)
     assert read_marker(root / "reporting/dbt_packages/shop") is None
+    plant(ledger_path(reporting))  # mesh_stub_relations.json: read as empty (the installed stubs seed it again)
+    assert load_ledger(reporting) == Ledger()
     plant(mesh.health_path / PENDING, DEEP + "\n")
     assert pending_runs(mesh) == []
     restore(planted)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mesh_tools.core.errors import MeshError, display_path
 from mesh_tools.core.files import write_atomic
+from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain
 from mesh_tools.core.yamlfile import load_yaml
 from mesh_tools.dbt.packages import read_marker
@@ -54,7 +55,7 @@ def ledger_path(domain: Domain) -> Path:
 def load_ledger(domain: Domain) -> Ledger:
     """The domain's ledger; an unreadable one counts as empty (the installed stubs seed it again)."""
     try:
-        data = json.loads(ledger_path(domain).read_text(encoding="utf-8"))
+        data = loads(ledger_path(domain).read_text(encoding="utf-8"))
         stitched = {(str(s), str(v)) for s, v in data.get("stitched", [])}
         retired = {(str(s), str(v)): {str(x) for x in done} for s, v, done in data.get("retired", [])}
         if "checked" not in data:  # written before stub views were marked: what it names keeps the old rule
