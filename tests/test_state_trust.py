@@ -105,6 +105,20 @@ def test_a_seed_of_a_package_is_compared_by_its_content(tmp_path: Path) -> None:
     assert plan.reasons == {"seed.shared.zips": "its file changed"} and plan.selectors == ["fqn:shared.zips+"]
 
 
+def test_the_variables_code_reads_are_found_where_dbt_reads_code(tmp_path: Path) -> None:
+    from mesh_tools.workflows.build_inputs import env_names
+
+    shop = _shop(tmp_path)
+    (shop.path / "models/.hidden").mkdir()
+    (shop.path / "models/.hidden/x.yml").write_text(
+        "models:\n  - name: orders\n    description: \"{{ env_var('HIDDEN') }}\"\n"
+    )
+    (shop.path / "models/computed.sql").write_text("select '{{ env_var('PREFIX_' ~ target.name) }}' as x\n")
+    names, computed = env_names(shop)
+    assert "HIDDEN" in names
+    assert computed == "models/computed.sql:1"
+
+
 def test_a_variable_dbt_project_yml_reads_builds_in_full(tmp_path: Path) -> None:
     """vars set from env_var() in dbt_project.yml reach any model through var(): no model reads the name."""
     from mesh_tools.workflows.build_inputs import project_env_names

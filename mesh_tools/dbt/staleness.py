@@ -79,6 +79,11 @@ def _parse_files(domain: Domain, stubs: bool = True, skip: frozenset[Path] = fro
                     yield os.path.relpath(path, domain.path), path
 
 
+def parse_files(domain: Domain, stubs: bool = True) -> Iterator[Path]:
+    """Every file dbt parses for ``domain`` (``stubs``: with the mesh's generated packages), as dbt finds them."""
+    return (path for _label, path in _parse_files(domain, stubs))
+
+
 def code_fingerprint(domain: Domain, stubs: bool = True) -> str:
     """A hash of everything dbt parses for ``domain``: its project files, code folders, local packages
     and installed packages (the upstream stubs and the runtime package included, unless not ``stubs``:

@@ -32,13 +32,10 @@ from mesh_tools.model.nodes import Node
 
 BUILT = ("model", "seed", "snapshot")
 # env_var('NAME' ...) with a literal name; any other env_var( is a name computed at run time
-_ENV_LITERAL = re.compile(r"""env_var\s*\(\s*(?:'([^'\\]+)'|"([^"\\]+)")""")
+_ENV_LITERAL = re.compile(r"""env_var\s*\(\s*(?:'([^'\\]+)'|"([^"\\]+)")\s*[,)]""")
 _ENV_CALL = re.compile(r"env_var\s*\(")
 # dbt's own environment: which target, profile and paths a command without flags uses
 DBT_ENV = ("DBT_TARGET", "DBT_PROFILE", "DBT_PROFILES_DIR", "DBT_TARGET_PATH", "DBT_PROJECT_DIR")
-_PROJECT_FILES = ("dbt_project.yml", "dependencies.yml", "packages.yml", "selectors.yml")
-_TEXT = {".sql", ".yml", ".yaml", ".py", ".md", ".jinja", ".j2", ".csv"}
-_SKIPPED = {"target", "logs", "__pycache__", ".git", ".venv", "node_modules"}
 
 
 # -- landing files: the sources' data, observed by content
@@ -105,22 +102,11 @@ def tree_stat(folder: Path) -> str:
 
 
 def _text_files(domain: Domain) -> Iterable[Path]:
-    """Every file dbt parses for the domain, its installed packages included (the mesh's generated ones not:
-    they never read the environment, and carry other domains' text)."""
-    for name in _PROJECT_FILES:
-        yield domain.path / name
-    folders = [*domain.code_dirs, *domain.data_dirs, *domain.local_packages, domain.packages_dir]
-    for folder in sorted(set(folders), key=str):
-        if not folder.is_dir():
-            continue
-        for here, dirs, files in os.walk(folder, followlinks=True):
-            if MARKER in files:
-                dirs[:] = []
-                continue
-            dirs[:] = sorted(d for d in dirs if d not in _SKIPPED and not d.startswith("."))
-            for name in sorted(files):
-                if Path(name).suffix.lower() in _TEXT:
-                    yield Path(here) / name
+    """Every file dbt parses for the domain, as dbt finds them (hidden folders included), its installed packages
+    too but not the mesh's generated ones: they never read the environment, and carry other domains' text."""
+    from mesh_tools.dbt.staleness import parse_files
+
+    return (path for path in parse_files(domain, stubs=False) if path.name != MARKER)
 
 
 def env_names(domain: Domain) -> tuple[set[str], str | None]:
