@@ -8,7 +8,7 @@ did not publish) and the producer's own schedule (a producer built and published
 every product's release must hold the same rows in both.
 
 The sequence is seeded: ``MESH_STATE_FUZZ_SEED`` replays one (the seed is printed on failure), and
-``MESH_STATE_FUZZ_STEPS`` (default 4) makes it longer.
+``MESH_STATE_FUZZ_STEPS`` (default 3) makes it longer.
 """
 
 from __future__ import annotations
@@ -209,7 +209,7 @@ ACTIONS = [edit_model, edit_macro, add_order, delete_order, change_lookup, chang
 
 def test_any_sequence_of_changes_publishes_what_a_full_build_does(tmp_path: Path) -> None:
     seed = int(os.environ.get("MESH_STATE_FUZZ_SEED") or random.SystemRandom().randrange(1, 10**6))
-    steps = int(os.environ.get("MESH_STATE_FUZZ_STEPS") or 4)
+    steps = int(os.environ.get("MESH_STATE_FUZZ_STEPS") or 3)
     meshes = Meshes(tmp_path, seed)
     start = time.monotonic()
     meshes.build()

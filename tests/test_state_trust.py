@@ -413,7 +413,7 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     # the gate: rows written after the mesh's build never become a release, even where run_results.json still
     # names that build (an --empty build into another target path; a hand run with --no-write-json)
     before = _rows(root, "shop", "orders")
-    assert run_dbt("build", "--empty", "--target-path", str(tmp_path / "elsewhere"), cwd=shop).returncode == 0
+    assert run_dbt("run", "-s", "orders", "--empty", "--target-path", str(tmp_path / "else"), cwd=shop).returncode == 0
     refused = run_mesh("publish", "shop", cwd=root)
     assert refused.returncode == 1 and "its database file changed since" in refused.stdout + refused.stderr
     assert run_dbt("run", "-s", "orders", "--no-write-json", cwd=shop).returncode == 0
@@ -421,10 +421,10 @@ def test_hand_runs_and_damaged_artifacts_never_serve_stale_rows(tmp_path: Path) 
     text = refused.stdout + refused.stderr
     assert refused.returncode == 1 and "dbt wrote target/run/shop/models/orders.sql after it" in text, text
     # a sample, or an empty build under a later partial one, never becomes a release
-    assert run_dbt("build", "--sample=1 day", cwd=shop).returncode == 0
+    assert run_dbt("build", "-s", "orders", "--sample=1 day", cwd=shop).returncode == 0
     refused = run_mesh("publish", "shop", cwd=root)
     assert refused.returncode == 1 and "ran with --sample" in refused.stdout + refused.stderr
-    assert run_dbt("build", "--empty", cwd=shop).returncode == 0
+    assert run_dbt("run", "-s", "stg_orders", "--empty", cwd=shop).returncode == 0
     assert run_dbt("build", "-s", "orders+", cwd=shop).returncode == 0
     refused = run_mesh("publish", "shop", cwd=root)
     text = refused.stdout + refused.stderr
