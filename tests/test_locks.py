@@ -150,7 +150,9 @@ root = Path(sys.argv[1])
 with lock.hold(root, [lock.domain("shop")], "mesh build shop"):
     fd = next(iter(lock._held.values()))[0]
     # what a worker forked without the mesh's care does: keep the lock's descriptor, and outlive its run
-    child = subprocess.Popen(["sleep", "60"], pass_fds=[fd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # no stream of the test's own (under pytest-xdist, stdin is the worker's channel): nothing but the lock ties it
+    child = subprocess.Popen(["sleep", "60"], pass_fds=[fd], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
     print(child.pid, flush=True)
     os._exit(0)  # the run dies (as by kill -9): no release, no clean-up
 """
@@ -162,7 +164,9 @@ def test_a_lock_kept_by_what_a_dead_run_left_behind_is_taken_over_with_a_note(tm
     orphan = int(holder.stdout.strip())
     notes: list[str] = []
     try:
-        assert _alive("sleep 60", set()).get(orphan), "the left-behind process should still run and hold the lock"
+        status = Path(f"/proc/{orphan}/status")
+        seen = status.read_text()[:200] if status.exists() else "no such process"
+        assert _alive("sleep 60", set()).get(orphan), f"the left-behind process should still hold the lock: {seen}"
         with lock.hold(tmp_path, [lock.domain("shop")], "mesh publish shop", note=notes.append):
             pass
     finally:
