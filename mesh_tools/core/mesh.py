@@ -33,7 +33,7 @@ from mesh_tools.core.errors import ConfigError, display_path
 from mesh_tools.core.graph import closure, find_cycle, invert, topological_order
 from mesh_tools.core.paths import is_within, require_writable, safe_name
 from mesh_tools.core.suggestions import did_you_mean
-from mesh_tools.core.yamlfile import YamlDoc, load_yaml
+from mesh_tools.core.yamlfile import YamlDoc, comment_spans, load_yaml, read_text
 
 # Folders that never hold a domain: build output, installed packages, tooling.
 SKIPPED_DIRS = {
@@ -480,22 +480,32 @@ _LOOM_VAR = re.compile(r"\$(\w+)|\$\{([^}]+)\}")
 
 
 def _loom_text(path: Path, notes: list[str]) -> str | None:
-    """The config's text with ``$VAR`` / ``${VAR}`` replaced as dbt-loom does (an unset one by nothing)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """The config's text with ``$VAR`` / ``${VAR}`` replaced as dbt-loom does (an unset one by nothing).
+
+    dbt-loom substitutes in the raw text before YAML parses it, comments included; a comment's value is
+    thrown away by the parser, so the mesh leaves comments as written (a ``$VAR`` in a note about the
+    config is neither read nor reported) and substitutes everywhere else, as dbt-loom does.
+    """
+    if not path.exists():
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{display_path(path)}: cannot read file ({exc})") from None
+    text = read_text(path)
+    # a text that does not scan is substituted whole (what dbt-loom parses); load_yaml then locates its error
+    comments = comment_spans(text) or []
 
-    def substitute(match: re.Match[str]) -> str:
-        var = match.group(1) or match.group(2)
-        if var not in os.environ:
-            line = text.count("\n", 0, match.start()) + 1
-            notes.append(f"{display_path(path)}:{line}: ${var} is not set; dbt-loom reads it as an empty string")
-        return os.environ.get(var, "")
-
-    return _LOOM_VAR.sub(substitute, text)
+    out: list[str] = []
+    done = 0
+    for start, end in [*comments, (len(text), len(text))]:
+        # matched between comments only, so no ${...} runs from a comment into a value or back
+        for match in _LOOM_VAR.finditer(text, done, start):
+            var = match.group(1) or match.group(2)
+            if var not in os.environ:
+                line = text.count("\n", 0, match.start()) + 1
+                notes.append(f"{display_path(path)}:{line}: ${var} is not set; dbt-loom reads it as an empty string")
+            out += [text[done : match.start()], os.environ.get(var, "")]
+            done = match.end()
+        out.append(text[done:end])
+        done = end
+    return "".join(out)
 
 
 def _loom_upstreams(path: Path, project: str, folders: dict[Path, str], notes: list[str]) -> list[Upstream]:

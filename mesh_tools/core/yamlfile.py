@@ -124,6 +124,43 @@ def load_yaml(path: Path, *, required: bool = True, text: str | None = None) -> 
     return doc
 
 
+def comment_spans(text: str) -> list[tuple[int, int]] | None:
+    """Where the comments of a YAML text are, as (start, end) character offsets; None if it does not scan.
+
+    A comment is a ``#`` outside any token (a plain scalar's ``a#b``, a quoted ``"# x"`` and the lines of a
+    block scalar are values) running to the end of its line, or one on a block scalar's header line
+    (``key: | # note``). Only PyYAML's scanner runs: no document is built, so an alias bomb costs nothing.
+    """
+    spans: list[tuple[int, int]] = []
+
+    def comments_in(start: int, end: int) -> None:
+        at = text.find("#", start, end)
+        while at != -1:
+            stop = text.find("\n", at, end)
+            stop = end if stop == -1 else stop
+            spans.append((at, stop))
+            at = text.find("#", stop, end)
+
+    previous = 0
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            start, end = token.start_mark.index, token.end_mark.index
+            if start < previous:  # zero-width tokens (block ends, implicit keys) sit inside a gap
+                continue
+            comments_in(previous, start)
+            if isinstance(token, yaml.ScalarToken) and token.style in ("|", ">"):
+                header = text.find("\n", start, end)
+                header = end if header == -1 else header
+                hashes = [i for i in range(start, header) if text[i] == "#" and text[i - 1] in " \t"]
+                if hashes:
+                    spans.append((hashes[0], header))
+            previous = max(previous, end)
+    except yaml.YAMLError:
+        return None
+    comments_in(previous, len(text))
+    return spans
+
+
 # Files another program parses (dbt's profiles.yml, dbt_project.yml, schema YAMLs): generated ones can be
 # large, and that program's rules (duplicate keys, many anchors) stay its own. Only what would hang it or
 # exhaust its memory is refused: aliases may add at most this many values beyond those written.
@@ -151,6 +188,11 @@ def check_bounded(path: Path) -> None:
     text = _read_text(path, MAX_FOREIGN_BYTES, "a YAML file dbt reads", "Split it into smaller files.")
     _check_events(text, display_path(path))
     _CHECKED[key] = None
+
+
+def read_text(path: Path) -> str:
+    """A configuration file's UTF-8 text, bounded as load_yaml bounds it (one located ConfigError otherwise)."""
+    return _read_text(path, MAX_BYTES, "a configuration file", "Is it the right file?")
 
 
 def _read_text(path: Path, limit: int, what: str, fix: str) -> str:
