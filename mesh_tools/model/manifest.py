@@ -176,6 +176,12 @@ class Manifest:
         return {uid: Node(uid, raw) for uid, raw in (self._data.get("macros") or {}).items()}
 
     @cached_property
+    def functions(self) -> dict[str, Node]:
+        """dbt 1.11's user-defined functions (``function.<project>.<name>``), which models call by name."""
+        raw = self._data.get("functions")
+        return {uid: Node(uid, f) for uid, f in raw.items() if isinstance(f, dict)} if isinstance(raw, dict) else {}
+
+    @cached_property
     def exposures(self) -> dict[str, Node]:
         return {uid: Node(uid, raw) for uid, raw in (self._data.get("exposures") or {}).items()}
 

@@ -276,9 +276,44 @@ def node_reads(domain: Domain, manifest: Manifest, previous: dict[str, Any] | No
             continue
         reads = sql_reads(compiled, dialect, known)
         compiling = compile_time_reads(node, manifest, _own_packages(domain), dialect, known)
-        files = [f for f in dict.fromkeys(reads.files + compiling.files) if f not in landing]
-        out[node.unique_id] = {"files": files, "opaque": reads.opaque or compiling.opaque}
+        calling = function_reads(node, manifest, dialect, known)
+        files = [f for f in dict.fromkeys(reads.files + compiling.files + calling.files) if f not in landing]
+        out[node.unique_id] = {"files": files, "opaque": reads.opaque or compiling.opaque or calling.opaque}
     return out
+
+
+def function_reads(node: Node, manifest: Manifest, dialect: str, known: set[tuple[str, ...]]) -> Any:
+    """What the user-defined functions a model calls read (dbt 1.11 ``functions``, and the functions they call):
+    its compiled SQL holds only their names, and a function's body may read a file or a relation.
+
+    A function dbt did not compile in this build (a state-aware build selects only what changed) is read from
+    its code when that holds no Jinja; otherwise, or in another language, what it reads cannot be observed."""
+    from mesh_tools.dbt.engines.sqlreads import Reads
+
+    reads = Reads()
+    stack = [p for p in node.depends_on if p.startswith("function.")]
+    seen: set[str] = set()
+    while stack:
+        uid = stack.pop()
+        if uid in seen:
+            continue
+        seen.add(uid)
+        function, name = manifest.functions.get(uid), uid.split(".")[-1]
+        if function is None:
+            reads.refuse(f"it calls function {name}, which its manifest does not hold")
+            continue
+        language = str(function.get("language") or "sql")
+        body = function.get("compiled_code") if function.get("compiled") else function.get("raw_code")
+        if language != "sql" or not isinstance(body, str) or "{{" in body or "{%" in body:
+            why = f"a {language} function" if language != "sql" else "SQL built by Jinja this build did not compile"
+            reads.refuse(f"it calls function {name}, {why}: what that reads cannot be observed")
+            continue
+        found = sql_reads(f"select ({body.strip().rstrip(';')})", dialect, known)
+        reads.files += found.files
+        if found.opaque:
+            reads.refuse(f"{found.opaque}, in function {name} it calls")
+        stack += [p for p in function.depends_on if p.startswith("function.")]
+    return reads
 
 
 # Jinja that reads the clock while a model compiles: its compiled SQL holds only the value it read.

@@ -48,7 +48,8 @@ from mesh_tools.workflows.build_inputs import (
     tree_stat,
 )
 
-STATE_VERSION = 2
+# 3: a model's recorded reads include those of the user-defined functions it calls (a state of 2 lacks them)
+STATE_VERSION = 3
 BUILT = ("model", "seed", "snapshot")
 _GOOD = {"success", "pass", "warn"}
 

@@ -161,6 +161,17 @@ MESHES = {
                 "'stg_customers' is a protected model of project 'silver_project'",
             ),
         ),
+        Foreign(
+            "loom_udf",
+            # one row per region of pricing's raw orders (figures: tests/foreign/test_loom_udf.py)
+            final=(("finance/finance.duckdb", "main.revenue_by_region", 3),),
+            bad_ref=(
+                "finance",
+                "finance/models/bad.sql",
+                "select * from {{ ref('pricing', 'stg_orders') }}",
+                "'stg_orders' is a protected model of project 'pricing'",
+            ),
+        ),
     )
 }
 
