@@ -46,12 +46,6 @@ def test_unknown_project_in_dependencies_yml(plain_mesh: Path):
     )
 
 
-def test_cycle_between_domains(plain_mesh: Path):
-    (plain_mesh / "shop" / "dependencies.yml").write_text("projects:\n  - name: reporting\n")
-    line = assert_refused(plain_mesh, 2, "cycle between domains: ")
-    assert "reporting -> shop -> reporting" in line or "shop -> reporting -> shop" in line
-
-
 def test_duplicate_project_name(plain_mesh: Path):
     shutil.copytree(plain_mesh / "hr", plain_mesh / "hr_copy")
     assert_refused(plain_mesh, 2, "hr_copy/dbt_project.yml: project name 'hr' is already used by hr/dbt_project.yml")

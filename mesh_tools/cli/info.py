@@ -54,6 +54,10 @@ def doctor(ctx: click.Context, target: str | None) -> None:
     click.echo(f"\nedges ({len(found.edges)}):")
     for edge in found.edges:
         click.echo(f"  {edge.consumer} reads {edge.producer}   {edge.declared_in} ({edge.how})")
+    if found.stages:  # cycles of domains, built in stages
+        click.echo("\nstages:")
+        for line in found.stages:
+            click.echo(f"  {line}")
     if found.ignored:
         click.echo(f"\nignored ({len(found.ignored)}):")
         for note in found.ignored:

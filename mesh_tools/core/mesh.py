@@ -118,6 +118,12 @@ class Domain:
         return self.target_dir / "mesh_measurements.json"
 
     @property
+    def stages_dir(self) -> Path:
+        """A staged build's files (a domain of a cycle): its peers' placeholder manifests, and the run results of
+        its earlier stages (``stage-<n>.run_results.json``), which its last stage's run_results.json does not hold."""
+        return self.target_dir / "mesh-stages"
+
+    @property
     def upstream_names(self) -> tuple[str, ...]:
         return tuple(up.name for up in self.upstreams)
 
@@ -682,18 +688,18 @@ def _check_upstreams(domains: dict[str, Domain], notes: list[str], remote: bool 
                 continue
             upstreams.append(up)
         kept[name] = dataclasses.replace(domain, upstreams=tuple(upstreams))
-    while cycle := find_cycle({n: set(d.upstream_names) for n, d in kept.items()}):
+    staged: set[tuple[str, str]] = set()  # edges of cycles every project declares for real: built in stages
+    while cycle := find_cycle({n: {u for u in d.upstream_names if (n, u) not in staged} for n, d in kept.items()}):
         edges = [(cycle[i], cycle[i + 1]) for i in range(len(cycle) - 1)]
         optional = [
             (consumer, up) for consumer, producer in edges for up in kept[consumer].upstreams
             if up.name == producer and up.optional
         ]  # fmt: skip
         if not optional:
-            first = next(up for up in kept[cycle[0]].upstreams if up.name == cycle[1])
-            raise ConfigError(
-                f"{first.declared_in}: cycle between domains: {' -> '.join(cycle)} (each consumes the next). "
-                "Data must flow one way: remove one of these dependencies."
-            )
+            # projects that read each other's models: a build works on the models across them, in stages, and
+            # refuses a cycle between models (workflows/stages.py)
+            staged.update(edges)
+            continue
         # drop the optional edge whose manifest does not exist yet, else the first one
         consumer, dropped = min(optional, key=lambda e: (kept[e[1].name].manifest_path.is_file(), e[0]))
         notes.append(

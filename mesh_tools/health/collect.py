@@ -8,6 +8,7 @@ or corrupt is recorded as "no data" with the reason; the others still count.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,15 @@ from typing import Any
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.health.history import History
-from mesh_tools.health.inputs import Collection, DomainArtifacts, RunEvent, attached_models, parse_time, read_domain
+from mesh_tools.health.inputs import (
+    Collection,
+    DomainArtifacts,
+    RunEvent,
+    attached_models,
+    parse_time,
+    read_domain,
+    stage_results,
+)
 from mesh_tools.health.measure import measure_products
 from mesh_tools.health.pending import clear_pending, pending_runs
 from mesh_tools.model.manifest import NodeResult
@@ -52,6 +61,9 @@ def collect(
             event = by_domain.get(name)
             runs.append(_run_row(cid, name, art, event if event and event.invocation_id == art.invocation_id else None))
             nodes.extend(_node_rows(cid, name, art))
+            if event and event.invocation_id == art.invocation_id:  # a staged build: its earlier stages ran these
+                for earlier in stage_results(mesh.domains[name]):
+                    nodes.extend(_node_rows(cid, name, dataclasses.replace(art, run_results=earlier)))
         event = by_domain.get(name)
         if event and (event.invocation_id is None or event.invocation_id != art.invocation_id):
             # the run failed before dbt wrote results (stitching, deps), or had nothing to run: still a run

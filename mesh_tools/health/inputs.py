@@ -79,6 +79,20 @@ def attached_models(node: Node | None) -> list[str]:
     return [p for p in node.depends_on if p.startswith("model.")]
 
 
+def stage_results(domain: Domain) -> list[RunResults]:
+    """The run results of the earlier stages of the domain's last staged build (workflows/stages.py); the last
+    stage's are its run_results.json. Unreadable ones are left out: the nodes they ran count as not run."""
+    found = []
+    for path in sorted(domain.stages_dir.glob("stage-*.run_results.json")) if domain.stages_dir.is_dir() else ():
+        try:
+            results = RunResults.read(path, "", required=("results",))
+        except MeshError:
+            continue
+        if results is not None:
+            found.append(results)
+    return found
+
+
 def read_domain(domain: Domain, others: tuple[Path, ...] = ()) -> DomainArtifacts:
     """Read one domain's artifacts; never raises for a missing or corrupt file."""
     from mesh_tools.dbt.staleness import changed_since_manifest, stale_message

@@ -558,6 +558,7 @@ def record_state(
     known: set[str] | None = None,
     seeds: dict[str, str | None] | None = None,
     inputs: dict[str, Any] | None = None,
+    owe: Iterable[str] = (),
 ) -> None:
     """Write the state the next build compares with, after a dbt build wrote ``results`` (or ran nothing).
 
@@ -577,6 +578,7 @@ def record_state(
             owed.discard(result.unique_id)
         else:
             owed.add(result.unique_id)
+    owed |= set(owe)  # a stage of a staged build left them to a later stage (workflows/stages.py)
     if known is not None:  # a node gone from the project is owed nothing
         owed &= known
     loaded_at = dict(previous.loaded_at) if previous is not None else {}

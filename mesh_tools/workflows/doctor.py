@@ -56,6 +56,7 @@ class Diagnosis:
     edges: list[Edge] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # how each cycle of domains is built (workflows/stages.py)
 
     @property
     def blocking(self) -> list[Problem]:
@@ -124,6 +125,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
             )))  # fmt: skip
     _check_refs(out, mesh)
     _check_stale(out, mesh)
+    _check_stages(out, mesh)
     return out
 
 
@@ -230,3 +232,34 @@ def _check_stale(out: Diagnosis, mesh: Mesh) -> None:
 
     for name, why in stale_domains(list(mesh.domains.values())).items():
         out.problems.append(Problem(WARNING, name, why, f"`mesh build {name}` (or `mesh stitch {name}` to parse)."))
+
+
+def _check_stages(out: Diagnosis, mesh: Mesh) -> None:
+    """Each cycle of domains: its stages, read from the domains' manifests as they are (no parse), or a cycle
+    between models, which stops the build."""
+    from mesh_tools.core.graph import ModelCycle, cycles, stages
+    from mesh_tools.model.manifest import Manifest
+    from mesh_tools.workflows.stages import model_cycle_message, model_graph, stage_lines
+
+    for group in cycles(mesh.upstream_graph()):
+        title = f"{', '.join(group)} read each other's models"
+        missing = [n for n in group if not mesh.domains[n].manifest_path.is_file()]
+        if missing:
+            out.stages.append(f"{title}: stages are planned when `mesh build` parses them ({', '.join(missing)} "
+                              "not parsed yet)")  # fmt: skip
+            continue
+        try:
+            manifests = {n: Manifest.load(mesh.domains[n].manifest_path, n) for n in group}
+            owner, parents, where = model_graph(group, manifests)
+            plan = stages(owner, parents, group)
+        except ModelCycle as cycle:
+            message = model_cycle_message(mesh, cycle.path, owner, where)
+            out.problems.append(Problem(BLOCKING, ", ".join(group), message.split(". ", 1)[0], (
+                "A model may not depend on itself through another project: remove one of these refs."
+            )))  # fmt: skip
+            continue
+        except MeshError as exc:
+            out.stages.append(f"{title}: stages cannot be read now ({exc})")
+            continue
+        out.stages.append(f"{title}: `mesh build` builds them in {len(plan)} stages")
+        out.stages += [f"  {line}" for line in stage_lines(plan)]

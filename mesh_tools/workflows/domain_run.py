@@ -123,10 +123,28 @@ class DomainRun:
     released: list[Any] = field(default_factory=list)  # ReleaseDescriptor of each release it published
 
 
+@dataclass(frozen=True)
+class StageSlice:
+    """One stage of a staged build of a cycle of domains (workflows/stages.py): what its `dbt build` leaves out of
+    the domain's own plan, and the domain's nodes later stages build (owed a run until their stage comes)."""
+
+    number: int
+    of: int
+    nodes: tuple[str, ...]  # the domain's nodes this stage builds
+    exclude: tuple[str, ...]  # dbt selectors: the domain's other stages, stubs of products a later stage builds
+    later: tuple[str, ...]  # the domain's nodes a later stage builds
+    final: bool
+
+    def dbt_args(self) -> list[str]:
+        return ["--exclude", *self.exclude] if self.exclude else []
+
+
 def run_domain(
-    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool = True, full: bool = False
-) -> DomainRun:
-    """Stitch ``name``, run ``dbt <command>`` in it, then (build) record receipts and publish.
+    mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool = True, full: bool = False,
+    stage: StageSlice | None = None,
+) -> DomainRun:  # fmt: skip
+    """Stitch ``name``, run ``dbt <command>`` in it, then (build) record receipts and publish (``stage``: one stage
+    of a cycle of domains, built in stages).
 
     Never raises for a domain's own failure: that is the DomainRun's status and problems. A file the mesh
     refuses to write (a planted link, a full disk) anywhere in the run is one located problem of the domain,
@@ -137,7 +155,7 @@ def run_domain(
     start = time.perf_counter()
     run = DomainRun(name, FAILED, started_at=datetime.now(UTC).isoformat())
     try:
-        return _run_domain(mesh, name, command, target, verbose, publish, full, run, start)
+        return _run_domain(mesh, name, command, target, verbose, publish, full, run, start, stage)
     except MeshError as exc:
         run.status = FAILED
         run.problems.append(str(exc))
@@ -149,7 +167,7 @@ def run_domain(
 
 def _run_domain(
     mesh: Mesh, name: str, command: str, target: str | None, verbose: bool, publish: bool, full: bool,
-    run: DomainRun, start: float,
+    run: DomainRun, start: float, stage: StageSlice | None = None,
 ) -> DomainRun:  # fmt: skip
     from mesh_tools.dbt import runner as dbt_runner  # imported here: only worker processes need dbt
 
@@ -187,7 +205,7 @@ def _run_domain(
                 if plan.state is not None:
                     _record_quiet(mesh, domain, target, outcome.consumed, plan.state.manifest, plan)
                 return _done(run, start)
-            args += plan.dbt_args()
+            args += plan.dbt_args() + (stage.dbt_args() if stage else [])
         if command == "docs generate":  # beside the build's artifacts, which the publish gate and health read
             args += ["--target-path", str(domain.docs_dir), "--static"]
         inputs = before_dbt(domain, others_of(mesh))  # what this dbt run parses, recorded with its manifest
@@ -198,7 +216,11 @@ def _run_domain(
             plan = plan.as_full("dbt's state comparison found a breaking change to an enforced contract")
             run.full_reason = plan.why_full
             invocation = dbt_runner.invoke(
-                domain.path, ["build"], target=target, verbose=verbose, profiles_dir=profiles
+                domain.path,
+                ["build", *(stage.dbt_args() if stage else [])],
+                target=target,
+                verbose=verbose,
+                profiles_dir=profiles,
             )
     except MeshError as exc:
         run.problems.append(str(exc))
@@ -211,7 +233,8 @@ def _run_domain(
     if command == "build":
         _count(run, domain, wall_start, target)
         if plan is not None:
-            _remember(mesh, domain, target, plan, outcome.consumed, run, invocation.hook_statements)
+            _remember(mesh, domain, target, plan, outcome.consumed, run, invocation.hook_statements,
+                      stage.later if stage else ())  # fmt: skip
     if invocation.exception:
         manifests = _manifests_quietly(mesh, domain)
         run.problems.append(
@@ -623,10 +646,11 @@ def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
 
 
 def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, consumed: dict[str, str],
-              run: DomainRun, hooks: list[str]) -> None:  # fmt: skip
+              run: DomainRun, hooks: list[str], later: tuple[str, ...] = ()) -> None:  # fmt: skip
     """After dbt wrote this build's results: the state the next build compares with, and why nodes ran.
 
-    ``hooks``: the statements its on-run-start hooks ran in this build."""
+    ``hooks``: the statements its on-run-start hooks ran in this build; ``later``: nodes a later stage builds
+    (owed: this stage left them out, whatever its plan chose)."""
     if run.invocation_id is None:
         return  # dbt stopped before running anything: the next build decides again from the same state
     try:
@@ -644,7 +668,7 @@ def _remember(mesh: Mesh, domain: Domain, target: str | None, plan: BuildPlan, c
     known = set(manifest.nodes) | set(manifest.unit_tests) | set(manifest.sources)
     try:
         record_state(domain, name, plan, domain.manifest_path, results, products, known,
-                     seed_digests(domain, manifest), _inputs(domain, plan, manifest, hooks))  # fmt: skip
+                     seed_digests(domain, manifest), _inputs(domain, plan, manifest, hooks), owe=later)  # fmt: skip
     except OSError as exc:
         run.warnings.append(f"build state not recorded: {describe_os_error(exc)}")
         return

@@ -2,7 +2,9 @@
 
 Each domain runs in a worker process (dbt is not thread-safe). A domain starts once all its
 selected upstreams succeeded; when one fails, everything downstream of it is skipped while
-independent domains go on. Every worker asks, as it starts (before it waits for work), to die with
+independent domains go on. Domains that read each other's models (a cycle between domains) are
+planned before anything runs and built in stages (workflows/stages.py), one stage after the other,
+while independent domains go on. Every worker asks, as it starts (before it waits for work), to die with
 the `mesh` process that forked it: a killed run leaves no worker behind.
 """
 
@@ -12,12 +14,13 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError
+from mesh_tools.core.graph import cycles
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
@@ -68,20 +71,27 @@ def preflight(mesh: Mesh, plan: RunPlan) -> None:
 
 
 def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> list[DomainRun]:
-    """Run ``plan`` and return one DomainRun per selected domain, in dependency order."""
+    """Run ``plan`` and return one DomainRun per selected domain, in dependency order.
+
+    A cycle of selected domains is parsed and split into stages before anything runs (ConfigError for a
+    cycle between models); `mesh build` builds it stage by stage, `mesh stitch` parses it once more, each
+    domain against the others' parses."""
     preflight(mesh, plan)
     notify = progress or (lambda *_: None)
     selected = set(plan.domains)
     ups = {n: {u for u in mesh.domains[n].upstream_names if u in selected} for n in plan.domains}
+    groups = cycles(ups)
+    peers = {name: group for group in groups for name in group}
     results: dict[str, DomainRun] = {}
     running: dict[Future[DomainRun], str] = {}
-    for name, run in _quiescent(mesh, plan, ups).items():
+    for name, run in _quiescent(mesh, plan, ups, groups).items():
         results[name] = run
         notify("finished", name, run)
     if len(results) == len(plan.domains):  # nothing to do anywhere: neither dbt nor a worker is started
         return [results[n] for n in plan.domains]
     # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
+    from mesh_tools.workflows.stages import StagedGroup, prepare, run_stages
 
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
@@ -92,34 +102,77 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     # metastore) must not serve a second domain: each domain then gets a process of its own.
     fresh = any(engines.owns_its_process(p.adapter) for p in profiles.values())
     single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
-    with worker_pool(jobs) as pool:
+    staged: dict[str, StagedGroup] = {}  # first domain of a cycle -> its stages
+    groups_running: dict[Future[dict[str, DomainRun]], list[str]] = {}
+    with worker_pool(jobs) as pool, ThreadPoolExecutor(max_workers=max(1, len(groups))) as conductor:
+
+        def submit(fn: Callable[..., DomainRun], *args: object) -> Future[DomainRun]:
+            if not fresh:
+                return pool.submit(fn, *args)
+            own = worker_pool(1)  # a process of its own, shut down once its work is done
+            future = own.submit(fn, *args)
+            future.add_done_callback(lambda _f: own.shutdown(wait=False))
+            return future
+
+        for group in groups:  # planned before anything runs: a cycle between models stops the run here
+            if plan.command in ("build", "parse") and not any(n in results for n in group):
+                staged[group[0]] = prepare(mesh, group, plan.target, plan.verbose, submit)
+                for name, run in staged[group[0]].stopped.items():
+                    results[name] = run
+                    notify("skipped" if run.status == SKIPPED else "finished", name, run)
         while len(results) < len(plan.domains):
+            busy = set(running.values()) | {n for g in groups_running.values() for n in g}
             for name in plan.domains:
-                if name in results or name in running.values():
+                if name in results or name in busy:
                     continue
-                failed_up = sorted(u for u in ups[name] if u in results and results[u].status != SUCCESS)
+                group = peers.get(name, [name])
+                outside = {u for n in group for u in ups[n]} - set(group)
+                if plan.command == "parse" or name not in staged:  # a cycle's stitch: one domain after the other
+                    outside |= set(group[: group.index(name)])
+                failed_up = sorted(u for u in outside if u in results and results[u].status != SUCCESS)
+                failed_up += sorted(n for n in group if n in results and results[n].status != SUCCESS)
                 if failed_up:
                     results[name] = DomainRun(
-                        name, SKIPPED, problems=[f"upstream {', '.join(failed_up)} did not succeed"]
+                        name, SKIPPED, problems=[f"upstream {', '.join(dict.fromkeys(failed_up))} did not succeed"]
                     )
                     notify("skipped", name, results[name])
                     continue
-                if all(u in results for u in ups[name]):
-                    if (fresh and len(running) >= jobs) or _shares_storage(name, running.values(), profiles):
+                if not all(u in results for u in outside):
+                    continue
+                if name in staged and plan.command == "build":
+                    if any(_shares_storage(n, busy, profiles) for n in group):
                         continue
-                    executor = worker_pool(1) if fresh else pool
-                    future = executor.submit(
-                        run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish, plan.full
-                    )
-                    if fresh:
-                        single[future] = executor
-                    running[future] = name
-                    notify("started", name, None)
-            if not running:
+                    task = conductor.submit(run_stages, mesh, staged[name], plan.command, plan.target, plan.verbose,
+                                            plan.publish, plan.full, submit, notify)  # fmt: skip
+                    groups_running[task] = group
+                    busy |= set(group)
+                    continue
+                if (fresh and len(running) >= jobs) or _shares_storage(name, running.values(), profiles):
+                    continue
+                executor = worker_pool(1) if fresh else pool
+                future = executor.submit(
+                    run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish, plan.full
+                )
+                if fresh:
+                    single[future] = executor
+                running[future] = name
+                busy.add(name)
+                notify("started", name, None)
+            if not running and not groups_running:
                 continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            done, _ = wait([*running, *groups_running], return_when=FIRST_COMPLETED)
             for future in done:
-                name = running.pop(future)
+                if future in groups_running:
+                    members = groups_running.pop(future)  # type: ignore[call-overload]
+                    try:
+                        finished = future.result()
+                    except Exception as exc:  # noqa: BLE001 - a crashed conductor fails its cycle, not the run
+                        crashed = f"staged build crashed: {exc!r}"
+                        finished = {n: DomainRun(n, FAILED, problems=[crashed]) for n in members}
+                    for name in members:  # each stage was shown as it finished
+                        results[name] = finished[name]
+                    continue
+                name = running.pop(future)  # type: ignore[call-overload]
                 try:
                     results[name] = future.result()
                 except Exception as exc:  # a crashed worker fails its domain, not the run
@@ -130,16 +183,18 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     return [results[n] for n in plan.domains]
 
 
-def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]]) -> dict[str, DomainRun]:
+def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]], groups: list[list[str]]) -> dict[str, DomainRun]:
     """The domains a state-aware build skips from here, in dependency order: nothing they depend on
-    changed since their last build (workflows/build_state.quiescent), and no selected upstream runs."""
+    changed since their last build (workflows/build_state.quiescent), and no selected upstream runs. The
+    domains of a cycle are skipped together or not at all (their stages are one build)."""
     from mesh_tools.workflows.build_state import quiescent
 
     quiet: dict[str, DomainRun] = {}
     if plan.command != "build" or plan.full:
         return quiet
+    peers = {name: set(group) for group in groups for name in group}
     for name in plan.domains:
-        if any(u not in quiet for u in ups[name]):
+        if any(u not in quiet for u in ups[name] - peers.get(name, set())):
             continue  # an upstream runs: it may publish, so this domain's worker decides
         start = time.perf_counter()
         try:
@@ -150,6 +205,13 @@ def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]]) -> dict[str,
             note = "nothing changed since its last build: no dbt run"
             quiet[name] = DomainRun(name, SUCCESS, seconds=time.perf_counter() - start, models_total=models,
                                     notes=[note], unseen=unseen)  # fmt: skip
+    changed = True
+    while changed:  # a domain of a cycle runs: its stages build every one of its domains, and what reads them
+        loud = {n for n in plan.domains if n not in quiet}
+        drop = {m for n in loud for m in peers.get(n, ())} | {n for n in quiet if ups[n] & loud}
+        changed = bool(drop & set(quiet))
+        for name in drop:
+            quiet.pop(name, None)
     return quiet
 
 

@@ -172,6 +172,17 @@ MESHES = {
                 "'stg_orders' is a protected model of project 'pricing'",
             ),
         ),
+        Foreign(
+            "bidirectional",
+            # one row per segment of the customers who ordered (figures: tests/foreign/test_project_cycles.py)
+            final=(("project_a/project_a.duckdb", "main.segment_revenue", 3),),
+            bad_ref=(
+                "project_b",
+                "project_b/models/bad.sql",
+                "select * from {{ ref('project_a', 'segment_revenue') }}",
+                "'segment_revenue' is a protected model of project 'project_a'",
+            ),
+        ),
     )
 }
 

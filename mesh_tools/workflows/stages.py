@@ -1,0 +1,290 @@
+"""Build a cycle of domains whose models form no cycle in stages, each one domain's slice of the model graph.
+
+Projects that read each other's models (A reads B's ``dim_customers``, B reads A's ``stg_orders``) form a
+cycle between domains, but often none between models. Each domain of the cycle is parsed (as `mesh stitch`
+parses it, against placeholders for the products of its peers that no manifest describes yet); the models,
+seeds and snapshots of all of them then form one graph, split by ``core.graph.stages``: each stage is a
+`dbt build` of one domain's slice, whose upstreams inside the cycle earlier stages built and published, and
+it publishes what it built for the next stage, which stitches again and reads that release. A cycle between
+models is refused before anything is built, naming the models and their files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import ConfigError, MeshError, display_path
+from mesh_tools.core.files import write_atomic
+from mesh_tools.core.graph import ModelCycle, Stage, stages
+from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.model.manifest import Manifest, read_json
+from mesh_tools.model.nodes import Node
+from mesh_tools.stitch.refs import scan_refs
+from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, StageSlice, run_domain
+
+Submit = Callable[..., "Future[DomainRun]"]
+
+BUILT = ("model", "seed", "snapshot")  # what a stage's `dbt build` builds, and a consumer may ref
+
+
+def own_built(manifest: Manifest) -> list[Node]:
+    """The project's own models, seeds and snapshots."""
+    return [n for n in manifest.nodes.values() if n.resource_type in BUILT and n.package == manifest.project]
+
+
+def product_of(manifest: Manifest, unique_id: str) -> Node | None:
+    """The producer's node a consumer's stub ``unique_id`` stands for: a model keeps its id, a seed's or snapshot's
+    stub is a model of the same name (``model.revenue.integers`` for ``seed.revenue.integers``)."""
+    rest = unique_id.partition(".")[2]
+    return next((manifest.nodes[u] for u in (unique_id, f"seed.{rest}", f"snapshot.{rest}") if u in manifest.nodes),
+                None)  # fmt: skip
+
+
+@dataclass
+class StagedGroup:
+    """A cycle of domains, ready to build: its stages, or the runs that stopped it (a domain did not parse)."""
+
+    domains: list[str]
+    stages: list[Stage] = field(default_factory=list)
+    slices: dict[int, StageSlice] = field(default_factory=dict)  # stage number -> what its dbt run selects
+    stopped: dict[str, DomainRun] = field(default_factory=dict)
+    parsed: dict[str, DomainRun] = field(default_factory=dict)  # the parse each domain had for the plan
+
+
+def placeholder_manifest(mesh: Mesh, consumer: Domain, upstream: str) -> Path | None:
+    """The manifest ``consumer`` parses against for ``upstream``: its own (None) when it describes every product
+    the consumer's code refs, else a copy with a placeholder model for each one it lacks (a peer in the cycle
+    may not have been parsed since the product was written). Placeholders only let dbt parse: the build
+    stitches against the real manifest, and refuses a ref to what the producer does not share."""
+    wanted = {(ref.model, ref.version) for ref in scan_refs(consumer) if ref.project == upstream}
+    path = mesh.domains[upstream].manifest_path
+    data: dict[str, Any]
+    try:
+        data = read_json(path, "manifest", "") if path.is_file() else {}
+    except MeshError:
+        data = {}
+    manifest = Manifest(data, path, upstream) if data else None
+    have = {(n.name, n.version) for n in own_built(manifest)} if manifest else set()
+    names = {name for name, _ in have}
+    missing = sorted(w for w in wanted if w not in have and not (w[1] is None and w[0] in names))
+    if data and not missing:
+        return None
+    data = data or {"metadata": {"project_name": upstream}, "nodes": {}, "sources": {}, "macros": {}}
+    nodes = dict(data.get("nodes") or {})
+    for name, version in missing:
+        uid = f"model.{upstream}.{name}" + (f".v{version}" if version else "")
+        nodes[uid] = {
+            "unique_id": uid, "resource_type": "model", "name": name, "package_name": upstream,
+            "fqn": [upstream, name] + ([f"v{version}"] if version else []), "access": "public",
+            "config": {"access": "public", "materialized": "view", "enabled": True}, "columns": {},
+            "version": version, "latest_version": version, "original_file_path": "", "schema": "main",
+            "alias": name, "depends_on": {"nodes": []},
+        }  # fmt: skip
+    data = {**data, "nodes": nodes, "metadata": {**(data.get("metadata") or {}), "project_name": upstream}}
+    target = consumer.stages_dir / f"{upstream}.manifest.json"
+    write_atomic(target, json.dumps(data), below=consumer.target_dir)
+    return target
+
+
+def _parse_mesh(mesh: Mesh, name: str) -> Mesh:
+    """The mesh as ``name``'s planning parse sees it: each upstream of the mesh through a manifest that
+    describes what ``name`` refs of it."""
+    domain = mesh.domains[name]
+    domains = dict(mesh.domains)
+    for up in domain.upstreams:
+        if up.name in mesh.domains:
+            path = placeholder_manifest(mesh, domain, up.name)
+            if path is not None:
+                domains[up.name] = dataclasses.replace(mesh.domains[up.name], parsed_manifest=path)
+    return dataclasses.replace(mesh, domains=domains)
+
+
+def _current(mesh: Mesh, domain: Domain) -> bool:
+    """Whether the domain's manifest describes its files as they are (dbt/staleness.py), so no parse is needed."""
+    from mesh_tools.dbt.staleness import judge, others_of
+
+    return domain.manifest_path.is_file() and judge(domain, others_of(mesh)).fresh
+
+
+def prepare(mesh: Mesh, group: list[str], target: str | None, verbose: bool, submit: Submit) -> StagedGroup:
+    """Parse each domain of the cycle whose manifest is not current (side by side, each against the placeholders
+    its peers need), then split the models across them into stages. ConfigError naming the models and files
+    of a cycle between models."""
+    out = StagedGroup(list(group))
+    # every placeholder is written before any parse starts, so the parses can run side by side
+    views = {name: _parse_mesh(mesh, name) for name in group if not _current(mesh, mesh.domains[name])}
+    parses = {name: submit(run_domain, view, name, "parse", target, verbose) for name, view in views.items()}
+    for name, future in parses.items():
+        out.parsed[name] = run = future.result()
+        if run.status != SUCCESS:
+            out.stopped[name] = run
+    if out.stopped:
+        failed = ", ".join(sorted(out.stopped))
+        for name in group:
+            out.stopped.setdefault(name, DomainRun(name, SKIPPED, problems=[
+                f"{failed} of its cycle of domains ({', '.join(group)}) did not parse: the stages of the cycle "
+                "cannot be planned"]))  # fmt: skip
+        return out
+    manifests = {name: Manifest.load(mesh.domains[name].manifest_path, name) for name in group}
+    owner, parents, where = model_graph(group, manifests)
+    try:
+        out.stages = stages(owner, parents, group)
+    except ModelCycle as cycle:
+        raise ConfigError(model_cycle_message(mesh, cycle.path, owner, where)) from None
+    out.slices = slices(out.stages, owner, manifests)
+    return out
+
+
+def model_graph(
+    group: list[str], manifests: dict[str, Manifest]
+) -> tuple[dict[str, str], dict[str, set[str]], dict[str, str]]:
+    """The models, seeds and snapshots of the cycle's domains: node -> its domain, node -> the nodes of the
+    cycle it reads (a stub of a peer's product resolved to that product), node -> its file in its project."""
+    owner: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for name in group:
+        for node in own_built(manifests[name]):
+            owner[node.unique_id] = name
+            where[node.unique_id] = node.file
+    parents: dict[str, set[str]] = {}
+    for name in group:
+        for node in own_built(manifests[name]):
+            found: set[str] = set()
+            for parent in node.depends_on:
+                package = parent.split(".")[1] if parent.count(".") >= 2 else ""
+                if package in manifests and package != name:
+                    shared = product_of(manifests[package], parent)
+                    found.add(shared.unique_id if shared is not None else parent)
+                elif parent in owner:
+                    found.add(parent)
+            parents[node.unique_id] = found
+    return owner, parents, where
+
+
+def model_cycle_message(mesh: Mesh, path: list[str], owner: dict[str, str], where: dict[str, str]) -> str:
+    """One located message: the models that read each other across projects, with their files."""
+    shown = [
+        f"{owner[uid]}.{uid.split('.', 2)[2]} ({display_path(mesh.domains[owner[uid]].path / where[uid])})"
+        for uid in path
+    ]
+    domains = sorted({owner[uid] for uid in path})
+    return (
+        f"cycle between models across projects: {' -> '.join(shown)} (each reads the next). "
+        f"{' and '.join(domains)} may read each other's models, but no model may depend on itself through "
+        "another project: no stage could build it first. Remove one of these refs."
+    )
+
+
+def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manifest]) -> dict[int, StageSlice]:
+    """What each stage's `dbt build` leaves out: its domain's nodes of other stages, and the stubs of its peers'
+    products a later stage builds (their release does not exist yet, or is the last build's)."""
+    at = {uid: stage.number for stage in plan for uid in stage.nodes}
+    out: dict[int, StageSlice] = {}
+    for stage in plan:
+        manifest = manifests[stage.domain]
+        exclude: list[str] = []
+        for uid, node in sorted(manifest.nodes.items()):
+            if node.resource_type not in BUILT:
+                continue
+            if owner.get(uid) == stage.domain and at.get(uid) != stage.number:
+                exclude.append(_selector(node))
+                continue
+            if node.package in manifests and node.package != stage.domain:  # a stub of a peer's product
+                product = product_of(manifests[node.package], uid)
+                if product is not None and at.get(product.unique_id, 0) > stage.number:
+                    exclude.append(_selector(node))
+        later = sorted(uid for uid, n in at.items() if owner[uid] == stage.domain and n > stage.number)
+        out[stage.number] = StageSlice(stage.number, len(plan), tuple(stage.nodes), tuple(exclude), tuple(later),
+                                       stage.final)  # fmt: skip
+    return out
+
+
+def _selector(node: Node) -> str:
+    fqn = node.get("fqn")
+    return "fqn:" + ".".join(str(p) for p in fqn) if isinstance(fqn, list) and fqn else node.name
+
+
+def run_stages(
+    mesh: Mesh, staged: StagedGroup, command: str, target: str | None, verbose: bool, publish: bool, full: bool,
+    submit: Submit, notify: Callable[[str, str, DomainRun | None], None],
+) -> dict[str, DomainRun]:  # fmt: skip
+    """Run the stages in order, each in a worker; after a failed stage nothing more of the cycle runs. One
+    DomainRun per domain, merged over its stages."""
+    runs: dict[str, list[DomainRun]] = {name: [] for name in staged.domains}
+    for name in staged.domains:  # the last staged build's: collected into the health history after it
+        folder = mesh.domains[name].stages_dir
+        for old in folder.glob("stage-*.run_results.json") if folder.is_dir() and not folder.is_symlink() else ():
+            old.unlink(missing_ok=True)
+    stopped: str | None = None
+    deferred: set[str] = set()  # nodes an earlier stage of this build left to a later one (owed a run by it)
+    for stage in staged.stages:
+        label = f"{stage.domain} (stage {stage.number} of {len(staged.stages)})"
+        if stopped is not None:
+            runs[stage.domain].append(DomainRun(stage.domain, SKIPPED, problems=[
+                f"stage {stage.number} of its cycle was not built: {stopped} did not succeed"]))  # fmt: skip
+            continue
+        notify("started", label, None)
+        stage_slice = staged.slices[stage.number]
+        run = submit(run_domain, mesh, stage.domain, command, target, verbose, publish, full, stage_slice).result()
+        run.notes.insert(0, stage_lines([stage])[0])
+        mine = {f"{stage.domain}.{uid.split('.', 2)[2]}" for uid in stage.nodes if uid in deferred}
+        run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
+        deferred |= set(stage_slice.later)
+        notify("finished", label, run)
+        runs[stage.domain].append(run)
+        if not stage.final and run.invocation_id is not None:  # its last stage's run_results.json replaces these
+            domain = mesh.domains[stage.domain]
+            kept = domain.stages_dir / f"stage-{stage.number}.run_results.json"
+            try:
+                write_atomic(kept, domain.run_results_path.read_bytes(), below=domain.target_dir)
+            except (MeshError, OSError) as exc:
+                run.warnings.append(f"the results of stage {stage.number} were not kept for health ({exc})")
+        if run.status != SUCCESS:
+            stopped = label
+    return {name: merge(name, parts) for name, parts in runs.items()}
+
+
+_OWED = "its last run did not succeed"  # how build_state explains a node owed a run
+_DEFERRED = "an earlier stage of this build left it to this one (it reads what the stages between built)"
+
+
+def stage_lines(staged: list[Stage], manifests: dict[str, Manifest] | None = None) -> list[str]:
+    """The stages as `mesh doctor` and `mesh build --explain` show them: ``stage 1: project_a builds stg_orders``."""
+    lines = []
+    for stage in staged:
+        names = ", ".join(uid.split(".", 2)[2] for uid in stage.nodes)
+        tail = " (its last stage)" if stage.final else " (and publishes them for the stages after it)"
+        lines.append(f"stage {stage.number}: {stage.domain} builds {names}{tail}")
+    return lines
+
+
+def merge(name: str, parts: list[DomainRun]) -> DomainRun:
+    """One domain's runs over its stages as one: counts added, what was read and published kept."""
+    if len(parts) == 1:
+        return parts[0]
+    status = FAILED if any(p.status == FAILED for p in parts) else SKIPPED if any(p.status == SKIPPED for p in parts) \
+        else SUCCESS  # fmt: skip
+    out = DomainRun(name, status, started_at=next((p.started_at for p in parts if p.started_at), None))
+    for part in parts:
+        for counter in ("seconds", "models", "models_failed", "tests_passed", "tests_failed", "tests_warned",
+                        "upstream_views", "published", "published_rows"):  # fmt: skip
+            setattr(out, counter, getattr(out, counter) + getattr(part, counter))
+        out.notes += part.notes
+        out.problems += part.problems
+        out.warnings += [w for w in part.warnings if w not in out.warnings]
+        out.decisions += part.decisions
+        out.unseen += [u for u in part.unseen if u not in out.unseen]
+        out.consumed.update(part.consumed)
+        out.released += part.released
+        out.full_reason = out.full_reason or part.full_reason
+        for kept in ("stitched", "findings", "invocation_id", "models_total", "ended_at"):
+            value = getattr(part, kept)
+            if value:
+                setattr(out, kept, value)
+    return out

@@ -1,0 +1,184 @@
+"""Projects that read each other's models (a cycle between domains, none between models) build in stages.
+
+The corpus mesh ``bidirectional`` (project_a <-> project_b, written as dbt's docs and Cosmos' dbt-loom
+examples write them) is built once by the corpus fixture; tests that change it work on a copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from mesh_tools.core.graph import ModelCycle, components, stages, topological_order
+from tests.conftest import copy_tree, run_mesh
+from tests.foreign.conftest import CORPUS, BuiltForeign, run_foreign
+
+FIXTURE = CORPUS / "bidirectional"
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def expected_segments(root: Path) -> list[tuple[str, int, int]]:
+    """segment_revenue computed in Python from the two projects' raw seeds: (segment, customers, revenue)."""
+    segment = {r["customer_id"]: r["segment"] for r in _csv(root / "project_b/seeds/raw_customers.csv")}
+    customers: dict[str, set[str]] = {}
+    revenue: dict[str, int] = {}
+    for order in _csv(root / "project_a/seeds/raw_orders.csv"):
+        if order["customer_id"] not in segment:
+            continue  # an inner join: orders of unknown customers count nowhere
+        name = segment[order["customer_id"]]
+        customers.setdefault(name, set()).add(order["customer_id"])
+        revenue[name] = revenue.get(name, 0) + int(order["amount"])
+    return sorted((name, len(customers[name]), revenue[name]) for name in revenue)
+
+
+def one_project(root: Path, relation: str) -> list[tuple]:
+    """The same models built as one project would build them: the seeds and every model's SQL run in one DuckDB
+    database, each ref (one or two arguments) naming a table of that database."""
+    import duckdb
+
+    con = duckdb.connect()
+    ref = re.compile(r"\{\{\s*ref\(\s*(?:'[\w]+'\s*,\s*)?'(\w+)'\s*\)\s*\}\}")
+    for seed in sorted(root.glob("project_*/seeds/*.csv")):
+        con.execute(f"create table {seed.stem} as select * from read_csv_auto('{seed}')")
+    for model in ("stg_orders", "dim_customers", "segment_revenue"):  # one project's order: its own DAG
+        sql = next(root.glob(f"project_*/models/{model}.sql")).read_text()
+        con.execute(f"create table {model} as {ref.sub(lambda m: m[1], sql)}")
+    return sorted(con.execute(f"select * from {relation}").fetchall())
+
+
+def table(database: Path, relation: str) -> list[tuple]:
+    import duckdb
+
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return sorted(con.execute(f"select * from {relation}").fetchall())
+    finally:
+        con.close()
+
+
+def releases(root: Path) -> dict[str, list[str]]:
+    """Every product's release folders in the exchange."""
+    found = {}
+    for folder in sorted((root / "exchange/products").glob("*/*/unversioned/releases")):
+        found[f"{folder.parts[-4]}.{folder.parts[-3]}"] = sorted(p.name for p in folder.iterdir())
+    return found
+
+
+def test_stages_split_the_model_graph_and_refuse_a_model_cycle() -> None:
+    """Pure graph logic: levels count domain boundaries; a same-domain run of levels is one stage."""
+    owner = {"a.seed": "a", "a.stg": "a", "b.dim": "b", "b.raw": "b", "a.rev": "a", "a.other": "a"}
+    parents = {"a.stg": {"a.seed"}, "b.dim": {"b.raw", "a.stg"}, "a.rev": {"b.dim", "a.stg"}, "a.other": {"a.seed"}}
+    found = [(s.number, s.domain, s.nodes, s.final) for s in stages(owner, parents, ["a", "b"])]
+    assert found == [
+        (1, "a", ("a.other", "a.seed", "a.stg"), False),
+        (2, "b", ("b.dim", "b.raw"), True),
+        (3, "a", ("a.rev",), True),
+    ]
+    with pytest.raises(ModelCycle) as refused:
+        stages({"x": "a", "y": "b"}, {"x": {"y"}, "y": {"x"}}, ["a", "b"])
+    assert refused.value.path in (["x", "y", "x"], ["y", "x", "y"])
+    # a cycle of domains comes together in the order, upstreams of it first, readers of it after
+    ups = {"a": {"b", "core"}, "b": {"a"}, "core": set(), "report": {"b"}}
+    assert components(ups) == [["core"], ["a", "b"], ["report"]]
+    assert topological_order(ups) == ["core", "a", "b", "report"]
+
+
+def test_a_cycle_between_projects_loads(plain_mesh: Path) -> None:
+    """shop now declares reporting, which reads shop: no model of shop reads reporting, so the mesh loads (a build
+    plans the stages; a cycle between models is refused there)."""
+    (plain_mesh / "shop" / "dependencies.yml").write_text("projects:\n  - name: reporting\n")
+    listed = run_mesh("ls", cwd=plain_mesh)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert re.search(r"^reporting .* upstreams: shop$", listed.stdout, re.M), listed.stdout
+    assert re.search(r"^shop .* upstreams: reporting$", listed.stdout, re.M), listed.stdout
+
+
+def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str, BuiltForeign]) -> None:
+    """The staged build equals the same models built as one project; a second build reuses everything; a change in
+    stage 1 rebuilds what reads it in the later stages. The builds run in the session's built copy (a state-aware
+    build needs the copy its state was recorded in): every figure other tests read is taken from its seeds."""
+    built = corpus["bidirectional"]
+    root = built.root
+    assert built.result.returncode == 0, built.output
+    out = built.result.stdout
+    started = re.findall(r"\] (\S+ \(stage \d of \d\)): started", out)
+    assert started == ["project_a (stage 1 of 3)", "project_b (stage 2 of 3)", "project_a (stage 3 of 3)"], out
+    assert expected_segments(FIXTURE) == [("online", 1, 4), ("retail", 2, 37), ("wholesale", 1, 13)]
+    # the figures from the raw seeds, the same models run as one project, and the mesh's staged build agree
+    figures = expected_segments(root)
+    assert table(root / "project_a/project_a.duckdb", "main.segment_revenue") == figures
+    assert one_project(root, "segment_revenue") == figures
+    assert table(root / "project_b/project_b.duckdb", "main.dim_customers") == one_project(root, "dim_customers")
+    # each public product published by the stage that built it; the protected one not at all
+    first = releases(root)
+    assert sorted(first) == ["project_a.stg_orders", "project_b.dim_customers"]
+    # the earlier stage's results reach the health history: stg_orders was built, by stage 1
+    assert "never built successfully" not in (root / "health/report.md").read_text()
+
+    again = run_foreign(built.mesh, root, "build")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ran 0 of 3 models, reused 3" in again.stdout, again.stdout
+    assert releases(root) == first  # nothing rebuilt, nothing published again
+
+    # a new order in project_a's raw data: stage 1 rebuilds it, project_b reads the new release, stage 3 follows
+    with (root / "project_a/seeds/raw_orders.csv").open("a") as handle:
+        handle.write(f"{100 + len(_csv(root / 'project_a/seeds/raw_orders.csv'))},4,6\n")
+    changed = run_foreign(built.mesh, root, "build", "--explain")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "ran 3 of 3 models, reused 0" in changed.stdout, changed.stdout
+    explained = changed.stdout
+    assert "    project_a.stg_orders (upstream view): upstream project_a.stg_orders has a new release\n" in explained
+    assert "    project_b.dim_customers: upstream project_a.stg_orders ran\n" in explained
+    assert "    project_a.segment_revenue: an earlier stage of this build left it to this one" in explained
+    assert {k: len(v) - len(first[k]) for k, v in releases(root).items()} == {"project_a.stg_orders": 1,
+                                                                              "project_b.dim_customers": 1}  # fmt: skip
+    assert table(root / "project_a/project_a.duckdb", "main.segment_revenue") == expected_segments(root)
+    assert table(root / "project_b/project_b.duckdb", "main.dim_customers") == one_project(root, "dim_customers")
+
+
+def test_doctor_shows_the_stages(corpus: dict[str, BuiltForeign]) -> None:
+    built = corpus["bidirectional"]
+    doctor = run_foreign(built.mesh, built.root, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert (
+        "stages:\n"
+        "  project_a, project_b read each other's models: `mesh build` builds them in 3 stages\n"
+        "    stage 1: project_a builds stg_orders, raw_orders (and publishes them for the stages after it)\n"
+        "    stage 2: project_b builds dim_customers, raw_customers (its last stage)\n"
+        "    stage 3: project_a builds segment_revenue (its last stage)\n"
+    ) in doctor.stdout
+
+
+def test_a_cycle_between_models_is_refused_before_anything_runs(
+    corpus: dict[str, BuiltForeign], tmp_path: Path
+) -> None:
+    built = corpus["bidirectional"]
+    root = copy_tree(built.root, tmp_path / "bidirectional")
+    (root / "project_a/models/a_loop.sql").write_text(
+        "{{ config(access='public') }}\nselect * from {{ ref('project_b', 'b_loop') }}\n"
+    )
+    (root / "project_b/models/b_loop.sql").write_text(
+        "{{ config(access='public') }}\nselect * from {{ ref('project_a', 'a_loop') }}\n"
+    )
+    storage = {p: p.stat().st_mtime_ns for p in root.glob("project_*/*.duckdb")}
+    before = releases(root)
+    result = run_foreign(built.mesh, root, "build")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cycle between models across projects: "), result.stderr
+    assert (
+        "project_a.a_loop (project_a/models/a_loop.sql) -> project_b.b_loop (project_b/models/b_loop.sql) -> "
+        "project_a.a_loop (project_a/models/a_loop.sql) (each reads the next)" in lines[0]
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "started" not in result.stdout  # no stage ran
+    assert {p: p.stat().st_mtime_ns for p in storage} == storage and releases(root) == before
+    doctor = run_foreign(built.mesh, root, "doctor")  # doctor reads the parses the refused build made
+    assert doctor.returncode == 1 and "[blocking] project_a, project_b: cycle between models" in doctor.stdout
