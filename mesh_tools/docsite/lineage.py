@@ -2,7 +2,8 @@
 
 Node ids are dbt unique_ids. A consumer's stub of an upstream product carries the producer's own
 unique_id (``model.sales.fct_orders.v2``), so the union of every domain's manifest is one graph
-whose cross-project edges are exactly the two-argument refs.
+whose cross-project edges are exactly the two-argument refs (a shared seed's or snapshot's stub is a
+model of its name: its edges are the seed's or snapshot's).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, stub_id
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 26, 70, 16, 12
 
@@ -27,6 +28,7 @@ class Graph:
     href: dict[str, str] = field(default_factory=dict)  # uid -> page (relative to the site root)
     parents: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     children: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    stubs: dict[str, str] = field(default_factory=dict)  # a stub's model id -> the shared seed or snapshot
 
     def add_manifest(self, project: str, manifest: Manifest) -> None:
         for node in [*manifest.nodes.values(), *manifest.sources.values()]:
@@ -37,10 +39,21 @@ class Graph:
             uid = node.unique_id
             self.project[uid] = project
             self.label[uid] = _label(node)
+            if stub_id(uid) != uid:
+                self._shared(stub_id(uid), uid)
             for parent in node.depends_on:
                 if parent.split(".")[0] in ("model", "seed", "snapshot", "source"):
+                    parent = self.stubs.get(parent, parent)
                     self.parents[uid].add(parent)
                     self.children[parent].add(uid)
+
+    def _shared(self, stub: str, real: str) -> None:
+        """Consumers read a shared seed or snapshot through a stub model of its name: one node in the graph."""
+        self.stubs[stub] = real
+        for child in self.children.pop(stub, set()):
+            self.parents[child].discard(stub)
+            self.parents[child].add(real)
+            self.children[real].add(child)
 
     def upstream(self, uid: str) -> set[str]:
         return _walk(uid, self.parents)

@@ -160,7 +160,7 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
 
 
 def publish_interface(exchange: Exchange, domain: Domain) -> None:
-    """Put the domain's public interface (its public models' manifest nodes, without their SQL, and its groups)
+    """Put the domain's public interface (its public models', seeds' and snapshots' nodes, without SQL, and groups)
     in an object-store exchange, for consumers on machines that do not hold the domain's project."""
     import json
 
@@ -170,7 +170,7 @@ def publish_interface(exchange: Exchange, domain: Domain) -> None:
     nodes = {
         uid: {k: v for k, v in node.items() if k not in ("raw_code", "compiled_code", "compiled_path")}
         for uid, node in (data.get("nodes") or {}).items()
-        if node.get("resource_type") == "model" and node.get("access") == "public"
+        if Node(uid, node).is_shareable and Node(uid, node).is_public  # a model, seed or snapshot (as dbt-loom reads)
         and node.get("package_name") == domain.name
     }  # fmt: skip
     groups = {k: g for k, g in (data.get("groups") or {}).items() if g.get("package_name") == domain.name}

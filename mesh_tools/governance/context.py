@@ -89,9 +89,10 @@ class CheckContext:
         ]
 
     def producer_node(self, unique_id: str) -> Node | None:
-        """A node as its own project's manifest describes it (None when that project is not loaded)."""
+        """A node as its own project's manifest describes it (None when that project is not loaded); a stub's
+        model id names the seed or snapshot it stands for."""
         manifest = self.manifests.get(unique_id.split(".")[1])
-        return manifest.nodes.get(unique_id) if manifest else None
+        return manifest.shared_node(unique_id) if manifest else None
 
     def consumers_of(self, unique_id: str) -> list[CrossRef]:
         return [ref for ref in self.cross_refs if ref.upstream_node == unique_id]

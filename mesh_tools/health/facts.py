@@ -19,8 +19,8 @@ TREND_POINTS = 60
 class Facts:
     """Everything the monitors read from the history, queried once per report."""
 
-    last_success: dict[str, datetime] = field(default_factory=dict)  # model uid -> completed_at
-    last_status: dict[str, str] = field(default_factory=dict)  # model uid -> status in its latest run
+    last_success: dict[str, datetime] = field(default_factory=dict)  # model, seed or snapshot uid -> completed_at
+    last_status: dict[str, str] = field(default_factory=dict)  # model, seed or snapshot uid -> its latest status
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # domain -> latest run
     domain_success: dict[str, datetime] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # source uid -> latest freshness
@@ -45,11 +45,11 @@ def read_facts(history: History, collection: Collection, config: HealthConfig, n
     q = history.query
     for row in q(
         "select unique_id, max(completed_at) as at from node_results "
-        "where resource_type = 'model' and status = 'success' group by 1"
+        "where resource_type in ('model', 'seed', 'snapshot') and status = 'success' group by 1"
     ):
         facts.last_success[row["unique_id"]] = row["at"]
     for row in q(
-        "select unique_id, status from node_results where resource_type = 'model' "
+        "select unique_id, status from node_results where resource_type in ('model', 'seed', 'snapshot') "
         "qualify row_number() over (partition by unique_id order by completed_at desc) = 1"
     ):
         facts.last_status[row["unique_id"]] = row["status"]

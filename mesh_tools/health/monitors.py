@@ -37,7 +37,7 @@ from mesh_tools.health.report import (
 from mesh_tools.health.results import TestIndex, apply_streaks, domain_only_problems, judge_build, judge_tests
 from mesh_tools.health.scoring import counts, domain_score, score, slo_compliance
 from mesh_tools.health.volume import judge_volume
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, stub_id
 
 if TYPE_CHECKING:
     from mesh_tools.store.verify import Checked, Verifier
@@ -63,6 +63,9 @@ class _Judge:
             for node in art.manifest.products():
                 self.products[node.unique_id] = name
                 self.owner_of[node.unique_id] = art.manifest.owner_of(node) or self.domain_owner(name)
+        for uid in self.products:  # a shared seed or snapshot is read through its consumers' stub models
+            if stub_id(uid) != uid:
+                self.children[uid] |= self.children.get(stub_id(uid), set())
 
     def _check_release(self, domain: str, node: Node) -> tuple[str | None, Checked | None]:
         """Why the product's current release cannot be read (a dangling pointer, a missing, partial or

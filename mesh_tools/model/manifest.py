@@ -16,7 +16,7 @@ from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
 from mesh_tools.core.jsonfile import TooLarge, read_artifact_text
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import SHAREABLE, Node, stub_id
 
 
 def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -> Any:
@@ -194,21 +194,29 @@ class Manifest:
             if not self.project or g.get("package_name") == self.project
         }
 
-    # -- the project's models (what stitching and adoption read)
+    # -- the project's models, and what other projects can ref (what stitching and adoption read)
     @cached_property
     def models(self) -> tuple[Node, ...]:
         """The project's own models, one per version (hidden ones left out)."""
         return tuple(n for n in self.own("model") if n.unique_id not in self._hidden)
 
+    @cached_property
+    def shareable(self) -> tuple[Node, ...]:
+        """The project's own nodes another project can ref (models one per version, seeds, snapshots), hidden
+        ones left out."""
+        return tuple(n for n in self.own_shareable() if n.unique_id not in self._hidden)
+
     def public(self) -> list[Node]:
-        return [m for m in self.models if m.is_public]
+        """What the project shares: its public models, seeds and snapshots."""
+        return [m for m in self.shareable if m.is_public]
 
     def named(self, name: str) -> list[Node]:
-        return [m for m in self.models if m.name == name]
+        """The node(s) ``ref(project, name)`` can name: a model (one per version), a seed or a snapshot."""
+        return [m for m in self.shareable if m.name == name]
 
     def for_consumer(self, consumer: str) -> Manifest:
         """This manifest without the products ``consumer`` may not read (``meta.allowed_consumers``)."""
-        hidden = {m.unique_id for m in self.models if m.is_public and not m.readable_by(consumer)}
+        hidden = {m.unique_id for m in self.shareable if m.is_public and not m.readable_by(consumer)}
         return Manifest(self._data, self.path, self.project, self._hidden | hidden)
 
     def owner_of(self, node: Node) -> str:
@@ -225,12 +233,27 @@ class Manifest:
             if node.resource_type == resource_type and node.package == package:
                 yield node
 
+    def own_shareable(self, project: str | None = None) -> Iterator[Node]:
+        """The project's own models, seeds and snapshots: what another project can ref."""
+        package = project or self.project
+        return (n for n in self.nodes.values() if n.resource_type in SHAREABLE and n.package == package)
+
+    def shared_node(self, unique_id: str) -> Node | None:
+        """The node of this project a consumer's read of ``unique_id`` names: the node itself, or the seed or
+        snapshot behind a stub's model id (``model.revenue.integers`` for ``seed.revenue.integers``)."""
+        node = self.nodes.get(unique_id)
+        if node is not None or not unique_id.startswith("model."):
+            return node
+        return next(
+            (n for n in self.own_shareable() if n.resource_type != "model" and stub_id(n.unique_id) == unique_id), None
+        )
+
     def own_sources(self) -> Iterator[Node]:
         return (s for s in self.sources.values() if s.package == self.project)
 
     def products(self, project: str | None = None) -> list[Node]:
-        """The project's data products: its own public models, one per version."""
-        return [n for n in self.own("model", project) if n.is_public]
+        """The project's data products: its own public models (one per version), seeds and snapshots."""
+        return [n for n in self.own_shareable(project) if n.is_public]
 
     def models_named(self, name: str, project: str | None = None) -> list[Node]:
         return [n for n in self.own("model", project) if n.name == name]
@@ -269,13 +292,14 @@ class Manifest:
         return list(self._children.get(unique_id, []))
 
     def foreign_reads(self) -> Iterator[tuple[Node, str]]:
-        """(own node, upstream unique_id) for every read of another project's model."""
+        """(own node, upstream unique_id) for every read of another project's model, seed or snapshot (a stub of
+        one is a model)."""
         for node in list(self.nodes.values()) + list(self.unit_tests.values()):
             if node.package != self.project:
                 continue
             for parent in node.depends_on:
                 parts = parent.split(".")
-                if parts[0] == "model" and len(parts) >= 3 and parts[1] != self.project:
+                if parts[0] in SHAREABLE and len(parts) >= 3 and parts[1] != self.project:
                     yield node, parent
 
 

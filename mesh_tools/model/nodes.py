@@ -36,6 +36,18 @@ def is_pii(meta: dict[str, Any] | None) -> bool:
     return True
 
 
+# The nodes another project can ref and the mesh shares as products, as dbt-loom injects them: models, seeds and
+# snapshots (dbt-core 1.11 gives only a model an ``access`` of its own; a seed's or snapshot's lives in its config).
+SHAREABLE = ("model", "seed", "snapshot")
+
+
+def stub_id(unique_id: str) -> str:
+    """The unique_id a product has in its consumers' manifests, where its stub is a model: a model keeps its own,
+    a seed's or snapshot's (``seed.revenue.integers``) becomes a model's (``model.revenue.integers``)."""
+    kind, _, rest = unique_id.partition(".")
+    return f"model.{rest}" if kind in SHAREABLE and rest else unique_id
+
+
 def product_key(project: str, model: str, version: str | None) -> str:
     """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
     return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
@@ -156,7 +168,7 @@ class Node(Mapping[str, Any]):
 
     @property
     def key(self) -> str:
-        """Its product key (``project.model[.vN]``), for a model."""
+        """Its product key (``project.name[.vN]``), for a model, a seed or a snapshot."""
         return product_key(self.package, self.name, self.version)
 
     # -- properties
@@ -171,11 +183,19 @@ class Node(Mapping[str, Any]):
 
     @property
     def access(self) -> str:
-        return str(self.raw.get("access") or "protected")
+        """Its access as dbt-loom reads it: the node's own ``access`` (a model's), else ``config.access`` (where
+        dbt 1.11 keeps a seed's or snapshot's, a top-level ``access:`` in its YAML moved there), else protected."""
+        value = self.raw.get("access") or self.config.get("access")
+        return str(value) if isinstance(value, str) and value else "protected"
 
     @property
     def is_public(self) -> bool:
-        return self.raw.get("access") == "public"
+        return self.access == "public"
+
+    @property
+    def is_shareable(self) -> bool:
+        """Whether another project can ref it: a model, a seed or a snapshot."""
+        return self.resource_type in SHAREABLE
 
     @property
     def group(self) -> str | None:

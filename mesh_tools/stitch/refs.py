@@ -117,20 +117,31 @@ def restricted(ref: CrossProjectRef, consumer: str, manifest: Manifest) -> str |
     )
 
 
+def _offer(project: str, manifest: Manifest) -> str:
+    """What ``project`` shares, to name in a refusal: its public models (and seeds and snapshots)."""
+    public = manifest.public()
+    if not public:
+        return ""
+    kinds = "models" if all(n.resource_type == "model" for n in public) else "models, seeds and snapshots"
+    return f" Public {kinds} of {project}: {', '.join(sorted({n.name for n in public}))}."
+
+
 def explain(project: str, model: str, version: str | None, manifest: Manifest, prefix: str) -> str | None:
-    """Why ``project.model`` (version) is not available to other projects, or None."""
+    """Why ``project.model`` (version) is not available to other projects, or None. ``model`` may name a model,
+    a seed or a snapshot: what ``ref(project, name)`` names, as dbt-loom shares them."""
     nodes = manifest.named(model)
-    public_names = sorted({m.name for m in manifest.public()})
     if not nodes:
-        hint = did_you_mean(model, [m.name for m in manifest.models])
-        offer = f" Public models of {project}: {', '.join(public_names)}." if public_names else ""
-        return f"{prefix}: project '{project}' has no model '{model}'.{hint}{offer}"
+        hint = did_you_mean(model, [m.name for m in manifest.shareable])
+        return f"{prefix}: project '{project}' has no model '{model}'.{hint}{_offer(project, manifest)}"
     if version is not None:
         versions = sorted(n.version for n in nodes if n.version is not None)
         match = [n for n in nodes if n.version == str(version)]
         if not match:
-            listed = ", ".join(versions) if versions else "none (the model is not versioned)"
-            return f"{prefix}: model '{model}' of project '{project}' has no version {version}. Versions: {listed}."
+            listed = ", ".join(versions) if versions else f"none (the {nodes[0].resource_type} is not versioned)"
+            return (
+                f"{prefix}: {nodes[0].resource_type} '{model}' of project '{project}' has no version {version}. "
+                f"Versions: {listed}."
+            )
         nodes = match
     else:
         latest = [n for n in nodes if n.version is None or n.version == n.latest_version]
@@ -140,11 +151,14 @@ def explain(project: str, model: str, version: str | None, manifest: Manifest, p
         return None
     owner = manifest.owner_of(node)
     contact = f" ({owner})" if owner else ""
-    others = f" Public models of {project}: {', '.join(public_names)}." if public_names else ""
+    kind = node.resource_type
+    # dbt 1.11 keeps a seed's or snapshot's access in its config (dbt-loom reads it there)
+    how = "" if kind == "model" else " (`config: {access: public}` in its properties)"
+    likewise = "" if kind == "model" else ", and so can public seeds and snapshots"
     return (
-        f"{prefix}: '{node.label}' is a {node.access} model of project '{project}' ({node.unique_id}). "
-        f"Only public models can be referenced from another project: ask its owner{contact} to make it "
-        f"public, or use a public model.{others}"
+        f"{prefix}: '{node.label}' is a {node.access} {kind} of project '{project}' ({node.unique_id}). "
+        f"Only public models can be referenced from another project{likewise}: ask its owner{contact} to make it "
+        f"public{how}, or use a public {kind}.{_offer(project, manifest)}"
     )
 
 

@@ -47,6 +47,14 @@ def publish_external_manifest(folder: Path) -> None:
     shutil.copy(project / "target" / "manifest.json", registry / "manifest.json")
 
 
+def csv_rows(path: str, keep: Callable[[dict[str, str]], bool] = lambda row: True) -> int:
+    """The rows of a corpus CSV file ``keep`` keeps: a figure computed from the raw data, not from a build."""
+    import csv
+
+    with open(CORPUS / path, newline="", encoding="utf-8") as handle:
+        return sum(1 for row in csv.DictReader(handle) if keep(row))
+
+
 @dataclass(frozen=True)
 class Foreign:
     """How a corpus mesh is run and what its build must produce."""
@@ -159,6 +167,23 @@ MESHES = {
                 "dbt_projects/gold_project/models/bad.sql",
                 "select * from {{ ref('silver_project', 'stg_customers') }}",
                 "'stg_customers' is a protected model of project 'silver_project'",
+            ),
+        ),
+        Foreign(
+            "loom_seeds",
+            final=(
+                (
+                    "finance/finance.duckdb",
+                    "main.large_amounts",
+                    csv_rows("loom_seeds/revenue/seeds/integers.csv", lambda r: float(r["amount"]) >= 10),
+                ),
+                ("finance/finance.duckdb", "main.current_plans", csv_rows("loom_seeds/revenue/seeds/plans.csv")),
+            ),
+            bad_ref=(
+                "finance",
+                "finance/models/bad.sql",
+                "select * from {{ ref('revenue', 'cost_centers') }}",
+                "'cost_centers' is a private seed of project 'revenue'",
             ),
         ),
         Foreign(
