@@ -250,10 +250,10 @@ def _check_stages(out: Diagnosis, mesh: Mesh) -> None:
             continue
         try:
             manifests = {n: Manifest.load(mesh.domains[n].manifest_path, n) for n in group}
-            owner, parents, where = model_graph(group, manifests)
-            plan = stages(owner, parents, group)
+            graph = model_graph(group, manifests)
+            plan = stages(graph.owner, graph.parents, group)
         except ModelCycle as cycle:
-            message = model_cycle_message(mesh, cycle.path, owner, where)
+            message = model_cycle_message(mesh, cycle.path, graph)
             out.problems.append(Problem(BLOCKING, ", ".join(group), message.split(". ", 1)[0], (
                 "A model may not depend on itself through another project: remove one of these refs."
             )))  # fmt: skip

@@ -132,52 +132,83 @@ def prepare(mesh: Mesh, group: list[str], target: str | None, verbose: bool, sub
                 "cannot be planned"]))  # fmt: skip
         return out
     manifests = {name: Manifest.load(mesh.domains[name].manifest_path, name) for name in group}
-    owner, parents, where = model_graph(group, manifests)
+    graph = model_graph(group, manifests)
     try:
-        out.stages = stages(owner, parents, group)
+        out.stages = stages(graph.owner, graph.parents, group)
     except ModelCycle as cycle:
-        raise ConfigError(model_cycle_message(mesh, cycle.path, owner, where)) from None
-    out.slices = slices(out.stages, owner, manifests)
+        raise ConfigError(model_cycle_message(mesh, cycle.path, graph)) from None
+    out.slices = slices(out.stages, graph.owner, manifests)
     return out
 
 
-def model_graph(
-    group: list[str], manifests: dict[str, Manifest]
-) -> tuple[dict[str, str], dict[str, set[str]], dict[str, str]]:
-    """The models, seeds and snapshots of the cycle's domains: node -> its domain, node -> the nodes of the
-    cycle it reads (a stub of a peer's product resolved to that product), node -> its file in its project."""
-    owner: dict[str, str] = {}
-    where: dict[str, str] = {}
-    for name in group:
-        for node in own_built(manifests[name]):
-            owner[node.unique_id] = name
-            where[node.unique_id] = node.file
-    parents: dict[str, set[str]] = {}
-    for name in group:
-        for node in own_built(manifests[name]):
-            found: set[str] = set()
-            for parent in node.depends_on:
-                package = parent.split(".")[1] if parent.count(".") >= 2 else ""
-                if package in manifests and package != name:
-                    shared = product_of(manifests[package], parent)
-                    found.add(shared.unique_id if shared is not None else parent)
-                elif parent in owner:
-                    found.add(parent)
-            parents[node.unique_id] = found
-    return owner, parents, where
+@dataclass
+class ModelGraph:
+    """The models, seeds and snapshots of a cycle's domains, and what each must have built before it."""
+
+    owner: dict[str, str] = field(default_factory=dict)  # node -> its domain
+    parents: dict[str, set[str]] = field(default_factory=dict)  # node -> the nodes of the cycle built before it
+    where: dict[str, str] = field(default_factory=dict)  # node -> its file in its project
+    via: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (product, node) -> (test, file)
 
 
-def model_cycle_message(mesh: Mesh, path: list[str], owner: dict[str, str], where: dict[str, str]) -> str:
-    """One located message: the models that read each other across projects, with their files."""
-    shown = [
-        f"{owner[uid]}.{uid.split('.', 2)[2]} ({display_path(mesh.domains[owner[uid]].path / where[uid])})"
-        for uid in path
-    ]
+def model_graph(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
+    """The model graph across the cycle's domains: a stub of a peer's product stands for that product. A data test
+    of a product that reads another domain's node puts that node before the product: the publish gate releases a
+    product only with all its data tests run in the same build (workflows/release.py)."""
+    graph = ModelGraph()
+    for name in group:
+        for node in own_built(manifests[name]):
+            graph.owner[node.unique_id] = name
+            graph.where[node.unique_id] = node.file
+
+    def resolved(name: str, node: Node) -> set[str]:
+        found = set()
+        for parent in node.depends_on:
+            package = parent.split(".")[1] if parent.count(".") >= 2 else ""
+            if package in manifests and package != name:
+                product = product_of(manifests[package], parent)
+                found.add(product.unique_id if product is not None else parent)
+            elif parent in graph.owner:
+                found.add(parent)
+        return found
+
+    for name in group:
+        for node in own_built(manifests[name]):
+            graph.parents[node.unique_id] = resolved(name, node)
+        for test in manifests[name].nodes.values():
+            if test.resource_type != "test" or test.package != name:
+                continue
+            reads = resolved(name, test)
+            for product in sorted(reads):
+                if graph.owner.get(product) != name or not manifests[name].nodes[product].is_public:
+                    continue
+                for other in sorted(reads):
+                    if other in graph.owner and graph.owner[other] != name:
+                        graph.parents[product].add(other)
+                        graph.via.setdefault((product, other), (test.name, test.properties_file or test.file))
+    return graph
+
+
+def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
+    """One located message: the models that read each other across projects, with their files (and the test that
+    ties a product to what it does not read itself)."""
+    owner = graph.owner
+
+    def shown(uid: str) -> str:
+        file = display_path(mesh.domains[owner[uid]].path / graph.where[uid])
+        return f"{owner[uid]}.{uid.split('.', 2)[2]} ({file})"
+
+    text = shown(path[0])
+    for here, there in zip(path, path[1:], strict=False):
+        test = graph.via.get((here, there))
+        at = display_path(mesh.domains[owner[here]].path / test[1]) if test else ""
+        arrow = f" -> (its data test {test[0]} in {at} reads) " if test else " -> "
+        text += arrow + shown(there)
     domains = sorted({owner[uid] for uid in path})
     return (
-        f"cycle between models across projects: {' -> '.join(shown)} (each reads the next). "
+        f"cycle between models across projects: {text} (each needs the next built first). "
         f"{' and '.join(domains)} may read each other's models, but no model may depend on itself through "
-        "another project: no stage could build it first. Remove one of these refs."
+        "another project: no stage could build it first. Remove one of these refs (or tests)."
     )
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from mesh_tools.core.graph import ModelCycle, components, stages, topological_order
+from mesh_tools.model.manifest import Manifest
+from mesh_tools.workflows.stages import model_cycle_message, model_graph
 from tests.conftest import copy_tree, run_mesh
 from tests.foreign.conftest import CORPUS, BuiltForeign, run_foreign
 
@@ -88,6 +91,54 @@ def test_stages_split_the_model_graph_and_refuse_a_model_cycle() -> None:
     ups = {"a": {"b", "core"}, "b": {"a"}, "core": set(), "report": {"b"}}
     assert components(ups) == [["core"], ["a", "b"], ["report"]]
     assert topological_order(ups) == ["core", "a", "b", "report"]
+
+
+def _node(kind: str, project: str, name: str, parents: tuple[str, ...] = (), public: bool = False) -> dict:
+    folder = "tests" if kind == "test" else "models"
+    return {
+        "unique_id": f"{kind}.{project}.{name}", "resource_type": kind, "name": name, "package_name": project,
+        "depends_on": {"nodes": list(parents)}, "access": "public" if public else "protected",
+        "original_file_path": f"{folder}/{name}.sql", "patch_path": f"{project}://models/schema.yml",
+    }  # fmt: skip
+
+
+def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None:
+    """A relationships test of project_a's product stg_orders against project_b's dim_customers, which reads
+    stg_orders: the publish gate releases stg_orders only with that test run in its build, which cannot run
+    before dim_customers exists. A cycle, named with the test, instead of a stage refused at its publish."""
+    a = {
+        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),
+        "test.project_a.rel": _node(
+            "test", "project_a", "rel", ("model.project_a.stg_orders", "model.project_b.dim_customers")
+        ),  # fmt: skip
+        "model.project_b.dim_customers": _node("model", "project_b", "dim_customers", public=True),  # its stub
+    }
+    b = {
+        "model.project_b.dim_customers": _node(
+            "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
+        ),  # fmt: skip
+        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),  # its stub
+    }
+    manifests = {
+        n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
+        for n, d in (("project_a", a), ("project_b", b))
+    }
+    graph = model_graph(["project_a", "project_b"], manifests)
+    assert graph.parents["model.project_a.stg_orders"] == {"model.project_b.dim_customers"}
+    with pytest.raises(ModelCycle) as refused:
+        stages(graph.owner, graph.parents, ["project_a", "project_b"])
+    mesh = SimpleNamespace(domains={n: SimpleNamespace(path=Path(n)) for n in manifests})
+    message = model_cycle_message(mesh, refused.value.path, graph)  # type: ignore[arg-type]
+    assert "project_a.stg_orders (project_a/models/stg_orders.sql) -> (its data test rel in " in message
+    assert "project_a/models/schema.yml reads) project_b.dim_customers (project_b/models/dim_customers.sql)" in message
+    # without the test, the same models build in stages
+    del a["test.project_a.rel"]
+    manifests["project_a"] = Manifest.of({"metadata": {"project_name": "project_a"}, "nodes": a}, "project_a")
+    graph = model_graph(["project_a", "project_b"], manifests)
+    assert [s.domain for s in stages(graph.owner, graph.parents, ["project_a", "project_b"])] == [
+        "project_a",
+        "project_b",
+    ]
 
 
 def test_a_cycle_between_projects_loads(plain_mesh: Path) -> None:
@@ -175,7 +226,7 @@ def test_a_cycle_between_models_is_refused_before_anything_runs(
     assert len(lines) == 1 and lines[0].startswith("error: cycle between models across projects: "), result.stderr
     assert (
         "project_a.a_loop (project_a/models/a_loop.sql) -> project_b.b_loop (project_b/models/b_loop.sql) -> "
-        "project_a.a_loop (project_a/models/a_loop.sql) (each reads the next)" in lines[0]
+        "project_a.a_loop (project_a/models/a_loop.sql) (each needs the next built first)" in lines[0]
     )
     assert "Traceback" not in result.stdout + result.stderr
     assert "started" not in result.stdout  # no stage ran
