@@ -174,6 +174,13 @@ def test_governance_judges_a_read_of_a_shared_seed_by_the_seed() -> None:
     finance.model("centers", refs=["revenue.cost_centers"])
     [finding] = check_fails(mesh, "GOV201")
     assert finding.message == "'centers' reads model.revenue.cost_centers, which is protected in revenue"
+    # revenue installed as a plain package: dbt enforces access on models only, a read of its seed is still judged
+    mesh = MeshSpec()
+    mesh.domain("revenue").nodes["seed.revenue.cost_centers"] = _seed("revenue", "cost_centers", {})
+    reader = mesh.domain("finance", upstreams=["revenue"]).model("centers")
+    reader["depends_on"]["nodes"].append("seed.revenue.cost_centers")
+    [finding] = check_fails(mesh, "GOV201")
+    assert finding.message == "'centers' reads seed.revenue.cost_centers, which is protected in revenue"
 
 
 def test_the_lineage_draws_a_shared_seed_once_whichever_project_comes_first() -> None:
