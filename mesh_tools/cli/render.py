@@ -25,7 +25,7 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
                 click.echo(f"    error: {problem}")
             for warning in run.warnings:
                 click.echo(f"    warning: {warning}")
-            for note in run.notes:
+            for note in run.notes + run.stitched_from:
                 click.echo(f"    note: {note}")
 
     return show
@@ -49,6 +49,8 @@ def _explain(runs: list[DomainRun]) -> None:
                 click.echo(f"    {node}: {why}")
         for unseen in run.unseen:
             click.echo(f"    not seen: {unseen}")
+        for read in run.stitched_from:  # every upstream product read from its release, except these
+            click.echo(f"    stitched: {read}")
 
 
 def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:

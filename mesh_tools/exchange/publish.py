@@ -34,7 +34,9 @@ from mesh_tools.model.release import (
     Owner,
     ReleaseColumn,
     ReleaseDescriptor,
+    ReleaseInterface,
     TestSummary,
+    without_code,
 )
 from mesh_tools.store.exchange import Exchange, new_release_id, open_exchange
 
@@ -161,14 +163,14 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
 
 def publish_interface(exchange: Exchange, domain: Domain) -> None:
     """Put the domain's public interface (its public models', seeds' and snapshots' nodes, without SQL, and groups)
-    in an object-store exchange, for consumers on machines that do not hold the domain's project."""
+    in the exchange, folder or object store: the list of products its last publish offers in this channel (a
+    product left out of it was withdrawn), and what consumers on machines without the domain's project read
+    for a product that has no release yet. Each release carries its own node (``ReleaseDescriptor.interface``)."""
     import json
 
-    if exchange.local:
-        return
     data = json.loads(domain.manifest_path.read_text(encoding="utf-8"))
     nodes = {
-        uid: {k: v for k, v in node.items() if k not in ("raw_code", "compiled_code", "compiled_path")}
+        uid: without_code(node)
         for uid, node in (data.get("nodes") or {}).items()
         if Node(uid, node).is_shareable and Node(uid, node).is_public  # a model, seed or snapshot (as dbt-loom reads)
         and node.get("package_name") == domain.name
@@ -177,7 +179,9 @@ def publish_interface(exchange: Exchange, domain: Domain) -> None:
     kept = ("project_name", "dbt_version", "adapter_type", "invocation_id", "generated_at", "dbt_schema_version")
     meta = {k: (data.get("metadata") or {}).get(k) for k in kept}
     interface = {"metadata": meta, "nodes": nodes, "groups": groups, "sources": {}, "macros": {}}
-    exchange.backend.write(exchange.interface_key(domain.name), json.dumps(interface).encode("utf-8"))
+    key = exchange.interface_key(domain.name)
+    if nodes or exchange.backend.read(key) is not None:  # a domain that never offered a product has none
+        exchange.backend.write(key, json.dumps(interface).encode("utf-8"))
 
 
 def _discard(exchange: Exchange, scratches: list[tuple[str, Path]], placed: list[ReleaseDescriptor],
@@ -397,6 +401,7 @@ def _place_release(
         pii_columns=masked,
         build=BuildInfo(invocation_id=facts.invocation_id, dbt_version=facts.dbt_version, built_at=facts.built_at),
         tests=facts.tests.get(node.unique_id, TestSummary()),
+        interface=ReleaseInterface.of(node.raw, group or None),  # what its consumers stitch from
     )
     with open(scratch / "release.json", "w", encoding="utf-8") as handle:
         handle.write(descriptor.model_dump_json(indent=2) + "\n")

@@ -112,6 +112,26 @@ class WarehouseLocation(_Frozen):
     pointer: str = Field(description="The pointer view: always the current release, for people and BI tools.")
 
 
+class ReleaseInterface(_Frozen):
+    """The product as its producer's dbt declared it when the release was made: what consumers stitch from."""
+
+    node: dict[str, Any] = Field(description="The product's manifest node, without its SQL (raw and compiled code).")
+    group: dict[str, Any] | None = Field(default=None, description="The node's dbt group (owner), when it has one.")
+
+    @classmethod
+    def of(cls, node: Mapping[str, Any], group: Mapping[str, Any] | None) -> ReleaseInterface:
+        """The interface of a product's manifest node: its code and where it was compiled are left out."""
+        return cls(node=without_code(node), group=dict(group) if group else None)
+
+
+CODE_KEYS = ("raw_code", "compiled_code", "compiled_path", "compiled", "extra_ctes", "extra_ctes_injected")
+
+
+def without_code(node: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest node as other domains may see it: everything but its SQL (what it runs is the producer's)."""
+    return {k: v for k, v in node.items() if k not in CODE_KEYS}
+
+
 class TestSummary(_Frozen):
     passed: int = 0
     failed: int = 0
@@ -153,3 +173,9 @@ class ReleaseDescriptor(_Frozen):
     )
     build: BuildInfo = Field(default_factory=BuildInfo)
     tests: TestSummary = Field(default_factory=TestSummary)
+    interface: ReleaseInterface | None = Field(
+        default=None,
+        description="The product's manifest node (no SQL) and group as built for this release: a consumer's stub "
+        "is made from the release it reads, never from the producer's working copy. None in releases published "
+        "before it was recorded.",
+    )

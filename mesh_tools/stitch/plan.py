@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mesh_tools.core.errors import MeshError, display_path
-from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
-from mesh_tools.stitch.refs import check_ref, scan_refs
+from mesh_tools.model.release import without_code
+from mesh_tools.stitch.refs import CrossProjectRef, check_ref, scan_refs
 from mesh_tools.stitch.revoke import (
     Ledger,
     claim,
@@ -30,7 +32,7 @@ from mesh_tools.stitch.stub import (
     unpublished_sql,
     warehouse_sql,
 )
-from mesh_tools.store.exchange import channels_for, open_exchange, pin_for
+from mesh_tools.store.exchange import Exchange, Release, channels_for, interface_channels, open_exchange, pin_for
 from mesh_tools.store.receipts import write_lease
 
 
@@ -46,51 +48,232 @@ class StitchOutcome:
     consumed: dict[str, str] = field(default_factory=dict)  # product key -> release id read
     warnings: tuple[str, ...] = ()
     dropped: tuple[str, ...] = ()  # stub views dropped from the domain's own storage (revocation)
+    notes: tuple[str, ...] = ()  # products read from a producer's working copy (no release yet), drafts ahead
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def upstream_manifests(mesh: Mesh, domain: Domain, only: set[str] | None = None) -> dict[str, Manifest]:
-    """The manifest of every upstream the domain declares (ArtifactError when one is unusable)."""
-    manifests = {}
+class ReleaseManifest(Manifest):
+    """An upstream as a consumer reads it: each public node from the release the consumer reads of it (its pin,
+    else the first of its channels with a current release), never from the producer's working copy; only a product
+    with no release yet in those channels is taken from the producer's working manifest, and ``notes`` says so."""
+
+    def __init__(
+        self, data: dict[str, Any], path: Path, project: str, releases: dict[str, Release],
+        working: Manifest | None, notes: list[str], hidden: frozenset[str] = frozenset(),
+    ) -> None:  # fmt: skip
+        super().__init__(data, path, project, hidden)
+        self.releases = releases  # unique_id -> the release its node and its stub view come from
+        self.working = working  # the producer's working manifest in this checkout, when it has one
+        self.notes = notes  # products read from the working copy, and where the working copy is ahead
+
+
+def upstream_manifests(
+    mesh: Mesh, domain: Domain, only: set[str] | None = None, exchange: Exchange | None = None
+) -> dict[str, Manifest]:
+    """What the domain reads of every upstream it declares (ArtifactError when one is unusable): a domain of the
+    mesh, or one known only by the exchange, as a ``ReleaseManifest``; an upstream outside the mesh known by a
+    dbt-loom manifest file, as that manifest."""
+    manifests: dict[str, Manifest] = {}
     for up in domain.upstreams:
         if only is not None and up.name not in only:
             continue
-        if up.name in mesh.domains:
-            path = mesh.domains[up.name].manifest_path
-            fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
-        elif up.remote:
-            path = _remote_interface(mesh, domain, up.name)
-            fix = f"The interface {up.name} published in the exchange is unusable: publish {up.name} again."
-        else:
-            assert up.manifest_path is not None
-            path, fix = up.manifest_path, f"Fix the manifest path declared at {up.declared_in}."
+        if up.name in mesh.domains or up.remote:
+            exchange = exchange or open_exchange(mesh)
+            manifests[up.name] = release_manifest(mesh, domain, up, exchange)
+            continue
+        assert up.manifest_path is not None
+        fix = f"Fix the manifest path declared at {up.declared_in}."
         manifests[up.name] = Manifest.load(
-            path, up.name, fix, excluded=up.excluded_packages, included=up.included_packages
+            up.manifest_path, up.name, fix, excluded=up.excluded_packages, included=up.included_packages
         )
     return manifests
 
 
-def _remote_interface(mesh: Mesh, domain: Domain, project: str) -> Path:
-    """The public interface a project built elsewhere published in the exchange (this run's channel, else
-    prod), fetched into the cache; ConfigError when it never published one."""
-    from mesh_tools.core.errors import ConfigError
-    from mesh_tools.store.exchange import interface_channels
+def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchange) -> ReleaseManifest:
+    """The products of ``up`` that ``domain`` reads, each with the node published with its release.
 
-    exchange = open_exchange(mesh)
-    # the interface of the channel the project's releases are read from (its `environments:` setting)
-    path = exchange.fetch_interface(project, interface_channels(domain, project, exchange.env))
-    if path is None:
-        published = sorted({e.key.split("/")[1] for e in exchange.backend.listing("interfaces")})
-        raise ConfigError(
-            f"{domain.dependencies_file.name} of {domain.name}: project '{project}' is not a domain of this checkout "
-            f"and has published nothing in the exchange {exchange.url}. Projects published there: "
-            f"{', '.join(published) or 'none'}. Publish it first (`mesh build {project}` where it is built), or "
-            "fix the name."
-        )
-    return path
+    Which products: those the producer's last publish offered in the channel read (its interface; a product
+    left out of it was withdrawn), and the public models of its working copy in this checkout (a new product).
+    Without a published interface (an exchange from before interfaces were kept in a folder), the working copy's
+    public models, else every product the exchange holds. Each is read from its release when it has one; only a
+    product with no release is taken from the working copy (with a note), or from the interface (a stub view
+    that says it was never published). A release published before nodes were stored with releases takes its node
+    from the interface or the working copy, else from its own descriptor (columns and contract).
+    """
+    from mesh_tools.core.errors import ArtifactError
+
+    project = up.name
+    filters = {"excluded": up.excluded_packages, "included": up.included_packages}
+    working = None
+    if project in mesh.domains:
+        fix = f"Build (or rebuild) the upstream: `mesh build {project}`, or `mesh stitch` to parse it only."
+        working = Manifest.read(mesh.domains[project].manifest_path, project, fix, missing_ok=True, **filters)
+    interface_path = exchange.fetch_interface(project, interface_channels(domain, project, exchange.env))
+    interface = None
+    if interface_path is not None:
+        fix = f"The interface {project} published in the exchange is unusable: publish {project} again."
+        interface = Manifest.load(interface_path, project, fix, **filters)
+    elif working is None and project not in mesh.domains:
+        raise _never_published(exchange, domain, project)
+    offered: dict[tuple[str, str | None], Node] = {}
+    for source in (interface, working):
+        for node in source.public() if source is not None else []:
+            offered.setdefault((node.name, node.version), node)
+    if interface is None and working is None:
+        offered = {product: Node(f"model.{project}.?", {}) for product in exchange.products_of(project)}
+    where = display_path(domain.path / "mesh_domain.yml")
+    shown = display_path(working.path) if working is not None else ""
+    releases: dict[str, Release] = {}
+    nodes: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    revoked: set[str] = set()
+    for (model, version), seen in sorted(offered.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        ours = working.named(model) if working is not None else []
+        draft = next((n for n in ours if n.version == version), None)
+        latest = seen.latest_version
+        pin = pin_for(domain, project, model, version, latest, exchange.env)
+        read_from = channels_for(domain, project, model, version, exchange.env)
+        release = exchange.resolve(project, model, version, pin, where, read_from)
+        if release is None:
+            if draft is None and interface is None:
+                continue  # nothing offers it
+            node = draft if draft is not None else seen
+            nodes[node.unique_id] = dict(node.raw)
+            source = working if draft is not None else interface
+            if source is not None and node.group and node.group in source.groups:
+                groups[f"group.{project}.{node.group}"] = dict(source.groups[node.group])
+            if draft is not None:
+                notes.append(
+                    f"{domain.name} reads {node.key} from {project}'s working copy ({shown}): it has no release in "
+                    f"{' / '.join(read_from)} yet (publish it: `mesh build {project}`)"
+                )
+            continue
+        raw, group = _released_node(release, project, interface, working)
+        try:
+            node = _checked(raw, release)
+        except ValueError as exc:
+            raise ArtifactError(f"{release.where}/release.json: {exc}. Publish {project} again.") from None
+        nodes[node.unique_id] = dict(node.raw)
+        releases[node.unique_id] = release
+        if group is not None and node.group:
+            groups[f"group.{project}.{node.group}"] = group
+        if draft is not None and not draft.readable_by(domain.name):
+            revoked.add(node.unique_id)  # a restriction takes effect at once; a release never widens access
+        if draft is not None and draft.is_public:
+            ahead = _ahead(draft, node)
+            if ahead:
+                notes.append(
+                    f"{project}'s working copy ({shown}) differs from release {release.descriptor.release_id} of "
+                    f"{node.key} ({ahead}): {domain.name} reads the release until {project} publishes"
+                )
+    for node in working.models if working is not None else ():
+        if not node.is_public and node.unique_id not in nodes:  # never stitched: only to explain a ref to it
+            nodes[node.unique_id] = without_code(node.raw)
+    _latest_from_newest(nodes, releases)
+    newest = max(releases.values(), key=lambda r: r.descriptor.release_id, default=None)
+    metadata = {
+        "project_name": project,
+        "generated_at": newest.descriptor.produced_at if newest else (working.generated_at if working else ""),
+        "adapter_type": newest.descriptor.engine if newest else None,
+    }
+    data = {"metadata": metadata, "nodes": nodes, "groups": groups, "sources": {}, "macros": {}}
+    left_out = project in up.excluded_packages or bool(up.included_packages and project not in up.included_packages)
+    hidden = frozenset(nodes) if left_out else frozenset(revoked)
+    return ReleaseManifest(data, exchange.root / "products" / project, project, releases, working, notes, hidden)
+
+
+def _never_published(exchange: Exchange, domain: Domain, project: str) -> MeshError:
+    from mesh_tools.core.errors import ConfigError
+
+    published = sorted({e.key.split("/")[1] for e in exchange.backend.listing("interfaces")})
+    return ConfigError(
+        f"{domain.dependencies_file.name} of {domain.name}: project '{project}' is not a domain of this checkout "
+        f"and has published nothing in the exchange {exchange.url}. Projects published there: "
+        f"{', '.join(published) or 'none'}. Publish it first (`mesh build {project}` where it is built), or "
+        "fix the name."
+    )
+
+
+def _released_node(
+    release: Release, project: str, interface: Manifest | None, working: Manifest | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The node (and group) published with a release; for a release published before nodes were stored with
+    it, the interface's or the working copy's node of the same product, else one made of its descriptor."""
+    d = release.descriptor
+    if d.interface is not None:
+        return dict(d.interface.node), d.interface.group
+    for source in (interface, working):
+        node = source.nodes.get(d.node) if source is not None else None
+        if node is not None and node.is_public:
+            group = source.groups.get(node.group or "") if source is not None else None
+            return dict(node.raw), group
+    columns = {c.name: {"name": c.name, "data_type": c.data_type, "description": c.description,
+                        "constraints": c.constraints, "meta": c.meta} for c in d.contract.columns}  # fmt: skip
+    raw = {"unique_id": d.node, "resource_type": d.node.split(".", 1)[0], "package_name": project, "name": d.model,
+           "version": d.version, "latest_version": d.latest_version, "access": "public", "description": d.description,
+           "group": d.owner.group, "deprecation_date": d.deprecation_date, "columns": columns,
+           "constraints": d.contract.constraints, "contract": {"enforced": d.contract.enforced},
+           "config": {"access": "public", "group": d.owner.group,
+                      "contract": {"enforced": d.contract.enforced}}}  # fmt: skip
+    group = None
+    if d.owner.group:
+        group = {"name": d.owner.group, "package_name": project, "unique_id": f"group.{project}.{d.owner.group}",
+                 "owner": {k: v for k, v in (("name", d.owner.name), ("email", d.owner.email)) if v}}  # fmt: skip
+    return raw, group
+
+
+def _checked(raw: dict[str, Any], release: Release) -> Node:
+    """The node published with a release, if it is the node of that very product (ValueError otherwise): another
+    domain's metadata is data, and a node that names another product, another project or no public access would
+    let one release speak for something else."""
+    d = release.descriptor
+    node = Node(str(raw.get("unique_id") or ""), without_code(raw))
+    said = (node.unique_id, node.package, node.name, node.version)
+    if said != (d.node, d.project, d.model, d.version):
+        raise ValueError(f"the node stored with release {d.release_id} is {node.unique_id or 'unnamed'}, not {d.node}")
+    if not node.is_public:
+        raise ValueError(f"the node stored with release {d.release_id} is not public")
+    return node
+
+
+def _ahead(draft: Node, released: Node) -> str:
+    """How the producer's working copy of a product differs from the release a consumer reads (column names,
+    types, the contract), or ''."""
+
+    def shape(node: Node) -> dict[str, str]:
+        return {c.name: str(c.raw.get("data_type") or "").lower() for c in node.columns.values()}
+
+    mine, theirs = shape(draft), shape(released)
+    said = []
+    if set(mine) - set(theirs):
+        said.append(f"columns not released: {', '.join(sorted(set(mine) - set(theirs)))}")
+    if set(theirs) - set(mine):
+        said.append(f"released columns it no longer has: {', '.join(sorted(set(theirs) - set(mine)))}")
+    changed = sorted(c for c in set(mine) & set(theirs) if mine[c] != theirs[c])
+    if changed:
+        said.append(f"types changed: {', '.join(changed)}")
+    if draft.contract_enforced != released.contract_enforced:
+        said.append("contract enforcement changed")
+    return "; ".join(said)
+
+
+def _latest_from_newest(nodes: dict[str, dict[str, Any]], releases: dict[str, Release]) -> None:
+    """One ``latest_version`` per model, the one its newest release says: versions released at different times
+    each carry the latest of their day."""
+    newest: dict[str, tuple[str, Any]] = {}
+    for uid, raw in nodes.items():
+        release = releases.get(uid)
+        stamp = release.descriptor.release_id if release is not None else ""
+        name = str(raw.get("name"))
+        if name not in newest or stamp > newest[name][0]:
+            newest[name] = (stamp, raw.get("latest_version"))
+    for raw in nodes.values():
+        if raw.get("version") is not None:
+            raw["latest_version"] = newest[str(raw.get("name"))][1]
 
 
 def installed_packages(domain: Domain) -> set[str]:
@@ -105,9 +288,29 @@ def check_domain_refs(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]
     problems = []
     for ref in scan_refs(domain):
         problem = check_ref(ref, domain, mesh, manifests, packages)
+        read = manifests.get(ref.project)
+        if problem and isinstance(read, ReleaseManifest):
+            problem = _judged_by_release(ref, domain, mesh, read, packages, problem)
         if problem and problem not in problems:
             problems.append(problem)
     return problems
+
+
+def _judged_by_release(
+    ref: CrossProjectRef, domain: Domain, mesh: Mesh, read: ReleaseManifest, packages: set[str], problem: str
+) -> str:
+    """A ref is judged against what the consumer reads (the releases, and the working copy only for products
+    with none); when it fails there, the producer's working copy may say more (the model is protected there),
+    and an upstream with nothing to read at all says how to get it built."""
+    if not read.nodes and read.working is None:
+        return (
+            f"{ref.where}: {ref.text}: {ref.project} has no release in the exchange {open_exchange(mesh).url} and is "
+            f"not built in this checkout, so {domain.name} has nothing to read. Build it first: "
+            f"`mesh build +{domain.name}` (or `mesh build {ref.project}`)."
+        )
+    if read.working is not None:
+        return check_ref(ref, domain, mesh, {ref.project: read.working}, packages) or problem
+    return problem
 
 
 _HOOK_KEYS = ("on-run-start", "on-run-end", "pre-hook", "post-hook", "+pre-hook", "+post-hook")
@@ -214,9 +417,12 @@ def release_bodies(
                 ) from None
             continue
         key = node.key
-        pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version, exchange.env)
-        read_from = channels_for(domain, manifest.project, node.name, node.version, exchange.env)
-        release = exchange.resolve(manifest.project, node.name, node.version, pin, where, read_from)
+        if isinstance(manifest, ReleaseManifest):  # the very release its node was published with
+            release = manifest.releases.get(node.unique_id)
+        else:
+            pin = pin_for(domain, manifest.project, node.name, node.version, node.latest_version, exchange.env)
+            read_from = channels_for(domain, manifest.project, node.name, node.version, exchange.env)
+            release = exchange.resolve(manifest.project, node.name, node.version, pin, where, read_from)
         if release is None:
             if require:
                 raise ArtifactError(
@@ -325,7 +531,14 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         consumed=consumed,
         warnings=tuple(warnings + dropped),
         dropped=tuple(views),
+        notes=tuple(stitch_notes(manifests)),
     )
+
+
+def stitch_notes(manifests: dict[str, Manifest]) -> list[str]:
+    """What a stitch says about where it read its upstreams from: a product with no release yet, taken from
+    the producer's working copy, and a working copy ahead of the release read (`mesh build --explain`, doctor)."""
+    return [note for m in manifests.values() if isinstance(m, ReleaseManifest) for note in m.notes]
 
 
 _WHY = " (its producer restricts them, the upstream is no longer declared, or they are gone)"

@@ -313,12 +313,18 @@ class Exchange:
         prefix = self.release_prefix(project, model, version, release_id)
         shown = self.backend.display(prefix)
         key = f"{prefix}/release.json"
+        # the descriptor carries the product's node (what consumers stitch from): bounded like an interface
+        sizes = None if self.local else {e.key: e.size for e in self.backend.listing(prefix)}
+        if (self._size(key, sizes) or 0) > INTERFACE_LIMIT:
+            raise self._descriptor_too_big(key, self._size(key, sizes) or 0, project)
         try:
             raw = self.backend.read(key)
         except OSError as exc:
             raise ArtifactError(f"{self.backend.display(key)}: release descriptor unreadable ({exc}).") from None
         if raw is None:
             raise ArtifactError(f"{self.backend.display(key)}: release descriptor missing; the release is incomplete.")
+        if len(raw) > INTERFACE_LIMIT:  # replaced by a bigger one since it was listed
+            raise self._descriptor_too_big(key, len(raw), project)
         try:
             descriptor = ReleaseDescriptor.model_validate_json(raw)
         except ValueError as exc:
@@ -332,7 +338,6 @@ class Exchange:
                 f"in {shown}. A release is read only from its own folder; publish again with "
                 f"`mesh publish {d.project}`."
             )
-        sizes = None if self.local else {e.key: e.size for e in self.backend.listing(prefix)}
         for file in descriptor.files:
             if Path(file.path).name != file.path or file.path.startswith("."):
                 raise ArtifactError(
@@ -355,6 +360,13 @@ class Exchange:
             for file in descriptor.files:
                 self._check_store_bytes(release, file.path)
         return release
+
+    def _descriptor_too_big(self, key: str, size: int, project: str) -> ArtifactError:
+        return ArtifactError(
+            f"{self.backend.display(key)}: release descriptor is {size:,} bytes, over the limit of {INTERFACE_LIMIT:,} "
+            f"(a descriptor and its product's node, without SQL, are far smaller). It is not read: ask {project}'s "
+            f"team to publish again (`mesh publish {project}`)."
+        )
 
     def _check_store_bytes(self, release: Release, name: str) -> None:
         """Download one file of a release to a scratch file, compare its SHA-256, delete it."""

@@ -198,33 +198,41 @@ def _check_packages(out: Diagnosis, domain: Domain) -> None:
 
 
 def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
-    """Cross-project refs that cannot resolve, judged against the upstream manifests that exist."""
+    """Cross-project refs that cannot resolve, judged as the stitch judges them: against the releases each
+    consumer reads (and a producer's working copy only for a product with no release yet, which is said)."""
     from mesh_tools.model.manifest import Manifest
-    from mesh_tools.stitch.plan import installed_packages
-    from mesh_tools.stitch.refs import check_ref, scan_refs
+    from mesh_tools.stitch.plan import check_domain_refs, stitch_notes, upstream_manifests
 
     for domain in mesh.domains.values():
-        manifests = {}
+        manifests: dict[str, Manifest] = {}
         for up in domain.upstreams:
-            path = mesh.domains[up.name].manifest_path if up.name in mesh.domains else up.manifest_path
-            if path is None:
-                continue
-            if not path.is_file():
-                if up.name not in mesh.domains:
-                    out.problems.append(Problem(BLOCKING, up.declared_in, f"manifest of '{up.name}' not found: "
-                                                f"{display_path(path)}", "Fix the path, or mark the manifest "
-                                                "`optional: true` if it is only for documentation."))  # fmt: skip
+            if up.name not in mesh.domains and up.manifest_path is not None and not up.manifest_path.is_file():
+                out.problems.append(Problem(BLOCKING, up.declared_in, f"manifest of '{up.name}' not found: "
+                                            f"{display_path(up.manifest_path)}", "Fix the path, or mark the manifest "
+                                            "`optional: true` if it is only for documentation."))  # fmt: skip
                 continue
             try:
-                manifests[up.name] = Manifest.load(path, up.name, excluded=up.excluded_packages,
-                                                   included=up.included_packages)  # fmt: skip
+                manifests.update(upstream_manifests(mesh, domain, only={up.name}))
             except MeshError as exc:
-                out.problems.append(Problem(BLOCKING, up.declared_in, str(exc), "Rebuild the upstream."))
-        packages = installed_packages(domain)
-        for ref in scan_refs(domain):
-            problem = check_ref(ref, domain, mesh, manifests, packages)
-            if problem:
-                out.problems.append(Problem(BLOCKING, ref.where, problem.split(": ", 1)[-1], "See the message."))
+                level = WARNING if up.name in mesh.domains else BLOCKING  # built first by `mesh build`
+                out.problems.append(Problem(level, up.declared_in, str(exc), (
+                    f"`mesh build {up.name}` builds and publishes it."
+                    if level == WARNING else "Publish the upstream again, or fix the declaration."
+                )))  # fmt: skip
+        for name, manifest in manifests.items():
+            for note in stitch_notes({name: manifest}):
+                out.problems.append(Problem(WARNING, domain.name, note, (
+                    f"Nothing to do to build: {domain.name} reads the releases it is given. `mesh build {name}` "
+                    f"releases {name}'s working copy."
+                )))  # fmt: skip
+        # an upstream of the mesh with nothing to read at all is built first by `mesh build`: not judged here
+        judged = {
+            name: m for name, m in manifests.items()
+            if name not in mesh.domains or m.nodes or getattr(m, "working", None) is not None
+        }  # fmt: skip
+        for problem in check_domain_refs(mesh, domain, judged):
+            where, _, message = problem.partition(": ")
+            out.problems.append(Problem(BLOCKING, where, message, "See the message."))
 
 
 def _check_stale(out: Diagnosis, mesh: Mesh) -> None:

@@ -114,6 +114,7 @@ class DomainRun:
     decisions: list[tuple[str, str]] = field(default_factory=list)  # (node, why it ran)
     full_reason: str | None = None  # why everything ran, when it did
     unseen: list[str] = field(default_factory=list)  # changes the build cannot see (for --explain)
+    stitched_from: list[str] = field(default_factory=list)  # upstream products not read from their release
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     # for its lineage events: when it ran (ISO 8601, UTC), what it read and what it published
@@ -190,6 +191,7 @@ def _run_domain(
         run.stitched = outcome.changed + outcome.unchanged
         run.consumed = dict(outcome.consumed)
         run.warnings.extend(outcome.warnings)
+        run.stitched_from = list(outcome.notes)  # products read from a working copy: said, never silent
         if not outcome.ok:
             run.problems.extend(outcome.problems)
             return _done(run, start)

@@ -68,11 +68,18 @@ def test_no_endpoint_credential_is_stored_and_a_planted_interface_is_text(
     assert exported and all(yaml.safe_load(p.read_text())["servers"][0]["endpointUrl"] == s3.endpoint for p in exported)
     assert files_holding(out, PASSWORD) == []
 
-    # someone plants Jinja in the interface shop published; the consumer elsewhere builds with a secret set
+    # someone plants Jinja in the interface shop published, and in the node stored with each release the consumer
+    # reads (what its stub is made from); the consumer elsewhere builds with a secret set
     key = "interfaces/shop/prod.json"
     interface = store.json(key)
     shown = _plant(interface)
     store.put(key, json.dumps(interface).encode())
+    for product in ("products/shop/orders/v1", "products/shop/orders/v2"):
+        release = f"{product}/releases/{store.current(product)}/release.json"
+        descriptor = store.json(release)
+        stored = descriptor["interface"]
+        _plant({"nodes": {"node": stored["node"]}, "groups": {"group": stored["group"]}})
+        store.put(release, json.dumps(descriptor).encode())
     built = mesh(store, ours.consumer, "build", MESH_PLANTED_SECRET=SECRET)
     output = built.stdout + built.stderr
     assert built.returncode == 0, output[-4000:]

@@ -51,12 +51,15 @@ def relations(database: Path) -> dict[tuple[str, str], str]:
 
 @pytest.mark.slow
 def test_a_data_type_that_is_sql_in_a_producers_manifest_never_runs_in_its_consumer(plain_mesh_copy: Path) -> None:
-    """The consumer defends itself: the manifest it stitches from is another team's file (here edited after
-    the producer's build, as a published interface or a dbt-loom manifest may be)."""
+    """The consumer defends itself: the node it stitches from is another team's file (here the node stored with
+    the release it reads, edited after the producer's publish, as a published interface or a dbt-loom manifest
+    may be)."""
     root = plain_mesh_copy
-    path = root / "shop/target/manifest.json"
+    product = root / "exchange/products/shop/orders/v2"
+    path = product / "releases" / json.loads((product / "current.json").read_text())["release_id"] / "release.json"
     data = json.loads(path.read_text())
-    data["nodes"]["model.shop.orders.v2"]["columns"]["order_id"]["data_type"] = BREAKOUT.format(column="order_id")
+    data["interface"]["node"]["columns"]["order_id"]["data_type"] = BREAKOUT.format(column="order_id")
+    path.chmod(0o644)
     path.write_text(json.dumps(data))
     built = run_mesh("build", "reporting", "--full", cwd=root)
     out = built.stdout + built.stderr

@@ -1,0 +1,181 @@
+"""A consumer reads the letter, not the sender's draft: its stub of a product is made from the release it reads.
+
+A producer's working copy ahead of its release (its YAML edited and parsed, not built; a build refused at the
+gate after a contract change) changes nothing for its consumers until it publishes, and a consumer's CI in a
+fresh clone of a monorepo (every project folder there, none built) builds from the exchange alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+import yaml
+
+from tests import s3server
+from tests.conftest import FIXTURES, copy_tree, run_dbt, run_mesh, written_files
+from tests.objectstore.conftest import Store, mesh, ok, s3  # noqa: F401 - s3: the loopback S3 server fixture
+
+CLEAN_FIXTURE = FIXTURES / "foreign_meshes" / "ci_fresh_clone"
+
+
+def current_descriptor(exchange: Path, product: str) -> dict[str, Any]:
+    """The descriptor of the current release of ``product`` (``project/model/vN``) in a folder exchange."""
+    folder = exchange / "products" / product
+    release_id = json.loads((folder / "current.json").read_text())["release_id"]
+    return json.loads((folder / "releases" / release_id / "release.json").read_text())
+
+
+def stub_columns(consumer: Path, upstream: str, model: str, version: str | None) -> list[tuple[str, str]]:
+    """(name, data_type) of the stub's columns for one version of an upstream product, as its YAML declares them."""
+    doc = yaml.safe_load((consumer / "dbt_packages" / upstream / "models" / "_public_models.yml").read_text())
+    (entry,) = [m for m in doc["models"] if m["name"] == model]
+    if version is not None:
+        (entry,) = [v for v in entry["versions"] if str(v["v"]) == version]
+    return [(c["name"], c["data_type"]) for c in entry["columns"]]
+
+
+def released_columns(descriptor: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(c["name"], c["data_type"]) for c in descriptor["contract"]["columns"]]
+
+
+def rows(database: Path, sql: str) -> list[tuple[Any, ...]]:
+    with duckdb.connect(str(database), read_only=True) as con:
+        return sorted(con.execute(sql).fetchall())
+
+
+def release_rows(descriptor: dict[str, Any], folder: Path, sql: str) -> list[tuple[Any, ...]]:
+    """``sql`` over the release's own data file (``{data}``), read with DuckDB outside any domain."""
+    data = folder / "products" / descriptor["product"].replace(".", "/") / "releases"
+    path = data / descriptor["release_id"] / "data.parquet"
+    with duckdb.connect() as con:
+        return sorted(con.execute(sql.format(data=f"read_parquet('{path}')")).fetchall())
+
+
+SUMMARY = "select status, count(*), sum(amount) from {data} group by status"
+
+
+def _consumer_reads_the_release(root: Path, explained: str) -> None:
+    """reporting built against shop's current releases: stub columns and rows are the release's."""
+    exchange = root / "exchange"
+    for version in ("1", "2"):
+        descriptor = current_descriptor(exchange, f"shop/orders/v{version}")
+        assert stub_columns(root / "reporting", "shop", "orders", version) == released_columns(descriptor)
+    v2 = current_descriptor(exchange, "shop/orders/v2")
+    stub = (root / "reporting/dbt_packages/shop/models/orders_v2.sql").read_text()
+    assert f"releases/{v2['release_id']}/data.parquet" in stub
+    built = rows(root / "reporting/reporting.duckdb", "select status, orders, revenue from main.order_summary")
+    assert built == release_rows(v2, exchange, SUMMARY)
+    assert f"differs from release {v2['release_id']} of shop.orders.v2" in explained
+
+
+@pytest.mark.slow
+def test_a_producers_yaml_edited_and_parsed_not_built_changes_nothing_for_its_consumer(plain_mesh_copy: Path) -> None:
+    """shop renames a column in its YAML and parses (its target/manifest.json now says `state`); reporting still
+    reads the release it was given, whose column is `status`, and says that shop's working copy is ahead."""
+    root = plain_mesh_copy
+    schema = root / "shop/models/schema.yml"
+    schema.write_text(schema.read_text().replace("      - name: status\n", "      - name: state\n"))
+    ok(run_dbt("parse", "--quiet", cwd=root / "shop"))
+    parsed = json.loads((root / "shop/target/manifest.json").read_text())
+    assert "state" in parsed["nodes"]["model.shop.orders.v2"]["columns"]  # the working copy is ahead
+
+    built = run_mesh("build", "reporting", "--explain", cwd=root)
+    out = built.stdout + built.stderr
+    assert built.returncode == 0, out
+    _consumer_reads_the_release(root, out)
+    assert "stitched: shop's working copy (shop/target/manifest.json) differs from release" in out
+    assert "(columns not released: state; released columns it no longer has: status)" in out
+
+    doctor = run_mesh("doctor", cwd=root)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "[warning] reporting: shop's working copy (shop/target/manifest.json) differs from release" in doctor.stdout
+    assert "`mesh build shop` releases shop's working copy" in doctor.stdout
+
+
+@pytest.mark.slow
+def test_a_build_refused_at_the_gate_after_a_contract_change_changes_nothing_for_its_consumer(
+    plain_mesh_copy: Path,
+) -> None:
+    """shop changes orders' contract (status becomes state) and its build fails a test: nothing is published, its
+    target/manifest.json holds the new contract; reporting builds against the release it reads, as it was."""
+    root = plain_mesh_copy
+    before = {v: current_descriptor(root / "exchange", f"shop/orders/v{v}")["release_id"] for v in ("1", "2")}
+    schema = root / "shop/models/schema.yml"
+    text = schema.read_text().replace("      - name: status\n", "      - name: state\n")
+    schema.write_text(text.replace("data_tests: [unique, not_null]", "data_tests: [unique, not_null, {accepted_values: "
+                                   "{arguments: {values: [9]}}}]"))  # fmt: skip
+    for sql, old, new in (
+        ("orders_v1.sql", "customer_id, status)", "customer_id, state)"),
+        ("orders_v2.sql", "    status,", "    status as state,"),
+    ):
+        model = root / "shop/models" / sql
+        model.write_text(model.read_text().replace(old, new, 1))
+    refused = run_mesh("build", "shop", cwd=root)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    after = {v: current_descriptor(root / "exchange", f"shop/orders/v{v}")["release_id"] for v in ("1", "2")}
+    assert after == before  # refused at the gate: the releases stay current
+    working = json.loads((root / "shop/target/manifest.json").read_text())["nodes"]["model.shop.orders.v2"]
+    assert "state" in working["columns"] and "status" not in working["columns"]
+
+    built = run_mesh("build", "reporting", "--explain", cwd=root)
+    out = built.stdout + built.stderr
+    assert built.returncode == 0, out
+    _consumer_reads_the_release(root, out)
+
+
+# -- one domain's CI from a fresh clone (tests/fixtures/foreign_meshes/ci_fresh_clone)
+
+
+def _independent_monthly_revenue() -> list[tuple[str, int, Decimal]]:
+    """Completed orders per month, from the raw CSV with Python alone."""
+    months: dict[str, list[Decimal]] = defaultdict(list)
+    with open(CLEAN_FIXTURE / "projects/sales/seeds/raw_orders.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row["state"] == "completed":
+                months[row["ordered_on"][:7] + "-01"].append(Decimal(row["total_cents"]) / 100)
+    return sorted((m, len(a), sum(a, Decimal(0)).quantize(Decimal("0.01"))) for m, a in months.items())
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+@pytest.mark.skipif(not s3server.available(), reason="needs the s3 extra and moto[server]")
+def test_one_domains_ci_in_a_fresh_clone_builds_from_the_exchange_alone(
+    s3: s3server.Server,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    store = Store(s3)
+    sales_job = copy_tree(CLEAN_FIXTURE, tmp_path / "sales-job")  # sales' own CI publishes its release
+    ok(mesh(store, sales_job, "build", "sales"))
+    ci = copy_tree(CLEAN_FIXTURE, tmp_path / "finance-job")  # a fresh clone: every folder, nothing built
+    untouched = written_files(ci / "projects/sales")
+
+    doctor = mesh(store, ci, "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    built = mesh(store, ci, "build", "finance")
+    out = built.stdout + built.stderr
+    assert built.returncode == 0, out
+    assert "working copy" not in out  # every product it reads has a release: nothing from a draft
+    assert written_files(ci / "projects/sales") == untouched  # not built, not parsed: no target/, no .duckdb
+    got = rows(ci / "projects/finance/finance.duckdb", "select strftime(month, '%Y-%m-%d'), orders, revenue "
+               "from main.monthly_revenue")  # fmt: skip
+    assert got == _independent_monthly_revenue()
+    descriptor = store.json(
+        f"products/sales/orders/unversioned/releases/{store.current('products/sales/orders/unversioned')}/release.json"
+    )
+    assert stub_columns(ci / "projects/finance", "sales", "orders", None) == released_columns(descriptor)
+
+    # a ref to what sales keeps protected is refused before dbt runs, against what finance reads
+    (ci / "projects/finance/models/peek.sql").write_text("select * from {{ ref('sales', 'stg_orders') }}\n")
+    refused = mesh(store, ci, "build", "finance")
+    said = refused.stdout + refused.stderr
+    assert refused.returncode == 1, said
+    assert "models/peek.sql:1: ref('sales', 'stg_orders'): project 'sales' has no model 'stg_orders'." in said
+    assert "Public models of sales: orders." in said
+    assert written_files(ci / "projects/sales") == untouched
