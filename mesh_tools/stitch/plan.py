@@ -13,7 +13,7 @@ from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
-from mesh_tools.model.release import without_code
+from mesh_tools.model.release import Contract, without_code
 from mesh_tools.stitch.refs import CrossProjectRef, check_ref, scan_refs
 from mesh_tools.stitch.revoke import (
     Ledger,
@@ -202,13 +202,15 @@ def _released_node(
     release: Release, project: str, interface: Manifest | None, working: Manifest | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The node (and group) published with a release; for a release published before nodes were stored with
-    it, the interface's or the working copy's node of the same product, else one made of its descriptor."""
+    it, the interface's or the working copy's node of the same product when its contract is the release's, else
+    one made of its descriptor (its columns, contract, description and owner)."""
     d = release.descriptor
     if d.interface is not None:
         return dict(d.interface.node), d.interface.group
     for source in (interface, working):
         node = source.nodes.get(d.node) if source is not None else None
-        if node is not None and node.is_public:
+        # only a node whose contract is the release's own (the interface may be a later publish's)
+        if node is not None and node.is_public and Contract.of(node.raw).fingerprint() == d.contract_hash:
             group = source.groups.get(node.group or "") if source is not None else None
             return dict(node.raw), group
     columns = {c.name: {"name": c.name, "data_type": c.data_type, "description": c.description,

@@ -179,3 +179,133 @@ def test_one_domains_ci_in_a_fresh_clone_builds_from_the_exchange_alone(
     assert "models/peek.sql:1: ref('sales', 'stg_orders'): project 'sales' has no model 'stg_orders'." in said
     assert "Public models of sales: orders." in said
     assert written_files(ci / "projects/sales") == untouched
+
+
+# -- what a stitch takes from where, without dbt: hand-written releases in a folder exchange
+
+
+def _node(name: str, columns: list[str], **extra: Any) -> dict[str, Any]:
+    return {
+        "unique_id": f"model.shop.{name}", "resource_type": "model", "package_name": "shop", "name": name,
+        "version": None, "latest_version": None, "access": "public", "group": "shop_team", "description": name,
+        "columns": {c: {"name": c, "data_type": "integer", "description": "", "meta": {}, "constraints": []}
+                    for c in columns},
+        "contract": {"enforced": True}, "config": {"access": "public", "contract": {"enforced": True}}, **extra,
+    }  # fmt: skip
+
+
+GROUP = {"name": "shop_team", "package_name": "shop", "unique_id": "group.shop.shop_team",
+         "owner": {"name": "Shop Team", "email": "shop@example.test"}}  # fmt: skip
+
+
+def _small_mesh(root: Path, working: list[dict[str, Any]] | None) -> Path:
+    """shop and reporting (which declares shop) as files only; shop's working manifest holds ``working``."""
+    for name in ("shop", "reporting"):
+        (root / name).mkdir(parents=True)
+        (root / name / "dbt_project.yml").write_text(
+            f"name: {name}\nversion: '1.0'\nconfig-version: 2\nprofile: {name}\n"
+        )
+        (root / name / "profiles.yml").write_text(
+            f"{name}:\n  target: dev\n  outputs:\n    dev: {{type: duckdb, path: {name}.duckdb}}\n"
+        )
+    (root / "reporting/dependencies.yml").write_text("projects:\n  - name: shop\n")
+    if working is not None:
+        (root / "shop/target").mkdir()
+        nodes = {n["unique_id"]: n for n in working}
+        data = {"metadata": {"project_name": "shop"}, "nodes": nodes, "groups": {"group.shop.shop_team": GROUP}}
+        (root / "shop/target/manifest.json").write_text(json.dumps(data))
+    return root
+
+
+def _release(root: Path, node: dict[str, Any] | None, model: str = "orders", columns: tuple[str, ...] = ("id",),
+             interface: list[str] | None = None) -> str:  # fmt: skip
+    """A current release of shop.<model> (no data file: only its node matters here) holding ``node``."""
+    from mesh_tools.model.release import Contract, ReleaseDescriptor
+    from mesh_tools.store.exchange import new_release_id
+
+    release_id = new_release_id(model)
+    contract = Contract.of({"contract": {"enforced": True}, "columns": {c: {"name": c, "data_type": "integer"}
+                                                                       for c in columns}})  # fmt: skip
+    descriptor = ReleaseDescriptor(
+        product=f"shop.{model}", project="shop", model=model, node=f"model.shop.{model}", release_id=release_id,
+        produced_at="2026-12-01T00:00:00+00:00", contract=contract, contract_hash=contract.fingerprint(),
+        row_count=0, files=[], interface={"node": node, "group": GROUP} if node is not None else None,
+    )  # fmt: skip
+    product = root / "exchange/products/shop" / model / "unversioned"
+    (product / "releases" / release_id).mkdir(parents=True)
+    (product / "releases" / release_id / "release.json").write_text(descriptor.model_dump_json())
+    (product / "current.json").write_text(json.dumps({"release_id": release_id}))
+    if interface is not None:  # what shop's last publish offered
+        nodes = {f"model.shop.{m}": _node(m, ["id"]) for m in interface}
+        (root / "exchange/interfaces/shop").mkdir(parents=True, exist_ok=True)
+        (root / "exchange/interfaces/shop/prod.json").write_text(
+            json.dumps({"metadata": {"project_name": "shop"}, "nodes": nodes, "groups": {}})
+        )
+    return release_id
+
+
+def _read(root: Path) -> Any:
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.stitch.plan import upstream_manifests
+
+    mesh_ = load_mesh(root)
+    return upstream_manifests(mesh_, mesh_.domains["reporting"])["shop"]
+
+
+def test_the_stub_node_is_the_releases_and_a_product_without_one_is_read_from_the_working_copy_and_said(
+    tmp_path: Path,
+) -> None:
+    root = _small_mesh(tmp_path, [_node("orders", ["id", "renamed"]), _node("fresh", ["id"])])
+    release_id = _release(tmp_path, _node("orders", ["id", "status"]), interface=["orders"])
+    read = _read(root)
+    columns = {n.name: sorted(n.columns) for n in read.for_consumer("reporting").public()}
+    assert columns == {"orders": ["id", "status"], "fresh": ["id"]}  # orders from its release, fresh from the draft
+    assert read.releases["model.shop.orders"].descriptor.release_id == release_id
+    assert "model.shop.fresh" not in read.releases
+    notes = " | ".join(read.notes)
+    assert "reporting reads shop.fresh from shop's working copy (" in notes
+    assert "shop/target/manifest.json): it has no release in prod yet (publish it: `mesh build shop`)" in notes
+    assert (
+        f"differs from release {release_id} of shop.orders (columns not released: renamed; released columns " in notes
+    )
+    assert read.groups["shop_team"]["owner"]["email"] == "shop@example.test"
+
+
+def test_a_withdrawn_product_an_old_release_and_a_restriction_in_the_working_copy(tmp_path: Path) -> None:
+    # no working copy here (a fresh clone): shop's interface offers orders only; old_one has a release still
+    root = _small_mesh(tmp_path, None)
+    _release(tmp_path, None, columns=("id", "amount"), interface=["orders"])  # published before nodes were stored
+    _release(tmp_path, _node("old_one", ["id"]), model="old_one")
+    read = _read(root)
+    (orders,) = read.public()  # old_one was withdrawn by shop's last publish
+    assert (orders.name, sorted(orders.columns), orders.contract_enforced) == ("orders", ["amount", "id"], True)
+    assert read.notes == []
+
+    # the working copy restricts orders to audit: reporting loses it at once, a release never widens access
+    (tmp_path / "shop/target").mkdir()
+    restricted = _node("orders", ["id", "amount"], meta={"allowed_consumers": ["audit"]})
+    (tmp_path / "shop/target/manifest.json").write_text(json.dumps(
+        {"metadata": {"project_name": "shop"}, "nodes": {"model.shop.orders": restricted}}))  # fmt: skip
+    assert _read(root).for_consumer("reporting").public() == []
+
+
+def test_a_stored_node_that_names_another_product_or_is_too_big_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mesh_tools.core.errors import ArtifactError
+    from mesh_tools.store import exchange as exchange_module
+
+    root = _small_mesh(tmp_path, None)
+    impostor = {**_node("orders", ["id"]), "unique_id": "model.shop.customers_internal", "name": "customers_internal"}
+    _release(tmp_path, impostor, interface=["orders"])
+    with pytest.raises(ArtifactError) as refused:
+        _read(root)
+    said = str(refused.value)
+    assert "/release.json: the node stored with release r" in said
+    assert "is model.shop.customers_internal, not model.shop.orders. Publish shop again." in said
+
+    _release(tmp_path, _node("orders", ["id"]))
+    monkeypatch.setattr(exchange_module, "INTERFACE_LIMIT", 512)
+    with pytest.raises(ArtifactError) as too_big:
+        _read(root)
+    assert "release descriptor is" in str(too_big.value) and "over the limit of 512" in str(too_big.value)
