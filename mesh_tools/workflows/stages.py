@@ -262,7 +262,10 @@ def run_stages(
             continue
         notify("started", label, None)
         stage_slice = staged.slices[stage.number]
-        run = submit(run_domain, mesh, stage.domain, command, target, verbose, publish, full, stage_slice).result()
+        # `--full` builds a domain's first stage in full; its later stages compare with the state that one left
+        # (a full plan there would forget what the earlier stages' nodes read), and owe nothing it left out
+        again = full and not runs[stage.domain]
+        run = submit(run_domain, mesh, stage.domain, command, target, verbose, publish, again, stage_slice).result()
         run.notes.insert(0, stage_lines([stage])[0])
         mine = {f"{stage.domain}.{uid.split('.', 2)[2]}" for uid in stage.nodes if uid in deferred}
         run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]

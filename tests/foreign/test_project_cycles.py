@@ -193,6 +193,12 @@ def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str,
     assert table(root / "project_a/project_a.duckdb", "main.segment_revenue") == expected_segments(root)
     assert table(root / "project_b/project_b.duckdb", "main.dim_customers") == one_project(root, "dim_customers")
 
+    # --full builds every stage; the build after it reuses everything (a later stage's state keeps the earlier's)
+    full = run_foreign(built.mesh, root, "build", "--full")
+    assert full.returncode == 0 and "ran 3 of 3 models, reused 0" in full.stdout, full.stdout + full.stderr
+    after = run_foreign(built.mesh, root, "build")
+    assert after.returncode == 0 and "ran 0 of 3 models, reused 3" in after.stdout, after.stdout + after.stderr
+
 
 def test_doctor_shows_the_stages(corpus: dict[str, BuiltForeign]) -> None:
     built = corpus["bidirectional"]
