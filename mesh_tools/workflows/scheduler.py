@@ -127,7 +127,8 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     continue
                 group = peers.get(name, [name])
                 outside = {u for n in group for u in ups[n]} - set(group)
-                if plan.command == "parse" or name not in staged:  # a cycle's stitch: one domain after the other
+                cycle = staged.get(group[0]) if plan.command == "build" else None
+                if cycle is None:  # a cycle's stitch, or one not planned: one domain after the other
                     outside |= set(group[: group.index(name)])
                 failed_up = sorted(u for u in outside if u in results and results[u].status != SUCCESS)
                 failed_up += sorted(n for n in group if n in results and results[n].status != SUCCESS)
@@ -139,15 +140,15 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     continue
                 if not all(u in results for u in outside):
                     continue
-                if name in staged and plan.command == "build":
-                    if any(_shares_storage(n, busy, profiles) for n in group):
+                if cycle is not None:  # its stages, one after the other, started by its first domain
+                    if name != group[0] or any(_shares_storage(n, busy, profiles) for n in group):
                         continue
-                    task = conductor.submit(run_stages, mesh, staged[name], plan.command, plan.target, plan.verbose,
+                    task = conductor.submit(run_stages, mesh, cycle, plan.command, plan.target, plan.verbose,
                                             plan.publish, plan.full, submit, notify)  # fmt: skip
                     groups_running[task] = group
                     busy |= set(group)
                     continue
-                if (fresh and len(running) >= jobs) or _shares_storage(name, running.values(), profiles):
+                if (fresh and len(running) >= jobs) or _shares_storage(name, busy, profiles):  # a cycle's too
                     continue
                 executor = worker_pool(1) if fresh else pool
                 future = executor.submit(
