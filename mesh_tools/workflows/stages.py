@@ -267,7 +267,7 @@ def run_stages(
         again = full and not runs[stage.domain]
         run = submit(run_domain, mesh, stage.domain, command, target, verbose, publish, again, stage_slice).result()
         run.notes.insert(0, stage_lines([stage])[0])
-        mine = {f"{stage.domain}.{uid.split('.', 2)[2]}" for uid in stage.nodes if uid in deferred}
+        mine = {f"{stage.domain}.{uid.split('.', 2)[-1]}" for uid in stage.nodes if uid in deferred}
         run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
         deferred |= set(stage_slice.later)
         notify("finished", label, run)
@@ -288,11 +288,11 @@ _OWED = "its last run did not succeed"  # how build_state explains a node owed a
 _DEFERRED = "an earlier stage of this build left it to this one (it reads what the stages between built)"
 
 
-def stage_lines(staged: list[Stage], manifests: dict[str, Manifest] | None = None) -> list[str]:
+def stage_lines(staged: list[Stage]) -> list[str]:
     """The stages as `mesh doctor` and `mesh build --explain` show them: ``stage 1: project_a builds stg_orders``."""
     lines = []
     for stage in staged:
-        names = ", ".join(uid.split(".", 2)[2] for uid in stage.nodes)
+        names = ", ".join(uid.split(".", 2)[-1] for uid in stage.nodes)
         tail = " (its last stage)" if stage.final else " (and publishes them for the stages after it)"
         lines.append(f"stage {stage.number}: {stage.domain} builds {names}{tail}")
     return lines

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import csv
 import re
+from concurrent.futures import Future
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from mesh_tools.core.graph import ModelCycle, components, stages, topological_order
+from mesh_tools.core.graph import ModelCycle, Stage, components, cycles, stages, topological_order
+from mesh_tools.core.mesh import load_mesh
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.workflows.stages import model_cycle_message, model_graph
-from tests.conftest import copy_tree, run_mesh
+from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
+from mesh_tools.workflows.stages import StagedGroup, model_cycle_message, model_graph, run_stages
+from tests.conftest import copy_tree
 from tests.foreign.conftest import CORPUS, BuiltForeign, run_foreign
 
 FIXTURE = CORPUS / "bidirectional"
@@ -143,12 +146,14 @@ def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None
 
 def test_a_cycle_between_projects_loads(plain_mesh: Path) -> None:
     """shop now declares reporting, which reads shop: no model of shop reads reporting, so the mesh loads (a build
-    plans the stages; a cycle between models is refused there)."""
+    plans the stages; a cycle between models is refused there), the cycle's domains side by side in the order."""
     (plain_mesh / "shop" / "dependencies.yml").write_text("projects:\n  - name: reporting\n")
-    listed = run_mesh("ls", cwd=plain_mesh)
-    assert listed.returncode == 0, listed.stdout + listed.stderr
-    assert re.search(r"^reporting .* upstreams: shop$", listed.stdout, re.M), listed.stdout
-    assert re.search(r"^shop .* upstreams: reporting$", listed.stdout, re.M), listed.stdout
+    mesh = load_mesh(plain_mesh)
+    assert mesh.domains["shop"].upstream_names == ("reporting",)
+    assert "shop" in mesh.domains["reporting"].upstream_names
+    order = mesh.order
+    assert abs(order.index("shop") - order.index("reporting")) == 1
+    assert cycles(mesh.upstream_graph()) == [["reporting", "shop"]]
 
 
 def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str, BuiltForeign]) -> None:
@@ -173,11 +178,6 @@ def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str,
     # the earlier stage's results reach the health history: stg_orders was built, by stage 1
     assert "never built successfully" not in (root / "health/report.md").read_text()
 
-    again = run_foreign(built.mesh, root, "build")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "ran 0 of 3 models, reused 3" in again.stdout, again.stdout
-    assert releases(root) == first  # nothing rebuilt, nothing published again
-
     # a new order in project_a's raw data: stage 1 rebuilds it, project_b reads the new release, stage 3 follows
     with (root / "project_a/seeds/raw_orders.csv").open("a") as handle:
         handle.write(f"{100 + len(_csv(root / 'project_a/seeds/raw_orders.csv'))},4,6\n")
@@ -188,16 +188,39 @@ def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str,
     assert "    project_a.stg_orders (upstream view): upstream project_a.stg_orders has a new release\n" in explained
     assert "    project_b.dim_customers: upstream project_a.stg_orders ran\n" in explained
     assert "    project_a.segment_revenue: an earlier stage of this build left it to this one" in explained
-    assert {k: len(v) - len(first[k]) for k, v in releases(root).items()} == {"project_a.stg_orders": 1,
-                                                                              "project_b.dim_customers": 1}  # fmt: skip
+    changed_releases = releases(root)
+    assert {k: len(v) - len(first[k]) for k, v in changed_releases.items()} == {"project_a.stg_orders": 1,
+                                                                                "project_b.dim_customers": 1}  # fmt: skip
     assert table(root / "project_a/project_a.duckdb", "main.segment_revenue") == expected_segments(root)
     assert table(root / "project_b/project_b.duckdb", "main.dim_customers") == one_project(root, "dim_customers")
 
-    # --full builds every stage; the build after it reuses everything (a later stage's state keeps the earlier's)
-    full = run_foreign(built.mesh, root, "build", "--full")
-    assert full.returncode == 0 and "ran 3 of 3 models, reused 0" in full.stdout, full.stdout + full.stderr
-    after = run_foreign(built.mesh, root, "build")
-    assert after.returncode == 0 and "ran 0 of 3 models, reused 3" in after.stdout, after.stdout + after.stderr
+    # nothing changed since: the next build runs no model and publishes nothing
+    again = run_foreign(built.mesh, root, "build")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ran 0 of 3 models, reused 3" in again.stdout, again.stdout
+    assert releases(root) == changed_releases
+
+
+def test_full_builds_each_domains_first_stage_in_full_only() -> None:
+    """`--full`: a domain's later stages compare with the state its first stage left (a full plan there would forget
+    what the earlier stages' nodes read, and the next build would run them again). The stages' worker is replaced
+    by a recorder: what is checked is the order and the flags the conductor gives each stage."""
+    plan = [Stage(1, "a", ("a.x",), False), Stage(2, "b", ("b.y",), True), Stage(3, "a", ("a.z",), True)]
+    staged = StagedGroup(["a", "b"], plan, {s.number: StageSlice(s.number, 3, s.nodes, (), (), s.final) for s in plan})
+    calls: list[tuple[str, bool, int]] = []
+
+    def submit(fn: object, mesh: object, name: str, command: str, target: object, verbose: bool, publish: bool,
+               full: bool, stage: StageSlice) -> Future[DomainRun]:  # fmt: skip
+        calls.append((name, full, stage.number))
+        done: Future[DomainRun] = Future()
+        done.set_result(DomainRun(name, SUCCESS))
+        return done
+
+    mesh = SimpleNamespace(domains={n: SimpleNamespace(stages_dir=Path("/nonexistent/mesh-stages")) for n in "ab"})
+    runs = run_stages(mesh, staged, "build", None, False, True, True, submit, lambda *_: None)  # type: ignore[arg-type]
+    assert calls == [("a", True, 1), ("b", True, 2), ("a", False, 3)]
+    assert runs["a"].notes == ["stage 1: a builds x (and publishes them for the stages after it)",
+                               "stage 3: a builds z (its last stage)"]  # fmt: skip
 
 
 def test_doctor_shows_the_stages(corpus: dict[str, BuiltForeign]) -> None:
