@@ -262,3 +262,21 @@ def test_a_cycle_between_models_is_refused_before_anything_runs(
     assert {p: p.stat().st_mtime_ns for p in storage} == storage and releases(root) == before
     doctor = run_foreign(built.mesh, root, "doctor")  # doctor reads the parses the refused build made
     assert doctor.returncode == 1 and "[blocking] project_a, project_b: cycle between models" in doctor.stdout
+
+
+def test_a_staged_build_takes_every_lock_of_its_cycle_before_its_first_stage(
+    corpus: dict[str, BuiltForeign],
+) -> None:
+    """No other writer between stages: the build holds project_b's lock from before stage 1 (which builds only
+    project_a) to its end, so while another run writes project_b, the staged build does not start at all."""
+    from mesh_tools.core import lock
+
+    built = corpus["bidirectional"]
+    before = releases(built.root)
+    with lock.hold(built.root, [lock.domain("project_b")], "mesh build project_b"):
+        busy = run_foreign(built.mesh, built.root, "build")
+    assert busy.returncode == 2, busy.stdout + busy.stderr
+    assert (
+        "domain project_b is busy: `mesh build project_b`" in busy.stderr and "`mesh build` did nothing" in busy.stderr
+    )
+    assert "started" not in busy.stdout and releases(built.root) == before
