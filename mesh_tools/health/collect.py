@@ -62,7 +62,7 @@ def collect(
             runs.append(_run_row(cid, name, art, event if event and event.invocation_id == art.invocation_id else None))
             nodes.extend(_node_rows(cid, name, art))
             if event and event.invocation_id == art.invocation_id:  # a staged build: its earlier stages ran these
-                for earlier in stage_results(mesh.domains[name]):
+                for earlier in stage_results(mesh.domains[name], art.invocation_id):
                     nodes.extend(_node_rows(cid, name, dataclasses.replace(art, run_results=earlier)))
         event = by_domain.get(name)
         if event and (event.invocation_id is None or event.invocation_id != art.invocation_id):

@@ -5,6 +5,7 @@ Shared by collecting, measuring and judging; it imports neither of them.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,16 +80,24 @@ def attached_models(node: Node | None) -> list[str]:
     return [p for p in node.depends_on if p.startswith("model.")]
 
 
-def stage_results(domain: Domain) -> list[RunResults]:
-    """The run results of the earlier stages of the domain's last staged build (workflows/stages.py); the last
-    stage's are its run_results.json. Unreadable ones are left out: the nodes they ran count as not run."""
+def stage_results(domain: Domain, invocation_id: str | None) -> list[RunResults]:
+    """The run results of the earlier stages of the staged build whose run_results.json is ``invocation_id``
+    (workflows/stages.py records which one that is: ``stages.json``); none for any other build. Unreadable ones
+    are left out: the nodes they ran count as not run."""
+    folder = domain.stages_dir
+    try:
+        recorded = json.loads((folder / "stages.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return []
+    if not isinstance(recorded, dict) or invocation_id is None or recorded.get("invocation_id") != invocation_id:
+        return []
     found = []
-    for path in sorted(domain.stages_dir.glob("stage-*.run_results.json")) if domain.stages_dir.is_dir() else ():
+    for path in sorted(folder.glob("stage-*.run_results.json")):
         try:
             results = RunResults.read(path, "", required=("results",))
         except MeshError:
             continue
-        if results is not None:
+        if results is not None and results.invocation_id != invocation_id:
             found.append(results)
     return found
 

@@ -23,7 +23,7 @@ from mesh_tools.core.errors import ConfigError, MeshError, display_path
 from mesh_tools.core.files import write_atomic
 from mesh_tools.core.graph import ModelCycle, Stage, stages
 from mesh_tools.core.mesh import Domain, Mesh
-from mesh_tools.model.manifest import Manifest, read_json
+from mesh_tools.model.manifest import Manifest, RunResults, read_json
 from mesh_tools.model.nodes import Node
 from mesh_tools.stitch.refs import scan_refs
 from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, StageSlice, run_domain
@@ -250,7 +250,8 @@ def run_stages(
     runs: dict[str, list[DomainRun]] = {name: [] for name in staged.domains}
     for name in staged.domains:  # the last staged build's: collected into the health history after it
         folder = mesh.domains[name].stages_dir
-        for old in folder.glob("stage-*.run_results.json") if folder.is_dir() and not folder.is_symlink() else ():
+        for old in [*folder.glob("stage-*.run_results.json"), folder / "stages.json"] if folder.is_dir() \
+                and not folder.is_symlink() else ():  # fmt: skip
             old.unlink(missing_ok=True)
     stopped: str | None = None
     deferred: set[str] = set()  # nodes an earlier stage of this build left to a later one (owed a run by it)
@@ -272,16 +273,26 @@ def run_stages(
         deferred |= set(stage_slice.later)
         notify("finished", label, run)
         runs[stage.domain].append(run)
-        if not stage.final and run.invocation_id is not None:  # its last stage's run_results.json replaces these
-            domain = mesh.domains[stage.domain]
-            kept = domain.stages_dir / f"stage-{stage.number}.run_results.json"
-            try:
-                write_atomic(kept, domain.run_results_path.read_bytes(), below=domain.target_dir)
-            except (MeshError, OSError) as exc:
-                run.warnings.append(f"the results of stage {stage.number} were not kept for health ({exc})")
+        try:
+            _keep_results(mesh.domains[stage.domain], stage, run)
+        except (MeshError, OSError) as exc:
+            run.warnings.append(f"the results of stage {stage.number} were not kept for health ({exc})")
         if run.status != SUCCESS:
             stopped = label
     return {name: merge(name, parts) for name, parts in runs.items()}
+
+
+def _keep_results(domain: Domain, stage: Stage, run: DomainRun) -> None:
+    """Keep an earlier stage's run results (its domain's last stage replaces run_results.json), and after the last
+    stage, which run_results.json they go with: health collects them with it (health/inputs.stage_results)."""
+    if not stage.final and run.invocation_id is not None:
+        kept = domain.stages_dir / f"stage-{stage.number}.run_results.json"
+        write_atomic(kept, domain.run_results_path.read_bytes(), below=domain.target_dir)
+    if stage.final:
+        results = RunResults.read(domain.run_results_path, missing_ok=True)
+        invocation = results.invocation_id if results is not None else None
+        write_atomic(domain.stages_dir / "stages.json", json.dumps({"invocation_id": invocation}) + "\n",
+                     below=domain.target_dir)  # fmt: skip
 
 
 _OWED = "its last run did not succeed"  # how build_state explains a node owed a run

@@ -201,7 +201,7 @@ def test_bidirectional_projects_build_in_stages_as_one_project(corpus: dict[str,
     assert releases(root) == changed_releases
 
 
-def test_full_builds_each_domains_first_stage_in_full_only() -> None:
+def test_full_builds_each_domains_first_stage_in_full_only(tmp_path: Path) -> None:
     """`--full`: a domain's later stages compare with the state its first stage left (a full plan there would forget
     what the earlier stages' nodes read, and the next build would run them again). The stages' worker is replaced
     by a recorder: what is checked is the order and the flags the conductor gives each stage."""
@@ -216,7 +216,16 @@ def test_full_builds_each_domains_first_stage_in_full_only() -> None:
         done.set_result(DomainRun(name, SUCCESS))
         return done
 
-    mesh = SimpleNamespace(domains={n: SimpleNamespace(stages_dir=Path("/nonexistent/mesh-stages")) for n in "ab"})
+    mesh = SimpleNamespace(
+        domains={
+            n: SimpleNamespace(
+                target_dir=tmp_path / n,
+                stages_dir=tmp_path / n / "mesh-stages",
+                run_results_path=tmp_path / n / "run_results.json",
+            )
+            for n in "ab"
+        }
+    )
     runs = run_stages(mesh, staged, "build", None, False, True, True, submit, lambda *_: None)  # type: ignore[arg-type]
     assert calls == [("a", True, 1), ("b", True, 2), ("a", False, 3)]
     assert runs["a"].notes == ["stage 1: a builds x (and publishes them for the stages after it)",
