@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.core.errors import MeshError, display_path
+from mesh_tools.core.errors import ArtifactError, MeshError, display_path
 from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
@@ -53,6 +53,10 @@ class StitchOutcome:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+class NothingToRead(ArtifactError):
+    """An upstream of the checkout that was never built here and has no release in the exchange."""
 
 
 class ReleaseManifest(Manifest):
@@ -103,7 +107,6 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     that says it was never published). A release published before nodes were stored with releases takes its node
     from the interface or the working copy, else from its own descriptor (columns and contract).
     """
-    from mesh_tools.core.errors import ArtifactError
 
     project = up.name
     filters = {"excluded": up.excluded_packages, "included": up.included_packages}
@@ -170,6 +173,13 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
                     f"{project}'s working copy ({shown}) differs from release {release.descriptor.release_id} of "
                     f"{node.key} ({ahead}): {domain.name} reads the release until {project} publishes"
                 )
+    if not nodes and working is None:  # an upstream of the checkout never built here nor published
+        path = mesh.domains[project].manifest_path
+        raise NothingToRead(
+            f"{display_path(path)}: manifest not found. {project} has no release in the exchange ({exchange.url}) "
+            f"either, so {domain.name} has nothing to read. Build (or rebuild) the upstream: `mesh build {project}` "
+            f"(or `mesh build +{domain.name}`), or `mesh stitch` to parse it only."
+        )
     for node in working.models if working is not None else ():
         if not node.is_public and node.unique_id not in nodes:  # never stitched: only to explain a ref to it
             nodes[node.unique_id] = without_code(node.raw)
@@ -302,14 +312,7 @@ def _judged_by_release(
     ref: CrossProjectRef, domain: Domain, mesh: Mesh, read: ReleaseManifest, packages: set[str], problem: str
 ) -> str:
     """A ref is judged against what the consumer reads (the releases, and the working copy only for products
-    with none); when it fails there, the producer's working copy may say more (the model is protected there),
-    and an upstream with nothing to read at all says how to get it built."""
-    if not read.nodes and read.working is None:
-        return (
-            f"{ref.where}: {ref.text}: {ref.project} has no release in the exchange {open_exchange(mesh).url} and is "
-            f"not built in this checkout, so {domain.name} has nothing to read. Build it first: "
-            f"`mesh build +{domain.name}` (or `mesh build {ref.project}`)."
-        )
+    with none); when it fails there, the producer's working copy may say more (the model is protected there)."""
     if read.working is not None:
         return check_ref(ref, domain, mesh, {ref.project: read.working}, packages) or problem
     return problem

@@ -201,7 +201,7 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
     """Cross-project refs that cannot resolve, judged as the stitch judges them: against the releases each
     consumer reads (and a producer's working copy only for a product with no release yet, which is said)."""
     from mesh_tools.model.manifest import Manifest
-    from mesh_tools.stitch.plan import check_domain_refs, stitch_notes, upstream_manifests
+    from mesh_tools.stitch.plan import NothingToRead, check_domain_refs, stitch_notes, upstream_manifests
 
     for domain in mesh.domains.values():
         manifests: dict[str, Manifest] = {}
@@ -213,6 +213,8 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
                 continue
             try:
                 manifests.update(upstream_manifests(mesh, domain, only={up.name}))
+            except NothingToRead:
+                continue  # never built nor published: `mesh build` builds it first
             except MeshError as exc:
                 level = WARNING if up.name in mesh.domains else BLOCKING  # built first by `mesh build`
                 out.problems.append(Problem(level, up.declared_in, str(exc), (
@@ -225,12 +227,7 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
                     f"Nothing to do to build: {domain.name} reads the releases it is given. `mesh build {name}` "
                     f"releases {name}'s working copy."
                 )))  # fmt: skip
-        # an upstream of the mesh with nothing to read at all is built first by `mesh build`: not judged here
-        judged = {
-            name: m for name, m in manifests.items()
-            if name not in mesh.domains or m.nodes or getattr(m, "working", None) is not None
-        }  # fmt: skip
-        for problem in check_domain_refs(mesh, domain, judged):
+        for problem in check_domain_refs(mesh, domain, manifests):
             where, _, message = problem.partition(": ")
             out.problems.append(Problem(BLOCKING, where, message, "See the message."))
 
