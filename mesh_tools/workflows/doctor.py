@@ -247,7 +247,7 @@ def _check_stages(out: Diagnosis, mesh: Mesh) -> None:
     from mesh_tools.workflows.stages import model_cycle_message, model_graph, stage_lines
 
     for group in cycles(mesh.upstream_graph()):
-        title = f"{', '.join(group)} read each other's models"
+        title = f"{', '.join(group)} form a cycle of projects"
         missing = [n for n in group if not mesh.domains[n].manifest_path.is_file()]
         if missing:
             out.stages.append(f"{title}: stages are planned when `mesh build` parses them ({', '.join(missing)} "

@@ -238,7 +238,7 @@ def test_doctor_shows_the_stages(corpus: dict[str, BuiltForeign]) -> None:
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     assert (
         "stages:\n"
-        "  project_a, project_b read each other's models: `mesh build` builds them in 3 stages\n"
+        "  project_a, project_b form a cycle of projects: `mesh build` builds them in 3 stages\n"
         "    stage 1: project_a builds stg_orders, raw_orders (and publishes them for the stages after it)\n"
         "    stage 2: project_b builds dim_customers, raw_customers (its last stage)\n"
         "    stage 3: project_a builds segment_revenue (its last stage)\n"
