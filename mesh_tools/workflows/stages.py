@@ -179,13 +179,20 @@ def model_graph(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
             if test.resource_type != "test" or test.package != name:
                 continue
             reads = resolved(name, test)
+            across = {r for r in reads if r in graph.owner and graph.owner[r] != name}
+            if not across:
+                continue  # it runs with what it tests, in their stage
             for product in sorted(reads):
                 if graph.owner.get(product) != name or not manifests[name].nodes[product].is_public:
                     continue
-                for other in sorted(reads):
-                    if other in graph.owner and graph.owner[other] != name:
-                        graph.parents[product].add(other)
-                        graph.via.setdefault((product, other), (test.name, test.properties_file or test.file))
+                for other in sorted(across):
+                    graph.parents[product].add(other)
+                    graph.via.setdefault((product, other), (test.name, test.properties_file or test.file))
+            # any other test that reads another domain of the cycle runs in the first stage of its domain that
+            # comes after everything it reads: dbt leaves it out of an earlier one (a parent is excluded there)
+            graph.owner[test.unique_id] = name
+            graph.where[test.unique_id] = test.properties_file or test.file
+            graph.parents[test.unique_id] = {r for r in reads if r in graph.owner}
     return graph
 
 
@@ -213,18 +220,21 @@ def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
 
 
 def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manifest]) -> dict[int, StageSlice]:
-    """What each stage's `dbt build` leaves out: its domain's nodes of other stages, and the stubs of its peers'
-    products a later stage builds (their release does not exist yet, or is the last build's)."""
+    """What each stage's `dbt build` leaves out: its domain's nodes of later stages, and the stubs of its peers'
+    products a later stage builds (their release does not exist yet, or is the last build's). Its domain's
+    nodes of earlier stages run only when its state-aware plan selects them (they changed)."""
     at = {uid: stage.number for stage in plan for uid in stage.nodes}
     out: dict[int, StageSlice] = {}
     for stage in plan:
         manifest = manifests[stage.domain]
         exclude: list[str] = []
         for uid, node in sorted(manifest.nodes.items()):
-            if node.resource_type not in BUILT:
+            if node.resource_type not in BUILT and uid not in owner:
                 continue
-            if owner.get(uid) == stage.domain and at.get(uid) != stage.number:
-                exclude.append(_selector(node))
+            if owner.get(uid) == stage.domain:
+                if at.get(uid, 0) > stage.number:  # not built yet: its own stage comes later
+                    exclude.append(_selector(node))
+                # what an earlier stage built is not excluded: dbt would leave out every test that reads it
                 continue
             if node.package in manifests and node.package != stage.domain:  # a stub of a peer's product
                 product = product_of(manifests[node.package], uid)
@@ -303,9 +313,12 @@ def stage_lines(staged: list[Stage]) -> list[str]:
     """The stages as `mesh doctor` and `mesh build --explain` show them: ``stage 1: project_a builds stg_orders``."""
     lines = []
     for stage in staged:
-        names = ", ".join(uid.split(".", 2)[-1] for uid in stage.nodes)
+        built = [uid.split(".", 2)[-1] for uid in stage.nodes if not uid.startswith("test.")]
+        tests = [uid.split(".")[2] for uid in stage.nodes if uid.startswith("test.") and uid.count(".") >= 2]
+        what = (f"builds {', '.join(built)}" if built else "") + ("; " if built and tests else "") + (
+            f"tests {', '.join(tests)}" if tests else "")  # fmt: skip
         tail = " (its last stage)" if stage.final else " (and publishes them for the stages after it)"
-        lines.append(f"stage {stage.number}: {stage.domain} builds {names}{tail}")
+        lines.append(f"stage {stage.number}: {stage.domain} {what}{tail}")
     return lines
 
 

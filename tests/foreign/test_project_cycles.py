@@ -18,7 +18,14 @@ from mesh_tools.core.graph import ModelCycle, Stage, components, cycles, stages,
 from mesh_tools.core.mesh import load_mesh
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
-from mesh_tools.workflows.stages import StagedGroup, model_cycle_message, model_graph, run_stages
+from mesh_tools.workflows.stages import (
+    StagedGroup,
+    model_cycle_message,
+    model_graph,
+    run_stages,
+    slices,
+    stage_lines,
+)
 from tests.conftest import copy_tree
 from tests.foreign.conftest import CORPUS, BuiltForeign, run_foreign
 
@@ -102,6 +109,7 @@ def _node(kind: str, project: str, name: str, parents: tuple[str, ...] = (), pub
         "unique_id": f"{kind}.{project}.{name}", "resource_type": kind, "name": name, "package_name": project,
         "depends_on": {"nodes": list(parents)}, "access": "public" if public else "protected",
         "original_file_path": f"{folder}/{name}.sql", "patch_path": f"{project}://models/schema.yml",
+        "fqn": [project, name],
     }  # fmt: skip
 
 
@@ -142,6 +150,45 @@ def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None
         "project_a",
         "project_b",
     ]
+
+
+def test_a_test_that_reads_a_later_stage_runs_in_its_domains_next_stage() -> None:
+    """A relationships test of project_a's (protected) orders_copy against project_b's dim_customers: dbt leaves it
+    out of stage 1 (dim_customers is not built yet), so stage 1 owes it and stage 3 runs it; what stage 1 built is
+    not excluded there (dbt would leave out every test that reads it)."""
+    a = {
+        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),
+        "model.project_a.orders_copy": _node("model", "project_a", "orders_copy", ("model.project_a.stg_orders",)),
+        "test.project_a.rel.abc": _node(
+            "test", "project_a", "rel", ("model.project_a.orders_copy", "model.project_b.dim_customers")
+        ),  # fmt: skip
+        "model.project_a.segment_revenue": _node(
+            "model", "project_a", "segment_revenue", ("model.project_b.dim_customers",)
+        ),  # fmt: skip
+        "model.project_b.dim_customers": _node("model", "project_b", "dim_customers", public=True),  # its stub
+    }
+    b = {
+        "model.project_b.dim_customers": _node(
+            "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
+        ),  # fmt: skip
+        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),  # its stub
+    }
+    manifests = {
+        n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
+        for n, d in (("project_a", a), ("project_b", b))
+    }
+    graph = model_graph(["project_a", "project_b"], manifests)
+    plan = stages(graph.owner, graph.parents, ["project_a", "project_b"])
+    assert [(s.domain, s.nodes) for s in plan] == [
+        ("project_a", ("model.project_a.orders_copy", "model.project_a.stg_orders")),
+        ("project_b", ("model.project_b.dim_customers",)),
+        ("project_a", ("model.project_a.segment_revenue", "test.project_a.rel.abc")),
+    ]
+    cut = slices(plan, graph.owner, manifests)
+    assert cut[1].later == ("model.project_a.segment_revenue", "test.project_a.rel.abc")
+    assert set(cut[1].exclude) == {"fqn:project_a.segment_revenue", "fqn:project_a.rel", "fqn:project_b.dim_customers"}
+    assert cut[3].exclude == () and cut[3].later == ()
+    assert stage_lines(plan)[2] == "stage 3: project_a builds segment_revenue; tests rel (its last stage)"
 
 
 def test_a_cycle_between_projects_loads(plain_mesh: Path) -> None:
