@@ -166,6 +166,12 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
             groups[f"group.{project}.{node.group}"] = group
         if draft is not None and not draft.readable_by(domain.name):
             revoked.add(node.unique_id)  # a restriction takes effect at once; a release never widens access
+        if working is not None and (draft is None or not draft.is_public):
+            gone = "no longer has it" if draft is None else f"makes it {draft.access}"
+            notes.append(
+                f"{project}'s working copy ({shown}) {gone}: {domain.name} reads release "
+                f"{release.descriptor.release_id} of {node.key} until {project} publishes, then loses it"
+            )
         if draft is not None and draft.is_public:
             ahead = _ahead(draft, node)
             if ahead:

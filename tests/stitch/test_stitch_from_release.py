@@ -255,11 +255,34 @@ def _read(root: Path) -> Any:
 def test_the_stub_node_is_the_releases_and_a_product_without_one_is_read_from_the_working_copy_and_said(
     tmp_path: Path,
 ) -> None:
-    root = _small_mesh(tmp_path, [_node("orders", ["id", "renamed"]), _node("fresh", ["id"])])
-    release_id = _release(tmp_path, _node("orders", ["id", "status"]), interface=["orders"])
+    private = {"access": "protected", "config": {"access": "protected"}}
+    working = [_node("orders", ["id", "renamed"]), _node("fresh", ["id"]), _node("legacy", ["id"], **private),
+               _node("secret", ["id"], **private)]  # fmt: skip
+    root = _small_mesh(tmp_path, working)
+    release_id = _release(tmp_path, _node("orders", ["id", "status"]), interface=["orders", "legacy"])
+    legacy = _release(tmp_path, _node("legacy", ["id"]), model="legacy")
     read = _read(root)
     columns = {n.name: sorted(n.columns) for n in read.for_consumer("reporting").public()}
-    assert columns == {"orders": ["id", "status"], "fresh": ["id"]}  # orders from its release, fresh from the draft
+    # orders and legacy from their releases (legacy is protected in the working copy only), fresh from the draft
+    assert columns == {"orders": ["id", "status"], "legacy": ["id"], "fresh": ["id"]}
+    assert (
+        f"makes it protected: reporting reads release {legacy} of shop.legacy until shop publishes, then loses it"
+        in (" | ".join(read.notes))
+    )
+
+    # a ref is judged against what reporting reads; one that fails there is explained by the working copy
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.stitch.plan import check_domain_refs
+
+    (root / "reporting/models").mkdir()
+    (root / "reporting/models/uses.sql").write_text(
+        "select * from {{ ref('shop', 'legacy') }} join {{ ref('shop', 'secret') }} using (id)\n"
+    )
+    mesh_ = load_mesh(root)
+    (problem,) = check_domain_refs(mesh_, mesh_.domains["reporting"], {"shop": read})
+    assert (
+        "reporting/models/uses.sql:1: ref('shop', 'secret'): 'secret' is a protected model of project 'shop'" in problem
+    )
     assert read.releases["model.shop.orders"].descriptor.release_id == release_id
     assert "model.shop.fresh" not in read.releases
     notes = " | ".join(read.notes)
