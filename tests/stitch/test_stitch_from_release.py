@@ -156,8 +156,6 @@ def test_one_domains_ci_in_a_fresh_clone_builds_from_the_exchange_alone(
     ci = copy_tree(CLEAN_FIXTURE, tmp_path / "finance-job")  # a fresh clone: every folder, nothing built
     untouched = written_files(ci / "projects/sales")
 
-    doctor = mesh(store, ci, "doctor")
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     built = mesh(store, ci, "build", "finance")
     out = built.stdout + built.stderr
     assert built.returncode == 0, out
