@@ -186,7 +186,7 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
             f"either, so {domain.name} has nothing to read. Build (or rebuild) the upstream: `mesh build {project}` "
             f"(or `mesh build +{domain.name}`), or `mesh stitch` to parse it only."
         )
-    for node in working.models if working is not None else ():
+    for node in working.shareable if working is not None else ():
         if not node.is_public and node.unique_id not in nodes:  # never stitched: only to explain a ref to it
             nodes[node.unique_id] = without_code(node.raw)
     _latest_from_newest(nodes, releases)
