@@ -68,6 +68,36 @@ class Contract(_Frozen):
         }
         return "sha256:" + hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()
 
+    def differences(self, other: Contract) -> list[str]:
+        """How ``other`` (the node stored with a release) departs from this contract (the release's) in what
+        consumers rely on: column names, their order and types, enforcement, constraints. A constraint's name is
+        left aside: it is text, never run by a stub view."""
+
+        def unnamed(items: list[dict[str, Any]]) -> list[str]:
+            return sorted(json.dumps({k: v for k, v in x.items() if k != "name"}, sort_keys=True) for x in items)
+
+        mine = {c.name: c for c in self.columns}
+        theirs = {c.name: c for c in other.columns}
+        said = []
+        if set(theirs) - set(mine):
+            said.append(f"columns the release does not have: {', '.join(sorted(set(theirs) - set(mine)))}")
+        if set(mine) - set(theirs):
+            said.append(f"released columns it lacks: {', '.join(sorted(set(mine) - set(theirs)))}")
+        if set(mine) == set(theirs) and list(mine) != list(theirs):
+            said.append("its columns are in another order than the release's")
+        common = [n for n in mine if n in theirs]
+        typed = [n for n in common if (mine[n].data_type or "").lower() != (theirs[n].data_type or "").lower()]
+        if typed:
+            said.append(f"column types that are not the release's: {', '.join(typed)}")
+        constrained = [n for n in common if unnamed(mine[n].constraints) != unnamed(theirs[n].constraints)]
+        if constrained:
+            said.append(f"column constraints that are not the release's: {', '.join(constrained)}")
+        if unnamed(self.constraints) != unnamed(other.constraints):
+            said.append("model constraints that are not the release's")
+        if self.enforced != other.enforced:
+            said.append(f"contract {'enforced' if other.enforced else 'not enforced'}, the release's is not")
+        return said
+
 
 class Owner(_Frozen):
     group: str | None = None

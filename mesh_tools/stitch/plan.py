@@ -11,6 +11,7 @@ from mesh_tools.core.errors import ArtifactError, MeshError, display_path
 from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
+from mesh_tools.model.datatypes import contract_problems
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import Contract, without_code
@@ -159,7 +160,10 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
         try:
             node = _checked(raw, release)
         except ValueError as exc:
-            raise ArtifactError(f"{release.where}/release.json: {exc}. Publish {project} again.") from None
+            raise ArtifactError(
+                f"{release.where}/release.json: {exc}. The release is not trustworthy (changed since {project} "
+                f"published it): publish {project} again (`mesh build {project}` where it is built)."
+            ) from None
         nodes[node.unique_id] = dict(node.raw)
         releases[node.unique_id] = release
         if group is not None and node.group:
@@ -255,6 +259,22 @@ def _checked(raw: dict[str, Any], release: Release) -> Node:
         raise ValueError(f"the node stored with release {d.release_id} is {node.unique_id or 'unnamed'}, not {d.node}")
     if not node.is_public:
         raise ValueError(f"the node stored with release {d.release_id} is not public")
+    # the node must be the release's own contract: an edited one would stitch a stub that dbt refuses at build
+    # time (a column the data file lacks), or run what its types say in the consumer's database
+    if d.contract_hash and d.contract.fingerprint() != d.contract_hash:
+        raise ValueError(f"its contract does not match its contract_hash ({d.contract_hash})")
+    try:
+        stored = Contract.of(node.raw)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        raise ValueError(f"the node stored with release {d.release_id} has malformed columns or contract") from None
+    differences = d.contract.differences(stored)
+    if differences:
+        raise ValueError(
+            f"the node stored with release {d.release_id} is not the release's contract ({'; '.join(differences)})"
+        )
+    problems = contract_problems(node.raw.get("columns"), node.contract_enforced)
+    if problems:
+        raise ValueError(f"the node stored with release {d.release_id}: {'; '.join(problems[:3])}")
     return node
 
 

@@ -257,7 +257,8 @@ def test_the_stub_node_is_the_releases_and_a_product_without_one_is_read_from_th
     working = [_node("orders", ["id", "renamed"]), _node("fresh", ["id"]), _node("legacy", ["id"], **private),
                _node("secret", ["id"], **private)]  # fmt: skip
     root = _small_mesh(tmp_path, working)
-    release_id = _release(tmp_path, _node("orders", ["id", "status"]), interface=["orders", "legacy"])
+    release_id = _release(tmp_path, _node("orders", ["id", "status"]), columns=("id", "status"),
+                          interface=["orders", "legacy"])  # fmt: skip
     legacy = _release(tmp_path, _node("legacy", ["id"]), model="legacy")
     read = _read(root)
     columns = {n.name: sorted(n.columns) for n in read.for_consumer("reporting").public()}
@@ -323,10 +324,109 @@ def test_a_stored_node_that_names_another_product_or_is_too_big_is_refused(
         _read(root)
     said = str(refused.value)
     assert "/release.json: the node stored with release r" in said
-    assert "is model.shop.customers_internal, not model.shop.orders. Publish shop again." in said
+    assert (
+        "is model.shop.customers_internal, not model.shop.orders. The release is not trustworthy (changed since "
+        "shop published it): publish shop again (`mesh build shop` where it is built)." in said
+    )
 
     _release(tmp_path, _node("orders", ["id"]))
     monkeypatch.setattr(exchange_module, "INTERFACE_LIMIT", 512)
     with pytest.raises(ArtifactError) as too_big:
         _read(root)
     assert "release descriptor is" in str(too_big.value) and "over the limit of 512" in str(too_big.value)
+
+
+def _refusal(root: Path) -> str:
+    from mesh_tools.core.errors import ArtifactError
+
+    with pytest.raises(ArtifactError) as refused:
+        _read(root)
+    return str(refused.value)
+
+
+def _edit(root: Path, release_id: str, edit: Any) -> Path:
+    """``edit`` applied to the stored descriptor of a release of shop.orders, as anyone who can write it may."""
+    path = root / "exchange/products/shop/orders/unversioned/releases" / release_id / "release.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_stored_node_that_is_not_its_releases_contract_is_refused_naming_the_release(tmp_path: Path) -> None:
+    """The node stored with a release is checked against the descriptor it is stored in: an extra column (dbt's
+    'enforced contract that failed' at build time otherwise), a type that is not the release's (SQL, here) or a
+    contract that is not its contract_hash is one refusal located at that release.json, before dbt runs."""
+    from mesh_tools.model.release import Contract
+
+    root = _small_mesh(tmp_path, [_node("orders", ["id", "status"])])  # the producer's working copy is clean
+    release_id = _release(tmp_path, _node("orders", ["id", "status"]), columns=("id", "status"))
+    assert sorted(_read(root).nodes["model.shop.orders"].columns) == ["id", "status"]  # as published: read
+    where = f"exchange/products/shop/orders/unversioned/releases/{release_id}/release.json: the node stored with "
+    fix = ". The release is not trustworthy (changed since shop published it): publish shop again"
+    hostile = "integer) as id, (select 1"
+
+    def column(extra: str, data_type: str = "integer") -> Any:
+        def edit(d: dict[str, Any]) -> None:
+            d["interface"]["node"]["columns"][extra] = {"name": extra, "data_type": data_type, "constraints": []}
+
+        return edit
+
+    _edit(tmp_path, release_id, column("extra"))
+    said = _refusal(root)
+    assert where + f"release {release_id} is not the release's contract (columns the release does not have: " \
+        f"extra){fix}" in said  # fmt: skip
+    assert "shop/models" not in said and "schema.yml" not in said  # the producer's YAML is not what is wrong
+
+    _edit(tmp_path, release_id, lambda d: d["interface"]["node"]["columns"].pop("extra"))
+    _edit(tmp_path, release_id, column("id", hostile))
+    said = _refusal(root)
+    assert f"is not the release's contract (column types that are not the release's: id){fix}" in said
+    assert hostile not in said
+
+    # the descriptor's contract edited too, its hash not: refused; both with the hash made again: the type is SQL
+    def contract(d: dict[str, Any]) -> None:
+        d["contract"]["columns"][0]["data_type"] = hostile
+
+    _edit(tmp_path, release_id, contract)
+    assert "release.json: its contract does not match its contract_hash (sha256:" in _refusal(root)
+
+    def rehash(d: dict[str, Any]) -> None:
+        d["contract_hash"] = Contract.model_validate(d["contract"]).fingerprint()
+
+    _edit(tmp_path, release_id, rehash)
+    said = _refusal(root)
+    assert where + f"release {release_id}: column 'id': data_type " in said and "is not a data type" in said
+    assert fix in said
+
+
+def test_what_a_stored_node_may_differ_in_from_its_contract() -> None:
+    """Text (descriptions, meta, a constraint's name) is the stored node's own; what dbt checks or runs is not."""
+    from mesh_tools.model.release import Contract
+
+    def contract(**change: Any) -> Contract:
+        column = {"name": "id", "data_type": "INTEGER", "description": "", "meta": {},
+                  "constraints": [{"type": "not_null", "name": "nn"}]}  # fmt: skip
+        node = {"contract": {"enforced": True}, "columns": {"id": {**column, **change.pop("column", {})}},
+                "constraints": [{"type": "primary_key", "columns": ["id"]}], **change}  # fmt: skip
+        return Contract.of(node)
+
+    released = contract()
+    planted = {"description": "{{ env_var('X') }}", "meta": {"n": 1}, "data_type": "integer",
+               "constraints": [{"type": "not_null", "name": "{{ x }}"}]}  # fmt: skip
+    assert released.differences(contract(column=planted)) == []
+    assert released.differences(contract(column={"data_type": "bigint"})) == [
+        "column types that are not the release's: id"
+    ]
+    assert released.differences(contract(column={"constraints": [{"type": "unique"}]})) == [
+        "column constraints that are not the release's: id"
+    ]
+    assert released.differences(contract(constraints=[])) == ["model constraints that are not the release's"]
+    assert released.differences(contract(contract={"enforced": False})) == [
+        "contract not enforced, the release's is not"
+    ]
+    two = Contract.of({"columns": {"a": {"name": "a"}, "b": {"name": "b"}}})
+    assert two.differences(Contract.of({"columns": {"b": {"name": "b"}, "a": {"name": "a"}}})) == [
+        "its columns are in another order than the release's"
+    ]
+    assert two.differences(Contract.of({"columns": {"a": {"name": "a"}}})) == ["released columns it lacks: b"]

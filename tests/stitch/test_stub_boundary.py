@@ -63,13 +63,10 @@ def test_a_data_type_that_is_sql_in_a_producers_manifest_never_runs_in_its_consu
     path.write_text(json.dumps(data))
     built = run_mesh("build", "reporting", "--full", cwd=root)
     out = built.stdout + built.stderr
-    assert built.returncode == 1, out
-    assert (
-        "error: shop/models/schema.yml (shop.orders.v2): column 'order_id': data_type 'integer) as order_id) as t); "
-        "create or replace table main.pwned" in out
-    )
-    assert "is not a data type (')' at character 8 where the end of the type was expected). Its contract would " in out
-    assert "so no consumer stitches shop.orders.v2. Ask its owner (Shop Team <shop@example.test>)" in out
+    assert built.returncode == 3, out  # refused at the release it was edited in (issue 29), not shop's clean YAML
+    assert f"error: {path.relative_to(root)}: the node stored with release " in out
+    assert "is not the release's contract (column types that are not the release's: order_id). The release is " in out
+    assert "schema.yml" not in out
     assert ("main", "pwned") not in relations(root / "reporting/reporting.duckdb")
 
 
