@@ -40,10 +40,18 @@ def own_built(manifest: Manifest) -> list[Node]:
 
 def product_of(manifest: Manifest, unique_id: str) -> Node | None:
     """The producer's node a consumer's stub ``unique_id`` stands for: a model keeps its id, a seed's or snapshot's
-    stub is a model of the same name (``model.revenue.integers`` for ``seed.revenue.integers``)."""
+    stub is a model of the same name (``model.revenue.integers`` for ``seed.revenue.integers``), and an unversioned
+    id of a versioned model (a planning parse's placeholder for an unversioned ref) is its latest version, as dbt
+    resolves an unversioned ref."""
     rest = unique_id.partition(".")[2]
-    return next((manifest.nodes[u] for u in (unique_id, f"seed.{rest}", f"snapshot.{rest}") if u in manifest.nodes),
-                None)  # fmt: skip
+    found = next((manifest.nodes[u] for u in (unique_id, f"seed.{rest}", f"snapshot.{rest}") if u in manifest.nodes),
+                 None)  # fmt: skip
+    if found is not None or not unique_id.startswith("model."):
+        return found
+    project, _, name = rest.partition(".")
+    versions = [n for n in own_built(manifest) if n.resource_type == "model" and n.package == project
+                and n.name == name and n.version is not None]  # fmt: skip
+    return next((n for n in versions if n.is_latest), None)
 
 
 @dataclass
@@ -132,13 +140,27 @@ def prepare(mesh: Mesh, group: list[str], target: str | None, verbose: bool, sub
                 "cannot be planned"]))  # fmt: skip
         return out
     manifests = {name: Manifest.load(mesh.domains[name].manifest_path, name) for name in group}
-    graph = model_graph(group, manifests)
+    try:
+        graph = model_graph(group, manifests)
+    except UnknownProduct as unknown:
+        raise ConfigError(unknown_product_message(mesh, unknown)) from None
     try:
         out.stages = stages(graph.owner, graph.parents, group)
     except ModelCycle as cycle:
         raise ConfigError(model_cycle_message(mesh, cycle.path, graph)) from None
     out.slices = slices(out.stages, graph.owner, manifests)
     return out
+
+
+class UnknownProduct(ConfigError):
+    """A node reads a stub of a peer's product that the peer's manifest has no model, seed or snapshot for (a
+    ConfigError: `mesh doctor` says the stages cannot be read; a build names the files, unknown_product_message)."""
+
+    def __init__(self, domain: str, node: Node, parent: str):
+        peer, _, product = parent.split(".", 1)[1].partition(".")
+        super().__init__(f"{domain}.{node.unique_id.split('.', 2)[2]} reads {peer}.{product}, which {peer}'s manifest "
+                         "has no model, seed or snapshot of")  # fmt: skip
+        self.domain, self.node, self.parent = domain, node, parent
 
 
 @dataclass
@@ -165,9 +187,11 @@ def model_graph(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
         found = set()
         for parent in node.depends_on:
             package = parent.split(".")[1] if parent.count(".") >= 2 else ""
-            if package in manifests and package != name:
+            if package in manifests and package != name and parent.startswith("model."):  # a stub of a peer's
                 product = product_of(manifests[package], parent)
-                found.add(product.unique_id if product is not None else parent)
+                if product is None or product.unique_id not in graph.owner:  # dropping it could hide a cycle
+                    raise UnknownProduct(name, node, parent)
+                found.add(product.unique_id)
             elif parent in graph.owner:
                 found.add(parent)
         return found
@@ -219,6 +243,20 @@ def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
     )
 
 
+def unknown_product_message(mesh: Mesh, unknown: UnknownProduct) -> str:
+    """One located message: the node whose read of a peer's product the stages cannot place."""
+    node, peer = unknown.node, unknown.parent.split(".")[1]
+    own = (node.properties_file or node.file) if node.resource_type == "test" else node.file
+    file = display_path(mesh.domains[unknown.domain].path / own)
+    product = unknown.parent.split(".", 2)[2]
+    where = display_path(mesh.domains[peer].manifest_path)
+    return (
+        f"{unknown.domain}.{node.unique_id.split('.', 2)[2]} ({file}) reads {peer}.{product}, which {peer}'s "
+        f"manifest ({where}) has no model, seed or snapshot of: the stages of the cycle of projects cannot be "
+        f"planned. Fix or remove the ref, or parse {peer} again (`mesh stitch {peer}`) if its files define it."
+    )
+
+
 def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manifest]) -> dict[int, StageSlice]:
     """What each stage's `dbt build` leaves out: its domain's nodes of later stages, and the stubs of its peers'
     products a later stage builds (their release does not exist yet, or is the last build's). Its domain's
@@ -240,9 +278,18 @@ def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manife
                 product = product_of(manifests[node.package], uid)
                 if product is not None and at.get(product.unique_id, 0) > stage.number:
                     exclude.append(_selector(node))
+        # the stage's stitch stubs every public product of the peers it reads, also those its planning parse did
+        # not see (it parsed against placeholders for what it refs): a stub of one a later stage builds has no
+        # release to read yet, so it is left out too
+        read = {n.package for n in manifest.nodes.values() if n.package in manifests and n.package != stage.domain}
+        for uid, number in sorted(at.items()):
+            peer = owner[uid]
+            node = manifests[peer].nodes.get(uid)
+            if peer in read and number > stage.number and node is not None and node.is_public:
+                exclude.append(f"fqn:{peer}.{node.name}" + (f".v{node.version}" if node.version is not None else ""))
         later = sorted(uid for uid, n in at.items() if owner[uid] == stage.domain and n > stage.number)
-        out[stage.number] = StageSlice(stage.number, len(plan), tuple(stage.nodes), tuple(exclude), tuple(later),
-                                       stage.final)  # fmt: skip
+        out[stage.number] = StageSlice(stage.number, len(plan), tuple(stage.nodes), tuple(dict.fromkeys(exclude)),
+                                       tuple(later), stage.final)  # fmt: skip
     return out
 
 
@@ -278,6 +325,9 @@ def run_stages(
         again = full and not runs[stage.domain]
         run = submit(run_domain, mesh, stage.domain, command, target, verbose, publish, again, stage_slice).result()
         run.notes.insert(0, stage_lines([stage])[0])
+        # a product the stage left out is not read by it: no note that it is read from a working copy
+        unread = tuple(f"{stage.domain} reads {selector[4:]} from " for selector in stage_slice.exclude)
+        run.stitched_from = [note for note in run.stitched_from if not note.startswith(unread)]
         mine = {f"{stage.domain}.{uid.split('.', 2)[-1]}" for uid in stage.nodes if uid in deferred}
         run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
         deferred |= set(stage_slice.later)
@@ -338,6 +388,7 @@ def merge(name: str, parts: list[DomainRun]) -> DomainRun:
         out.warnings += [w for w in part.warnings if w not in out.warnings]
         out.decisions += part.decisions
         out.unseen += [u for u in part.unseen if u not in out.unseen]
+        out.stitched_from += [s for s in part.stitched_from if s not in out.stitched_from]
         out.consumed.update(part.consumed)
         out.released += part.released
         out.full_reason = out.full_reason or part.full_reason

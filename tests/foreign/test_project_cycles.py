@@ -20,6 +20,7 @@ from mesh_tools.model.manifest import Manifest
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
 from mesh_tools.workflows.stages import (
     StagedGroup,
+    UnknownProduct,
     model_cycle_message,
     model_graph,
     run_stages,
@@ -336,3 +337,75 @@ def test_a_staged_build_takes_every_lock_of_its_cycle_before_its_first_stage(
         "domain project_b is busy: `mesh build project_b`" in busy.stderr and "`mesh build` did nothing" in busy.stderr
     )
     assert "started" not in busy.stdout and releases(built.root) == before
+
+
+def test_an_unversioned_ref_to_a_versioned_product_is_its_latest_version(tmp_path: Path) -> None:
+    """A first build parses project_b against a placeholder for its unversioned ref('project_a', 'stg_orders')
+    (``model.project_a.stg_orders``), while project_a has stg_orders v1 and v2, v2 reading dim_customers. The
+    ref is the latest version, as dbt resolves it: latest v2 is a cycle, refused before anything runs; latest v1
+    builds in stages, stage 2 leaving out the stub of v2 (its planning parse never saw it; stage 3 builds it) and
+    stage 1 not saying it reads dim_customers, which it leaves out. A read of what the peer lacks is refused,
+    never dropped (a dropped edge could hide a cycle)."""
+
+    def versions(latest: int) -> dict[str, Manifest]:
+        a = {"seed.project_a.raw_orders": _node("seed", "project_a", "raw_orders")}
+        for v, parents in ((1, ()), (2, ("model.project_b.dim_customers",))):
+            uid = f"model.project_a.stg_orders.v{v}"
+            a[uid] = {
+                **_node("model", "project_a", "stg_orders", ("seed.project_a.raw_orders", *parents), True),
+                "unique_id": uid,
+                "version": v,
+                "latest_version": latest,
+                "fqn": ["project_a", "stg_orders", f"v{v}"],
+                "original_file_path": f"models/stg_orders_v{v}.sql",
+            }
+        a["model.project_b.dim_customers"] = _node("model", "project_b", "dim_customers", public=True)  # its stub
+        b = {  # parsed against the placeholder for the unversioned ref
+            "model.project_b.dim_customers": _node(
+                "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
+            ),
+            "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),
+        }  # fmt: skip
+        return {
+            n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
+            for n, d in (("project_a", a), ("project_b", b))
+        }
+
+    group = ["project_a", "project_b"]
+    graph = model_graph(group, versions(2))
+    assert graph.parents["model.project_b.dim_customers"] == {"model.project_a.stg_orders.v2"}
+    with pytest.raises(ModelCycle) as refused:
+        stages(graph.owner, graph.parents, group)
+    assert set(refused.value.path) == {"model.project_a.stg_orders.v2", "model.project_b.dim_customers"}
+
+    manifests = versions(1)
+    graph = model_graph(group, manifests)
+    plan = stages(graph.owner, graph.parents, group)
+    assert [(s.domain, s.nodes) for s in plan] == [
+        ("project_a", ("model.project_a.stg_orders.v1", "seed.project_a.raw_orders")),
+        ("project_b", ("model.project_b.dim_customers",)),
+        ("project_a", ("model.project_a.stg_orders.v2",)),
+    ]
+    cut = slices(plan, graph.owner, manifests)
+    assert "fqn:project_b.dim_customers" in cut[1].exclude
+    assert cut[2].exclude == ("fqn:project_a.stg_orders.v2",)
+
+    # the stages' notes of products read from a working copy (kept in the merged run): none of one a stage leaves out
+    def submit(fn: object, mesh: object, name: str, *args: object) -> Future[DomainRun]:
+        peer = {"project_a": "project_b.dim_customers", "project_b": "project_a.stg_orders.v1"}[name]
+        number = args[-1].number  # type: ignore[attr-defined]
+        done: Future[DomainRun] = Future()
+        done.set_result(DomainRun(name, SUCCESS, stitched_from=[f"{name} reads {peer} from a working copy ({number})"]))
+        return done
+
+    mesh = SimpleNamespace(domains={n: SimpleNamespace(target_dir=tmp_path / n, stages_dir=tmp_path / n / "s",
+                                                       run_results_path=tmp_path / n / "rr.json") for n in group})  # fmt: skip
+    runs = run_stages(mesh, StagedGroup(group, plan, cut), "build", None, False, True, False, submit, lambda *_: None)  # type: ignore[arg-type]
+    assert runs["project_a"].stitched_from == ["project_a reads project_b.dim_customers from a working copy (3)"]
+    assert runs["project_b"].stitched_from == ["project_b reads project_a.stg_orders.v1 from a working copy (2)"]
+
+    # a read of a product the peer's manifest lacks is a located error, not a dropped edge
+    manifests["project_b"].nodes["model.project_b.dim_customers"].raw["depends_on"]["nodes"] = ["model.project_a.gone"]
+    with pytest.raises(UnknownProduct) as unknown:
+        model_graph(group, manifests)
+    assert unknown.value.parent == "model.project_a.gone" and unknown.value.domain == "project_b"
