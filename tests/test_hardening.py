@@ -77,7 +77,7 @@ def test_a_forged_data_file_is_never_served(plain_mesh_copy: Path) -> None:
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # same size, other bytes
     data.write_bytes(bytes(raw))
-    clear_error(run_mesh("stitch", "reporting", cwd=root), 1, "does not match the SHA-256 its descriptor records")
+    clear_error(run_mesh("stitch", "reporting", cwd=root), 3, "does not match the SHA-256 its descriptor records")
 
 
 def test_a_release_read_from_another_folder_is_refused(plain_mesh_copy: Path) -> None:
@@ -86,9 +86,9 @@ def test_a_release_read_from_another_folder_is_refused(plain_mesh_copy: Path) ->
     planted = "r20990101T000000000000Z-abcdef"
     shutil.copytree(root / v1 / "releases" / current_id(root, v1), root / PRODUCT / "releases" / planted)
     (root / PRODUCT / "current.json").write_text(json.dumps({"release_id": planted}))
-    clear_error(run_mesh("stitch", "reporting", cwd=root), 1, "A release is read only from its own folder")
+    clear_error(run_mesh("stitch", "reporting", cwd=root), 3, "A release is read only from its own folder")
     (root / PRODUCT / "current.json").write_text(json.dumps({"release_id": "../../v1/releases/x"}))
-    clear_error(run_mesh("stitch", "reporting", cwd=root), 1, "current-release pointer is corrupt")
+    clear_error(run_mesh("stitch", "reporting", cwd=root), 3, "current-release pointer is corrupt")
 
 
 def test_a_pin_that_is_a_path_is_refused(plain_mesh_copy: Path) -> None:

@@ -152,11 +152,11 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
         for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
             placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns,
                                          outcome.notes))  # fmt: skip
+        publish_interface(exchange, domain)  # before any pointer moves: a failure here leaves everything current
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
     _make_current(mesh, exchange, facts, placed, scratches, outcome, tags)
-    publish_interface(exchange, domain)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -307,6 +307,7 @@ def _write_warehouse_releases(
             server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema)
             placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
                                          outcome.notes, warehouse=location, server=server))  # fmt: skip
+        publish_interface(exchange, domain)  # before any pointer moves: a failure here leaves everything current
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
@@ -322,7 +323,6 @@ def _write_warehouse_releases(
         postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
 
     _make_current(mesh, exchange, facts, placed, scratches, outcome, tags, drop)
-    publish_interface(exchange, domain)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
