@@ -136,11 +136,14 @@ def cycle(ctx: CheckContext) -> Iterator[Finding]:
     """Domains depend on each other in one direction only, counting local-package installs too.
 
     Rationale:
-        A cycle means no domain can be built, published or changed first.
+        A cycle couples the domains' releases: the mesh builds one whose models form no cycle only in
+        stages (a slice of one domain, then the other's, then the rest), so neither domain changes or
+        publishes on its own schedule, and one new ref can make it a cycle of models that stops both.
     Example:
         sales declares marketing while marketing installs sales as a local package.
     Fix:
-        Remove one of the dependencies; move shared logic into a product of one domain.
+        Remove one of the dependencies; move shared logic into a product of one domain (or waive the
+        rule for those domains, with a reason, while a split is under way).
     """
     graph: dict[str, set[str]] = {}
     folders = {d.path.resolve(): n for n, d in ctx.mesh.domains.items()}
