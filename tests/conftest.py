@@ -189,6 +189,9 @@ _UNITS = (
     ("tests/test_synthetic_and_benchmark.py::test_benchmark_runs_at_tiny_size", "benchmark"),
     ("tests/foreign/test_corpus.py", "corpus"),
     ("tests/foreign/test_adoption.py", "corpus"),
+    ("tests/foreign/test_project_cycles.py", "corpus"),  # these read the corpus build too: one build, one worker
+    ("tests/foreign/test_shared_seeds.py", "corpus"),
+    ("tests/foreign/test_loom_udf.py", "corpus"),
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
     ("tests/selfservice/", "demo"),
