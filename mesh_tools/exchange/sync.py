@@ -7,7 +7,6 @@ mesh answers in a fraction of a second; each current release's bytes are checked
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,19 +14,15 @@ from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.graph import closure, invert
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import RunResults
+from mesh_tools.model.nodes import split_product_key
 from mesh_tools.store.exchange import Exchange, open_exchange, wanted_release
 from mesh_tools.store.receipts import read_receipt
 from mesh_tools.store.verify import Verifier
 
-_VERSION = re.compile(r"^v(\w+)$")
-
 
 def split_key(key: str) -> tuple[str, str, str | None]:
     """``sales.fct_orders.v2`` -> (sales, fct_orders, "2"); ``customers.dim_customers`` -> (..., None)."""
-    parts = key.split(".")
-    if len(parts) >= 3 and _VERSION.fullmatch(parts[-1]):
-        return parts[0], ".".join(parts[1:-1]), _VERSION.fullmatch(parts[-1]).group(1)  # type: ignore[union-attr]
-    return parts[0], ".".join(parts[1:]), None
+    return split_product_key(key)
 
 
 @dataclass

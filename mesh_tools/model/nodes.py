@@ -7,6 +7,7 @@ read it) in one place, and still reads as the mapping dbt wrote (``node["name"]`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,9 +49,25 @@ def stub_id(unique_id: str) -> str:
     return f"model.{rest}" if kind in SHAREABLE and rest else unique_id
 
 
+_VERSION_TAIL = re.compile(r"v[\w.-]+")  # what dbt keeps as a version: 2, 1.5, beta, 2.0-rc1
+
+
 def product_key(project: str, model: str, version: str | None) -> str:
     """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
     return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
+
+
+def split_product_key(key: str) -> tuple[str, str, str | None]:
+    """``product_key`` read back: ``sales.fct_orders.v1.5`` -> (sales, fct_orders, "1.5").
+
+    A project or model name holds no dot (dbt refuses one), so everything after the second dot is the version,
+    which may hold dots itself (dbt accepts ``v: 1.5``); a key with no second dot, or whose tail is no version
+    (a line break, a space), is an unversioned product of that name, which no manifest has."""
+    project, _, rest = key.partition(".")
+    model, dot, version = rest.partition(".")
+    if dot and _VERSION_TAIL.fullmatch(version):
+        return project, model, version[1:]
+    return project, rest, None
 
 
 def slo_hours(value: Any) -> float | None:

@@ -34,7 +34,7 @@ from mesh_tools.core.files import copy_into, create_partial, file_sha256, write_
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, split_product_key
 from mesh_tools.workflows.build_inputs import (
     env_digests,
     fingerprint_reads,
@@ -746,13 +746,6 @@ def record_quiet(domain: Domain, target: str, explicit: bool, facts: dict[str, A
         write_atomic(domain.target_dir / "mesh-state" / "default-target.json", json.dumps(pointer) + "\n")
 
 
-def _split_key(key: str) -> tuple[str, str, str | None]:
-    parts = key.split(".")
-    if len(parts) == 3 and re.fullmatch(r"v\d+", parts[2]):
-        return parts[0], parts[1], parts[2][1:]
-    return parts[0], ".".join(parts[1:]), None
-
-
 def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> tuple[str | None, int, list[str]]:
     """Whether the domain can be skipped with no dbt at all: (None, its models) when nothing it depends on
     changed since its last build, else (the first thing that did, 0); then what its last build could not see
@@ -812,7 +805,7 @@ def quiescent(mesh: Mesh, domain: Domain, target: str | None, publish: bool) -> 
             return f"upstream {up.name} was parsed or built", 0, []
     exchange = open_exchange(mesh)
     for key, release in quiet.consumed.items():
-        project, model, version = _split_key(str(key))
+        project, model, version = split_product_key(str(key))
         try:
             if wanted_release(exchange, domain, project, model, version) != release:
                 return f"{key} has another current release", 0, []
