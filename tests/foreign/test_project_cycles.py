@@ -114,6 +114,20 @@ def _node(kind: str, project: str, name: str, parents: tuple[str, ...] = (), pub
     }  # fmt: skip
 
 
+def _pair(a: dict) -> dict[str, Manifest]:
+    """project_a's manifest of nodes ``a``, and project_b's: dim_customers reading project_a's stg_orders (a stub)."""
+    b = {
+        "model.project_b.dim_customers": _node(
+            "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
+        ),
+        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),  # its stub
+    }  # fmt: skip
+    return {
+        n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
+        for n, d in (("project_a", a), ("project_b", b))
+    }
+
+
 def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None:
     """A relationships test of project_a's product stg_orders against project_b's dim_customers, which reads
     stg_orders: the publish gate releases stg_orders only with that test run in its build, which cannot run
@@ -125,16 +139,7 @@ def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None
         ),  # fmt: skip
         "model.project_b.dim_customers": _node("model", "project_b", "dim_customers", public=True),  # its stub
     }
-    b = {
-        "model.project_b.dim_customers": _node(
-            "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
-        ),  # fmt: skip
-        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),  # its stub
-    }
-    manifests = {
-        n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
-        for n, d in (("project_a", a), ("project_b", b))
-    }
+    manifests = _pair(a)
     graph = model_graph(["project_a", "project_b"], manifests)
     assert graph.parents["model.project_a.stg_orders"] == {"model.project_b.dim_customers"}
     with pytest.raises(ModelCycle) as refused:
@@ -145,7 +150,7 @@ def test_a_products_test_that_reads_the_other_project_counts_as_a_read() -> None
     assert "project_a/models/schema.yml reads) project_b.dim_customers (project_b/models/dim_customers.sql)" in message
     # without the test, the same models build in stages
     del a["test.project_a.rel"]
-    manifests["project_a"] = Manifest.of({"metadata": {"project_name": "project_a"}, "nodes": a}, "project_a")
+    manifests = _pair(a)
     graph = model_graph(["project_a", "project_b"], manifests)
     assert [s.domain for s in stages(graph.owner, graph.parents, ["project_a", "project_b"])] == [
         "project_a",
@@ -168,16 +173,7 @@ def test_a_test_that_reads_a_later_stage_runs_in_its_domains_next_stage() -> Non
         ),  # fmt: skip
         "model.project_b.dim_customers": _node("model", "project_b", "dim_customers", public=True),  # its stub
     }
-    b = {
-        "model.project_b.dim_customers": _node(
-            "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
-        ),  # fmt: skip
-        "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),  # its stub
-    }
-    manifests = {
-        n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
-        for n, d in (("project_a", a), ("project_b", b))
-    }
+    manifests = _pair(a)
     graph = model_graph(["project_a", "project_b"], manifests)
     plan = stages(graph.owner, graph.parents, ["project_a", "project_b"])
     assert [(s.domain, s.nodes) for s in plan] == [
@@ -360,16 +356,7 @@ def test_an_unversioned_ref_to_a_versioned_product_is_its_latest_version(tmp_pat
                 "original_file_path": f"models/stg_orders_v{v}.sql",
             }
         a["model.project_b.dim_customers"] = _node("model", "project_b", "dim_customers", public=True)  # its stub
-        b = {  # parsed against the placeholder for the unversioned ref
-            "model.project_b.dim_customers": _node(
-                "model", "project_b", "dim_customers", ("model.project_a.stg_orders",), public=True
-            ),
-            "model.project_a.stg_orders": _node("model", "project_a", "stg_orders", public=True),
-        }  # fmt: skip
-        return {
-            n: Manifest.of({"metadata": {"project_name": n}, "nodes": d}, n)
-            for n, d in (("project_a", a), ("project_b", b))
-        }
+        return _pair(a)  # project_b parsed against the placeholder for the unversioned ref
 
     group = ["project_a", "project_b"]
     graph = model_graph(group, versions(2))
