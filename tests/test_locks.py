@@ -164,6 +164,11 @@ def test_a_lock_kept_by_what_a_dead_run_left_behind_is_taken_over_with_a_note(tm
     orphan = int(holder.stdout.strip())
     notes: list[str] = []
     try:
+        # Popen returns once exec has begun; the kernel sets the new command line a moment later (an empty
+        # /proc/<pid>/cmdline was seen in CI), so wait for it rather than read it once
+        deadline = time.monotonic() + 10
+        while not _alive("sleep 60", set()).get(orphan) and time.monotonic() < deadline:
+            time.sleep(0.02)
         status = Path(f"/proc/{orphan}/status")
         seen = status.read_text()[:200] if status.exists() else "no such process"
         assert _alive("sleep 60", set()).get(orphan), f"the left-behind process should still hold the lock: {seen}"
