@@ -49,6 +49,11 @@ MAX_ALIASES = 200
 MAX_VALUES = 200_000
 
 
+def _line(mark: Any) -> int | None:
+    """The 1-based line of a YAML mark (a mark may be missing)."""
+    return mark.line + 1 if mark is not None else None
+
+
 class _Limit(Exception):
     def __init__(self, line: int | None, message: str):
         super().__init__(message)
@@ -63,7 +68,7 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
@@ -74,7 +79,7 @@ class _BoundedLoader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
                 raise _Limit(mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -111,11 +116,11 @@ def load_yaml(path: Path, *, required: bool = True, text: str | None = None) -> 
         raise ConfigError(f"{doc.display}: nested too deeply to read. Simplify it.") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+        at = mark.line + 1 if mark else None
         col = mark.column + 1 if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
         raise ConfigError(
-            located(doc.display, line, f"malformed YAML: {problem}. Fix the syntax and run again.", col)
+            located(doc.display, at, f"malformed YAML: {problem}. Fix the syntax and run again.", col)
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{doc.display}: malformed YAML: {exc}") from None
@@ -221,7 +226,7 @@ def _check_events(text: str, shown: str) -> None:
             if isinstance(event, yaml.CollectionStartEvent):
                 stack.append([event.anchor, 1])
                 if len(stack) > MAX_DEPTH:
-                    raise _Limit(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+                    raise _Limit(_line(event.start_mark), f"nested more than {MAX_DEPTH} levels deep")
                 continue
             if isinstance(event, yaml.CollectionEndEvent):
                 anchor, size = stack.pop()
@@ -230,7 +235,7 @@ def _check_events(text: str, shown: str) -> None:
                 added += size - 1
                 if added > MAX_ALIAS_VALUES:
                     raise _Limit(
-                        event.start_mark.line + 1, f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values"
+                        _line(event.start_mark), f"aliases (*name) expand to more than {MAX_ALIAS_VALUES:,} values"
                     )
             elif isinstance(event, yaml.ScalarEvent):
                 anchor, size = event.anchor, 1

@@ -290,6 +290,7 @@ def read_odcs_dir(folder: Path) -> dict[str, dict[str, Any]]:
             raise ConfigError(located(display_path(path), line,
                                       f"not a valid ODCS v3 contract: {problems[0]}"
                                       + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")))  # fmt: skip
+        assert isinstance(data, dict)  # the ODCS schema it passed requires an object
         key = str(data.get("name") or data.get("id"))
         if key in out:
             raise ConfigError(f"{display_path(path)}: a second contract for {key} in {display_path(folder)}.")

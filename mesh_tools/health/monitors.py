@@ -28,10 +28,12 @@ from mesh_tools.health.report import (
     DomainHealth,
     HealthReport,
     HistoryInfo,
+    Kind,
     LastRun,
     Point,
     Problem,
     ProductHealth,
+    Status,
     worst,
 )
 from mesh_tools.health.results import TestIndex, apply_streaks, domain_only_problems, judge_build, judge_tests
@@ -93,7 +95,7 @@ class _Judge:
         results = art.run_results.by_id if art.run_results is not None else {}
         problems: list[Problem] = []
 
-        def problem(kind: str, status: str, message: str, **extra: Any) -> None:
+        def problem(kind: Kind, status: Status, message: str, **extra: Any) -> None:
             problems.append(
                 Problem(kind=kind, status=status, domain=name, product=key, message=message, owner=owner, **extra)
             )
@@ -117,7 +119,7 @@ class _Judge:
                     # an error finding fails a product only where governance is enforced (it then blocks its
                     # release); in an advisory mesh the product works and the finding is a warning
                     blocking = finding["severity"] == "error" and self.mesh.governance.enforce
-                    status = "failing" if blocking else "warning"
+                    status: Status = "failing" if blocking else "warning"
                     problem("governance", status, f"{finding['code']} {finding['rule']}: {finding['message']}")
         published = self.facts.published.get(key)
         for refusal in self.facts.refused.get(name, []):
@@ -202,7 +204,7 @@ class _Judge:
         self, name: str, art: DomainArtifacts, products: list[ProductHealth], own: list[Problem]
     ) -> DomainHealth:
         domain = self.mesh.domains[name]
-        base = {
+        base: dict[str, Any] = {
             "domain": name,
             "owner": self.domain_owner(name),
             "description": domain.description or "",
@@ -216,7 +218,8 @@ class _Judge:
         last_run = LastRun(**{k: run[k] for k in LastRun.model_fields if k in run}) if run else None
         if art.no_data is not None:
             # not built yet: no data; an artifact that is there but unreadable: failing (its build is broken)
-            kind, status = ("corrupt_artifact", "failing") if art.corrupt else ("no_data", "no_data")
+            kind: Kind = "corrupt_artifact" if art.corrupt else "no_data"
+            status: Status = "failing" if art.corrupt else "no_data"
             problem = Problem(kind=kind, status=status, domain=name, owner=base["owner"], message=art.no_data)
             return DomainHealth(**base, status=status, score=0, reason=art.no_data, last_run=last_run,
                                 problems=[problem])  # fmt: skip

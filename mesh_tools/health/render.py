@@ -73,11 +73,11 @@ def to_markdown(report: HealthReport) -> str:
     if slo:
         out += ["", "<details><summary>Freshness SLOs</summary>", "", "| Product | Age (h) | SLO (h) | Compliance |"]
         out.append("| --- | ---: | ---: | ---: |")
-        for p in slo:
-            f = p.freshness
+        for product in slo:
+            f = product.freshness
             compliance = f"{f.slo_compliance:.0%}" if f.slo_compliance is not None else "—"
             age = f"{f.age_hours:.1f}" if f.age_hours is not None else "—"
-            out.append(f"| {p.product} | {age} | {f.slo_hours:g} | {compliance} |")
+            out.append(f"| {product.product} | {age} | {f.slo_hours:g} | {compliance} |")
         out += ["", "</details>"]
     return "\n".join(out) + "\n"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,7 +15,26 @@ Status = Literal["healthy", "warning", "stale", "failing", "no_data"]
 RANK: dict[str, int] = {"healthy": 0, "warning": 1, "no_data": 1, "stale": 2, "failing": 3}
 
 
-def worst(statuses: list[str], default: str = "healthy") -> str:
+Kind = Literal[
+    "model_error",
+    "contract",
+    "test_failure",
+    "not_built",
+    "source_freshness",
+    "freshness_slo",
+    "volume",
+    "schema_change",
+    "governance",
+    "publish",
+    "no_data",
+    "upstream",
+    "stale_artifacts",
+    "release_broken",
+    "corrupt_artifact",
+]
+
+
+def worst(statuses: Sequence[Status], default: Status = "healthy") -> Status:
     return max(statuses, key=lambda s: RANK[s], default=default)
 
 
@@ -34,23 +54,7 @@ class Impacted(_Model):
 class Problem(_Model):
     """One open problem, with who owns it and what it puts at risk."""
 
-    kind: Literal[
-        "model_error",
-        "contract",
-        "test_failure",
-        "not_built",
-        "source_freshness",
-        "freshness_slo",
-        "volume",
-        "schema_change",
-        "governance",
-        "publish",
-        "no_data",
-        "upstream",
-        "stale_artifacts",
-        "release_broken",
-        "corrupt_artifact",
-    ]
+    kind: Kind
     status: Status = Field(description="What the problem makes its product or domain: warning, stale or failing.")
     domain: str
     product: str | None = None
@@ -86,7 +90,7 @@ class Volume(_Model):
     rows: int | None = None
     expected_low: float | None = None
     expected_high: float | None = None
-    history: int = Field(0, description="Earlier measurements the band is drawn from.")
+    history: int = Field(default=0, description="Earlier measurements the band is drawn from.")
     key_columns: list[str] = Field(default_factory=list)
     key_null_rate: float | None = None
     schema_hash: str | None = None
@@ -219,4 +223,5 @@ class HealthReport(_Model):
         """Whether a product or a domain is at least as bad as ``threshold`` (failing, stale, warning; never)."""
         if threshold == "never":
             return False
-        return any(RANK[x.status] >= RANK[threshold] for x in [*self.products, *self.domains])
+        statuses: list[Status] = [p.status for p in self.products] + [d.status for d in self.domains]
+        return any(RANK[s] >= RANK[threshold] for s in statuses)

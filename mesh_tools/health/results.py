@@ -11,7 +11,7 @@ from mesh_tools.health.common import Report, first_line, label
 from mesh_tools.health.facts import Facts, streaks
 from mesh_tools.health.history import History
 from mesh_tools.health.inputs import DomainArtifacts, attached_models
-from mesh_tools.health.report import Problem, Tests
+from mesh_tools.health.report import Kind, Problem, Tests
 from mesh_tools.model.manifest import Manifest, NodeResult
 from mesh_tools.model.nodes import Node
 
@@ -93,7 +93,7 @@ def domain_only_problems(
                 failing.append(uid)
             what = f"{'test' if is_test else kind} {node.name if node is not None else label(uid)}"
             message = f"{what} {result.status}ed: {first_line(result.message)}"
-            kind_name = "test_failure" if is_test else "model_error"
+            kind_name: Kind = "test_failure" if is_test else "model_error"
             problems.append(
                 Problem(kind=kind_name, status="failing", domain=name, node=uid, owner=owner, message=message)
             )

@@ -41,7 +41,8 @@ class NotAType(ValueError):
 
 def _tokens(text: str) -> tuple[list[tuple[str, str, int]], NotAType | None]:
     """The tokens of ``text`` up to the first character no token holds, and the error naming it (or None)."""
-    tokens, at = [], 0
+    tokens: list[tuple[str, str, int]] = []
+    at = 0
     while at < len(text):
         match = _TOKEN.match(text, at)
         if match is None:

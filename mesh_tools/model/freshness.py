@@ -66,7 +66,8 @@ class FreshnessResults:
 
 
 def _result(raw: dict[str, Any]) -> SourceResult:
-    criteria = raw.get("criteria") if isinstance(raw.get("criteria"), dict) else {}
+    found = raw.get("criteria")
+    criteria: dict[str, Any] = found if isinstance(found, dict) else {}
     age = raw.get("max_loaded_at_time_ago_in_s")
     return SourceResult(
         unique_id=str(raw.get("unique_id", "")),

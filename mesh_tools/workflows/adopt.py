@@ -34,7 +34,7 @@ def plan_adopt(mesh: Mesh, path: str, owner: str | None, description: str | None
     if mesh.root.resolve() not in folder.parents:
         raise ConfigError(f"{display_path(folder)} is outside the mesh root ({mesh.root}); move the project below it.")
     doc = load_yaml(project_file)
-    data = doc.data if isinstance(doc.data, dict) else {}
+    data = doc.data if doc is not None and isinstance(doc.data, dict) else {}
     name, profile = data.get("name"), data.get("profile")
     if not isinstance(name, str) or not profile:
         raise ConfigError(
