@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -160,6 +161,171 @@ def _constraint_columns(node: Node, kind: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """What the contract's column properties are drawn from: the release's columns, the model's, its tests."""
+
+    descriptor: ReleaseDescriptor
+    node: Node | None
+    by_column: dict[str, list[Node]]
+    physical: dict[str, str]
+    parquet: dict[str, str | None]
+    masked: set[str]
+    primary: list[str]
+    unique: set[str]
+
+    @classmethod
+    def of(cls, d: ReleaseDescriptor, node: Node | None, column_tests: dict[str, list[Node]]) -> _Columns:
+        return cls(
+            descriptor=d,
+            node=node,
+            by_column=column_tests,
+            physical={c.name.lower(): c.type for c in d.columns},
+            parquet={c.name.lower(): c.parquet_type for c in d.columns},
+            masked={c.lower() for c in d.pii_columns},
+            primary=[c.lower() for c in _constraint_columns(node, "primary_key")] if node else [],
+            unique={c.lower() for c in _constraint_columns(node, "unique")} if node else set(),
+        )
+
+    def names(self) -> list[str]:
+        """The declared columns in their order, then any the release has beyond them."""
+        d = self.descriptor
+        names = [c.name for c in d.contract.columns] or [c.name for c in d.columns]
+        return names + [c.name for c in d.columns if c.name not in names]
+
+    def property(self, column_name: str) -> dict[str, Any]:
+        """The ODCS property of one column."""
+        d, key = self.descriptor, column_name.lower()
+        node_columns = self.node.columns if self.node else {}
+        declared = next((c for c in d.contract.columns if c.name.lower() == key), None)
+        column = node_columns.get(column_name) or next((c for n, c in node_columns.items() if n.lower() == key), None)
+        kinds = {str(c.get("type")) for c in (declared.constraints if declared else [])}
+        checks = self.by_column.get(key, [])
+        prop: dict[str, Any] = {"name": column_name}
+        physical_type = self.physical.get(key) or (declared.data_type if declared else None)
+        prop["logicalType"] = logical_type(physical_type or (declared.data_type if declared else None))
+        if physical_type:
+            prop["physicalType"] = physical_type
+        description = (column.description if column else "") or (declared.description if declared else "")
+        if description:
+            prop["description"] = description
+        masked = key in self.masked
+        if masked:  # NULL in the file every consumer reads: not required, not unique there
+            prop["classification"] = "pii"
+            prop["tags"] = ["pii"]
+        else:
+            prop.update(self._keys(key, kinds, {t.test_name for t in checks}))
+        if ("primary_key" in kinds or key in self.primary) and not masked:
+            prop["primaryKey"] = True
+            prop["primaryKeyPosition"] = self.primary.index(key) + 1 if key in self.primary else 1
+        quality = [q for q in (_quality(t, masked, d.model, column_name) for t in checks) if q]
+        quality += _own_quality(column.meta if column is not None else {})
+        if quality:
+            prop["quality"] = quality
+        extra: dict[str, Any] = {
+            "parquetType": self.parquet.get(key) if self.parquet.get(key) != physical_type else None
+        }
+        if declared is not None:  # what dbt declares, so a later check compares like with like (GOV301)
+            extra["dbtDataType"] = declared.data_type
+        if masked:
+            extra["masked"] = True
+            extra["piiReaders"] = next((f.readers for f in d.files if f.readers), None)
+        items = _custom(extra)
+        if declared is not None:
+            items.append({"property": "dbtConstraints", "value": sorted(kinds - {"None"})})
+        if items:
+            prop["customProperties"] = [{**item, "vendor": VENDOR} for item in items]
+        return prop
+
+    def _keys(self, key: str, kinds: set[str], test_names: set[str | None]) -> dict[str, Any]:
+        """``required`` and ``unique`` of an unmasked column, from its constraints, tests and model constraints."""
+        out: dict[str, Any] = {}
+        if "not_null" in kinds or "primary_key" in kinds or "not_null" in test_names or key in self.primary:
+            out["required"] = True
+        if {"unique"} & (kinds | test_names) or key in self.unique or ("primary_key" in kinds and not self.primary):
+            out["unique"] = True
+        return out
+
+
+def _split_tests(tests: Iterable[Node]) -> tuple[dict[str, list[Node]], list[Node]]:
+    """Data tests by the (lower-cased) column they test, and the table-level ones."""
+    by_column: dict[str, list[Node]] = {}
+    table_tests: list[Node] = []
+    for test in tests:
+        column = test.column_name or test.test_kwargs.get("column_name")
+        (by_column.setdefault(unquote(str(column)).lower(), []) if column else table_tests).append(test)
+    return by_column, table_tests
+
+
+def _schema_object(
+    d: ReleaseDescriptor, node: Node | None, columns: _Columns, table_tests: list[Node]
+) -> dict[str, Any]:
+    """The contract's one schema object: the product's table, its columns and table-level quality."""
+    obj: dict[str, Any] = {"name": d.model, "logicalType": "object", "physicalType": "table"}
+    if d.description:
+        obj["description"] = d.description
+    if d.warehouse is None:
+        obj["physicalName"] = d.model
+    else:
+        obj["physicalName"] = f"{d.warehouse.releases_schema}.{d.warehouse.table}"
+    obj["properties"] = [columns.property(name) for name in columns.names()]
+    table_quality = [q for q in (_quality(t, False, d.model, None) for t in table_tests) if q]
+    table_quality += _own_quality(node.meta if node is not None else {})
+    if table_quality:
+        obj["quality"] = table_quality
+    return obj
+
+
+def _description(d: ReleaseDescriptor) -> dict[str, Any]:
+    """How to use the product (its ref), its purpose and its deprecation."""
+    usage = f"{{{{ ref('{d.project}', '{d.model}'{f', v={d.version}' if d.version is not None else ''}) }}}}"
+    description: dict[str, Any] = {"usage": f"In a consumer's dbt project: {usage}"}
+    if d.description:
+        description["purpose"] = d.description
+    if d.deprecation_date:
+        description["limitations"] = f"Deprecated: consumers must move off it by {d.deprecation_date}."
+    return description
+
+
+def _team(d: ReleaseDescriptor) -> dict[str, Any]:
+    """``team`` and ``support`` from the product's owner (nothing when it has none)."""
+    out: dict[str, Any] = {}
+    owner = d.owner
+    if owner.group or owner.name or owner.email:
+        member = {"username": owner.email or owner.name or owner.group, "role": "owner"}
+        if owner.name:
+            member["name"] = owner.name
+        out["team"] = {"name": owner.group or d.project, "members": [member]}
+    if owner.email:
+        out["support"] = [{"channel": "email", "url": f"mailto:{owner.email}", "tool": "email"}]
+    return out
+
+
+def _release_properties(d: ReleaseDescriptor) -> list[dict[str, Any]]:
+    """The contract's custom properties: what the release is (id, rows, digest, build, tests, dbt's contract)."""
+    digest = next((f.sha256 for f in d.files if f.readers is None), None)
+    released = d.release_id != "unreleased"
+    items = _custom({
+        "releaseId": d.release_id if released else None,
+        "rowCount": d.row_count if released else None,
+        "sha256": digest,
+        "contractHash": d.contract_hash,
+        "contractEnforced": d.contract.enforced,
+        "dbtNode": d.node,
+        "engine": d.engine,
+        "latestVersion": d.latest_version,
+        "producedAt": d.produced_at,
+        "builtAt": d.build.built_at,
+        "dbtInvocationId": d.build.invocation_id,
+        "testsPassed": d.tests.passed if released else None,
+        "testsFailed": d.tests.failed if released else None,
+        "deprecationDate": d.deprecation_date,
+        "dbtModelConstraints": sorted({str(c.get("type")) for c in d.contract.constraints}),
+    })  # fmt: skip
+    items.append({"property": "dbtColumns", "value": [c.name for c in d.contract.columns]})
+    return [{**item, "vendor": VENDOR} for item in items]
+
+
 def build_contract(
     descriptor: ReleaseDescriptor | None,
     node: Node | None,
@@ -180,78 +346,7 @@ def build_contract(
         descriptor = proposed_descriptor(node, owner or {})
         status = status or "proposed"
     d = descriptor
-    by_column: dict[str, list[Node]] = {}
-    table_tests: list[Node] = []
-    for test in tests:
-        column = test.column_name or test.test_kwargs.get("column_name")
-        (by_column.setdefault(unquote(str(column)).lower(), []) if column else table_tests).append(test)
-    physical = {c.name.lower(): c.type for c in d.columns}
-    parquet = {c.name.lower(): c.parquet_type for c in d.columns}
-    masked = {c.lower() for c in d.pii_columns}
-    primary = [c.lower() for c in _constraint_columns(node, "primary_key")] if node else []
-    unique_cols = {c.lower() for c in _constraint_columns(node, "unique")} if node else set()
-    node_columns = node.columns if node else {}
-    properties = []
-    names = [c.name for c in d.contract.columns] or [c.name for c in d.columns]
-    for column_name in names + [c.name for c in d.columns if c.name not in names]:
-        key = column_name.lower()
-        declared = next((c for c in d.contract.columns if c.name.lower() == key), None)
-        column = node_columns.get(column_name) or next((c for n, c in node_columns.items() if n.lower() == key), None)
-        kinds = {str(c.get("type")) for c in (declared.constraints if declared else [])}
-        checks = by_column.get(key, [])
-        test_names = {t.test_name for t in checks}
-        prop: dict[str, Any] = {"name": column_name}
-        physical_type = physical.get(key) or (declared.data_type if declared else None)
-        prop["logicalType"] = logical_type(physical_type or (declared.data_type if declared else None))
-        if physical_type:
-            prop["physicalType"] = physical_type
-        description = (column.description if column else "") or (declared.description if declared else "")
-        if description:
-            prop["description"] = description
-        if key in masked:  # NULL in the file every consumer reads: not required, not unique there
-            prop["classification"] = "pii"
-            prop["tags"] = ["pii"]
-        else:
-            if "not_null" in kinds or "primary_key" in kinds or "not_null" in test_names or key in primary:
-                prop["required"] = True
-            if (
-                "unique" in kinds
-                or "unique" in test_names
-                or key in unique_cols
-                or ("primary_key" in kinds and not primary)
-            ):
-                prop["unique"] = True
-        if ("primary_key" in kinds or key in primary) and key not in masked:
-            prop["primaryKey"] = True
-            prop["primaryKeyPosition"] = primary.index(key) + 1 if key in primary else 1
-        quality = [q for q in (_quality(t, key in masked, d.model, column_name) for t in checks) if q]
-        quality += _own_quality(column.meta if column is not None else {})
-        if quality:
-            prop["quality"] = quality
-        extra: dict[str, Any] = {"parquetType": parquet.get(key) if parquet.get(key) != physical_type else None}
-        if declared is not None:  # what dbt declares, so a later check compares like with like (GOV301)
-            extra["dbtDataType"] = declared.data_type
-        if key in masked:
-            extra["masked"] = True
-            extra["piiReaders"] = next((f.readers for f in d.files if f.readers), None)
-        items = _custom(extra)
-        if declared is not None:
-            items.append({"property": "dbtConstraints", "value": sorted(kinds - {"None"})})
-        if items:
-            prop["customProperties"] = [{**item, "vendor": VENDOR} for item in items]
-        properties.append(prop)
-    obj: dict[str, Any] = {"name": d.model, "logicalType": "object", "physicalType": "table"}
-    if d.description:
-        obj["description"] = d.description
-    if d.warehouse is None:
-        obj["physicalName"] = d.model
-    else:
-        obj["physicalName"] = f"{d.warehouse.releases_schema}.{d.warehouse.table}"
-    obj["properties"] = properties
-    table_quality = [q for q in (_quality(t, False, d.model, None) for t in table_tests) if q]
-    table_quality += _own_quality(node.meta if node is not None else {})
-    if table_quality:
-        obj["quality"] = table_quality
+    column_tests, table_tests = _split_tests(tests)
     contract: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": "DataContract",
@@ -263,52 +358,18 @@ def build_contract(
     }
     if node is not None and isinstance(node.raw.get("tags"), list) and node.raw["tags"]:
         contract["tags"] = [str(t) for t in node.raw["tags"]]
-    usage = f"{{{{ ref('{d.project}', '{d.model}'{f', v={d.version}' if d.version is not None else ''}) }}}}"
-    description: dict[str, Any] = {"usage": f"In a consumer's dbt project: {usage}"}
-    if d.description:
-        description["purpose"] = d.description
-    if d.deprecation_date:
-        description["limitations"] = f"Deprecated: consumers must move off it by {d.deprecation_date}."
-    contract["description"] = description
+    contract["description"] = _description(d)
     if server:
         contract["servers"] = [server]
-    contract["schema"] = [obj]
-    owner = d.owner
-    if owner.group or owner.name or owner.email:
-        member = {"username": owner.email or owner.name or owner.group, "role": "owner"}
-        if owner.name:
-            member["name"] = owner.name
-        contract["team"] = {"name": owner.group or d.project, "members": [member]}
-    if owner.email:
-        contract["support"] = [{"channel": "email", "url": f"mailto:{owner.email}", "tool": "email"}]
+    contract["schema"] = [_schema_object(d, node, _Columns.of(d, node, column_tests), table_tests)]
+    contract.update(_team(d))
     slo = node.slo_hours if node is not None else None
     if slo:
         contract["slaProperties"] = [{
             "property": "latency", "value": slo, "unit": "h",
             "description": f"The product's data is at most {slo:g} hours old (meta.freshness_slo_hours).",
         }]  # fmt: skip
-    digest = next((f.sha256 for f in d.files if f.readers is None), None)
-    released = d.release_id != "unreleased"
-    contract["customProperties"] = _custom({
-        "releaseId": d.release_id if released else None,
-        "rowCount": d.row_count if released else None,
-        "sha256": digest,
-        "contractHash": d.contract_hash,
-        "contractEnforced": d.contract.enforced,
-        "dbtNode": d.node,
-        "engine": d.engine,
-        "latestVersion": d.latest_version,
-        "producedAt": d.produced_at,
-        "builtAt": d.build.built_at,
-        "dbtInvocationId": d.build.invocation_id,
-        "testsPassed": d.tests.passed if released else None,
-        "testsFailed": d.tests.failed if released else None,
-        "deprecationDate": d.deprecation_date,
-        "dbtModelConstraints": sorted({str(c.get("type")) for c in d.contract.constraints}),
-    })  # fmt: skip
-    contract["customProperties"].append({"property": "dbtColumns", "value": [c.name for c in d.contract.columns]})
-    for item in contract["customProperties"]:
-        item["vendor"] = VENDOR
+    contract["customProperties"] = _release_properties(d)
     if d.produced_at:
         contract["contractCreatedTs"] = d.produced_at
     return contract
