@@ -535,57 +535,62 @@ def _loom_upstreams(path: Path, project: str, folders: dict[Path, str], notes: l
         raise doc.error((), "dbt_loom.config.yml must have 'manifests:', a list of manifests.")
     out = []
     for index, entry in enumerate(manifests):
-        loc = ("manifests", index)
-        where = f"{doc.display}:{doc.line_of(loc)}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise doc.error(loc, "each manifest needs 'name: <label>'.")
-        label, optional = entry["name"], entry.get("optional") is True
-        excluded, included = (
-            _package_list(doc, entry, loc, "excluded_packages"),
-            _package_list(doc, entry, loc, "included_packages"),
-        )
-        if excluded and included:
-            raise doc.error(loc, "set 'excluded_packages' or 'included_packages', not both (as dbt-loom requires).")
-        if entry.get("node_transformers"):
-            notes.append(f"{where}: node_transformers of '{label}' are dbt-loom plugins; the mesh ignores them")
-        kind = str(entry.get("type", "file"))
-        raw = (entry.get("config") or {}).get("path") if isinstance(entry.get("config"), dict) else None
-        upstream = functools.partial(
-            Upstream, declared_in=where, optional=optional, label=label,
-            excluded_packages=excluded, included_packages=included,
-        )  # fmt: skip
-        if kind != "file" or (isinstance(raw, str) and re.match(r"^https?://", raw)):
-            what = f"manifest type '{kind}'" if kind != "file" else f"a manifest over HTTP ({raw})"
-            if label in folders.values():
-                notes.append(f"{where}: {what} of '{label}': the mesh builds project '{label}' itself and reads it")
-                out.append(upstream(label))
-            elif optional:
-                notes.append(f"{where}: optional {what} '{label}' skipped: the mesh reads local manifest files only")
-            else:
-                raise doc.error(
-                    loc + ("type",),
-                    f"{what} is not read by the mesh: point 'config: path:' at the upstream's manifest.json, "
-                    "or give the manifest the name of a project of this mesh, which the mesh then builds itself.",
-                )
-            continue
-        if not isinstance(raw, str) or not raw.strip():
-            raise doc.error(loc, "a file manifest needs 'config: path: <manifest.json>'.")
-        manifest = Path(raw.removeprefix("file://")).expanduser()
-        manifest = (manifest if manifest.is_absolute() else path / manifest).resolve()
-        owner = _owning_project(manifest, folders)
-        if owner == project:
-            notes.append(f"{where}: manifest '{label}' is this project's own ({raw}); ignored")
-            continue
-        if owner is not None:
-            out.append(upstream(owner))
-            continue
-        if manifest.is_file():
-            out.append(upstream(_manifest_project(manifest, where) or label, manifest_path=manifest))
-        elif optional:
-            notes.append(f"{where}: optional manifest '{label}' skipped: {display_path(manifest)} does not exist")
-        else:
-            out.append(upstream(label, manifest_path=manifest))  # stitching says the file is missing, and where
+        found = _loom_entry(doc, ("manifests", index), entry, path, project, folders, notes)
+        if found is not None:
+            out.append(found)
     return out
+
+
+def _loom_entry(doc: YamlDoc, loc: tuple[str, int], entry: object, path: Path, project: str,
+                folders: dict[Path, str], notes: list[str]) -> Upstream | None:  # fmt: skip
+    """The upstream one manifest entry of a dbt-loom config names (None: skipped, with a note)."""
+    where = f"{doc.display}:{doc.line_of(loc)}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise doc.error(loc, "each manifest needs 'name: <label>'.")
+    label, optional = entry["name"], entry.get("optional") is True
+    excluded, included = (
+        _package_list(doc, entry, loc, "excluded_packages"),
+        _package_list(doc, entry, loc, "included_packages"),
+    )
+    if excluded and included:
+        raise doc.error(loc, "set 'excluded_packages' or 'included_packages', not both (as dbt-loom requires).")
+    if entry.get("node_transformers"):
+        notes.append(f"{where}: node_transformers of '{label}' are dbt-loom plugins; the mesh ignores them")
+    kind = str(entry.get("type", "file"))
+    raw = (entry.get("config") or {}).get("path") if isinstance(entry.get("config"), dict) else None
+    upstream = functools.partial(
+        Upstream, declared_in=where, optional=optional, label=label,
+        excluded_packages=excluded, included_packages=included,
+    )  # fmt: skip
+    if kind != "file" or (isinstance(raw, str) and re.match(r"^https?://", raw)):
+        what = f"manifest type '{kind}'" if kind != "file" else f"a manifest over HTTP ({raw})"
+        if label in folders.values():
+            notes.append(f"{where}: {what} of '{label}': the mesh builds project '{label}' itself and reads it")
+            return upstream(label)
+        if optional:
+            notes.append(f"{where}: optional {what} '{label}' skipped: the mesh reads local manifest files only")
+            return None
+        raise doc.error(
+            loc + ("type",),
+            f"{what} is not read by the mesh: point 'config: path:' at the upstream's manifest.json, "
+            "or give the manifest the name of a project of this mesh, which the mesh then builds itself.",
+        )
+    if not isinstance(raw, str) or not raw.strip():
+        raise doc.error(loc, "a file manifest needs 'config: path: <manifest.json>'.")
+    manifest = Path(raw.removeprefix("file://")).expanduser()
+    manifest = (manifest if manifest.is_absolute() else path / manifest).resolve()
+    owner = _owning_project(manifest, folders)
+    if owner == project:
+        notes.append(f"{where}: manifest '{label}' is this project's own ({raw}); ignored")
+        return None
+    if owner is not None:
+        return upstream(owner)
+    if manifest.is_file():
+        return upstream(_manifest_project(manifest, where) or label, manifest_path=manifest)
+    if optional:
+        notes.append(f"{where}: optional manifest '{label}' skipped: {display_path(manifest)} does not exist")
+        return None
+    return upstream(label, manifest_path=manifest)  # stitching says the file is missing, and where
 
 
 def _package_list(doc: YamlDoc, entry: dict, loc: tuple, key: str) -> tuple[str, ...]:
