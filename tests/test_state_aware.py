@@ -192,7 +192,9 @@ def test_what_dbt_state_comparison_does_not_see_is_decided_by_the_mesh(tmp_path:
     """Metadata-only changes of a product, seed files, dbt_project.yml: decided on real manifests, no dbt run."""
     from mesh_tools.core.mesh import load_mesh
     from mesh_tools.model.manifest import Manifest
-    from mesh_tools.workflows.build_state import BuildState, changed_metadata, plan_build, project_digest
+    from mesh_tools.state.file import BuildState
+    from mesh_tools.state.inputs import project_digest
+    from mesh_tools.state.plan import changed_metadata, plan_build
 
     root = copy_fixture("state_mesh", tmp_path)
     shop = load_mesh(root).domains["shop"]

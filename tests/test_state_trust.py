@@ -45,7 +45,8 @@ def _source(name: str, **extra: Any) -> dict[str, Any]:
 
 
 def _state(domain: Any, manifest: Any, **recorded: Any) -> Any:
-    from mesh_tools.workflows.build_state import STATE_VERSION, BuildState, StateFile, project_digest
+    from mesh_tools.state.file import STATE_VERSION, BuildState, StateFile
+    from mesh_tools.state.inputs import project_digest
 
     file = StateFile(version=STATE_VERSION, code="c", **recorded)
     return BuildState(folder=domain.path, manifest=manifest, code="c", landing=dict(file.landing), owed=set(file.owed),
@@ -55,7 +56,8 @@ def _state(domain: Any, manifest: Any, **recorded: Any) -> Any:
 
 
 def _plan(domain: Any, state: Any, **observed: Any) -> Any:
-    from mesh_tools.workflows.build_state import Observed, plan_build, project_digest
+    from mesh_tools.state.inputs import project_digest
+    from mesh_tools.state.plan import Observed, plan_build
 
     return plan_build(domain, state, "c", None, set(), set(), project_digest(domain), {}, Observed(**observed))
 
@@ -89,7 +91,7 @@ def test_what_cannot_be_fingerprinted_builds_in_full(tmp_path: Path) -> None:
 
 def test_a_seed_of_a_package_is_compared_by_its_content(tmp_path: Path) -> None:
     """dbt compares only the path of a seed over 1 MB: the mesh hashes every seed it loads, a package's too."""
-    from mesh_tools.workflows.build_state import seed_digests
+    from mesh_tools.state.inputs import seed_digests
 
     shop = _shop(tmp_path)
     seed = {"resource_type": "seed", "package_name": "shared", "name": "zips", "fqn": ["shared", "zips"],
@@ -106,7 +108,7 @@ def test_a_seed_of_a_package_is_compared_by_its_content(tmp_path: Path) -> None:
 
 
 def test_the_variables_code_reads_are_found_where_dbt_reads_code(tmp_path: Path) -> None:
-    from mesh_tools.workflows.build_inputs import env_names
+    from mesh_tools.state.inputs import env_names
 
     shop = _shop(tmp_path)
     (shop.path / "models/.hidden").mkdir()
@@ -121,7 +123,7 @@ def test_the_variables_code_reads_are_found_where_dbt_reads_code(tmp_path: Path)
 
 def test_a_variable_dbt_project_yml_reads_builds_in_full(tmp_path: Path) -> None:
     """vars set from env_var() in dbt_project.yml reach any model through var(): no model reads the name."""
-    from mesh_tools.workflows.build_inputs import project_env_names
+    from mesh_tools.state.inputs import project_env_names
 
     shop = _shop(tmp_path)
     project = shop.path / "dbt_project.yml"
@@ -169,7 +171,8 @@ def test_environment_variables_select_what_reads_them(tmp_path: Path) -> None:
 
 def test_sources_say_how_their_changes_are_seen(tmp_path: Path) -> None:
     from mesh_tools.model.freshness import FreshnessResults, SourceResult
-    from mesh_tools.workflows.build_state import Observed, plan_build, project_digest
+    from mesh_tools.state.inputs import project_digest
+    from mesh_tools.state.plan import Observed, plan_build
 
     shop = _shop(tmp_path)
     sources = {
@@ -203,7 +206,7 @@ def test_sources_say_how_their_changes_are_seen(tmp_path: Path) -> None:
 
 
 def test_a_damaged_manifest_means_a_full_build(tmp_path: Path) -> None:
-    from mesh_tools.workflows.domain_run import _unreadable_artifacts
+    from mesh_tools.state.observe import _unreadable_artifacts
 
     shop = _shop(tmp_path)
     shop.manifest_path.parent.mkdir(parents=True)
@@ -218,7 +221,7 @@ def test_a_damaged_manifest_means_a_full_build(tmp_path: Path) -> None:
 
 def test_a_source_moved_is_judged_by_the_data_where_it_now_is(tmp_path: Path) -> None:
     """A location rendered from a variable moves: the same data elsewhere rebuilds nothing, other data does."""
-    from mesh_tools.workflows.build_inputs import landing_fingerprint
+    from mesh_tools.state.inputs import landing_fingerprint
 
     shop = _shop(tmp_path)
     for name, rows in (("a", "id\n1\n"), ("b", "id\n1\n"), ("c", "id\n1\n2\n")):
@@ -238,7 +241,7 @@ def test_a_source_moved_is_judged_by_the_data_where_it_now_is(tmp_path: Path) ->
 
 
 def test_a_state_file_of_another_shape_means_a_full_build(tmp_path: Path) -> None:
-    from mesh_tools.workflows.build_state import STATE_VERSION, load_state, state_dir
+    from mesh_tools.state.file import STATE_VERSION, load_state, state_dir
 
     shop = _shop(tmp_path)
     folder = state_dir(shop, "dev")
@@ -289,7 +292,7 @@ def test_what_compiled_sql_reads_beyond_refs_and_sources() -> None:
 
 def test_what_a_model_reads_while_it_compiles(tmp_path: Path) -> None:
     """run_query and statement blocks run SQL at compile time; the compiled SQL holds only the values they read."""
-    from mesh_tools.workflows.build_inputs import node_reads
+    from mesh_tools.state.inputs import node_reads
 
     shop = _shop(tmp_path)
 
@@ -321,7 +324,7 @@ def test_what_a_model_reads_while_it_compiles(tmp_path: Path) -> None:
 
 
 def test_what_hooks_write_beyond_their_sources() -> None:
-    from mesh_tools.workflows.build_inputs import hook_writes
+    from mesh_tools.state.inputs import hook_writes
 
     landed = {"external_location": "read_parquet('/landing/orders.parquet')"}
     manifest = _manifest({}, {"source.shop.raw.orders": _source("orders", database=None, meta=landed),

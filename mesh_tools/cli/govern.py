@@ -106,7 +106,7 @@ def check(
     grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
     tested = None
     if datacontract:
-        from mesh_tools.workflows.contracts import test_releases
+        from mesh_tools.contracts.datacontract import test_releases
 
         tested, untested = test_releases(mesh, selected)
         for note in untested:

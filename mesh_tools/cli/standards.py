@@ -32,7 +32,7 @@ def export(ctx: click.Context, selectors: tuple[str, ...], out: Path | None) -> 
     never published gets a proposed contract from its model. Every contract is validated against the
     standard's JSON schema before it is written.
     """
-    from mesh_tools.workflows.contracts import export_contracts
+    from mesh_tools.contracts.datacontract import export_contracts
 
     mesh = _mesh(ctx)
     selected = mesh.select(selectors)

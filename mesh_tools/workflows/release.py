@@ -90,8 +90,8 @@ def _inputs_built_elsewhere(
     """Why a product may not be published because a model it reads in its own domain was not built by this
     build, and its table was last written by a dbt run the mesh has no record of (`dbt build --empty`,
     `--sample`, a hand-run `dbt run` from code since undone): its rows would come from that run."""
-    from mesh_tools.workflows.build_inputs import run_file_of, run_footprint, singular_tests
-    from mesh_tools.workflows.build_state import read_state_file, state_dir
+    from mesh_tools.state.file import read_state
+    from mesh_tools.state.inputs import run_file_of, run_footprint, singular_tests
 
     built = {"model", "seed", "snapshot"}
     ancestors: dict[str, str] = {}  # ancestor -> a product that reads it
@@ -108,7 +108,7 @@ def _inputs_built_elsewhere(
     if not outside:
         return None
     now = run_footprint(domain, singular_tests(manifest))
-    record = read_state_file(state_dir(domain, target) / "state.json") if target else "no target"
+    record = read_state(domain, target) if target else "no target"
     recorded = record.footprint if not isinstance(record, str) else None
     for uid, product in sorted(outside.items()):
         node = manifest.node(uid)
@@ -137,10 +137,10 @@ def _written_since(
     """Why a product may not be published because its rows may have been written after the build the gate
     checks, when that build is the mesh's own recorded one: a hand-run `dbt run -s product` (even with
     --no-write-json, or into another --target-path) leaves run_results.json as it was."""
-    from mesh_tools.workflows.build_inputs import footprint_changes, run_footprint, singular_tests
-    from mesh_tools.workflows.build_state import read_state_file, state_dir
+    from mesh_tools.state.file import read_state
+    from mesh_tools.state.inputs import footprint_changes, run_footprint, singular_tests
 
-    record = read_state_file(state_dir(domain, target) / "state.json") if target else "no target"
+    record = read_state(domain, target) if target else "no target"
     if isinstance(record, str) or record.invocation != results.invocation_id or record.footprint is None:
         return None  # not a build the mesh recorded: the footprint of its own run says nothing more
     changed = footprint_changes(record.footprint, run_footprint(domain, singular_tests(manifest)))
@@ -158,14 +158,14 @@ def storage_written(mesh: Mesh, domain: Domain, target: str | None) -> str | Non
     file changed since the mesh recorded it, and no other domain builds into it."""
     from mesh_tools.core.errors import MeshError
     from mesh_tools.dbt import profiles
-    from mesh_tools.workflows.build_inputs import storage_shared
-    from mesh_tools.workflows.build_state import read_state_file, state_dir, storage_fingerprint
+    from mesh_tools.state.file import read_state
+    from mesh_tools.state.inputs import storage_fingerprint, storage_shared
 
     try:
         profile = profiles.load_profile(domain.path, target, mesh.profiles_dir, require_env=False)
     except MeshError:
         return None
-    record = read_state_file(state_dir(domain, profile.target) / "state.json")
+    record = read_state(domain, profile.target)
     now = storage_fingerprint(profile.files, profile.remote, profile.identity)
     if isinstance(record, str) or not record.storage or now is None or now[0][1:] == ["warehouse"]:
         return None

@@ -186,9 +186,9 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
 
 def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]], groups: list[list[str]]) -> dict[str, DomainRun]:
     """The domains a state-aware build skips from here, in dependency order: nothing they depend on
-    changed since their last build (workflows/build_state.quiescent), and no selected upstream runs. The
+    changed since their last build (state/quiescence.py), and no selected upstream runs. The
     domains of a cycle are skipped together or not at all (their stages are one build)."""
-    from mesh_tools.workflows.build_state import quiescent
+    from mesh_tools.state.quiescence import quiescent
 
     quiet: dict[str, DomainRun] = {}
     if plan.command != "build" or plan.full:

@@ -355,7 +355,7 @@ def _keep_results(domain: Domain, stage: Stage, run: DomainRun) -> None:
                      below=domain.target_dir)  # fmt: skip
 
 
-_OWED = "its last run did not succeed"  # how build_state explains a node owed a run
+_OWED = "its last run did not succeed"  # how state/plan.py explains a node owed a run
 _DEFERRED = "an earlier stage of this build left it to this one (it reads what the stages between built)"
 
 

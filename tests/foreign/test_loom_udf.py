@@ -13,7 +13,7 @@ import yaml
 from mesh_tools.core.mesh import load_mesh
 from mesh_tools.core.yamlfile import comment_spans
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.workflows.build_inputs import function_reads, node_reads
+from mesh_tools.state.inputs import function_reads, node_reads
 from tests.foreign.conftest import CORPUS, BuiltForeign
 
 

@@ -1,4 +1,4 @@
-"""Inputs of a domain's build that dbt's state comparison does not see, fingerprinted for the next build.
+"""Fingerprints of what a domain's build reads that dbt's state comparison does not see, for the next build.
 
 A state-aware build may skip a node only when it can prove that nothing it depends on changed
 (right or full). Beyond refs, sources and code, a build depends on:
@@ -7,6 +7,7 @@ A state-aware build may skip a node only when it can prove that nothing it depen
 - the files and relations its compiled SQL reads that are neither refs nor sources
   (dbt/engines/sqlreads.py);
 - what its ``on-run-start`` hooks write;
+- its seeds' files (dbt compares only the path of one over 1 MB), its dbt_project.yml files, its storage;
 - the relations dbt wrote outside the mesh's runs (a hand-run ``dbt run``, even with
   ``--no-write-json`` or followed by a ``dbt compile`` that replaced run_results.json): dbt writes
   the SQL it executes for every model, seed and snapshot to ``target/run/``, so those files'
@@ -529,3 +530,95 @@ def footprint_changes(before: dict[str, Any] | None, now: dict[str, list[int]]) 
 def run_file_of(node: Node) -> str:
     """Where dbt writes the SQL it runs for a model, seed or snapshot, below ``target/run``."""
     return f"{node.package}/{node.get('original_file_path') or node.file}"
+
+
+# -- storage files, seeds, project files, sources' change detection
+
+
+def storage_fingerprint(files: Iterable[Path], remote: Iterable[str], identity: str | None = None) -> list[Any] | None:
+    """Size and modification time of the storage a target opens: a DuckDB file and its WAL, or every
+    file below a local Spark warehouse folder (a dropped table removes its files).
+
+    A warehouse (``identity``: its server, database, schema and role) has no files to observe: its
+    identity alone is recorded, so a profile pointed elsewhere means a full build, and its relations
+    are checked through dbt every time. None when the storage is otherwise not only local (s3://).
+    """
+    files = list(files)
+    if identity and not files:
+        return [[identity, "warehouse"]]
+    if list(remote) or not files:
+        return None
+    found: list[Any] = []
+    for path in files:
+        if path.is_dir():
+            found.append([str(path), "tree", tree_stat(path)])
+            continue
+        for candidate in (path, path.with_name(path.name + ".wal")):
+            try:
+                stat = candidate.stat()
+            except FileNotFoundError:
+                found.append([str(candidate), None])
+                continue
+            found.append([str(candidate), stat.st_size, stat.st_mtime_ns])
+    return found
+
+
+def project_digest(domain: Domain) -> str:
+    """A digest of the dbt_project.yml of the domain and of its local packages (vars, hooks, configs)."""
+    digest = hashlib.sha256()
+    for folder in (domain.path, *domain.local_packages):
+        digest.update(f"{folder.name}:{file_digest(folder / 'dbt_project.yml')}\n".encode())
+    return digest.hexdigest()
+
+
+def seeds_of(manifest: Manifest) -> list[Node]:
+    """Every seed the domain's build loads: its own and its packages' (dbt compares only the path of one over 1 MB)."""
+    return [n for n in manifest.nodes.values() if n.resource_type == "seed"]
+
+
+def seed_file(domain: Domain, seed: Node) -> Path:
+    """Where a seed's CSV file is: in the domain's folder, or in the installed package that holds it."""
+    if seed.package == domain.name:
+        return domain.path / seed.file
+    return domain.packages_dir / seed.package / seed.file
+
+
+def seed_digests(domain: Domain, manifest: Manifest) -> dict[str, str | None]:
+    """seed unique_id -> SHA-256 of its CSV file (None: missing)."""
+    return {seed.unique_id: file_digest(seed_file(domain, seed)) for seed in seeds_of(manifest)}
+
+
+def freshness_sources(manifest: Manifest) -> list[Node]:
+    """The project's sources that `dbt source freshness` measures (a loaded_at_field and a threshold)."""
+    found = []
+    for source in manifest.own_sources():
+        rule = source.get("freshness") or {}
+        has_rule = isinstance(rule, dict) and any(
+            isinstance(rule.get(k), dict) and rule[k].get("count") for k in ("warn_after", "error_after")
+        )
+        if source.get("loaded_at_field") and has_rule:
+            found.append(source)
+    return found
+
+
+def change_detection(source: Node) -> str | None:
+    """How a source declares its changes are seen (``meta.change_detection``): "always", "row_count" or None."""
+    value = source.meta.get("change_detection")
+    return str(value).strip().lower() if value else None
+
+
+def file_digest(path: Path) -> str | None:
+    """The SHA-256 of a file, or None when it is not a readable file."""
+    try:
+        return file_sha256(path) if path.is_file() else None
+    except OSError:
+        return None
+
+
+def file_stat(path: Path | None) -> list[int] | None:
+    """[size, mtime_ns] of a file, or None (no path, or it cannot be read)."""
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns] if stat is not None else None
