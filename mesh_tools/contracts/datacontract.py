@@ -67,7 +67,7 @@ def _contract_of(exchange: Exchange, manifest: Manifest, node: Node) -> ProductC
     release = exchange.current(node.package, node.name, node.version, verify=False)
     if release is None:
         contract = odcs.build_contract(None, node, tests, owner=manifest.owner(node))
-        note = "not released yet: a proposed contract"
+        note: str | None = "not released yet: a proposed contract"
         if exchange.env != PROD and exchange.current_id(node.package, node.name, node.version, PROD):
             note = f"no release in channel {exchange.env!r} (prod has one): a proposed contract"
         return ProductContract(node.package, node.key, contract, None, note)

@@ -442,7 +442,7 @@ def hook_writes(statements: Iterable[str], manifest: Manifest, dialect: str) -> 
     for statement in statements:
         text = " ".join(_QUERY_COMMENT.sub("", statement).split())  # dbt's query comment says nothing here
         try:
-            trees = [t for t in sqlglot.parse(statement, read=dialect) if t is not None]
+            trees: list[exp.Expr | None] = [t for t in sqlglot.parse(statement, read=dialect) if t is not None]
         except Exception:  # noqa: BLE001 - a statement sqlglot cannot read may write anything
             trees = [None]
         for tree in trees:

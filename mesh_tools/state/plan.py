@@ -170,8 +170,8 @@ def plan_build(
         state = why_full(state, project, observed) or state
     if isinstance(state, str):
         plan = BuildPlan(full=True, why_full=state, code=code, fresh=fresh, project=project, observed=observed)
-        for source in state_sources(domain):
-            plan.landing[source[0]] = source[1]
+        for uid, landing in state_sources(domain):
+            plan.landing[uid] = landing
         return plan
     recorded = state.file or StateFile(version=STATE_VERSION, code=state.code)
     plan = BuildPlan(full=False, state=state, code=code, modified=code != state.code, fresh=fresh, project=project,

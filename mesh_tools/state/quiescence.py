@@ -245,7 +245,7 @@ def storage_changed(q: Quiet) -> str | None:
         return "its storage cannot be observed without dbt"
     for entry in storage:
         path = Path(str(entry[0]))
-        now = [str(path), "tree", tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
+        now: list[Any] | None = [str(path), "tree", tree_stat(path)] if len(entry) == 3 and entry[1] == "tree" else None
         if now is None:
             stat = file_stat(path)
             now = [str(path), *stat] if stat is not None else [str(path), None]

@@ -66,9 +66,9 @@ def record_state(
     if known is not None:  # a node gone from the project is owed nothing
         owed &= known
     loaded_at = dict(previous.loaded_at) if previous is not None else {}
-    for result in plan.fresh.results if plan.fresh is not None else ():
-        if result.max_loaded_at:
-            loaded_at[result.unique_id] = result.max_loaded_at
+    for measured in plan.fresh.results if plan.fresh is not None else ():
+        if measured.max_loaded_at:
+            loaded_at[measured.unique_id] = measured.max_loaded_at
     landing = dict(previous.landing) if previous is not None else {}
     landing.update(plan.landing)
     # validated before anything is written: what is written is what the next build accepts
