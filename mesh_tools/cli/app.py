@@ -23,6 +23,7 @@ from mesh_tools.workflows.scheduler import RunPlan, default_jobs
 
 if TYPE_CHECKING:
     from mesh_tools.core.lock import Resource
+    from mesh_tools.core.selection import Selection
 
 
 class ExitCode(enum.IntEnum):
@@ -201,12 +202,57 @@ def env_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(root: str | None, profiles_dir: str | None, debug: bool) -> None:
     """Run a mesh of dbt projects, one per business domain, as one data mesh.
 
-    Exit codes: 0 ok, 1 a domain failed, 2 usage or configuration error, 3 dbt or artifact problem.
+    Commands that select take dbt's grammar: -s/--select and --exclude (`-s sales+`, `-s 2+sales`, `-s @sales`,
+    `-s sales.fct_orders+` for a model and its downstream in every domain, `-s 'a b'` for a union,
+    `-s sales+,owner:NAME` for an intersection); the selectors may also be given as arguments
+    (`mesh build sales+`), an alias of --select.
+
+    \b
+    Exit codes:
+      0  ok
+      1  findings: a domain failed or was skipped, a check or gate failed, a product is unhealthy
+      2  usage or configuration error, or another run holds what this one writes
+      3  dbt could not run, an artifact is missing or corrupt, or the file system refused
+      4  an unexpected error: a bug of mesh-tools (run again with --debug and report it)
     """
 
 
+# Below every command's help (cli/__init__.py), with what exit 1 means for it where that says more.
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 {one}, 2 usage or configuration error (or busy), 3 dbt, artifact or file-system "
+    "problem, 4 a bug of mesh-tools."
+)
+
+
+def select_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-s/--select and --exclude (dbt's grammar, repeatable), and the selectors as arguments (an alias of
+    --select, kept from before --select existed): the command gets ``select`` and ``exclude``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, selectors: tuple[str, ...] = (), select: tuple[str, ...] = (),
+                exclude: tuple[str, ...] = (), **kwargs: Any) -> Any:  # fmt: skip
+        return func(*args, select=tuple(select) + tuple(selectors), exclude=tuple(exclude), **kwargs)
+
+    wrapper = click.option(
+        "--exclude", multiple=True, metavar="SELECTOR",
+        help="Leave out what this selects (dbt's grammar; repeatable, or several in one quoted argument).",
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--select", "-s", multiple=True, metavar="SELECTOR",
+        help="What to run, in dbt's grammar: DOMAIN, DOMAIN+, +DOMAIN, 2+DOMAIN, @DOMAIN, domain:, owner:, "
+        "comma for an intersection (repeatable; default: everything). Arguments are an alias.",
+    )(wrapper)  # fmt: skip
+    return click.argument("selectors", nargs=-1, metavar="[SELECTORS]...")(wrapper)
+
+
+def selection_of(select: tuple[str, ...], exclude: tuple[str, ...]) -> Selection:
+    from mesh_tools.core.selection import parse_selection
+
+    return parse_selection(select, exclude)
+
+
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.argument("selectors", nargs=-1)(func)
+    func = select_options(func)
     func = env_option(func)
     func = click.option("--target", "-t", help="dbt target for every domain (default: mesh.yml, then profile).")(func)
     func = click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once, one process each.")(func)
@@ -215,9 +261,13 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _plan(
-    mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool
-) -> RunPlan:
-    domains = mesh.select(selectors)
+    mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool,
+    exclude: tuple[str, ...] = (),
+) -> RunPlan:  # fmt: skip
+    from mesh_tools.workflows.model_selection import plan_selection
+
+    shown = f"`mesh {click.get_current_context().info_name}`"
+    domains, slices = plan_selection(mesh, selection_of(selectors, exclude), shown, models=command == "build")
     if command in ("build", "parse"):  # a read-only domain folder is exit 3 naming it, not dbt's raw error midway
         mesh.require_writable(domains, "build" if command == "build" else "stitch")
     return RunPlan(
@@ -226,6 +276,7 @@ def _plan(
         target=target or mesh.defaults.target,
         jobs=jobs or mesh.defaults.jobs or default_jobs(),
         verbose=verbose,
+        slices=slices,
     )
 
 

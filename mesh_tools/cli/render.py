@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import click
 
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
+from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
+from mesh_tools.workflows.scheduler import RunPlan
+
+BUILD_SCHEMA = "mesh-build/1"
 
 
 def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
@@ -31,12 +35,18 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
     return show
 
 
-def _explain(runs: list[DomainRun]) -> None:
-    """Why each model ran (`mesh build --explain`), domain by domain."""
+def _explain(runs: list[DomainRun], slices: Mapping[str, StageSlice] | None = None) -> None:
+    """Why each model ran (`mesh build --explain`), domain by domain (``slices``: a model-level selection's)."""
     click.echo("")
     for run in runs:
         reused = max(run.models_total - run.models, 0)
-        if run.full_reason:
+        picked = (slices or {}).get(run.domain)
+        if picked is not None:
+            click.echo(f"{run.domain}: ran the {len(picked.nodes)} node(s) the selection names, left "
+                       f"{len(picked.later)} as they are (owed a run by the next whole build)")  # fmt: skip
+            for node in picked.nodes:
+                click.echo(f"    {node}: selected")
+        elif run.full_reason:
             click.echo(f"{run.domain}: every model ran: {run.full_reason}")
         elif run.decisions:
             click.echo(f"{run.domain}: ran {run.models} of {run.models_total} models, reused {reused}")
@@ -89,3 +99,46 @@ def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
     detail = ", ".join(f"{counts[s]} {s}" for s in ("error", "warn", "info") if counts.get(s))
     mode = "error-level ones block publishing" if mesh.governance.enforce else "advisory"
     click.echo(f"{total} governance findings ({detail}; {mode}) — run `mesh check`")
+
+
+def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: float, selection: str) -> dict[str, Any]:
+    """`mesh build --format json`: one document, schema ``mesh-build/1`` (stable: fields are only ever added).
+
+    ``{"schema", "mesh", "command", "selection", "target", "ok", "seconds", "models": {"ran", "total", "reused"},
+    "domains": [{"domain", "status" (success, failed, skipped), "seconds", "models": {"ran", "failed", "total",
+    "reused"}, "tests": {"passed", "failed", "warned"}, "upstream_views", "selected" (the nodes a model-level
+    selection ran in it, else null), "decisions": [{"node", "why"}], "published": [{"product", "release_id",
+    "rows"}], "problems", "warnings", "notes"}]}``, the domains in build order.
+    """
+    domains = []
+    for run in runs:
+        picked = plan.slices.get(run.domain)
+        domains.append({
+            "domain": run.domain,
+            "status": run.status,
+            "seconds": round(run.seconds, 3),
+            "models": {"ran": run.models, "failed": run.models_failed, "total": max(run.models_total, run.models),
+                       "reused": max(run.models_total - run.models, 0)},
+            "tests": {"passed": run.tests_passed, "failed": run.tests_failed, "warned": run.tests_warned},
+            "upstream_views": run.upstream_views,
+            "selected": list(picked.nodes) if picked is not None else None,
+            "decisions": [{"node": node, "why": "selected"} for node in picked.nodes] if picked is not None else
+                         [{"node": node, "why": why} for node, why in run.decisions],
+            "published": [{"product": r.product, "release_id": r.release_id, "rows": r.row_count}
+                          for r in run.released],
+            "problems": list(run.problems),
+            "warnings": list(run.warnings),
+            "notes": list(run.notes),
+        })  # fmt: skip
+    ran, total = sum(r.models for r in runs), sum(max(r.models_total, r.models) for r in runs)
+    return {
+        "schema": BUILD_SCHEMA,
+        "mesh": mesh.name,
+        "command": plan.command,
+        "selection": selection,
+        "target": plan.target,
+        "ok": all(r.status == SUCCESS for r in runs),
+        "seconds": round(seconds, 3),
+        "models": {"ran": ran, "total": total, "reused": total - ran},
+        "domains": domains,
+    }
