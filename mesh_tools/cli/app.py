@@ -245,6 +245,33 @@ def select_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("selectors", nargs=-1, metavar="[SELECTORS]...")(wrapper)
 
 
+# One --fail-on vocabulary, dbt's words where dbt has them (its severities are `warn` and `error`); the old
+# spellings (`mesh health --fail-on warning|failing`) are accepted as aliases.
+FAIL_ON_ALIASES = {"warning": "warn", "failing": "error"}
+
+
+class FailOn(click.Choice):
+    """A --fail-on level: one of ``levels``, or an old spelling of one (FAIL_ON_ALIASES)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        word = str(value).strip().lower()
+        return super().convert(FAIL_ON_ALIASES.get(word, word), param, ctx)
+
+
+def fail_on_option(levels: tuple[str, ...], what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--fail-on", type=FailOn(levels), help=f"{what} (old spellings: warning = warn, failing = error)."
+    )
+
+
+def output_dir_alias(ctx: click.Context, value: Path | None, old: str, new: str = "--output-dir") -> Path | None:
+    """An old spelling that named a folder (``-o``, which is a file everywhere now): still taken, with a note."""
+    if value is not None:
+        click.echo(f"note: mesh {ctx.info_name} {old} FOLDER is now {new} FOLDER (-o names a file in every command); "
+                   f"{old} still works", err=True)  # fmt: skip
+    return value
+
+
 def selection_of(select: tuple[str, ...], exclude: tuple[str, ...]) -> Selection:
     from mesh_tools.core.selection import parse_selection
 

@@ -1,10 +1,11 @@
-"""How runs are shown: progress lines, the summary table, the governance line."""
+"""How results are shown: progress lines, the summary table, the governance line, and the JSON documents."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,7 +13,13 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
 from mesh_tools.workflows.scheduler import RunPlan
 
+if TYPE_CHECKING:
+    from mesh_tools.workflows.doctor import Diagnosis
+    from mesh_tools.workflows.model_selection import Listed
+
 BUILD_SCHEMA = "mesh-build/1"
+LS_SCHEMA = "mesh-ls/1"
+DOCTOR_SCHEMA = "mesh-doctor/1"
 
 
 def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
@@ -142,3 +149,33 @@ def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: fl
         "models": {"ran": ran, "total": total, "reused": total - ran},
         "domains": domains,
     }
+
+
+def ls_document(mesh: Mesh, names: list[str], models: Mapping[str, list[Listed]] | None) -> dict[str, Any]:
+    """`mesh ls --format json`, schema ``mesh-ls/1``: ``{"schema", "mesh", "root", "config" (mesh.yml or
+    discovered), "domains": [{"name", "path", "owner": {"name", "email"} or null, "description", "upstreams",
+    "models" (with --models: [{"label", "unique_id", "resource_type", "access"}], null without a manifest;
+    absent without --models)}]}``, in dependency order."""
+    domains = []
+    for name in names:
+        domain = mesh.domains[name]
+        item: dict[str, Any] = {
+            "name": name,
+            "path": str(domain.path),
+            "owner": {"name": domain.owner.name, "email": domain.owner.email} if domain.owner else None,
+            "description": domain.description,
+            "upstreams": list(domain.upstream_names),
+        }
+        if models is not None:
+            item["models"] = [dataclasses.asdict(m) for m in models[name]] if name in models else None
+        domains.append(item)
+    config = "mesh.yml" if mesh.config_path else "discovered"
+    return {"schema": LS_SCHEMA, "mesh": mesh.name, "root": str(mesh.root), "config": config, "domains": domains}
+
+
+def doctor_document(found: Diagnosis) -> dict[str, Any]:
+    """`mesh doctor --format json`, schema ``mesh-doctor/1``: ``{"schema", "root", "config", "projects": [{"name",
+    "path", "profile", "target", "adapter", "storage", "schema", "attached", "upstreams"}], "packages", "edges":
+    [{"consumer", "producer", "declared_in", "how"}], "stages", "ignored", "problems": [{"level" (blocking or
+    warning), "where", "message", "fix"}], "blocking" (how many problems would stop `mesh build`)}``."""
+    return {"schema": DOCTOR_SCHEMA, **dataclasses.asdict(found), "blocking": len(found.blocking)}

@@ -12,6 +12,7 @@ the products the slice rebuilt, with their tests: the others keep their current 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from mesh_tools.core.errors import ConfigError
 from mesh_tools.core.graph import cycles
@@ -21,12 +22,42 @@ from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
 from mesh_tools.workflows.domain_run import StageSlice
-from mesh_tools.workflows.stages import BUILT, UnknownProduct, _selector, model_graph, unknown_product_message
+from mesh_tools.workflows.stages import (
+    BUILT,
+    UnknownProduct,
+    _selector,
+    model_graph,
+    own_built,
+    unknown_product_message,
+)
 
 
 def node_label(domain: str, node: Node) -> str:
     """How a user names a node across domains: ``domain.name``, ``domain.name.vN`` for a version."""
     return f"{domain}.{node.name}" + (f".v{node.version}" if node.version is not None else "")
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One model, seed or snapshot of a domain, as `mesh ls --models` shows it and -s names it."""
+
+    label: str  # domain.name[.vN]
+    unique_id: str
+    resource_type: str
+    access: str
+
+
+def mesh_models(mesh: Mesh, names: list[str]) -> dict[str, list[Listed]]:
+    """The models, seeds and snapshots of each of ``names`` that has a manifest (the others are left out)."""
+    out: dict[str, list[Listed]] = {}
+    for name in names:
+        path = mesh.domains[name].manifest_path
+        if not path.is_file():
+            continue
+        manifest = Manifest.load(path, name, f"Run `mesh stitch {name}`.")
+        out[name] = [Listed(node_label(name, n), n.unique_id, n.resource_type, n.access)
+                     for n in sorted(own_built(manifest), key=lambda n: n.unique_id)]  # fmt: skip
+    return out
 
 
 def _manifests(mesh: Mesh) -> dict[str, Manifest]:
@@ -39,11 +70,14 @@ def _manifests(mesh: Mesh) -> dict[str, Manifest]:
     return {n: Manifest.load(mesh.domains[n].manifest_path, n, f"Run `mesh stitch {n}`.") for n in mesh.order}
 
 
-def select_models(mesh: Mesh, selection: Selection) -> dict[str, StageSlice]:
-    """Per domain with a selected node, in dependency order: the slice its `dbt build` runs. SelectionError for
-    a name no domain or model has (with the closest), or a selection that names nothing; ConfigError when it
-    reaches into a cycle of domains (those are built whole, in stages)."""
-    manifests = _manifests(mesh)
+def select_models(
+    mesh: Mesh, selection: Selection, manifests: dict[str, Manifest] | None = None
+) -> dict[str, StageSlice]:
+    """Per domain with a selected node, in dependency order: the slice its `dbt build` runs (``manifests``: each
+    domain's, read from its target/ when not given). SelectionError for a name no domain or model has (with the
+    closest), or a selection that names nothing; ConfigError when it reaches into a cycle of domains (those
+    are built whole, in stages)."""
+    manifests = manifests if manifests is not None else _manifests(mesh)
     try:
         graph = model_graph(list(mesh.order), manifests)
     except UnknownProduct as unknown:
