@@ -51,6 +51,8 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(ctx.find_root().params.get("debug"))
         try:
             return func(*args, **kwargs)
+        except click.ClickException:  # a usage error found in the body: click says it, exit 2
+            raise
         except MeshError as exc:
             if debug:
                 traceback.print_exc()
