@@ -8,7 +8,6 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -316,73 +315,17 @@ def _notes(mesh: Mesh) -> None:
 
 
 def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
-    """The mesh in which each of ``names`` whose manifest is stale (its files changed, by content) or cannot be
-    told current reads a parse of its current files instead, so nothing judges stale artifacts.
+    """The mesh in which each of ``names`` whose manifest is stale reads a parse of its current files instead
+    (workflows/readers.py); its notes go to stderr (stdout may be a JSON or SARIF report), its scratch folders
+    are removed when the command ends."""
+    from mesh_tools.workflows.readers import current_view
 
-    That parse is made outside the domain, under ``.mesh/parsed/`` (kept by content, so the next reader of
-    the same files reads it again), never into its ``target/``: a reader never changes what a running
-    build publishes from, and takes no lock. Notes go to stderr (stdout may be a JSON or SARIF report).
-    A domain that no longer parses is an error: its old manifest would describe code that is gone.
-    """
-    from mesh_tools.core.files import ensure_folder
-    from mesh_tools.dbt import staleness
-    from mesh_tools.workflows.scheduler import parse_outside
+    ctx = click.get_current_context()
 
-    others = staleness.others_of(mesh)
-    stale: dict[str, staleness.Judgement] = {}
-    for name in names:
-        domain = mesh.domains[name]
-        if domain.manifest_path.is_file():
-            judged = staleness.judge(domain, others)
-            if not judged.fresh:
-                stale[name] = judged
-    if not stale:
-        return mesh
-    root = _scratch_root(mesh)
-    found: dict[str, Path] = {}
-    inputs: dict[str, staleness.ParseInputs] = {}
-    scratch: dict[str, Path] = {}
-    for name, judged in stale.items():
-        domain = mesh.domains[name]
-        inputs[name] = staleness.parse_inputs(domain, others)
-        kept = staleness.parsed_manifest(root, domain, inputs[name])
-        if kept is not None:
-            found[name] = kept
-            click.echo(f"note: {judged.why}: reading its parse of the current files ({_shown(kept.parent)})", err=True)
-            continue
-        folder = ensure_folder(staleness.parsed_dir(root, domain, inputs[name]).parent, root)  # no link on the way
-        scratch[name] = Path(tempfile.mkdtemp(prefix=".parsing-", dir=folder))
-        click.get_current_context().call_on_close(functools.partial(shutil.rmtree, scratch[name], True))
-        click.echo(f"note: {judged.why}: parsing {name} again (into {_shown(folder)}; its target/ stays as it is)",
-                   err=True)  # fmt: skip
-    if scratch:
-        problems = parse_outside(mesh, scratch, mesh.defaults.target, mesh.defaults.jobs or default_jobs())
-        for name, dest in scratch.items():
-            if problems[name]:
-                why = "its files changed after its manifest was written" if stale[name].changed else (
-                    "its manifest cannot be told current")  # fmt: skip
-                raise ArtifactError(f"{name}: {why} and it no longer parses: {problems[name]}")
-            found[name] = staleness.keep_parse(root, mesh.domains[name], inputs[name], dest, others)
-    domains = {
-        n: dataclasses.replace(d, parsed_manifest=found[n]) if n in found else d for n, d in mesh.domains.items()
-    }
-    return dataclasses.replace(mesh, domains=domains)
+    def cleanup(path: Path) -> None:
+        ctx.call_on_close(functools.partial(shutil.rmtree, path, True))
 
-
-def _scratch_root(mesh: Mesh) -> Path:
-    """Where readers keep their parses: the mesh root's ``.mesh/``, or, where it may not be written, a
-    temporary folder removed when the command ends."""
-    from mesh_tools.core.files import ensure_folder
-
-    try:
-        ensure_folder(mesh.root / ".mesh", mesh.root)  # a link planted at .mesh: StorageError naming it
-        if os.access(mesh.root / ".mesh", os.W_OK):
-            return mesh.root
-    except OSError:
-        pass
-    temporary = Path(tempfile.mkdtemp(prefix="mesh-parsed-"))
-    click.get_current_context().call_on_close(functools.partial(shutil.rmtree, temporary, True))
-    return temporary
+    return current_view(mesh, names, lambda text: click.echo(f"note: {text}", err=True), cleanup, _shown)
 
 
 def _shown(path: Path) -> str:
