@@ -225,6 +225,39 @@ EXIT_CODES_HELP = (
 )
 
 
+class Words(click.Option):
+    """An option that takes every word up to the next option, as dbt's -s and --exclude do (``-s a b --exclude c
+    d``), and may be repeated; the command gets one tuple of words per use (flattened by ``select_options``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, multiple=True, type=tuple, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:  # click's parser holds one handler per spelling: wrap this option's
+            handler = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if handler is None:
+                continue
+            take = handler.process
+
+            def process(
+                value: str, state: Any, take: Callable[[Any, Any], None] = take, prefixes: Any = handler.prefixes
+            ) -> None:
+                words = [value]
+                while state.rargs and not any(state.rargs[0].startswith(p) for p in prefixes):
+                    words.append(state.rargs.pop(0))
+                take(tuple(words), state)
+
+            handler.process = process
+
+
+def _flat(groups: Any) -> tuple[str, ...]:
+    """The words of a Words option, however click nested them (one tuple per use, of the words taken)."""
+    if isinstance(groups, (tuple, list)):
+        return tuple(w for g in groups for w in _flat(g))
+    return (str(groups),)
+
+
 def select_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """-s/--select and --exclude (dbt's grammar, repeatable), and the selectors as arguments (an alias of
     --select, kept from before --select existed): the command gets ``select`` and ``exclude``."""
@@ -232,16 +265,16 @@ def select_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def wrapper(*args: Any, selectors: tuple[str, ...] = (), select: tuple[str, ...] = (),
                 exclude: tuple[str, ...] = (), **kwargs: Any) -> Any:  # fmt: skip
-        return func(*args, select=tuple(select) + tuple(selectors), exclude=tuple(exclude), **kwargs)
+        return func(*args, select=_flat(select) + tuple(selectors), exclude=_flat(exclude), **kwargs)
 
     wrapper = click.option(
-        "--exclude", multiple=True, metavar="SELECTOR",
-        help="Leave out what this selects (dbt's grammar; repeatable, or several in one quoted argument).",
+        "--exclude", cls=Words, metavar="SELECTOR...",
+        help="Leave out what this selects (dbt's grammar; every word up to the next option, as in dbt).",
     )(wrapper)  # fmt: skip
     wrapper = click.option(
-        "--select", "-s", multiple=True, metavar="SELECTOR",
+        "--select", "-s", cls=Words, metavar="SELECTOR...",
         help="What to run, in dbt's grammar: DOMAIN, DOMAIN+, +DOMAIN, 2+DOMAIN, @DOMAIN, domain:, owner:, "
-        "comma for an intersection (repeatable; default: everything). Arguments are an alias.",
+        "comma for an intersection; every word up to the next option (default: everything). Arguments are an alias.",
     )(wrapper)  # fmt: skip
     return click.argument("selectors", nargs=-1, metavar="[SELECTORS]...")(wrapper)
 
@@ -268,7 +301,11 @@ def fail_on_option(levels: tuple[str, ...], what: str) -> Callable[[Callable[...
 def output_dir_alias(ctx: click.Context, value: Path | None, old: str, new: str = "--output-dir") -> Path | None:
     """An old spelling that named a folder (``-o``, which is a file everywhere now): still taken, with a note."""
     if value is not None:
-        click.echo(f"note: mesh {ctx.info_name} {old} FOLDER is now {new} FOLDER (-o names a file in every command); "
+        words, at = [], ctx
+        while at.parent is not None:  # `contracts export`, not `export`
+            words.insert(0, str(at.info_name))
+            at = at.parent
+        click.echo(f"note: mesh {' '.join(words)} {old} FOLDER is now {new} FOLDER (-o names a file in every command); "
                    f"{old} still works", err=True)  # fmt: skip
     return value
 

@@ -39,10 +39,11 @@ def test_ls_json_and_the_positional_alias_of_select(plain_mesh_built: Built) -> 
     assert [d["name"] for d in everything["domains"]] == ["hr", "shop", "audit", "billing", "reporting"]
     assert everything["domains"][4]["upstreams"] == ["shop"] and "models" not in everything["domains"][0]
     assert ls(root, "shop+", "--exclude", "audit") == ls(root, "-s", "shop+", "--exclude", "audit")
-    assert [d["name"] for d in ls(root, "-s", "shop+", "--exclude", "audit billing")["domains"]] == [
-        "shop",
-        "reporting",
-    ]
+    # as in dbt: -s and --exclude take every word up to the next option, or one quoted argument of several
+    two = ls(root, "-s", "shop+", "--exclude", "audit billing")
+    assert [d["name"] for d in two["domains"]] == ["shop", "reporting"]
+    assert ls(root, "--exclude", "audit", "billing", "-s", "shop+") == two
+    assert [d["name"] for d in ls(root, "-s", "shop", "hr")["domains"]] == ["hr", "shop"]
     models = ls(root, "--models", "-s", "shop")["domains"][0]["models"]
     assert [(m["label"], m["access"]) for m in models] == [
         ("shop.customers_internal", "protected"), ("shop.orders.v1", "public"), ("shop.orders.v2", "public"),
@@ -97,7 +98,7 @@ def test_output_is_a_file_output_dir_a_folder_old_spellings_kept(plain_mesh_copy
     contracts = run_mesh("contracts", "export", "-s", "shop", "--output-dir", "odcs", cwd=root)
     assert contracts.returncode == 0 and not contracts.stderr.startswith("note:"), contracts.stderr
     old = run_mesh("contracts", "export", "shop", "-o", "odcs2", cwd=root)
-    assert old.returncode == 0 and "note: mesh export -o/--output FOLDER is now --output-dir" in old.stderr
+    assert old.returncode == 0 and "note: mesh contracts export -o/--output FOLDER is now --output-dir" in old.stderr
     assert sorted(p.name for p in (root / "odcs2/shop").iterdir()) == sorted(
         p.name for p in (root / "odcs/shop").iterdir()
     )

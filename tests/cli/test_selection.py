@@ -127,7 +127,9 @@ def test_a_domain_level_command_refuses_a_model(tiny: Mesh) -> None:
     assert "'sales.orders+' names models; `mesh check` selects whole domains" in str(caught.value)
 
 
-def node(project: str, name: str, reads: list[str] = (), version: str | None = None, **extra: Any) -> dict[str, Any]:  # type: ignore[assignment]
+def node(
+    project: str, name: str, reads: tuple[str, ...] | list[str] = (), version: str | None = None, **extra: Any
+) -> dict[str, Any]:
     uid = f"model.{project}.{name}" + (f".v{version}" if version else "")
     return {"unique_id": uid, "resource_type": "model", "name": name, "package_name": project, "version": version,
             "fqn": [project, name] + ([f"v{version}"] if version else []), "depends_on": {"nodes": list(reads)},
