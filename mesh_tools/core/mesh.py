@@ -231,8 +231,10 @@ class Mesh:
                 criterion.matches(v) for v in (d.owner.name, d.owner.email, d.owner.label()) if v)}  # fmt: skip
             if not found:
                 owners = sorted({d.owner.label() for d in self.domains.values() if d.owner is not None})
-                raise SelectionError(f"no domain is owned by '{criterion.value}' (selection '{criterion.text}')."
-                                     + (f" Owners: {', '.join(owners)}." if owners else " No domain names an owner."))
+                raise SelectionError(
+                    f"no domain is owned by '{criterion.value}' (selection '{criterion.text}')."
+                    + (f" Owners: {', '.join(owners)}." if owners else " No domain names an owner.")
+                )
             return found
         found = {n for n in self.domains if criterion.matches(n)}
         if not found:
