@@ -3,7 +3,27 @@
 ``main`` is the click group; importing this package registers every command on it.
 """
 
+import click
+
 from mesh_tools.cli import govern, info, observe, run, selfserve, standards  # noqa: F401  (registers the commands)
-from mesh_tools.cli.app import ExitCode, main
+from mesh_tools.cli.app import EXIT_CODES_HELP, ExitCode, main
+
+# What exit 1 means for each command, under its help (`mesh X --help`); the others mean the same everywhere.
+_ONE = {
+    "build": "a domain failed or was skipped", "stitch": "a domain could not be stitched",
+    "sync": "a rebuilt domain failed", "publish": "the publish gate refused", "promote": "the gate refused",
+    "check": "findings at or above --fail-on", "health": "a product or domain at or above --fail-on",
+    "status": "a current release cannot be read", "doctor": "a problem would stop `mesh build`",
+}  # fmt: skip
+
+
+def _epilogs(group: click.Group) -> None:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            _epilogs(command)
+        command.epilog = EXIT_CODES_HELP.format(one=_ONE.get(name, "findings"))
+
+
+_epilogs(main)
 
 __all__ = ["ExitCode", "main"]

@@ -8,7 +8,6 @@ import functools
 import os
 import shutil
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +22,7 @@ from mesh_tools.workflows.scheduler import RunPlan, default_jobs
 
 if TYPE_CHECKING:
     from mesh_tools.core.lock import Resource
+    from mesh_tools.core.selection import Selection
 
 
 class ExitCode(enum.IntEnum):
@@ -50,6 +50,8 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         debug = bool(ctx.find_root().params.get("debug"))
         try:
             return func(*args, **kwargs)
+        except click.ClickException:  # a usage error found in the body: click says it, exit 2
+            raise
         except MeshError as exc:
             if debug:
                 traceback.print_exc()
@@ -201,12 +203,121 @@ def env_option(func: Callable[..., Any]) -> Callable[..., Any]:
 def main(root: str | None, profiles_dir: str | None, debug: bool) -> None:
     """Run a mesh of dbt projects, one per business domain, as one data mesh.
 
-    Exit codes: 0 ok, 1 a domain failed, 2 usage or configuration error, 3 dbt or artifact problem.
+    Commands that select take dbt's grammar: -s/--select and --exclude (`-s sales+`, `-s 2+sales`, `-s @sales`,
+    `-s sales.fct_orders+` for a model and its downstream in every domain, `-s 'a b'` for a union,
+    `-s sales+,owner:NAME` for an intersection); the selectors may also be given as arguments
+    (`mesh build sales+`), an alias of --select.
+
+    \b
+    Exit codes:
+      0  ok
+      1  findings: a domain failed or was skipped, a check or gate failed, a product is unhealthy
+      2  usage or configuration error, or another run holds what this one writes
+      3  dbt could not run, an artifact is missing or corrupt, or the file system refused
+      4  an unexpected error: a bug of mesh-tools (run again with --debug and report it)
     """
 
 
+# Below every command's help (cli/__init__.py), with what exit 1 means for it where that says more.
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 {one}, 2 usage or configuration error (or busy), 3 dbt, artifact or file-system "
+    "problem, 4 a bug of mesh-tools."
+)
+
+
+class Words(click.Option):
+    """An option that takes every word up to the next option, as dbt's -s and --exclude do (``-s a b --exclude c
+    d``), and may be repeated; the command gets one tuple of words per use (flattened by ``select_options``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, multiple=True, type=tuple, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:  # click's parser holds one handler per spelling: wrap this option's
+            handler = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if handler is None:
+                continue
+            take = handler.process
+
+            def process(
+                value: str, state: Any, take: Callable[[Any, Any], None] = take, prefixes: Any = handler.prefixes
+            ) -> None:
+                words = [value]
+                while state.rargs and not any(state.rargs[0].startswith(p) for p in prefixes):
+                    words.append(state.rargs.pop(0))
+                take(tuple(words), state)
+
+            handler.process = process
+
+
+def _flat(groups: Any) -> tuple[str, ...]:
+    """The words of a Words option, however click nested them (one tuple per use, of the words taken)."""
+    if isinstance(groups, (tuple, list)):
+        return tuple(w for g in groups for w in _flat(g))
+    return (str(groups),)
+
+
+def select_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """-s/--select and --exclude (dbt's grammar, repeatable), and the selectors as arguments (an alias of
+    --select, kept from before --select existed): the command gets ``select`` and ``exclude``."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, selectors: tuple[str, ...] = (), select: tuple[str, ...] = (),
+                exclude: tuple[str, ...] = (), **kwargs: Any) -> Any:  # fmt: skip
+        return func(*args, select=_flat(select) + tuple(selectors), exclude=_flat(exclude), **kwargs)
+
+    wrapper = click.option(
+        "--exclude", cls=Words, metavar="SELECTOR...",
+        help="Leave out what this selects (dbt's grammar; every word up to the next option, as in dbt).",
+    )(wrapper)  # fmt: skip
+    wrapper = click.option(
+        "--select", "-s", cls=Words, metavar="SELECTOR...",
+        help="What to run, in dbt's grammar: DOMAIN, DOMAIN+, +DOMAIN, 2+DOMAIN, @DOMAIN, domain:, owner:, "
+        "comma for an intersection; every word up to the next option (default: everything). Arguments are an alias.",
+    )(wrapper)  # fmt: skip
+    return click.argument("selectors", nargs=-1, metavar="[SELECTORS]...")(wrapper)
+
+
+# One --fail-on vocabulary, dbt's words where dbt has them (its severities are `warn` and `error`); the old
+# spellings (`mesh health --fail-on warning|failing`) are accepted as aliases.
+FAIL_ON_ALIASES = {"warning": "warn", "failing": "error"}
+
+
+class FailOn(click.Choice):
+    """A --fail-on level: one of ``levels``, or an old spelling of one (FAIL_ON_ALIASES)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        word = str(value).strip().lower()
+        return super().convert(FAIL_ON_ALIASES.get(word, word), param, ctx)
+
+
+def fail_on_option(levels: tuple[str, ...], what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--fail-on", type=FailOn(levels), help=f"{what} (old spellings: warning = warn, failing = error)."
+    )
+
+
+def output_dir_alias(ctx: click.Context, value: Path | None, old: str, new: str = "--output-dir") -> Path | None:
+    """An old spelling that named a folder (``-o``, which is a file everywhere now): still taken, with a note."""
+    if value is not None:
+        words, at = [], ctx
+        while at.parent is not None:  # `contracts export`, not `export`
+            words.insert(0, str(at.info_name))
+            at = at.parent
+        click.echo(f"note: mesh {' '.join(words)} {old} FOLDER is now {new} FOLDER (-o names a file in every command); "
+                   f"{old} still works", err=True)  # fmt: skip
+    return value
+
+
+def selection_of(select: tuple[str, ...], exclude: tuple[str, ...]) -> Selection:
+    from mesh_tools.core.selection import parse_selection
+
+    return parse_selection(select, exclude)
+
+
 def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.argument("selectors", nargs=-1)(func)
+    func = select_options(func)
     func = env_option(func)
     func = click.option("--target", "-t", help="dbt target for every domain (default: mesh.yml, then profile).")(func)
     func = click.option("--jobs", "-j", type=click.IntRange(1, 64), help="Domains run at once, one process each.")(func)
@@ -215,9 +326,13 @@ def _selection_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _plan(
-    mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool
-) -> RunPlan:
-    domains = mesh.select(selectors)
+    mesh: Mesh, command: str, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool,
+    exclude: tuple[str, ...] = (),
+) -> RunPlan:  # fmt: skip
+    from mesh_tools.workflows.model_selection import plan_selection
+
+    shown = f"`mesh {click.get_current_context().info_name}`"
+    domains, slices = plan_selection(mesh, selection_of(selectors, exclude), shown, models=command == "build")
     if command in ("build", "parse"):  # a read-only domain folder is exit 3 naming it, not dbt's raw error midway
         mesh.require_writable(domains, "build" if command == "build" else "stitch")
     return RunPlan(
@@ -226,6 +341,7 @@ def _plan(
         target=target or mesh.defaults.target,
         jobs=jobs or mesh.defaults.jobs or default_jobs(),
         verbose=verbose,
+        slices=slices,
     )
 
 
@@ -236,73 +352,17 @@ def _notes(mesh: Mesh) -> None:
 
 
 def _parse_stale(mesh: Mesh, names: list[str]) -> Mesh:
-    """The mesh in which each of ``names`` whose manifest is stale (its files changed, by content) or cannot be
-    told current reads a parse of its current files instead, so nothing judges stale artifacts.
+    """The mesh in which each of ``names`` whose manifest is stale reads a parse of its current files instead
+    (workflows/readers.py); its notes go to stderr (stdout may be a JSON or SARIF report), its scratch folders
+    are removed when the command ends."""
+    from mesh_tools.workflows.readers import current_view
 
-    That parse is made outside the domain, under ``.mesh/parsed/`` (kept by content, so the next reader of
-    the same files reads it again), never into its ``target/``: a reader never changes what a running
-    build publishes from, and takes no lock. Notes go to stderr (stdout may be a JSON or SARIF report).
-    A domain that no longer parses is an error: its old manifest would describe code that is gone.
-    """
-    from mesh_tools.core.files import ensure_folder
-    from mesh_tools.dbt import staleness
-    from mesh_tools.workflows.scheduler import parse_outside
+    ctx = click.get_current_context()
 
-    others = staleness.others_of(mesh)
-    stale: dict[str, staleness.Judgement] = {}
-    for name in names:
-        domain = mesh.domains[name]
-        if domain.manifest_path.is_file():
-            judged = staleness.judge(domain, others)
-            if not judged.fresh:
-                stale[name] = judged
-    if not stale:
-        return mesh
-    root = _scratch_root(mesh)
-    found: dict[str, Path] = {}
-    inputs: dict[str, staleness.ParseInputs] = {}
-    scratch: dict[str, Path] = {}
-    for name, judged in stale.items():
-        domain = mesh.domains[name]
-        inputs[name] = staleness.parse_inputs(domain, others)
-        kept = staleness.parsed_manifest(root, domain, inputs[name])
-        if kept is not None:
-            found[name] = kept
-            click.echo(f"note: {judged.why}: reading its parse of the current files ({_shown(kept.parent)})", err=True)
-            continue
-        folder = ensure_folder(staleness.parsed_dir(root, domain, inputs[name]).parent, root)  # no link on the way
-        scratch[name] = Path(tempfile.mkdtemp(prefix=".parsing-", dir=folder))
-        click.get_current_context().call_on_close(functools.partial(shutil.rmtree, scratch[name], True))
-        click.echo(f"note: {judged.why}: parsing {name} again (into {_shown(folder)}; its target/ stays as it is)",
-                   err=True)  # fmt: skip
-    if scratch:
-        problems = parse_outside(mesh, scratch, mesh.defaults.target, mesh.defaults.jobs or default_jobs())
-        for name, dest in scratch.items():
-            if problems[name]:
-                why = "its files changed after its manifest was written" if stale[name].changed else (
-                    "its manifest cannot be told current")  # fmt: skip
-                raise ArtifactError(f"{name}: {why} and it no longer parses: {problems[name]}")
-            found[name] = staleness.keep_parse(root, mesh.domains[name], inputs[name], dest, others)
-    domains = {
-        n: dataclasses.replace(d, parsed_manifest=found[n]) if n in found else d for n, d in mesh.domains.items()
-    }
-    return dataclasses.replace(mesh, domains=domains)
+    def cleanup(path: Path) -> None:
+        ctx.call_on_close(functools.partial(shutil.rmtree, path, True))
 
-
-def _scratch_root(mesh: Mesh) -> Path:
-    """Where readers keep their parses: the mesh root's ``.mesh/``, or, where it may not be written, a
-    temporary folder removed when the command ends."""
-    from mesh_tools.core.files import ensure_folder
-
-    try:
-        ensure_folder(mesh.root / ".mesh", mesh.root)  # a link planted at .mesh: StorageError naming it
-        if os.access(mesh.root / ".mesh", os.W_OK):
-            return mesh.root
-    except OSError:
-        pass
-    temporary = Path(tempfile.mkdtemp(prefix="mesh-parsed-"))
-    click.get_current_context().call_on_close(functools.partial(shutil.rmtree, temporary, True))
-    return temporary
+    return current_view(mesh, names, lambda text: click.echo(f"note: {text}", err=True), cleanup, _shown)
 
 
 def _shown(path: Path) -> str:

@@ -11,8 +11,10 @@ from mesh_tools.cli.app import (
     ExitCode,
     _mesh,
     _parse_stale,
+    fail_on_option,
     handles_errors,
     main,
+    select_options,
     wait_option,
 )
 from mesh_tools.core.errors import ConfigError, MeshError
@@ -20,14 +22,12 @@ from mesh_tools.core.mesh import Mesh
 
 
 @main.command()
-@click.argument("selectors", nargs=-1)
+@select_options
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["info", "warn", "error"]),
-    help="Lowest failing severity (default: mesh.yml, else error).",
+@fail_on_option(
+    ("info", "warn", "error", "never"), "Lowest severity that exits 1, or never (default: mesh.yml, else error)."
 )
 @click.option("--no-sqlfluff", is_flag=True, help="Skip the SQL style rule (GOV502).")
 @click.option(
@@ -70,7 +70,8 @@ from mesh_tools.core.mesh import Mesh
 @handles_errors
 def check(
     ctx: click.Context,
-    selectors: tuple[str, ...],
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
     fmt: str,
     fail_on: str | None,
     no_sqlfluff: bool,
@@ -89,7 +90,8 @@ def check(
 
     mesh = _mesh(ctx)
     mesh = _parse_stale(mesh, list(mesh.domains))  # a stale domain is judged on a parse outside its target/
-    threshold = Severity.parse(fail_on or mesh.governance.fail_on)
+    level = fail_on or mesh.governance.fail_on
+    threshold = Severity.parse("error" if level == "never" else level)
     known = engine.read_baseline(baseline) if baseline else None
     if contracts and contracts_from:
         raise click.UsageError("give --contracts (a saved file) or --contracts-from (ODCS contracts), not both")
@@ -102,7 +104,7 @@ def check(
                               f"(`<domain>.<model>[.vN]`, e.g. {unknown[0]!r}): nothing to compare.")  # fmt: skip
         for key in unknown:
             click.echo(f"mesh check: {key} ({contracts_from}) names no domain of this mesh: not compared", err=True)
-    selected = mesh.select(selectors)
+    selected = mesh.select(select, exclude, "`mesh check`")
     grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
     tested = None
     if datacontract:
@@ -125,7 +127,7 @@ def check(
         click.echo(rendered)
     if write_baseline:
         engine.write_baseline(write_baseline, report)
-    sys.exit(ExitCode.FAILED if report.failing(threshold) else ExitCode.OK)
+    sys.exit(ExitCode.FAILED if level != "never" and report.failing(threshold) else ExitCode.OK)
 
 
 def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
@@ -156,14 +158,17 @@ def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[
 
 
 @main.command()
-@click.argument("selectors", nargs=-1)
+@select_options
 @click.option("--target", "-t", help="dbt target of the warehouse (default: mesh.yml, then each profile's).")
 @click.option("--dry-run", is_flag=True, help="Print the SQL that would reconcile the grants; change nothing.")
 @click.option("--bootstrap", is_flag=True, help="Print the SQL an administrator runs once: roles, database.")
 @wait_option
 @click.pass_context
 @handles_errors
-def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, dry_run: bool, bootstrap: bool) -> None:
+def grants(
+    ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], target: str | None, dry_run: bool,
+    bootstrap: bool,
+) -> None:  # fmt: skip
     """Make each domain's warehouse grants match the mesh's policy (PostgreSQL).
 
     Each domain's role grants its consumers' roles USAGE on its releases and products schemas and
@@ -185,10 +190,10 @@ def grants(ctx: click.Context, selectors: tuple[str, ...], target: str | None, d
     if not dry_run:
         from mesh_tools.cli.app import _locked
 
-        _locked(ctx, mesh, mesh.select(selectors))  # each domain's grants, on its own connection
+        _locked(ctx, mesh, mesh.select(select, exclude, "`mesh grants`"))  # each domain's grants, on its own connection
     roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
     failed, seen, refused = [], 0, False
-    for name in mesh.select(selectors):
+    for name in mesh.select(select, exclude, "`mesh grants`"):
         try:
             plan = plan_grants(mesh, name, target, roles)
             if plan is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -13,34 +14,50 @@ from mesh_tools.cli.app import (
     _mesh,
     handles_errors,
     main,
+    select_options,
 )
+from mesh_tools.cli.render import doctor_document, ls_document
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import find_root
 
 
 @main.command()
 @click.option("--target", "-t", help="dbt target to read each profile for (default: mesh.yml, then profile).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one document (schema mesh-doctor/1) on stdout.",
+)  # fmt: skip
 @click.pass_context
 @handles_errors
-def doctor(ctx: click.Context, target: str | None) -> None:
+def doctor(ctx: click.Context, target: str | None, fmt: str) -> None:
     """Show how the mesh reads this mesh, and what would stop `mesh build`.
 
     Every project found (path, name, profile, storage), every edge with the file and line that
     declared it, what was ignored and why, and each problem with its fix. Exit 1 when a problem
-    would stop a build (a mesh.yml or project the mesh cannot read is one).
+    would stop a build (a mesh.yml or project the mesh cannot read is one). It looks at the whole
+    mesh (a problem of one domain stops its consumers), so it takes no selection.
     """
-    from mesh_tools.workflows.doctor import diagnose
+    from mesh_tools.workflows.doctor import Diagnosis, Problem, diagnose
 
     params = ctx.find_root().params
     root = Path(params["root"]) if params.get("root") else find_root(Path.cwd())
     try:
         mesh = _mesh(ctx)
     except MeshError as exc:
+        if fmt == "json":
+            unread = Diagnosis(
+                str(root.resolve()), "", problems=[Problem("blocking", str(root.resolve()), str(exc), "")]
+            )
+            click.echo(json.dumps(doctor_document(unread), indent=2))
+            sys.exit(ExitCode.FAILED)
         click.echo(f"mesh doctor: {root.resolve()}")
         click.echo(f"problems (1):\n  [blocking] {exc}")
         click.echo("\n1 problem would stop `mesh build`.")
         sys.exit(ExitCode.FAILED)
     found = diagnose(mesh, target)
+    if fmt == "json":
+        click.echo(json.dumps(doctor_document(found), indent=2))
+        sys.exit(ExitCode.FAILED if found.blocking else ExitCode.OK)
     click.echo(f"mesh doctor: {found.root} ({found.config})")
     click.echo(f"\nprojects ({len(found.projects)}):")
     for p in found.projects:
@@ -77,16 +94,34 @@ def doctor(ctx: click.Context, target: str | None) -> None:
 
 
 @main.command(name="ls")
+@select_options
+@click.option("--models", is_flag=True, help="Also list each domain's models, seeds and snapshots, as -s names them.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one document (schema mesh-ls/1) on stdout.",
+)  # fmt: skip
 @click.pass_context
 @handles_errors
-def list_domains(ctx: click.Context) -> None:
-    """List the domains in dependency order with their owners and upstreams."""
+def list_domains(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], models: bool, fmt: str) -> None:
+    """List the selected domains (default: all) in dependency order with their owners and upstreams."""
+    from mesh_tools.workflows.model_selection import mesh_models
+
     mesh = _mesh(ctx)
+    names = mesh.select(select, exclude, "`mesh ls`")
+    listed = mesh_models(mesh, names) if models else None
+    if fmt == "json":
+        click.echo(json.dumps(ls_document(mesh, names, listed), indent=2))
+        return
     click.echo(f"mesh '{mesh.name}' at {mesh.root} ({'mesh.yml' if mesh.config_path else 'discovered'})")
-    for name, domain in mesh.domains.items():
+    for name in names:
+        domain = mesh.domains[name]
         owner = domain.owner.label() if domain.owner else "-"
         ups = ", ".join(domain.upstream_names) or "-"
         click.echo(f"{name:<16} owner: {owner:<40} upstreams: {ups}")
+        for item in (listed or {}).get(name, []):
+            click.echo(f"    {item.label:<40} {item.resource_type:<9} {item.access}")
+        if listed is not None and name not in listed:
+            click.echo("    (no manifest yet: `mesh stitch` parses it)")
 
 
 @main.command(name="demo-data")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,9 +19,12 @@ from mesh_tools.cli.app import (
     _shown,
     docs_lock,
     env_option,
+    fail_on_option,
     handles_errors,
     health_lock,
     main,
+    output_dir_alias,
+    select_options,
     wait_option,
 )
 from mesh_tools.cli.render import _progress
@@ -37,22 +41,29 @@ from mesh_tools.workflows.scheduler import run_mesh
     show_default=True,
     help="What to print; report.html, report.json and report.md are always written.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["failing", "stale", "warning", "never"]),
-    help="Exit 1 when a product or a domain is at least this bad (default: mesh.yml health.fail_on, else failing).",
+@fail_on_option(
+    ("warn", "stale", "error", "never"),
+    "Exit 1 when a product or a domain is at least this bad: warn (a warning), stale, error (failing), or never "
+    "(default: mesh.yml health.fail_on, else error)",
 )
 @click.option(
     "--output-dir",
-    "-o",
     type=click.Path(file_okay=False),
     help="Folder of the reports (default: health/, by the history).",
 )
+@click.option(
+    "--output", "-o", "output", type=click.Path(path_type=Path),
+    help="Write what --format prints to this file (a name with an extension: report.json) instead of stdout. "
+    "(A path without an extension, or an existing folder, is the old -o FOLDER: still taken as --output-dir, "
+    "with a note.)",
+)  # fmt: skip
 @click.option("--schema", is_flag=True, help="Print the JSON schema of report.json and exit.")
 @wait_option
 @click.pass_context
 @handles_errors
-def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | None, schema: bool) -> None:
+def health(
+    ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | None, output: Path | None, schema: bool
+) -> None:
     """Collect every domain's last run into the history, judge every product, write the health report.
 
     Per domain and data product: a status (healthy, warning, stale, failing, no data), a score,
@@ -67,20 +78,32 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
     if schema:
         click.echo(report_schema(), nl=False)
         return
+    if output is not None and (output.is_dir() or not output.suffix or str(output).endswith(("/", os.sep))):
+        if output_dir is not None:
+            raise click.UsageError("-o FOLDER is the old spelling of --output-dir: give one of them")
+        output_dir, output = str(output_dir_alias(ctx, output, "-o")), None
     mesh = _mesh(ctx)
     _locked(ctx, mesh, also=[health_lock(mesh)])  # the history it collects into; domains are only read
     out = Path(output_dir).resolve() if output_dir else None
     report, paths = update_health(mesh, "health", out=out, findings=health_findings(mesh))
     render = {"text": to_text, "json": to_json, "markdown": to_markdown, "html": to_html}[fmt]
-    click.echo(render(report), nl=False)
+    if output is not None:
+        from mesh_tools.core.files import write_atomic
+
+        write_atomic(output, render(report))
+        click.echo(f"mesh health: {fmt} report written to {_shown(output)}")
+    else:
+        click.echo(render(report), nl=False)
     if fmt == "text":
         click.echo(f"report: {_shown(paths['html'])} (also report.json, report.md) in {report.seconds:.2f}s")
-    if report.fails(fail_on or mesh.health.fail_on):  # a product or a domain (a corrupt artifact, a failed build)
+    level = {"warn": "warning", "error": "failing"}.get(fail_on or "", fail_on)  # the report's status words
+    if report.fails(level or mesh.health.fail_on):  # a product or a domain (a corrupt artifact, a failed build)
         sys.exit(ExitCode.FAILED)
 
 
 @main.command()
-@click.option("--output-dir", "-o", type=click.Path(file_okay=False), help="Folder of the site (default: site/).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Folder of the site (default: site/).")
+@click.option("-o", "old_output", type=click.Path(file_okay=False), hidden=True, help="Old spelling of --output-dir.")
 @click.option(
     "--catalog", is_flag=True, help="First run `dbt docs generate` in every domain (warehouse column types, dbt docs)."
 )
@@ -89,12 +112,21 @@ def health(ctx: click.Context, fmt: str, fail_on: str | None, output_dir: str | 
 @wait_option
 @click.pass_context
 @handles_errors
-def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str | None, jobs: int | None) -> None:
+def docs(
+    ctx: click.Context, output_dir: str | None, old_output: str | None, catalog: bool, target: str | None,
+    jobs: int | None,
+) -> None:  # fmt: skip
     """Write the static documentation site: every domain and data product, lineage across projects, search.
 
-    It needs no server: open site/index.html from disk, or host the folder anywhere.
+    It needs no server: open site/index.html from disk, or host the folder anywhere. The site is the whole
+    mesh's (it is replaced whole), so it takes no selection.
     """
     from mesh_tools.docsite.site import build_site
+
+    if old_output is not None:
+        if output_dir is not None:
+            raise click.UsageError("-o FOLDER is the old spelling of --output-dir: give one of them")
+        output_dir = str(output_dir_alias(ctx, Path(old_output), "-o"))
 
     mesh = _mesh(ctx)
     out = Path(output_dir).resolve() if output_dir else None
@@ -119,18 +151,21 @@ def docs(ctx: click.Context, output_dir: str | None, catalog: bool, target: str 
 
 
 @main.command()
+@select_options
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @env_option
 @click.pass_context
 @handles_errors
-def status(ctx: click.Context, fmt: str) -> None:
-    """Per domain: last build, current releases, upstream releases consumed, and whether it is behind.
+def status(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], fmt: str) -> None:
+    """Per selected domain (default: all): last build, current releases, upstream releases consumed, and whether
+    it is behind.
 
     Exit 1 when a current release cannot be read (a dangling pointer, a missing or corrupt release)."""
     from mesh_tools.exchange.sync import domain_states
 
     mesh = _mesh(ctx)
-    states = domain_states(mesh)
+    shown = set(mesh.select(select, exclude, "`mesh status`"))
+    states = [s for s in domain_states(mesh) if s.name in shown]
     broken = [r for s in states for r in s.releases if r.get("problem")]
     broken += [s.last_build for s in states if s.last_build and s.last_build.get("problem")]
     from mesh_tools.store.exchange import PROD, current_env, open_exchange

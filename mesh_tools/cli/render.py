@@ -1,14 +1,25 @@
-"""How runs are shown: progress lines, the summary table, the governance line."""
+"""How results are shown: progress lines, the summary table, the governance line, and the JSON documents."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
+from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
+from mesh_tools.workflows.scheduler import RunPlan
+
+if TYPE_CHECKING:
+    from mesh_tools.workflows.doctor import Diagnosis
+    from mesh_tools.workflows.model_selection import Listed
+
+BUILD_SCHEMA = "mesh-build/1"
+LS_SCHEMA = "mesh-ls/1"
+DOCTOR_SCHEMA = "mesh-doctor/1"
 
 
 def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
@@ -31,12 +42,18 @@ def _progress(start: float) -> Callable[[str, str, DomainRun | None], None]:
     return show
 
 
-def _explain(runs: list[DomainRun]) -> None:
-    """Why each model ran (`mesh build --explain`), domain by domain."""
+def _explain(runs: list[DomainRun], slices: Mapping[str, StageSlice] | None = None) -> None:
+    """Why each model ran (`mesh build --explain`), domain by domain (``slices``: a model-level selection's)."""
     click.echo("")
     for run in runs:
         reused = max(run.models_total - run.models, 0)
-        if run.full_reason:
+        picked = (slices or {}).get(run.domain)
+        if picked is not None:
+            click.echo(f"{run.domain}: ran the {len(picked.nodes)} node(s) the selection names, left "
+                       f"{len(picked.later)} as they are (owed a run by the next whole build)")  # fmt: skip
+            for node in picked.nodes:
+                click.echo(f"    {node}: selected")
+        elif run.full_reason:
             click.echo(f"{run.domain}: every model ran: {run.full_reason}")
         elif run.decisions:
             click.echo(f"{run.domain}: ran {run.models} of {run.models_total} models, reused {reused}")
@@ -89,3 +106,76 @@ def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
     detail = ", ".join(f"{counts[s]} {s}" for s in ("error", "warn", "info") if counts.get(s))
     mode = "error-level ones block publishing" if mesh.governance.enforce else "advisory"
     click.echo(f"{total} governance findings ({detail}; {mode}) — run `mesh check`")
+
+
+def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: float, selection: str) -> dict[str, Any]:
+    """`mesh build --format json`: one document, schema ``mesh-build/1`` (stable: fields are only ever added).
+
+    ``{"schema", "mesh", "command", "selection", "target", "ok", "seconds", "models": {"ran", "total", "reused"},
+    "domains": [{"domain", "status" (success, failed, skipped), "seconds", "models": {"ran", "failed", "total",
+    "reused"}, "tests": {"passed", "failed", "warned"}, "upstream_views", "selected" (the nodes a model-level
+    selection ran in it, else null), "decisions": [{"node", "why"}], "published": [{"product", "release_id",
+    "rows"}], "problems", "warnings", "notes"}]}``, the domains in build order.
+    """
+    domains = []
+    for run in runs:
+        picked = plan.slices.get(run.domain)
+        domains.append({
+            "domain": run.domain,
+            "status": run.status,
+            "seconds": round(run.seconds, 3),
+            "models": {"ran": run.models, "failed": run.models_failed, "total": max(run.models_total, run.models),
+                       "reused": max(run.models_total - run.models, 0)},
+            "tests": {"passed": run.tests_passed, "failed": run.tests_failed, "warned": run.tests_warned},
+            "upstream_views": run.upstream_views,
+            "selected": list(picked.nodes) if picked is not None else None,
+            "decisions": [{"node": node, "why": "selected"} for node in picked.nodes] if picked is not None else
+                         [{"node": node, "why": why} for node, why in run.decisions],
+            "published": [{"product": r.product, "release_id": r.release_id, "rows": r.row_count}
+                          for r in run.released],
+            "problems": list(run.problems),
+            "warnings": list(run.warnings),
+            "notes": list(run.notes),
+        })  # fmt: skip
+    ran, total = sum(r.models for r in runs), sum(max(r.models_total, r.models) for r in runs)
+    return {
+        "schema": BUILD_SCHEMA,
+        "mesh": mesh.name,
+        "command": plan.command,
+        "selection": selection,
+        "target": plan.target,
+        "ok": all(r.status == SUCCESS for r in runs),
+        "seconds": round(seconds, 3),
+        "models": {"ran": ran, "total": total, "reused": total - ran},
+        "domains": domains,
+    }
+
+
+def ls_document(mesh: Mesh, names: list[str], models: Mapping[str, list[Listed]] | None) -> dict[str, Any]:
+    """`mesh ls --format json`, schema ``mesh-ls/1``: ``{"schema", "mesh", "root", "config" (mesh.yml or
+    discovered), "domains": [{"name", "path", "owner": {"name", "email"} or null, "description", "upstreams",
+    "models" (with --models: [{"label", "unique_id", "resource_type", "access"}], null without a manifest;
+    absent without --models)}]}``, in dependency order."""
+    domains = []
+    for name in names:
+        domain = mesh.domains[name]
+        item: dict[str, Any] = {
+            "name": name,
+            "path": str(domain.path),
+            "owner": {"name": domain.owner.name, "email": domain.owner.email} if domain.owner else None,
+            "description": domain.description,
+            "upstreams": list(domain.upstream_names),
+        }
+        if models is not None:
+            item["models"] = [dataclasses.asdict(m) for m in models[name]] if name in models else None
+        domains.append(item)
+    config = "mesh.yml" if mesh.config_path else "discovered"
+    return {"schema": LS_SCHEMA, "mesh": mesh.name, "root": str(mesh.root), "config": config, "domains": domains}
+
+
+def doctor_document(found: Diagnosis) -> dict[str, Any]:
+    """`mesh doctor --format json`, schema ``mesh-doctor/1``: ``{"schema", "root", "config", "projects": [{"name",
+    "path", "profile", "target", "adapter", "storage", "schema", "attached", "upstreams"}], "packages", "edges":
+    [{"consumer", "producer", "declared_in", "how"}], "stages", "ignored", "problems": [{"level" (blocking or
+    warning), "where", "message", "fix"}], "blocking" (how many problems would stop `mesh build`)}``."""
+    return {"schema": DOCTOR_SCHEMA, **dataclasses.asdict(found), "blocking": len(found.blocking)}

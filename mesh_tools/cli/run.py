@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import sys
 import time
+from collections.abc import Iterator
 
 import click
 
@@ -22,10 +25,12 @@ from mesh_tools.cli.app import (
     handles_errors,
     health_lock,
     main,
+    select_options,
+    selection_of,
     wait_option,
     wait_seconds,
 )
-from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary
+from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary, build_document
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
@@ -38,49 +43,99 @@ AFTER_RUN_WAIT = 120.0
 @main.command()
 @_selection_options
 @click.option("--no-publish", is_flag=True, help="Build only; publish no releases.")
-@click.option("--full", is_flag=True, help="Build every model, whatever changed since the last build.")
+@click.option(
+    "--no-state", is_flag=True,
+    help="Build every selected model, whatever changed since the last build (the state-aware build is the "
+    "default). `--full`, its old spelling, is still accepted.",
+)  # fmt: skip
+@click.option("--full", is_flag=True, hidden=True, help="The old spelling of --no-state.")
+@click.option(
+    "--full-refresh", is_flag=True, hidden=True,
+    help="Not a mesh option: refused with what to run instead.",
+)  # fmt: skip
 @click.option("--explain", is_flag=True, help="Say why each model ran (or why a domain ran nothing).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: the progress goes to stderr, one JSON document (schema mesh-build/1) to stdout.",
+)  # fmt: skip
 @click.pass_context
 @handles_errors
 def build(
     ctx: click.Context,
-    selectors: tuple[str, ...],
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
     target: str | None,
     jobs: int | None,
     verbose: bool,
     no_publish: bool,
+    no_state: bool,
     full: bool,
+    full_refresh: bool,
     explain: bool,
+    fmt: str,
 ) -> None:
     """Stitch, `dbt build` and publish every selected domain in dependency order.
 
-    SELECTORS: domain names; `sales+` adds everything downstream, `+sales` everything upstream.
-    Each domain reads its upstreams' published releases and, when its build passes, publishes
-    its own data products as new releases, so consumers later in the run read them.
+    Select with -s/--select and --exclude in dbt's grammar; the selectors may also be given as arguments
+    (`mesh build sales+`, kept as an alias of -s). A domain (`sales`, `sales+` with everything downstream,
+    `+sales` with everything upstream) builds whole; a model (`-s sales.fct_orders+`) builds that model and
+    what reads it, in every domain, and only those: the products it rebuilt are published, the others keep
+    their current release. Each domain reads its upstreams' published releases and, when its build passes,
+    publishes its own data products as new releases, so consumers later in the run read them.
 
     Only what changed runs: a model whose code, config or macros changed, whose sources have
     new data, whose upstream products have new releases, whose relation is missing or whose
     last run failed, and everything downstream of those. A domain with nothing to do runs no
-    dbt at all. `--full` builds everything; `--explain` says why each model ran.
+    dbt at all. `--no-state` builds everything selected; `--explain` says why each model ran.
     """
-    mesh = _mesh(ctx)
-    plan = dataclasses.replace(
-        _plan(mesh, "build", selectors, target, jobs, verbose), publish=not no_publish, full=full
-    )
-    _locked(ctx, mesh, plan.domains, storage=True, target=plan.target)
-    open_exchange(mesh).refuse_links(plan.domains)  # a linked folder in the shared exchange: refused before dbt runs
-    if plan.publish:
-        open_exchange(mesh).require_writable("`mesh build` (which publishes)")
-    start = time.perf_counter()
-    click.echo(f"mesh build: {len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
-    _notes(mesh)
-    runs = run_mesh(mesh, plan, _progress(start))
-    if explain:
-        _explain(runs)
-    _summary(runs, "build", time.perf_counter() - start)
-    _governance_line(mesh, runs)
-    _after_run(mesh, runs, plan.target)
+    if full_refresh:
+        raise click.UsageError(
+            "mesh build has no --full-refresh: dbt's flag rebuilds incremental models from scratch, and a mesh build "
+            "publishes what it builds, so it is not passed through. Rebuild in the domain with `cd <domain> && dbt "
+            "build --full-refresh -s <models>`, then `mesh publish <domain>`; `--no-state` builds every selected "
+            "model without it."
+        )
+    if full:
+        click.echo("note: --full is now spelled --no-state (not to be taken for dbt's --full-refresh); "
+                   "--full still works", err=True)  # fmt: skip
+        no_state = True
+    json_out = sys.stdout
+    with _human_to_stderr(fmt == "json"):
+        mesh = _mesh(ctx)
+        plan = dataclasses.replace(
+            _plan(mesh, "build", select, target, jobs, verbose, exclude), publish=not no_publish, full=no_state
+        )
+        _locked(ctx, mesh, plan.domains, storage=True, target=plan.target)
+        open_exchange(mesh).refuse_links(plan.domains)  # a linked folder in the shared exchange: refused before dbt
+        if plan.publish:
+            open_exchange(mesh).require_writable("`mesh build` (which publishes)")
+        start = time.perf_counter()
+        models = sum(len(s.nodes) for s in plan.slices.values())
+        scope = f"{models} selected model(s) in " if plan.slices else ""
+        click.echo(f"mesh build: {scope}{len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
+        _notes(mesh)
+        runs = run_mesh(mesh, plan, _progress(start))
+        seconds = time.perf_counter() - start
+        if explain:
+            _explain(runs, plan.slices)
+        _summary(runs, "build", seconds)
+        _governance_line(mesh, runs)
+        _after_run(mesh, runs, plan.target)
+    if fmt == "json":
+        document = build_document(mesh, plan, runs, seconds, str(selection_of(select, exclude)))
+        json_out.write(json.dumps(document, indent=2) + "\n")
+        json_out.flush()
     sys.exit(ExitCode.OK if all(r.status == SUCCESS for r in runs) else ExitCode.FAILED)
+
+
+@contextlib.contextmanager
+def _human_to_stderr(active: bool) -> Iterator[None]:
+    """With --format json, every human line (progress, summary, notes) goes to stderr: stdout holds the JSON."""
+    if not active:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _after_run(mesh: Mesh, runs: list[DomainRun], target: str | None) -> None:
@@ -122,13 +177,16 @@ def _after_run(mesh: Mesh, runs: list[DomainRun], target: str | None) -> None:
 @_selection_options
 @click.pass_context
 @handles_errors
-def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, jobs: int | None, verbose: bool) -> None:
+def stitch(
+    ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], target: str | None, jobs: int | None,
+    verbose: bool,
+) -> None:  # fmt: skip
     """Install upstream stubs into each selected domain and parse it, so plain `dbt build` works there.
 
     Afterwards a domain team's daily loop is `cd projects/<domain> && dbt build`.
     """
     mesh = _mesh(ctx)
-    plan = _plan(mesh, "parse", selectors, target, jobs, verbose)
+    plan = _plan(mesh, "parse", select, target, jobs, verbose, exclude)
     _locked(ctx, mesh, plan.domains)  # stubs, dbt_packages and target/ of each; its storage is not opened
     open_exchange(mesh).refuse_links(plan.domains)  # it writes their leases
     start = time.perf_counter()
@@ -142,13 +200,13 @@ def stitch(ctx: click.Context, selectors: tuple[str, ...], target: str | None, j
 
 
 @main.command()
-@click.argument("domains", nargs=-1, required=True)
+@select_options
 @click.option("--target", "-t", help="dbt target whose storage holds the built products.")
 @env_option
 @wait_option
 @click.pass_context
 @handles_errors
-def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) -> None:
+def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], target: str | None) -> None:
     """Publish each domain's data products from its last build as new, immutable releases.
 
     Refused, with the reason, when the domain's last build did not pass; its current releases
@@ -157,8 +215,10 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
     from mesh_tools.workflows.domain_run import publish_in_worker
 
+    if not select:
+        raise click.UsageError("name the domains to publish: `mesh publish -s DOMAIN` (or `mesh publish DOMAIN`).")
     mesh = _mesh(ctx)
-    names = mesh.select(domains)
+    names = mesh.select(select, exclude, "`mesh publish`")
     _locked(ctx, mesh, names, storage=True, target=target or mesh.defaults.target)  # it reads their storage
     open_exchange(mesh).require_writable("`mesh publish`")
     open_exchange(mesh).refuse_links(names)
@@ -194,7 +254,8 @@ def publish(ctx: click.Context, domains: tuple[str, ...], target: str | None) ->
 @handles_errors
 def sync(
     ctx: click.Context,
-    selectors: tuple[str, ...],
+    select: tuple[str, ...],
+    exclude: tuple[str, ...],
     target: str | None,
     jobs: int | None,
     verbose: bool,
@@ -205,7 +266,7 @@ def sync(
 
     mesh = _mesh(ctx)
     start = time.perf_counter()
-    names, reasons = sync_plan(mesh, mesh.select(selectors))
+    names, reasons = sync_plan(mesh, mesh.select(select, exclude, "`mesh sync`"))
     if not names:
         click.echo(f"mesh sync: every consumer is up to date ({time.perf_counter() - start:.2f}s, dbt not run)")
         return
@@ -226,14 +287,16 @@ def sync(
 
 
 @main.command()
-@click.argument("domains", nargs=-1, required=True)
+@select_options
 @click.option("--from", "source", required=True, help="Channel whose current releases are promoted (e.g. dev).")
 @click.option("--to", "dest", default="prod", show_default=True, help="Channel that makes them current.")
 @click.option("--dry-run", is_flag=True, help="Check the gate and say what would move; move nothing.")
 @wait_option
 @click.pass_context
 @handles_errors
-def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str, dry_run: bool) -> None:
+def promote(
+    ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], source: str, dest: str, dry_run: bool
+) -> None:
     """Make a domain's current releases of one channel current in another: pointers move, data does not.
 
     Behind the publish gate: each release verified by hash, its data tests passed, and no breaking
@@ -245,8 +308,10 @@ def promote(ctx: click.Context, domains: tuple[str, ...], source: str, dest: str
 
     for channel, flag in ((source, "--from"), (dest, "--to")):
         check_channel(channel, flag)  # as --env checks it: a channel nobody could read is never written
+    if not select:
+        raise click.UsageError("name the domains to promote: `mesh promote -s DOMAIN --from dev`.")
     mesh = _mesh(ctx)
-    names = mesh.select(domains)
+    names = mesh.select(select, exclude, "`mesh promote`")
     if not dry_run:
         _locked(ctx, mesh, names)  # the pointers of their releases (no folder, no storage)
         open_exchange(mesh).refuse_links(names)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from mesh_tools.cli.app import _mesh, _parse_stale, env_option, handles_errors, main
+from mesh_tools.cli.app import (
+    _mesh,
+    _parse_stale,
+    env_option,
+    handles_errors,
+    main,
+    output_dir_alias,
+    select_options,
+)
 
 
 @main.group()
@@ -15,15 +23,21 @@ def contracts() -> None:
 
 
 @contracts.command("export")
-@click.argument("selectors", nargs=-1)
+@select_options
 @click.option(
-    "--output", "-o", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+    "--output-dir", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Folder to write them to (default: contracts/ in the mesh root), one <domain>/<product>.odcs.yaml each.",
+)  # fmt: skip
+@click.option(
+    "--output", "-o", "old_out", type=click.Path(file_okay=False, path_type=Path), default=None, hidden=True,
+    help="The old spelling of --output-dir.",
 )  # fmt: skip
 @env_option
 @click.pass_context
 @handles_errors
-def export(ctx: click.Context, selectors: tuple[str, ...], out: Path | None) -> None:
+def export(
+    ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], out: Path | None, old_out: Path | None
+) -> None:
     """Write the ODCS contract of every product version of the selected domains (default: all).
 
     Each describes the product's current release in this run's channel (--env): columns with logical
@@ -34,8 +48,11 @@ def export(ctx: click.Context, selectors: tuple[str, ...], out: Path | None) -> 
     """
     from mesh_tools.contracts.datacontract import export_contracts
 
+    if old_out is not None and out is not None:
+        raise click.UsageError("give --output-dir only (-o/--output is its old spelling)")
+    out = out or output_dir_alias(ctx, old_out, "-o/--output")
     mesh = _mesh(ctx)
-    selected = mesh.select(selectors)
+    selected = mesh.select(select, exclude, "`mesh contracts export`")
     mesh = _parse_stale(mesh, selected)  # a stale domain: a parse of its files, outside its target/
     folder = out if out is not None else mesh.root / "contracts"
     result = export_contracts(mesh, selected, folder)

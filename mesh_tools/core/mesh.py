@@ -30,8 +30,9 @@ from mesh_tools.core.config import (
     load_mesh_config,
 )
 from mesh_tools.core.errors import ConfigError, display_path
-from mesh_tools.core.graph import closure, find_cycle, invert, topological_order
+from mesh_tools.core.graph import find_cycle, topological_order
 from mesh_tools.core.paths import is_within, require_writable, safe_name
+from mesh_tools.core.selection import Criterion, Selection
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import YamlDoc, comment_spans, load_yaml, read_text
 
@@ -191,28 +192,58 @@ class Mesh:
                     f"`mesh {command}` writes dbt's artifacts (target/), logs and stub packages there",
                 )
 
-    def select(self, selectors: tuple[str, ...] | list[str]) -> list[str]:
-        """Domains named by dbt-like selectors (``sales``, ``sales+``, ``+marketing``), in order."""
-        if not selectors:
+    def select(
+        self, selectors: tuple[str, ...] | list[str] = (), exclude: tuple[str, ...] | list[str] = (),
+        command: str = "this command",
+    ) -> list[str]:  # fmt: skip
+        """Domains named by dbt's selection grammar (core/selection.py: ``sales``, ``sales+``, ``2+sales``,
+        ``@sales``, ``domain:sales``, ``owner:NAME``, comma for an intersection), minus ``exclude``, in order.
+        Everything when nothing is given. SelectionError for an unknown name (with the closest one) or for a
+        model-level selection, which only the commands that run models take."""
+        from mesh_tools.core.selection import parse_selection
+
+        selection = parse_selection(selectors, exclude)
+        if selection.empty:
             return self.order
-        ups = self.upstream_graph()
-        downs = invert(ups)
-        chosen: set[str] = set()
-        for raw in selectors:
-            for selector in raw.split(","):
-                selector = selector.strip()
-                name = selector.strip("+")
-                if name not in self.domains:
-                    raise ConfigError(
-                        f"unknown domain '{name}' in selection '{raw}'.{did_you_mean(name, self.domains)}"
-                        f" Domains: {', '.join(self.domains)}."
-                    )
-                chosen.add(name)
-                if selector.endswith("+"):
-                    chosen |= closure([name], downs)
-                if selector.startswith("+"):
-                    chosen |= closure([name], ups)
+        return self.select_parsed(selection, command)
+
+    def select_parsed(self, selection: Selection, command: str = "this command") -> list[str]:
+        """``select`` for a parsed selection."""
+        from mesh_tools.core.selection import SelectionError, evaluate, nothing_selected
+
+        model = next((c for c in selection.criteria() if c.model_level), None)
+        if model is not None:
+            raise SelectionError(
+                f"'{model.text}' names models; {command} selects whole domains (a domain's name, 'domain:NAME', "
+                "'owner:NAME', with + and @). Model-level selection across domains is for `mesh build`."
+            )
+        chosen = evaluate(selection, self.upstream_graph(), self.domains_named)
+        if not chosen:
+            raise nothing_selected(selection, "domain")
         return [name for name in self.order if name in chosen]
+
+    def domains_named(self, criterion: Criterion) -> set[str]:
+        """The domains a criterion's method and value name (before its + and @)."""
+        from mesh_tools.core.selection import SelectionError
+
+        if criterion.method == "owner":
+            found = {n for n, d in self.domains.items() if d.owner is not None and any(
+                criterion.matches(v) for v in (d.owner.name, d.owner.email, d.owner.label()) if v)}  # fmt: skip
+            if not found:
+                owners = sorted({d.owner.label() for d in self.domains.values() if d.owner is not None})
+                raise SelectionError(
+                    f"no domain is owned by '{criterion.value}' (selection '{criterion.text}')."
+                    + (f" Owners: {', '.join(owners)}." if owners else " No domain names an owner.")
+                )
+            return found
+        found = {n for n in self.domains if criterion.matches(n)}
+        if not found:
+            name = criterion.value
+            raise SelectionError(
+                f"unknown domain '{name}' in selection '{criterion.text}'.{did_you_mean(name, self.domains)}"
+                f" Domains: {', '.join(self.domains)}."
+            )
+        return found
 
 
 def find_root(start: Path) -> Path:

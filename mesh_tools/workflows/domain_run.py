@@ -99,9 +99,11 @@ class StageSlice:
     exclude: tuple[str, ...]  # dbt selectors: the domain's other stages, stubs of products a later stage builds
     later: tuple[str, ...]  # the domain's nodes a later stage builds
     final: bool
+    select: tuple[str, ...] = ()  # dbt selectors: a model-level selection's nodes (workflows/model_selection.py)
 
     def dbt_args(self) -> list[str]:
-        return ["--exclude", *self.exclude] if self.exclude else []
+        select = ["--select", *self.select] if self.select else []
+        return select + (["--exclude", *self.exclude] if self.exclude else [])
 
 
 def run_domain(

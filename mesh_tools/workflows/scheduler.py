@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,15 @@ from mesh_tools.core.graph import cycles
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt import engines
 from mesh_tools.stitch.plan import check_pins, release_bodies, upstream_manifests
-from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, die_with_parent, run_domain
+from mesh_tools.workflows.domain_run import (
+    FAILED,
+    SKIPPED,
+    SUCCESS,
+    DomainRun,
+    StageSlice,
+    die_with_parent,
+    run_domain,
+)
 
 if TYPE_CHECKING:
     from mesh_tools.dbt.profiles import ProfileInfo
@@ -41,6 +49,9 @@ class RunPlan:
     verbose: bool = False
     publish: bool = True
     full: bool = False  # build every node, whatever changed (a state-aware build is the default)
+    # a model-level selection (workflows/model_selection.py): domain -> the slice its `dbt build` runs; a domain
+    # with a slice builds exactly those nodes, whatever changed, and owes the rest of it a run
+    slices: dict[str, StageSlice] = field(default_factory=dict)
 
 
 def default_jobs() -> int:
@@ -152,8 +163,9 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
                     continue
                 executor = worker_pool(1) if fresh else pool
                 future = executor.submit(
-                    run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish, plan.full
-                )
+                    run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish,
+                    plan.full or name in plan.slices, plan.slices.get(name),
+                )  # fmt: skip
                 if fresh:
                     single[future] = executor
                 running[future] = name
@@ -191,7 +203,7 @@ def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]], groups: list
     from mesh_tools.state.quiescence import quiescent
 
     quiet: dict[str, DomainRun] = {}
-    if plan.command != "build" or plan.full:
+    if plan.command != "build" or plan.full or plan.slices:  # a model-level selection runs what it names
         return quiet
     peers = {name: set(group) for group in groups for name in group}
     for name in plan.domains:
