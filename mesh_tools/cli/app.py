@@ -230,7 +230,8 @@ class Words(click.Option):
     d``), and may be repeated; the command gets one tuple of words per use (flattened by ``select_options``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, multiple=True, type=tuple, **kwargs)
+        kwargs.update(multiple=True, type=tuple)
+        super().__init__(*args, **kwargs)
 
     def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
         super().add_to_parser(parser, ctx)
@@ -301,7 +302,8 @@ def fail_on_option(levels: tuple[str, ...], what: str) -> Callable[[Callable[...
 def output_dir_alias(ctx: click.Context, value: Path | None, old: str, new: str = "--output-dir") -> Path | None:
     """An old spelling that named a folder (``-o``, which is a file everywhere now): still taken, with a note."""
     if value is not None:
-        words, at = [], ctx
+        words: list[str] = []
+        at = ctx
         while at.parent is not None:  # `contracts export`, not `export`
             words.insert(0, str(at.info_name))
             at = at.parent

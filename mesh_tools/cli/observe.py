@@ -164,8 +164,8 @@ def status(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...]
     from mesh_tools.exchange.sync import domain_states
 
     mesh = _mesh(ctx)
-    shown = set(mesh.select(select, exclude, "`mesh status`"))
-    states = [s for s in domain_states(mesh) if s.name in shown]
+    wanted = set(mesh.select(select, exclude, "`mesh status`"))
+    states = [s for s in domain_states(mesh) if s.name in wanted]
     broken = [r for s in states for r in s.releases if r.get("problem")]
     broken += [s.last_build for s in states if s.last_build and s.last_build.get("problem")]
     from mesh_tools.store.exchange import PROD, current_env, open_exchange

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.graph import cycles
@@ -36,6 +36,7 @@ from mesh_tools.workflows.domain_run import (
 
 if TYPE_CHECKING:
     from mesh_tools.dbt.profiles import ProfileInfo
+    from mesh_tools.workflows.stages import StagedGroup
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
 
@@ -92,9 +93,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     selected = set(plan.domains)
     ups = {n: {u for u in mesh.domains[n].upstream_names if u in selected} for n in plan.domains}
     groups = cycles(ups)
-    peers = {name: group for group in groups for name in group}
     results: dict[str, DomainRun] = {}
-    running: dict[Future[DomainRun], str] = {}
     for name, run in _quiescent(mesh, plan, ups, groups).items():
         results[name] = run
         notify("finished", name, run)
@@ -102,7 +101,6 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
         return [results[n] for n in plan.domains]
     # fork: workers inherit the imported modules, so dbt is imported once, not once per worker
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
-    from mesh_tools.workflows.stages import StagedGroup, prepare, run_stages
 
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
@@ -112,88 +110,130 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
     # An engine living in the worker (a Spark session's JVM, bound to one domain's warehouse and
     # metastore) must not serve a second domain: each domain then gets a process of its own.
     fresh = any(engines.owns_its_process(p.adapter) for p in profiles.values())
-    single: dict[Future[DomainRun], ProcessPoolExecutor] = {}
-    staged: dict[str, StagedGroup] = {}  # first domain of a cycle -> its stages
-    groups_running: dict[Future[dict[str, DomainRun]], list[str]] = {}
     with worker_pool(jobs) as pool, ThreadPoolExecutor(max_workers=max(1, len(groups))) as conductor:
-
-        def submit(fn: Callable[..., DomainRun], *args: object) -> Future[DomainRun]:
-            if not fresh:
-                return pool.submit(fn, *args)
-            own = worker_pool(1)  # a process of its own, shut down once its work is done
-            future = own.submit(fn, *args)
-            future.add_done_callback(lambda _f: own.shutdown(wait=False))
-            return future
-
-        for group in groups:  # planned before anything runs: a cycle between models stops the run here
-            if plan.command in ("build", "parse") and not any(n in results for n in group):
-                staged[group[0]] = prepare(mesh, group, plan.target, plan.verbose, submit)
-                for name, run in staged[group[0]].stopped.items():
-                    results[name] = run
-                    notify("skipped" if run.status == SKIPPED else "finished", name, run)
+        under_way = _Run(mesh, plan, notify, ups, groups, results, profiles, fresh, jobs, pool, conductor)
+        under_way.plan_cycles()  # planned before anything runs: a cycle between models stops the run here
         while len(results) < len(plan.domains):
-            busy = set(running.values()) | {n for g in groups_running.values() for n in g}
-            for name in plan.domains:
-                if name in results or name in busy:
-                    continue
-                group = peers.get(name, [name])
-                outside = {u for n in group for u in ups[n]} - set(group)
-                cycle = staged.get(group[0]) if plan.command == "build" else None
-                if cycle is None:  # a cycle's stitch, or one not planned: one domain after the other
-                    outside |= set(group[: group.index(name)])
-                failed_up = sorted(u for u in outside if u in results and results[u].status != SUCCESS)
-                failed_up += sorted(n for n in group if n in results and results[n].status != SUCCESS)
-                if failed_up:
-                    results[name] = DomainRun(
-                        name, SKIPPED, problems=[f"upstream {', '.join(dict.fromkeys(failed_up))} did not succeed"]
-                    )
-                    notify("skipped", name, results[name])
-                    continue
-                if not all(u in results for u in outside):
-                    continue
-                if cycle is not None:  # its stages, one after the other, started by its first domain
-                    if name != group[0] or any(_shares_storage(n, busy, profiles) for n in group):
-                        continue
-                    task = conductor.submit(run_stages, mesh, cycle, plan.command, plan.target, plan.verbose,
-                                            plan.publish, plan.full, submit, notify)  # fmt: skip
-                    groups_running[task] = group
-                    busy |= set(group)
-                    continue
-                if (fresh and len(running) >= jobs) or _shares_storage(name, busy, profiles):  # a cycle's too
-                    continue
-                executor = worker_pool(1) if fresh else pool
-                future = executor.submit(
-                    run_domain, mesh, name, plan.command, plan.target, plan.verbose, plan.publish,
-                    plan.full or name in plan.slices, plan.slices.get(name),
-                )  # fmt: skip
-                if fresh:
-                    single[future] = executor
-                running[future] = name
-                busy.add(name)
-                notify("started", name, None)
-            if not running and not groups_running:
-                continue
-            done, _ = wait([*running, *groups_running], return_when=FIRST_COMPLETED)
-            for future in done:
-                if future in groups_running:
-                    members = groups_running.pop(future)  # type: ignore[call-overload]
-                    try:
-                        finished = future.result()
-                    except Exception as exc:  # noqa: BLE001 - a crashed conductor fails its cycle, not the run
-                        crashed = f"staged build crashed: {exc!r}"
-                        finished = {n: DomainRun(n, FAILED, problems=[crashed]) for n in members}
-                    for name in members:  # each stage was shown as it finished
-                        results[name] = finished[name]
-                    continue
-                name = running.pop(future)  # type: ignore[call-overload]
-                try:
-                    results[name] = future.result()
-                except Exception as exc:  # a crashed worker fails its domain, not the run
-                    results[name] = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
-                notify("finished", name, results[name])
-                if future in single:
-                    single.pop(future).shutdown()
+            under_way.start_ready()
+            under_way.collect()
     return [results[n] for n in plan.domains]
+
+
+@dataclass
+class _Run:
+    """One `run_mesh` under way: what finished, what runs (domains in workers, cycles in the conductor)."""
+
+    mesh: Mesh
+    plan: RunPlan
+    notify: Progress
+    ups: dict[str, set[str]]
+    groups: list[list[str]]
+    results: dict[str, DomainRun]
+    profiles: dict[str, ProfileInfo]
+    fresh: bool  # each domain in a process of its own (an engine bound to its process)
+    jobs: int
+    pool: ProcessPoolExecutor
+    conductor: ThreadPoolExecutor
+    running: dict[Future[DomainRun], str] = field(default_factory=dict)
+    single: dict[Future[DomainRun], ProcessPoolExecutor] = field(default_factory=dict)
+    staged: dict[str, StagedGroup] = field(default_factory=dict)  # first domain of a cycle -> its stages
+    groups_running: dict[Future[dict[str, DomainRun]], list[str]] = field(default_factory=dict)
+
+    def submit(self, fn: Callable[..., DomainRun], *args: object) -> Future[DomainRun]:
+        """A stage's worker: the shared pool, or a process of its own, shut down once its work is done."""
+        if not self.fresh:
+            return self.pool.submit(fn, *args)
+        own = worker_pool(1)
+        future = own.submit(fn, *args)
+        future.add_done_callback(lambda _f: own.shutdown(wait=False))
+        return future
+
+    def plan_cycles(self) -> None:
+        from mesh_tools.workflows.stages import prepare
+
+        for group in self.groups:
+            if self.plan.command in ("build", "parse") and not any(n in self.results for n in group):
+                self.staged[group[0]] = prepare(self.mesh, group, self.plan.target, self.plan.verbose, self.submit)
+                for name, run in self.staged[group[0]].stopped.items():
+                    self.results[name] = run
+                    self.notify("skipped" if run.status == SKIPPED else "finished", name, run)
+
+    def start_ready(self) -> None:
+        """Start every domain (or cycle) whose upstreams finished; skip those downstream of a failure."""
+        busy = set(self.running.values()) | {n for g in self.groups_running.values() for n in g}
+        for name in self.plan.domains:
+            if name not in self.results and name not in busy:
+                self._consider(name, busy)
+
+    def _consider(self, name: str, busy: set[str]) -> None:
+        group = next((g for g in self.groups if name in g), [name])
+        outside = {u for n in group for u in self.ups[n]} - set(group)
+        cycle = self.staged.get(group[0]) if self.plan.command == "build" else None
+        if cycle is None:  # a cycle's stitch, or one not planned: one domain after the other
+            outside |= set(group[: group.index(name)])
+        failed_up = sorted(u for u in outside if u in self.results and self.results[u].status != SUCCESS)
+        failed_up += sorted(n for n in group if n in self.results and self.results[n].status != SUCCESS)
+        if failed_up:
+            problem = f"upstream {', '.join(dict.fromkeys(failed_up))} did not succeed"
+            self.results[name] = DomainRun(name, SKIPPED, problems=[problem])
+            self.notify("skipped", name, self.results[name])
+        elif not all(u in self.results for u in outside):
+            return
+        elif cycle is not None:
+            self._start_cycle(name, group, cycle, busy)
+        elif not (self.fresh and len(self.running) >= self.jobs) and not _shares_storage(name, busy, self.profiles):
+            self._start(name, busy)  # (a domain sharing storage with a running one, a cycle's too, waits)
+
+    def _start_cycle(self, name: str, group: list[str], cycle: StagedGroup, busy: set[str]) -> None:
+        """A cycle's stages, one after the other, started by its first domain."""
+        from mesh_tools.workflows.stages import run_stages
+
+        if name != group[0] or any(_shares_storage(n, busy, self.profiles) for n in group):
+            return
+        plan = self.plan
+        task = self.conductor.submit(run_stages, self.mesh, cycle, plan.command, plan.target, plan.verbose,
+                                     plan.publish, plan.full, self.submit, self.notify)  # fmt: skip
+        self.groups_running[task] = group
+        busy |= set(group)
+
+    def _start(self, name: str, busy: set[str]) -> None:
+        plan = self.plan
+        executor = worker_pool(1) if self.fresh else self.pool
+        future = executor.submit(
+            run_domain, self.mesh, name, plan.command, plan.target, plan.verbose, plan.publish,
+            plan.full or name in plan.slices, plan.slices.get(name),
+        )  # fmt: skip
+        if self.fresh:
+            self.single[future] = executor
+        self.running[future] = name
+        busy.add(name)
+        self.notify("started", name, None)
+
+    def collect(self) -> None:
+        """Wait for the next domain or cycle to finish and record it (a crash fails its domains, not the run)."""
+        if not self.running and not self.groups_running:
+            return
+        waiting: list[Future[Any]] = [*self.running, *self.groups_running]
+        done, _ = wait(waiting, return_when=FIRST_COMPLETED)
+        for future in done:
+            if future in self.groups_running:
+                members = self.groups_running.pop(future)
+                try:
+                    finished = future.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed conductor fails its cycle, not the run
+                    crashed = f"staged build crashed: {exc!r}"
+                    finished = {n: DomainRun(n, FAILED, problems=[crashed]) for n in members}
+                for name in members:  # each stage was shown as it finished
+                    self.results[name] = finished[name]
+                continue
+            name = self.running.pop(future)
+            try:
+                self.results[name] = future.result()
+            except Exception as exc:  # a crashed worker fails its domain, not the run
+                self.results[name] = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
+            self.notify("finished", name, self.results[name])
+            if future in self.single:
+                self.single.pop(future).shutdown()
 
 
 def _quiescent(mesh: Mesh, plan: RunPlan, ups: dict[str, set[str]], groups: list[list[str]]) -> dict[str, DomainRun]:
