@@ -17,8 +17,6 @@ from mesh_tools.core.errors import ConfigError, MeshError, describe_os_error, di
 from mesh_tools.core.files import file_sha256, open_nofollow
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
-from mesh_tools.dbt.engines import duckdb as duckdb_engine
-from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.dbt.staleness import before_dbt, others_of, record_parse
 from mesh_tools.exchange.publish import PublishOutcome
@@ -242,16 +240,14 @@ def _run_domain(
         run.problems.append(
             explain_dbt_error(invocation.exception, manifests, domain.name)
             or _explain_encoding(domain, invocation.exception)
-            or duckdb_engine.explain_error(invocation.exception)
-            or postgres_engine.explain_error(invocation.exception, domain.name, target)
+            or engines.explain_error(invocation.exception, domain.name, target)
             or invocation.exception
         )
     if invocation.success and not run.problems:
         run.status = SUCCESS
     elif not run.problems:
         errors = invocation.errors[-5:] or [f"dbt {command} failed"]
-        explained = [duckdb_engine.explain_error(e) or postgres_engine.explain_error(e, name, target) or e
-                     for e in errors]  # fmt: skip
+        explained = [engines.explain_error(e, name, target) or e for e in errors]
         run.problems.extend(dict.fromkeys(explained))
     if run.status == SUCCESS and command == "build":
         try:
@@ -367,14 +363,14 @@ def _plan_build(
     # the storage as the last build left it or not, before anything of this build (freshness runs the
     # project's on-run-start hooks) writes into it
     fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity) if profile else None
-    if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
-        long = postgres_engine.long_names(str(profile.schema or domain.name), list(domain.upstream_names))
-        if long:
-            raise ConfigError(
-                f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name}: schema {long[0]} "
-                "would be longer than PostgreSQL's 63 bytes and be cut (two could become one): give the target a "
-                "shorter `schema`."
-            )
+    engine = engines.find_engine(profile.adapter) if profile is not None else None
+    if profile is not None and engine is not None:
+        for problem in engine.profile_problems(str(profile.schema or domain.name), domain.upstream_names,
+                                               profile.stored, profile.profiles_file, profile.target):  # fmt: skip
+            if not problem.publish_only:
+                raise ConfigError(f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name} "
+                                  f"{problem.message}. {problem.fix}")  # fmt: skip
+    if profile is not None and engine is not None and engine.loads_landing:  # before freshness: it measures them
         _load_landing(mesh, domain, target, name, profile, state, own, verbose, run)
     fresh = None
     if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, own):
@@ -390,7 +386,7 @@ def _plan_build(
             or state
         )
     if isinstance(state, BuildState) and fingerprint is not None and profile is not None:
-        if profile.adapter == "duckdb":
+        if engine is not None and engine.catalog_per_file:
             observed.watched = {str(profile.database or "").lower(), *_attachment_aliases(domain, profile).values()}
         if state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
             state = "its storage is not the one its last build wrote (the profile points elsewhere)"
@@ -479,7 +475,7 @@ def _storage_changed(
     changed = {str(e[0]) for e in now if before.get(str(e[0])) != e}
     main = str(profile.files[0])
     if {main, main + ".wal"} & changed:
-        if profile.adapter == "spark" or storage_shared(mesh, domain, profile.files, target):
+        if engines.engine_for(profile.adapter).shared_storage or storage_shared(mesh, domain, profile.files, target):
             observed.watched.discard(str(profile.database or "").lower())  # other domains' builds change it
             return None
         return (
@@ -534,7 +530,6 @@ def _load_landing(
     from a `dbt parse` into the state folder. A source without local landing files is left alone.
     """
     from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.engines import postgres
 
     manifest = state.manifest if isinstance(state, BuildState) and state.own == own else None
     if manifest is None:
@@ -554,7 +549,7 @@ def _load_landing(
             continue
         schema, table = str(source.get("schema") or ""), str(source.get("identifier") or source.name)
         sources.append((schema, table, files, landing_fingerprint(domain, location) or ""))
-    loaded = postgres.load_landing(profile, sources)
+    loaded = engines.engine_for(profile.adapter).load_landing(profile, sources)
     if loaded:
         run.notes.append(f"loaded its landing files into {', '.join(loaded)}")
 
@@ -882,7 +877,7 @@ def _count(run: DomainRun, domain: Domain, start_wall: float, target: str | None
         if kind in ("model", "seed", "snapshot") and own not in result.unique_id:
             run.upstream_views += 1
             if result.status == "error":
-                denied = postgres_engine.explain_error(result.message or "", domain.name, target)
+                denied = engines.explain_error(result.message or "", domain.name, target)
                 problem = denied or f"upstream view {result.unique_id}: {_first_lines(result.message)}"
                 if problem not in run.problems:
                     run.problems.append(problem)

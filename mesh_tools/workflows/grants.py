@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import postgres
 from mesh_tools.dbt.engines.postgres import literal, quote
 from mesh_tools.exchange.access import Privilege, desired, warehouse_roles
@@ -112,14 +113,15 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
         profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     except MeshError:
         return None
-    if profile.adapter != postgres.NAME or not profile.user:
+    engine = engines.find_engine(profile.adapter)
+    if engine is None or not engine.releases_in_warehouse or not profile.user:
         return None
     prefix = str(profile.schema or name)
     problem = postgres.prefix_problem(prefix, profile.profiles_file, profile.target)
     if problem:
         raise ConfigError(problem)
     if roles is None:
-        roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+        roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
     rows = postgres.run(domain, [_ACTUAL_SQL, _reads_sql(products), _relations_sql((releases, products)), _SUPERUSERS],
                         target, mesh.profiles_dir)  # fmt: skip
@@ -172,7 +174,7 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
     """
     from mesh_tools.dbt import profiles
 
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     problems = [roles.refused[n] for n in sorted(roles.refused)]
     where = "the command line"
     for name, domain in mesh.domains.items():

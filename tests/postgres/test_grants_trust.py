@@ -133,7 +133,7 @@ def test_a_role_that_is_not_one_domains_own_is_refused_with_the_profile_naming_i
     mesh = load_mesh(root)
     monkeypatch.setenv("MESH_PG_USER_FINANCE", "public")
     monkeypatch.setenv("MESH_PG_USER_SALES", "Marketing")  # one role for two domains: either reads what both may
-    roles = warehouse_roles(mesh, "postgres", None, "postgres")
+    roles = warehouse_roles(mesh, "postgres", None)
     assert dict(roles) == {"customers": "customers"}, roles
     assert set(roles.refused) == {"finance", "sales", "marketing"}
     assert re.match(r"\S*projects/finance/profiles\.yml, target postgres: finance names the role 'public'",

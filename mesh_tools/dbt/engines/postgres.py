@@ -22,11 +22,14 @@ from __future__ import annotations
 import hashlib
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh_tools.core.credentials import url_place
 from mesh_tools.core.errors import ArtifactError, MeshError, display_path
+from mesh_tools.dbt.engines.engine import Exported, ProfileProblem, Storage, UnpublishableData
 
 NAME = "postgres"
 MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: the mesh never makes one
@@ -366,7 +369,7 @@ def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Pa
     commit leaves nothing of the others.
     """
     from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.profiles import profiles_dir_for
+    from mesh_tools.dbt.profiles_dir import profiles_dir_for
     from mesh_tools.dbt.runtime import install_runtime
 
     install_runtime(domain)
@@ -381,13 +384,12 @@ def run(domain: Any, statements: list[str], target: str | None, profiles_dir: Pa
 def export(
     domain: Any, exports: list[Export], product_keys: list[str], target: str | None, profiles_dir: Path | None,
     before: list[str] | None = None, grants: list[str] | None = None,
-) -> list[tuple[int, list[Any]]]:  # fmt: skip
+) -> Exported:  # fmt: skip
     """Publish: release tables, pointers and grants in one transaction; (rows, columns) of each release.
 
     ``before``: statements of the same transaction that run once the schemas exist (the sweep);
     ``grants``: every privilege the policy gives on the domain's two schemas (all others are revoked)."""
-    from mesh_tools.dbt.engines import UnpublishableData
-    from mesh_tools.dbt.profiles import profiles_dir_for
+    from mesh_tools.dbt.profiles_dir import profiles_dir_for
     from mesh_tools.model.release import ReleaseColumn
 
     for prefix in dict.fromkeys(e.prefix for e in exports):  # before any SQL is made from it
@@ -561,3 +563,97 @@ def load_landing(profile: Any, sources: list[tuple[str, str, list[Path], str]]) 
     finally:
         con.close()
     return loaded
+
+
+def odcs_server(connection: dict[str, Any], database: str | None, schema: str,
+                environment: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """A release table in a PostgreSQL warehouse, as an ODCS server (no credentials: those are the reader's)."""
+    server: dict[str, Any] = {
+        "server": "warehouse", "type": "postgres", "host": str(connection.get("host") or "localhost"),
+        "port": int(connection.get("port") or 5432), "database": str(database or connection.get("dbname") or ""),
+        "schema": schema,
+    }  # fmt: skip
+    return {**server, "environment": environment} if environment else server
+
+
+# -- the engine
+
+
+class Postgres:
+    """PostgreSQL through dbt-postgres: one shared warehouse; releases are tables in it, access is its grants."""
+
+    name = NAME
+    sql_dialect = "postgres"
+    owns_its_process = False
+    console_log: str | None = None
+    releases_in_warehouse = True
+    shared_storage = False  # each domain writes only its own schemas; the identity is watched, not a file
+    catalog_per_file = False
+    loads_landing = True  # a server reads no local files: the mesh loads landing files into tables
+    schema_per_domain = False  # one database for every domain: a stub's schema is prefixed with the target's
+    local_stub_views = False
+
+    def storage(self, project_dir: Path, credentials: Any) -> Storage:
+        connection = {
+            "host": credentials.host, "port": int(credentials.port), "dbname": credentials.database,
+            "user": credentials.user, "password": credentials.password or None,
+            "sslmode": getattr(credentials, "sslmode", None),
+            "connect_timeout": getattr(credentials, "connect_timeout", 10),
+        }  # fmt: skip
+        return Storage(connection={k: v for k, v in connection.items() if v is not None})
+
+    def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
+                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+        prefix = str(schema or "")
+        problem = prefix_problem(prefix, profiles_file, target)
+        if problem:
+            return [ProfileProblem(
+                f"has the target schema {prefix[:80]!r}, which is not a plain identifier (letters, digits and "
+                "underscores, not starting with a digit, at most 63 bytes): the mesh makes its releases and "
+                "products schemas from it",
+                "Give the target such a `schema` in its profiles.yml.",
+                publish_only=True,
+            )]  # fmt: skip
+        long = long_names(prefix, list(upstreams))
+        if long:
+            return [ProfileProblem(
+                f"would make the schema {long[0]}, longer than PostgreSQL's 63 bytes: it would be cut (two could "
+                "become one)",
+                "Give the target a shorter `schema` in its profiles.yml.",
+            )]  # fmt: skip
+        return []
+
+    def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
+        return explain_error(message, consumer, target)
+
+    def read_release_sql(self, path: str, producer: str | None, columns: list[tuple[str, str]] | None) -> None:
+        return None  # a server reads no release file: a stub on it fails with the default reader's error
+
+    def read_table_release_sql(self, descriptor: Any, consumer: str) -> str:
+        check_location(descriptor)  # another domain's file names tables only as the mesh makes them
+        location = descriptor.warehouse
+        table = location.table
+        if location.clear_table and consumer in location.clear_readers:
+            table = location.clear_table  # the warehouse's grants decide in the end
+        return read_release_sql(location.releases_schema, table)
+
+    def stub_mark_sql(self, mark: str) -> None:
+        return None
+
+    def measure_sql(self, relation: str, keys: Sequence[str]) -> None:
+        return None  # its releases are measured from what the publish recorded
+
+    def lineage_namespace(self, storage: Storage) -> str | None:
+        host = storage.connection.get("host")
+        if not host:
+            return None
+        # the place, never a user or password in the host
+        return url_place(f"postgres://{host}:{storage.connection.get('port') or 5432}")
+
+    def load_landing(self, profile: Any, sources: list[tuple[str, str, list[Path], str]]) -> list[str]:
+        return load_landing(profile, sources)
+
+    def export(self, domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+        raise UnpublishableData(
+            f"{domain.name} builds on PostgreSQL, whose releases are tables in its warehouse, not files."
+        )
