@@ -22,6 +22,7 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import postgres as postgres_engine
+from mesh_tools.dbt.engines import postgres_grants, postgres_publish
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model import odcs
 from mesh_tools.model.datatypes import contract_problems
@@ -273,7 +274,7 @@ def _write_warehouse_releases(
         readers = readers_of(mesh, domain.name, node)
         clear_readers.append(list(readers.clear))
         pii, _ = pii_policy(node)
-        exports.append(postgres_engine.Export(
+        exports.append(postgres_publish.Export(
             relation=node.relation, prefix=prefix, model=node.name, version=node.version,
             release_id=new_release_id(node.key), pii=tuple(dict.fromkeys(pii)),
             readers=role_names(readers.clear, roles),
@@ -283,10 +284,10 @@ def _write_warehouse_releases(
     published = {k: Published(e.release_id, e.table, e.clear_table) for k, e in zip(keys, exports, strict=True)}
     policy = desired(mesh, domain, prefix, roles, published)
     outcome.notes += policy.refused  # consumers whose role is refused are granted nothing: said, with the profile
-    grants = [postgres_engine.privilege_sql(p) for p in sorted(policy.grants, key=str)]
+    grants = [postgres_grants.privilege_sql(p) for p in sorted(policy.grants, key=str)]
     try:
-        sweep = postgres_engine.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
-        exported = postgres_engine.export(
+        sweep = postgres_publish.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
+        exported = postgres_publish.export(
             domain, exports, keys, target, mesh.profiles_dir, before=[sweep], grants=grants
         )
     except engines.UnpublishableData as exc:
@@ -323,7 +324,7 @@ def _write_warehouse_releases(
             for clear in (False, True):
                 tables.append((postgres_engine.releases_schema(prefix),
                                postgres_engine.release_table(d.model, d.version, d.release_id, clear)))  # fmt: skip
-        postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
+        postgres_engine.run(domain, postgres_publish.drop_statements(tables), target, mesh.profiles_dir)
 
     _make_current(mesh, exchange, facts, placed, scratches, outcome, tags, drop)
     outcome.seconds = time.perf_counter() - start
