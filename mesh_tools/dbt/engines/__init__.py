@@ -53,9 +53,9 @@ class UnsupportedEngine(ConfigError):
     def __init__(self, adapter: str):
         super().__init__(
             f"the dbt adapter '{adapter}' is not an engine the mesh supports ({', '.join(SUPPORTED)}). A domain on it "
-            "still builds with `mesh build --no-publish` (and `dbt build` in its folder) and its governance checks "
-            "run; publishing releases, reading other domains' releases and measuring its products need one of "
-            f"those engines: choose a target on one (`--target NAME`)."
+            "that reads no other domain can still build without publishing (`mesh build --no-publish`, or `dbt "
+            "build` in its folder) and be checked (`mesh check`); publishing releases, reading other domains' "
+            "releases and measuring its products need one of those engines: choose a target on one (`--target NAME`)."
         )
 
 
