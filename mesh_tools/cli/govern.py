@@ -132,13 +132,12 @@ def check(
 
 def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
     """Per domain on a warehouse: every grant beyond the policy, every grant it lacks (GOV206)."""
-    from mesh_tools.dbt.engines.postgres import NAME
     from mesh_tools.exchange.access import warehouse_roles
-    from mesh_tools.workflows.grants import describe, plan_grants
+    from mesh_tools.exchange.grants import describe, plan_grants
 
     if not target:
         return {}
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     out: dict[str, list[str]] = {}
     for name in domains:
         try:
@@ -175,9 +174,8 @@ def grants(
     SELECT on the products they may read (PII in clear only for the consumers the policy names);
     every other grant on what it owns is drift, revoked. Runs on each domain's own connection.
     """
-    from mesh_tools.dbt.engines.postgres import NAME
     from mesh_tools.exchange.access import warehouse_roles
-    from mesh_tools.workflows.grants import apply, bootstrap_sql, describe, plan_grants
+    from mesh_tools.exchange.grants import apply, bootstrap_sql, describe, plan_grants
 
     mesh = _mesh(ctx)
     target = target or mesh.defaults.target
@@ -191,7 +189,7 @@ def grants(
         from mesh_tools.cli.app import _locked
 
         _locked(ctx, mesh, mesh.select(select, exclude, "`mesh grants`"))  # each domain's grants, on its own connection
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, NAME)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     failed, seen, refused = [], 0, False
     for name in mesh.select(select, exclude, "`mesh grants`"):
         try:

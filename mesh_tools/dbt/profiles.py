@@ -14,6 +14,8 @@ from typing import Any
 
 from mesh_tools.core.errors import ConfigError, display_path
 from mesh_tools.core.yamlfile import check_bounded
+from mesh_tools.dbt import engines
+from mesh_tools.dbt.profiles_dir import profiles_dir_for as profiles_dir_for  # its callers find it here
 
 
 @dataclass(frozen=True)
@@ -47,34 +49,14 @@ class ProfileInfo:
         )
 
     @property
+    def stored(self) -> engines.Storage:
+        """Where the target keeps its relations, as its engine read it from the credentials."""
+        return engines.Storage(self.files, self.attached, self.remote, self.warehouse, self.connection)
+
+    @property
     def storage(self) -> Path | None:
         """The file (DuckDB) or folder (local Spark) the domain writes its own relations to."""
-        return self.warehouse if self.adapter == "spark" else (self.files[0] if self.files else None)
-
-
-def profiles_dir_for(project_dir: Path, explicit: Path | None = None) -> Path:
-    """The folder dbt reads profiles.yml from when run inside ``project_dir`` (dbt's own order)."""
-    if explicit is not None:
-        return explicit
-    env = os.environ.get("DBT_PROFILES_DIR")
-    if env:
-        path = Path(env).expanduser()
-        return path if path.is_absolute() else (project_dir / path)
-    if (project_dir / "profiles.yml").is_file():
-        return project_dir
-    return Path.home() / ".dbt"
-
-
-_LOCAL = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|:memory:)", re.I)
-
-
-def _local_file(project_dir: Path, raw: Any) -> Path | None:
-    text = str(raw or "")
-    if not text or _LOCAL.match(text) and not text.lower().startswith("file:"):
-        return None
-    text = text.removeprefix("file://").removeprefix("file:")
-    path = Path(text).expanduser()
-    return (path if path.is_absolute() else project_dir / path).resolve()
+        return self.warehouse if self.warehouse is not None else (self.files[0] if self.files else None)
 
 
 _MISSING_ENV = re.compile(r"Env var required but not provided: '([^']+)'")
@@ -118,39 +100,10 @@ def load_profile(
             ) from None
     credentials = profile.credentials
     adapter = str(credentials.type)
-    files: list[Path] = []
-    attached: list[str] = []
-    remote: list[str] = []
-    warehouse = None
-    if adapter == "duckdb":
-        main = _local_file(project_dir, getattr(credentials, "path", None))
-        if main is not None:
-            files.append(main)
-        elif str(getattr(credentials, "path", "")) != ":memory:":
-            remote.append(str(credentials.path))
-        for attachment in getattr(credentials, "attach", None) or []:
-            path = _local_file(project_dir, attachment.path)
-            alias = attachment.alias or (Path(str(attachment.path)).stem if path else str(attachment.path))
-            mode = " (read-only)" if attachment.read_only else ""
-            attached.append(f"{alias} = {attachment.path}{mode}")
-            if path is not None:
-                files.append(path)
-            else:
-                remote.append(str(attachment.path))
-    elif adapter == "spark" and str(getattr(credentials, "method", "")) == "session":
-        params = getattr(credentials, "server_side_parameters", None) or {}
-        folder_name = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
-        warehouse = folder_name if folder_name.is_absolute() else (project_dir / folder_name).resolve()
-        files.append(warehouse)
-    connection: dict[str, Any] = {}
-    if adapter == "postgres":
-        connection = {
-            "host": credentials.host, "port": int(credentials.port), "dbname": credentials.database,
-            "user": credentials.user, "password": credentials.password or None,
-            "sslmode": getattr(credentials, "sslmode", None),
-            "connect_timeout": getattr(credentials, "connect_timeout", 10),
-        }  # fmt: skip
-        connection = {k: v for k, v in connection.items() if v is not None}
+    engine = engines.find_engine(adapter)  # an adapter the mesh has no engine for: no storage known
+    storage = engine.storage(project_dir, credentials) if engine is not None else engines.Storage()
+    connection = storage.connection
+    if connection:
         # dbt leaves a password whose env_var() is not set as the template text, and the server then
         # refuses "password authentication failed": say which variable is missing instead
         unset = [m for v in connection.values() for m in re.findall(r"env_var\(\s*['\"]([^'\"]+)", str(v))]
@@ -167,10 +120,10 @@ def load_profile(
         profiles_file=folder / "profiles.yml",
         schema=getattr(credentials, "schema", None),
         database=getattr(credentials, "database", None),
-        files=tuple(files),
-        attached=tuple(attached),
-        remote=tuple(remote),
-        warehouse=warehouse,
+        files=storage.files,
+        attached=storage.attached,
+        remote=storage.remote,
+        warehouse=storage.warehouse,
         user=getattr(credentials, "user", None),
         connection=connection,
     )

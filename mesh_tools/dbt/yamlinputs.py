@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from mesh_tools.core.yamlfile import check_bounded
-from mesh_tools.dbt.profiles import profiles_dir_for
+from mesh_tools.dbt.profiles_dir import profiles_dir_for
 
 # Top-level files dbt reads in a project folder (catalogs.yml since dbt 1.10).
 PROJECT_FILES = ("dbt_project.yml", "dependencies.yml", "packages.yml", "selectors.yml", "catalogs.yml")

@@ -53,11 +53,11 @@ class Roles(dict[str, str]):
         self.where: dict[str, str] = dict(where or {})  # domain -> "its profiles.yml, target ..."
 
 
-def warehouse_roles(mesh: Mesh, target: str | None, profiles_dir: Path | None, engine: str) -> Roles:
-    """The login role of every domain whose ``target`` is on ``engine`` (domains elsewhere read nothing there);
-    roles that are not one domain's own are refused (``Roles.refused``)."""
+def warehouse_roles(mesh: Mesh, target: str | None, profiles_dir: Path | None) -> Roles:
+    """The login role of every domain whose ``target`` is on an engine that keeps releases in its warehouse
+    (domains elsewhere read nothing there); roles that are not one domain's own are refused (``Roles.refused``)."""
     from mesh_tools.core.errors import display_path
-    from mesh_tools.dbt import profiles
+    from mesh_tools.dbt import engines, profiles
 
     named: dict[str, tuple[str, str]] = {}  # domain -> (role, where)
     refused: dict[str, str] = {}
@@ -66,7 +66,8 @@ def warehouse_roles(mesh: Mesh, target: str | None, profiles_dir: Path | None, e
             profile = profiles.load_profile(domain.path, target, profiles_dir, require_env=False)  # names only
         except MeshError:
             continue
-        if profile.adapter != engine:
+        engine = engines.find_engine(profile.adapter)
+        if engine is None or not engine.releases_in_warehouse:
             continue
         where = f"{display_path(profile.profiles_file)}, target {profile.target}"
         role = "" if profile.user is None else str(profile.user)

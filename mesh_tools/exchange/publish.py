@@ -21,8 +21,8 @@ from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
 from mesh_tools.dbt import engines
-from mesh_tools.dbt.engines import duckdb as duckdb_engine
 from mesh_tools.dbt.engines import postgres as postgres_engine
+from mesh_tools.dbt.engines import postgres_grants, postgres_publish
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model import odcs
 from mesh_tools.model.datatypes import contract_problems
@@ -126,7 +126,8 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
     exchange.sweep(domain.name)
     # each pointer as the publish finds it: switched only if no other publish switched it meanwhile
     tags = {n.key: exchange.read_pointer(domain.name, n.name, n.version)[1] for n in products}
-    if facts.adapter == postgres_engine.NAME:
+    engine = engines.find_engine(facts.adapter)
+    if engine is not None and engine.releases_in_warehouse:
         return _write_warehouse_releases(mesh, domain, facts, target, outcome, products, exchange, start, tags)
     scratches = []
     for node in products:
@@ -135,8 +136,11 @@ def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | 
         scratch.mkdir(parents=True)
         scratches.append((release_id, scratch))
     try:
+        from mesh_tools.dbt import profiles
+
         paths = [scratch / "data.parquet" for _, scratch in scratches]
-        exported = engines.export(domain, facts.adapter, products, paths, target, mesh.profiles_dir)
+        profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
+        exported = engines.export(domain, facts.adapter, products, paths, profile)
     except engines.UnpublishableData as exc:
         for _, scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -256,7 +260,7 @@ def _write_warehouse_releases(
         log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
         return outcome
     profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres_engine.NAME)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     prefix = str(profile.schema or domain.name)
     refusal = _unsafe_warehouse_names(domain, exchange, prefix, products)
     if refusal:
@@ -270,7 +274,7 @@ def _write_warehouse_releases(
         readers = readers_of(mesh, domain.name, node)
         clear_readers.append(list(readers.clear))
         pii, _ = pii_policy(node)
-        exports.append(postgres_engine.Export(
+        exports.append(postgres_publish.Export(
             relation=node.relation, prefix=prefix, model=node.name, version=node.version,
             release_id=new_release_id(node.key), pii=tuple(dict.fromkeys(pii)),
             readers=role_names(readers.clear, roles),
@@ -280,10 +284,10 @@ def _write_warehouse_releases(
     published = {k: Published(e.release_id, e.table, e.clear_table) for k, e in zip(keys, exports, strict=True)}
     policy = desired(mesh, domain, prefix, roles, published)
     outcome.notes += policy.refused  # consumers whose role is refused are granted nothing: said, with the profile
-    grants = [postgres_engine.privilege_sql(p) for p in sorted(policy.grants, key=str)]
+    grants = [postgres_grants.privilege_sql(p) for p in sorted(policy.grants, key=str)]
     try:
-        sweep = postgres_engine.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
-        exported = postgres_engine.export(
+        sweep = postgres_publish.sweep_sql(postgres_engine.releases_schema(prefix), recorded, hour_ago)
+        exported = postgres_publish.export(
             domain, exports, keys, target, mesh.profiles_dir, before=[sweep], grants=grants
         )
     except engines.UnpublishableData as exc:
@@ -298,13 +302,13 @@ def _write_warehouse_releases(
             scratch.mkdir(parents=True)
             scratches.append((export.release_id, scratch))
             location = WarehouseLocation(
-                engine=postgres_engine.NAME, database=profile.database,
+                engine=profile.adapter, database=profile.database,
                 releases_schema=postgres_engine.releases_schema(prefix), table=export.table,
                 clear_table=export.clear_table, clear_readers=clear if export.clear_table else [],
                 products_schema=postgres_engine.products_schema(prefix),
                 pointer=postgres_engine.pointer_view(node.name, node.version),
             )  # fmt: skip
-            server = odcs.warehouse_server(profile.connection, location.database, location.releases_schema)
+            server = postgres_engine.odcs_server(profile.connection, location.database, location.releases_schema)
             placed.append(_place_release(exchange, domain, facts, node, export.release_id, scratch, rows, columns,
                                          outcome.notes, warehouse=location, server=server))  # fmt: skip
         publish_interface(exchange, domain)  # before any pointer moves: a failure here leaves everything current
@@ -320,7 +324,7 @@ def _write_warehouse_releases(
             for clear in (False, True):
                 tables.append((postgres_engine.releases_schema(prefix),
                                postgres_engine.release_table(d.model, d.version, d.release_id, clear)))  # fmt: skip
-        postgres_engine.run(domain, postgres_engine.drop_statements(tables), target, mesh.profiles_dir)
+        postgres_engine.run(domain, postgres_publish.drop_statements(tables), target, mesh.profiles_dir)
 
     _make_current(mesh, exchange, facts, placed, scratches, outcome, tags, drop)
     outcome.seconds = time.perf_counter() - start
@@ -438,22 +442,13 @@ def mask_pii(data: Path, columns: list[ReleaseColumn], pii: list[str], readers: 
     Returns the columns masked. The clear copy, when the policy names readers, is ``CLEAR_FILE``
     beside ``data``; with no reader it is deleted before the release is placed.
     """
-    import duckdb
-
     by_name = {c.name.lower(): c for c in columns}
     hit = [by_name[name.lower()] for name in dict.fromkeys(pii) if name.lower() in by_name]
     if not hit:
         return []
     clear = data.with_name(CLEAR_FILE)
     os.replace(data, clear)
-    nulls = ", ".join(f"cast(null as {c.parquet_type}) as {duckdb_engine.quote(c.name)}" for c in hit)
-    con = duckdb.connect()
-    try:
-        source, target = duckdb_engine.literal(str(clear)), duckdb_engine.literal(str(data))
-        copy = f"copy (select * replace ({nulls}) from read_parquet({source})) to {target}"
-        engines.write_file(con, f"{copy} (format parquet, compression zstd)", data)
-    finally:
-        con.close()
+    engines.mask_columns(clear, data, [(c.name, c.parquet_type) for c in hit])
     if not readers:
         clear.unlink()
     return [c.name for c in hit]

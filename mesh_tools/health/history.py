@@ -209,7 +209,7 @@ def _sql_path(path: str | Path) -> str:
 def open_history(path: Path, read_only: bool = False, *, below: Path | None = None) -> Iterator[History]:
     """Open (and on first use create) the history database at ``path``; with ``below``, no folder between it
     and the history may be a symbolic link (DuckDB opens the file by name: the folders are checked first)."""
-    import duckdb
+    from mesh_tools.dbt import engines
 
     if read_only and not path.is_file():
         raise ArtifactError(f"{display_path(path)}: no health history yet. Run `mesh build` or `mesh health`.")
@@ -221,15 +221,14 @@ def open_history(path: Path, read_only: bool = False, *, below: Path | None = No
         for written in (path, path.with_name(path.name + ".wal")):
             refuse_link(written)
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        first = str(exc).splitlines()[0]
+        con = engines.connect_local(path, read_only=read_only)  # the history is a DuckDB file of the mesh's own
+    except engines.DatabaseBusy as exc:
         raise ArtifactError(
-            f"{display_path(path)}: cannot open the health history ({first}). "
+            f"{display_path(path)}: cannot open the health history ({exc}). "
             "Another `mesh build` or `mesh health` may be writing it; run again when it ends."
         ) from None
-    except duckdb.Error as exc:
-        first = str(exc).splitlines()[0]
+    except engines.DatabaseUnreadable as exc:
+        first = str(exc)
         raise ArtifactError(
             f"{display_path(path)}: the health history is not a readable DuckDB database ({first}). "
             "Move it away to start a new history."

@@ -50,14 +50,13 @@ def sql_path(path: Path) -> str:
 
 
 def measure_products(mesh: Mesh, history: History, collection: Collection) -> None:
-    import duckdb
-
+    from mesh_tools.dbt import engines
     from mesh_tools.store.exchange import open_exchange
 
     exchange = open_exchange(mesh)
     measured = history.known("measurements", "basis")
     rows: list[dict[str, Any]] = []
-    con = duckdb.connect()
+    con = engines.connect_local()  # reads the release files
     try:
         for name, art in collection.domains.items():
             if art.manifest is None:
@@ -143,8 +142,8 @@ def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[
     Written to ``target/mesh_measurements.json`` with the build's invocation id, for health to read.
     """
     from mesh_tools.core.files import write_atomic
+    from mesh_tools.dbt import engines
     from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.engines import duckdb as duckdb_engine
     from mesh_tools.dbt.runtime import install_runtime
     from mesh_tools.model.manifest import RunResults
 
@@ -152,19 +151,20 @@ def measure_built_products(mesh: Mesh, domain: Any, target: str | None) -> list[
     results = RunResults.read(domain.run_results_path, "Build again.")
     invocation = results.invocation_id if results else None
     products = manifest.products()
-    if not products or manifest.adapter not in (None, duckdb_engine.NAME, "spark"):
+    engine = engines.find_engine(manifest.adapter)
+    if not products or engine is None:
         return []
-    statements, keys_of = [], []
+    statements: list[str] = []
+    keys_of = []
     for node in products:
         keys = key_columns(node, manifest)
         keys_of.append(keys)
-        statements.append(f"describe {node.relation}")
-        nulls = "".join(f", sum(case when {duckdb_engine.quote(k)} is null then 1 else 0 end)" for k in keys)
-        statements.append(f"select count(*){nulls} from {node.relation}")
+        measure = engine.measure_sql(node.relation, keys)
+        if measure is None:
+            return []  # the engine's products are measured from what their publish recorded
+        statements += measure
     try:
         install_runtime(domain)
-        if manifest.adapter == "spark":
-            statements = [s.replace('"', "`") for s in statements]
         answers = dbt_runner.run_statements(domain.path, statements, target=target, profiles_dir=mesh.profiles_dir)
     except MeshError as exc:
         return [f"products not measured: {exc}"]

@@ -33,7 +33,7 @@ from typing import Any
 
 from mesh_tools import __version__
 from mesh_tools.core.config import env_seconds
-from mesh_tools.core.credentials import redact_urls, url_place
+from mesh_tools.core.credentials import redact_urls
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.model.nodes import Node
@@ -337,16 +337,15 @@ def _iso(value: str | None, default: str) -> str:
 
 def relation_namespace(domain: Domain, adapter: str | None, profile: Any) -> str:
     """A domain's engine as an OpenLineage namespace (the naming convention's where it can be followed)."""
-    connection = getattr(profile, "connection", None) or {}
-    if adapter == "postgres" and connection.get("host"):  # the place, never a user or password in the host
-        return url_place(f"postgres://{connection['host']}:{connection.get('port') or 5432}")
-    files = getattr(profile, "files", ()) or ()
-    if adapter == "duckdb" and files:
-        return f"duckdb://{Path(files[0]).resolve()}"
-    warehouse = getattr(profile, "warehouse", None)
-    if adapter == "spark" and warehouse:
-        return f"spark://{Path(warehouse).resolve()}"
-    return f"{adapter or 'dbt'}://{domain.path.resolve()}"
+    from mesh_tools.dbt import engines
+
+    engine = engines.find_engine(adapter) if adapter else None
+    stored = engines.Storage(
+        files=tuple(getattr(profile, "files", ()) or ()), warehouse=getattr(profile, "warehouse", None),
+        connection=dict(getattr(profile, "connection", None) or {}),
+    )  # fmt: skip
+    namespace = engine.lineage_namespace(stored) if engine is not None else None
+    return namespace or f"{adapter or 'dbt'}://{domain.path.resolve()}"
 
 
 def _relation_name(node: Node) -> str:

@@ -443,17 +443,6 @@ def s3_server(location: str, endpoint: str | None = None, environment: str | Non
     return {**server, "environment": environment} if environment else server
 
 
-def warehouse_server(connection: Mapping[str, Any], database: str | None, schema: str,
-                     environment: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """A release table in a PostgreSQL warehouse, as an ODCS server (no credentials: those are the reader's)."""
-    server: dict[str, Any] = {
-        "server": "warehouse", "type": "postgres", "host": str(connection.get("host") or "localhost"),
-        "port": int(connection.get("port") or 5432), "database": str(database or connection.get("dbname") or ""),
-        "schema": schema,
-    }  # fmt: skip
-    return {**server, "environment": environment} if environment else server
-
-
 @cache
 def _schema() -> dict[str, Any]:
     from importlib.resources import files

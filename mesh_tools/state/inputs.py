@@ -26,6 +26,7 @@ from typing import Any
 
 from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain
+from mesh_tools.dbt.engines import sql_dialect
 from mesh_tools.dbt.engines.sqlreads import known_tails, relation_key, resolve_files, sql_reads
 from mesh_tools.dbt.packages import MARKER
 from mesh_tools.model.manifest import Manifest
@@ -242,11 +243,6 @@ def rendered_changes(before: Manifest, now: Manifest, project: str) -> dict[str,
 
 
 # -- files and relations read by compiled SQL
-
-
-def sql_dialect(adapter: str | None) -> str:
-    """sqlglot's name for the SQL a dbt adapter runs (DuckDB's for any other)."""
-    return {"postgres": "postgres", "spark": "spark", "databricks": "databricks"}.get(adapter or "", "duckdb")
 
 
 def node_reads(domain: Domain, manifest: Manifest, previous: dict[str, Any] | None = None) -> dict[str, Any]:

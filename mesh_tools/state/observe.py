@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mesh_tools.core.errors import ConfigError, MeshError, display_path
 from mesh_tools.core.mesh import Domain, Mesh
-from mesh_tools.dbt.engines import postgres as postgres_engine
+from mesh_tools.dbt import engines
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
 from mesh_tools.state.file import BuildState, load_state, state_dir
@@ -93,7 +93,6 @@ def plan_domain_build(
     mesh: Mesh, domain: Domain, target: str | None, publish: bool, full: bool, verbose: bool, run: BuildReport
 ) -> BuildPlan:
     """What this build of the domain runs (state/plan.py), measuring what it must first."""
-    from mesh_tools.dbt import runner as dbt_runner
     from mesh_tools.dbt.staleness import code_fingerprint
 
     name, profile = target_name(mesh, domain, target)
@@ -111,15 +110,11 @@ def plan_domain_build(
     # the storage as the last build left it or not, before anything of this build (freshness runs the
     # project's on-run-start hooks) writes into it
     fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity) if profile else None
-    if profile is not None and profile.adapter == "postgres":  # before freshness: it measures the loaded rows
-        long = postgres_engine.long_names(str(profile.schema or domain.name), list(domain.upstream_names))
-        if long:
-            raise ConfigError(
-                f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name}: schema {long[0]} "
-                "would be longer than PostgreSQL's 63 bytes and be cut (two could become one): give the target a "
-                "shorter `schema`."
-            )
-        _load_landing(mesh, domain, target, name, profile, state, own, verbose, run)
+    engine = engines.find_engine(profile.adapter) if profile is not None else None
+    if profile is not None and engine is not None:  # before freshness: it measures the loaded rows
+        _refuse_profile_problems(domain, profile, engine)
+        if engine.loads_landing:
+            _load_landing(mesh, domain, target, name, profile, state, own, verbose, run)
     fresh = None
     if mesh.health.source_freshness and has_freshness_checks(domain) and _freshness_wanted(domain, state, own):
         fresh = _measure_freshness(mesh, domain, target, name, verbose, run)
@@ -134,45 +129,86 @@ def plan_domain_build(
             or state
         )
     if isinstance(state, BuildState) and fingerprint is not None and profile is not None:
-        if profile.adapter == "duckdb":
-            observed.watched = {str(profile.database or "").lower(), *_attachment_aliases(domain, profile).values()}
-        if state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
-            state = "its storage is not the one its last build wrote (the profile points elsewhere)"
-        elif state.storage and fingerprint != state.storage:
-            state = _storage_changed(mesh, domain, profile, state, fingerprint, observed, target) or state
+        state = _compare_storage(mesh, domain, target, profile, engine, state, fingerprint, observed)
     if isinstance(state, BuildState):
         looked_up = fingerprint is None or fingerprint != state.storage or fingerprint[0][1:] == ["warehouse"]
-        relations = relations_to_check(state.manifest) if looked_up else []
-        candidates = _stored_source_candidates(state, observed)
-        if relations or candidates:
-            try:
-                found = dbt_runner.run_macro(
-                    domain.path, "relation_kinds", {"relations": relations + candidates}, target=target,
-                    profiles_dir=mesh.profiles_dir, verbose=verbose,
-                )  # fmt: skip
-                kinds = {str(uid): kind for uid, kind in found}
-                missing = {str(r[3]) for r in relations if kinds.get(str(r[3])) is None}
-                observed.kinds.update({str(c[3]): str(kinds.get(str(c[3]))) for c in candidates})
-            except (MeshError, TypeError, ValueError) as exc:
-                state = f"its relations could not be checked ({first_lines(str(exc), 1)})"
+        state, missing = _look_up_relations(mesh, domain, target, verbose, state, observed, looked_up)
     if isinstance(state, BuildState) and publish:
         unreleased = _unreleased(mesh, domain, state)
     if isinstance(state, BuildState):
-        recorded = state.file.env if state.file is not None else {}
-        env_changed = any(recorded.get(n, v) != v for n, v in observed.env.items())
-        informs = any(state.manifest.own_sources()) or any(state.manifest.products(domain.name))
-        if (own != state.own or env_changed) and informs:  # locations and metadata as they are now
-            observed.current = _parse_now(mesh, domain, target, name, verbose)
-            if observed.current is not None and any(state.manifest.products(domain.name)):
-                metadata = changed_metadata(state.manifest, observed.current, domain.name)
-        counted = [s for s in (observed.current or state.manifest).own_sources() if change_detection(s) == "row_count"]
-        if counted:
-            observed.counts = _count_rows(mesh, domain, target, verbose, counted, run)
+        metadata = _observe_now(mesh, domain, target, name, verbose, state, observed, own, run)
     plan = plan_build(domain, state, code, fresh, missing, unreleased, project_digest(domain), metadata, observed)
     plan.own = own
     run.full_reason = plan.why_full or None
     run.unseen = list(plan.unseen)
     return plan
+
+
+def _refuse_profile_problems(domain: Domain, profile: ProfileInfo, engine: engines.Engine) -> None:
+    """What in the domain's profile stops a build on its engine (what only stops publishing is doctor's)."""
+    for problem in engine.profile_problems(str(profile.schema or domain.name), domain.upstream_names,
+                                           profile.stored, profile.profiles_file, profile.target):  # fmt: skip
+        if not problem.publish_only:
+            raise ConfigError(f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name} "
+                              f"{problem.message}. {problem.fix}")  # fmt: skip
+
+
+def _compare_storage(
+    mesh: Mesh, domain: Domain, target: str | None, profile: ProfileInfo, engine: engines.Engine | None,
+    state: BuildState, fingerprint: list[Any], observed: Observed,
+) -> BuildState | str:  # fmt: skip
+    """The storage now against what the last build left: another storage, or a write since, decides."""
+    if engine is not None and engine.catalog_per_file:
+        observed.watched = {str(profile.database or "").lower(), *_attachment_aliases(domain, profile).values()}
+    if state.storage and {e[0] for e in fingerprint} != {e[0] for e in state.storage}:
+        return "its storage is not the one its last build wrote (the profile points elsewhere)"
+    if state.storage and fingerprint != state.storage:
+        return _storage_changed(mesh, domain, profile, state, fingerprint, observed, target) or state
+    return state
+
+
+def _look_up_relations(
+    mesh: Mesh, domain: Domain, target: str | None, verbose: bool, state: BuildState, observed: Observed,
+    looked_up: bool,
+) -> tuple[BuildState | str, set[str]]:  # fmt: skip
+    """The relations the last build left that are gone (asked of the database, through dbt), and the kinds of
+    the sources that may live in a fingerprinted file; a database that cannot answer means a full build."""
+    from mesh_tools.dbt import runner as dbt_runner
+
+    relations = relations_to_check(state.manifest) if looked_up else []
+    candidates = _stored_source_candidates(state, observed)
+    if not relations and not candidates:
+        return state, set()
+    try:
+        found = dbt_runner.run_macro(
+            domain.path, "relation_kinds", {"relations": relations + candidates}, target=target,
+            profiles_dir=mesh.profiles_dir, verbose=verbose,
+        )  # fmt: skip
+        kinds = {str(uid): kind for uid, kind in found}
+    except (MeshError, TypeError, ValueError) as exc:
+        return f"its relations could not be checked ({first_lines(str(exc), 1)})", set()
+    observed.kinds.update({str(c[3]): str(kinds.get(str(c[3]))) for c in candidates})
+    return state, {str(r[3]) for r in relations if kinds.get(str(r[3])) is None}
+
+
+def _observe_now(
+    mesh: Mesh, domain: Domain, target: str | None, name: str, verbose: bool, state: BuildState,
+    observed: Observed, own: str, run: BuildReport,
+) -> dict[str, str]:  # fmt: skip
+    """The project as it is now where its own code or environment changed (a parse: locations and metadata),
+    and the row counts of sources whose change is detected by counting; the products' changed metadata."""
+    metadata: dict[str, str] = {}
+    recorded = state.file.env if state.file is not None else {}
+    env_changed = any(recorded.get(n, v) != v for n, v in observed.env.items())
+    informs = any(state.manifest.own_sources()) or any(state.manifest.products(domain.name))
+    if (own != state.own or env_changed) and informs:  # locations and metadata as they are now
+        observed.current = _parse_now(mesh, domain, target, name, verbose)
+        if observed.current is not None and any(state.manifest.products(domain.name)):
+            metadata = changed_metadata(state.manifest, observed.current, domain.name)
+    counted = [s for s in (observed.current or state.manifest).own_sources() if change_detection(s) == "row_count"]
+    if counted:
+        observed.counts = _count_rows(mesh, domain, target, verbose, counted, run)
+    return metadata
 
 
 def _stored_source_candidates(state: BuildState, observed: Observed) -> list[list[str | None]]:
@@ -223,7 +259,7 @@ def _storage_changed(
     changed = {str(e[0]) for e in now if before.get(str(e[0])) != e}
     main = str(profile.files[0])
     if {main, main + ".wal"} & changed:
-        if profile.adapter == "spark" or storage_shared(mesh, domain, profile.files, target):
+        if engines.engine_for(profile.adapter).shared_storage or storage_shared(mesh, domain, profile.files, target):
             observed.watched.discard(str(profile.database or "").lower())  # other domains' builds change it
             return None
         return (
@@ -278,7 +314,6 @@ def _load_landing(
     from a `dbt parse` into the state folder. A source without local landing files is left alone.
     """
     from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.engines import postgres
 
     manifest = state.manifest if isinstance(state, BuildState) and state.own == own else None
     if manifest is None:
@@ -298,7 +333,7 @@ def _load_landing(
             continue
         schema, table = str(source.get("schema") or ""), str(source.get("identifier") or source.name)
         sources.append((schema, table, files, landing_fingerprint(domain, location) or ""))
-    loaded = postgres.load_landing(profile, sources)
+    loaded = engines.engine_for(profile.adapter).load_landing(profile, sources)
     if loaded:
         run.notes.append(f"loaded its landing files into {', '.join(loaded)}")
 

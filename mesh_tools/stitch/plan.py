@@ -463,12 +463,13 @@ def release_bodies(
             bodies[node.unique_id] = unpublished_sql(key, manifest.project)
             continue
         descriptor = release.descriptor
-        columns = [(c.name, c.type) for c in descriptor.columns] if descriptor.engine == "duckdb" else None
+        columns = [(c.name, c.type) for c in descriptor.columns]
         try:
             if descriptor.warehouse is not None:
                 bodies[node.unique_id] = warehouse_sql(descriptor, domain.name)
             else:
-                bodies[node.unique_id] = read_parquet_sql(release.data_path_for(domain.name), columns)
+                path = release.data_path_for(domain.name)  # fetched (from an object store) only here
+                bodies[node.unique_id] = read_parquet_sql(path, columns, descriptor.engine)
         except ValueError as exc:
             raise ArtifactError(f"{release.where}: release cannot be read safely ({exc}).") from None
         consumed[key] = descriptor.release_id

@@ -157,11 +157,11 @@ def claim(
 
     ``relations``: relation -> the product its stub view serves. Only relations new to the ledger for that
     storage are looked up (one dbt run-operation, only when there are some), and only in a DuckDB file."""
-    from mesh_tools.dbt import profiles
-    from mesh_tools.dbt.engines import duckdb as duckdb_engine
+    from mesh_tools.dbt import engines, profiles
 
     profile = profiles.load_profile(domain.path, target, profiles_dir)
-    if profile.adapter != duckdb_engine.NAME or profile.storage is None:
+    engine = engines.find_engine(profile.adapter)
+    if engine is None or not engine.local_stub_views or profile.storage is None:
         return []  # a warehouse or a storage elsewhere (md:, s3) is not opened here
     storage = _storage_key(domain, profile.storage)
     new = sorted(set(relations) - ledger.checked.get(storage, set()))
@@ -244,13 +244,13 @@ def drop_retired(domain: Domain, ledger: Ledger, target: str | None, profiles_di
 
     MeshError (with what to do) when the storage cannot be changed now: the views stay recorded and the
     next stitch tries again."""
-    from mesh_tools.dbt import profiles
-    from mesh_tools.dbt.engines import duckdb as duckdb_engine
+    from mesh_tools.dbt import engines, profiles
 
     if not ledger.retired:
         return []
     profile = profiles.load_profile(domain.path, target, profiles_dir)
-    if profile.adapter != duckdb_engine.NAME or profile.storage is None:
+    engine = engines.find_engine(profile.adapter)
+    if engine is None or not engine.local_stub_views or profile.storage is None:
         return []  # a warehouse revokes grants instead; a storage elsewhere (md:, s3) is not opened here
     storage = str(profile.storage)
     pending = ledger.pending(storage)

@@ -22,8 +22,7 @@ import yaml
 from mesh_tools import __version__
 from mesh_tools.core.errors import ArtifactError, ConfigError, display_path
 from mesh_tools.core.paths import safe_name, safe_version
-from mesh_tools.dbt.engines import duckdb as duckdb_engine
-from mesh_tools.dbt.engines import spark as spark_engine
+from mesh_tools.dbt import engines
 from mesh_tools.dbt.literal import jinja_text, schema_entry
 from mesh_tools.dbt.packages import HEADER, MARKER
 from mesh_tools.model.datatypes import PLAIN, checked_type, column_quote, contract_problems, is_type
@@ -54,11 +53,7 @@ def stub_name(node: Node) -> str:
 
 
 def _mark_hook() -> str:
-    return (
-        "{% if target.type == 'duckdb' %}comment on view {{ this }} is '"
-        + STUB_MARK
-        + " of {{ this.schema }}.{{ this.identifier }}, made by mesh stitch'{% endif %}"
-    )
+    return engines.stub_mark_jinja(STUB_MARK)
 
 
 def stub_files(
@@ -98,7 +93,7 @@ def stub_files(
         "   warehouse (one database for every domain) prefixed with the consumer's target schema. #}\n"
         "{% macro generate_schema_name(custom_schema_name, node) -%}\n"
         "{%- if not custom_schema_name -%}{{ target.schema }}\n"
-        "{%- elif target.type in ('duckdb', 'spark') -%}{{ custom_schema_name | trim }}\n"
+        "{%- elif " + engines.stub_schema_test() + " -%}{{ custom_schema_name | trim }}\n"
         "{%- else -%}{{ target.schema }}_{{ custom_schema_name | trim }}{%- endif -%}\n"
         "{%- endmacro %}\n"
     )
@@ -134,17 +129,14 @@ def stub_files(
     return files
 
 
-def read_parquet_sql(path: Path, duckdb_columns: list[tuple[str, str]] | None = None) -> str:
+def read_parquet_sql(path: Path, columns: list[tuple[str, str]] | None = None, producer: str | None = "duckdb") -> str:
     """The view body reading one release's data file, in the SQL of the engine the consumer builds on.
 
     Decided when dbt compiles (``target.type``), so one stitched package serves every target. On
-    DuckDB each column is cast back to the producer's own type (``duckdb_columns``, when the
-    producer built on DuckDB): types Parquet cannot hold as such arrive exactly as published.
+    the producer's own engine each column is cast back to its type (``columns``): types Parquet
+    cannot hold as such arrive exactly as published.
     """
-    duckdb_sql = duckdb_engine.read_release_sql(str(path), duckdb_columns)
-    spark_sql = spark_engine.read_release_sql(str(path))
-    spark, duckdb = jinja_text(spark_sql), jinja_text(duckdb_sql)  # paths and column names are data
-    return "{% if target.type == 'spark' %}" + spark + "{% else %}" + duckdb + "{% endif %}"
+    return engines.read_release_jinja(str(path), producer, columns)
 
 
 def warehouse_sql(descriptor: ReleaseDescriptor, consumer: str) -> str:
@@ -154,29 +146,18 @@ def warehouse_sql(descriptor: ReleaseDescriptor, consumer: str) -> str:
     table's readers (the warehouse's grants decide in the end). Only a consumer building on the
     same warehouse can read it: on any other target the view fails with what to do.
     """
-    from mesh_tools.dbt.engines import postgres as postgres_engine
-
     location = descriptor.warehouse
     assert location is not None
-    postgres_engine.check_location(descriptor)  # another domain's file names tables only as the mesh makes them
-    table = location.table
-    if location.clear_table and consumer in location.clear_readers:
-        table = location.clear_table
-    sql = postgres_engine.read_release_sql(location.releases_schema, table)
+    engine = engines.find_engine(location.engine)
+    sql = engine.read_table_release_sql(descriptor, consumer) if engine is not None else None
+    if engine is None or sql is None:
+        raise ValueError(f"its warehouse engine {location.engine[:40]!r} keeps no releases in a warehouse")
     message = (
         f"{descriptor.product} release {descriptor.release_id} is a table in {descriptor.project}'s "
-        f"{location.engine} warehouse: build this domain on that warehouse too (--target with a "
-        f"{location.engine} profile)"
+        f"{engine.name} warehouse: build this domain on that warehouse too (--target with a "
+        f"{engine.name} profile)"
     )
-    return (
-        "{% if target.type == "
-        + json.dumps(location.engine)
-        + " %}"
-        + jinja_text(sql)
-        + "{% else %}"
-        + _failing_sql(message, "not_readable")
-        + "{% endif %}"
-    )
+    return engines.by_target({engine.name: jinja_text(sql)}, _failing_sql(message, "not_readable"))
 
 
 # A relation name as dbt writes one: one to three identifiers, each plain or quoted ("" or ``).

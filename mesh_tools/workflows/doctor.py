@@ -10,10 +10,14 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mesh_tools.core.errors import MeshError, display_path
 from mesh_tools.core.mesh import SKIPPED_DIRS, Domain, Mesh
 from mesh_tools.core.yamlfile import load_yaml
+
+if TYPE_CHECKING:
+    from mesh_tools.dbt.profiles import ProfileInfo
 
 BLOCKING, WARNING = "blocking", "warning"
 
@@ -155,18 +159,20 @@ def _packages_found(mesh: Mesh) -> list[str]:
     return found
 
 
-def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: object) -> None:
-    adapter = getattr(profile, "adapter", "")
-    where = display_path(getattr(profile, "profiles_file", domain.path))
-    if adapter not in ("duckdb", "spark"):
-        out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds on '{adapter}'", (
-            "The mesh builds and publishes DuckDB and Spark domains; choose a duckdb or spark target "
-            "(`mesh build --target NAME`)."
-        )))  # fmt: skip
-    elif adapter == "duckdb" and not getattr(profile, "files", ()) and not getattr(profile, "remote", ()):
-        out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds into an in-memory DuckDB database", (
-            "Its products would be gone before they are published: give the target a `path:` (a .duckdb file)."
-        )))  # fmt: skip
+def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: ProfileInfo) -> None:
+    """What the domain's engine says would stop its build or publish (an adapter without one: the one error)."""
+    from mesh_tools.dbt import engines
+
+    where = display_path(profile.profiles_file)
+    try:
+        engine = engines.engine_for(profile.adapter)
+    except engines.UnsupportedEngine as exc:
+        out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds on '{profile.adapter}'", str(exc)))
+        return
+    schema = str(profile.schema or domain.name)
+    for problem in engine.profile_problems(schema, domain.upstream_names, profile.stored, profile.profiles_file,
+                                           profile.target):  # fmt: skip
+        out.problems.append(Problem(BLOCKING, where, f"{domain.name} {problem.message}", problem.fix))
 
 
 def _hub_reachable() -> bool:

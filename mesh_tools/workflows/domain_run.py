@@ -16,8 +16,6 @@ from mesh_tools.core.errors import MeshError, describe_os_error, display_path
 from mesh_tools.core.files import open_nofollow
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.dbt import engines
-from mesh_tools.dbt.engines import duckdb as duckdb_engine
-from mesh_tools.dbt.engines import postgres as postgres_engine
 from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.dbt.staleness import before_dbt, others_of, record_parse
 from mesh_tools.exchange.publish import PublishOutcome
@@ -252,16 +250,14 @@ def _judge(mesh: Mesh, domain: Domain, command: str, target: str | None, invocat
         run.problems.append(
             explain_dbt_error(invocation.exception, manifests, domain.name)
             or _explain_encoding(domain, invocation.exception)
-            or duckdb_engine.explain_error(invocation.exception)
-            or postgres_engine.explain_error(invocation.exception, domain.name, target)
+            or engines.explain_error(invocation.exception, domain.name, target)
             or invocation.exception
         )
     if invocation.success and not run.problems:
         run.status = SUCCESS
     elif not run.problems:
         errors = invocation.errors[-5:] or [f"dbt {command} failed"]
-        explained = [duckdb_engine.explain_error(e) or postgres_engine.explain_error(e, name, target) or e
-                     for e in errors]  # fmt: skip
+        explained = [engines.explain_error(e, name, target) or e for e in errors]
         run.problems.extend(dict.fromkeys(explained))
 
 
@@ -446,7 +442,7 @@ def _count(run: DomainRun, domain: Domain, start_wall: float, target: str | None
         if kind in ("model", "seed", "snapshot") and own not in result.unique_id:
             run.upstream_views += 1
             if result.status == "error":
-                denied = postgres_engine.explain_error(result.message or "", domain.name, target)
+                denied = engines.explain_error(result.message or "", domain.name, target)
                 problem = denied or f"upstream view {result.unique_id}: {first_lines(result.message)}"
                 if problem not in run.problems:
                     run.problems.append(problem)

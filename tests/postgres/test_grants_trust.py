@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mesh_tools.core.mesh import load_mesh
-from mesh_tools.dbt.engines.postgres import Export, privilege_sql, publish_statements
+from mesh_tools.dbt.engines.postgres_grants import privilege_sql
+from mesh_tools.dbt.engines.postgres_publish import Export, publish_statements
 from mesh_tools.exchange.access import warehouse_roles
 from tests import pgserver
 from tests.conftest import Built, copy_demo, mesh_env, run_command, run_mesh
@@ -51,7 +52,7 @@ def test_the_bootstrap_refuses_a_hostile_role_name_and_its_sql_cannot_be_broken_
     """A role name with `$$` once ended the bootstrap's dollar quote: piped into psql, it made another domain's
     role a superuser. Such a name is refused with the profile that names it; and the SQL the mesh writes
     around a name, fed hostile names directly, creates roles with exactly those names and nothing else."""
-    from mesh_tools.workflows.grants import create_role_sql
+    from mesh_tools.dbt.engines.postgres_grants import create_role_sql
 
     root = copy_demo(tmp_path / "mesh")
     pg.admin("create database w2_bootstrap")
@@ -133,7 +134,7 @@ def test_a_role_that_is_not_one_domains_own_is_refused_with_the_profile_naming_i
     mesh = load_mesh(root)
     monkeypatch.setenv("MESH_PG_USER_FINANCE", "public")
     monkeypatch.setenv("MESH_PG_USER_SALES", "Marketing")  # one role for two domains: either reads what both may
-    roles = warehouse_roles(mesh, "postgres", None, "postgres")
+    roles = warehouse_roles(mesh, "postgres", None)
     assert dict(roles) == {"customers": "customers"}, roles
     assert set(roles.refused) == {"finance", "sales", "marketing"}
     assert re.match(r"\S*projects/finance/profiles\.yml, target postgres: finance names the role 'public'",

@@ -1,9 +1,9 @@
-"""Engines: one module per warehouse engine, answering every engine question the mesh asks.
+"""Engines: the registry of the warehouse engines the mesh runs on, keyed by dbt's adapter type.
 
 ``duckdb`` (the embedded default), ``spark`` (dbt-spark) and ``postgres`` (a shared warehouse,
-releases as tables): how a stub reads a release, how a
-product is written to a release and measured, which types cross a release exactly. The domain's
-engine is dbt's own answer: the ``adapter_type`` of its manifest, or of its profile's target.
+releases as tables), one module each, each a class answering the ``Engine`` protocol
+(engines/engine.py). The domain's engine is dbt's own answer: the ``adapter_type`` of its
+manifest, or of its profile's target. Adding an engine is one module and one line in ``_ENGINES``.
 """
 
 from __future__ import annotations
@@ -11,70 +11,150 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mesh_tools.core.errors import ArtifactError, StorageError, display_path
+from mesh_tools.core.errors import ConfigError
+from mesh_tools.dbt.engines.duckdb import (
+    DatabaseBusy,
+    DatabaseUnreadable,
+    DuckDB,
+    connect_local,
+    local_database,
+    local_profile,
+    mask_columns,
+    write_file,
+)
+from mesh_tools.dbt.engines.engine import (
+    Engine,
+    Exported,
+    ProfileProblem,
+    Storage,
+    UnpublishableData,
+    storage_problem,
+)
+from mesh_tools.dbt.engines.postgres import Postgres
+from mesh_tools.dbt.engines.spark import Spark
 
-# The engines the mesh publishes from; any other adapter builds, but cannot publish yet.
-SUPPORTED = ("duckdb", "spark", "postgres")
+__all__ = [
+    "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "ProfileProblem",
+    "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
+    "engine_for", "explain_error", "export", "find_engine", "local_database", "local_profile", "mask_columns",
+    "owns_its_process", "read_release_jinja", "sql_dialect", "storage_problem", "stub_mark_jinja",
+    "stub_schema_test", "write_file",
+]  # fmt: skip
+
+# The one registry: dbt adapter type -> engine. The first is the default (a manifest without an adapter type).
+_ENGINES: dict[str, Engine] = {e.name: e for e in (DuckDB(), Spark(), Postgres())}
+DEFAULT: Engine = next(iter(_ENGINES.values()))
+SUPPORTED = tuple(_ENGINES)
 
 
-class UnpublishableData(Exception):
-    """A product cannot be written to a release as it is (a type no release carries, a value out of range)."""
+class UnsupportedEngine(ConfigError):
+    """A domain builds on an adapter the mesh has no engine for."""
+
+    def __init__(self, adapter: str):
+        super().__init__(
+            f"the dbt adapter '{adapter}' is not an engine the mesh supports ({', '.join(SUPPORTED)}). A domain on it "
+            "that reads no other domain can still build without publishing (`mesh build --no-publish`, or `dbt "
+            "build` in its folder) and be checked (`mesh check`); publishing releases, reading other domains' "
+            "releases and measuring its products need one of those engines: choose a target on one (`--target NAME`)."
+        )
+
+
+def find_engine(adapter: str | None) -> Engine | None:
+    """The engine of dbt adapter ``adapter`` (None: the default, DuckDB), or None when the mesh has none for it.
+
+    For the steps a build without an engine skips; what cannot go without one calls ``engine_for``."""
+    return DEFAULT if adapter is None else _ENGINES.get(adapter)
+
+
+def engine_for(adapter: str | None) -> Engine:
+    """The engine of dbt adapter ``adapter`` (None: the default); UnsupportedEngine, the one error, otherwise."""
+    engine = find_engine(adapter)
+    if engine is None:
+        raise UnsupportedEngine(str(adapter))
+    return engine
 
 
 def owns_its_process(adapter: str | None) -> bool:
     """Whether the engine lives in the worker process and is bound to one domain (a Spark session's JVM,
     its warehouse and metastore): each domain then needs a process of its own."""
-    return adapter == "spark"
+    engine = find_engine(adapter)
+    return engine is not None and engine.owns_its_process
 
 
 def console_log(adapter: str | None) -> str | None:
     """The file in the domain's target folder that takes an in-process engine's console output, if any."""
-    return "spark.log" if adapter == "spark" else None
+    engine = find_engine(adapter)
+    return engine.console_log if engine is not None else None
 
 
 def sql_dialect(adapter: str | None) -> str:
-    """The SQL dialect (sqlglot's name) of the engine's SQL."""
-    return {"spark": "spark", "databricks": "databricks", "postgres": "postgres"}.get(str(adapter), "duckdb")
+    """sqlglot's name for the SQL an adapter runs: its engine's; an adapter of its own, sqlglot's dialect of
+    that name when there is one (databricks, snowflake ...), else DuckDB's."""
+    engine = find_engine(adapter)
+    if engine is not None:
+        return engine.sql_dialect
+    from sqlglot.dialects.dialect import Dialect
+
+    return str(adapter) if str(adapter) in Dialect.classes else DEFAULT.sql_dialect
 
 
-def export(domain: Any, adapter: str | None, products: list[Any], paths: list[Path], target: str | None,
-           profiles_dir: Path | None) -> list[tuple[int, list[Any]]]:  # fmt: skip
-    """Write each product to its data file; (rows, columns) of each. UnpublishableData with the column and fix."""
-    from mesh_tools.dbt.engines import duckdb as duckdb_engine
-    from mesh_tools.dbt.engines import spark as spark_engine
-
-    if adapter == spark_engine.NAME:
-        return spark_engine.export(domain, products, paths, target, profiles_dir)
-    if adapter not in (None, duckdb_engine.NAME):
-        raise UnpublishableData(
-            f"{domain.name} builds on '{adapter}', which the mesh does not publish from yet "
-            "(DuckDB and Spark are supported)."
-        )
-    return duckdb_engine.export(domain, products, paths, target, profiles_dir)
+def explain_error(message: str, consumer: str, target: str | None) -> str | None:
+    """The first engine's clearer message for a dbt failure (each knows only its own errors), or None."""
+    return next((e for e in (x.explain_error(message, consumer, target) for x in _ENGINES.values()) if e), None)
 
 
-_STORAGE = {
-    "No space left on device": "no space left on the device: free some space and publish again",
-    "Disk quota exceeded": "disk quota exceeded: free some space and publish again",
-    "Read-only file system": "the file system is read-only: publishing needs write access to the exchange",
-    "Permission denied": "permission denied: run as a user who may write the exchange",
-}
+def export(domain: Any, adapter: str | None, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+    """Write each product to its Parquet file; (rows, columns) of each. UnpublishableData with the column and fix."""
+    engine = find_engine(adapter)
+    if engine is None:
+        raise UnpublishableData(f"{domain.name}: {UnsupportedEngine(str(adapter))}")
+    return engine.export(domain, products, paths, profile)
 
 
-def write_file(con: Any, sql: str, path: Path) -> Any:
-    """Run a statement that writes ``path``; a full or read-only disk is a StorageError naming it."""
-    import duckdb
-
-    try:
-        return con.execute(sql)
-    except duckdb.Error as exc:
-        storage = storage_problem(str(exc))
-        if storage:
-            raise StorageError(f"{display_path(path)}: cannot write the release data: {storage}") from None
-        detail = " ".join(str(exc).split())
-        raise ArtifactError(f"{display_path(path)}: cannot write the release data: {detail}") from None
+# -- what a stub package says per engine: decided when dbt compiles (``target.type``), so one stitched
+#    package serves every target
 
 
-def storage_problem(message: str) -> str | None:
-    """The file-system fault behind an engine's failed write (full, read-only, permission), in one phrase."""
-    return next((what for needle, what in _STORAGE.items() if needle in message), None)
+def by_target(choices: dict[str, str], default: str) -> str:
+    """Jinja choosing among ``choices`` (engine name -> text) by ``target.type``, else ``default``.
+
+    Engines giving the same text share one test; with no choices, the default alone. Engine names are the
+    registry's own (plain identifiers), never a domain's data."""
+    grouped: dict[str, list[str]] = {}
+    for name, text in choices.items():
+        grouped.setdefault(text, []).append(name)
+    out, keyword = "", "if"
+    for text, names in grouped.items():
+        test = f"== '{names[0]}'" if len(names) == 1 else "in (" + ", ".join(f"'{n}'" for n in names) + ")"
+        out += f"{{% {keyword} target.type {test} %}}{text}"
+        keyword = "elif"
+    if not out:
+        return default
+    return f"{out}{{% else %}}{default}{{% endif %}}" if default else f"{out}{{% endif %}}"
+
+
+def read_release_jinja(path: str, producer: str | None, columns: list[tuple[str, str]] | None) -> str:
+    """A stub view's body reading one Parquet release, in the SQL of the engine the consumer builds on.
+
+    On the producer's own engine the columns are cast back to its types (``columns``): types Parquet cannot
+    hold as such arrive exactly as published. Paths and column names are data, never Jinja."""
+    from mesh_tools.dbt.literal import jinja_text
+
+    default = jinja_text(str(DEFAULT.read_release_sql(path, producer, columns)))
+    choices = {}
+    for engine in _ENGINES.values():
+        sql = engine.read_release_sql(path, producer, columns) if engine is not DEFAULT else None
+        if sql is not None:  # an engine that reads no files gets the default's SQL (and its error)
+            choices[engine.name] = jinja_text(sql)
+    return by_target(choices, default)
+
+
+def stub_mark_jinja(mark: str) -> str:
+    """The post-hook marking a stub view as the mesh's, on the engines that keep a comment on it."""
+    choices = {e.name: sql for e in _ENGINES.values() if (sql := e.stub_mark_sql(mark)) is not None}
+    return by_target(choices, "")
+
+
+def stub_schema_test() -> str:
+    """A Jinja test true on engines where a stub's schema is its own (a database per domain)."""
+    return "target.type in (" + ", ".join(f"'{e.name}'" for e in _ENGINES.values() if e.schema_per_domain) + ")"

@@ -14,10 +14,24 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
+from mesh_tools.dbt.engines.engine import (
+    Exported,
+    FileEngine,
+    ProfileProblem,
+    Storage,
+    UnpublishableData,
+    local_file,
+    storage_problem,
+)
+
+if TYPE_CHECKING:
+    import duckdb
 
 NAME = "duckdb"
 
@@ -139,9 +153,7 @@ def explain_error(message: str) -> str | None:
     return None
 
 
-def export(
-    domain: Any, products: list[Any], paths: list[Path], target: str | None, profiles_dir: Path | None
-) -> list[tuple[int, list[Any]]]:
+def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
     """Through the domain's own dbt connection, in one invocation: describe each product, copy it with carrier types.
 
     Then check, from the files alone, that every column comes back as its carrier type reads back.
@@ -149,7 +161,6 @@ def export(
     import duckdb
 
     from mesh_tools.dbt import runner as dbt_runner
-    from mesh_tools.dbt.engines import UnpublishableData, storage_problem
     from mesh_tools.dbt.runtime import install_runtime
     from mesh_tools.model.release import ReleaseColumn
 
@@ -158,7 +169,7 @@ def export(
     try:
         reported = dbt_runner.run_macro(
             domain.path, "duckdb_export", {"exports": exports, **export_rules()},
-            target=target, profiles_dir=profiles_dir,
+            target=profile.target, profiles_dir=profile.profiles_file.parent,
         )  # fmt: skip
     except MeshError as exc:
         storage = storage_problem(str(exc))
@@ -190,3 +201,134 @@ def export(
     if len(out) != len(products):
         raise ArtifactError(f"{domain.name}: the export reported {len(out)} of {len(products)} products.")
     return out
+
+
+def write_file(con: Any, sql: str, path: Path) -> Any:
+    """Run a statement that writes ``path``; a full or read-only disk is a StorageError naming it."""
+    import duckdb
+
+    try:
+        return con.execute(sql)
+    except duckdb.Error as exc:
+        storage = storage_problem(str(exc))
+        if storage:
+            raise StorageError(f"{display_path(path)}: cannot write the release data: {storage}") from None
+        detail = " ".join(str(exc).split())
+        raise ArtifactError(f"{display_path(path)}: cannot write the release data: {detail}") from None
+
+
+# -- the mesh's own embedded database: Parquet files (releases, landing data) and the health history
+
+
+class DatabaseBusy(MeshError):
+    """Another process holds the DuckDB file for writing (one writer or many readers per file)."""
+
+
+class DatabaseUnreadable(MeshError):
+    """The file is not a DuckDB database this DuckDB can open."""
+
+
+def connect_local(path: Path | None = None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection of the mesh's own: in memory (reading and writing Parquet files), or on a file.
+
+    DatabaseBusy or DatabaseUnreadable, with DuckDB's first line, when the file cannot be opened."""
+    import duckdb
+
+    try:
+        return duckdb.connect(str(path) if path is not None else ":memory:", read_only=read_only)
+    except duckdb.IOException as exc:
+        raise DatabaseBusy(str(exc).splitlines()[0]) from None
+    except duckdb.Error as exc:
+        raise DatabaseUnreadable(str(exc).splitlines()[0]) from None
+
+
+@contextmanager
+def local_database(path: Path | None = None, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``connect_local`` as a context: the connection is closed at its end."""
+    con = connect_local(path, read_only)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def mask_columns(clear: Path, data: Path, columns: Sequence[tuple[str, str]]) -> None:
+    """Write ``data`` as the Parquet file ``clear`` with ``columns`` (name, Parquet type) NULL, same names and types."""
+    nulls = ", ".join(f"cast(null as {type_}) as {quote(name)}" for name, type_ in columns)
+    with local_database() as con:
+        copy = f"copy (select * replace ({nulls}) from read_parquet({literal(str(clear))})) to {literal(str(data))}"
+        write_file(con, f"{copy} (format parquet, compression zstd)", data)
+
+
+def local_profile(path: str) -> dict[str, Any]:
+    """A dbt target building into the DuckDB file ``path`` (relative to the project)."""
+    return {"type": NAME, "path": path}
+
+
+# -- the engine
+
+
+class DuckDB(FileEngine):
+    """DuckDB, embedded: one database file per domain; releases are Parquet files it writes and reads."""
+
+    name = NAME
+    sql_dialect = "duckdb"
+    owns_its_process = False
+    console_log: str | None = None
+    shared_storage = False
+    catalog_per_file = True
+    schema_per_domain = True
+    local_stub_views = True
+
+    def storage(self, project_dir: Path, credentials: Any) -> Storage:
+        files: list[Path] = []
+        attached: list[str] = []
+        remote: list[str] = []
+        main = local_file(project_dir, getattr(credentials, "path", None))
+        if main is not None:
+            files.append(main)
+        elif str(getattr(credentials, "path", "")) != ":memory:":
+            remote.append(str(credentials.path))
+        for attachment in getattr(credentials, "attach", None) or []:
+            path = local_file(project_dir, attachment.path)
+            alias = attachment.alias or (Path(str(attachment.path)).stem if path else str(attachment.path))
+            mode = " (read-only)" if attachment.read_only else ""
+            attached.append(f"{alias} = {attachment.path}{mode}")
+            if path is not None:
+                files.append(path)
+            else:
+                remote.append(str(attachment.path))
+        return Storage(files=tuple(files), attached=tuple(attached), remote=tuple(remote))
+
+    def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
+                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+        if storage.files or storage.remote:
+            return []
+        return [ProfileProblem(
+            "builds into an in-memory DuckDB database",
+            "Its products would be gone before they are published: give the target a `path:` (a .duckdb file).",
+        )]  # fmt: skip
+
+    def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
+        return explain_error(message)
+
+    def read_release_sql(self, path: str, producer: str | None, columns: list[tuple[str, str]] | None) -> str:
+        # a DuckDB producer's types are cast back exactly; another engine's are what Parquet holds
+        return read_release_sql(path, columns if producer == NAME else None)
+
+    def stub_mark_sql(self, mark: str) -> str:
+        return (
+            "comment on view {{ this }} is '"
+            + mark
+            + " of {{ this.schema }}.{{ this.identifier }}, made by mesh stitch'"
+        )
+
+    def measure_sql(self, relation: str, keys: Sequence[str]) -> list[str]:
+        nulls = "".join(f", sum(case when {quote(k)} is null then 1 else 0 end)" for k in keys)
+        return [f"describe {relation}", f"select count(*){nulls} from {relation}"]
+
+    def lineage_namespace(self, storage: Storage) -> str | None:
+        return f"duckdb://{Path(storage.files[0]).resolve()}" if storage.files else None
+
+    def export(self, domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+        return export(domain, products, paths, profile)

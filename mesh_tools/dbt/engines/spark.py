@@ -7,10 +7,12 @@ a DuckDB domain writes. A Spark consumer reads a release with ``parquet.`<path>`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
+from mesh_tools.dbt.engines.engine import Exported, FileEngine, ProfileProblem, Storage
 
 NAME = "spark"
 
@@ -30,18 +32,14 @@ def table_files(warehouse: Path, node: dict[str, Any]) -> str:
     return "read_parquet('" + str(folder / "*.parquet").replace("'", "''") + "')"
 
 
-def export(
-    domain: Any, products: list[Any], paths: list[Path], target: str | None, profiles_dir: Path | None
-) -> list[tuple[int, list[Any]]]:
+def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
     """From the Parquet files of each product's table in the local Spark warehouse."""
     import duckdb
 
-    from mesh_tools.dbt import profiles
     from mesh_tools.dbt.engines import duckdb as duckdb_engine
-    from mesh_tools.dbt.engines import write_file
+    from mesh_tools.dbt.engines.duckdb import write_file
     from mesh_tools.model.release import ReleaseColumn
 
-    profile = profiles.load_profile(domain.path, target, profiles_dir)
     if profile.warehouse is None or not profile.warehouse.is_dir():
         raise ArtifactError(f"{domain.name}: its Spark warehouse folder was not found; build the domain first.")
     out = []
@@ -62,3 +60,49 @@ def export(
     finally:
         con.close()
     return out
+
+
+class Spark(FileEngine):
+    """Spark through dbt-spark: one metastore and warehouse folder for every domain; releases are Parquet files."""
+
+    name = NAME
+    sql_dialect = "spark"
+    owns_its_process = True  # a session's JVM, warehouse and metastore are bound to the process
+    console_log: str | None = "spark.log"
+    shared_storage = True
+    catalog_per_file = False
+    schema_per_domain = True
+    local_stub_views = False
+
+    def storage(self, project_dir: Path, credentials: Any) -> Storage:
+        if str(getattr(credentials, "method", "")) != "session":
+            return Storage()  # a cluster (thrift, http, odbc): nothing on this machine
+        params = getattr(credentials, "server_side_parameters", None) or {}
+        folder = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
+        warehouse = folder if folder.is_absolute() else (project_dir / folder).resolve()
+        return Storage(files=(warehouse,), warehouse=warehouse)
+
+    def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
+                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+        return []
+
+    def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
+        return None
+
+    def read_release_sql(self, path: str, producer: str | None, columns: list[tuple[str, str]] | None) -> str:
+        return read_release_sql(path)
+
+    def stub_mark_sql(self, mark: str) -> str | None:
+        return None
+
+    def measure_sql(self, relation: str, keys: Sequence[str]) -> list[str]:
+        from mesh_tools.dbt.engines.duckdb import DuckDB
+
+        # DuckDB's statements with Spark's quotes: dbt-spark names relations with backticks
+        return [statement.replace('"', "`") for statement in DuckDB().measure_sql(relation, keys)]
+
+    def lineage_namespace(self, storage: Storage) -> str | None:
+        return f"spark://{Path(storage.warehouse).resolve()}" if storage.warehouse else None
+
+    def export(self, domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+        return export(domain, products, paths, profile)

@@ -17,63 +17,13 @@ refused and granted nothing (exchange/access.py): a grant it holds is drift like
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
-from mesh_tools.dbt.engines import postgres
-from mesh_tools.dbt.engines.postgres import literal, quote
+from mesh_tools.dbt import engines
+from mesh_tools.dbt.engines import postgres, postgres_grants, postgres_publish
 from mesh_tools.exchange.access import Privilege, desired, warehouse_roles
-
-# Every privilege a role holds through others on objects the domain's role owns (PUBLIC included).
-_ACTUAL_SQL = """
-with me as (select oid from pg_roles where rolname = current_user)
-select n.nspname, null, null, a.privilege_type,
-       case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end
-from pg_namespace n cross join lateral aclexplode(n.nspacl) a
-where n.nspowner = (select oid from me) and a.grantee <> n.nspowner
-union all
-select n.nspname, c.relname, null, a.privilege_type,
-       case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end
-from pg_class c join pg_namespace n on n.oid = c.relnamespace cross join lateral aclexplode(c.relacl) a
-where c.relowner = (select oid from me) and a.grantee <> c.relowner and c.relkind in ('r', 'v', 'm', 'p', 'f')
-union all
-select n.nspname, c.relname, t.attname, a.privilege_type,
-       case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end
-from pg_attribute t join pg_class c on c.oid = t.attrelid join pg_namespace n on n.oid = c.relnamespace
-cross join lateral aclexplode(t.attacl) a
-where c.relowner = (select oid from me) and a.grantee <> c.relowner and t.attnum > 0
-order by 1, 2, 3, 4, 5
-"""
-
-
-# Superusers read everything whatever they are granted: a consumer whose role is one is refused.
-_SUPERUSERS = "select rolname from pg_roles where rolsuper order by 1"
-
-
-# Which relations each view of a schema reads (its rewrite rule's dependencies): exact, never by name.
-def _reads_sql(schema: str) -> str:
-    return (
-        "select v.relname, tn.nspname, t.relname from pg_class v "
-        "join pg_namespace vn on vn.oid = v.relnamespace "
-        "join pg_rewrite r on r.ev_class = v.oid "
-        "join pg_depend d on d.objid = r.oid and d.classid = 'pg_rewrite'::regclass "
-        "and d.refclassid = 'pg_class'::regclass "
-        "join pg_class t on t.oid = d.refobjid and t.oid <> v.oid "
-        "join pg_namespace tn on tn.oid = t.relnamespace "
-        f"where vn.nspname = {literal(schema)} and v.relkind = 'v' group by 1, 2, 3 order by 1, 2, 3"
-    )
-
-
-def _relations_sql(schemas: tuple[str, str]) -> str:
-    names = ", ".join(literal(x) for x in schemas)
-    return (
-        "select n.nspname, c.relname, pg_get_userbyid(c.relowner) from pg_class c join pg_namespace n "
-        f"on n.oid = c.relnamespace where n.nspname in ({names}) and c.relkind in ('r', 'v') "
-        "union all select n.nspname, null, pg_get_userbyid(n.nspowner) from pg_namespace n "
-        f"where n.nspname in ({names})"
-    )
 
 
 @dataclass
@@ -112,17 +62,19 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
         profile = profiles.load_profile(domain.path, target, mesh.profiles_dir)
     except MeshError:
         return None
-    if profile.adapter != postgres.NAME or not profile.user:
+    engine = engines.find_engine(profile.adapter)
+    if engine is None or not engine.releases_in_warehouse or not profile.user:
         return None
     prefix = str(profile.schema or name)
     problem = postgres.prefix_problem(prefix, profile.profiles_file, profile.target)
     if problem:
         raise ConfigError(problem)
     if roles is None:
-        roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+        roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
-    rows = postgres.run(domain, [_ACTUAL_SQL, _reads_sql(products), _relations_sql((releases, products)), _SUPERUSERS],
-                        target, mesh.profiles_dir)  # fmt: skip
+    reads = [postgres_grants.ACTUAL_SQL, postgres_grants.view_reads_sql(products),
+             postgres_grants.relations_sql((releases, products)), postgres_grants.SUPERUSERS_SQL]  # fmt: skip
+    rows = postgres.run(domain, reads, target, mesh.profiles_dir)
     policy = desired(mesh, domain, prefix, roles, superusers=frozenset(str(r[0]) for r in rows[3]))
     have: set[Privilege] = {(str(s), n, c, str(p), str(g)) for s, n, c, p, g in rows[0]}
     reads: dict[str, set[tuple[str, str]]] = {}
@@ -147,11 +99,11 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
     for view, table in sorted(policy.pointers.items()):
         if (products, view) in existing and (releases, table) in existing and reads.get(view) != {(releases, table)}:
             plan.repoint.append(view)
-            plan.statements.append(postgres.switch_pointer_sql((products, view), (releases, table)))
+            plan.statements.append(postgres_publish.switch_pointer_sql((products, view), (releases, table)))
             plan.drift = [p for p in plan.drift if p[1] != view]  # the switch revokes them
             plan.missing += sorted(p for p in want if p[1] == view and p not in plan.missing)
-    plan.statements += [postgres.privilege_sql(p, grant=False) for p in plan.drift]
-    plan.statements += [postgres.privilege_sql(p, grant=True) for p in plan.missing]
+    plan.statements += [postgres_grants.privilege_sql(p, grant=False) for p in plan.drift]
+    plan.statements += [postgres_grants.privilege_sql(p, grant=True) for p in plan.missing]
     return plan
 
 
@@ -172,7 +124,7 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
     """
     from mesh_tools.dbt import profiles
 
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir, postgres.NAME)
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     problems = [roles.refused[n] for n in sorted(roles.refused)]
     where = "the command line"
     for name, domain in mesh.domains.items():
@@ -183,7 +135,7 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
         except MeshError:
             continue
         database, where = (str(profile.database), roles.where[name]) if profile.database else (None, where)
-    if database is not None and (not _DATABASE.fullmatch(database) or len(database.encode()) > postgres.MAX_IDENTIFIER):
+    if database is not None and not postgres_grants.plain_database(database):
         problems.append(
             f"{where}: the database {database[:80]!r} is not a plain name (letters, digits, underscores and hyphens, "
             "not starting with a digit or hyphen, at most 63 bytes). Name the warehouse's database so."
@@ -195,26 +147,4 @@ def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -
         )
     if not roles:
         return []
-    db = quote(database or "mesh")
-    lines: list[str] = []
-    lines.append(f"-- run once as an administrator of {database or 'mesh'}; then `\\password <role>` for each role")
-    lines.append(f"revoke all on database {db} from public;")
-    lines.append("revoke create on schema public from public;")
-    for name, role in sorted(roles.items()):  # again with a new domain: roles that exist are kept
-        lines.append(f"-- {name if postgres.plain_identifier(name) else repr(name)}")
-        lines.append(create_role_sql(role) + ";")
-        lines.append(f"grant connect, create, temporary on database {db} to {quote(role)};")
-    return lines
-
-
-def create_role_sql(role: str) -> str:
-    """Create the login role ``role`` unless it exists: the name reaches the server as a literal only, and
-    ``format('%I')`` makes the statement (whatever the name, it cannot end the block or add statements)."""
-    return postgres.do_block(
-        f"begin if not exists (select from pg_roles where rolname = {literal(role)}) then "
-        f"execute format('create role %I login', {literal(role)}); end if; end"
-    )
-
-
-# A database name as the bootstrap writes it into SQL and into a comment line.
-_DATABASE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+    return postgres_grants.bootstrap_statements(database or "mesh", dict(sorted(roles.items())))
