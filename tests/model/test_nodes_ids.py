@@ -76,8 +76,10 @@ def test_a_model_id_and_its_product_key_are_one_product(project: str, model: str
         ("model.sales.fct_orders.v1.5", ("model", "sales", "fct_orders", "1.5", None, None)),
         ("model.sales.fct_orders", ("model", "sales", "fct_orders", None, None, None)),
         ("source.sales.raw.orders", ("source", "sales", "orders", None, "raw", None)),
-        ("test.sales.not_null_fct_orders_id.5fb22c2710", ("test", "sales", "not_null_fct_orders_id", None, None,
-                                                           "5fb22c2710")),  # fmt: skip
+        (
+            "test.sales.not_null_fct_orders_id.5fb22c2710",
+            ("test", "sales", "not_null_fct_orders_id", None, None, "5fb22c2710"),
+        ),  # fmt: skip
         ("test.sales.assert_positive", ("test", "sales", "assert_positive", None, None, None)),
         ("unit_test.sales.fct_orders.test_totals", ("unit_test", "sales", "test_totals", None, "fct_orders", None)),
         ("function.sales.is_positive", ("function", "sales", "is_positive", None, None, None)),
