@@ -14,7 +14,7 @@ from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.graph import closure, invert
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import RunResults
-from mesh_tools.model.nodes import split_product_key
+from mesh_tools.model.nodes import product_key, split_product_key
 from mesh_tools.store.exchange import Exchange, open_exchange, wanted_release
 from mesh_tools.store.receipts import read_receipt
 from mesh_tools.store.verify import Verifier
@@ -66,7 +66,7 @@ def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
     exchange = verifier.exchange
     out = []
     for model, number in exchange.products_of(domain):
-        label = f"{domain}.{model}" + ("" if number is None else f".v{number}")
+        label = product_key(domain, model, number)
         try:
             checked = verifier.current(domain, model, number)
         except (MeshError, OSError) as exc:

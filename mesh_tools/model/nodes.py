@@ -90,6 +90,12 @@ class NodeId:
         return str(self).split(".", 2)[2]
 
     @property
+    def label(self) -> str:
+        """How a page names it: ``fct_orders v2``, ``raw.orders`` (a source), ``fct_orders`` (unversioned)."""
+        name = f"{self.scope}.{self.name}" if self.scope is not None and self.resource_type == "source" else self.name
+        return f"{name} v{self.version}" if self.version is not None else name
+
+    @property
     def is_shareable(self) -> bool:
         return self.resource_type in SHAREABLE
 
@@ -134,6 +140,29 @@ def _parse_node_id(unique_id: str) -> NodeId:
     return NodeId(kind, package, local)
 
 
+def resource_type_of(unique_id: str) -> str:
+    """The resource type a unique_id starts with (``model``, ``test`` ...), without reading the rest."""
+    return unique_id.partition(".")[0]
+
+
+def package_of(unique_id: str) -> str | None:
+    """The package (project) of a unique_id, or None for a string that is no unique_id."""
+    node = NodeId.read(unique_id)
+    return node.package if node is not None else None
+
+
+def name_of(unique_id: str) -> str:
+    """The name in a unique_id (``fct_orders`` of ``model.sales.fct_orders.v2``), or the text as it is."""
+    node = NodeId.read(unique_id)
+    return node.name if node is not None else unique_id
+
+
+def local_name(unique_id: str) -> str:
+    """What follows the package in a unique_id (``fct_orders.v2``, ``raw.orders``), or the text as it is."""
+    node = NodeId.read(unique_id)
+    return node.local if node is not None else unique_id
+
+
 def stub_id(unique_id: str) -> str:
     """The unique_id a product has in its consumers' manifests, where its stub is a model: a model keeps its own,
     a seed's or snapshot's (``seed.revenue.integers``) becomes a model's (``model.revenue.integers``)."""
@@ -167,6 +196,11 @@ class ProductKey:
     def node_id(self) -> NodeId:
         """The unique_id of its model (a seed's or snapshot's stub is a model too)."""
         return NodeId.model(self.domain, self.model, self.version)
+
+    @property
+    def local(self) -> str:
+        """The key without its domain (``fct_orders.v2``): the product's name within its project."""
+        return str(self).split(".", 1)[1]
 
     @property
     def unversioned(self) -> str:
@@ -310,9 +344,14 @@ class Node(Mapping[str, Any]):
         return f"{self.name} v{self.version}" if self.version is not None else self.name
 
     @property
+    def product(self) -> ProductKey:
+        """Its product key, structured, for a model, a seed or a snapshot."""
+        return ProductKey(self.package, self.name, self.version)
+
+    @property
     def key(self) -> str:
         """Its product key (``project.name[.vN]``), for a model, a seed or a snapshot."""
-        return product_key(self.package, self.name, self.version)
+        return str(self.product)
 
     # -- properties
     @property

@@ -68,7 +68,7 @@ def pin_for(
     for pins in ([settings.pins] if settings else []) + [domain.pins]:
         pin = pins.get(product_key(project, model, version))
         if pin is None and (version is None or version == latest):
-            pin = pins.get(f"{project}.{model}")
+            pin = pins.get(product_key(project, model, None))
         if pin is not None:
             return pin
     return None
@@ -80,7 +80,7 @@ def channels_for(domain: Domain, project: str, model: str, version: str | None, 
     env = env or current_env()
     settings = _env_settings(domain, env)
     if settings is not None:
-        for key in (product_key(project, model, version), f"{project}.{model}", project):
+        for key in (product_key(project, model, version), product_key(project, model, None), project):
             if key in settings.channels:
                 chosen = settings.channels[key]
                 return [chosen] if isinstance(chosen, str) else list(chosen)

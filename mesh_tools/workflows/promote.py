@@ -26,7 +26,7 @@ from mesh_tools.core.channels import check_channel
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.governance.rules.versions import breaking_changes
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, product_key
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.exchange import open_exchange
 
@@ -96,7 +96,7 @@ def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = 
         if release_id is None:
             continue
         previous, tag = exchange.read_pointer(domain, model, version, dest)
-        key = f"{domain}.{model}" + (f".v{version}" if version is not None else "")
+        key = product_key(domain, model, version)
         step = Promotion(key, release_id, previous, [])
         try:
             # verified by hash: the store's own bytes, not a copy cached before someone changed them
