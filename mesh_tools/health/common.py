@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from mesh_tools.model.nodes import local_name
+from mesh_tools.model.nodes import NodeId
 
 # Reports one problem of the product being judged: (kind, status, message, **Problem fields).
 Report = Callable[..., None]
@@ -28,7 +28,8 @@ def hours(delta: timedelta) -> float:
 
 def label(uid: str) -> str:
     """A unique_id without its resource type and project (``raw.tickets``, ``fct_orders.v2``)."""
-    return local_name(uid)
+    node = NodeId.read(uid)
+    return node.local if node is not None else uid
 
 
 def date(value: datetime | None) -> str:

@@ -158,9 +158,10 @@ def name_of(unique_id: str) -> str:
 
 
 def local_name(unique_id: str) -> str:
-    """What follows the package in a unique_id (``fct_orders.v2``, ``raw.orders``), or the text as it is."""
+    """What follows the package in a unique_id (``fct_orders.v2``, ``raw.orders``); of a shorter text (a
+    hand-made ``project.name``), its last part."""
     node = NodeId.read(unique_id)
-    return node.local if node is not None else unique_id
+    return node.local if node is not None else unique_id.rpartition(".")[2]
 
 
 def stub_id(unique_id: str) -> str:
