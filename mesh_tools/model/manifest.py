@@ -121,6 +121,15 @@ class Manifest:
         label = project or path.parent.parent.name
         fix = fix or f"Parse or build the domain first: `mesh build {label}`."
         data = read_json(path, "manifest", fix, required)
+        return cls.filtered(data, path, project, fix, excluded=excluded, included=included)
+
+    @classmethod
+    def filtered(
+        cls, data: dict[str, Any], path: Path, project: str | None, fix: str, *,
+        excluded: tuple[str, ...] = (), included: tuple[str, ...] = (),
+    ) -> Manifest:  # fmt: skip
+        """A manifest already read from ``path`` (or a published interface, which has a manifest's shape), with
+        dbt-loom's package filters applied; ArtifactError when it is another project's."""
         manifest = cls(data, path, project)
         name = manifest.metadata.get("project_name")
         if project is not None and name is not None and name != project:

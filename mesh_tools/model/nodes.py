@@ -51,7 +51,7 @@ _VERSION_TAIL = re.compile(r"v[\w.-]+")  # what dbt keeps as a version: 2, 1.5, 
 _SCOPED = ("source", "unit_test")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class NodeId:
     """A dbt ``unique_id``, read once: ``model.sales.fct_orders.v2`` is (model, sales, fct_orders, version "2").
 
@@ -171,7 +171,7 @@ def stub_id(unique_id: str) -> str:
     return str(node.as_model()) if node is not None else unique_id
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class ProductKey:
     """A data product's key, ``sales.fct_orders.v2`` (``customers.dim_customers`` unversioned): the key of
     pointers, pins, receipts and leases, written by ``__str__`` and read by ``parse``, nowhere else."""

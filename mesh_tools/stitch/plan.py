@@ -12,6 +12,7 @@ from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.datatypes import contract_problems
+from mesh_tools.model.interface import PublishedInterface
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node, NodeId, ProductKey, product_key, resource_type_of
 from mesh_tools.model.release import Contract, without_code
@@ -119,7 +120,8 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     interface = None
     if interface_path is not None:
         fix = f"The interface {project} published in the exchange is unusable: publish {project} again."
-        interface = Manifest.load(interface_path, project, fix, **filters)
+        published = PublishedInterface.read(interface_path, project, fix)
+        interface = Manifest.filtered(published.as_json(), interface_path, project, fix, **filters)
     elif working is None and project not in mesh.domains:
         raise _never_published(exchange, domain, project)
     offered: dict[tuple[str, str | None], Node] = {}

@@ -33,6 +33,7 @@ from mesh_tools.core.files import (
 from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
+from mesh_tools.model.interface import INTERFACE_LIMIT  # bounds the descriptors too (each carries its node)
 from mesh_tools.model.nodes import product_key
 from mesh_tools.model.odcs import CONTRACT_FILE, local_server, s3_server
 from mesh_tools.model.release import ReleaseDescriptor
@@ -41,7 +42,6 @@ from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backen
 ENV_VARIABLE = "MESH_ENV"
 LOG_FILE = "log.jsonl"
 ORPHAN_SECONDS = 3600  # an unfinished release older than this is a dead publisher's: swept
-INTERFACE_LIMIT = 64 * 1024 * 1024  # bytes of a published interface: another checkout's file, read before trusted
 
 
 def new_release_id(salt: str) -> str:
