@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from html import escape
 
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node, stub_id
+from mesh_tools.model.nodes import Node, NodeId, package_of, resource_type_of, stub_id
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 190, 26, 70, 16, 12
 
@@ -42,7 +42,7 @@ class Graph:
             if stub_id(uid) != uid:
                 self._shared(stub_id(uid), uid)
             for parent in node.depends_on:
-                if parent.split(".")[0] in ("model", "seed", "snapshot", "source"):
+                if resource_type_of(parent) in ("model", "seed", "snapshot", "source"):
                     parent = self.stubs.get(parent, parent)
                     self.parents[uid].add(parent)
                     self.children[parent].add(uid)
@@ -65,7 +65,13 @@ class Graph:
         return self.project_of(parent) != self.project_of(child)
 
     def project_of(self, uid: str) -> str:
-        return self.project.get(uid) or uid.split(".")[1]
+        return self.project.get(uid) or package_of(uid) or uid
+
+
+def _label_of_id(uid: str) -> str:
+    """The label of a node the graph has no manifest node of, from its id alone."""
+    read = NodeId.read(uid)
+    return read.label if read is not None else uid
 
 
 def _label(node: Node) -> str:
@@ -158,7 +164,7 @@ def draw(
         x, y = position[uid]
         project = graph.project_of(uid)
         fill = colors.get(project, "#f6f8fa")
-        text = f"{project} · {graph.label.get(uid, uid.split('.')[-1])}"
+        text = f"{project} · {graph.label.get(uid) or _label_of_id(uid)}"
         short = text if len(text) <= 27 else text[:26] + "…"  # the full name is the node's tooltip
         stroke = "#0969da" if uid == focus else "#57606a"
         box = (

@@ -26,6 +26,7 @@ from mesh_tools.dbt.engines import postgres_grants, postgres_publish
 from mesh_tools.exchange.retention import apply_retention
 from mesh_tools.model import odcs
 from mesh_tools.model.datatypes import contract_problems
+from mesh_tools.model.interface import PublishedInterface
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
     BuildInfo,
@@ -36,7 +37,6 @@ from mesh_tools.model.release import (
     ReleaseDescriptor,
     ReleaseInterface,
     TestSummary,
-    without_code,
 )
 from mesh_tools.store.exchange import Exchange, new_release_id, open_exchange
 
@@ -173,19 +173,10 @@ def publish_interface(exchange: Exchange, domain: Domain) -> None:
     import json
 
     data = json.loads(domain.manifest_path.read_text(encoding="utf-8"))
-    nodes = {
-        uid: without_code(node)
-        for uid, node in (data.get("nodes") or {}).items()
-        if Node(uid, node).is_shareable and Node(uid, node).is_public  # a model, seed or snapshot (as dbt-loom reads)
-        and node.get("package_name") == domain.name
-    }  # fmt: skip
-    groups = {k: g for k, g in (data.get("groups") or {}).items() if g.get("package_name") == domain.name}
-    kept = ("project_name", "dbt_version", "adapter_type", "invocation_id", "generated_at", "dbt_schema_version")
-    meta = {k: (data.get("metadata") or {}).get(k) for k in kept}
-    interface = {"metadata": meta, "nodes": nodes, "groups": groups, "sources": {}, "macros": {}}
+    interface = PublishedInterface.of_manifest(data, domain.name)
     key = exchange.interface_key(domain.name)
-    if nodes or exchange.backend.read(key) is not None:  # a domain that never offered a product has none
-        exchange.backend.write(key, json.dumps(interface).encode("utf-8"))
+    if interface.nodes or exchange.backend.read(key) is not None:  # a domain that never offered a product has none
+        exchange.backend.write(key, interface.to_bytes())
 
 
 def _discard(exchange: Exchange, scratches: list[tuple[str, Path]], placed: list[ReleaseDescriptor],

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.model.nodes import product_key
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.exchange import Exchange
 from mesh_tools.store.receipts import every_hold
@@ -47,7 +48,7 @@ def apply_retention(
         except MeshError:
             return []
         newest = set(ids[-mesh.exchange.retention :])
-        unversioned_key = f"{descriptor.project}.{descriptor.model}"
+        unversioned_key = product_key(descriptor.project, descriptor.model, None)
         for release_id in ids:
             if release_id in newest or release_id in current:
                 continue

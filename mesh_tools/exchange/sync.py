@@ -14,7 +14,7 @@ from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.graph import closure, invert
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import RunResults
-from mesh_tools.model.nodes import split_product_key
+from mesh_tools.model.nodes import ProductKey, product_key, split_product_key
 from mesh_tools.store.exchange import Exchange, open_exchange, wanted_release
 from mesh_tools.store.receipts import read_receipt
 from mesh_tools.store.verify import Verifier
@@ -54,9 +54,9 @@ class DomainState:
         }
 
 
-def _wanted(exchange: Exchange, domain: Domain, key: str) -> str | None:
+def _wanted(exchange: Exchange, domain: Domain, key: ProductKey) -> str | None:
     """The release ``domain`` would read of ``key`` now: its pin, else the first of its channels' current."""
-    return wanted_release(exchange, domain, *split_key(key))
+    return wanted_release(exchange, domain, key.domain, key.model, key.version)
 
 
 def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
     exchange = verifier.exchange
     out = []
     for model, number in exchange.products_of(domain):
-        label = f"{domain}.{model}" + ("" if number is None else f".v{number}")
+        label = product_key(domain, model, number)
         try:
             checked = verifier.current(domain, model, number)
         except (MeshError, OSError) as exc:
@@ -120,13 +120,12 @@ def domain_states(mesh: Mesh) -> list[DomainState]:
             if receipt is None:
                 state.never_built = True
             else:
-                state.consumed = dict(receipt["releases"])
-                state.channels = dict(receipt.get("channels") or {})
-                used = receipt.get("used") or list(state.consumed)
-                for key in used:
+                state.consumed = {str(k): v for k, v in receipt.releases.items()}
+                state.channels = {str(k): v for k, v in receipt.channels.items()}
+                for key in receipt.used:
                     wanted = _wanted(exchange, domain, key)
-                    if wanted is not None and wanted != state.consumed.get(key):
-                        state.behind[key] = wanted
+                    if wanted is not None and wanted != receipt.releases.get(key):
+                        state.behind[str(key)] = wanted
         states.append(state)
     return states
 

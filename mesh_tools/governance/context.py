@@ -11,7 +11,7 @@ from typing import Any
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.governance.rule import Finding
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, NodeId, package_of
 from mesh_tools.store.exchange import Exchange, open_exchange
 
 
@@ -83,7 +83,7 @@ class CheckContext:
     def cross_refs(self) -> list[CrossRef]:
         """Every read of another project's model by a domain's own nodes, from the consumers' manifests."""
         return [
-            CrossRef(consumer, node, upstream.split(".")[1], upstream)
+            CrossRef(consumer, node, NodeId.parse(upstream).package, upstream)
             for consumer, manifest in self.manifests.items()
             for node, upstream in manifest.foreign_reads()
         ]
@@ -91,7 +91,8 @@ class CheckContext:
     def producer_node(self, unique_id: str) -> Node | None:
         """A node as its own project's manifest describes it (None when that project is not loaded); a stub's
         model id names the seed or snapshot it stands for."""
-        manifest = self.manifests.get(unique_id.split(".")[1])
+        project = package_of(unique_id)
+        manifest = self.manifests.get(project) if project is not None else None
         return manifest.shared_node(unique_id) if manifest else None
 
     def consumers_of(self, unique_id: str) -> list[CrossRef]:

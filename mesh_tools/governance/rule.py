@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from mesh_tools.model.nodes import NodeId
+
 if TYPE_CHECKING:
     from mesh_tools.governance.context import CheckContext
 
@@ -42,10 +44,20 @@ class Finding:
         """The model's name, as waivers name it (``fct_orders``, or ``fct_orders.v1``)."""
         if self.node is None:
             return None
-        parts = self.node.split(".")
-        if parts[0] in ("model", "source", "seed", "snapshot") and len(parts) >= 3:
-            return ".".join(parts[2:])
+        node = NodeId.read(self.node)
+        if node is not None and node.resource_type in ("model", "source", "seed", "snapshot"):
+            return node.local
         return self.node
+
+    @property
+    def model_name(self) -> str | None:
+        """The name a waiver may give for every version of it (``fct_orders``; a source's: its source, ``raw``)."""
+        node = NodeId.read(self.node) if self.node is not None else None
+        if node is not None and node.resource_type in ("model", "seed", "snapshot"):
+            return node.name
+        if node is not None and node.resource_type == "source":
+            return node.scope or node.name
+        return self.model.partition(".")[0] if self.model is not None else None  # a model's name, as written
 
 
 @dataclass(frozen=True)

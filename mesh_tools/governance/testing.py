@@ -34,12 +34,13 @@ from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.registry import BUILTIN
 from mesh_tools.governance.rule import Finding, Rule
 from mesh_tools.model.manifest import Manifest
+from mesh_tools.model.nodes import NodeId, ProductKey
 
 ColumnSpec = str | Mapping[str, Any] | None  # a data type, or the column's properties (``pii: True`` is meta)
 
 
-def _uid(kind: str, project: str, name: str, version: Any = None) -> str:
-    return f"{kind}.{project}.{name}" + (f".v{version}" if version is not None else "")
+def _uid(kind: str, project: str, name: str, version: Any = None, scope: str | None = None) -> str:
+    return str(NodeId(kind, project, name, None if version is None else str(version), scope=scope))
 
 
 def _column(name: str, spec: ColumnSpec) -> dict[str, Any]:
@@ -174,13 +175,14 @@ class DomainSpec:
 
     def test(self, model_uid: str, test: str, column: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """A generic data test on a model (``unique``, ``not_null``, ...)."""
-        model = model_uid.split(".")[2]
-        uid = _uid("test", self.name, f"{test}_{model}_{column or 'model'}_{len(self.nodes)}")
+        model = NodeId.parse(model_uid).name
+        name = f"{test}_{model}_{column or 'model'}_{len(self.nodes)}"
+        uid = _uid("test", self.name, name)
         node = {
             "unique_id": uid,
             "resource_type": "test",
             "package_name": self.name,
-            "name": uid.split(".")[-1],
+            "name": name,
             "original_file_path": "models/schema.yml",
             "column_name": column,
             "attached_node": model_uid,
@@ -204,7 +206,7 @@ class DomainSpec:
         database: str | None = None,
     ) -> dict[str, Any]:
         """A source table; by default fresh within a day and with a ``loaded_at_field``."""
-        uid = _uid("source", self.name, f"{source_name}.{name}")
+        uid = _uid("source", self.name, name, scope=source_name)
         node = {
             "unique_id": uid,
             "resource_type": "source",
@@ -255,12 +257,13 @@ class DomainSpec:
     def hook(self, sql: str, when: str = "on-run-start") -> dict[str, Any]:
         """An on-run-start / on-run-end hook (dbt's ``operation`` node)."""
         index = sum(1 for n in self.nodes.values() if n["resource_type"] == "operation")
-        uid = _uid("operation", self.name, f"{self.name}-{when}-{index}")
+        name = f"{self.name}-{when}-{index}"
+        uid = _uid("operation", self.name, name)
         node = {
             "unique_id": uid,
             "resource_type": "operation",
             "package_name": self.name,
-            "name": uid.split(".")[-1],
+            "name": name,
             "original_file_path": "./dbt_project.yml",
             "raw_code": sql,
             "depends_on": {"nodes": [], "macros": []},
@@ -271,10 +274,9 @@ class DomainSpec:
 
     # -- reading
     def _ref(self, ref: str) -> str:
-        parts = ref.split(".")
-        if len(parts) == 1:
+        if "." not in ref:
             return _uid("model", self.name, ref)
-        return ".".join(["model", *parts])
+        return str(ProductKey.parse(ref).node_id)  # another project's product: ``sales.fct_orders[.v2]``
 
     def manifest_json(self) -> dict[str, Any]:
         """The domain's manifest.json as dbt would write it (the parts the mesh reads)."""

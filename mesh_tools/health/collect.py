@@ -30,6 +30,7 @@ from mesh_tools.health.inputs import (
 from mesh_tools.health.measure import measure_products
 from mesh_tools.health.pending import clear_pending, pending_runs
 from mesh_tools.model.manifest import NodeResult
+from mesh_tools.model.nodes import ProductKey, name_of, package_of, resource_type_of
 
 # The governance findings over some domains (by name), as rows of the history's ``findings`` table
 # (domain, code, rule, severity, node, message); MeshError when they cannot be evaluated.
@@ -87,8 +88,8 @@ def collect(
 def _counts(results: tuple[NodeResult, ...], domain: str) -> dict[str, int]:
     counts = {"models": 0, "models_failed": 0, "tests_passed": 0, "tests_failed": 0, "tests_warned": 0}
     for result in results:
-        kind, _, rest = result.unique_id.partition(".")
-        if not rest.startswith(domain + "."):
+        kind = resource_type_of(result.unique_id)
+        if package_of(result.unique_id) != domain:
             continue
         status = result.status
         if kind == "model":
@@ -160,8 +161,8 @@ def _node_rows(cid: str, name: str, art: DomainArtifacts) -> list[dict[str, Any]
     rows = []
     for result in results.results:
         uid = result.unique_id
-        kind, _, rest = uid.partition(".")
-        if not rest.startswith(name + "."):
+        kind = resource_type_of(uid)
+        if package_of(uid) != name:
             continue  # a stub view of an upstream product: the producer's health, not ours
         node = manifest.nodes.get(uid) or manifest.unit_tests.get(uid)
         attached = attached_models(node) if kind in ("test", "unit_test") else []
@@ -172,7 +173,7 @@ def _node_rows(cid: str, name: str, art: DomainArtifacts) -> list[dict[str, Any]
                 "invocation_id": art.invocation_id,
                 "unique_id": uid,
                 "resource_type": kind,
-                "name": node.name if node is not None else uid.split(".")[-1],
+                "name": node.name if node is not None else name_of(uid),
                 "attached_to": attached[0] if attached else None,
                 "status": result.status,
                 "execution_time": result.execution_time,
@@ -232,7 +233,8 @@ def _collect_publications(mesh: Mesh, history: History, collection: Collection) 
                 continue
             kind = str(event.get("event", ""))
             product = event.get("product")
-            domain = event.get("consumer") or event.get("domain") or (str(product).split(".")[0] if product else None)
+            producer = ProductKey.parse(str(product)).domain if product else None
+            domain = event.get("consumer") or event.get("domain") or producer
             detail = {k: v for k, v in event.items() if k not in ("at", "event", "product", "release_id", "rows")}
             rows.append(
                 {

@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from mesh_tools.model.nodes import NodeId
+
 # Reports one problem of the product being judged: (kind, status, message, **Problem fields).
 Report = Callable[..., None]
 
@@ -26,8 +28,8 @@ def hours(delta: timedelta) -> float:
 
 def label(uid: str) -> str:
     """A unique_id without its resource type and project (``raw.tickets``, ``fct_orders.v2``)."""
-    parts = uid.split(".")
-    return ".".join(parts[2:]) if len(parts) > 2 else uid
+    node = NodeId.read(uid)
+    return node.local if node is not None else uid
 
 
 def date(value: datetime | None) -> str:

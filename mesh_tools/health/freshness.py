@@ -10,7 +10,7 @@ from mesh_tools.health.common import Report, first_line, hours, label
 from mesh_tools.health.facts import Facts
 from mesh_tools.health.report import Freshness, SourceState
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, package_of, resource_type_of
 
 
 def sources_of(manifest: Manifest, domain: str, uid: str, facts: Facts) -> list[SourceState]:
@@ -35,7 +35,7 @@ def sources_of(manifest: Manifest, domain: str, uid: str, facts: Facts) -> list[
                             error_after_hours=row["error_after_hours"],
                         )
                     )
-            elif parent.startswith("model.") and parent.split(".")[1] == domain:
+            elif resource_type_of(parent) == "model" and package_of(parent) == domain:
                 queue.append(parent)
     return sorted(found, key=lambda s: s.source)
 

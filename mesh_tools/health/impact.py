@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections import deque
 
 from mesh_tools.health.report import RANK, Impacted, Problem, ProductHealth, worst
+from mesh_tools.model.nodes import package_of, resource_type_of
 
 
 def consumers(products: dict[str, ProductHealth], children: dict[str, set[str]]) -> None:
     """Each product's consumers: the other domains whose nodes read it."""
     for product in products.values():
         product.consumers = sorted(
-            {kid.split(".")[1] for kid in children.get(product.node, ()) if kid.split(".")[1] != product.domain}
+            {p for kid in children.get(product.node, ()) if (p := package_of(kid)) not in (None, product.domain)}
         )
 
 
@@ -25,7 +26,7 @@ def downstream_of(
     while queue:
         uid = queue.popleft()
         for kid in sorted(children.get(uid, ())):
-            if kid in seen or not kid.startswith("model."):
+            if kid in seen or resource_type_of(kid) != "model":
                 continue
             seen[kid] = seen[uid] + 1
             queue.append(kid)

@@ -15,7 +15,7 @@ from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Domain
 from mesh_tools.model.freshness import FreshnessResults
 from mesh_tools.model.manifest import Manifest, RunResults
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, resource_type_of
 
 RUN_COMMANDS = {"build", "run", "test", "seed", "snapshot", "retry", None}
 
@@ -77,7 +77,7 @@ def attached_models(node: Node | None) -> list[str]:
         return []
     if node.attached_node:
         return [node.attached_node]
-    return [p for p in node.depends_on if p.startswith("model.")]
+    return [p for p in node.depends_on if resource_type_of(p) == "model"]
 
 
 def stage_results(domain: Domain, invocation_id: str | None) -> list[RunResults]:

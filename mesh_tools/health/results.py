@@ -13,7 +13,7 @@ from mesh_tools.health.history import History
 from mesh_tools.health.inputs import DomainArtifacts, attached_models
 from mesh_tools.health.report import Kind, Problem, Tests
 from mesh_tools.model.manifest import Manifest, NodeResult
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, package_of, resource_type_of
 
 
 class TestIndex:
@@ -81,8 +81,8 @@ def domain_only_problems(
     manifest, results = art.manifest, art.run_results
     for result in results.results if results is not None else ():
         uid = result.unique_id
-        kind, _, rest = uid.partition(".")
-        if not rest.startswith(name + ".") or uid in products:
+        kind = resource_type_of(uid)
+        if package_of(uid) != name or uid in products:
             continue
         node = (manifest.nodes.get(uid) or manifest.unit_tests.get(uid)) if manifest is not None else None
         is_test = kind in ("test", "unit_test")

@@ -395,7 +395,7 @@ def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: s
                 job = _job(emitter.namespace, f"{domain.name}.consume.{node.key}", "CONSUME",
                            description=f"{domain.name} reads the release of {node.key} (the mesh's stub)")  # fmt: skip
             else:
-                job = _job(emitter.namespace, f"{domain.name}.{node.key.split('.', 1)[1]}", node.resource_type.upper(),
+                job = _job(emitter.namespace, f"{domain.name}.{node.product.local}", node.resource_type.upper(),
                            sql=node.raw.get("compiled_code") or None, description=node.description or None)  # fmt: skip
             parent = _parent(emitter, job_name, facts.run_id)
             events.append(_event("START", _iso(started, facts.started_at), run_id, job, inputs, [output], parent))

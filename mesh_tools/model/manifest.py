@@ -16,7 +16,7 @@ from typing import Any
 
 from mesh_tools.core.errors import ArtifactError, display_path
 from mesh_tools.core.jsonfile import TooLarge, read_artifact_text
-from mesh_tools.model.nodes import SHAREABLE, Node, stub_id
+from mesh_tools.model.nodes import SHAREABLE, Node, NodeId, resource_type_of, stub_id
 
 
 def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -> Any:
@@ -121,6 +121,15 @@ class Manifest:
         label = project or path.parent.parent.name
         fix = fix or f"Parse or build the domain first: `mesh build {label}`."
         data = read_json(path, "manifest", fix, required)
+        return cls.filtered(data, path, project, fix, excluded=excluded, included=included)
+
+    @classmethod
+    def filtered(
+        cls, data: dict[str, Any], path: Path, project: str | None, fix: str, *,
+        excluded: tuple[str, ...] = (), included: tuple[str, ...] = (),
+    ) -> Manifest:  # fmt: skip
+        """A manifest already read from ``path`` (or a published interface, which has a manifest's shape), with
+        dbt-loom's package filters applied; ArtifactError when it is another project's."""
         manifest = cls(data, path, project)
         name = manifest.metadata.get("project_name")
         if project is not None and name is not None and name != project:
@@ -242,7 +251,7 @@ class Manifest:
         """The node of this project a consumer's read of ``unique_id`` names: the node itself, or the seed or
         snapshot behind a stub's model id (``model.revenue.integers`` for ``seed.revenue.integers``)."""
         node = self.nodes.get(unique_id)
-        if node is not None or not unique_id.startswith("model."):
+        if node is not None or resource_type_of(unique_id) != "model":
             return node
         return next(
             (n for n in self.own_shareable() if n.resource_type != "model" and stub_id(n.unique_id) == unique_id), None
@@ -298,8 +307,8 @@ class Manifest:
             if node.package != self.project:
                 continue
             for parent in node.depends_on:
-                parts = parent.split(".")
-                if parts[0] in SHAREABLE and len(parts) >= 3 and parts[1] != self.project:
+                read = NodeId.read(parent)
+                if read is not None and read.is_shareable and read.package != self.project:
                     yield node, parent
 
 
@@ -389,7 +398,7 @@ class RunResults:
     def count(self, statuses: Iterable[str], resource_types: Iterable[str] | None = None) -> int:
         wanted, kinds = set(statuses), set(resource_types or ())
         return sum(
-            1 for r in self.results if r.status in wanted and (not kinds or r.unique_id.split(".", 1)[0] in kinds)
+            1 for r in self.results if r.status in wanted and (not kinds or resource_type_of(r.unique_id) in kinds)
         )
 
 

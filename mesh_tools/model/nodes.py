@@ -1,4 +1,7 @@
-"""A node of a dbt manifest (model, test, source, seed, snapshot, operation, unit test), typed.
+"""A node of a dbt manifest (model, test, source, seed, snapshot, operation, unit test), typed, and its names.
+
+The names are read and written here only: ``NodeId`` (a dbt ``unique_id``) and ``ProductKey`` (``sales.fct_orders.v2``,
+the key of pointers, pins, receipts and leases); no other module splits or joins them by hand.
 
 A ``Node`` answers the questions features ask (its meta, its columns, its product key, who may
 read it) in one place, and still reads as the mapping dbt wrote (``node["name"]``,
@@ -10,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 
@@ -41,33 +45,184 @@ def is_pii(meta: dict[str, Any] | None) -> bool:
 # snapshots (dbt-core 1.11 gives only a model an ``access`` of its own; a seed's or snapshot's lives in its config).
 SHAREABLE = ("model", "seed", "snapshot")
 
+_VERSION_TAIL = re.compile(r"v[\w.-]+")  # what dbt keeps as a version: 2, 1.5, beta, 2.0-rc1
+# resource types whose unique_id holds a scope between package and name: a source's source (``source.p.raw.orders``),
+# a unit test's model (``unit_test.p.fct_orders.test_totals``)
+_SCOPED = ("source", "unit_test")
+
+
+@dataclass(frozen=True)
+class NodeId:
+    """A dbt ``unique_id``, read once: ``model.sales.fct_orders.v2`` is (model, sales, fct_orders, version "2").
+
+    dbt writes ``<resource_type>.<package>.<rest>``, and ``rest`` by type: a model's name and ``.v<version>`` (the
+    version may hold dots: ``v: 1.5``), a source's or unit test's scope then name, a data test's name then its hash,
+    anything else (seed, snapshot, function, macro, operation, exposure ...) its name. A project or model name
+    holds no dot (dbt refuses one), which is what makes the reading unambiguous."""
+
+    resource_type: str
+    package: str
+    name: str
+    version: str | None = None  # a model's version
+    scope: str | None = None  # a source's source name, a unit test's model
+    suffix: str | None = None  # a generic data test's hash
+
+    @classmethod
+    def parse(cls, unique_id: str) -> NodeId:
+        """The parts of ``unique_id``; ValueError when it has no ``type.package.name`` shape."""
+        return _parse_node_id(unique_id)
+
+    @classmethod
+    def read(cls, unique_id: str) -> NodeId | None:
+        """``parse``, or None for a string that is no unique_id (a stub's placeholder, a hand-written waiver)."""
+        try:
+            return _parse_node_id(unique_id)
+        except ValueError:
+            return None
+
+    @classmethod
+    def model(cls, package: str, name: str, version: str | None = None) -> NodeId:
+        return cls("model", package, name, version)
+
+    @property
+    def local(self) -> str:
+        """What follows the package (``fct_orders.v2``, ``raw.orders``): the node's name within its project."""
+        return str(self).split(".", 2)[2]
+
+    @property
+    def label(self) -> str:
+        """How a page names it: ``fct_orders v2``, ``raw.orders`` (a source), ``fct_orders`` (unversioned)."""
+        name = f"{self.scope}.{self.name}" if self.scope is not None and self.resource_type == "source" else self.name
+        return f"{name} v{self.version}" if self.version is not None else name
+
+    @property
+    def is_shareable(self) -> bool:
+        return self.resource_type in SHAREABLE
+
+    @property
+    def product(self) -> ProductKey:
+        """The product key of a model, seed or snapshot (``sales.fct_orders.v2``)."""
+        return ProductKey(self.package, self.name, self.version)
+
+    def as_model(self) -> NodeId:
+        """The id it has in its consumers' manifests, where its stub is a model (a seed or snapshot becomes one)."""
+        return NodeId("model", self.package, self.name, self.version) if self.is_shareable else self
+
+    def __str__(self) -> str:
+        parts = [self.resource_type, self.package]
+        if self.scope is not None:
+            parts.append(self.scope)
+        parts.append(self.name)
+        if self.version is not None:
+            parts.append(f"v{self.version}")
+        if self.suffix is not None:
+            parts.append(self.suffix)
+        return ".".join(parts)
+
+
+@lru_cache(maxsize=65536)  # the same ids are read by every feature of a run; a NodeId is immutable
+def _parse_node_id(unique_id: str) -> NodeId:
+    kind, _, rest = unique_id.partition(".")
+    package, dot, local = rest.partition(".")
+    if not (kind and package and dot and local):
+        raise ValueError(f"{unique_id!r} is no dbt unique_id (<resource_type>.<package>.<name>)")
+    if kind == "model":
+        name, dot, version = local.partition(".")
+        if dot and _VERSION_TAIL.fullmatch(version):
+            return NodeId(kind, package, name, version=version[1:])
+        return NodeId(kind, package, local)
+    if kind in _SCOPED:
+        scope, dot, name = local.partition(".")
+        return NodeId(kind, package, name, scope=scope) if dot else NodeId(kind, package, local)
+    if kind == "test":
+        name, dot, suffix = local.rpartition(".")
+        return NodeId(kind, package, name, suffix=suffix) if dot else NodeId(kind, package, local)
+    return NodeId(kind, package, local)
+
+
+def resource_type_of(unique_id: str) -> str:
+    """The resource type a unique_id starts with (``model``, ``test`` ...), without reading the rest."""
+    return unique_id.partition(".")[0]
+
+
+def package_of(unique_id: str) -> str | None:
+    """The package (project) of a unique_id, or None for a string that is no unique_id."""
+    node = NodeId.read(unique_id)
+    return node.package if node is not None else None
+
+
+def name_of(unique_id: str) -> str:
+    """The name in a unique_id (``fct_orders`` of ``model.sales.fct_orders.v2``), or the text as it is."""
+    node = NodeId.read(unique_id)
+    return node.name if node is not None else unique_id
+
+
+def local_name(unique_id: str) -> str:
+    """What follows the package in a unique_id (``fct_orders.v2``, ``raw.orders``); of a shorter text (a
+    hand-made ``project.name``), its last part."""
+    node = NodeId.read(unique_id)
+    return node.local if node is not None else unique_id.rpartition(".")[2]
+
 
 def stub_id(unique_id: str) -> str:
     """The unique_id a product has in its consumers' manifests, where its stub is a model: a model keeps its own,
     a seed's or snapshot's (``seed.revenue.integers``) becomes a model's (``model.revenue.integers``)."""
-    kind, _, rest = unique_id.partition(".")
-    return f"model.{rest}" if kind in SHAREABLE and rest else unique_id
+    node = NodeId.read(unique_id)
+    return str(node.as_model()) if node is not None else unique_id
 
 
-_VERSION_TAIL = re.compile(r"v[\w.-]+")  # what dbt keeps as a version: 2, 1.5, beta, 2.0-rc1
+@dataclass(frozen=True)
+class ProductKey:
+    """A data product's key, ``sales.fct_orders.v2`` (``customers.dim_customers`` unversioned): the key of
+    pointers, pins, receipts and leases, written by ``__str__`` and read by ``parse``, nowhere else."""
+
+    domain: str
+    model: str
+    version: str | None = None
+
+    @classmethod
+    def parse(cls, key: str) -> ProductKey:
+        """``sales.fct_orders.v1.5`` -> (sales, fct_orders, "1.5").
+
+        Everything after the second dot is the version, which may hold dots itself (dbt accepts ``v: 1.5``); a key
+        with no second dot, or whose tail is no version (a line break, a space), is an unversioned product of that
+        name, which no manifest has."""
+        domain, _, rest = key.partition(".")
+        model, dot, version = rest.partition(".")
+        if dot and _VERSION_TAIL.fullmatch(version):
+            return cls(domain, model, version[1:])
+        return cls(domain, rest, None)
+
+    @property
+    def node_id(self) -> NodeId:
+        """The unique_id of its model (a seed's or snapshot's stub is a model too)."""
+        return NodeId.model(self.domain, self.model, self.version)
+
+    @property
+    def local(self) -> str:
+        """The key without its domain (``fct_orders.v2``): the product's name within its project."""
+        return str(self).split(".", 1)[1]
+
+    @property
+    def unversioned(self) -> str:
+        """``sales.fct_orders``: the key a pin of every version of the model is written under."""
+        return f"{self.domain}.{self.model}"
+
+    def __str__(self) -> str:
+        return f"{self.unversioned}.v{self.version}" if self.version is not None else self.unversioned
+
+    def as_tuple(self) -> tuple[str, str, str | None]:
+        return self.domain, self.model, self.version
 
 
 def product_key(project: str, model: str, version: str | None) -> str:
     """``sales.fct_orders.v2`` (or ``customers.dim_customers`` for an unversioned model)."""
-    return f"{project}.{model}.v{version}" if version is not None else f"{project}.{model}"
+    return str(ProductKey(project, model, version))
 
 
 def split_product_key(key: str) -> tuple[str, str, str | None]:
-    """``product_key`` read back: ``sales.fct_orders.v1.5`` -> (sales, fct_orders, "1.5").
-
-    A project or model name holds no dot (dbt refuses one), so everything after the second dot is the version,
-    which may hold dots itself (dbt accepts ``v: 1.5``); a key with no second dot, or whose tail is no version
-    (a line break, a space), is an unversioned product of that name, which no manifest has."""
-    project, _, rest = key.partition(".")
-    model, dot, version = rest.partition(".")
-    if dot and _VERSION_TAIL.fullmatch(version):
-        return project, model, version[1:]
-    return project, rest, None
+    """``product_key`` read back: ``sales.fct_orders.v1.5`` -> (sales, fct_orders, "1.5") (see ``ProductKey.parse``)."""
+    return ProductKey.parse(key).as_tuple()
 
 
 def slo_hours(value: Any) -> float | None:
@@ -156,12 +311,18 @@ class Node(Mapping[str, Any]):
 
     # -- identity
     @property
+    def id(self) -> NodeId | None:
+        """Its unique_id, parsed (None for a placeholder that is no unique_id)."""
+        return NodeId.read(self.unique_id)
+
+    @property
     def name(self) -> str:
-        return str(self.raw.get("name") or self.unique_id.rsplit(".", 1)[-1])
+        node_id = self.id
+        return str(self.raw.get("name") or (node_id.name if node_id is not None else self.unique_id))
 
     @property
     def resource_type(self) -> str:
-        return str(self.raw.get("resource_type") or self.unique_id.split(".", 1)[0])
+        return str(self.raw.get("resource_type") or self.unique_id.partition(".")[0])
 
     @property
     def package(self) -> str:
@@ -184,9 +345,14 @@ class Node(Mapping[str, Any]):
         return f"{self.name} v{self.version}" if self.version is not None else self.name
 
     @property
+    def product(self) -> ProductKey:
+        """Its product key, structured, for a model, a seed or a snapshot."""
+        return ProductKey(self.package, self.name, self.version)
+
+    @property
     def key(self) -> str:
         """Its product key (``project.name[.vN]``), for a model, a seed or a snapshot."""
-        return product_key(self.package, self.name, self.version)
+        return str(self.product)
 
     # -- properties
     @property

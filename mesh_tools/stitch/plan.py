@@ -12,8 +12,9 @@ from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.dbt.packages import install_stub, remove_stale_stubs
 from mesh_tools.dbt.runtime import install_runtime
 from mesh_tools.model.datatypes import contract_problems
+from mesh_tools.model.interface import PublishedInterface
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, NodeId, ProductKey, product_key, resource_type_of
 from mesh_tools.model.release import Contract, without_code
 from mesh_tools.stitch.refs import CrossProjectRef, check_ref, scan_refs
 from mesh_tools.stitch.revoke import (
@@ -119,7 +120,8 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     interface = None
     if interface_path is not None:
         fix = f"The interface {project} published in the exchange is unusable: publish {project} again."
-        interface = Manifest.load(interface_path, project, fix, **filters)
+        published = PublishedInterface.read(interface_path, project, fix)
+        interface = Manifest.filtered(published.as_json(), interface_path, project, fix, **filters)
     elif working is None and project not in mesh.domains:
         raise _never_published(exchange, domain, project)
     offered: dict[tuple[str, str | None], Node] = {}
@@ -127,7 +129,7 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
         for node in source.public() if source is not None else []:
             offered.setdefault((node.name, node.version), node)
     if interface is None and working is None:
-        offered = {product: Node(f"model.{project}.?", {}) for product in exchange.products_of(project)}
+        offered = {product: Node(str(NodeId.model(project, "?")), {}) for product in exchange.products_of(project)}
     where = display_path(domain.path / "mesh_domain.yml")
     shown = display_path(working.path) if working is not None else ""
     releases: dict[str, Release] = {}
@@ -235,7 +237,7 @@ def _released_node(
             return dict(node.raw), group
     columns = {c.name: {"name": c.name, "data_type": c.data_type, "description": c.description,
                         "constraints": c.constraints, "meta": c.meta} for c in d.contract.columns}  # fmt: skip
-    raw = {"unique_id": d.node, "resource_type": d.node.split(".", 1)[0], "package_name": project, "name": d.model,
+    raw = {"unique_id": d.node, "resource_type": resource_type_of(d.node), "package_name": project, "name": d.model,
            "version": d.version, "latest_version": d.latest_version, "access": "public", "description": d.description,
            "group": d.owner.group, "deprecation_date": d.deprecation_date, "columns": columns,
            "constraints": d.contract.constraints, "contract": {"enforced": d.contract.enforced},
@@ -487,9 +489,9 @@ def check_pins(mesh: Mesh, domain: Domain, manifests: dict[str, Manifest]) -> No
     for manifest in manifests.values():
         for node in manifest.public():
             known.add(node.key)
-            known.add(f"{manifest.project}.{node.name}")
+            known.add(product_key(manifest.project, node.name, None))
     for key in domain.pins:
-        project = key.split(".", 1)[0]
+        project = ProductKey.parse(key).domain
         if project in domain.upstream_names and project not in manifests:
             continue  # its upstream is built in this run; stitching checks the pin then
         if key not in known:

@@ -33,6 +33,7 @@ from mesh_tools.core.files import (
 from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_version
+from mesh_tools.model.interface import INTERFACE_LIMIT  # bounds the descriptors too (each carries its node)
 from mesh_tools.model.nodes import product_key
 from mesh_tools.model.odcs import CONTRACT_FILE, local_server, s3_server
 from mesh_tools.model.release import ReleaseDescriptor
@@ -41,7 +42,6 @@ from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backen
 ENV_VARIABLE = "MESH_ENV"
 LOG_FILE = "log.jsonl"
 ORPHAN_SECONDS = 3600  # an unfinished release older than this is a dead publisher's: swept
-INTERFACE_LIMIT = 64 * 1024 * 1024  # bytes of a published interface: another checkout's file, read before trusted
 
 
 def new_release_id(salt: str) -> str:
@@ -68,7 +68,7 @@ def pin_for(
     for pins in ([settings.pins] if settings else []) + [domain.pins]:
         pin = pins.get(product_key(project, model, version))
         if pin is None and (version is None or version == latest):
-            pin = pins.get(f"{project}.{model}")
+            pin = pins.get(product_key(project, model, None))
         if pin is not None:
             return pin
     return None
@@ -80,7 +80,7 @@ def channels_for(domain: Domain, project: str, model: str, version: str | None, 
     env = env or current_env()
     settings = _env_settings(domain, env)
     if settings is not None:
-        for key in (product_key(project, model, version), f"{project}.{model}", project):
+        for key in (product_key(project, model, version), product_key(project, model, None), project):
             if key in settings.channels:
                 chosen = settings.channels[key]
                 return [chosen] if isinstance(chosen, str) else list(chosen)

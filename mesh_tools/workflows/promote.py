@@ -26,7 +26,8 @@ from mesh_tools.core.channels import check_channel
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.governance.rules.versions import breaking_changes
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.interface import InterfaceShape
+from mesh_tools.model.nodes import Node, product_key
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.exchange import open_exchange
 
@@ -52,34 +53,20 @@ def _promote_interface(exchange: Any, domain: str, source: str, dest: str, nodes
     """Consumers elsewhere stitch against the interface of the releases they read: the target's interface
     takes the source's nodes of the promoted products and keeps its own for every other product (a version
     the source dropped stays readable where its pointer still is)."""
-    import json
 
-    from mesh_tools.core.errors import ArtifactError
-
-    def interface(channel: str) -> dict[str, Any] | None:
-        raw = exchange.backend.read(exchange.interface_key(domain, channel))
+    def interface(channel: str) -> InterfaceShape | None:
+        key = exchange.interface_key(domain, channel)
+        raw = exchange.backend.read(key)
         if raw is None:
             return None
-        try:
-            data = json.loads(raw)
-        except (ValueError, RecursionError):
-            data = None
-        if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
-            raise ArtifactError(
-                f"{exchange.url}: the interface {domain} published to channel {channel} is not one the mesh wrote: "
-                f"publish {domain} to {channel} again (`mesh build {domain} --env {channel}`)."
-            )
-        return data
+        fix = f"Publish {domain} to {channel} again (`mesh build {domain} --env {channel}`)."
+        return InterfaceShape.parse(raw, domain, exchange.backend.display(key), fix)
 
     promoted = interface(source)
     if promoted is None:
         return
-    merged = interface(dest) or {**promoted, "nodes": {}}
-    for uid in nodes:
-        if uid in (promoted.get("nodes") or {}):
-            merged.setdefault("nodes", {})[uid] = promoted["nodes"][uid]
-    merged["groups"] = {**(merged.get("groups") or {}), **(promoted.get("groups") or {})}
-    exchange.backend.write(exchange.interface_key(domain, dest), json.dumps(merged).encode("utf-8"))
+    merged = promoted.promoted(interface(dest), nodes)
+    exchange.backend.write(exchange.interface_key(domain, dest), merged.to_bytes())
 
 
 def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = False) -> list[Promotion]:
@@ -96,7 +83,7 @@ def promote(mesh: Mesh, domain: str, source: str, dest: str, *, dry_run: bool = 
         if release_id is None:
             continue
         previous, tag = exchange.read_pointer(domain, model, version, dest)
-        key = f"{domain}.{model}" + (f".v{version}" if version is not None else "")
+        key = product_key(domain, model, version)
         step = Promotion(key, release_id, previous, [])
         try:
             # verified by hash: the store's own bytes, not a copy cached before someone changed them

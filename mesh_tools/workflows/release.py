@@ -13,6 +13,7 @@ from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.exchange.publish import BuildFacts, PublishOutcome, log_refusal, write_releases
 from mesh_tools.governance.rule import Severity
 from mesh_tools.model.manifest import Manifest, RunResults
+from mesh_tools.model.nodes import NodeId
 from mesh_tools.model.release import TestSummary
 from mesh_tools.store.exchange import open_exchange
 
@@ -214,10 +215,11 @@ def blocking_findings(mesh: Mesh, violations: list[Any]) -> list[Any]:
             continue
         if violation.code != "GOV301" or not violation.finding.node:
             continue
-        parts = violation.finding.node.split(".")  # model.<project>.<name>[.v<N>]
-        version = parts[3].removeprefix("v") if len(parts) > 3 else None
+        node = NodeId.read(violation.finding.node)  # model.<project>.<name>[.v<N>]
+        if node is None:
+            continue
         try:
-            current = exchange.baseline(parts[1], parts[2], version)
+            current = exchange.baseline(node.package, node.name, node.version)
         except MeshError:
             current = None
         if current is not None and current.descriptor.contract.enforced:

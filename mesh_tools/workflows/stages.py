@@ -15,7 +15,7 @@ import dataclasses
 import json
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from mesh_tools.core.files import write_atomic
 from mesh_tools.core.graph import ModelCycle, Stage, stages
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import Manifest, RunResults, read_json
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, NodeId, ProductKey, local_name, package_of, resource_type_of
 from mesh_tools.stitch.refs import scan_refs
 from mesh_tools.workflows.domain_run import FAILED, SKIPPED, SUCCESS, DomainRun, StageSlice, run_domain
 
@@ -43,14 +43,15 @@ def product_of(manifest: Manifest, unique_id: str) -> Node | None:
     stub is a model of the same name (``model.revenue.integers`` for ``seed.revenue.integers``), and an unversioned
     id of a versioned model (a planning parse's placeholder for an unversioned ref) is its latest version, as dbt
     resolves an unversioned ref."""
-    rest = unique_id.partition(".")[2]
-    found = next((manifest.nodes[u] for u in (unique_id, f"seed.{rest}", f"snapshot.{rest}") if u in manifest.nodes),
-                 None)  # fmt: skip
-    if found is not None or not unique_id.startswith("model."):
+    read = NodeId.read(unique_id)
+    if read is None:
+        return manifest.nodes.get(unique_id)
+    behind = [unique_id] + [str(replace(read, resource_type=kind)) for kind in ("seed", "snapshot")]
+    found = next((manifest.nodes[u] for u in behind if u in manifest.nodes), None)
+    if found is not None or read.resource_type != "model":
         return found
-    project, _, name = rest.partition(".")
-    versions = [n for n in own_built(manifest) if n.resource_type == "model" and n.package == project
-                and n.name == name and n.version is not None]  # fmt: skip
+    versions = [n for n in own_built(manifest) if n.resource_type == "model" and n.package == read.package
+                and read.version is None and n.name == read.name and n.version is not None]  # fmt: skip
     return next((n for n in versions if n.is_latest), None)
 
 
@@ -86,7 +87,7 @@ def placeholder_manifest(mesh: Mesh, consumer: Domain, upstream: str) -> Path | 
     data = data or {"metadata": {"project_name": upstream}, "nodes": {}, "sources": {}, "macros": {}}
     nodes = dict(data.get("nodes") or {})
     for name, version in missing:
-        uid = f"model.{upstream}.{name}" + (f".v{version}" if version else "")
+        uid = str(NodeId.model(upstream, name, version or None))
         nodes[uid] = {
             "unique_id": uid, "resource_type": "model", "name": name, "package_name": upstream,
             "fqn": [upstream, name] + ([f"v{version}"] if version else []), "access": "public",
@@ -157,8 +158,8 @@ class UnknownProduct(ConfigError):
     ConfigError: `mesh doctor` says the stages cannot be read; a build names the files, unknown_product_message)."""
 
     def __init__(self, domain: str, node: Node, parent: str):
-        peer, _, product = parent.split(".", 1)[1].partition(".")
-        super().__init__(f"{domain}.{node.unique_id.split('.', 2)[2]} reads {peer}.{product}, which {peer}'s manifest "
+        peer, product = package_of(parent), local_name(parent)
+        super().__init__(f"{domain}.{local_name(node.unique_id)} reads {peer}.{product}, which {peer}'s manifest "
                          "has no model, seed or snapshot of")  # fmt: skip
         self.domain, self.node, self.parent = domain, node, parent
 
@@ -186,8 +187,8 @@ def model_graph(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
     def resolved(name: str, node: Node) -> set[str]:
         found = set()
         for parent in node.depends_on:
-            package = parent.split(".")[1] if parent.count(".") >= 2 else ""
-            if package in manifests and package != name and parent.startswith("model."):  # a stub of a peer's
+            package = package_of(parent) or ""
+            if package in manifests and package != name and resource_type_of(parent) == "model":  # a peer's stub
                 product = product_of(manifests[package], parent)
                 if product is None or product.unique_id not in graph.owner:  # dropping it could hide a cycle
                     raise UnknownProduct(name, node, parent)
@@ -227,7 +228,7 @@ def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
 
     def shown(uid: str) -> str:
         file = display_path(mesh.domains[owner[uid]].path / graph.where[uid])
-        return f"{owner[uid]}.{uid.split('.', 2)[2]} ({file})"
+        return f"{owner[uid]}.{local_name(uid)} ({file})"
 
     text = shown(path[0])
     for here, there in zip(path, path[1:], strict=False):
@@ -245,13 +246,13 @@ def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
 
 def unknown_product_message(mesh: Mesh, unknown: UnknownProduct) -> str:
     """One located message: the node whose read of a peer's product the stages cannot place."""
-    node, peer = unknown.node, unknown.parent.split(".")[1]
+    node, peer = unknown.node, package_of(unknown.parent) or unknown.parent
     own = (node.properties_file or node.file) if node.resource_type == "test" else node.file
     file = display_path(mesh.domains[unknown.domain].path / own)
-    product = unknown.parent.split(".", 2)[2]
+    product = local_name(unknown.parent)
     where = display_path(mesh.domains[peer].manifest_path)
     return (
-        f"{unknown.domain}.{node.unique_id.split('.', 2)[2]} ({file}) reads {peer}.{product}, which {peer}'s "
+        f"{unknown.domain}.{local_name(node.unique_id)} ({file}) reads {peer}.{product}, which {peer}'s "
         f"manifest ({where}) has no model, seed or snapshot of: the stages of the cycle of projects cannot be "
         f"planned. Fix or remove the ref, or parse {peer} again (`mesh stitch {peer}`) if its files define it."
     )
@@ -286,7 +287,7 @@ def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manife
             peer = owner[uid]
             node = manifests[peer].nodes.get(uid)
             if peer in read and number > stage.number and node is not None and node.is_public:
-                exclude.append(f"fqn:{peer}.{node.name}" + (f".v{node.version}" if node.version is not None else ""))
+                exclude.append(f"fqn:{ProductKey(peer, node.name, node.version)}")  # the fqn of the peer's stub
         later = sorted(uid for uid, n in at.items() if owner[uid] == stage.domain and n > stage.number)
         out[stage.number] = StageSlice(stage.number, len(plan), tuple(stage.nodes), tuple(dict.fromkeys(exclude)),
                                        tuple(later), stage.final)  # fmt: skip
@@ -328,7 +329,7 @@ def run_stages(
         # a product the stage left out is not read by it: no note that it is read from a working copy
         unread = tuple(f"{stage.domain} reads {selector[4:]} from " for selector in stage_slice.exclude)
         run.stitched_from = [note for note in run.stitched_from if not note.startswith(unread)]
-        mine = {f"{stage.domain}.{uid.split('.', 2)[-1]}" for uid in stage.nodes if uid in deferred}
+        mine = {f"{stage.domain}.{local_name(uid)}" for uid in stage.nodes if uid in deferred}
         run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
         deferred |= set(stage_slice.later)
         notify("finished", label, run)
@@ -363,8 +364,9 @@ def stage_lines(staged: list[Stage]) -> list[str]:
     """The stages as `mesh doctor` and `mesh build --explain` show them: ``stage 1: project_a builds stg_orders``."""
     lines = []
     for stage in staged:
-        built = [uid.split(".", 2)[-1] for uid in stage.nodes if not uid.startswith("test.")]
-        tests = [uid.split(".")[2] for uid in stage.nodes if uid.startswith("test.") and uid.count(".") >= 2]
+        ids = [NodeId.read(uid) for uid in stage.nodes]
+        built = [local_name(uid) for uid in stage.nodes if resource_type_of(uid) != "test"]
+        tests = [node.name for node in ids if node is not None and node.resource_type == "test"]
         what = (f"builds {', '.join(built)}" if built else "") + ("; " if built and tests else "") + (
             f"tests {', '.join(tests)}" if tests else "")  # fmt: skip
         tail = " (its last stage)" if stage.final else " (and publishes them for the stages after it)"

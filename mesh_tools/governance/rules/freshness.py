@@ -7,6 +7,7 @@ from typing import Any
 
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
+from mesh_tools.model.nodes import NodeId
 
 
 def _threshold(freshness: dict[str, Any] | None) -> bool:
@@ -64,8 +65,8 @@ def slo_upstream(ctx: CheckContext) -> Iterator[Finding]:
                 if uid in seen:
                     continue
                 seen.add(uid)
-                parts = uid.split(".")
-                if parts[0] == "model" and parts[1] != domain:
+                read = NodeId.read(uid)
+                if read is not None and read.resource_type == "model" and read.package != domain:
                     producer = ctx.producer_node(uid) or nodes.get(uid)
                     upstream = producer.slo_hours if producer is not None else None
                     if upstream is not None and (loosest is None or upstream > loosest[0]):

@@ -9,7 +9,7 @@ from typing import Any
 
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, ProductKey
 from mesh_tools.model.odcs import logical_type
 
 
@@ -107,10 +107,11 @@ def _removed_products(ctx: CheckContext) -> Iterator[Finding]:
     """A product version in the saved contracts (``--contracts``, ``--contracts-from``) that its domain no
     longer has: every consumer still reading it breaks."""
     for key in sorted(ctx.baseline_contracts):
-        project = key.split(".", 1)[0]
+        product = ProductKey.parse(key)
+        project = product.domain
         if project not in ctx.manifests or any(n.key == key for n in ctx.nodes(project)):
             continue
-        consumers = ctx.consumers_of(f"model.{key}")
+        consumers = ctx.consumers_of(str(product.node_id))
         impact = ("; affected: " + ", ".join(f"{c.consumer}.{c.node.name}" for c in consumers)
                   if consumers else "; no consumer reads it today")  # fmt: skip
         where = ctx.root_relative(ctx.domain(project).path / "dbt_project.yml")
