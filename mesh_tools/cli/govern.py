@@ -19,6 +19,7 @@ from mesh_tools.cli.app import (
 )
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.model.nodes import ProductKey
 
 
 @main.command()
@@ -98,7 +99,7 @@ def check(
     saved = engine.read_contracts(contracts) if contracts else None
     if contracts_from:
         saved = engine.read_odcs_dir(contracts_from)
-        unknown = sorted(k for k in saved if k.split(".", 1)[0] not in mesh.domains)
+        unknown = sorted(k for k in saved if ProductKey.parse(k).domain not in mesh.domains)
         if unknown and len(unknown) == len(saved):
             raise ConfigError(f"{contracts_from}: no contract in it names a product of this mesh "
                               f"(`<domain>.<model>[.vN]`, e.g. {unknown[0]!r}): nothing to compare.")  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mesh_tools.model.manifest import Manifest, RunResults
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, NodeId, name_of, package_of, resource_type_of
 from mesh_tools.state.inputs import BUILT
 from mesh_tools.state.plan import BuildPlan
 
@@ -14,14 +14,14 @@ def explain(plan: BuildPlan, domain: str, after: Manifest | None, results: RunRe
     """(node label, reason) for every model, seed and snapshot that ran."""
     if results is None:
         return []
-    ran = [r.unique_id for r in results.results if r.unique_id.split(".", 1)[0] in BUILT]
+    ran = [r.unique_id for r in results.results if resource_type_of(r.unique_id) in BUILT]
     if plan.full:
         return [(_label(u, after), f"full build ({plan.why_full})") for u in ran]
     before = plan.state.manifest if plan.state is not None else None
     ran_set = set(ran)
     out = []
     for uid in ran:
-        label = _label(uid, after) + ("" if uid.split(".")[1] == domain else " (upstream view)")
+        label = _label(uid, after) + ("" if package_of(uid) == domain else " (upstream view)")
         out.append((label, _reason(uid, plan, domain, before, after, ran_set)))
     return out
 
@@ -43,7 +43,7 @@ def _reason(uid: str, plan: BuildPlan, domain: str, before: Manifest | None, aft
             return "its configuration changed"
         changed = [m for m in _macros(node) if _macro_sql(after, m) != _macro_sql(before, m)]
         if changed:
-            return f"macro {changed[0].split('.')[-1]} changed"
+            return f"macro {name_of(changed[0])} changed"
         parents = [p for p in node.depends_on if p in ran]
         if parents:
             return f"upstream {_label(parents[0], after)} ran"
@@ -67,4 +67,5 @@ def _label(uid: str, manifest: Manifest | None) -> str:
     node = manifest.node(uid) if manifest is not None else None
     if node is not None:
         return f"{node.package}.{node.label}" if node.resource_type != "source" else uid
-    return ".".join(uid.split(".")[1:])
+    read = NodeId.read(uid)
+    return f"{read.package}.{read.local}" if read is not None else uid

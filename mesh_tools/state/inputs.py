@@ -30,7 +30,7 @@ from mesh_tools.dbt.engines import sql_dialect
 from mesh_tools.dbt.engines.sqlreads import known_tails, relation_key, resolve_files, sql_reads
 from mesh_tools.dbt.packages import MARKER
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, name_of
 
 BUILT = ("model", "seed", "snapshot")
 # env_var('NAME' ...) with a literal name; any other env_var( is a name computed at run time
@@ -295,7 +295,7 @@ def function_reads(node: Node, manifest: Manifest, dialect: str, known: set[tupl
         if uid in seen:
             continue
         seen.add(uid)
-        function, name = manifest.functions.get(uid), uid.split(".")[-1]
+        function, name = manifest.functions.get(uid), name_of(uid)
         if function is None:
             reads.refuse(f"it calls function {name}, which its manifest does not hold")
             continue

@@ -21,7 +21,7 @@ from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Domain
 from mesh_tools.model.freshness import FreshnessResults, SourceResult
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, local_name
 from mesh_tools.state.file import STATE_VERSION, BuildState, StateFile
 from mesh_tools.state.inputs import (
     BUILT,
@@ -94,7 +94,7 @@ class BuildPlan:
 
 def _selector(node: Node) -> str:
     if node.resource_type == "source":
-        return "source:" + ".".join(node.unique_id.split(".")[1:]) + "+"
+        return f"source:{node.package}.{local_name(node.unique_id)}+"
     fqn = node.get("fqn")
     if isinstance(fqn, list) and fqn:
         return "fqn:" + ".".join(str(p) for p in fqn) + "+"
@@ -225,7 +225,7 @@ def _source_reason(
     change goes to ``plan.unseen``."""
     uid, observed = source.unique_id, plan.observed
     newer = result is not None and result.max_loaded_at and result.max_loaded_at != state.loaded_at.get(uid)
-    label = ".".join(uid.split(".")[2:])
+    label = local_name(uid)
     mode = change_detection(source)
     database = str(source.get("database") or "").lower()
     if database and database in observed.databases:

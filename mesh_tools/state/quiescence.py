@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Domain, Mesh, Upstream
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import split_product_key
+from mesh_tools.model.nodes import local_name, split_product_key
 from mesh_tools.state.file import (
     DefaultTarget,
     QuietFacts,
@@ -163,7 +163,7 @@ def hooks_write(q: Quiet) -> str | None:
 
 def opaque_reads(q: Quiet) -> str | None:
     """A model whose reads cannot be observed (a Python model, SQL built at run time) runs every time."""
-    return next((f"{uid.split('.')[-1]}: {r.opaque}" for uid, r in sorted(q.state.reads.items()) if r.opaque), None)
+    return next((f"{local_name(uid)}: {r.opaque}" for uid, r in sorted(q.state.reads.items()) if r.opaque), None)
 
 
 def change_detection_declared(q: Quiet) -> str | None:

@@ -20,7 +20,7 @@ from mesh_tools.dbt.packages import needs_deps, read_marker
 from mesh_tools.dbt.staleness import before_dbt, others_of, record_parse
 from mesh_tools.exchange.publish import PublishOutcome
 from mesh_tools.model.manifest import Manifest, RunResults
-from mesh_tools.model.nodes import product_key
+from mesh_tools.model.nodes import NodeId, package_of, resource_type_of
 from mesh_tools.state.observe import first_lines, forget_profiles, plan_domain_build, target_name
 from mesh_tools.state.plan import BuildPlan
 from mesh_tools.state.record import own_write, record_quiet_facts, record_storage_now, remember_build, storage_now
@@ -396,10 +396,10 @@ def _used_products(manifest: Manifest, domain: Domain) -> list[str]:
     upstream = set(domain.upstream_names)
     used = set()
     for _node, parent in manifest.foreign_reads():
-        project = parent.split(".")[1]
+        read = NodeId.read(parent)
         stub = manifest.nodes.get(parent)
-        if project in upstream:
-            used.add(stub.key if stub is not None else product_key(project, parent.split(".")[2], None))
+        if read is not None and read.package in upstream:
+            used.add(stub.key if stub is not None else str(read.product))
     return sorted(used)
 
 
@@ -408,7 +408,7 @@ def _upstream_model_names(domain: Domain) -> set[str]:
     names: set[str] = set()
     for up in domain.upstream_names:
         marker = read_marker(domain.packages_dir / up) or {}
-        names |= {uid.split(".")[2] for uid in marker.get("models", []) if uid.count(".") >= 2}
+        names |= {read.name for uid in marker.get("models", []) if (read := NodeId.read(str(uid))) is not None}
     return names
 
 
@@ -436,10 +436,9 @@ def _count(run: DomainRun, domain: Domain, start_wall: float, target: str | None
     except MeshError as exc:
         run.problems.append(str(exc))
         return
-    own = f".{domain.name}."
     for result in results:
-        kind = result.unique_id.split(".", 1)[0]
-        if kind in ("model", "seed", "snapshot") and own not in result.unique_id:
+        kind = resource_type_of(result.unique_id)
+        if kind in ("model", "seed", "snapshot") and package_of(result.unique_id) != domain.name:
             run.upstream_views += 1
             if result.status == "error":
                 denied = engines.explain_error(result.message or "", domain.name, target)

@@ -20,7 +20,7 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.selection import Criterion, Selection, SelectionError, evaluate, nothing_selected
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node
+from mesh_tools.model.nodes import Node, package_of, resource_type_of
 from mesh_tools.workflows.domain_run import StageSlice
 from mesh_tools.workflows.stages import (
     BUILT,
@@ -82,7 +82,7 @@ def select_models(
         graph = model_graph(list(mesh.order), manifests)
     except UnknownProduct as unknown:
         raise ConfigError(unknown_product_message(mesh, unknown)) from None
-    nodes = {u: manifests[d].nodes[u] for u, d in graph.owner.items() if u.split(".", 1)[0] in BUILT}
+    nodes = {u: manifests[d].nodes[u] for u, d in graph.owner.items() if resource_type_of(u) in BUILT}
     ups = {u: {p for p in graph.parents.get(u, ()) if p in nodes} for u in nodes}
     chosen = evaluate(selection, ups, lambda c: _named(mesh, c, nodes, graph.owner))
     if not chosen:
@@ -104,8 +104,8 @@ def select_models(
         rest = sorted(u for u, d in graph.owner.items() if d == name and u in nodes and u not in chosen)
         # with the stubs they read: a stub's relation points at the release it was stitched from, so one left
         # out would keep the selected consumer reading the release before this build's
-        stubs = sorted({p for u in mine for p in nodes[u].depends_on if p.startswith("model.")
-                        and p.split(".")[1] != name and p in manifests[name].nodes})  # fmt: skip
+        stubs = sorted({p for u in mine for p in nodes[u].depends_on if resource_type_of(p) == "model"
+                        and package_of(p) != name and p in manifests[name].nodes})  # fmt: skip
         select = tuple(_selector(nodes[u]) for u in mine) + tuple(_selector(manifests[name].nodes[p]) for p in stubs)
         out[name] = StageSlice(1, 1, tuple(mine), (), tuple(rest), True, select)
     return out
