@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,9 @@ from mesh_tools.cli.app import (
 from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.model.nodes import ProductKey
+
+if TYPE_CHECKING:
+    from mesh_tools.exchange.grants import GrantPlan
 
 
 @main.command()
@@ -106,7 +110,9 @@ def check(
         for key in unknown:
             click.echo(f"mesh check: {key} ({contracts_from}) names no domain of this mesh: not compared", err=True)
     selected = mesh.select(select, exclude, "`mesh check`")
-    grants = _grant_problems(mesh, selected, target or mesh.defaults.target)
+    from mesh_tools.exchange.grants import grant_problems
+
+    grants = grant_problems(mesh, selected, target or mesh.defaults.target)
     tested = None
     if datacontract:
         from mesh_tools.contracts.datacontract import test_releases
@@ -131,32 +137,6 @@ def check(
     sys.exit(ExitCode.FAILED if level != "never" and report.failing(threshold) else ExitCode.OK)
 
 
-def _grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
-    """Per domain on a warehouse: every grant beyond the policy, every grant it lacks (GOV206)."""
-    from mesh_tools.exchange.access import warehouse_roles
-    from mesh_tools.exchange.grants import describe, plan_grants
-
-    if not target:
-        return {}
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
-    out: dict[str, list[str]] = {}
-    for name in domains:
-        try:
-            plan = plan_grants(mesh, name, target, roles)
-        except MeshError as exc:
-            out[name] = [f"its warehouse grants cannot be read: {exc}"]
-            continue
-        if plan is None:
-            continue
-        problems = [f"the warehouse grants {describe(p)}, which the policy does not allow" for p in plan.drift]
-        problems += [f"the warehouse lacks {describe(p)}, which the policy allows" for p in plan.missing]
-        problems += [f"pointer view {v} does not read its product's current release" for v in plan.repoint]
-        problems += plan.problems
-        if problems:
-            out[name] = problems
-    return out
-
-
 @main.command()
 @select_options
 @click.option("--target", "-t", help="dbt target of the warehouse (default: mesh.yml, then each profile's).")
@@ -175,8 +155,7 @@ def grants(
     SELECT on the products they may read (PII in clear only for the consumers the policy names);
     every other grant on what it owns is drift, revoked. Runs on each domain's own connection.
     """
-    from mesh_tools.exchange.access import warehouse_roles
-    from mesh_tools.exchange.grants import apply, bootstrap_sql, describe, plan_grants
+    from mesh_tools.exchange.grants import bootstrap_sql, reconcile
 
     mesh = _mesh(ctx)
     target = target or mesh.defaults.target
@@ -186,50 +165,48 @@ def grants(
             raise MeshError(f"no domain of the mesh builds on PostgreSQL with target {target or '(default)'}.")
         click.echo("\n".join(lines))
         return
+    selected = mesh.select(select, exclude, "`mesh grants`")
     if not dry_run:
         from mesh_tools.cli.app import _locked
 
-        _locked(ctx, mesh, mesh.select(select, exclude, "`mesh grants`"))  # each domain's grants, on its own connection
-    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
-    failed, seen, refused = [], 0, False
-    for name in mesh.select(select, exclude, "`mesh grants`"):
-        try:
-            plan = plan_grants(mesh, name, target, roles)
-            if plan is None:
-                continue
-            seen += 1
-            refused = refused or bool(plan.refused)
-            if not dry_run and plan.statements:
-                apply(mesh, plan)
-        except MeshError as exc:  # one domain's warehouse refused: the others are still reconciled
-            failed.append(name)
-            click.echo(f"{name}: {exc}", err=True)
-            continue
-        head = f"{plan.domain} (role {plan.role}, target {plan.target})"
-        if plan.clean:
-            click.echo(f"{head}: grants match the policy")
-            continue
-        click.echo(f"{head}: {len(plan.drift)} beyond the policy, {len(plan.missing)} missing"
-                   + (f", {len(plan.repoint)} pointer(s) behind" if plan.repoint else ""))  # fmt: skip
-        for privilege in plan.drift:
-            click.echo(f"  {'would revoke' if dry_run else 'revoked'}: {describe(privilege)}")
-        for privilege in plan.missing:
-            click.echo(f"  {'would grant' if dry_run else 'granted'}: {describe(privilege)}")
-        for view in plan.repoint:
-            click.echo(f"  {'would point' if dry_run else 'pointed'} {view} at its current release")
-        for problem in plan.problems:
-            click.echo(f"  problem: {problem}")
-        if dry_run:
-            click.echo("\n".join(f"    {sql};" for sql in plan.statements))
-    if not seen and not failed:
+        _locked(ctx, mesh, selected)  # each domain's grants, on its own connection
+    outcomes = reconcile(mesh, selected, target, dry_run)
+    for name, outcome in outcomes:
+        if isinstance(outcome, str):
+            click.echo(f"{name}: {outcome}", err=True)
+        else:
+            _show_grants(outcome, dry_run)
+    if not outcomes:
         raise MeshError(
             f"no selected domain builds on PostgreSQL with target {target or '(default)'}: give the warehouse's "
             "target with --target."
         )
-    if failed:
+    if any(isinstance(o, str) for _, o in outcomes):
         sys.exit(ExitCode.DBT)
-    if refused:  # a profile names a role that is not a domain's own: what else was due is done, and said
-        sys.exit(ExitCode.USAGE)
+    if any(o.refused for _, o in outcomes if not isinstance(o, str)):
+        sys.exit(ExitCode.USAGE)  # a profile names a role that is not a domain's own: what else was due is done
+
+
+def _show_grants(plan: GrantPlan, dry_run: bool) -> None:
+    """One domain's grants: clean, or what was (or would be) revoked, granted and pointed, and the SQL."""
+    from mesh_tools.exchange.grants import describe
+
+    head = f"{plan.domain} (role {plan.role}, target {plan.target})"
+    if plan.clean:
+        click.echo(f"{head}: grants match the policy")
+        return
+    click.echo(f"{head}: {len(plan.drift)} beyond the policy, {len(plan.missing)} missing"
+               + (f", {len(plan.repoint)} pointer(s) behind" if plan.repoint else ""))  # fmt: skip
+    for privilege in plan.drift:
+        click.echo(f"  {'would revoke' if dry_run else 'revoked'}: {describe(privilege)}")
+    for privilege in plan.missing:
+        click.echo(f"  {'would grant' if dry_run else 'granted'}: {describe(privilege)}")
+    for view in plan.repoint:
+        click.echo(f"  {'would point' if dry_run else 'pointed'} {view} at its current release")
+    for problem in plan.problems:
+        click.echo(f"  problem: {problem}")
+    if dry_run:
+        click.echo("\n".join(f"    {sql};" for sql in plan.statements))
 
 
 @main.command()

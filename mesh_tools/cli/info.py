@@ -16,7 +16,7 @@ from mesh_tools.cli.app import (
     main,
     select_options,
 )
-from mesh_tools.cli.render import doctor_document, ls_document
+from mesh_tools.cli.render import doctor_document, doctor_lines, ls_document
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import find_root
 
@@ -58,31 +58,7 @@ def doctor(ctx: click.Context, target: str | None, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(doctor_document(found), indent=2))
         sys.exit(ExitCode.FAILED if found.blocking else ExitCode.OK)
-    click.echo(f"mesh doctor: {found.root} ({found.config})")
-    click.echo(f"\nprojects ({len(found.projects)}):")
-    for p in found.projects:
-        click.echo(f"  {p.name}  {p.path}/")
-        click.echo(f"      profile {p.profile}, target {p.target} ({p.adapter}); storage {p.storage}"
-                   + (f", schema {p.schema}" if p.schema else ""))  # fmt: skip
-        for attached in p.attached:
-            click.echo(f"      attaches {attached}")
-    for package in found.packages:
-        click.echo(f"  (package) {package}")
-    click.echo(f"\nedges ({len(found.edges)}):")
-    for edge in found.edges:
-        click.echo(f"  {edge.consumer} reads {edge.producer}   {edge.declared_in} ({edge.how})")
-    if found.stages:  # cycles of domains, built in stages
-        click.echo("\nstages:")
-        for line in found.stages:
-            click.echo(f"  {line}")
-    if found.ignored:
-        click.echo(f"\nignored ({len(found.ignored)}):")
-        for note in found.ignored:
-            click.echo(f"  {note}")
-    if found.problems:
-        click.echo(f"\nproblems ({len(found.problems)}):")
-        for problem in found.problems:
-            click.echo(f"  [{problem.level}] {problem.where}: {problem.message}\n      fix: {problem.fix}")
+    click.echo("\n".join(doctor_lines(found)))
     blocking = found.blocking
     if blocking:
         click.echo(f"\n{len(blocking)} problem(s) would stop `mesh build`.")

@@ -179,3 +179,25 @@ def doctor_document(found: Diagnosis) -> dict[str, Any]:
     [{"consumer", "producer", "declared_in", "how"}], "stages", "ignored", "problems": [{"level" (blocking or
     warning), "where", "message", "fix"}], "blocking" (how many problems would stop `mesh build`)}``."""
     return {"schema": DOCTOR_SCHEMA, **dataclasses.asdict(found), "blocking": len(found.blocking)}
+
+
+def doctor_lines(found: Diagnosis) -> list[str]:
+    """`mesh doctor` as text: the projects, the edges and where each was declared, stages, what was ignored,
+    the problems with their fixes (the verdict line is the command's)."""
+    out = [f"mesh doctor: {found.root} ({found.config})", f"\nprojects ({len(found.projects)}):"]
+    for p in found.projects:
+        out.append(f"  {p.name}  {p.path}/")
+        out.append(f"      profile {p.profile}, target {p.target} ({p.adapter}); storage {p.storage}"
+                   + (f", schema {p.schema}" if p.schema else ""))  # fmt: skip
+        out += [f"      attaches {attached}" for attached in p.attached]
+    out += [f"  (package) {package}" for package in found.packages]
+    out.append(f"\nedges ({len(found.edges)}):")
+    out += [f"  {e.consumer} reads {e.producer}   {e.declared_in} ({e.how})" for e in found.edges]
+    if found.stages:  # cycles of domains, built in stages
+        out += ["\nstages:", *(f"  {line}" for line in found.stages)]
+    if found.ignored:
+        out += [f"\nignored ({len(found.ignored)}):", *(f"  {note}" for note in found.ignored)]
+    if found.problems:
+        out.append(f"\nproblems ({len(found.problems)}):")
+        out += [f"  [{p.level}] {p.where}: {p.message}\n      fix: {p.fix}" for p in found.problems]
+    return out

@@ -72,9 +72,9 @@ def plan_grants(mesh: Mesh, name: str, target: str | None, roles: dict[str, str]
     if roles is None:
         roles = warehouse_roles(mesh, target, mesh.profiles_dir)
     releases, products = postgres.releases_schema(prefix), postgres.products_schema(prefix)
-    reads = [postgres_grants.ACTUAL_SQL, postgres_grants.view_reads_sql(products),
-             postgres_grants.relations_sql((releases, products)), postgres_grants.SUPERUSERS_SQL]  # fmt: skip
-    rows = postgres.run(domain, reads, target, mesh.profiles_dir)
+    queries = [postgres_grants.ACTUAL_SQL, postgres_grants.view_reads_sql(products),
+               postgres_grants.relations_sql((releases, products)), postgres_grants.SUPERUSERS_SQL]  # fmt: skip
+    rows = postgres.run(domain, queries, target, mesh.profiles_dir)
     policy = desired(mesh, domain, prefix, roles, superusers=frozenset(str(r[0]) for r in rows[3]))
     have: set[Privilege] = {(str(s), n, c, str(p), str(g)) for s, n, c, p, g in rows[0]}
     reads: dict[str, set[tuple[str, str]]] = {}
@@ -111,6 +111,47 @@ def apply(mesh: Mesh, plan: GrantPlan) -> None:
     """Run the plan's statements in one transaction on the domain's own connection."""
     if plan.statements:
         postgres.run(mesh.domains[plan.domain], plan.statements, plan.target, mesh.profiles_dir)
+
+
+def reconcile(mesh: Mesh, names: list[str], target: str | None, dry_run: bool) -> list[tuple[str, GrantPlan | str]]:
+    """Each selected domain on a warehouse, in order: its grant plan (applied unless ``dry_run``), or why its
+    warehouse refused (one domain's refusal never stops the others)."""
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
+    out: list[tuple[str, GrantPlan | str]] = []
+    for name in names:
+        try:
+            plan = plan_grants(mesh, name, target, roles)
+            if plan is not None and not dry_run:
+                apply(mesh, plan)
+        except MeshError as exc:
+            out.append((name, str(exc)))
+            continue
+        if plan is not None:
+            out.append((name, plan))
+    return out
+
+
+def grant_problems(mesh: Mesh, domains: list[str], target: str | None) -> dict[str, list[str]]:
+    """Per domain on a warehouse: every grant beyond the policy, every grant it lacks (GOV206)."""
+    if not target:
+        return {}
+    roles = warehouse_roles(mesh, target, mesh.profiles_dir)
+    out: dict[str, list[str]] = {}
+    for name in domains:
+        try:
+            plan = plan_grants(mesh, name, target, roles)
+        except MeshError as exc:
+            out[name] = [f"its warehouse grants cannot be read: {exc}"]
+            continue
+        if plan is None:
+            continue
+        problems = [f"the warehouse grants {describe(p)}, which the policy does not allow" for p in plan.drift]
+        problems += [f"the warehouse lacks {describe(p)}, which the policy allows" for p in plan.missing]
+        problems += [f"pointer view {v} does not read its product's current release" for v in plan.repoint]
+        problems += plan.problems
+        if problems:
+            out[name] = problems
+    return out
 
 
 def bootstrap_sql(mesh: Mesh, target: str | None, database: str | None = None) -> list[str]:
