@@ -18,7 +18,7 @@ import pytest
 from mesh_tools.core.errors import display_path
 from mesh_tools.core.mesh import Domain, load_mesh
 from mesh_tools.dbt import staleness
-from tests.conftest import run_mesh
+from tests.helpers import run_mesh
 
 
 def _domain(root: Path, name: str = "shop") -> Domain:

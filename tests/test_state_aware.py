@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import copy_fixture, mesh_env, run_mesh
+from tests.helpers import copy_fixture, mesh_env, run_mesh
 
 PRODUCTS = [("shop", "orders"), ("shop", "refunds"), ("report", "revenue"), ("report", "refund_totals")]
 

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.conftest import copy_fixture, mesh_env, run_command, run_dbt, run_mesh
+from tests.helpers import copy_fixture, mesh_env, run_command, run_dbt, run_mesh
 
 
 def _shop(tmp_path: Path) -> Any:
