@@ -47,12 +47,17 @@ run: $(STAMP)
 # Tests run in parallel processes (pytest-xdist); tests/conftest.py keeps those that share a build together.
 # One worker more than cores: a worker often waits (process starts, dbt's files, a JVM), and the
 # spare one fills that time (2 cores: 610 s with 2 workers, 560 s with 3).
+# Their commands are forks of a warm server with dbt imported (tests/cli_server.py); the second call, the
+# subprocess lane, runs the cheap `subprocess_lane` tests again with each command a new interpreter, so a
+# start-up or shutdown bug (import-time state, a missing import the server's preload hid, an atexit
+# handler, a thread left running) fails it; a command that never exits fails after MESH_TESTS_TIMEOUT s.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP) $(DC_STAMP) chromium postgres-server
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
 	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane
 
 lint: $(STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks

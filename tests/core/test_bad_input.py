@@ -26,6 +26,7 @@ def write_mesh_yml(root: Path, text: str) -> None:
     (root / "mesh.yml").write_text(text)
 
 
+@pytest.mark.subprocess_lane  # an error's exit code and stderr, from a real process
 def test_malformed_mesh_yml(plain_mesh: Path):
     write_mesh_yml(plain_mesh, "name: m\ndomains:\n  shop: {path: shop\n")
     assert_refused(plain_mesh, 2, "mesh.yml:4:1: malformed YAML")
@@ -87,6 +88,7 @@ def test_missing_loom_manifest(plain_mesh: Path):
     assert "billing/dbt_loom.config.yml:2" in message
 
 
+@pytest.mark.subprocess_lane
 def test_debug_shows_the_traceback(plain_mesh: Path):
     write_mesh_yml(plain_mesh, "name: m\ndomains: [\n")
     result = run_mesh("--debug", "build", cwd=plain_mesh)
@@ -94,6 +96,7 @@ def test_debug_shows_the_traceback(plain_mesh: Path):
     assert "Traceback" in result.stderr and "error: mesh.yml" in result.stderr
 
 
+@pytest.mark.subprocess_lane
 @pytest.mark.parametrize("args", [("build", "--jobs", "0"), ("bild",)])
 def test_usage_errors_exit_2(plain_mesh: Path, args: tuple[str, ...]):
     result = run_mesh(*args, cwd=plain_mesh)
