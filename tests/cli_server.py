@@ -172,7 +172,6 @@ class ForkServers:
         self.cwd = cwd
         self.env = env
         self.idle: list[subprocess.Popen[str]] = []
-        self.started = 0  # servers this process started: one pool per process (shown by the suite's hooks)
         self.lock = threading.Lock()
         self.scratch: Path | None = None
 
@@ -183,8 +182,6 @@ class ForkServers:
         )  # fmt: skip
         assert server.stdout is not None
         assert json.loads(server.stdout.readline() or "{}").get("ready"), "the command server did not start"
-        with self.lock:
-            self.started += 1
         return server
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
