@@ -24,6 +24,15 @@ $(DC_STAMP):
 	$(DC_VENV)/bin/python -m pip install --quiet "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
 	touch $(DC_STAMP)
 
+# mypy 1.20+ needs a pathspec that dbt-core 1.11 refuses, so it lives in an environment of its own and
+# reads the project's packages through --python-executable ([tool.mypy] in pyproject.toml).
+MYPY_VENV := .venv-mypy
+MYPY_STAMP := $(MYPY_VENV)/.installed
+$(MYPY_STAMP):
+	test -x $(MYPY_VENV)/bin/python || $(PYTHON) -m venv $(MYPY_VENV)
+	$(MYPY_VENV)/bin/python -m pip install --quiet "mypy>=1.20,<3"
+	touch $(MYPY_STAMP)
+
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
 chromium:
@@ -47,16 +56,23 @@ run: $(STAMP)
 # Tests run in parallel processes (pytest-xdist); tests/conftest.py keeps those that share a build together.
 # One worker more than cores: a worker often waits (process starts, dbt's files, a JVM), and the
 # spare one fills that time (2 cores: 610 s with 2 workers, 560 s with 3).
+# Their commands are forks of a warm server with dbt imported (tests/cli_server.py); the second call, the
+# subprocess lane, runs the cheap `subprocess_lane` tests again with each command a new interpreter, so a
+# start-up or shutdown bug (import-time state, a missing import the server's preload hid, an atexit
+# handler, a thread left running) fails it; a command that never exits fails after MESH_TESTS_TIMEOUT s.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP) $(DC_STAMP) chromium postgres-server
+test: $(STAMP) $(DC_STAMP) $(MYPY_STAMP) chromium postgres-server
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
+	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
-	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not subprocess_lane"
+	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane
 
-lint: $(STAMP)
+lint: $(STAMP) $(MYPY_STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
+	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python
 	$(BIN)/ruff format --check mesh_tools tests benchmarks
 
 clean:

@@ -10,6 +10,9 @@ Protocol (one JSON object per line): on stdin ``{"argv": [...], "cwd", "env", "s
 "timeout", "memory"}`` (``memory``: the child's address-space limit in bytes, or null); on the reply pipe
 ``{"returncode": N}`` (``-9``, ``"timeout": true`` when killed).
 ``argv[0]`` is ``mesh`` or ``dbt``.
+
+Both ends of the protocol live here: ``serve`` runs in the server process (this file run as a script),
+``ForkServers`` is the tests' side (tests/helpers.py holds the one pool of each test process).
 """
 
 from __future__ import annotations
@@ -18,9 +21,16 @@ import atexit
 import gc
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 # what a command would import: imported once here, shared by every fork (copy on write)
 _PRELOAD = (
@@ -151,5 +161,70 @@ def serve() -> None:
         reply.write(json.dumps(_wait(pid, float(request.get("timeout") or 600))) + "\n")
 
 
+class ForkServers:
+    """Warm command servers, one per command running at the same time in this test process.
+
+    ``cwd`` and ``env()`` are the servers' own start-up folder and environment (read when one starts); each
+    command brings its own. ``stop`` ends them (tests/helpers.py registers it at exit).
+    """
+
+    def __init__(self, cwd: Path, env: Callable[[], dict[str, str]]) -> None:
+        self.cwd = cwd
+        self.env = env
+        self.idle: list[subprocess.Popen[str]] = []
+        self.lock = threading.Lock()
+        self.scratch: Path | None = None
+
+    def _start(self) -> subprocess.Popen[str]:
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve())],
+            cwd=self.cwd, env=self.env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )  # fmt: skip
+        assert server.stdout is not None
+        assert json.loads(server.stdout.readline() or "{}").get("ready"), "the command server did not start"
+        return server
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
+            memory: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        with self.lock:
+            server = self.idle.pop() if self.idle else None
+            if self.scratch is None:
+                self.scratch = Path(tempfile.mkdtemp(prefix="mesh-test-output-"))
+                atexit.register(shutil.rmtree, self.scratch, True)
+        if server is None or server.poll() is not None:
+            server = self._start()
+        out = self.scratch / f"{uuid.uuid4().hex}.out"
+        err = out.with_suffix(".err")
+        request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout,
+                   "memory": memory}  # fmt: skip
+        assert server.stdin is not None and server.stdout is not None
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        reply = json.loads(server.stdout.readline())
+        with self.lock:
+            self.idle.append(server)
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        out.unlink()
+        err.unlink()
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, reply["returncode"], stdout, stderr)
+
+    def stop(self) -> None:
+        """End the servers and wait for them: their commands' CPU time is then counted in this process's."""
+        for server in self.idle:
+            if server.stdin:
+                server.stdin.close()
+        for server in self.idle:
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
 if __name__ == "__main__":
+    # run as a script, Python put tests/ first on the path: its folders named after packages (tests/dbt) would
+    # shadow them (`import dbt` finding the tests of mesh_tools.dbt); a command's path is the interpreter's own
+    here = Path(__file__).resolve().parent
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != here]
     serve()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import REPO, Built, copy_demo, manifest, mesh_env, run_mesh
+from tests.helpers import REPO, Built, copy_demo, manifest, mesh_env, run_mesh
 
 DOMAINS = ("customers", "sales", "marketing", "finance")
 

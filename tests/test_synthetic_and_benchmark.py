@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, mesh_env, run_mesh
+from tests.helpers import REPO, mesh_env, run_mesh
 
 
 def files(root: Path) -> dict[str, bytes]:

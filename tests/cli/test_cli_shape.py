@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from mesh_tools.cli import main
-from tests.conftest import Built, run_mesh
+from tests.helpers import Built, run_mesh
 
 
 def test_every_exit_code_is_in_the_help() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import run_mesh
+from tests.helpers import run_mesh
 
 
 def results(root: Path, domain: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import chromium_page, screenshot
-from tests.conftest import Built, run_mesh
+from tests.helpers import Built, run_mesh
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import Built, mesh_env, run_mesh
+from tests.helpers import Built, mesh_env, run_mesh
 
 PRODUCT = Path("exchange/products/shop/orders/v2")
 

@@ -20,7 +20,7 @@ from mesh_tools.core.mesh import load_mesh
 from mesh_tools.model.release import ReleaseDescriptor
 from mesh_tools.store.backends import Conflict, FolderBackend
 from mesh_tools.store.exchange import Exchange
-from tests.conftest import copy_fixture, run_mesh, written_files
+from tests.helpers import copy_fixture, run_mesh, written_files
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from mesh_tools.model.release import TestSummary as Summary
 from mesh_tools.store.backends import Conflict, FolderBackend
 from mesh_tools.store.exchange import Exchange
 from mesh_tools.workflows.promote import promote
-from tests.conftest import mesh_env, run_command, written_files
+from tests.helpers import mesh_env, run_command, written_files
 
 RELEASES = "products/shop/orders/v2/releases"
 
@@ -73,7 +73,7 @@ def kept(exchange: Exchange) -> list[int]:
     return [numbers[r] for r in exchange.release_ids("shop", "orders", "2")]
 
 
-# -- the folder store's compare-and-swap (its S3 twin: tests/objectstore/test_store.py)
+# -- the folder store's compare-and-swap (its S3 twin: tests/store/test_store.py)
 
 
 def test_the_folder_store_writes_once_and_swaps_only_the_pointer_it_read(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, copy_tree, mesh_env, run_command, written_files
-from tests.foreign.conftest import CORPUS, MESHES, BuiltForeign, run_foreign
+from tests.foreign.corpus import CORPUS, MESHES, BuiltForeign, run_foreign
+from tests.helpers import FIXTURES, copy_tree, mesh_env, run_command, written_files
 
 
 def run(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

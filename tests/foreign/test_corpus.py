@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_tree
-from tests.foreign.conftest import MESHES, BuiltForeign, run_foreign
+from tests.foreign.corpus import MESHES, BuiltForeign, run_foreign
+from tests.helpers import copy_tree
 
 
 def rows(root: Path, database: str, relation: str) -> int:

@@ -14,7 +14,7 @@ from mesh_tools.core.mesh import load_mesh
 from mesh_tools.core.yamlfile import comment_spans
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.state.inputs import function_reads, node_reads
-from tests.foreign.conftest import CORPUS, BuiltForeign
+from tests.foreign.corpus import CORPUS, BuiltForeign
 
 
 def comments(text: str) -> list[str]:

@@ -27,8 +27,8 @@ from mesh_tools.workflows.stages import (
     slices,
     stage_lines,
 )
-from tests.conftest import copy_tree
-from tests.foreign.conftest import CORPUS, BuiltForeign, run_foreign
+from tests.foreign.corpus import CORPUS, BuiltForeign, run_foreign
+from tests.helpers import copy_tree
 
 FIXTURE = CORPUS / "bidirectional"
 

@@ -16,7 +16,7 @@ from mesh_tools.governance.testing import MeshSpec, check_fails, check_passes
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node, stub_id
 from mesh_tools.stitch.refs import explain
-from tests.foreign.conftest import BuiltForeign, csv_rows
+from tests.foreign.corpus import BuiltForeign, csv_rows
 
 
 def _release(root: Path, project: str, name: str) -> dict[str, Any]:

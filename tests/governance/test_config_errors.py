@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, copy_fixture, run_mesh, written_files
+from tests.helpers import FIXTURES, copy_fixture, run_mesh, written_files
 
 CASES_DIR = FIXTURES / "config_errors"
 CASES = sorted(p.name for p in CASES_DIR.iterdir() if p.is_dir())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_fixture, run_dbt, run_mesh
+from tests.helpers import copy_fixture, run_dbt, run_mesh
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import Built, copy_fixture, run_mesh
+from tests.helpers import Built, copy_fixture, run_mesh
 
 
 def write_landing(root: Path, orders: int = 200, tickets_loaded_hours_ago: float = 0.0) -> None:

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from tests.browser import chromium_page, screenshot
-from tests.conftest import Built, copy_fixture, run_mesh
+from tests.helpers import Built, copy_fixture, run_mesh
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Built, copy_fixture, run_mesh, written_files
+from tests.helpers import Built, copy_fixture, run_mesh, written_files
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, Built, manifest, mesh_env, run_mesh, written_files
+from tests.helpers import FIXTURES, Built, manifest, mesh_env, run_mesh, written_files
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from tests.conftest import Built, manifest, run_dbt
+from tests.helpers import Built, manifest, run_dbt
 
 
 def test_plain_mesh_builds(plain_mesh_built: Built):

@@ -20,7 +20,7 @@ from mesh_tools.dbt.literal import jinja_text, yaml_text
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.stitch import stub
 from mesh_tools.stitch.stub import read_parquet_sql, relation_sql, stub_files
-from tests.conftest import manifest, mesh_env, run_command
+from tests.helpers import manifest, mesh_env, run_command
 
 SECRET = "pl4nted-s3cret-v4lue"
 # each of these, rendered, would leak the secret, stop every consumer's parse, or never end

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_mesh
+from tests.helpers import run_mesh
 
 
 def stitch_with(mesh: Path, sql: str, domain: str = "reporting"):
@@ -72,7 +72,7 @@ def test_ref_built_dynamically_is_explained_from_dbts_error(plain_mesh_copy: Pat
 
 def test_plain_dbt_cannot_reach_a_protected_model_either(plain_mesh_copy: Path):
     """The stub holds public models only, so even plain `dbt build` in the consumer refuses the ref."""
-    from tests.conftest import run_dbt
+    from tests.helpers import run_dbt
 
     (plain_mesh_copy / "reporting" / "models" / "bad.sql").write_text(
         "select * from {{ ref('shop', 'customers_internal') }}"

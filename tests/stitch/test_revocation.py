@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from mesh_tools.core.mesh import load_mesh
-from tests.conftest import run_mesh
+from tests.helpers import run_mesh
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tests import s3server
-from tests.conftest import FIXTURES, copy_tree, run_dbt, run_mesh, written_files
-from tests.objectstore.conftest import Store, mesh, ok, s3  # noqa: F401 - s3: the loopback S3 server fixture
+from tests.helpers import FIXTURES, copy_tree, run_dbt, run_mesh, written_files
+from tests.store.checkouts import Store, mesh, ok
 
 CLEAN_FIXTURE = FIXTURES / "foreign_meshes" / "ci_fresh_clone"
 
@@ -147,7 +147,7 @@ def _independent_monthly_revenue() -> list[tuple[str, int, Decimal]]:
 @pytest.mark.s3
 @pytest.mark.skipif(not s3server.available(), reason="needs the s3 extra and moto[server]")
 def test_one_domains_ci_in_a_fresh_clone_builds_from_the_exchange_alone(
-    s3: s3server.Server,  # noqa: F811 - the fixture imported above
+    s3: s3server.Server,
     tmp_path: Path,
 ) -> None:
     store = Store(s3)

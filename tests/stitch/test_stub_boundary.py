@@ -28,7 +28,7 @@ from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node
 from mesh_tools.stitch.revoke import LEDGER, load_ledger
 from mesh_tools.stitch.stub import stub_files
-from tests.conftest import FIXTURES, mesh_env, run_command, run_mesh
+from tests.helpers import FIXTURES, mesh_env, run_command, run_mesh
 
 # ends dbt's `cast(null as ...` and the DESCRIBE around it, runs a statement, and opens them again
 BREAKOUT = (
