@@ -23,7 +23,7 @@ from pathlib import Path
 import duckdb
 
 from tests.helpers import copy_fixture, mesh_env, run_command
-from tests.test_state_aware import product_rows
+from tests.state.test_state_aware import product_rows
 
 _BUDGET_SECONDS = 240  # the sequence stops (passing) after this long: the suite's time is bounded
 
