@@ -7,6 +7,7 @@ same seed always gives the same data. Only ``_loaded_at`` (when the file landed)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from mesh_tools.core.errors import ConfigError
@@ -67,7 +68,7 @@ PRICES = [19.0, 49.0, 12.5, 15.0, 7.5, 29.0, 9.9, 2.5]
 CHANNELS = ["web", "app", "store"]
 
 
-def _pick(values: list[object], expr: str) -> str:
+def _pick(values: Sequence[object], expr: str) -> str:
     """SQL for ``values[expr % len(values)]`` (DuckDB lists are 1-based)."""
     items = ", ".join(repr(v) if not isinstance(v, str) else "'" + v + "'" for v in values)
     return f"([{items}])[1 + (({expr}) % {len(values)})::integer]"

@@ -107,8 +107,10 @@ def unsafe_contract(domain: Domain, products: list[Node]) -> str | None:
     return None
 
 
-def write_releases(mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome) -> None:
-    """Write, place and make current one release per product of a build that passed its gate.
+def write_releases(
+    mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome
+) -> PublishOutcome:
+    """Write, place and make current one release per product of a build that passed its gate; ``outcome``, filled.
 
     Runs inside the domain's worker process (its folder is the working directory): the data is
     read through the domain's own dbt connection. A refusal (a name that is a path, a value no
@@ -404,15 +406,15 @@ def _place_release(
         os.fsync(handle.fileno())
     # its data contract (ODCS), beside the descriptor and as immutable: where it is, what it holds; one
     # the standard's schema refuses (a `meta.odcs_quality` check written wrong) is not shipped, and said
-    contract = odcs.build_contract(descriptor, node, facts.checks.get(node.unique_id, []),
-                                   server or exchange.release_server(descriptor))  # fmt: skip
-    problems = odcs.schema_problems(contract)
+    odcs_contract = odcs.build_contract(descriptor, node, facts.checks.get(node.unique_id, []),
+                                        server or exchange.release_server(descriptor))  # fmt: skip
+    problems = odcs.schema_problems(odcs_contract)
     if problems:
         notes.append(f"{descriptor.product}: released without its ODCS contract, which the standard's schema "
                      f"refuses: {problems[0]}")  # fmt: skip
     else:
         with open(scratch / odcs.CONTRACT_FILE, "w", encoding="utf-8") as handle:
-            handle.write(odcs.to_yaml(contract))
+            handle.write(odcs.to_yaml(odcs_contract))
             handle.flush()
             os.fsync(handle.fileno())
     exchange.place(scratch, descriptor)  # complete, immutable, not yet current

@@ -64,7 +64,7 @@ def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
     "verified": false with the reason where the bytes were not checked); a dangling pointer or a broken or
     altered release is listed with its problem."""
     exchange = verifier.exchange
-    out = []
+    out: list[dict[str, Any]] = []
     for model, number in exchange.products_of(domain):
         label = product_key(domain, model, number)
         try:

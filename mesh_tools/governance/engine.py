@@ -185,8 +185,8 @@ def _apply_waivers(
         for index, waiver in enumerate(waivers):
             if waiver.rule != violation.code or not waiver.reason or not waiver.expires or waiver.expires < today:
                 continue
-            model, name = finding.model, finding.model_name
-            if any(model == m or name == m for m in waiver.models):
+            model, model_name = finding.model, finding.model_name
+            if any(model == m or model_name == m for m in waiver.models):
                 match = (index, waiver)
                 break
         if match:

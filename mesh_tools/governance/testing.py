@@ -44,7 +44,7 @@ def _uid(kind: str, project: str, name: str, version: Any = None, scope: str | N
 
 
 def _column(name: str, spec: ColumnSpec) -> dict[str, Any]:
-    props = {"data_type": spec} if isinstance(spec, str) or spec is None else dict(spec)
+    props: dict[str, Any] = {"data_type": spec} if isinstance(spec, str) or spec is None else dict(spec)
     meta = dict(props.pop("meta", None) or {})
     if "pii" in props:
         meta["pii"] = props.pop("pii")
@@ -229,7 +229,7 @@ class DomainSpec:
         return node
 
     def group(self, name: str, owner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        group = {
+        group: dict[str, Any] = {
             "unique_id": _uid("group", self.name, name),
             "resource_type": "group",
             "package_name": self.name,
@@ -242,7 +242,7 @@ class DomainSpec:
     def macro(self, name: str, sql: str, package: str | None = None) -> dict[str, Any]:
         """A macro of this project (or of a package it installs)."""
         package = package or self.name
-        macro = {
+        macro: dict[str, Any] = {
             "unique_id": _uid("macro", package, name),
             "resource_type": "macro",
             "package_name": package,

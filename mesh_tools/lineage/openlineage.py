@@ -356,7 +356,7 @@ def _relation_name(node: Node) -> str:
 def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: str) -> list[Any]:
     """The events of one domain's build: its run, its models' runs, and its publish."""
     from openlineage.client.event_v2 import InputDataset, OutputDataset
-    from openlineage.client.facet_v2 import schema_dataset
+    from openlineage.client.facet_v2 import DatasetFacet, schema_dataset
     from openlineage.client.uuid import generate_new_uuid
 
     domain = mesh.domains[facts.domain]
@@ -386,7 +386,9 @@ def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: s
             fields = [schema_dataset.SchemaDatasetFacetFields(name=c.name, type=c.data_type,
                                                               description=c.description or None)
                       for c in node.columns.values()]  # fmt: skip
-            out_facets = {"schema": schema_dataset.SchemaDatasetFacet(fields=fields)} if fields else {}
+            out_facets: dict[str, DatasetFacet] = (
+                {"schema": schema_dataset.SchemaDatasetFacet(fields=fields)} if fields else {}
+            )
             output = OutputDataset(namespace=relations_ns, name=_relation_name(node), facets=out_facets)
             timing = result.raw.get("timing") or []
             started = next((t.get("started_at") for t in timing if isinstance(t, dict) and t.get("started_at")), None)
@@ -397,12 +399,12 @@ def domain_events(emitter: Emitter, mesh: Mesh, facts: RunFacts, relations_ns: s
             else:
                 job = _job(emitter.namespace, f"{domain.name}.{node.product.local}", node.resource_type.upper(),
                            sql=node.raw.get("compiled_code") or None, description=node.description or None)  # fmt: skip
-            parent = _parent(emitter, job_name, facts.run_id)
-            events.append(_event("START", _iso(started, facts.started_at), run_id, job, inputs, [output], parent))
+            build = _parent(emitter, job_name, facts.run_id)  # the domain's build run, parent of the model's
+            events.append(_event("START", _iso(started, facts.started_at), run_id, job, inputs, [output], build))
             state = {"success": "COMPLETE", "pass": "COMPLETE", "skipped": "ABORT"}.get(result.status, "FAIL")
             extra = _error([result.message or result.status]) if state == "FAIL" else {}
             events.append(_event(state, _iso(result.completed_at, facts.ended_at), run_id, job, inputs, [output],
-                                 {**parent, **extra}))  # fmt: skip
+                                 {**build, **extra}))  # fmt: skip
     if facts.released:
         built = [e.eventTime for e in events[1:]] or [facts.started_at]
         events += publish_events(emitter, mesh, facts.domain, facts.released, relations_ns, manifest,

@@ -19,10 +19,13 @@ from typing import Any
 
 def merged_meta(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``meta`` as dbt applies it: the properties' ``meta``, overridden by ``config.meta``."""
-    config = raw.get("config") if isinstance(raw.get("config"), Mapping) else {}
-    meta = raw.get("meta") if isinstance(raw.get("meta"), Mapping) else {}
-    inner = config.get("meta") if isinstance(config.get("meta"), Mapping) else {}
-    return {**meta, **inner}
+    config = _mapping(raw.get("config"))
+    return {**_mapping(raw.get("meta")), **_mapping(config.get("meta"))}
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a mapping, else an empty one: a hand-written manifest may hold ``meta: null``."""
+    return value if isinstance(value, Mapping) else {}
 
 
 _NOT_PII = {"false", "no", "off", "n", "0", ""}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def _declared(folder: Path) -> set[Relation]:
     except MeshError:
         return set()
     models = (project.data or {}).get("models") if project and isinstance(project.data, dict) else None
-    config = next(iter(models.values()), {}) if isinstance(models, dict) and models else {}
+    config: object = next(iter(models.values()), {}) if isinstance(models, dict) and models else {}
     schema = config.get("+schema") if isinstance(config, dict) else None
     entries = (properties.data or {}).get("models") if properties and isinstance(properties.data, dict) else None
     if not isinstance(schema, str) or not isinstance(entries, list):
@@ -178,7 +179,10 @@ def claim(
                 f"{', '.join(f'{s}.{v}' for s, v in new)} there and could not first check that nothing else has "
                 f"their names: {exc}. Close what holds the database and run again."
             ]
-        found = {(str(s).lower(), str(v).lower()): (str(kind), comment) for s, v, kind, comment in rows}
+        found = {
+            (str(s).lower(), str(v).lower()): (str(kind), comment if isinstance(comment, str) else None)
+            for s, v, kind, comment in rows
+        }
     problems = []
     for relation in new:
         kind, comment = found.get((relation[0].lower(), relation[1].lower()), (None, None))
@@ -223,7 +227,7 @@ def record(domain: Domain, ledger: Ledger, stitched: set[Relation]) -> None:
 def remove_revoked_stubs(domain: Domain, manifests: dict[str, Manifest]) -> list[str]:
     """Delete the stub packages that still offer a product the domain may no longer read (a stitch that
     stops on a problem writes no new stubs, and a hand `dbt build` must not make their views again)."""
-    removed = []
+    removed: list[str] = []
     folder = domain.packages_dir
     if not folder.is_dir():
         return removed
@@ -289,7 +293,7 @@ def drop_views(
     return [(str(a), str(b)) for a, b in _run_runtime(domain, "drop_views", args, target, profiles_dir)]
 
 
-def _run_runtime(domain: Domain, macro: str, args: dict[str, object], target: str | None,
+def _run_runtime(domain: Domain, macro: str, args: Mapping[str, object], target: str | None,
                  profiles_dir: Path | None) -> list[list[object]]:  # fmt: skip
     """Run a macro of the runtime package on the domain's own storage; what it reported.
 

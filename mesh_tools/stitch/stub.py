@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -336,8 +336,13 @@ def _strings(value: Any) -> list[str]:
     return [_text(v) for v in value if isinstance(v, str | int | float)] if isinstance(value, list) else []
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping as JSON holds one, else an empty one (a hand-written manifest may hold null)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _group(group: dict[str, Any]) -> dict[str, Any]:
-    owner = group.get("owner") if isinstance(group.get("owner"), dict) else {}
+    owner = _dict(group.get("owner"))
     out: dict[str, Any] = {
         "name": _text(group.get("name") or ""),
         "owner": {_text(k): _value(v) for k, v in owner.items() if v},
@@ -365,9 +370,9 @@ def _constraints(items: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _columns(raw: dict[str, Any]) -> list[dict[str, Any]]:
+def _columns(raw: Mapping[str, Any]) -> list[dict[str, Any]]:
     columns = []
-    for column in (raw.get("columns") or {}).values() if isinstance(raw.get("columns"), dict) else []:
+    for column in _dict(raw.get("columns")).values():
         if not isinstance(column, dict) or not column.get("name"):
             continue
         entry: dict[str, Any] = {"name": _text(column["name"])}
@@ -392,16 +397,16 @@ def _columns(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _config(node: Node) -> dict[str, Any]:
     raw = node.raw
-    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config = _dict(raw.get("config"))
     out: dict[str, Any] = {k: _text(config[k]) for k in ("access", "group") if config.get(k)}
-    contract = config.get("contract") if isinstance(config.get("contract"), dict) else {}
+    contract = _dict(config.get("contract"))
     if contract:
         out["contract"] = {k: bool(contract[k]) for k in ("enforced", "alias_types") if k in contract}
     if _meta(config.get("meta")):
         out["meta"] = _meta(config.get("meta"))
     if _strings(config.get("tags")):
         out["tags"] = _strings(config.get("tags"))
-    docs = config.get("docs") if isinstance(config.get("docs"), dict) else {}
+    docs = _dict(config.get("docs"))
     if docs:
         out["docs"] = {"show": bool(docs.get("show", True))}
         color = docs.get("node_color")

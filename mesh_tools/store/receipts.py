@@ -62,7 +62,8 @@ def _read_releases(data: Mapping[str, Any]) -> tuple[dict[ProductKey, str], dict
     version, its dotted ``releases`` and ``channels`` maps."""
     reads = data.get("reads")
     if reads is None:
-        channels = data.get("channels") if isinstance(data.get("channels"), dict) else {}
+        held = data.get("channels")
+        channels: Mapping[str, Any] = held if isinstance(held, dict) else {}
         return (
             {ProductKey.parse(str(k)): str(v) for k, v in data["releases"].items()},
             {ProductKey.parse(str(k)): str(v) for k, v in channels.items()},
