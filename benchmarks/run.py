@@ -124,10 +124,10 @@ def bench_naive(work: Path, runs: int, orders: int, warm_up: bool = True) -> dic
     domains = domain_order(root)
     if warm_up:
         seconds(mesh("stitch"), root)
-        seconds(mesh("build", "--full"), root)  # warm-up: databases and partial-parse files exist for both
+        seconds(mesh("build", "--no-state"), root)  # warm-up: databases and partial-parse files exist for both
     naive, meshed = [], []
     for _ in range(runs):
-        meshed.append(seconds(mesh("build", "--full"), root))  # (publishes what the naive loop's consumers read)
+        meshed.append(seconds(mesh("build", "--no-state"), root))  # (publishes what the naive loop's consumers read)
         naive.append(sum(seconds([str(BIN / "dbt"), "build"], root / "projects" / d) for d in domains))
     return {
         "naive_loop_s": median(naive),
@@ -185,11 +185,11 @@ def bench_loom(work: Path, runs: int, orders: int, install: bool) -> dict[str, A
     for name in domains:  # dbt-loom reads the upstream manifests even for `dbt deps`: go in order
         seconds([str(loom_dbt), "deps"], root / "projects" / name)
         seconds(loom_cmd, root / "projects" / name)  # warm-up
-    seconds(mesh("build", "--full"), mesh_root)
+    seconds(mesh("build", "--no-state"), mesh_root)
     loom, meshed = [], []
     for _ in range(runs):
         loom.append(sum(seconds(loom_cmd, root / "projects" / d) for d in domains))
-        meshed.append(seconds(mesh("build", "--full"), mesh_root))
+        meshed.append(seconds(mesh("build", "--no-state"), mesh_root))
     version = subprocess.run(
         [str(LOOM_VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('dbt-loom'))"],
         capture_output=True,
@@ -300,12 +300,12 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None, b
         seconds(mesh("demo-data", "--orders", str(orders)), root)
     domains = domain_order(root)
     if reuse is None:
-        seconds(mesh("build", "--full"), root)  # warm-up, and the manifests with compiled SQL for the floor
+        seconds(mesh("build", "--no-state"), root)  # warm-up, and the manifests with compiled SQL for the floor
     built, published, floors, floors_tests, publish, copy = [], [], [], [], [], []
     rows = 0
     for _ in range(runs):
-        built.append(seconds(mesh("build", "--full", "--no-publish"), root))
-        published.append(built_s if reuse else seconds(mesh("build", "--full"), root))
+        built.append(seconds(mesh("build", "--no-state", "--no-publish"), root))
+        published.append(built_s if reuse else seconds(mesh("build", "--no-state"), root))
         shutil.rmtree(root / "floor", ignore_errors=True)
         floors.append(floor_build(root, domains))
         if reuse is None:  # the smoke run measures the floor once, without its tests
@@ -315,7 +315,7 @@ def bench_large(work: Path, runs: int, orders: int, reuse: Path | None = None, b
         copy_s, rows = bare_copy(root, "sales")
         copy.append(copy_s)
     if reuse is None:
-        seconds(mesh("build", "--full", "--no-publish"), root)  # once more, to read where its time went
+        seconds(mesh("build", "--no-state", "--no-publish"), root)  # once more, to read where its time went
     return {
         "orders": orders,
         "time_by_kind": time_by_kind(root, domains),
@@ -357,7 +357,7 @@ def bench_scale(
                      "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
         stitch = measure(mesh("stitch"), root)
         checks = [measure(mesh("check", "--no-sqlfluff"), root, check=False) for _ in range(runs)]
-        builds = [measure(mesh("build", "--full"), root) for _ in range(runs)]
+        builds = [measure(mesh("build", "--no-state"), root) for _ in range(runs)]
         build = {"seconds": median([b["seconds"] for b in builds]), "peak_mb": max(b["peak_mb"] for b in builds)}
         syncs = [measure(mesh("sync"), root) for _ in range(runs)]
         rows.append(
@@ -390,7 +390,7 @@ def bench_engines(work: Path, runs: int) -> dict[str, Any]:
         for engine in ("duckdb", "spark"):
             root = copy_demo(work / f"engines-{engine}-{run}")
             seconds(mesh("demo-data"), root)
-            args = ("build", "--full") if engine == "duckdb" else ("build", "--full", "--target", "spark")
+            args = ("build", "--no-state") if engine == "duckdb" else ("build", "--no-state", "--target", "spark")
             times[engine].append(seconds(mesh(*args), root))
             shutil.rmtree(root, ignore_errors=True)
     duck, spark = median(times["duckdb"]), median(times["spark"])
@@ -399,7 +399,7 @@ def bench_engines(work: Path, runs: int) -> dict[str, Any]:
 
 def bench_postgres(work: Path, runs: int, orders: int) -> dict[str, Any]:
     """The demo mesh on a throwaway PostgreSQL server (tests/pgserver.py), one login role per domain:
-    `mesh build --full --target postgres` beside the naive loop (`dbt build --target postgres` per
+    `mesh build --no-state --target postgres` beside the naive loop (`dbt build --target postgres` per
     domain, in dependency order, after the same stitching), alternating; then each domain's
     `mesh publish` (release tables, pointers, grants in one transaction) beside a bare
     `CREATE TABLE AS` of the same products on a connection of the same role."""
@@ -423,10 +423,10 @@ def bench_postgres(work: Path, runs: int, orders: int) -> dict[str, Any]:
         for name in domains:
             server.admin(f"alter role {name} password 'bench-{name}'")
             os.environ[f"MESH_PG_PASSWORD_{name.upper()}"] = f"bench-{name}"
-        first = seconds(mesh("build", "--full", "--target", "postgres"), root)  # loads the landing files too
+        first = seconds(mesh("build", "--no-state", "--target", "postgres"), root)  # loads the landing files too
         naive, meshed = [], []
         for _ in range(runs):
-            meshed.append(seconds(mesh("build", "--full", "--target", "postgres"), root))
+            meshed.append(seconds(mesh("build", "--no-state", "--target", "postgres"), root))
             naive.append(sum(seconds([str(BIN / "dbt"), "build", "--target", "postgres"], root / "projects" / d)
                              for d in domains))  # fmt: skip
         publish, bare, rows = [], [], 0
@@ -470,7 +470,7 @@ def bench_objectstore(work: Path, runs: int, orders: int) -> dict[str, Any]:
     try:
         root = copy_demo(work / "objectstore")
         seconds(mesh("demo-data", "--orders", str(orders)), root)
-        seconds(mesh("build", "--full"), root)  # publishes into the folder exchange: consumers need releases
+        seconds(mesh("build", "--no-state"), root)  # publishes into the folder exchange: consumers need releases
         domains = domain_order(root)
         folder = [sum(seconds(mesh("publish", d), root) for d in domains) for _ in range(runs)]
         bucket = server.bucket("mesh-bench")
@@ -632,7 +632,7 @@ def _new_landing_row(path: Path, key: str, loaded_at: str) -> None:
 
 
 def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, str]]) -> dict[str, Any]:
-    """State-aware `mesh build` vs `mesh build --full` on built meshes: nothing changed, one model changed
+    """State-aware `mesh build` vs `mesh build --no-state` on built meshes: nothing changed, one model changed
     in the most upstream domain, new rows in one source. ``meshes``: (label, root, model file relative to
     the root, landing Parquet file, its key column and loaded-at column joined by ':')."""
     rows = []
@@ -642,7 +642,7 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
         share_model = share_rows = (0, 0)
         _build_counts(root)  # the state a state-aware build compares with
         for i in range(runs):
-            full.append(_build_counts(root, "--full")[0])
+            full.append(_build_counts(root, "--no-state")[0])
             idle.append(_build_counts(root)[0])
             with open(root / model_file, "a") as sql:
                 sql.write(f"\n-- benchmark change {time.time_ns()} {i}\n")
@@ -715,7 +715,7 @@ def bench_observe(
         root = work / f"observe-{domains}x{models}"
         seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
                      "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
-        build = measure(mesh("build", "--full"), root)
+        build = measure(mesh("build", "--no-state"), root)
     rows = seed_history(root / "health" / "history.duckdb", days, 4)
     healths = [measure(mesh("health"), root, check=False) for _ in range(runs)]
     report = json.loads((root / "health" / "report.json").read_text())
@@ -804,16 +804,16 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["sections"]
     for row in s.get("state", {}).get("rows", []):
         lines.append(
-            f"| g. state-aware `mesh build`, {row['mesh']}: nothing changed vs `--full` | {row['idle_s']} s "
+            f"| g. state-aware `mesh build`, {row['mesh']}: nothing changed vs `--no-state` | {row['idle_s']} s "
             f"| {row['full_s']} s | {row['idle_ratio']} (≤ 0.05) |"
         )
         lines.append(
-            f"| g. one model changed in the most upstream domain ({row['model_change_ran']} models ran) vs `--full` "
+            f"| g. one model changed in the most upstream domain ({row['model_change_ran']} models ran) vs `--no-state` "
             f"| {row['model_change_s']} s | {row['full_s']} s | {row['model_change_ratio']} "
             f"(≈ {row['model_change_share']}, the share of models downstream) |"
         )
         lines.append(
-            f"| g. new rows in one source ({row['new_rows_ran']} models ran) vs `--full` | {row['new_rows_s']} s "
+            f"| g. new rows in one source ({row['new_rows_ran']} models ran) vs `--no-state` | {row['new_rows_s']} s "
             f"| {row['full_s']} s | {row['new_rows_ratio']} (share {row['new_rows_share']}) |"
         )
     if "naive" in s:

@@ -97,7 +97,7 @@ def plan_domain_build(
 
     name, profile = target_name(mesh, domain, target)
     code = code_fingerprint(domain)
-    state: BuildState | str = "--full was given" if full else load_state(domain, name)
+    state: BuildState | str = "--no-state was given" if full else load_state(domain, name)
     own = code_fingerprint(domain, stubs=False)
     names, computed = env_names(domain)
     observed = Observed(

@@ -170,7 +170,7 @@ def test_a_read_only_domain_folder_is_exit_3_naming_it(plain_mesh_copy: Path) ->
     root = plain_mesh_copy
     with read_only(root / "shop"):
         before = written_files(root / "shop")
-        for command, name in ((("build", "shop"), "build"), (("build", "shop", "--full"), "build"),
+        for command, name in ((("build", "shop"), "build"), (("build", "shop", "--no-state"), "build"),
                               (("stitch", "shop"), "stitch")):  # fmt: skip
             one_clear_error(
                 run_mesh(*command, cwd=root), 3,

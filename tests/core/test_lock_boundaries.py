@@ -190,7 +190,7 @@ def test_a_writing_command_without_its_lock_is_exit_3_and_writes_nothing(immutab
     """The finding: with .mesh/locks immutable, two `mesh build hr --full` ran at once, unlocked and silent."""
     root = immutable_locks
     before = {name: written_files(root / name) for name in ("hr", "exchange")}
-    built = run_mesh("build", "hr", "--full", cwd=root)
+    built = run_mesh("build", "hr", "--no-state", cwd=root)
     assert built.returncode == 3, built.stdout + built.stderr
     assert built.stderr.startswith(
         "error: .mesh/locks: the lock folder cannot be written (.mesh/locks/domain-hr.lock: Operation not permitted), "

@@ -121,7 +121,7 @@ def test_mesh_build_killed_in_its_first_seconds_leaves_the_mesh_usable(plain_mes
     marker = f"mesh-kill-{uuid.uuid4().hex}"
     build = subprocess.Popen(
         [sys.executable, "-c", "import sys; from mesh_tools.cli import main; main(sys.argv[2:])", marker,
-         "build", "--full", "shop", "reporting"],
+         "build", "--no-state", "shop", "reporting"],
         cwd=root, env=mesh_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

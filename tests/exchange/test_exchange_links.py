@@ -116,7 +116,7 @@ def test_a_run_refuses_a_linked_exchange_folder_before_dbt_runs(plain_mesh_copy:
     /outside/reporting.json (the same for leases/ and the others)."""
     root = plain_mesh_copy
     before = written_files(root / "reporting")
-    for folder, command in (("receipts", ("build", "--full", "reporting")), ("leases", ("stitch", "reporting")),
+    for folder, command in (("receipts", ("build", "--no-state", "reporting")), ("leases", ("stitch", "reporting")),
                             ("products/shop/orders/v2/releases", ("publish", "shop"))):  # fmt: skip
         moved = root / "exchange" / f"{folder}.saved"
         (root / "exchange" / folder).rename(moved)

@@ -347,7 +347,7 @@ def test_a_consumer_builds_from_a_read_only_exchange_and_publishing_is_refused(p
     with exchange_on_tmpfs(root) as exchange:
         subprocess.run(["mount", "-o", "remount,ro", str(exchange)], check=True)
         before = written_files(exchange)
-        built = run_mesh("build", "reporting", "--no-publish", "--full", cwd=root)
+        built = run_mesh("build", "reporting", "--no-publish", "--no-state", cwd=root)
         assert built.returncode == 0, built.stdout + built.stderr
         assert "exchange) is read-only here: no lease recorded" in built.stdout
         assert "read-only here: no consumption receipt recorded" in built.stdout

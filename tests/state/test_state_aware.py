@@ -184,7 +184,7 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert reasons(out)["shop.orders (upstream view)"] == "upstream shop.orders has a new release", out
 
     # after all of it, the products equal a full build of the same code and data (copy B, built once)
-    _finish(_start(b, "--full"))
+    _finish(_start(b, "--no-state"))
     assert product_rows(a) == product_rows(b)
 
 

@@ -364,7 +364,7 @@ def test_a_consumer_builds_while_its_producer_publishes_again_and_again(pg_mesh:
     for thread in threads:
         thread.start()
     try:
-        builds = [run_mesh("build", "finance", "--target", "postgres", "--full", cwd=root)]
+        builds = [run_mesh("build", "finance", "--target", "postgres", "--no-state", cwd=root)]
     finally:
         stop.set()
         for thread in threads:
