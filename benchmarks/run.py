@@ -808,7 +808,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['full_s']} s | {row['idle_ratio']} (≤ 0.05) |"
         )
         lines.append(
-            f"| g. one model changed in the most upstream domain ({row['model_change_ran']} models ran) vs `--no-state` "
+            f"| g. one model changed in the most upstream domain ({row['model_change_ran']} models ran) "
+            "vs `--no-state` "
             f"| {row['model_change_s']} s | {row['full_s']} s | {row['model_change_ratio']} "
             f"(≈ {row['model_change_share']}, the share of models downstream) |"
         )

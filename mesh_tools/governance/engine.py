@@ -271,7 +271,9 @@ def read_odcs_dir(folder: Path) -> dict[str, dict[str, Any]]:
     from mesh_tools.model import odcs
 
     if not folder.is_dir():
-        raise ConfigError(f"{display_path(folder)}: no such folder. Write one with `mesh contracts export --output-dir DIR`.")
+        raise ConfigError(
+            f"{display_path(folder)}: no such folder. Write one with `mesh contracts export --output-dir DIR`."
+        )
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name.endswith(CONTRACT_SUFFIXES))
     if not files:
         raise ConfigError(
