@@ -34,7 +34,7 @@ from mesh_tools.cli.render import _explain, _governance_line, _progress, _summar
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
-from mesh_tools.workflows.scheduler import run_mesh, worker_pool
+from mesh_tools.workflows.scheduler import publish_each, run_mesh
 
 # How long a build or sync waits for the health history and docs site another run is writing.
 AFTER_RUN_WAIT = 120.0
@@ -212,9 +212,6 @@ def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...
     Refused, with the reason, when the domain's last build did not pass; its current releases
     then stay as they are.
     """
-    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
-    from mesh_tools.workflows.domain_run import publish_in_worker
-
     if not select:
         raise click.UsageError("name the domains to publish: `mesh publish -s DOMAIN` (or `mesh publish DOMAIN`).")
     mesh = _mesh(ctx)
@@ -223,10 +220,7 @@ def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...
     open_exchange(mesh).require_writable("`mesh publish`")
     open_exchange(mesh).refuse_links(names)
     refused = False
-    for name in names:
-        # each domain in a process of its own, in its folder: it is read through its own dbt connection
-        with worker_pool(1) as pool:
-            outcome = pool.submit(publish_in_worker, mesh, name, target or mesh.defaults.target).result()
+    for name, outcome, warnings in publish_each(mesh, names, target or mesh.defaults.target):
         if outcome.refused:
             refused = True
             click.echo(f"{name}: publish refused: {outcome.refused} Its current releases stay current.")
@@ -237,9 +231,7 @@ def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...
             click.echo(f"{name}: expired {expired}")
         for note in outcome.notes:
             click.echo(f"{name}: warning: {note}")
-        from mesh_tools.workflows.lineage import emit_publish
-
-        for warning in emit_publish(mesh, name, outcome.releases, target or mesh.defaults.target):
+        for warning in warnings:
             click.echo(f"{name}: warning: {warning}", err=True)
         rate = outcome.rows / outcome.seconds if outcome.seconds else 0
         click.echo(f"{name}: {len(outcome.releases)} releases, {outcome.rows} rows in {outcome.seconds:.2f}s "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from mesh_tools.workflows.domain_run import (
 
 if TYPE_CHECKING:
     from mesh_tools.dbt.profiles import ProfileInfo
+    from mesh_tools.exchange.publish import PublishOutcome
     from mesh_tools.workflows.stages import StagedGroup
 
 Progress = Callable[[str, str, DomainRun | None], None]  # (event, domain, result)
@@ -286,6 +287,20 @@ def _shares_storage(name: str, running: Iterable[str], profiles: dict[str, Profi
     """Whether a running domain opens one of the files ``name`` opens (DuckDB allows one writer per file)."""
     mine = set(profiles[name].files) if name in profiles else set()
     return any(mine & set(profiles[other].files) for other in running if other in profiles)
+
+
+def publish_each(mesh: Mesh, names: list[str], target: str | None) -> Iterator[tuple[str, PublishOutcome, list[str]]]:
+    """`mesh publish`: each domain in a process of its own, in its folder (it is read through its own dbt
+    connection), one after the other; (domain, outcome, lineage warnings) as each finishes."""
+    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
+    from mesh_tools.workflows.domain_run import publish_in_worker
+    from mesh_tools.workflows.lineage import emit_publish
+
+    for name in names:
+        with worker_pool(1) as pool:
+            outcome = pool.submit(publish_in_worker, mesh, name, target).result()
+        warnings = [] if outcome.refused else emit_publish(mesh, name, outcome.releases, target)
+        yield name, outcome, warnings
 
 
 def parse_outside(mesh: Mesh, scratch: dict[str, Path], target: str | None, jobs: int) -> dict[str, str | None]:
