@@ -109,103 +109,189 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     that says it was never published). A release published before nodes were stored with releases takes its node
     from the interface or the working copy, else from its own descriptor (columns and contract).
     """
-
     project = up.name
-    filters = {"excluded": up.excluded_packages, "included": up.included_packages}
-    working = None
-    if project in mesh.domains:
-        fix = f"Build (or rebuild) the upstream: `mesh build {project}`, or `mesh stitch` to parse it only."
-        working = Manifest.read(mesh.domains[project].manifest_path, project, fix, missing_ok=True, **filters)
-    interface_path = exchange.fetch_interface(project, interface_channels(domain, project, exchange.env))
-    interface = None
-    if interface_path is not None:
-        fix = f"The interface {project} published in the exchange is unusable: publish {project} again."
-        published = PublishedInterface.read(interface_path, project, fix)
-        interface = Manifest.filtered(published.as_json(), interface_path, project, fix, **filters)
-    elif working is None and project not in mesh.domains:
+    working = _working_copy(mesh, up)
+    interface = _published_interface(exchange, domain, up)
+    if interface is None and working is None and project not in mesh.domains:
         raise _never_published(exchange, domain, project)
+    read = _UpstreamRead(domain, project, interface, working)
+    for (model, version), seen in _offered(project, interface, working, exchange):
+        read.read_product(exchange, model, version, seen)
+    if not read.nodes and working is None:  # an upstream of the checkout never built here nor published
+        raise _nothing_to_read(mesh, exchange, domain, project)
+    read.add_private_nodes()
+    _latest_from_newest(read.nodes, read.releases)
+    return ReleaseManifest(
+        read.manifest_data(), exchange.root / "products" / project, project, read.releases, working, read.notes,
+        read.hidden(up),
+    )  # fmt: skip
+
+
+def _working_copy(mesh: Mesh, up: Upstream) -> Manifest | None:
+    """The producer's working manifest in this checkout (None: not a domain here, or not parsed yet)."""
+    if up.name not in mesh.domains:
+        return None
+    fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
+    return Manifest.read(
+        mesh.domains[up.name].manifest_path, up.name, fix, missing_ok=True, excluded=up.excluded_packages,
+        included=up.included_packages,
+    )  # fmt: skip
+
+
+def _published_interface(exchange: Exchange, domain: Domain, up: Upstream) -> Manifest | None:
+    """The interface the producer last published in the first channel ``domain`` reads that has one, or None."""
+    project = up.name
+    interface_path = exchange.fetch_interface(project, interface_channels(domain, project, exchange.env))
+    if interface_path is None:
+        return None
+    fix = f"The interface {project} published in the exchange is unusable: publish {project} again."
+    published = PublishedInterface.read(interface_path, project, fix)
+    return Manifest.filtered(
+        published.as_json(), interface_path, project, fix, excluded=up.excluded_packages,
+        included=up.included_packages,
+    )  # fmt: skip
+
+
+def _offered(
+    project: str, interface: Manifest | None, working: Manifest | None, exchange: Exchange
+) -> list[tuple[tuple[str, str | None], Node]]:
+    """The products an upstream offers, by model and version: the public models of its interface (first) and of
+    its working copy, else (neither exists) every product the exchange holds of it, with a placeholder node."""
     offered: dict[tuple[str, str | None], Node] = {}
     for source in (interface, working):
         for node in source.public() if source is not None else []:
             offered.setdefault((node.name, node.version), node)
     if interface is None and working is None:
         offered = {product: Node(str(NodeId.model(project, "?")), {}) for product in exchange.products_of(project)}
-    where = display_path(domain.path / "mesh_domain.yml")
-    shown = display_path(working.path) if working is not None else ""
-    releases: dict[str, Release] = {}
-    nodes: dict[str, dict[str, Any]] = {}
-    groups: dict[str, dict[str, Any]] = {}
-    notes: list[str] = []
-    revoked: set[str] = set()
-    for (model, version), seen in sorted(offered.items(), key=lambda item: (item[0][0], item[0][1] or "")):
-        ours = working.named(model) if working is not None else []
+    return sorted(offered.items(), key=lambda item: (item[0][0], item[0][1] or ""))
+
+
+def _nothing_to_read(mesh: Mesh, exchange: Exchange, domain: Domain, project: str) -> NothingToRead:
+    """The error for an upstream of the checkout that was never built here and has no release in the exchange."""
+    path = mesh.domains[project].manifest_path
+    return NothingToRead(
+        f"{display_path(path)}: manifest not found. {project} has no release in the exchange ({exchange.url}) "
+        f"either, so {domain.name} has nothing to read. Build (or rebuild) the upstream: `mesh build {project}` "
+        f"(or `mesh build +{domain.name}`), or `mesh stitch` to parse it only."
+    )
+
+
+def _trusted_node(raw: dict[str, Any], release: Release, project: str) -> Node:
+    """The node published with a release, checked to be that release's own (ArtifactError otherwise)."""
+    try:
+        return _checked(raw, release)
+    except ValueError as exc:
+        raise ArtifactError(
+            f"{release.where}/release.json: {exc}. The release is not trustworthy (changed since {project} "
+            f"published it): publish {project} again (`mesh build {project}` where it is built)."
+        ) from None
+
+
+@dataclass
+class _UpstreamRead:
+    """What a consumer reads of one upstream so far, product by product: the nodes and groups of the manifest it
+    stitches against, the release each node comes from, the nodes the working copy restricts, and notes."""
+
+    domain: Domain
+    project: str
+    interface: Manifest | None
+    working: Manifest | None
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    releases: dict[str, Release] = field(default_factory=dict)  # unique_id -> the release its node comes from
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    revoked: set[str] = field(default_factory=set)
+
+    @property
+    def shown(self) -> str:
+        """The working manifest's path as messages show it."""
+        return display_path(self.working.path) if self.working is not None else ""
+
+    def read_product(self, exchange: Exchange, model: str, version: str | None, seen: Node) -> None:
+        """Read one offered product from the release the consumer reads of it, else from the working copy or the
+        interface (when neither offers it, it is left out)."""
+        ours = self.working.named(model) if self.working is not None else []
         draft = next((n for n in ours if n.version == version), None)
-        latest = seen.latest_version
-        pin = pin_for(domain, project, model, version, latest, exchange.env)
-        read_from = channels_for(domain, project, model, version, exchange.env)
-        release = exchange.resolve(project, model, version, pin, where, read_from)
-        if release is None:
-            if draft is None and interface is None:
-                continue  # nothing offers it
-            node = draft if draft is not None else seen
-            nodes[node.unique_id] = dict(node.raw)
-            source = working if draft is not None else interface
-            if source is not None and node.group and node.group in source.groups:
-                groups[f"group.{project}.{node.group}"] = dict(source.groups[node.group])
-            if draft is not None:
-                notes.append(
-                    f"{domain.name} reads {node.key} from {project}'s working copy ({shown}): it has no release in "
-                    f"{' / '.join(read_from)} yet (publish it: `mesh build {project}`)"
-                )
-            continue
-        raw, group = _released_node(release, project, interface, working)
-        try:
-            node = _checked(raw, release)
-        except ValueError as exc:
-            raise ArtifactError(
-                f"{release.where}/release.json: {exc}. The release is not trustworthy (changed since {project} "
-                f"published it): publish {project} again (`mesh build {project}` where it is built)."
-            ) from None
-        nodes[node.unique_id] = dict(node.raw)
-        releases[node.unique_id] = release
-        if group is not None and node.group:
-            groups[f"group.{project}.{node.group}"] = group
-        if draft is not None and not draft.readable_by(domain.name):
-            revoked.add(node.unique_id)  # a restriction takes effect at once; a release never widens access
-        if working is not None and (draft is None or not draft.is_public):
-            gone = "no longer has it" if draft is None else f"makes it {draft.access}"
-            notes.append(
-                f"{project}'s working copy ({shown}) {gone}: {domain.name} reads release "
-                f"{release.descriptor.release_id} of {node.key} until {project} publishes, then loses it"
+        where = display_path(self.domain.path / "mesh_domain.yml")
+        pin = pin_for(self.domain, self.project, model, version, seen.latest_version, exchange.env)
+        read_from = channels_for(self.domain, self.project, model, version, exchange.env)
+        release = exchange.resolve(self.project, model, version, pin, where, read_from)
+        if release is not None:
+            self.read_release(release, draft)
+        elif draft is not None or self.interface is not None:
+            self.read_unreleased(seen, draft, read_from)
+
+    def read_unreleased(self, seen: Node, draft: Node | None, read_from: list[str]) -> None:
+        """A product with no release yet: the working copy's node (with a note saying so), else the interface's."""
+        node = draft if draft is not None else seen
+        self.nodes[node.unique_id] = dict(node.raw)
+        source = self.working if draft is not None else self.interface
+        if source is not None and node.group and node.group in source.groups:
+            self.groups[f"group.{self.project}.{node.group}"] = dict(source.groups[node.group])
+        if draft is not None:
+            self.notes.append(
+                f"{self.domain.name} reads {node.key} from {self.project}'s working copy ({self.shown}): it has no "
+                f"release in {' / '.join(read_from)} yet (publish it: `mesh build {self.project}`)"
             )
-        if draft is not None and draft.is_public:
-            ahead = _ahead(draft, node)
-            if ahead:
-                notes.append(
-                    f"{project}'s working copy ({shown}) differs from release {release.descriptor.release_id} of "
-                    f"{node.key} ({ahead}): {domain.name} reads the release until {project} publishes"
-                )
-    if not nodes and working is None:  # an upstream of the checkout never built here nor published
-        path = mesh.domains[project].manifest_path
-        raise NothingToRead(
-            f"{display_path(path)}: manifest not found. {project} has no release in the exchange ({exchange.url}) "
-            f"either, so {domain.name} has nothing to read. Build (or rebuild) the upstream: `mesh build {project}` "
-            f"(or `mesh build +{domain.name}`), or `mesh stitch` to parse it only."
-        )
-    for node in working.shareable if working is not None else ():
-        if not node.is_public and node.unique_id not in nodes:  # never stitched: only to explain a ref to it
-            nodes[node.unique_id] = without_code(node.raw)
-    _latest_from_newest(nodes, releases)
-    newest = max(releases.values(), key=lambda r: r.descriptor.release_id, default=None)
-    metadata = {
-        "project_name": project,
-        "generated_at": newest.descriptor.produced_at if newest else (working.generated_at if working else ""),
-        "adapter_type": newest.descriptor.engine if newest else None,
-    }
-    data = {"metadata": metadata, "nodes": nodes, "groups": groups, "sources": {}, "macros": {}}
-    left_out = project in up.excluded_packages or bool(up.included_packages and project not in up.included_packages)
-    hidden = frozenset(nodes) if left_out else frozenset(revoked)
-    return ReleaseManifest(data, exchange.root / "products" / project, project, releases, working, notes, hidden)
+
+    def read_release(self, release: Release, draft: Node | None) -> None:
+        """A product read from its release: the node (checked) and group published with it; the working copy's
+        restriction of it takes effect at once (a release never widens access)."""
+        raw, group = _released_node(release, self.project, self.interface, self.working)
+        node = _trusted_node(raw, release, self.project)
+        self.nodes[node.unique_id] = dict(node.raw)
+        self.releases[node.unique_id] = release
+        if group is not None and node.group:
+            self.groups[f"group.{self.project}.{node.group}"] = group
+        if draft is not None and not draft.readable_by(self.domain.name):
+            self.revoked.add(node.unique_id)
+        self.notes.extend(self.working_copy_notes(release, node, draft))
+
+    def working_copy_notes(self, release: Release, node: Node, draft: Node | None) -> list[str]:
+        """How the working copy differs from a release the consumer reads: it dropped or restricted the product,
+        or changed its shape (the consumer reads the release until the producer publishes)."""
+        if self.working is None:
+            return []
+        release_id = release.descriptor.release_id
+        if draft is None or not draft.is_public:
+            gone = "no longer has it" if draft is None else f"makes it {draft.access}"
+            return [
+                f"{self.project}'s working copy ({self.shown}) {gone}: {self.domain.name} reads release "
+                f"{release_id} of {node.key} until {self.project} publishes, then loses it"
+            ]
+        ahead = _ahead(draft, node)
+        if not ahead:
+            return []
+        return [
+            f"{self.project}'s working copy ({self.shown}) differs from release {release_id} of "
+            f"{node.key} ({ahead}): {self.domain.name} reads the release until {self.project} publishes"
+        ]
+
+    def add_private_nodes(self) -> None:
+        """The working copy's shareable nodes that are not public, without their code: never stitched, there only
+        to explain a ref to one."""
+        for node in self.working.shareable if self.working is not None else ():
+            if not node.is_public and node.unique_id not in self.nodes:
+                self.nodes[node.unique_id] = without_code(node.raw)
+
+    def manifest_data(self) -> dict[str, Any]:
+        """The manifest's JSON: the nodes and groups read, dated and typed by the newest release read (else dated
+        by the working copy)."""
+        newest = max(self.releases.values(), key=lambda r: r.descriptor.release_id, default=None)
+        working = self.working
+        metadata = {
+            "project_name": self.project,
+            "generated_at": newest.descriptor.produced_at if newest else (working.generated_at if working else ""),
+            "adapter_type": newest.descriptor.engine if newest else None,
+        }
+        return {"metadata": metadata, "nodes": self.nodes, "groups": self.groups, "sources": {}, "macros": {}}
+
+    def hidden(self, up: Upstream) -> frozenset[str]:
+        """What the consumer may not read: all of it when the upstream's package filters leave the project out,
+        else what the working copy restricts."""
+        project = self.project
+        left_out = project in up.excluded_packages or bool(up.included_packages and project not in up.included_packages)
+        return frozenset(self.nodes) if left_out else frozenset(self.revoked)
 
 
 def _never_published(exchange: Exchange, domain: Domain, project: str) -> MeshError:
@@ -525,7 +611,10 @@ def stitch_domain(mesh: Mesh, domain: Domain, target: str | None = None) -> Stit
         removed, dropped, failed, views = _revoke(mesh, domain, manifests, ledger, target, stubs=True)
         return StitchOutcome(domain.name, removed=tuple(removed), problems=tuple(problems + failed),
                              warnings=tuple(dropped), dropped=tuple(views))  # fmt: skip
-    changed, unchanged, consumed, channels = [], [], {}, {}
+    changed: list[str] = []
+    unchanged: list[str] = []
+    consumed: dict[str, str] = {}  # product key -> release id
+    channels: dict[str, str] = {}  # product key -> the channel it was read from
     resolved = {up.name: release_bodies(mesh, domain, manifests[up.name], channels=channels) for up in domain.upstreams}
     for _bodies, reads in resolved.values():
         consumed.update(reads)

@@ -178,47 +178,64 @@ def model_graph(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
     """The model graph across the cycle's domains: a stub of a peer's product stands for that product. A data test
     of a product that reads another domain's node puts that node before the product: the publish gate releases a
     product only with all its data tests run in the same build (workflows/release.py)."""
+    graph = _built_nodes(group, manifests)
+    for name in group:
+        for node in own_built(manifests[name]):
+            graph.parents[node.unique_id] = _parents(graph, manifests, name, node)
+        for test in manifests[name].nodes.values():
+            if test.resource_type == "test" and test.package == name:
+                _place_test(graph, manifests, name, test)
+    return graph
+
+
+def _built_nodes(group: list[str], manifests: dict[str, Manifest]) -> ModelGraph:
+    """A graph of the cycle's models, seeds and snapshots with their domains and files, no edges yet."""
     graph = ModelGraph()
     for name in group:
         for node in own_built(manifests[name]):
             graph.owner[node.unique_id] = name
             graph.where[node.unique_id] = node.file
-
-    def resolved(name: str, node: Node) -> set[str]:
-        found = set()
-        for parent in node.depends_on:
-            package = package_of(parent) or ""
-            if package in manifests and package != name and resource_type_of(parent) == "model":  # a peer's stub
-                product = product_of(manifests[package], parent)
-                if product is None or product.unique_id not in graph.owner:  # dropping it could hide a cycle
-                    raise UnknownProduct(name, node, parent)
-                found.add(product.unique_id)
-            elif parent in graph.owner:
-                found.add(parent)
-        return found
-
-    for name in group:
-        for node in own_built(manifests[name]):
-            graph.parents[node.unique_id] = resolved(name, node)
-        for test in manifests[name].nodes.values():
-            if test.resource_type != "test" or test.package != name:
-                continue
-            reads = resolved(name, test)
-            across = {r for r in reads if r in graph.owner and graph.owner[r] != name}
-            if not across:
-                continue  # it runs with what it tests, in their stage
-            for product in sorted(reads):
-                if graph.owner.get(product) != name or not manifests[name].nodes[product].is_public:
-                    continue
-                for other in sorted(across):
-                    graph.parents[product].add(other)
-                    graph.via.setdefault((product, other), (test.name, test.properties_file or test.file))
-            # any other test that reads another domain of the cycle runs in the first stage of its domain that
-            # comes after everything it reads: dbt leaves it out of an earlier one (a parent is excluded there)
-            graph.owner[test.unique_id] = name
-            graph.where[test.unique_id] = test.properties_file or test.file
-            graph.parents[test.unique_id] = {r for r in reads if r in graph.owner}
     return graph
+
+
+def _parents(graph: ModelGraph, manifests: dict[str, Manifest], name: str, node: Node) -> set[str]:
+    """The nodes of the graph that ``node`` of domain ``name`` reads: a stub of a peer's product stands for the
+    product (UnknownProduct when the peer has none: dropping it could hide a cycle)."""
+    found: set[str] = set()
+    for parent in node.depends_on:
+        package = package_of(parent) or ""
+        if package in manifests and package != name and resource_type_of(parent) == "model":  # a peer's stub
+            product = product_of(manifests[package], parent)
+            if product is None or product.unique_id not in graph.owner:
+                raise UnknownProduct(name, node, parent)
+            found.add(product.unique_id)
+        elif parent in graph.owner:
+            found.add(parent)
+    return found
+
+
+def _place_test(graph: ModelGraph, manifests: dict[str, Manifest], name: str, test: Node) -> None:
+    """Place a data test of domain ``name`` that reads another domain of the cycle (one that does not runs with
+    what it tests, in their stage): each public product it tests comes after what it reads of the other domains,
+    and the test runs in the first stage of its domain after everything it reads (dbt leaves it out of an earlier
+    one: a parent is excluded there)."""
+    reads = _parents(graph, manifests, name, test)
+    across = {r for r in reads if r in graph.owner and graph.owner[r] != name}
+    if not across:
+        return
+    for product in sorted(reads):
+        if graph.owner.get(product) == name and manifests[name].nodes[product].is_public:
+            _put_after(graph, product, across, test)
+    graph.owner[test.unique_id] = name
+    graph.where[test.unique_id] = test.properties_file or test.file
+    graph.parents[test.unique_id] = {r for r in reads if r in graph.owner}
+
+
+def _put_after(graph: ModelGraph, product: str, across: set[str], test: Node) -> None:
+    """Put ``product`` after the nodes of other domains its data ``test`` reads, noting the test that ties them."""
+    for other in sorted(across):
+        graph.parents[product].add(other)
+        graph.via.setdefault((product, other), (test.name, test.properties_file or test.file))
 
 
 def model_cycle_message(mesh: Mesh, path: list[str], graph: ModelGraph) -> str:
@@ -285,9 +302,9 @@ def slices(plan: list[Stage], owner: dict[str, str], manifests: dict[str, Manife
         read = {n.package for n in manifest.nodes.values() if n.package in manifests and n.package != stage.domain}
         for uid, number in sorted(at.items()):
             peer = owner[uid]
-            node = manifests[peer].nodes.get(uid)
-            if peer in read and number > stage.number and node is not None and node.is_public:
-                exclude.append(f"fqn:{ProductKey(peer, node.name, node.version)}")  # the fqn of the peer's stub
+            built = manifests[peer].nodes.get(uid)
+            if peer in read and number > stage.number and built is not None and built.is_public:
+                exclude.append(f"fqn:{ProductKey(peer, built.name, built.version)}")  # the fqn of the peer's stub
         later = sorted(uid for uid, n in at.items() if owner[uid] == stage.domain and n > stage.number)
         out[stage.number] = StageSlice(stage.number, len(plan), tuple(stage.nodes), tuple(dict.fromkeys(exclude)),
                                        tuple(later), stage.final)  # fmt: skip
