@@ -37,6 +37,10 @@ class ProfileInfo:
     # how to open a connection of one's own (PostgreSQL: host, port, dbname, user, password); kept in
     # memory only, never written or shown
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    # the target and profiles folder as they were asked for (None: dbt's default): a later dbt invocation for
+    # the same domain passes them as given, since dbt's partial parsing starts over when they differ
+    requested_target: str | None = None
+    requested_profiles_dir: Path | None = None
 
     @property
     def identity(self) -> str | None:
@@ -126,4 +130,6 @@ def load_profile(
         warehouse=storage.warehouse,
         user=getattr(credentials, "user", None),
         connection=connection,
+        requested_target=target,
+        requested_profiles_dir=profiles_dir,
     )

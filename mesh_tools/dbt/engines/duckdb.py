@@ -169,7 +169,7 @@ def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) ->
     try:
         reported = dbt_runner.run_macro(
             domain.path, "duckdb_export", {"exports": exports, **export_rules()},
-            target=profile.target, profiles_dir=profile.profiles_file.parent,
+            target=profile.requested_target, profiles_dir=profile.requested_profiles_dir,
         )  # fmt: skip
     except MeshError as exc:
         storage = storage_problem(str(exc))
