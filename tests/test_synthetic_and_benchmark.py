@@ -41,8 +41,6 @@ def test_generator_refuses_a_non_empty_folder(tmp_path: Path):
 
 
 def test_benchmark_runs_at_tiny_size(tmp_path: Path):
-    # naive, scale and observe (the sections whose code the others share); `large` (the floor builds) is left to
-    # `benchmarks/run.py --tiny`: make test's 10 minutes on 2 cores cannot hold every section
     result = subprocess.run(
         [
             sys.executable,
@@ -50,7 +48,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
             "--tiny",
             "--no-install-loom",
             "--only",
-            "naive,scale,observe",
+            "naive,large,scale,observe",
             "--out",
             str(tmp_path),
         ],  # fmt: skip
@@ -63,6 +61,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     sections = report["sections"]
     assert sections["naive"]["mesh_build_s"] > 0 and sections["naive"]["naive_loop_s"] > 0
+    assert sections["large"]["floor_s"] > 0
     assert [(r["domains"], r["models_per_domain"]) for r in sections["scale"]["rows"]] == [(2, 4)]
     observe = sections["observe"]
     assert observe["health_s"] > 0 and observe["docs_pages"] == observe["products"] + observe["domains"] + 1
