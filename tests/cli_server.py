@@ -71,6 +71,10 @@ def _preload() -> None:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional piece missing: the child imports what it needs
             pass
+    # dbt's per-process caches, as a `mesh build` fills them before it forks its workers
+    from mesh_tools.dbt.warm import warm_dbt
+
+    warm_dbt()
 
 
 def _child(request: dict) -> None:
