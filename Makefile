@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 # again when the environment sets PYTHONDONTWRITEBYTECODE costs ~0.1 s of CPU; let them keep the bytecode.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test lint clean chromium postgres-server
+.PHONY: run test lint clean chromium postgres-server bootstrap
 
 # The spark, postgres, s3 and lineage extras are installed too: the test suite builds the demo mesh on
 # both engines, runs the exchange in an object store (an S3 API on loopback) and emits OpenLineage events.
@@ -60,18 +60,31 @@ run: $(STAMP)
 # One worker more than cores: a worker often waits (process starts, dbt's files, a JVM), and the
 # spare one fills that time (2 cores: 610 s with 2 workers, 560 s with 3; a fourth changed nothing: 587 s
 # against 592 s, the suite is CPU-bound).
-# Their commands are forks of a warm server with dbt imported (tests/cli_server.py); the second call, the
-# subprocess lane, runs the cheap `subprocess_lane` tests again with each command a new interpreter, so a
-# start-up or shutdown bug (import-time state, a missing import the server's preload hid, an atexit
-# handler, a thread left running) fails it; a command that never exits fails after MESH_TESTS_TIMEOUT s.
+# Their commands are forks of a warm server with dbt imported (tests/cli_server.py); the subprocess lane
+# runs the cheap `subprocess_lane` tests with each command a new interpreter, so a start-up or shutdown
+# bug (import-time state, a missing import the server's preload hid, an atexit handler, a thread left
+# running) fails it; a command that never exits fails after MESH_TESTS_TIMEOUT s.
+# mypy and the lane run beside the suite, in the time its workers wait (about 110 s of a core's time idles
+# in a suite of 480 s): each writes to a log of its own, printed when the suite ends; any failure fails.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
-test: $(STAMP) $(DC_STAMP) $(MYPY_STAMP) chromium postgres-server
+TEST_LOGS := .test-logs
+test: bootstrap
 	$(BIN)/ruff check mesh_tools tests benchmarks
 	$(BIN)/lint-imports
-	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python
+	@mkdir -p $(TEST_LOGS)
+	@$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
+	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
+	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
-	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not subprocess_lane"
-	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane
+	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not subprocess_lane"; suite=$$?; \
+	wait $$mypy; checked=$$?; echo "== mypy (exit $$checked)"; cat $(TEST_LOGS)/mypy.log; \
+	wait $$lane; laned=$$?; echo "== subprocess lane (exit $$laned)"; tail -n 30 $(TEST_LOGS)/subprocess-lane.log; \
+	test $$suite -eq 0 && test $$checked -eq 0 && test $$laned -eq 0
+
+# The environments install side by side (pip is CPU-bound; 2 cores: 71 s together against 97 s one
+# after the other).
+bootstrap:
+	@$(MAKE) --no-print-directory -j3 $(STAMP) $(DC_STAMP) $(MYPY_STAMP) chromium postgres-server
 
 lint: $(STAMP) $(MYPY_STAMP)
 	$(BIN)/ruff check mesh_tools tests benchmarks
@@ -80,4 +93,4 @@ lint: $(STAMP) $(MYPY_STAMP)
 	$(BIN)/ruff format --check mesh_tools tests benchmarks
 
 clean:
-	rm -rf health site projects/*/target projects/*/metastore_db projects/*/spark-warehouse projects/*/derby.log projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
+	rm -rf .test-logs health site projects/*/target projects/*/metastore_db projects/*/spark-warehouse projects/*/derby.log projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
