@@ -19,12 +19,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # datacontract-cli (`mesh check --datacontract`) pins its own DuckDB (1.5), so it lives in an environment
-# of its own; the mesh finds it through MESH_DATACONTRACT.
+# of its own; the mesh finds it through MESH_DATACONTRACT. --no-compile: the few modules it imports compile
+# on first use (34 s -> 24 s of install).
 DC_VENV := .venv-datacontract
 DC_STAMP := $(DC_VENV)/.installed
 $(DC_STAMP):
 	test -x $(DC_VENV)/bin/python || $(PYTHON) -m venv $(DC_VENV)
-	$(DC_VENV)/bin/python -m pip install --quiet "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
+	$(DC_VENV)/bin/python -m pip install --quiet --no-compile "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
 	touch $(DC_STAMP)
 
 # mypy 1.20+ needs a pathspec that dbt-core 1.11 refuses, so it lives in an environment of its own and

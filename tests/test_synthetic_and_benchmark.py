@@ -41,6 +41,8 @@ def test_generator_refuses_a_non_empty_folder(tmp_path: Path):
 
 
 def test_benchmark_runs_at_tiny_size(tmp_path: Path):
+    # the sections the issues' goals are measured with; 'large' (the demo at 10M orders against its floor) is
+    # left to `benchmarks/run.py --tiny`: at this size it rebuilds naive's mesh twice more (26 s of CPU here)
     result = subprocess.run(
         [
             sys.executable,
@@ -48,7 +50,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
             "--tiny",
             "--no-install-loom",
             "--only",
-            "naive,large,scale,observe",
+            "naive,scale,observe",
             "--out",
             str(tmp_path),
         ],  # fmt: skip
@@ -61,7 +63,6 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
     report = json.loads((tmp_path / "benchmark.json").read_text())
     sections = report["sections"]
     assert sections["naive"]["mesh_build_s"] > 0 and sections["naive"]["naive_loop_s"] > 0
-    assert sections["large"]["floor_s"] > 0
     assert [(r["domains"], r["models_per_domain"]) for r in sections["scale"]["rows"]] == [(2, 4)]
     observe = sections["observe"]
     assert observe["health_s"] > 0 and observe["docs_pages"] == observe["products"] + observe["domains"] + 1
