@@ -572,8 +572,11 @@ def _alive_workers(host: str, ui_port: int) -> int:
 
 def _app_cores(host: str, ui_port: int, app: str) -> int:
     """The cores the master granted the running application ``app`` (0: it has no executor)."""
-    data = _master_json(host, ui_port) or {}
-    return sum(int(a.get("cores", 0)) for a in data.get("activeapps", [])
+    return _granted(_master_json(host, ui_port) or {}, app)
+
+
+def _granted(master: dict[str, Any], app: str) -> int:
+    return sum(int(a.get("cores", 0)) for a in master.get("activeapps", [])
                if isinstance(a, dict) and a.get("name") == app and a.get("state") == "RUNNING")  # fmt: skip
 
 
@@ -790,20 +793,40 @@ def _process_status(cluster: Cluster, process: ClusterProcess, master: dict[str,
     if process.name == "master":
         answers = master.get("status") == "ALIVE"
         workers = sum(1 for w in master.get("workers", []) if isinstance(w, dict) and w.get("state") == "ALIVE")
-        detail = f"{workers} of {cluster.workers} workers ALIVE, web UI {cluster.master_ui_url}" if answers else ""
+        detail = (f"{workers} of {cluster.workers} workers ALIVE, web UI {cluster.master_ui_url}" if answers
+                  else f"its web UI {cluster.master_ui_url} does not answer")  # fmt: skip
     elif process.name.startswith("worker-"):
-        # the master knows its workers by host and port, not by our names: a worker answers while the master counts
-        # as many ALIVE workers as were started
-        alive_workers = sum(1 for w in master.get("workers", []) if isinstance(w, dict) and w.get("state") == "ALIVE")
-        answers = alive and alive_workers >= int(process.name.split("-")[1])
-        detail = "registered" if answers else "not registered with the master"
+        port = _worker_port(process.log)
+        alive_ports = {
+            w.get("port") for w in master.get("workers", []) if isinstance(w, dict) and w.get("state") == "ALIVE"
+        }
+        answers = alive and port is not None and port in alive_ports
+        detail = f"registered as {cluster.host}:{port}" if answers else "not registered with the master"
+        process = dataclasses.replace(process, port=port)
     else:
         app = THRIFT_APP if process.name == "thrift" else CONNECT_APP
-        answers = alive and _accepts(cluster.host, process.port)
-        cores = _app_cores(cluster.host, cluster.master_ui_port, app) if master else 0
-        detail = f"executor: {cores} core{'s' if cores != 1 else ''}" if cores else "no executor"
-    return ProcessStatus(process.name, process.pid, alive, process.port, alive and answers,
-                         detail if alive else "not running", process.log)  # fmt: skip
+        # answering means usable: its port accepts and it holds an executor (a lost worker leaves it none)
+        accepts, cores = _accepts(cluster.host, process.port), _granted(master, app)
+        answers = accepts and cores > 0
+        if not accepts:
+            detail = f"port {process.port} does not accept"
+        else:
+            detail = f"executor: {cores} core{'s' if cores != 1 else ''}" if cores else "no executor (a worker lost?)"
+    if not alive:
+        detail = f"exited: its log is {display_path(process.log)}"
+    return ProcessStatus(process.name, process.pid, alive, process.port, alive and answers, detail, process.log)
+
+
+def _worker_port(log: Path) -> int | None:
+    """The port a worker serves the master on, as its log says when it starts (the master lists it by that port)."""
+    try:
+        with open(log, errors="replace") as lines:
+            for _, line in zip(range(400), lines, strict=False):
+                if found := re.search(r"Starting Spark worker \S+:(\d+) ", line):
+                    return int(found[1])
+    except OSError:
+        return None
+    return None
 
 
 def _port_or_none(value: object) -> int | None:

@@ -10,6 +10,8 @@ a start that times out; afterwards no process names their folder.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import time
 from pathlib import Path
@@ -24,6 +26,7 @@ from mesh_tools.selfservice.spark_cluster import (
     ClusterError,
     ClusterSpec,
     cluster_status,
+    is_alive,
     start_cluster,
     stop_cluster,
 )
@@ -95,6 +98,8 @@ def test_status_json_lists_every_process_answering(spark_cluster: Cluster) -> No
     assert list(rows) == ["master", "worker-1", "worker-2", "thrift", "connect"]
     assert all(p["alive"] and p["answers"] for p in rows.values()), rows
     assert rows["master"]["detail"].startswith("2 of 2 workers ALIVE")
+    assert rows["worker-1"]["detail"] == f"registered as 127.0.0.1:{rows['worker-1']['port']}"
+    assert rows["worker-1"]["port"] != rows["worker-2"]["port"]
     # each server holds an executor at the same time: spark.cores.max leaves the other worker to the other
     assert rows["thrift"]["detail"] == rows["connect"]["detail"] == "executor: 1 core"
     assert rows["thrift"]["port"] == spark_cluster.thrift_port
@@ -147,8 +152,21 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
     assert [p.name for p in cluster.processes] == ["master", "worker-1"]
     assert len(sparkcluster.processes_naming(state)) == 2
     assert cluster_status(state).healthy
+    # a worker lost: status names it and exits 1; stop then signals only what still runs
+    worker = cluster.processes[1]
+    os.killpg(worker.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while is_alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    code, out, _ = mesh("spark-cluster", "status", "--state-dir", str(state))
+    assert code == 1
+    assert [line.split()[0:3] for line in out.splitlines()[1:]] == [
+        ["master", "pid", str(cluster.processes[0].pid)],
+        ["worker-1", "pid", str(worker.pid)],
+    ]
+    assert out.splitlines()[2].endswith(f"not running      exited: its log is {state / 'logs' / 'worker-1.log'}")
     code, out, _ = mesh("spark-cluster", "stop", "--state-dir", str(state))
-    assert (code, out) == (0, f"mesh spark-cluster: stopped worker-1, master ({state})\n")
+    assert (code, out) == (0, f"mesh spark-cluster: stopped master ({state})\n")
     assert sparkcluster.processes_naming(state) == []
     assert not (state / RECORD).exists()
     assert stop_cluster(state) == []  # idempotent
