@@ -15,6 +15,7 @@ _ONE = {
     "check": "findings at or above --fail-on", "health": "a product or domain at or above --fail-on",
     "status": "a current release cannot be read", "doctor": "a problem would stop `mesh build`",
     "spark-cluster status": "the cluster does not run or a process does not answer",
+    "spark-cluster start": "(not used: a process that does not come up is 3)", "spark-cluster stop": "(not used)",
 }  # fmt: skip
 
 

@@ -24,6 +24,7 @@ def _state_dir(ctx: click.Context, value: str | None) -> Path:
     return (Path(root) if root else find_root(Path.cwd())).resolve() / DEFAULT_STATE
 
 
+_PORT = click.IntRange(0, 65535)
 _STATE_HELP = "The cluster's folder: its record, logs, metastores and warehouses (default: .mesh/spark-cluster)."
 
 
@@ -38,13 +39,13 @@ def spark_cluster() -> None:
 
 
 @spark_cluster.command()
-@click.option("--state-dir", help=_STATE_HELP)
+@click.option("--state-dir", type=click.Path(file_okay=False), metavar="FOLDER", help=_STATE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address every process listens on.")
-@click.option("--master-port", type=int, default=7077, show_default=True, help="The master's port (0: a free one).")
-@click.option("--master-ui-port", type=int, default=0, show_default=True,
+@click.option("--master-port", type=_PORT, default=7077, show_default=True, help="The master's port (0: a free one).")
+@click.option("--master-ui-port", type=_PORT, default=0, show_default=True,
               help="The master's web UI (0: a free one; `status` shows it).")  # fmt: skip
-@click.option("--thrift-port", type=int, default=10000, show_default=True, help="The Thrift server's port (0: free).")
-@click.option("--connect-port", type=int, default=15002, show_default=True, help="Spark Connect's port (0: free).")
+@click.option("--thrift-port", type=_PORT, default=10000, show_default=True, help="The Thrift server's port (0: free).")
+@click.option("--connect-port", type=_PORT, default=15002, show_default=True, help="Spark Connect's port (0: free).")
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True, help="Workers to start.")
 @click.option("--worker-cores", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Cores of each worker; each server's executor takes one worker's cores.")  # fmt: skip
@@ -101,7 +102,7 @@ def start(
 
 
 @spark_cluster.command()
-@click.option("--state-dir", help=_STATE_HELP)
+@click.option("--state-dir", type=click.Path(file_okay=False), metavar="FOLDER", help=_STATE_HELP)
 @click.pass_context
 @handles_errors
 def stop(ctx: click.Context, state_dir: str | None) -> None:
@@ -117,7 +118,7 @@ def stop(ctx: click.Context, state_dir: str | None) -> None:
 
 
 @spark_cluster.command()
-@click.option("--state-dir", help=_STATE_HELP)
+@click.option("--state-dir", type=click.Path(file_okay=False), metavar="FOLDER", help=_STATE_HELP)
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json", "env"]), default="text", show_default=True,
     help=f"json: one document (schema {JSON_SCHEMA}) on stdout; env: only the `export` lines, for eval.",

@@ -141,6 +141,8 @@ def test_a_port_in_use_and_a_bad_spec_are_usage_errors(tmp_path: Path) -> None:
     assert json.loads(out)["running"] is False
     code, out, _ = mesh("spark-cluster", "stop", "--state-dir", str(tmp_path / "none"))
     assert (code, out) == (0, f"mesh spark-cluster: no cluster runs from {tmp_path / 'none'}\n")
+    code, out, _ = mesh("--root", str(tmp_path), "spark-cluster", "status", "--format", "json")  # the default folder
+    assert (code, json.loads(out)["state_dir"]) == (1, str(tmp_path / ".mesh" / "spark-cluster"))
 
 
 @slow
