@@ -325,7 +325,8 @@ class _Launcher:
         self.say(f"{spec.workers} workers registered ({self.elapsed()})")
         if spec.thrift:
             self.wait("thrift", f"port {spec.thrift_port} to accept", lambda: _accepts(spec.host, spec.thrift_port))
-            self.wait("thrift", "`select 1` through PyHive", lambda: _thrift_answers(spec.host, spec.thrift_port))
+            probe = _ThriftProbe(spec.host, spec.thrift_port)
+            self.wait("thrift", "`select 1` through PyHive", probe, lambda: probe.last)
             self.wait("thrift", "an executor", lambda: _app_cores(spec.host, spec.master_ui_port, THRIFT_APP) > 0)
             self.say(f"Thrift server answers on {spec.host}:{spec.thrift_port} ({self.elapsed()})")
         if spec.connect:
@@ -347,7 +348,7 @@ class _Launcher:
         self.started.append((ClusterProcess(name, popen.pid, _start_ticks(popen.pid) or 0, port, log), popen))
         _write_record(self.cluster())  # recorded before anything waits: a killed start leaves what `stop` needs
 
-    def wait(self, name: str, what: str, ready: Callable[[], bool]) -> None:
+    def wait(self, name: str, what: str, ready: Callable[[], bool], why: Callable[[], str] = str) -> None:
         while True:
             for process, popen in self.started:
                 if popen.poll() is not None:
@@ -359,10 +360,11 @@ class _Launcher:
                 return
             if time.monotonic() > self.deadline:
                 process = next((p for p, _ in self.started if p.name == name), self.started[-1][0])
+                answer = f" Its last answer: {why()}." if why() else ""
                 raise ClusterError(
                     f"the Spark cluster in {display_path(self.spec.state_dir)}: {name} did not answer within "
-                    f"{self.timeout:.0f} s (waiting for {what}); what was started is stopped. Give it longer with "
-                    f"--timeout, or read its log.{_tail(process.log)}"
+                    f"{self.timeout:.0f} s (waiting for {what}); what was started is stopped.{answer} Give it longer "
+                    f"with --timeout, or read its log.{_tail(process.log)}"
                 )
             time.sleep(_POLL)
 
@@ -590,27 +592,35 @@ def _accepts(host: str, port: int | None) -> bool:
         return False
 
 
-def _thrift_answers(host: str, port: int | None, timeout_ms: int = 60_000) -> bool:
-    """``select 1`` through PyHive, as dbt-spark's thrift method connects (SASL PLAIN, no password)."""
-    if not port:
-        return False
-    try:
-        import thrift_sasl  # type: ignore[import-untyped]
-        from pyhive import hive  # type: ignore[import-untyped]
-        from thrift.transport import TSocket  # type: ignore[import-untyped]
+class _ThriftProbe:
+    """``select 1`` through PyHive, as dbt-spark's thrift method connects (SASL PLAIN, no password); ``last`` keeps
+    the latest refusal, for the message when the server never answers."""
 
-        sock = TSocket.TSocket(host, port)
-        sock.setTimeout(timeout_ms)  # a server that accepts and never answers must not hang the caller
-        transport = thrift_sasl.TSaslClientTransport(
-            lambda: hive.get_installed_sasl(host=host, sasl_auth="PLAIN", username="mesh", password="x"),
-            "PLAIN", sock,
-        )  # fmt: skip
-        with contextlib.closing(hive.connect(thrift_transport=transport, username="mesh")) as connection:
-            cursor = connection.cursor()
-            cursor.execute("select 1")
-            return cursor.fetchall() == [(1,)]
-    except Exception:  # not up yet (refused, reset, a server still opening its session): ask again
-        return False
+    def __init__(self, host: str, port: int, timeout_ms: int = 60_000) -> None:
+        self.host, self.port, self.timeout_ms = host, port, timeout_ms
+        self.last = ""
+
+    def __call__(self) -> bool:
+        try:
+            import thrift_sasl  # type: ignore[import-untyped]
+            from pyhive import hive  # type: ignore[import-untyped]
+            from thrift.transport import TSocket  # type: ignore[import-untyped]
+
+            sock = TSocket.TSocket(self.host, self.port)
+            sock.setTimeout(self.timeout_ms)  # a server that accepts and never answers must not hang the start
+            transport = thrift_sasl.TSaslClientTransport(
+                lambda: hive.get_installed_sasl(host=self.host, sasl_auth="PLAIN", username="mesh", password="x"),
+                "PLAIN", sock,
+            )  # fmt: skip
+            with contextlib.closing(hive.connect(thrift_transport=transport, username="mesh")) as connection:
+                cursor = connection.cursor()
+                cursor.execute("select 1")
+                rows = cursor.fetchall()
+        except Exception as exc:  # not up yet (refused, reset, a session still opening): ask again
+            self.last = f"{type(exc).__name__}: {exc}"[:300]
+            return False
+        self.last = "" if rows == [(1,)] else f"`select 1` returned {rows!r}"
+        return not self.last
 
 
 def _check_thrift_client() -> None:

@@ -25,6 +25,7 @@ from mesh_tools.selfservice.spark_cluster import (
     Cluster,
     ClusterError,
     ClusterSpec,
+    _ThriftProbe,
     cluster_status,
     is_alive,
     start_cluster,
@@ -190,3 +191,12 @@ def test_a_start_that_times_out_stops_what_it_started_and_names_it(tmp_path: Pat
     assert time.monotonic() - started < 30
     assert sparkcluster.processes_naming(state) == []
     assert not (state / RECORD).exists()
+
+
+def test_the_thrift_probe_keeps_why_it_was_refused() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    probe = _ThriftProbe("127.0.0.1", port, timeout_ms=2000)
+    assert probe() is False
+    assert probe.last.startswith("TTransportException: Could not connect to any of [('127.0.0.1', "), probe.last
