@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import fcntl
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -267,6 +268,9 @@ def start_cluster(spec: ClusterSpec, timeout: float = 240.0, progress: Progress 
         _remove_record(state_dir)  # a record whose processes are all gone (a reboot, a kill -9)
         spec = _with_ports(dataclasses.replace(spec, state_dir=state_dir))
         say(f"starting in {state_dir}")
+        if not _loopback(spec.host):
+            say(f"note: {spec.host} is not a loopback address, and the Thrift and Connect servers ask for no password: "
+                "anyone who reaches it can read and write the warehouse")  # fmt: skip
         launcher = _Launcher(spec, spark_home, timeout, say)
         try:
             return launcher.run()
@@ -439,6 +443,13 @@ def _with_ports(spec: ClusterSpec) -> ClusterSpec:
         thrift_port=chosen.get("Thrift", spec.thrift_port),
         connect_port=chosen.get("Connect", spec.connect_port),
     )
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _bindable(host: str, port: int) -> bool:

@@ -25,6 +25,7 @@ from mesh_tools.selfservice.spark_cluster import (
     Cluster,
     ClusterError,
     ClusterSpec,
+    _loopback,
     _ThriftProbe,
     cluster_status,
     is_alive,
@@ -200,3 +201,8 @@ def test_the_thrift_probe_keeps_why_it_was_refused() -> None:
     probe = _ThriftProbe("127.0.0.1", port, timeout_ms=2000)
     assert probe() is False
     assert probe.last.startswith("TTransportException: Could not connect to any of [('127.0.0.1', "), probe.last
+
+
+def test_only_loopback_addresses_start_without_the_no_password_note() -> None:
+    assert all(_loopback(host) for host in ("127.0.0.1", "127.0.1.1", "::1", "localhost"))
+    assert not any(_loopback(host) for host in ("0.0.0.0", "10.0.0.5", "spark.internal"))
