@@ -22,6 +22,10 @@ Sections:
          fetching and verifying every release read) beside a bare boto3 download of the same files.
   scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
          `mesh stitch`, `mesh check --no-sqlfluff`, `mesh build`, and `mesh sync` when nothing changed.
+  cluster  the demo mesh (--cluster-orders, default 1M) on a Spark cluster started on loopback (master,
+         two workers, Thrift and Connect servers): `mesh build --no-state` through Thrift and through
+         Connect beside the local session and DuckDB, alternating; `mesh publish sales` through the
+         engine beside a bare `insert overwrite directory`; the cluster's start-up on its own.
 Results: benchmarks/results/benchmark.json and benchmark.md.
 """
 
@@ -115,6 +119,9 @@ def median(values: list[float]) -> float:
 
 
 # ---------------------------------------------------------------- sections
+
+
+SECTIONS = ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres", "objectstore", "cluster")
 
 
 def bench_naive(work: Path, runs: int, orders: int, warm_up: bool = True) -> dict[str, Any]:
@@ -395,6 +402,71 @@ def bench_engines(work: Path, runs: int) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
     duck, spark = median(times["duckdb"]), median(times["spark"])
     return {"duckdb_build_s": round(duck, 2), "spark_build_s": round(spark, 2), "ratio": round(spark / duck, 2)}
+
+
+def bench_cluster(work: Path, runs: int, orders: int) -> dict[str, Any]:
+    """The demo mesh at ``orders`` on a Spark cluster started on loopback (`mesh spark-cluster`'s launcher: master,
+    two workers, Thrift and Connect servers), through Thrift and through Connect, beside the local session and
+    DuckDB, alternating; then publishing one product through the engine beside a bare
+    `insert overwrite directory` of the same relation. The cluster's start-up is reported on its own."""
+    sys.path.insert(0, str(REPO))
+    from mesh_tools.selfservice.spark_cluster import ClusterSpec, start_cluster, stop_cluster
+
+    state = work / "spark-cluster"
+    start = time.perf_counter()
+    cluster = start_cluster(ClusterSpec(state_dir=state, master_port=0, thrift_port=0, connect_port=0), timeout=300)
+    started_s = time.perf_counter() - start
+    os.environ.update(cluster.env())  # the targets read the servers' addresses from the environment
+    targets = {"duckdb": None, "spark_local": "spark", "spark_thrift": "spark_thrift", "spark_connect": "spark_connect"}
+    times: dict[str, list[float]] = {name: [] for name in targets}
+    publish: list[float] = []
+    bare: list[float] = []
+    try:
+        for run in range(runs):
+            for name, target in targets.items():
+                root = copy_demo(work / f"cluster-{name}-{run}")
+                seconds(mesh("demo-data", "--orders", str(orders)), root)
+                chosen = ("--target", target) if target else ()
+                times[name].append(seconds(mesh("build", "--no-state", *chosen), root))
+                if name == "spark_thrift":
+                    publish.append(seconds(mesh("publish", "-s", "sales", "--target", target), root))
+                    bare.append(_bare_insert_directory(cluster, root, work / f"bare-{run}"))
+                shutil.rmtree(root, ignore_errors=True)
+    finally:
+        stop_cluster(state)
+    duck = median(times["duckdb"])
+    builds = {f"{name}_build_s": median(values) for name, values in times.items()}
+    return {
+        "orders": orders,
+        "cluster_start_s": round(started_s, 1),
+        **builds,
+        "ratios_to_duckdb": {name: round(median(v) / duck, 2) for name, v in times.items() if name != "duckdb"},
+        "publish_through_engine_s": median(publish),
+        "bare_insert_directory_s": median(bare),
+        "publish_ratio": round(median(publish) / median(bare), 2) if median(bare) else None,
+    }
+
+
+def _bare_insert_directory(cluster: Any, root: Path, folder: Path) -> float:
+    """One `insert overwrite directory ... using parquet` of sales' current product, on a Thrift connection of
+    its own: what publishing through the engine costs at the least."""
+    from pyhive import hive
+
+    manifest = json.loads((root / "projects/sales/target/manifest.json").read_text())
+    relation = next(
+        n["relation_name"] for n in manifest["nodes"].values()
+        if n.get("name") == "fct_orders" and str(n.get("version")) == "2"
+    )  # fmt: skip
+    connection = hive.connect(host=cluster.thrift_host, port=cluster.thrift_port)
+    try:
+        cursor = connection.cursor()
+        start = time.perf_counter()
+        cursor.execute(
+            f"insert overwrite directory '{folder}' using parquet select /*+ REPARTITION(1) */ * from {relation}"
+        )
+        return time.perf_counter() - start
+    finally:
+        connection.close()
 
 
 def bench_postgres(work: Path, runs: int, orders: int) -> dict[str, Any]:
@@ -792,6 +864,39 @@ def machine() -> str:
     return f"{platform.machine()} {model}, {os.cpu_count()} cores, {memory:.0f} GiB"
 
 
+def _engine_lines(s: dict[str, Any]) -> list[str]:
+    """The engines' tables: DuckDB against the local Spark session, and the Spark cluster section."""
+    lines: list[str] = []
+    if "engines" in s:
+        e = s["engines"]
+        lines += [
+            "",
+            "| engine, demo mesh (4 domains, clean copy each) | `mesh build` s |",
+            "| --- | --- |",
+            f"| DuckDB (default) | {e['duckdb_build_s']} |",
+            f"| Spark, local session (`--target spark`) | {e['spark_build_s']} ({e['ratio']} × DuckDB) |",
+        ]
+    if "cluster" in s:
+        c = s["cluster"]
+        lines += [
+            "",
+            f"| Spark cluster on loopback, demo at {c['orders']:,} orders | `mesh build --no-state` s | × DuckDB |",
+            "| --- | --- | --- |",
+            f"| DuckDB | {c['duckdb_build_s']} | 1 |",
+        ] + [
+            f"| {label} | {c[key + '_build_s']} | {c['ratios_to_duckdb'][key]} |"
+            for key, label in (("spark_local", "Spark, local session"), ("spark_thrift", "Spark cluster, Thrift"),
+                               ("spark_connect", "Spark cluster, Connect"))
+        ] + [
+            "",
+            f"Cluster start-up (master, two workers, Thrift and Connect servers): {c['cluster_start_s']} s. "
+            f"Publishing sales through the engine: {c['publish_through_engine_s']} s against a bare "
+            f"`insert overwrite directory` of the same product: {c['bare_insert_directory_s']} s "
+            f"({c['publish_ratio']} ×).",
+        ]  # fmt: skip
+    return lines
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Machine: {report['machine']}. Versions: "
@@ -900,15 +1005,7 @@ def markdown(report: dict[str, Any]) -> str:
         if g:
             lines += ["", "Growth (log-log slope of time against total models; 1.0 is linear): "
                       + ", ".join(f"{k.removesuffix('_s')} {v}" for k, v in g.items()) + "."]  # fmt: skip
-    if "engines" in s:
-        e = s["engines"]
-        lines += [
-            "",
-            "| engine, demo mesh (4 domains, clean copy each) | `mesh build` s |",
-            "| --- | --- |",
-            f"| DuckDB (default) | {e['duckdb_build_s']} |",
-            f"| Spark, local session (`--target spark`) | {e['spark_build_s']} ({e['ratio']} × DuckDB) |",
-        ]
+    lines += _engine_lines(s)
     if "observe" in s:
         o = s["observe"]
         lines += [
@@ -936,12 +1033,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="every section at a tiny size, one run")
     parser.add_argument(
         "--only",
-        default="naive,loom,large,scale,observe,engines,state,postgres,objectstore",
+        default=",".join(SECTIONS),
         help="comma-separated sections",
     )
     parser.add_argument("--state-orders", type=int, default=None, help="demo orders for 'state' (default 1,000,000)")
     parser.add_argument("--pg-orders", type=int, default=None, help="demo orders for 'postgres' (default 1,000,000)")
     parser.add_argument("--s3-orders", type=int, default=None, help="demo orders for 'objectstore' (default 10M)")
+    parser.add_argument("--cluster-orders", type=int, default=None, help="demo orders for 'cluster' (default 1M)")
     parser.add_argument("--state-size", default=None, help="generated mesh for 'state' (default 20x100)")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
@@ -967,7 +1065,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         work = Path(tmp)
-        for name in ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres", "objectstore"):
+        for name in SECTIONS:
             if name not in only:
                 continue
             print(f"benchmark: {name} ...", flush=True)
@@ -985,6 +1083,8 @@ def main() -> None:
                 result = bench_engines(work, runs)
             elif name == "postgres":
                 result = bench_postgres(work, runs, args.pg_orders or (2000 if args.tiny else 1_000_000))
+            elif name == "cluster":
+                result = bench_cluster(work, runs, args.cluster_orders or (2000 if args.tiny else 1_000_000))
             elif name == "objectstore":
                 result = bench_objectstore(work, runs, args.s3_orders or (2000 if args.tiny else 10_000_000))
             elif name == "state":
