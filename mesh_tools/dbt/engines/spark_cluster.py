@@ -44,13 +44,12 @@ from typing import Any
 from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
 from mesh_tools.dbt.engines.engine import (
     Exported,
-    FileEngine,
     ProfileProblem,
     Storage,
     UnpublishableData,
     storage_problem,
 )
-from mesh_tools.dbt.engines.spark import NAME, credential, is_cluster, read_release_sql, remote_url
+from mesh_tools.dbt.engines.spark import Spark, credential, is_cluster, remote_url
 
 SHARED_DIR_ENV = "MESH_SPARK_SHARED_DIR"
 _HIVE_TYPE = re.compile(r"\b([A-Z]+(?:_[A-Z]+)*?)_TYPE\b")
@@ -232,12 +231,10 @@ def explain_error(message: str, consumer: str, target: str | None) -> str | None
     return None
 
 
-class SparkCluster(FileEngine):
+class SparkCluster(Spark):
     """Spark on a cluster through dbt-spark (``connect``: Spark Connect; else a Thrift/HTTP/ODBC server)."""
 
-    name = NAME  # target.type is `spark`: stubs, dialect and releases are the local session's
-    sql_dialect = "spark"
-    console_log: str | None = None  # no JVM in the worker
+    # target.type is `spark`: name, dialect, stub SQL and measuring are the local session's
     shared_storage = True
     catalog_per_file = False
     schema_per_domain = False  # one metastore (a cluster's) for every domain: schemas carry its prefix
@@ -247,6 +244,8 @@ class SparkCluster(FileEngine):
         self.connect = connect
         # a Connect session is process-bound (pyspark keeps the first one); a Thrift connection is not
         self.owns_its_process = connect
+        # pyspark's Connect client warns on stderr (settings a server keeps): to target/spark.log, as a session's JVM
+        self.console_log: str | None = "spark.log" if connect else None
 
     def accepts(self, credentials: Any) -> bool:
         connect = str(credential(credentials, "method")) == "session" and remote_url(credentials) is not None
@@ -289,17 +288,6 @@ class SparkCluster(FileEngine):
 
     def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
         return explain_error(message, consumer, target)
-
-    def read_release_sql(self, path: str, producer: str | None, columns: list[tuple[str, str]] | None) -> str:
-        return read_release_sql(path)
-
-    def stub_mark_sql(self, mark: str) -> str | None:
-        return None
-
-    def measure_sql(self, relation: str, keys: Sequence[str]) -> list[str]:
-        from mesh_tools.dbt.engines.duckdb import DuckDB
-
-        return [statement.replace('"', "`") for statement in DuckDB().measure_sql(relation, keys)]
 
     def lineage_namespace(self, storage: Storage) -> str | None:
         host, port = storage.connection.get("host"), storage.connection.get("port")
