@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import s3server
+from tests import s3server, sparkcluster
 from tests.helpers import Built, copy_demo, copy_fixture, copy_tree, run_mesh
 
 
@@ -50,6 +50,26 @@ def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One local Spark cluster for the session (master, 2 workers, Thrift and Connect servers on free ports:
+    tests/sparkcluster.py), the Cluster of `mesh spark-cluster`'s launcher; stopped at the session's end, which
+    then fails if any process still names its folder. Here, not in tests/dbt/engines/spark/, so the launcher's
+    own tests (tests/selfservice/) share it: one start (about 40 s on 2 cores) per session."""
+    from mesh_tools.selfservice.spark_cluster import stop_cluster
+
+    reason = sparkcluster.available()
+    if reason:
+        pytest.skip(f"needs a local Spark cluster: {reason}")
+    state = tmp_path_factory.mktemp("spark-cluster")
+    try:
+        yield sparkcluster.start(state)
+    finally:
+        stop_cluster(state)
+    left = sparkcluster.processes_naming(state)
+    assert not left, f"processes of the session's Spark cluster outlived `stop_cluster`: {left}"
+
+
 # `make test` runs the suite in parallel processes (pytest-xdist, one more than cores). Tests that share an
 # expensive session build go to one worker, as one unit, so each build happens once; the rest
 # spread freely. The units are named from the test's module (a static map: the controller
@@ -75,8 +95,10 @@ _ORDER = ["demo", "benchmark", "corpus", "postgres", "s3", "governance", "health
 
 # The session fixtures behind the units: a test that reads one outside its unit would build it again on
 # another worker (minutes), so the collection refuses it (a test file moved without its line above).
+# spark_cluster: its readers (tests/selfservice/, tests/dbt/engines/spark/) are in "demo", whose spark tests read
+# demo_built too: one worker, one cluster.
 _BUILT_BY_UNIT = {"demo_built": "demo", "corpus": "corpus", "pg": "postgres", "pg_mesh": "postgres",
-                  "pair": "s3", "health_mesh": "health"}  # fmt: skip
+                  "pair": "s3", "health_mesh": "health", "spark_cluster": "demo"}  # fmt: skip
 
 
 def unit_of(nodeid: str) -> str | None:

@@ -5,7 +5,7 @@
 
 import click
 
-from mesh_tools.cli import govern, info, observe, run, selfserve, standards  # noqa: F401  (registers the commands)
+from mesh_tools.cli import govern, info, observe, run, selfserve, spark_cluster, standards  # noqa: F401  (registers)
 from mesh_tools.cli.app import EXIT_CODES_HELP, ExitCode, main
 
 # What exit 1 means for each command, under its help (`mesh X --help`); the others mean the same everywhere.
@@ -14,14 +14,15 @@ _ONE = {
     "sync": "a rebuilt domain failed", "publish": "the publish gate refused", "promote": "the gate refused",
     "check": "findings at or above --fail-on", "health": "a product or domain at or above --fail-on",
     "status": "a current release cannot be read", "doctor": "a problem would stop `mesh build`",
+    "spark-cluster status": "the cluster does not run or a process does not answer",
 }  # fmt: skip
 
 
-def _epilogs(group: click.Group) -> None:
+def _epilogs(group: click.Group, within: str = "") -> None:
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
-            _epilogs(command)
-        command.epilog = EXIT_CODES_HELP.format(one=_ONE.get(name, "findings"))
+            _epilogs(command, f"{name} ")
+        command.epilog = EXIT_CODES_HELP.format(one=_ONE.get(within + name, "findings"))
 
 
 _epilogs(main)
