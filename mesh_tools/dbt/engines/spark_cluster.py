@@ -220,9 +220,10 @@ def explain_error(message: str, consumer: str, target: str | None) -> str | None
             f"spark-cluster start` for the local one) or point the target at a running one, then `mesh build{flag}` "
             "again; the domain's previous release stays current."
         )
-    if _LOST.search(message):
+    lost = _LOST.search(message)
+    if lost:
         return (
-            f"{consumer}: the Spark cluster lost the executors running this build ({_LOST.search(message)[0]}): a "
+            f"{consumer}: the Spark cluster lost the executors running this build ({lost[0]}): a "
             f"worker stopped. Nothing was published (the previous release stays current); when the cluster has "
             f"workers again, run `mesh build{flag}` again. ({' '.join(message.split())[:300]})"
         )
