@@ -30,7 +30,8 @@
 
 {#- Landing files. On DuckDB a source's `meta.external_location` (a dbt-duckdb feature) reads the
     file in place. On Spark, this hook (each domain's `on-run-start`) creates the source's schema
-    and a view over the same file, so `source()` resolves there too. -#}
+    and a view over the same file (a relative path made absolute: a cluster reads it at the same
+    path, through a shared file system), so `source()` resolves there too. -#}
 {% macro register_landing() -%}
     {%- if target.type != 'spark' or not execute -%}{{ return('') }}{%- endif -%}
     {#- one statement per call: Spark runs one at a time -#}
@@ -41,9 +42,14 @@
             {%- set formatted = location | replace('{name}', source.name) | replace('{identifier}', source.identifier) -%}
             {%- set found = modules.re.search("['\"]([^'\"]+\\.parquet)['\"]", formatted) -%}
             {%- if found -%}
+                {#- a relative path is the project's: a cluster's server would read it against its own folder -#}
+                {%- set path = found.group(1) -%}
+                {%- if not (path.startswith('/') or ':' in path) and (invocation_args_dict.get('project_dir') or '').startswith('/') -%}
+                    {%- set path = invocation_args_dict.get('project_dir') ~ '/' ~ path -%}
+                {%- endif -%}
                 {%- do statements.append('create schema if not exists ' ~ source.schema) -%}
                 {%- do statements.append('create or replace view ' ~ source.schema ~ '.' ~ source.identifier
-                    ~ ' as select * from parquet.`' ~ found.group(1) ~ '`') -%}
+                    ~ ' as select * from parquet.`' ~ path ~ '`') -%}
             {%- endif -%}
         {%- endif -%}
     {%- endfor -%}

@@ -34,8 +34,9 @@ class ProfileInfo:
     remote: tuple[str, ...] = ()  # locations that are not local files (s3://, md:, ...)
     warehouse: Path | None = None  # a local Spark session's warehouse folder
     user: str | None = None  # the login role a warehouse target connects as (PostgreSQL, ...)
-    # how to open a connection of one's own (PostgreSQL: host, port, dbname, user, password); kept in
-    # memory only, never written or shown
+    # how to open a connection of one's own (PostgreSQL: host, port, dbname, user, password; a Spark
+    # cluster: method, host, port, endpoint), what chooses among an adapter's engines; kept in memory only,
+    # never written or shown
     connection: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     # the target and profiles folder as they were asked for (None: dbt's default): a later dbt invocation for
     # the same domain passes them as given, since dbt's partial parsing starts over when they differ
@@ -48,6 +49,8 @@ class ProfileInfo:
         c = self.connection
         if not c:
             return None
+        if c.get("endpoint"):  # a Spark cluster: its server, and the domain's schema in its one metastore
+            return f"{c['endpoint']}?schema={self.schema}"
         return (
             f"{self.adapter}://{c.get('user')}@{c.get('host')}:{c.get('port')}/{c.get('dbname')}?schema={self.schema}"
         )
@@ -104,7 +107,7 @@ def load_profile(
             ) from None
     credentials = profile.credentials
     adapter = str(credentials.type)
-    engine = engines.find_engine(adapter)  # an adapter the mesh has no engine for: no storage known
+    engine = engines.find_engine(adapter, credentials)  # an adapter the mesh has no engine for: no storage known
     storage = engine.storage(project_dir, credentials) if engine is not None else engines.Storage()
     connection = storage.connection
     if connection:

@@ -339,11 +339,11 @@ def relation_namespace(domain: Domain, adapter: str | None, profile: Any) -> str
     """A domain's engine as an OpenLineage namespace (the naming convention's where it can be followed)."""
     from mesh_tools.dbt import engines
 
-    engine = engines.find_engine(adapter) if adapter else None
     stored = engines.Storage(
         files=tuple(getattr(profile, "files", ()) or ()), warehouse=getattr(profile, "warehouse", None),
         connection=dict(getattr(profile, "connection", None) or {}),
     )  # fmt: skip
+    engine = engines.find_engine(adapter, stored.connection) if adapter else None
     namespace = engine.lineage_namespace(stored) if engine is not None else None
     return namespace or f"{adapter or 'dbt'}://{domain.path.resolve()}"
 

@@ -110,7 +110,7 @@ def plan_domain_build(
     # the storage as the last build left it or not, before anything of this build (freshness runs the
     # project's on-run-start hooks) writes into it
     fingerprint = storage_fingerprint(profile.files, profile.remote, profile.identity) if profile else None
-    engine = engines.find_engine(profile.adapter) if profile is not None else None
+    engine = engines.find_engine(profile.adapter, profile.connection) if profile is not None else None
     if profile is not None and engine is not None:  # before freshness: it measures the loaded rows
         _refuse_profile_problems(domain, profile, engine)
         if engine.loads_landing:
@@ -147,7 +147,8 @@ def plan_domain_build(
 def _refuse_profile_problems(domain: Domain, profile: ProfileInfo, engine: engines.Engine) -> None:
     """What in the domain's profile stops a build on its engine (what only stops publishing is doctor's)."""
     for problem in engine.profile_problems(str(profile.schema or domain.name), domain.upstream_names,
-                                           profile.stored, profile.profiles_file, profile.target):  # fmt: skip
+                                           profile.stored, profile.profiles_file, profile.target,
+                                           domain=domain.name):  # fmt: skip
         if not problem.publish_only:
             raise ConfigError(f"{display_path(profile.profiles_file)}: target {profile.target} of {domain.name} "
                               f"{problem.message}. {problem.fix}")  # fmt: skip

@@ -17,6 +17,7 @@ from mesh_tools.core.mesh import SKIPPED_DIRS, Domain, Mesh
 from mesh_tools.core.yamlfile import load_yaml
 
 if TYPE_CHECKING:
+    from mesh_tools.dbt.engines import Storage
     from mesh_tools.dbt.profiles import ProfileInfo
 
 BLOCKING, WARNING = "blocking", "warning"
@@ -76,6 +77,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     out.packages = _packages_found(mesh)
     storage: dict[Path, list[str]] = {}  # file -> domains that open it
     own_files: dict[Path, list[str]] = {}  # file -> domains that build into it
+    targets: list[tuple[str, str, str, Storage]] = []  # (domain, adapter, schema, storage): one metastore's schemas
     for name, domain in mesh.domains.items():
         try:
             profile = profiles.load_profile(domain.path, target or mesh.defaults.target, mesh.profiles_dir)
@@ -100,6 +102,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
             )
         )
         _check_profile(out, mesh, domain, profile)
+        targets.append((name, profile.adapter, str(profile.schema or name), profile.stored))
         for index, path in enumerate(profile.files):
             storage.setdefault(path, []).append(name)
             if index == 0:
@@ -110,6 +113,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
                 how += f" ({display_path(up.manifest_path)})"
             out.edges.append(Edge(name, up.name, up.declared_in, how))
         _check_packages(out, domain)
+    _check_shared_schemas(out, targets)
     for path, users in storage.items():
         owners = own_files.get(path, [])
         readers = [u for u in users if u not in owners]
@@ -165,14 +169,22 @@ def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: ProfileI
 
     where = display_path(profile.profiles_file)
     try:
-        engine = engines.engine_for(profile.adapter)
+        engine = engines.engine_for(profile.adapter, profile.connection)
     except engines.UnsupportedEngine as exc:
         out.problems.append(Problem(BLOCKING, where, f"{domain.name} builds on '{profile.adapter}'", str(exc)))
         return
     schema = str(profile.schema or domain.name)
     for problem in engine.profile_problems(schema, domain.upstream_names, profile.stored, profile.profiles_file,
-                                           profile.target):  # fmt: skip
+                                           profile.target, domain=domain.name):  # fmt: skip
         out.problems.append(Problem(BLOCKING, where, f"{domain.name} {problem.message}", problem.fix))
+
+
+def _check_shared_schemas(out: Diagnosis, targets: list[tuple[str, str, str, Storage]]) -> None:
+    """Two domains building into one schema of one shared metastore (a Spark cluster): blocking, with the fix."""
+    from mesh_tools.dbt import engines
+
+    for name, problem in engines.shared_schema_problems(targets).items():
+        out.problems.append(Problem(BLOCKING, name, f"{name} {problem.message}", problem.fix))
 
 
 def _hub_reachable() -> bool:

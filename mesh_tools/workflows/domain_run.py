@@ -309,7 +309,7 @@ def _quiet_engine(mesh: Mesh, domain: Domain, target: str | None) -> None:
     _name, profile = target_name(mesh, domain, target)
     if profile is None:
         return
-    name = engines.console_log(profile.adapter)
+    name = engines.console_log(profile.adapter, profile.connection)
     if name is None:
         return
     domain.target_dir.mkdir(parents=True, exist_ok=True)

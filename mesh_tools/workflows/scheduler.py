@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mesh_tools.core.errors import MeshError
+from mesh_tools.core.errors import DbtError, MeshError
 from mesh_tools.core.graph import cycles
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt import engines
@@ -108,12 +108,15 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
 
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
+    down = engines.server_problems([(p.adapter, p.stored) for p in profiles.values()])
+    if down:  # a cluster's server that does not answer fails every domain on it: one error, before any worker
+        raise DbtError(" ".join(down))
     for name, problem in broken.items():
         results[name] = DomainRun(name, FAILED, problems=[problem])
         notify("finished", name, results[name])
     # An engine living in the worker (a Spark session's JVM, bound to one domain's warehouse and
     # metastore) must not serve a second domain: each domain then gets a process of its own.
-    fresh = any(engines.owns_its_process(p.adapter) for p in profiles.values())
+    fresh = any(engines.owns_its_process(p.adapter, p.connection) for p in profiles.values())
     with worker_pool(jobs) as pool, ThreadPoolExecutor(max_workers=max(1, len(groups))) as conductor:
         under_way = _Run(mesh, plan, notify, ups, groups, results, profiles, fresh, jobs, pool, conductor)
         under_way.plan_cycles()  # planned before anything runs: a cycle between models stops the run here

@@ -71,7 +71,9 @@ def test_the_stub_packages_engine_switches_come_from_the_registry() -> None:
     assert engines.by_target({"spark": "a", "postgres": "a", "duckdb": "b"}, "") == (
         "{% if target.type in ('spark', 'postgres') %}a{% elif target.type == 'duckdb' %}b{% endif %}"
     )
-    assert engines.stub_schema_test() == "target.type in ('duckdb', 'spark')"
+    # a stub's schema is its own only where each domain has its own storage: Spark (one metastore on a
+    # cluster) and PostgreSQL prefix it with the consumer's target schema
+    assert engines.stub_schema_test() == "target.type == 'duckdb'"
     assert engines.stub_mark_jinja("mesh stub view") == (
         "{% if target.type == 'duckdb' %}comment on view {{ this }} is 'mesh stub view of {{ this.schema }}."
         "{{ this.identifier }}, made by mesh stitch'{% endif %}"

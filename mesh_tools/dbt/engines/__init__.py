@@ -1,9 +1,12 @@
-"""Engines: the registry of the warehouse engines the mesh runs on, keyed by dbt's adapter type.
+"""Engines: the registry of the warehouse engines the mesh runs on, chosen by dbt's adapter type and credentials.
 
-``duckdb`` (the embedded default), ``spark`` (dbt-spark) and ``postgres`` (a shared warehouse,
-releases as tables), one module each, each a class answering the ``Engine`` protocol
-(engines/engine.py). The domain's engine is dbt's own answer: the ``adapter_type`` of its
-manifest, or of its profile's target. Adding an engine is one module and one line in ``_ENGINES``.
+``duckdb`` (the embedded default), ``spark`` (dbt-spark: a local session, spark.py, or a cluster
+through Thrift or Spark Connect, spark_cluster.py) and ``postgres`` (a shared warehouse, releases as
+tables), one module each, each a class answering the ``Engine`` protocol (engines/engine.py). The
+domain's engine is dbt's own answer: the ``adapter_type`` of its manifest, or of its profile's target;
+among the engines of one adapter type, the first whose ``accepts`` takes the target's credentials
+(without credentials, a manifest alone: the adapter's first engine, for what they share: dialect,
+stub SQL). Adding an engine is one module and one line in ``_ENGINES``.
 """
 
 from __future__ import annotations
@@ -32,18 +35,23 @@ from mesh_tools.dbt.engines.engine import (
 )
 from mesh_tools.dbt.engines.postgres import Postgres
 from mesh_tools.dbt.engines.spark import Spark
+from mesh_tools.dbt.engines.spark_cluster import SparkCluster
 
 __all__ = [
     "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "ProfileProblem",
     "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
     "engine_for", "explain_error", "export", "find_engine", "local_database", "local_profile", "mask_columns",
-    "owns_its_process", "read_release_jinja", "sql_dialect", "storage_problem", "stub_mark_jinja",
-    "stub_schema_test", "write_file",
+    "owns_its_process", "read_release_jinja", "server_problems", "shared_schema_problems", "sql_dialect",
+    "storage_problem", "stub_mark_jinja", "stub_schema_test", "write_file",
 ]  # fmt: skip
 
-# The one registry: dbt adapter type -> engine. The first is the default (a manifest without an adapter type).
-_ENGINES: dict[str, Engine] = {e.name: e for e in (DuckDB(), Spark(), Postgres())}
-DEFAULT: Engine = next(iter(_ENGINES.values()))
+# The one registry, in order: the first is the default (a manifest without an adapter type); among the
+# engines of one adapter type (``name``), the first is the one chosen without credentials.
+_REGISTRY: tuple[Engine, ...] = (DuckDB(), Spark(), SparkCluster(), SparkCluster(connect=True), Postgres())
+_ENGINES: dict[str, Engine] = {}
+for _engine in _REGISTRY:
+    _ENGINES.setdefault(_engine.name, _engine)  # each adapter's first engine
+DEFAULT: Engine = _REGISTRY[0]
 SUPPORTED = tuple(_ENGINES)
 
 
@@ -59,31 +67,67 @@ class UnsupportedEngine(ConfigError):
         )
 
 
-def find_engine(adapter: str | None) -> Engine | None:
+def find_engine(adapter: str | None, credentials: Any = None) -> Engine | None:
     """The engine of dbt adapter ``adapter`` (None: the default, DuckDB), or None when the mesh has none for it.
 
-    For the steps a build without an engine skips; what cannot go without one calls ``engine_for``."""
-    return DEFAULT if adapter is None else _ENGINES.get(adapter)
+    ``credentials``: dbt's credentials of the target, or the connection facts its profile keeps
+    (``ProfileInfo.connection``): among the adapter's engines, the first that accepts them; without
+    them, the adapter's first engine. For the steps a build without an engine skips; what cannot go
+    without one calls ``engine_for``."""
+    if adapter is None:
+        return DEFAULT
+    if credentials is None:
+        return _ENGINES.get(adapter)
+    return next((e for e in _REGISTRY if e.name == adapter and e.accepts(credentials)), _ENGINES.get(adapter))
 
 
-def engine_for(adapter: str | None) -> Engine:
+def engine_for(adapter: str | None, credentials: Any = None) -> Engine:
     """The engine of dbt adapter ``adapter`` (None: the default); UnsupportedEngine, the one error, otherwise."""
-    engine = find_engine(adapter)
+    engine = find_engine(adapter, credentials)
     if engine is None:
         raise UnsupportedEngine(str(adapter))
     return engine
 
 
-def owns_its_process(adapter: str | None) -> bool:
+def owns_its_process(adapter: str | None, credentials: Any = None) -> bool:
     """Whether the engine lives in the worker process and is bound to one domain (a Spark session's JVM,
-    its warehouse and metastore): each domain then needs a process of its own."""
-    engine = find_engine(adapter)
+    its warehouse and metastore; a Spark Connect session): each domain then needs a process of its own."""
+    engine = find_engine(adapter, credentials)
     return engine is not None and engine.owns_its_process
 
 
-def console_log(adapter: str | None) -> str | None:
+def server_problems(targets: list[tuple[str, Storage]]) -> list[str]:
+    """Why the servers of the targets (adapter, storage) do not answer, once per server (before a build)."""
+    seen: set[str] = set()
+    out = []
+    for adapter, storage in targets:
+        engine = find_engine(adapter, storage.connection)
+        key = repr(sorted((k, str(v)) for k, v in storage.connection.items() if k != "password"))
+        if engine is None or key in seen:
+            continue
+        seen.add(key)
+        problem = engine.server_problem(storage)
+        if problem:
+            out.append(problem)
+    return out
+
+
+def shared_schema_problems(targets: list[tuple[str, str, str, Storage]]) -> dict[str, ProfileProblem]:
+    """Domains (domain, adapter, schema, storage) building into one schema of one shared metastore: the later
+    ones, each with the fix (doctor)."""
+    from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as on_clusters
+
+    clusters = [
+        (domain, schema, str(storage.connection.get("endpoint")))
+        for domain, adapter, schema, storage in targets
+        if isinstance(find_engine(adapter, storage.connection), SparkCluster)
+    ]
+    return on_clusters(clusters)
+
+
+def console_log(adapter: str | None, credentials: Any = None) -> str | None:
     """The file in the domain's target folder that takes an in-process engine's console output, if any."""
-    engine = find_engine(adapter)
+    engine = find_engine(adapter, credentials)
     return engine.console_log if engine is not None else None
 
 
@@ -100,12 +144,12 @@ def sql_dialect(adapter: str | None) -> str:
 
 def explain_error(message: str, consumer: str, target: str | None) -> str | None:
     """The first engine's clearer message for a dbt failure (each knows only its own errors), or None."""
-    return next((e for e in (x.explain_error(message, consumer, target) for x in _ENGINES.values()) if e), None)
+    return next((e for e in (x.explain_error(message, consumer, target) for x in _REGISTRY) if e), None)
 
 
 def export(domain: Any, adapter: str | None, products: list[Any], paths: list[Path], profile: Any) -> Exported:
     """Write each product to its Parquet file; (rows, columns) of each. UnpublishableData with the column and fix."""
-    engine = find_engine(adapter)
+    engine = find_engine(adapter, getattr(profile, "connection", None))
     if engine is None:
         raise UnpublishableData(f"{domain.name}: {UnsupportedEngine(str(adapter))}")
     return engine.export(domain, products, paths, profile)
@@ -157,4 +201,10 @@ def stub_mark_jinja(mark: str) -> str:
 
 def stub_schema_test() -> str:
     """A Jinja test true on engines where a stub's schema is its own (a database per domain)."""
-    return "target.type in (" + ", ".join(f"'{e.name}'" for e in _ENGINES.values() if e.schema_per_domain) + ")"
+    names = [e.name for e in _ENGINES.values() if e.schema_per_domain]
+    # a tuple of one would be a string in Jinja (``in ('duckdb')`` tests a substring): compare with ==
+    return (
+        f"target.type == '{names[0]}'"
+        if len(names) == 1
+        else "target.type in (" + ", ".join(f"'{n}'" for n in names) + ")"
+    )

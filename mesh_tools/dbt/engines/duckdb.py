@@ -301,7 +301,8 @@ class DuckDB(FileEngine):
         return Storage(files=tuple(files), attached=tuple(attached), remote=tuple(remote))
 
     def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
-                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+                         profiles_file: Path, target: str | None,
+                         domain: str | None = None) -> list[ProfileProblem]:  # fmt: skip
         if storage.files or storage.remote:
             return []
         return [ProfileProblem(

@@ -61,13 +61,23 @@ class Engine(Protocol):
     schema_per_domain: bool  # a stub's schema is its own (a database per domain), not prefixed by the target's
     local_stub_views: bool  # the mesh opens its storage to check and drop stub views (a local file)
 
+    def accepts(self, credentials: Any) -> bool:
+        """Whether dbt's ``credentials`` (or a profile's connection facts) are this engine's, among the engines
+        of one adapter type (a local Spark session, a Spark cluster)."""
+        ...
+
     def storage(self, project_dir: Path, credentials: Any) -> Storage:
         """Where dbt's ``credentials`` for this engine keep the domain's relations."""
         ...
 
     def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
-                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+                         profiles_file: Path, target: str | None,
+                         domain: str | None = None) -> list[ProfileProblem]:  # fmt: skip
         """What in the domain's target would stop a build or a publish on this engine (doctor, and a build)."""
+        ...
+
+    def server_problem(self, storage: Storage) -> str | None:
+        """Why the server the target builds on does not answer (checked once before a build), or None."""
         ...
 
     def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
@@ -112,6 +122,12 @@ class FileEngine:
 
     releases_in_warehouse = False
     loads_landing = False
+
+    def accepts(self, credentials: Any) -> bool:
+        return True  # the only engine of its adapter
+
+    def server_problem(self, storage: Storage) -> str | None:
+        return None  # no server of its own, or none checked before a build
 
     def read_table_release_sql(self, descriptor: Any, consumer: str) -> str | None:
         return None  # its releases are files

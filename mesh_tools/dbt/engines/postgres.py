@@ -337,6 +337,12 @@ class Postgres:
     schema_per_domain = False  # one database for every domain: a stub's schema is prefixed with the target's
     local_stub_views = False
 
+    def accepts(self, credentials: Any) -> bool:
+        return True  # the only engine of its adapter
+
+    def server_problem(self, storage: Storage) -> str | None:
+        return None  # a server that does not answer fails the build with psycopg2's own message
+
     def storage(self, project_dir: Path, credentials: Any) -> Storage:
         connection = {
             "host": credentials.host, "port": int(credentials.port), "dbname": credentials.database,
@@ -347,7 +353,8 @@ class Postgres:
         return Storage(connection={k: v for k, v in connection.items() if v is not None})
 
     def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
-                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+                         profiles_file: Path, target: str | None,
+                         domain: str | None = None) -> list[ProfileProblem]:  # fmt: skip
         prefix = str(schema or "")
         problem = prefix_problem(prefix, profiles_file, target)
         if problem:

@@ -1,13 +1,14 @@
-"""Spark (dbt-spark): how a Spark domain's products are read for a release, and how a Spark consumer reads one.
+"""Spark (dbt-spark), a local session: how a domain's products are read for a release, and how a consumer reads one.
 
-A local session (``method: session``) keeps each table's Parquet files in its warehouse folder;
-publishing reads those files (``file_format: parquet``) and writes the same single-file release
-a DuckDB domain writes. A Spark consumer reads a release with ``parquet.`<path>```.
+A local session (``method: session`` without ``spark.remote``; a cluster is spark_cluster.py's)
+keeps each table's Parquet files in its warehouse folder; publishing reads those files
+(``file_format: parquet``) and writes the same single-file release a DuckDB domain writes. A Spark
+consumer reads a release with ``parquet.`<path>```.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,27 @@ from mesh_tools.core.errors import ArtifactError, display_path
 from mesh_tools.dbt.engines.engine import Exported, FileEngine, ProfileProblem, Storage
 
 NAME = "spark"
+THRIFT_METHODS = ("thrift", "http", "odbc")
+
+
+def credential(credentials: Any, key: str) -> Any:
+    """One field of dbt's credentials, or of the connection facts a profile keeps (a mapping)."""
+    if isinstance(credentials, Mapping):
+        return credentials.get(key)
+    return getattr(credentials, key, None)
+
+
+def remote_url(credentials: Any) -> str | None:
+    """The Spark Connect URL of a target (``server_side_parameters["spark.remote"]``), or None."""
+    params = credential(credentials, "server_side_parameters") or {}
+    url = params.get("spark.remote") if isinstance(params, Mapping) else None
+    return str(url) if url else None
+
+
+def is_cluster(credentials: Any) -> bool:
+    """Whether dbt-spark ``credentials`` point at a cluster (a Thrift/HTTP/ODBC server, or Spark Connect)."""
+    method = str(credential(credentials, "method") or "")
+    return method in THRIFT_METHODS or (method == "session" and remote_url(credentials) is not None)
 
 
 def read_release_sql(path: str) -> str:
@@ -71,19 +93,23 @@ class Spark(FileEngine):
     console_log: str | None = "spark.log"
     shared_storage = True
     catalog_per_file = False
-    schema_per_domain = True
+    schema_per_domain = False  # one metastore (a cluster's) for every domain: schemas carry its prefix
     local_stub_views = False
+
+    def accepts(self, credentials: Any) -> bool:
+        return not is_cluster(credentials)  # a local session; a cluster is spark_cluster.py's
 
     def storage(self, project_dir: Path, credentials: Any) -> Storage:
         if str(getattr(credentials, "method", "")) != "session":
-            return Storage()  # a cluster (thrift, http, odbc): nothing on this machine
+            return Storage()  # a cluster (thrift, http, odbc): spark_cluster.py's
         params = getattr(credentials, "server_side_parameters", None) or {}
         folder = Path(str(params.get("spark.sql.warehouse.dir", "spark-warehouse")))
         warehouse = folder if folder.is_absolute() else (project_dir / folder).resolve()
         return Storage(files=(warehouse,), warehouse=warehouse)
 
     def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
-                         profiles_file: Path, target: str | None) -> list[ProfileProblem]:  # fmt: skip
+                         profiles_file: Path, target: str | None,
+                         domain: str | None = None) -> list[ProfileProblem]:  # fmt: skip
         return []
 
     def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:

@@ -45,7 +45,8 @@ def spark_built(tmp_path_factory: pytest.TempPathFactory, demo_built: Built) -> 
 
 
 def spark_rows(root: Path, domain: str, schema: str, table: str, sql: str = "count(*)") -> object:
-    files = root / "projects" / domain / "spark-warehouse" / f"{schema}.db" / table / "*.parquet"
+    # Spark's schemas carry the domain's prefix (one rule for a session and a cluster's shared metastore)
+    files = root / "projects" / domain / "spark-warehouse" / f"{domain}_{schema}.db" / table / "*.parquet"
     return duckdb.connect().execute(f"select {sql} from read_parquet('{files}')").fetchone()[0]
 
 

@@ -1,0 +1,317 @@
+"""Spark on a cluster (dbt-spark through a Thrift server, or Spark Connect): building, publishing and reading there.
+
+A dbt-spark target is a cluster when it talks to a server: ``method: thrift``, ``http`` or ``odbc``,
+or ``method: session`` with ``server_side_parameters["spark.remote"]`` (pyspark then opens a Spark
+Connect session; ``spark.master`` must not be set beside it). Both are adapter ``spark``, like a
+local session (spark.py): the registry chooses among the engines of one adapter by ``accepts``.
+
+What the cluster changes against a local session:
+
+- *No local storage.* The relations live in the cluster's metastore and warehouse; the mesh
+  never opens their files. Its storage is the server (``thrift://host:port``, ``sc://host:port``),
+  recorded like a warehouse's identity, so the state-aware build looks relations up through dbt.
+- *One metastore for every domain.* Domains become schemas of one catalog: each domain's target
+  schema must be its own name or start with it (``sales``, ``sales_staging``), and no two domains of
+  one cluster may share one (``profile_problems``, ``shared_schema_problems``: doctor and the build).
+- *Publishing through the engine.* The cluster writes each product into the release's scratch
+  folder itself (``insert overwrite directory ... using parquet select /*+ REPARTITION(1) */ *``,
+  on the domain's own dbt connection, so the credentials are dbt's); the one part file becomes
+  the release's ``data.parquet``; the columns are described with the cluster's types (Hive type
+  ids such as ``BIGINT_TYPE`` normalised to ``bigint``). The exchange must be a folder the cluster
+  writes and reads at the same path: on loopback it is; on another host it is a shared file system
+  named by ``MESH_SPARK_SHARED_DIR`` (the exchange, and with an object-store exchange its verified
+  cache, must lie below it), else the target is refused before it builds.
+- *Who owns the process.* A Thrift connection is opened per dbt invocation and holds nothing of the
+  domain in the worker: domains may share worker processes. A Connect session is process-bound in
+  pyspark (``getOrCreate`` keeps the first session, and its settings, for the life of the process):
+  each domain on Connect gets a process of its own, as a local session does (a fork, no JVM).
+
+Adding an engine stays one module (a class satisfying ``Engine``, with ``accepts`` when it shares
+its adapter with another engine) and one line in the registry (``engines/__init__.py``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shutil
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
+from mesh_tools.dbt.engines.engine import (
+    Exported,
+    ProfileProblem,
+    Storage,
+    UnpublishableData,
+    storage_problem,
+)
+from mesh_tools.dbt.engines.spark import Spark, credential, is_cluster, remote_url
+
+SHARED_DIR_ENV = "MESH_SPARK_SHARED_DIR"
+_HIVE_TYPE = re.compile(r"\b([A-Z]+(?:_[A-Z]+)*?)_TYPE\b")
+
+
+def endpoint(credentials: Any) -> str | None:
+    """The server a cluster target talks to: ``thrift://host:port`` (Thrift/HTTP/ODBC) or the Connect URL."""
+    if not is_cluster(credentials):
+        return None
+    url = remote_url(credentials)
+    if url is not None and str(credential(credentials, "method")) == "session":
+        return url
+    method = str(credential(credentials, "method"))
+    scheme = "thrift" if method == "thrift" else method
+    return f"{scheme}://{credential(credentials, 'host')}:{credential(credentials, 'port')}"
+
+
+def host_port(url: str) -> tuple[str, int] | None:
+    """(host, port) of an endpoint (``thrift://h:p``, ``sc://h:p/;params``), or None."""
+    found = re.match(r"^[a-z]+://\[?([^\]/:;]+)\]?:(\d+)", url)
+    return (found[1], int(found[2])) if found else None
+
+
+def loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (a cluster there reads the exchange at the same paths)."""
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def spark_type(type_: str) -> str:
+    """A column type as Spark SQL spells it: Hive type ids (``BIGINT_TYPE``, what Thrift reports) lowered
+    without their suffix (``bigint``); ``decimal(10,2)``, ``timestamp``, ``array<string>`` kept as given."""
+    text = _HIVE_TYPE.sub(lambda m: m[1].lower(), type_.strip())
+    return text.lower() if text.isupper() else text
+
+
+def spark_literal(text: str) -> str:
+    """A Spark SQL string literal (backslash escapes are on by default, so both quote and backslash are escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def export_statements(relation: str, folder: Path) -> list[str]:
+    """The cluster writes ``relation`` into ``folder`` as one Parquet file, then describes its columns."""
+    return [
+        f"insert overwrite directory {spark_literal(str(folder))} using parquet "
+        f"select /*+ REPARTITION(1) */ * from {relation}",
+        f"describe {relation}",
+    ]
+
+
+def described_columns(rows: Sequence[Sequence[Any]]) -> list[tuple[str, str]]:
+    """(name, Spark type) of ``describe``'s rows, up to its first blank or ``#`` row (partitioning, ...)."""
+    out = []
+    for row in rows:
+        name = str(row[0] or "").strip()
+        if not name or name.startswith("#"):
+            break
+        out.append((name, spark_type(str(row[1]))))
+    return out
+
+
+def part_file(folder: Path) -> Path:
+    """The one Parquet part file the cluster wrote into ``folder`` (REPARTITION(1): exactly one)."""
+    parts = sorted(p for p in folder.glob("part-*") if p.suffix == ".parquet" or ".parquet" in p.name)
+    if len(parts) != 1:
+        raise ArtifactError(
+            f"{display_path(folder)}: the cluster wrote {len(parts)} Parquet part files, not one. The exchange "
+            "folder must be one the cluster writes at the same path (a shared file system): see "
+            f"{SHARED_DIR_ENV} in the README, 'Running on Spark'."
+        )
+    return parts[0]
+
+
+def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+    """Each product written by the cluster itself into its release's scratch folder, through dbt's connection."""
+    from mesh_tools.dbt import runner as dbt_runner
+    from mesh_tools.dbt.engines.duckdb import literal, local_database
+    from mesh_tools.dbt.runtime import install_runtime
+    from mesh_tools.model.release import ReleaseColumn
+
+    install_runtime(domain)
+    statements: list[str] = []
+    folders = []
+    for node, path in zip(products, paths, strict=True):
+        folder = path.parent / "cluster-export"
+        folders.append(folder)
+        statements += export_statements(node.relation, folder)
+    try:
+        results = dbt_runner.run_statements(
+            domain.path, statements, target=profile.requested_target, profiles_dir=profile.requested_profiles_dir
+        )
+    except MeshError as exc:
+        storage = storage_problem(str(exc))
+        if storage:
+            where = display_path(paths[0].parent.parent)
+            raise StorageError(f"{where}: cannot write the release data: {storage}") from None
+        where = endpoint(profile.connection) or "the cluster"
+        detail = " ".join(str(exc).split())[:600]
+        raise UnpublishableData(f"{where} could not write the release data: {detail}") from None
+    out: Exported = []
+    with local_database() as con:
+        for index, (folder, path) in enumerate(zip(folders, paths, strict=True)):
+            os.replace(part_file(folder), path)
+            shutil.rmtree(folder, ignore_errors=True)
+            back = dict(con.execute(f"select column_name, column_type from (describe select * from "
+                                    f"read_parquet({literal(str(path))}))").fetchall())  # fmt: skip
+            counted = con.execute(f"select count(*) from read_parquet({literal(str(path))})").fetchone()
+            columns = [
+                ReleaseColumn(name=name, type=type_, parquet_type=str(back.get(name, type_)))
+                for name, type_ in described_columns(results[2 * index + 1])
+            ]
+            out.append((int(counted[0]) if counted else 0, columns))
+    return out
+
+
+def unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the server at ``url`` does not answer (a TCP connect), or None when it does."""
+    place = host_port(url)
+    if place is None:
+        return None
+    try:
+        with socket.create_connection(place, timeout=timeout):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def shared_schema_problems(targets: Sequence[tuple[str, str, str | None]]) -> dict[str, ProfileProblem]:
+    """Domains (domain, schema, endpoint) that share one cluster's metastore and one schema: the later ones."""
+    seen: dict[tuple[str, str], str] = {}
+    out: dict[str, ProfileProblem] = {}
+    for domain, schema, where in targets:
+        if where is None:
+            continue
+        key = (where, schema.lower())
+        if key in seen:
+            out[domain] = ProfileProblem(
+                f"builds into schema {schema} on {where}, as {seen[key]} does",
+                f"Domains on one cluster share its metastore: give {domain}'s target `schema: {domain}` "
+                "(its own name), so neither overwrites the other's tables.",
+            )
+        else:
+            seen[key] = domain
+    return out
+
+
+# Spark's clients' own words (thrift's TSocket, grpc's): a PostgreSQL or DuckDB error never matches them
+_GONE = re.compile(
+    r"Could not connect to any of \[\('(?P<host>[^']+)', (?P<port>\d+)\)\]|TSocket read 0 bytes|"
+    r"failed to connect to all addresses|StatusCode\.UNAVAILABLE",
+)
+_LOST = re.compile(r"(?:Lost executor|ExecutorLostFailure|SparkContext was shut down|Job aborted|"
+                   r"worker lost|Master removed our application)", re.I)  # fmt: skip
+
+
+def explain_error(message: str, consumer: str, target: str | None) -> str | None:
+    """A cluster failure people meet (server gone, executors lost, Hive type ids in a contract error), or None."""
+    flag = f" --target {target}" if target else ""
+    gone = _GONE.search(message)
+    if gone:
+        server = f"{gone['host']}:{gone['port']}" if gone["host"] else "the Spark server"
+        return (
+            f"{consumer}: the Spark cluster's server {server} does not answer ({gone[0]}). Start it (`mesh "
+            f"spark-cluster start` for the local one) or point the target at a running one, then `mesh build{flag}` "
+            "again; the domain's previous release stays current."
+        )
+    lost = _LOST.search(message)
+    if lost:
+        return (
+            f"{consumer}: the Spark cluster lost the executors running this build ({lost[0]}): a "
+            f"worker stopped. Nothing was published (the previous release stays current); when the cluster has "
+            f"workers again, run `mesh build{flag}` again. ({' '.join(message.split())[:300]})"
+        )
+    if _HIVE_TYPE.search(message) and "contract" in message.lower():
+        return _HIVE_TYPE.sub(lambda m: m[1].lower(), " ".join(message.split()))
+    return None
+
+
+class SparkCluster(Spark):
+    """Spark on a cluster through dbt-spark (``connect``: Spark Connect; else a Thrift/HTTP/ODBC server)."""
+
+    # target.type is `spark`: name, dialect, stub SQL and measuring are the local session's
+    shared_storage = True
+    catalog_per_file = False
+    schema_per_domain = False  # one metastore (a cluster's) for every domain: schemas carry its prefix
+    local_stub_views = False
+
+    def __init__(self, connect: bool = False) -> None:
+        self.connect = connect
+        # a Connect session is process-bound (pyspark keeps the first one); a Thrift connection is not
+        self.owns_its_process = connect
+        # pyspark's Connect client warns on stderr (settings a server keeps): to target/spark.log, as a session's JVM
+        self.console_log: str | None = "spark.log" if connect else None
+
+    def accepts(self, credentials: Any) -> bool:
+        connect = str(credential(credentials, "method")) == "session" and remote_url(credentials) is not None
+        return is_cluster(credentials) and connect == self.connect
+
+    def storage(self, project_dir: Path, credentials: Any) -> Storage:
+        where = endpoint(credentials)
+        place = host_port(where or "")
+        connection: dict[str, Any] = {
+            "method": str(credential(credentials, "method")),
+            "host": place[0] if place else credential(credentials, "host"),
+            "port": place[1] if place else credential(credentials, "port"),
+            "endpoint": where,
+        }
+        if self.connect:
+            connection["server_side_parameters"] = {"spark.remote": remote_url(credentials)}
+        return Storage(remote=(where,) if where else (), connection=connection)
+
+    def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
+                         profiles_file: Path, target: str | None,
+                         domain: str | None = None) -> list[ProfileProblem]:  # fmt: skip
+        out = []
+        where = str(storage.connection.get("endpoint") or "the cluster")
+        if domain is not None and schema is not None and not _own_schema(schema, domain):
+            out.append(ProfileProblem(
+                f"builds into schema {schema} on {where}, which does not start with its name",
+                f"Every domain on a cluster shares its metastore: give the target `schema: {domain}` (or "
+                f"`{domain}_...`) in {display_path(profiles_file)}, so no two domains share a schema.",
+            ))  # fmt: skip
+        host = str(storage.connection.get("host") or "")
+        shared = os.environ.get(SHARED_DIR_ENV)
+        if not loopback(host) and not (shared and Path(shared).is_dir()):
+            out.append(ProfileProblem(
+                f"builds on {where}, another machine, and no shared folder is set",
+                f"The cluster reads releases and writes new ones at the exchange's paths: mount one shared file "
+                f"system on both, keep the exchange (and an object-store exchange's cache) below it, and export "
+                f"{SHARED_DIR_ENV}=<that folder>" + (f" (now {shared!r}, not a folder)" if shared else "") + ".",
+            ))  # fmt: skip
+        return out
+
+    def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
+        return explain_error(message, consumer, target)
+
+    def lineage_namespace(self, storage: Storage) -> str | None:
+        host, port = storage.connection.get("host"), storage.connection.get("port")
+        return f"spark://{host}:{port}" if host and port else None
+
+    def server_problem(self, storage: Storage) -> str | None:
+        where = storage.connection.get("endpoint")
+        if not where:
+            return None
+        why = unreachable(str(where))
+        if why is None:
+            return None
+        kind = "Spark Connect server" if self.connect else "Spark Thrift server"
+        return (
+            f"the {kind} {where} does not answer ({why}). Start the cluster (`mesh spark-cluster start` for the "
+            "local one) or point the target at a running server (MESH_SPARK_THRIFT_HOST/PORT, "
+            "MESH_SPARK_CONNECT_URL), then run again."
+        )
+
+    def export(self, domain: Any, products: list[Any], paths: list[Path], profile: Any) -> Exported:
+        return export(domain, products, paths, profile)
+
+
+def _own_schema(schema: str, domain: str) -> bool:
+    s, d = schema.lower(), domain.lower()
+    return s == d or s.startswith(d + "_")

@@ -1,0 +1,135 @@
+"""The demo mesh on the session's Spark cluster, through Thrift and through Spark Connect: the same products as on DuckDB.
+
+One cluster for the session (tests/conftest.py ``spark_cluster``). The whole demo builds once through
+Thrift (publishing through the cluster); Connect builds the two domains that make a Spark producer and
+a Spark consumer, with sales' release published from DuckDB copied in; a DuckDB consumer then reads the
+releases the cluster published. Select them alone with `pytest -m spark`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.helpers import Built, copy_demo, mesh_env, run_command
+
+pytestmark = [pytest.mark.slow, pytest.mark.spark]
+
+CONNECT_DOMAINS = ("customers", "marketing")
+
+
+def _env(cluster: object) -> dict[str, str]:
+    return {**mesh_env(), **cluster.env()}  # type: ignore[attr-defined]
+
+
+def _mesh(root: Path, env: dict[str, str], *args: str) -> Built:
+    return Built(root, run_command(["mesh", *args], root, env=env, timeout=900))
+
+
+@pytest.fixture(scope="session")
+def thrift_built(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object) -> Built:
+    root = copy_demo(tmp_path_factory.mktemp("thrift") / "mesh")
+    env = _env(spark_cluster)
+    data = run_command(["mesh", "demo-data"], root, env=env)
+    assert data.returncode == 0, data.stdout + data.stderr
+    return _mesh(root, env, "build", "--target", "spark_thrift")
+
+
+@pytest.fixture(scope="session")
+def connect_built(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object, demo_built: Built) -> Built:
+    assert demo_built.result.returncode == 0, demo_built.output
+    root = copy_demo(tmp_path_factory.mktemp("connect") / "mesh")
+    env = _env(spark_cluster)
+    data = run_command(["mesh", "demo-data"], root, env=env)
+    assert data.returncode == 0, data.stdout + data.stderr
+    # sales as the DuckDB build left it: its releases in the exchange, its manifest (what stitching reads)
+    shutil.copytree(demo_built.root / "exchange", root / "exchange")
+    shutil.copytree(demo_built.root / "projects/sales/target", root / "projects/sales/target")
+    return _mesh(root, env, "build", *CONNECT_DOMAINS, "--target", "spark_connect")
+
+
+def current_releases(root: Path) -> dict[str, tuple[dict, Path]]:
+    """Every product's current release: key -> (descriptor, data file)."""
+    out = {}
+    for pointer in sorted((root / "exchange" / "products").glob("*/*/*/current.json")):
+        release = pointer.parent / "releases" / json.loads(pointer.read_text())["release_id"]
+        descriptor = json.loads((release / "release.json").read_text())
+        out["/".join(pointer.parent.relative_to(root / "exchange" / "products").parts)] = (
+            descriptor,
+            release / "data.parquet",
+        )
+    return out
+
+
+AUDIT = ("_built_at", "_invocation_id")  # when and by which dbt run: differ between any two builds
+
+
+def fingerprint(data: Path, columns: list[dict]) -> tuple[int, int]:
+    """Rows and an order-free hash of a release, every column cast to the DuckDB release's type."""
+    cast = ", ".join(f'cast("{c["name"]}" as {c["parquet_type"]})' for c in columns if c["name"] not in AUDIT)
+    with duckdb.connect() as con:
+        rows, digest = con.execute(
+            f"select count(*), coalesce(sum(hash({cast})::hugeint), 0) from read_parquet('{data}')"
+        ).fetchone()
+    return int(rows), int(digest)
+
+
+def test_the_demo_builds_and_publishes_through_thrift_with_duckdbs_rows(thrift_built: Built, demo_built: Built) -> None:
+    assert thrift_built.result.returncode == 0, thrift_built.output
+    assert "mesh build: 4 of 4 domains succeeded" in thrift_built.output
+    on_duckdb, on_spark = current_releases(demo_built.root), current_releases(thrift_built.root)
+    assert set(on_spark) == set(on_duckdb) and len(on_spark) == 6
+    for key, (descriptor, data) in on_spark.items():
+        reference, reference_data = on_duckdb[key]
+        assert descriptor["engine"] == "spark" and reference["engine"] == "duckdb"
+        # the cluster wrote the file: Spark's own type names, no Hive type ids
+        assert all(c["type"] == c["type"].lower() and "_TYPE" not in c["type"] for c in descriptor["columns"])
+        assert descriptor["row_count"] == reference["row_count"] > 0, key
+        assert fingerprint(data, reference["columns"]) == fingerprint(reference_data, reference["columns"]), key
+    # nothing of the domains' relations is on this machine: the cluster's metastore keeps them, prefixed
+    assert not list(thrift_built.root.glob("projects/*/spark-warehouse"))
+    schemas = {n["schema"] for n in json.loads((thrift_built.root / "projects/sales/target/manifest.json")
+                                                  .read_text())["nodes"].values() if n["package_name"] == "sales"}  # fmt: skip
+    assert schemas and all(s == "sales" or s.startswith("sales_") for s in schemas), schemas
+
+
+def test_a_duckdb_consumer_reads_the_releases_the_cluster_published(thrift_built: Built) -> None:
+    assert thrift_built.result.returncode == 0, thrift_built.output
+    again = _mesh(thrift_built.root, mesh_env(), "build", "finance", "--no-publish")
+    assert again.result.returncode == 0, again.output
+    receipt = json.loads((thrift_built.root / "exchange/receipts/finance.json").read_text())
+    release = receipt["releases"]["sales.fct_orders.v2"]
+    descriptor, _ = current_releases(thrift_built.root)["sales/fct_orders/v2"]
+    assert descriptor["release_id"] == release and descriptor["engine"] == "spark"
+
+
+def test_a_spark_consumer_on_connect_reads_a_duckdb_release(connect_built: Built, demo_built: Built) -> None:
+    assert connect_built.result.returncode == 0, connect_built.output
+    assert "mesh build: 2 of 2 domains succeeded" in connect_built.output
+    assert "UserWarning" not in connect_built.output  # pyspark's client warnings go to target/spark.log
+    engines = {}
+    for key, (descriptor, _) in current_releases(connect_built.root).items():
+        engines[key] = descriptor["engine"]
+    assert engines["customers/dim_customers/unversioned"] == "spark"
+    assert engines["sales/fct_orders/v2"] == "duckdb"
+    marketing = current_releases(connect_built.root)["marketing/customer_segments/unversioned"]
+    reference = current_releases(demo_built.root)["marketing/customer_segments/unversioned"]
+    assert marketing[0]["engine"] == "spark"
+    assert fingerprint(marketing[1], reference[0]["columns"]) == fingerprint(reference[1], reference[0]["columns"])
+
+
+def test_a_thrift_server_that_does_not_answer_stops_the_build_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = copy_demo(tmp_path / "mesh")
+    env = {**mesh_env(), "MESH_SPARK_THRIFT_HOST": "127.0.0.1", "MESH_SPARK_THRIFT_PORT": str(port)}
+    gone = run_command(["mesh", "build", "customers", "--target", "spark_thrift"], root, env=env)
+    assert gone.returncode == 3, gone.stdout + gone.stderr
+    assert f"the Spark Thrift server thrift://127.0.0.1:{port} does not answer" in gone.stderr
+    assert "Traceback" not in gone.stderr and not (root / "exchange" / "products").exists()
