@@ -50,11 +50,12 @@ _START_LOCK = ".start.lock"
 # Every JVM of a cluster carries this system property naming its state folder: `ps` shows whose it is, and the
 # tests prove no JVM outlives `stop_cluster` by looking for it.
 MARKER = "mesh.spark.cluster"
-# Small heaps and the serial collector for every JVM; the daemons (master, workers) also skip C2 compilation,
-# which costs start-up CPU on 2 cores and buys nothing for their light work. Servers and executors keep C2: they
-# run the queries.
+# Small heaps, the serial collector and no C2 compilation for every JVM: this cluster is for trying and testing
+# on one machine, where the JIT's C2 work costs more CPU than the short queries it speeds up (the test suite's
+# Spark unit: 2 cores' worth of JIT threads for the minutes it runs; the demo's local session halves its CPU the
+# same way). A real cluster is configured by its operators, not here.
 _DAEMON_JVM = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
-_WORK_JVM = "-XX:+UseSerialGC"
+_WORK_JVM = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:CICompilerCount=1"
 _MASTER = "org.apache.spark.deploy.master.Master"
 _WORKER = "org.apache.spark.deploy.worker.Worker"
 _THRIFT = "org.apache.spark.sql.hive.thriftserver.HiveThriftServer2"

@@ -6,7 +6,7 @@ tables), one module each, each a class answering the ``Engine`` protocol (engine
 domain's engine is dbt's own answer: the ``adapter_type`` of its manifest, or of its profile's target;
 among the engines of one adapter type, the first whose ``accepts`` takes the target's credentials
 (without credentials, a manifest alone: the adapter's first engine, for what they share: dialect,
-stub SQL). Adding an engine is one module and one line in ``_ENGINES``.
+stub SQL). Adding an engine is one module and one line in ``_REGISTRY``.
 """
 
 from __future__ import annotations
