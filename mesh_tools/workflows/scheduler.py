@@ -100,17 +100,16 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
         notify("finished", name, run)
     if len(results) == len(plan.domains):  # nothing to do anywhere: neither dbt nor a worker is started
         return [results[n] for n in plan.domains]
-    # fork: workers inherit the imported modules and dbt's warm caches, so both are paid once, not per worker
-    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
-    from mesh_tools.dbt.warm import warm_dbt
-
-    warm_dbt()
-
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
     down = engines.server_problems([(p.adapter, p.stored) for p in profiles.values()])
     if down:  # a cluster's server that does not answer fails every domain on it: one error, before any worker
         raise DbtError(" ".join(down))
+    # fork: workers inherit the imported modules and dbt's warm caches, so both are paid once, not per worker
+    from mesh_tools.dbt import runner as dbt_runner  # noqa: F401
+    from mesh_tools.dbt.warm import warm_dbt
+
+    warm_dbt()
     for name, problem in broken.items():
         results[name] = DomainRun(name, FAILED, problems=[problem])
         notify("finished", name, results[name])

@@ -36,6 +36,7 @@ from mesh_tools.dbt.engines.engine import (
 from mesh_tools.dbt.engines.postgres import Postgres
 from mesh_tools.dbt.engines.spark import Spark
 from mesh_tools.dbt.engines.spark_cluster import SparkCluster
+from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as _shared_on_clusters
 
 __all__ = [
     "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "ProfileProblem",
@@ -115,14 +116,12 @@ def server_problems(targets: list[tuple[str, Storage]]) -> list[str]:
 def shared_schema_problems(targets: list[tuple[str, str, str, Storage]]) -> dict[str, ProfileProblem]:
     """Domains (domain, adapter, schema, storage) building into one schema of one shared metastore: the later
     ones, each with the fix (doctor)."""
-    from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as on_clusters
-
     clusters = [
         (domain, schema, str(storage.connection.get("endpoint")))
         for domain, adapter, schema, storage in targets
         if isinstance(find_engine(adapter, storage.connection), SparkCluster)
     ]
-    return on_clusters(clusters)
+    return _shared_on_clusters(clusters)
 
 
 def console_log(adapter: str | None, credentials: Any = None) -> str | None:
