@@ -11,30 +11,45 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: run test lint clean chromium postgres-server bootstrap
 
+# Installs go through uv (PyPI), with pip as the fallback where uv cannot be installed: the same
+# resolution (pyproject.toml pins what differed), a fresh clone's three environments in 40 s instead of 71 s.
+# uv lives in the main environment and installs into the others with --python.
+UV_STAMP := $(VENV)/.uv
+$(UV_STAMP):
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "uv>=0.5" || echo "uv unavailable: installing with pip"
+	touch $(UV_STAMP)
+# $(call install,<venv>,<pip arguments>,<uv's own options>); the arguments hold commas, so they come in
+# variables. The main environment's bytecode is compiled at install, as pip does (uv does not by default):
+# without it the suite's parallel processes compile the same modules again and again (a fresh clone's
+# suite: 556 s without, 503 s with, the same clone).
+MAIN_SPEC := -e ".[dev,spark,postgres,s3,lineage]"
+DC_SPEC := "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
+MYPY_SPEC := "mypy>=1.20,<3"
+install = test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
+	if test -x $(BIN)/uv; then $(BIN)/uv pip install --quiet $(3) --python $(1)/bin/python $(2); \
+	else $(1)/bin/python -m pip install --quiet $(2); fi
+
 # The spark, postgres, s3 and lineage extras are installed too: the test suite builds the demo mesh on
 # both engines, runs the exchange in an object store (an S3 API on loopback) and emits OpenLineage events.
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e ".[dev,spark,postgres,s3,lineage]"
+$(STAMP): pyproject.toml $(UV_STAMP)
+	$(call install,$(VENV),$(MAIN_SPEC),--compile-bytecode)
 	touch $(STAMP)
 
 # datacontract-cli (`mesh check --datacontract`) pins its own DuckDB (1.5), so it lives in an environment
-# of its own; the mesh finds it through MESH_DATACONTRACT. --no-compile: the few modules it imports compile
-# on first use (34 s -> 24 s of install).
+# of its own; the mesh finds it through MESH_DATACONTRACT.
 DC_VENV := .venv-datacontract
 DC_STAMP := $(DC_VENV)/.installed
-$(DC_STAMP):
-	test -x $(DC_VENV)/bin/python || $(PYTHON) -m venv $(DC_VENV)
-	$(DC_VENV)/bin/python -m pip install --quiet --no-compile "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
+$(DC_STAMP): $(UV_STAMP)
+	$(call install,$(DC_VENV),$(DC_SPEC))
 	touch $(DC_STAMP)
 
 # mypy 1.20+ needs a pathspec that dbt-core 1.11 refuses, so it lives in an environment of its own and
 # reads the project's packages through --python-executable ([tool.mypy] in pyproject.toml).
 MYPY_VENV := .venv-mypy
 MYPY_STAMP := $(MYPY_VENV)/.installed
-$(MYPY_STAMP):
-	test -x $(MYPY_VENV)/bin/python || $(PYTHON) -m venv $(MYPY_VENV)
-	$(MYPY_VENV)/bin/python -m pip install --quiet "mypy>=1.20,<3"
+$(MYPY_STAMP): $(UV_STAMP)
+	$(call install,$(MYPY_VENV),$(MYPY_SPEC))
 	touch $(MYPY_STAMP)
 
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
