@@ -38,6 +38,13 @@ def spark_cluster() -> None:
     """
 
 
+def _setting(ctx: click.Context, text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise click.BadParameter(f"{text!r} is not KEY=VALUE", ctx=ctx, param_hint="--conf")
+    return key.strip(), value
+
+
 @spark_cluster.command()
 @click.option("--state-dir", type=click.Path(file_okay=False), metavar="FOLDER", help=_STATE_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address every process listens on.")
@@ -54,6 +61,13 @@ def spark_cluster() -> None:
 @click.option("--driver-memory", default="512m", show_default=True, help="Each server's driver heap.")
 @click.option("--thrift/--no-thrift", default=True, show_default=True, help="Start the Thrift server.")
 @click.option("--connect/--no-connect", default=True, show_default=True, help="Start the Spark Connect server.")
+@click.option(
+    "--conf",
+    "conf",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A Spark setting for both servers (repeatable), e.g. spark.sql.codegen.wholeStage=false.",
+)
 @click.option("--timeout", type=click.FloatRange(min=1), default=240, show_default=True,
               help="Seconds to wait for every process to answer; then what started is stopped (exit 3).")  # fmt: skip
 @click.pass_context
@@ -73,6 +87,7 @@ def start(
     driver_memory: str,
     thrift: bool,
     connect: bool,
+    conf: tuple[str, ...],
     timeout: float,
 ) -> None:
     """Start the cluster and wait until every process answers (about 40 s on 2 cores).
@@ -87,7 +102,7 @@ def start(
         state_dir=_state_dir(ctx, state_dir), host=host, master_port=master_port, master_ui_port=master_ui_port,
         thrift_port=thrift_port, connect_port=connect_port, workers=workers, worker_cores=worker_cores,
         worker_memory=worker_memory, executor_memory=executor_memory, driver_memory=driver_memory, thrift=thrift,
-        connect=connect,
+        connect=connect, conf=tuple(_setting(ctx, text) for text in conf),
     )  # fmt: skip
     cluster = start_cluster(spec, timeout, lambda text: click.echo(f"mesh spark-cluster: {text}", err=True))
     for name, value in cluster.env().items():

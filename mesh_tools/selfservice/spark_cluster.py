@@ -95,6 +95,9 @@ class ClusterSpec:
     executor_memory: str = "512m"  # each server's executor, on a worker
     thrift: bool = True
     connect: bool = True
+    # more Spark settings for both servers' applications (``--conf key=value`` of spark-submit), e.g. a small
+    # cluster's ``spark.sql.codegen.wholeStage=false``; the settings the launcher makes itself are refused
+    conf: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -405,8 +408,31 @@ def _check_spec(spec: ClusterSpec) -> None:
     for label, port in _ports(spec).items():
         if not 0 <= port <= 65535:
             problems.append(f"{label} port {port} is not between 0 and 65535")
+    problems += _conf_problems(spec.conf)
     if problems:
         raise ConfigError("spark cluster: " + "; ".join(problems) + ".")
+
+
+_CONF_KEY = re.compile(r"^spark\.[A-Za-z0-9_.\-]+$")
+# what the launcher sets itself: the cores each server gets, where its metastore and warehouse live, the marker
+# every JVM carries (how stop finds executors), the servers' addresses
+_LAUNCHER_CONF = (
+    "spark.cores.max", "spark.executor.cores", "spark.executor.memory", "spark.ui.enabled",
+    "spark.sql.catalogImplementation", "spark.sql.warehouse.dir", "spark.hadoop.javax.jdo.option.",
+    "spark.executor.extraJavaOptions", "spark.driver.", "spark.connect.grpc.binding.", "spark.master",
+)  # fmt: skip
+
+
+def _conf_problems(conf: tuple[tuple[str, str], ...]) -> list[str]:
+    problems = []
+    for key, value in conf:
+        if not _CONF_KEY.match(key):
+            problems.append(f"setting {key!r} is not a Spark setting (spark.<name>=<value>)")
+        elif key.startswith(_LAUNCHER_CONF):
+            problems.append(f"setting {key} is the launcher's own (use its option, or leave it)")
+        elif "\n" in value or "\0" in value:
+            problems.append(f"setting {key}'s value holds a line break")
+    return problems
 
 
 def _megabytes(size: str) -> int | None:
@@ -539,6 +565,7 @@ def _submit(spec: ClusterSpec, home: Path, folder: Path, klass: str, app: str) -
         "spark.sql.warehouse.dir": str(folder / "warehouse"),
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={folder}/metastore_db;create=true",
         "spark.executor.extraJavaOptions": f"{_WORK_JVM} {_marker(spec.state_dir)}",
+        **dict(spec.conf),
     }
     command = [str(home / "bin/spark-submit"), "--master", f"spark://{spec.host}:{spec.master_port}",
                "--name", app, "--class", klass]  # fmt: skip

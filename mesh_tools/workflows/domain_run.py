@@ -450,7 +450,9 @@ def _count(run: DomainRun, domain: Domain, start_wall: float, target: str | None
             run.models += kind == "model"
             if result.status == "error":
                 run.models_failed += 1
-                run.problems.append(f"{kind} {result.unique_id} failed: {first_lines(result.message)}")
+                # an engine's explanation (a cluster that lost its executors, ...) instead of its stack trace
+                explained = engines.explain_error(result.message or "", domain.name, target)
+                run.problems.append(f"{kind} {result.unique_id} failed: {explained or first_lines(result.message)}")
         elif kind in ("test", "unit_test"):
             if result.status == "pass":
                 run.tests_passed += 1

@@ -127,16 +127,23 @@ def test_a_port_in_use_and_a_bad_spec_are_usage_errors(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code, _, err = mesh("spark-cluster", "start", "--state-dir", str(tmp_path), "--thrift-port", str(port))
+        # the other ports free ones: a cluster of this machine's own (7077, 15002) must not decide the outcome
+        code, _, err = mesh("spark-cluster", "start", "--state-dir", str(tmp_path), "--thrift-port", str(port),
+                            "--master-port", "0", "--connect-port", "0")  # fmt: skip
     assert code == 2
     assert f"the Thrift port {port} on 127.0.0.1 is in use" in err
     code, _, err = mesh("spark-cluster", "start", "--state-dir", str(tmp_path), "--workers", "1",
-                        "--executor-memory", "2g")  # fmt: skip
+                        "--executor-memory", "2g", "--conf", "spark.cores.max=8", "--conf",
+                        "hive.server2.thrift.port=1")  # fmt: skip
     assert code == 2
     assert err.splitlines() == [
         "error: spark cluster: 2 servers need 2 workers (each server's executor takes one worker's cores), got 1; "
-        "executor memory 2g exceeds worker memory 1g: no worker could run an executor."
+        "executor memory 2g exceeds worker memory 1g: no worker could run an executor; setting spark.cores.max is "
+        "the launcher's own (use its option, or leave it); setting 'hive.server2.thrift.port' is not a Spark "
+        "setting (spark.<name>=<value>)."
     ]
+    code, _, err = mesh("spark-cluster", "start", "--state-dir", str(tmp_path), "--conf", "spark.sql.ansi.enabled")
+    assert code == 2 and "'spark.sql.ansi.enabled' is not KEY=VALUE" in err, err
     assert not (tmp_path / RECORD).exists()
     code, out, _ = mesh("spark-cluster", "status", "--state-dir", str(tmp_path / "none"), "--format", "json")
     assert code == 1

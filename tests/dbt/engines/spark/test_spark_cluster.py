@@ -1,21 +1,29 @@
 """The demo mesh on the session's Spark cluster, through Thrift and through Spark Connect: the same products as on DuckDB.
 
 One cluster for the session (tests/conftest.py ``spark_cluster``). The demo's four domains build on it once:
-sales, customers and finance through Thrift (publishing through the cluster); Connect builds marketing, a consumer of the releases DuckDB published
-(sales' and customers', copied in) that publishes its own product through Connect; a DuckDB consumer then reads
-the releases the cluster published. Select them alone with `pytest -m spark`.
+sales, customers and finance through Thrift (publishing through the cluster); Connect builds marketing, a consumer of
+customers' release from DuckDB and sales' from the Thrift build (copied in), that publishes its own product through
+Connect; a DuckDB consumer then reads the releases the cluster published; an executor killed mid-build fails its
+domain and the next build works. Select them alone with `pytest -m spark`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from mesh_tools.selfservice.spark_cluster import THRIFT_APP
 from tests.helpers import Built, copy_demo, mesh_env, run_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
@@ -42,16 +50,21 @@ def thrift_built(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object
 
 
 @pytest.fixture(scope="session")
-def connect_built(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object, demo_built: Built) -> Built:
+def connect_built(tmp_path_factory: pytest.TempPathFactory, spark_cluster: object, demo_built: Built,
+                  thrift_built: Built) -> Built:  # fmt: skip
     assert demo_built.result.returncode == 0, demo_built.output
+    assert thrift_built.result.returncode == 0, thrift_built.output
     root = copy_demo(tmp_path_factory.mktemp("connect") / "mesh")
     env = _env(spark_cluster)
     data = run_command(["mesh", "demo-data"], root, env=env)
     assert data.returncode == 0, data.stdout + data.stderr
-    # sales and customers as the DuckDB build left them: releases in the exchange, manifests (what stitching reads)
+    # customers as the DuckDB build left it, sales as the cluster's Thrift build did: their releases in the
+    # exchange, their manifests (what stitching reads). Marketing reads both: Spark reads DuckDB's and Spark's.
     shutil.copytree(demo_built.root / "exchange", root / "exchange")
-    for producer in ("sales", "customers"):
-        shutil.copytree(demo_built.root / f"projects/{producer}/target", root / f"projects/{producer}/target")
+    shutil.rmtree(root / "exchange/products/sales")
+    shutil.copytree(thrift_built.root / "exchange/products/sales", root / "exchange/products/sales")
+    for producer, built in (("sales", thrift_built), ("customers", demo_built)):
+        shutil.copytree(built.root / f"projects/{producer}/target", root / f"projects/{producer}/target")
     return _mesh(root, env, "build", *CONNECT_DOMAINS, "--target", "spark_connect")
 
 
@@ -110,14 +123,19 @@ def test_a_duckdb_consumer_reads_the_releases_the_cluster_published(thrift_built
     assert descriptor["release_id"] == release and descriptor["engine"] == "spark"
 
 
-def test_a_spark_consumer_on_connect_reads_a_duckdb_release(connect_built: Built, demo_built: Built) -> None:
+def test_a_spark_consumer_on_connect_reads_a_duckdb_release_and_a_spark_one(connect_built: Built,
+                                                                           demo_built: Built) -> None:  # fmt: skip
     assert connect_built.result.returncode == 0, connect_built.output
     assert "mesh build: 1 of 1 domains succeeded" in connect_built.output
     assert "UserWarning" not in connect_built.output  # pyspark's client warnings go to target/spark.log
     engines = {}
     for key, (descriptor, _) in current_releases(connect_built.root).items():
         engines[key] = descriptor["engine"]
-    assert engines["customers/dim_customers/unversioned"] == engines["sales/fct_orders/v2"] == "duckdb"
+    assert engines["customers/dim_customers/unversioned"] == "duckdb"
+    # Thrift's session settings reached the server (`set:hiveconf:`): timestamps without time zone, as Connect's
+    assert engines["sales/fct_orders/v2"] == "spark"
+    sales = current_releases(connect_built.root)["sales/fct_orders/v2"][0]
+    assert {c["name"]: c["type"] for c in sales["columns"]}["_built_at"] == "timestamp_ntz"
     marketing = current_releases(connect_built.root)["marketing/customer_segments/unversioned"]
     reference = current_releases(demo_built.root)["marketing/customer_segments/unversioned"]
     assert marketing[0]["engine"] == "spark"
@@ -134,3 +152,75 @@ def test_a_thrift_server_that_does_not_answer_stops_the_build_naming_it(tmp_path
     assert gone.returncode == 3, gone.stdout + gone.stderr
     assert f"the Spark Thrift server thrift://127.0.0.1:{port} does not answer" in gone.stderr
     assert "Traceback" not in gone.stderr and not (root / "exchange" / "products").exists()
+
+
+def test_an_executor_killed_mid_build_fails_that_domain_and_the_next_build_works(
+    thrift_built: Built, spark_cluster: object, tmp_path: Path
+) -> None:
+    """The executor process on a worker is killed (SIGKILL) while a model's task runs on it: the domain fails with
+    one clear error and publishes nothing (the test cluster fails a task at its first loss: tests/sparkcluster.py);
+    the worker starts another executor, and the next build works."""
+    assert thrift_built.result.returncode == 0, thrift_built.output
+    root = shutil.copytree(thrift_built.root, tmp_path / "mesh", symlinks=True)
+    env = _env(spark_cluster)
+    pointer = root / "exchange/products/customers/dim_customers/unversioned/current.json"
+    before = pointer.read_text()
+    slow = root / "projects/customers/models/marts/slow_lookup.sql"  # a task that runs for minutes on an executor
+    slow.write_text("select cast(reflect('java.lang.Thread', 'sleep', cast(300000 as bigint)) as string) as slept "
+                    "from range(1)\n")  # fmt: skip
+    log = spark_cluster.state_dir / "logs" / "thrift.log"  # type: ignore[attr-defined]
+    seen = log.stat().st_size
+    build = subprocess.Popen([sys.executable, "-m", "mesh_tools.cli", "build", "customers", "--target", "spark_thrift"],
+                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        _wait_for_task(log, seen, "java.lang.Thread", build)
+        executor = _executor_of(spark_cluster, THRIFT_APP)
+        os.kill(executor, signal.SIGKILL)
+        out, _ = build.communicate(timeout=600)
+    finally:
+        build.kill()
+    assert build.returncode == 1, out
+    assert "customers: the Spark cluster lost the executors running this build" in out, out
+    assert "Traceback" not in out
+    assert pointer.read_text() == before  # nothing published: the previous release stays current
+    slow.unlink()
+    # the code is again what the current release was built from: a state-aware build would reuse it all, so the
+    # whole domain runs (--no-state) on the executor the worker started in place of the killed one
+    again = _mesh(root, env, "build", "customers", "--target", "spark_thrift", "--no-state")
+    assert again.result.returncode == 0, again.output
+    assert "ran 3 of 3 models" in again.output and pointer.read_text() != before
+
+
+def _wait_for_task(log: Path, offset: int, marker: str, build: subprocess.Popen[str]) -> None:
+    """Until the Thrift server's log (from ``offset``) shows a query holding ``marker`` and then a task started."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read().decode(errors="replace")
+        submitted = text.find(marker)
+        if submitted >= 0 and "Starting task" in text[submitted:]:
+            time.sleep(2)  # the task's thread is in its sleep well before this ends
+            return
+        assert build.poll() is None, (
+            f"the build ended before its slow model ran: {build.stdout and build.stdout.read()}"
+        )
+        time.sleep(0.5)
+    raise AssertionError(f"no task of the slow model started within 300 s ({log})")
+
+
+def _executor_of(cluster: object, app: str) -> int:
+    """The pid of the executor the master granted to application ``app`` (its id from the master's JSON)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.master_ui_port}/json/", timeout=5) as response:  # type: ignore[attr-defined]
+        apps = [a["id"] for a in json.loads(response.read())["activeapps"] if a["name"] == app]
+    assert len(apps) == 1, apps
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:  # gone meanwhile
+            continue
+        if b"org.apache.spark.executor.CoarseGrainedExecutorBackend" in words and apps[0].encode() in words:
+            found.append(int(entry.name))
+    assert len(found) == 1, found
+    return found[0]
