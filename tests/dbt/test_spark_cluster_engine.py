@@ -179,6 +179,11 @@ def test_a_footprint_is_every_schema_the_domain_builds_and_each_landing_view() -
     # the user's own lake table (no external_location) is read in place: never created, so not the domain's
     assert footprint.landing == ("shop.orders",)
     assert Footprint.of(None).schemas("sales") == {"sales": "its target schema"}
+    # a versioned model is one name, however many versions ask for the schema
+    versions = {f"model.sales.fct.v{v}": {"resource_type": "model", "package_name": "sales", "name": "fct",
+                                          "config": {"schema": "marts"}} for v in (1, 2)}  # fmt: skip
+    versioned = Manifest.of({"metadata": {"project_name": "sales"}, "nodes": versions}, "sales")
+    assert Footprint.of(versioned).schemas("sales")["sales_marts"] == "fct with `schema: marts`"
 
 
 def test_sales_custom_schema_eu_and_domain_sales_eu_are_one_conflict_naming_both() -> None:

@@ -224,7 +224,11 @@ class Footprint:
                 )
                 if _LANDING_FILE.search(location):  # what the hook registers (engines.sql, register_landing)
                     landing.append(f"{source.get('schema')}.{source.get('identifier')}".lower())
-        return cls({k: tuple(v[:3]) for k, v in sorted(custom.items())}, tuple(upstreams), tuple(sorted(set(landing))))
+        return cls(
+            {k: tuple(dict.fromkeys(v))[:3] for k, v in sorted(custom.items())},
+            tuple(upstreams),
+            tuple(sorted(set(landing))),
+        )
 
     def schemas(self, target_schema: str) -> dict[str, str]:
         """Every schema the domain builds into (lower case) -> what puts it there, as the mesh names schemas on a
