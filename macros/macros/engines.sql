@@ -31,7 +31,12 @@
 {#- Landing files. On DuckDB a source's `meta.external_location` (a dbt-duckdb feature) reads the
     file in place. On Spark, this hook (each domain's `on-run-start`) creates the source's schema
     and a view over the same file (a relative path made absolute: a cluster reads it at the same
-    path, through a shared file system), so `source()` resolves there too. -#}
+    path, through a shared file system), so `source()` resolves there too.
+    A cluster's metastore is every domain's: the view records its domain (`mesh.domain` in its
+    TBLPROPERTIES) and the hook replaces only a view of its own domain's, or an unmarked one over
+    the very same file (what this hook made before it marked them). Anything else (another domain's
+    landing view, the user's own table or view) is never touched: the build stops, naming the owner
+    and the fix. Sources without `external_location` are the user's own tables: never created. -#}
 {% macro register_landing() -%}
     {%- if target.type != 'spark' or not execute -%}{{ return('') }}{%- endif -%}
     {#- one statement per call: Spark runs one at a time -#}
@@ -47,16 +52,53 @@
                 {%- if not (path.startswith('/') or ':' in path) and (invocation_args_dict.get('project_dir') or '').startswith('/') -%}
                     {%- set path = invocation_args_dict.get('project_dir') ~ '/' ~ path -%}
                 {%- endif -%}
-                {%- do statements.append('create schema if not exists ' ~ source.schema) -%}
-                {%- do statements.append('create or replace view ' ~ source.schema ~ '.' ~ source.identifier
-                    ~ ' as select * from parquet.`' ~ path ~ '`') -%}
+                {%- do statements.append((source.schema, source.identifier, path)) -%}
             {%- endif -%}
         {%- endif -%}
     {%- endfor -%}
-    {%- for statement in statements | unique -%}
-        {%- do run_query(statement) -%}
+    {%- for schema, identifier, path in statements | unique -%}
+        {%- do run_query('create schema if not exists ' ~ schema) -%}
+        {%- set owner = mesh_macros._landing_owner(schema, identifier, path) -%}
+        {%- if owner != project_name -%}
+            {%- do exceptions.raise_compiler_error(mesh_macros._landing_refusal(schema, identifier, owner)) -%}
+        {%- endif -%}
+        {%- do run_query('create or replace view ' ~ schema ~ '.' ~ identifier ~ " tblproperties ('mesh.domain' = '"
+            ~ project_name ~ "') as select * from parquet.`" ~ path ~ '`') -%}
     {%- endfor -%}
     {{ return('') }}
+{%- endmacro %}
+
+{#- Who owns the landing relation schema.identifier: this project when it does not exist yet, the
+    domain its `mesh.domain` property names, this project for an unmarked view over the file at
+    `path` itself, else '' (a relation the mesh did not make). -#}
+{% macro _landing_owner(schema, identifier, path) -%}
+    {%- set found = run_query("show tables in " ~ schema ~ " like '" ~ identifier ~ "'") -%}
+    {%- if found.rows | length == 0 -%}{{ return(project_name) }}{%- endif -%}
+    {%- set relation = schema ~ '.' ~ identifier -%}
+    {%- for row in run_query('show tblproperties ' ~ relation).rows if row[0] == 'mesh.domain' -%}
+        {{ return(row[1]) }}
+    {%- endfor -%}
+    {#- describe, not `show create table`: it answers for every kind of table (Hive SerDe ones too) -#}
+    {%- set described = {} -%}
+    {%- for row in run_query('describe table extended ' ~ relation).rows -%}
+        {%- do described.update({(row[0] or '') | trim: (row[1] or '') | string}) -%}
+    {%- endfor -%}
+    {%- set over_path = ('parquet.`' ~ path ~ '`') in described.get('View Text', '') -%}
+    {{ return(project_name if (described.get('Type', '') | trim | upper) == 'VIEW' and over_path else '') }}
+{%- endmacro %}
+
+{% macro _landing_refusal(schema, identifier, owner) -%}
+    {%- set where = schema ~ '.' ~ identifier -%}
+    {%- set fix = "give this domain's source a schema of its own (`schema: " ~ project_name ~ "_" ~ schema
+        ~ "` on the source in its sources .yml), then build again" -%}
+    {%- if owner -%}
+        {{ return(project_name ~ ": the landing view " ~ where ~ " on this cluster belongs to domain " ~ owner
+            ~ " (its source declares the same schema and table), and the mesh never replaces another domain's "
+            ~ "relations: " ~ fix ~ ". `mesh doctor` shows the schemas and landing views of every domain.") }}
+    {%- endif -%}
+    {{ return(project_name ~ ": " ~ where ~ " exists on this cluster and the mesh did not make it (a table or "
+        ~ "view of your own, which the mesh never replaces): " ~ fix ~ "; or, if it is an old landing view "
+        ~ "nobody reads, drop it (`drop view " ~ where ~ "`).") }}
 {%- endmacro %}
 
 {#- Seeds on Spark: dbt-spark's own seed macros, with column_types in portable names translated. -#}

@@ -175,7 +175,8 @@ def ls_document(mesh: Mesh, names: list[str], models: Mapping[str, list[Listed]]
 
 def doctor_document(found: Diagnosis) -> dict[str, Any]:
     """`mesh doctor --format json`, schema ``mesh-doctor/1``: ``{"schema", "root", "config", "projects": [{"name",
-    "path", "profile", "target", "adapter", "storage", "schema", "attached", "upstreams"}], "packages", "edges":
+    "path", "profile", "target", "adapter", "storage", "schema", "attached", "upstreams", "server", "schemas",
+    "landing" (these three on a metastore every domain shares, a Spark cluster; else "", [])}], "packages", "edges":
     [{"consumer", "producer", "declared_in", "how"}], "stages", "ignored", "problems": [{"level" (blocking or
     warning), "where", "message", "fix"}], "blocking" (how many problems would stop `mesh build`)}``."""
     return {"schema": DOCTOR_SCHEMA, **dataclasses.asdict(found), "blocking": len(found.blocking)}
@@ -190,6 +191,10 @@ def doctor_lines(found: Diagnosis) -> list[str]:
         out.append(f"      profile {p.profile}, target {p.target} ({p.adapter}); storage {p.storage}"
                    + (f", schema {p.schema}" if p.schema else ""))  # fmt: skip
         out += [f"      attaches {attached}" for attached in p.attached]
+        if p.server:  # a metastore every domain shares: the cluster and what this domain puts there
+            out.append(f"      on {p.server}")
+            out.append(f"      schemas {', '.join(p.schemas)}"
+                       + (f"; landing views {', '.join(p.landing)}" if p.landing else ""))  # fmt: skip
     out += [f"  (package) {package}" for package in found.packages]
     out.append(f"\nedges ({len(found.edges)}):")
     out += [f"  {e.consumer} reads {e.producer}   {e.declared_in} ({e.how})" for e in found.edges]

@@ -17,7 +17,7 @@ from mesh_tools.core.mesh import SKIPPED_DIRS, Domain, Mesh
 from mesh_tools.core.yamlfile import load_yaml
 
 if TYPE_CHECKING:
-    from mesh_tools.dbt.engines import Storage
+    from mesh_tools.dbt.engines import Footprint, Storage
     from mesh_tools.dbt.profiles import ProfileInfo
 
 BLOCKING, WARNING = "blocking", "warning"
@@ -42,6 +42,11 @@ class ProjectView:
     schema: str
     attached: tuple[str, ...] = ()
     upstreams: tuple[str, ...] = ()
+    # on a metastore every domain shares (a Spark cluster): the cluster and its server, and what the domain puts
+    # there: every schema it builds into (from its manifest), each landing view its on-run-start hook registers
+    server: str = ""
+    schemas: tuple[str, ...] = ()
+    landing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,7 @@ class Diagnosis:
 
 def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     """Read the mesh as `mesh build` would, without building anything."""
-    from mesh_tools.dbt import profiles
+    from mesh_tools.dbt import engines, profiles
 
     config = display_path(mesh.config_path) if mesh.config_path else "no mesh.yml: every dbt project below the root"
     out = Diagnosis(root=str(mesh.root), config=config, ignored=list(mesh.notes))
@@ -78,6 +83,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
     storage: dict[Path, list[str]] = {}  # file -> domains that open it
     own_files: dict[Path, list[str]] = {}  # file -> domains that build into it
     targets: list[tuple[str, str, str, Storage]] = []  # (domain, adapter, schema, storage): one metastore's schemas
+    footprints: dict[str, Footprint] = {}  # domain -> what it builds on a shared metastore
     for name, domain in mesh.domains.items():
         try:
             profile = profiles.load_profile(domain.path, target or mesh.defaults.target, mesh.profiles_dir)
@@ -88,6 +94,11 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
             )))  # fmt: skip
             out.projects.append(ProjectView(name, _rel(mesh, domain.path), str(domain.profile), "?", "?", "?", "?"))
             continue
+        server = engines.shared_metastore(profile.adapter, profile.stored)
+        schemas: tuple[str, ...] = ()
+        if server is not None:
+            footprints[name] = footprint = _footprint(domain)
+            schemas = tuple(footprint.schemas(str(profile.schema or name)))
         out.projects.append(
             ProjectView(
                 name=name,
@@ -99,6 +110,9 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
                 schema=str(profile.schema or ""),
                 attached=profile.attached,
                 upstreams=domain.upstream_names,
+                server=server or "",
+                schemas=schemas,
+                landing=footprints[name].landing if name in footprints else (),
             )
         )
         _check_profile(out, mesh, domain, profile)
@@ -113,7 +127,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
                 how += f" ({display_path(up.manifest_path)})"
             out.edges.append(Edge(name, up.name, up.declared_in, how))
         _check_packages(out, domain)
-    _check_shared_schemas(out, targets)
+    _check_shared_schemas(out, targets, footprints)
     for path, users in storage.items():
         owners = own_files.get(path, [])
         readers = [u for u in users if u not in owners]
@@ -179,12 +193,31 @@ def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: ProfileI
         out.problems.append(Problem(BLOCKING, where, f"{domain.name} {problem.message}", problem.fix))
 
 
-def _check_shared_schemas(out: Diagnosis, targets: list[tuple[str, str, str, Storage]]) -> None:
-    """Two domains building into one schema of one shared metastore (a Spark cluster): blocking, with the fix."""
+def _check_shared_schemas(
+    out: Diagnosis, targets: list[tuple[str, str, str, Storage]], footprints: dict[str, Footprint]
+) -> None:
+    """On a shared metastore (a Spark cluster): its server not answering, and a domain that would build into
+    another's schema or replace its landing view; blocking, with the fix."""
     from mesh_tools.dbt import engines
 
-    for name, problem in engines.shared_schema_problems(targets).items():
-        out.problems.append(Problem(BLOCKING, name, f"{name} {problem.message}", problem.fix))
+    clusters = [(adapter, storage) for domain, adapter, _, storage in targets if domain in footprints]
+    for problem in engines.server_problems(clusters):
+        out.problems.append(Problem(BLOCKING, "cluster", problem, "`mesh build` refuses to start until it answers."))
+    for name, found in engines.shared_schema_problems(targets, footprints):
+        out.problems.append(Problem(BLOCKING, name, f"{name} {found.message}", found.fix))
+
+
+def _footprint(domain: Domain) -> Footprint:
+    """What the domain builds on a shared metastore, from the manifest it was last parsed into (none yet, or one
+    that cannot be read: its target schema and stubs alone; `_check_stale` says when to parse it again)."""
+    from mesh_tools.dbt.engines import Footprint
+    from mesh_tools.model.manifest import Manifest
+
+    try:
+        manifest = Manifest.read(domain.manifest_path, domain.name, missing_ok=True)
+    except MeshError:
+        manifest = None
+    return Footprint.of(manifest, domain.upstream_names)
 
 
 def _hub_reachable() -> bool:

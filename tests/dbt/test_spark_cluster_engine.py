@@ -9,7 +9,8 @@ import pytest
 from mesh_tools.dbt import engines
 from mesh_tools.dbt.engines import spark_cluster
 from mesh_tools.dbt.engines.spark import Spark
-from mesh_tools.dbt.engines.spark_cluster import SparkCluster
+from mesh_tools.dbt.engines.spark_cluster import Footprint, SparkCluster
+from mesh_tools.model.manifest import Manifest
 
 THRIFT = {"method": "thrift", "host": "127.0.0.1", "port": 10000}
 CONNECT = {"method": "session", "host": "localhost", "server_side_parameters": {"spark.remote": "sc://10.0.0.7:15002"}}
@@ -77,7 +78,7 @@ def test_a_domains_schema_on_a_cluster_must_be_its_own(monkeypatch: pytest.Monke
         ("sales", "spark", "shared", local), ("finance", "spark", "shared", local),
         ("marketing", "duckdb", "shared", engines.Storage()),
     ])  # fmt: skip
-    assert list(clashes) == ["finance"] and "as sales does" in clashes["finance"].message
+    assert [name for name, _ in clashes] == ["finance"] and "as sales does" in clashes[0][1].message
 
 
 def test_a_cluster_on_another_machine_needs_the_shared_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -116,3 +117,114 @@ def test_a_server_that_does_not_answer_is_found_once_before_the_build() -> None:
     down = SparkCluster().storage(Path("/p"), {**THRIFT, "port": port})
     problems = engines.server_problems([("spark", down), ("spark", down), ("duckdb", engines.Storage())])
     assert len(problems) == 1 and f"Spark Thrift server thrift://127.0.0.1:{port} does not answer" in problems[0]
+
+
+# -- one metastore for every domain: whose schema is whose, read from the domains' manifests (in memory here)
+
+
+def _manifest(project: str, custom: dict[str, str] = {}, landing: dict[str, str | None] = {}) -> Manifest:  # noqa: B006
+    """A manifest of ``project``: models (name -> custom schema) and sources ("schema.table" -> landing file or None:
+    a lake table of the user's, read in place)."""
+    nodes = {
+        f"model.{project}.{name}": {
+            "resource_type": "model",
+            "package_name": project,
+            "name": name,
+            "config": {"schema": schema or None},
+        }
+        for name, schema in custom.items()
+    }
+    sources = {}
+    for relation, file in landing.items():
+        schema, table = relation.split(".")
+        meta = {"external_location": f"read_parquet('{file}')"} if file else {}
+        sources[f"source.{project}.{schema}.{table}"] = {
+            "resource_type": "source",
+            "package_name": project,
+            "name": table,
+            "source_name": schema,
+            "schema": schema,
+            "identifier": table,
+            "meta": meta,
+            "source_meta": {},
+        }
+    return Manifest.of({"metadata": {"project_name": project}, "nodes": nodes, "sources": sources}, project)
+
+
+def _clashes(**domains: tuple[str, Footprint]) -> list[tuple[str, str]]:
+    """(domain, message) of the domains (name=(target schema, footprint)) on one Thrift server."""
+    found = spark_cluster.shared_schema_problems(
+        [(name, schema, "thrift://h:1") for name, (schema, _) in domains.items()],
+        {name: footprint for name, (_, footprint) in domains.items()},
+    )
+    return [(name, problem.message) for name, problem in found]
+
+
+def test_a_schema_is_the_domain_s_whose_name_it_carries_the_longest_one() -> None:
+    names = ["sales", "sales_eu", "finance"]
+    assert spark_cluster.schema_owner("sales_marts", names) == "sales"
+    assert spark_cluster.schema_owner("SALES_EU", names) == "sales_eu"
+    assert spark_cluster.schema_owner("sales_eu_marts", names) == "sales_eu"
+    assert spark_cluster.schema_owner("salesforce", names) is None and spark_cluster.schema_owner("shop", names) is None
+
+
+def test_a_footprint_is_every_schema_the_domain_builds_and_each_landing_view() -> None:
+    manifest = _manifest("sales", {"stg_orders": "staging", "fct_orders": "marts", "orders": ""},
+                         {"shop.orders": "landing/{name}.parquet", "lake.customers": None})  # fmt: skip
+    footprint = Footprint.of(manifest, ["customers"])
+    assert footprint.schemas("sales") == {
+        "sales": "its target schema", "sales_marts": "fct_orders with `schema: marts`",
+        "sales_staging": "stg_orders with `schema: staging`", "sales_upstream_customers": "its stubs of customers's products",
+    }  # fmt: skip
+    # the user's own lake table (no external_location) is read in place: never created, so not the domain's
+    assert footprint.landing == ("shop.orders",)
+    assert Footprint.of(None).schemas("sales") == {"sales": "its target schema"}
+    # a versioned model is one name, however many versions ask for the schema
+    versions = {f"model.sales.fct.v{v}": {"resource_type": "model", "package_name": "sales", "name": "fct",
+                                          "config": {"schema": "marts"}} for v in (1, 2)}  # fmt: skip
+    versioned = Manifest.of({"metadata": {"project_name": "sales"}, "nodes": versions}, "sales")
+    assert Footprint.of(versioned).schemas("sales")["sales_marts"] == "fct with `schema: marts`"
+
+
+def test_sales_custom_schema_eu_and_domain_sales_eu_are_one_conflict_naming_both() -> None:
+    sales = ("sales", Footprint.of(_manifest("sales", {"orders_eu": "eu", "fct_orders": "marts"})))
+    sales_eu = ("sales_eu", Footprint.of(_manifest("sales_eu", {"orders": "", "fct": "marts"})))
+    (clash,) = _clashes(sales=sales, sales_eu=sales_eu)
+    assert clash == ("sales", "builds into schema sales_eu on thrift://h:1 (orders_eu with `schema: eu`): a schema "
+                              "named for domain sales_eu, which builds it too (its target schema)")  # fmt: skip
+    # in either order, and sales_eu's own schemas (sales_eu, sales_eu_marts) are never held against sales
+    assert _clashes(sales_eu=sales_eu, sales=sales) == [clash]
+    assert _clashes(sales=("sales", Footprint.of(_manifest("sales", {"fct_orders": "marts"}))), sales_eu=sales_eu) == []
+    # a domain whose target schema carries another domain's longer name
+    (target,) = spark_cluster.shared_schema_problems([("sales", "sales_eu", "thrift://h:1"), ("sales_eu", "sales_eu",
+                                                                                              "thrift://h:1")])  # fmt: skip
+    assert target[0] == "sales" and "which builds it too (its target schema)" in target[1].message
+    assert "Give sales's target `schema: sales` (its own name)." in target[1].fix
+    # on two clusters nothing is shared
+    apart = spark_cluster.shared_schema_problems([("sales", "sales_eu", "thrift://a:1"), ("sales_eu", "sales_eu",
+                                                                                          "thrift://b:1")])  # fmt: skip
+    assert apart == []
+
+
+def test_two_domains_landing_the_same_relation_are_named_with_the_fix() -> None:
+    sales = ("sales", Footprint.of(_manifest("sales", landing={"raw.orders": "landing/orders.parquet"})))
+    customers = ("customers", Footprint.of(_manifest("customers", landing={"raw.orders": "/data/orders.parquet",
+                                                                            "raw.customers": "/data/c.parquet"})))  # fmt: skip
+    found = spark_cluster.shared_schema_problems(
+        [("sales", "sales", "sc://h:2"), ("customers", "customers", "sc://h:2")],
+        {"sales": sales[1], "customers": customers[1]},
+    )
+    assert [(name, problem.message) for name, problem in found] == [
+        ("customers", "registers the landing view raw.orders on sc://h:2, as sales does")
+    ]
+    assert "`schema: customers_raw` on the source" in found[0][1].fix
+    # landing in a schema another domain builds, or one named for another domain
+    finance = ("finance", Footprint.of(_manifest("finance", landing={"sales_marts.refunds": "r.parquet",
+                                                                     "customers_raw.x": "x.parquet"})))  # fmt: skip
+    marts = ("sales", Footprint.of(_manifest("sales", {"fct": "marts"})))
+    assert _clashes(sales=marts, customers=("customers", Footprint()), finance=finance) == [
+        ("finance", "registers the landing view customers_raw.x on thrift://h:1, in schema customers_raw: domain "
+                    "customers's"),
+        ("finance", "registers the landing view sales_marts.refunds on thrift://h:1, in schema sales_marts: domain "
+                    "sales's"),
+    ]  # fmt: skip

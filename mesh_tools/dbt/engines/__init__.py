@@ -11,6 +11,7 @@ stub SQL). Adding an engine is one module and one line in ``_REGISTRY``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,15 @@ from mesh_tools.dbt.engines.engine import (
 )
 from mesh_tools.dbt.engines.postgres import Postgres
 from mesh_tools.dbt.engines.spark import Spark
-from mesh_tools.dbt.engines.spark_cluster import SparkCluster
+from mesh_tools.dbt.engines.spark_cluster import Footprint, SparkCluster
 from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as _shared_on_clusters
 
 __all__ = [
-    "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "ProfileProblem",
+    "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "Footprint", "ProfileProblem",
     "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
     "engine_for", "explain_error", "export", "find_engine", "local_database", "local_profile", "mask_columns",
-    "owns_its_process", "read_release_jinja", "server_problems", "shared_schema_problems", "sql_dialect",
+    "owns_its_process", "read_release_jinja", "server_problems", "shared_metastore", "shared_schema_problems",
+    "sql_dialect",
     "storage_problem", "stub_mark_jinja", "stub_schema_test", "write_file",
 ]  # fmt: skip
 
@@ -113,15 +115,25 @@ def server_problems(targets: list[tuple[str, Storage]]) -> list[str]:
     return out
 
 
-def shared_schema_problems(targets: list[tuple[str, str, str, Storage]]) -> dict[str, ProfileProblem]:
-    """Domains (domain, adapter, schema, storage) building into one schema of one shared metastore: the later
-    ones, each with the fix (doctor)."""
+def shared_schema_problems(
+    targets: list[tuple[str, str, str, Storage]], footprints: Mapping[str, Footprint] | None = None
+) -> list[tuple[str, ProfileProblem]]:
+    """Domains (domain, adapter, target schema, storage) of one shared metastore that would write into another's
+    schemas or landing views (``footprints``: what each domain's manifest builds besides its target schema), each
+    as (the domain to change, the problem naming both, with the fix) (doctor)."""
     clusters = [
         (domain, schema, str(storage.connection.get("endpoint")))
         for domain, adapter, schema, storage in targets
         if isinstance(find_engine(adapter, storage.connection), SparkCluster)
     ]
-    return _shared_on_clusters(clusters)
+    return _shared_on_clusters(clusters, footprints)
+
+
+def shared_metastore(adapter: str | None, storage: Storage) -> str | None:
+    """What a target builds on when its metastore is every domain's (a Spark cluster: its kind and server), or
+    None (storage of the domain's own)."""
+    engine = find_engine(adapter, storage.connection)
+    return engine.server_label(storage) if isinstance(engine, SparkCluster) else None
 
 
 def console_log(adapter: str | None, credentials: Any = None) -> str | None:

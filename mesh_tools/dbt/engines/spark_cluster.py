@@ -11,8 +11,12 @@ What the cluster changes against a local session:
   never opens their files. Its storage is the server (``thrift://host:port``, ``sc://host:port``),
   recorded like a warehouse's identity, so the state-aware build looks relations up through dbt.
 - *One metastore for every domain.* Domains become schemas of one catalog: each domain's target
-  schema must be its own name or start with it (``sales``, ``sales_staging``), and no two domains of
-  one cluster may share one (``profile_problems``, ``shared_schema_problems``: doctor and the build).
+  schema must be its own name or start with it (``sales``, ``sales_staging``); a schema belongs to
+  the domain with the longest name it carries (``sales_eu_marts`` is domain sales_eu's, not sales's),
+  and no domain builds into another's schema or registers a landing view another registers
+  (``profile_problems``, ``shared_schema_problems``: doctor). The landing hook (macros/engines.sql,
+  ``register_landing``) marks each view with its domain (``mesh.domain`` in TBLPROPERTIES) and never
+  replaces another domain's, nor a relation the mesh did not make.
 - *Publishing through the engine.* The cluster writes each product into the release's scratch
   folder itself (``insert overwrite directory ... using parquet select /*+ REPARTITION(1) */ *``,
   on the domain's own dbt connection, so the credentials are dbt's); the one part file becomes
@@ -37,9 +41,10 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
 from mesh_tools.dbt.engines.engine import (
@@ -50,6 +55,9 @@ from mesh_tools.dbt.engines.engine import (
     storage_problem,
 )
 from mesh_tools.dbt.engines.spark import Spark, credential, is_cluster, remote_url
+
+if TYPE_CHECKING:
+    from mesh_tools.model.manifest import Manifest
 
 SHARED_DIR_ENV = "MESH_SPARK_SHARED_DIR"
 _HIVE_TYPE = re.compile(r"\b([A-Z]+(?:_[A-Z]+)*?)_TYPE\b")
@@ -181,23 +189,155 @@ def unreachable(url: str, timeout: float = 3.0) -> str | None:
         return exc.strerror or str(exc)
 
 
-def shared_schema_problems(targets: Sequence[tuple[str, str, str | None]]) -> dict[str, ProfileProblem]:
-    """Domains (domain, schema, endpoint) that share one cluster's metastore and one schema: the later ones."""
-    seen: dict[tuple[str, str], str] = {}
-    out: dict[str, ProfileProblem] = {}
+_LANDING_FILE = re.compile(r"""['"]([^'"]+\.parquet)['"]""")
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """What a domain creates in a shared metastore besides its target schema, read from its manifest: its models',
+    seeds' and snapshots' custom schemas (each with the nodes that ask for it), the upstreams it keeps stubs of,
+    and the landing views its ``register_landing`` hook creates (``schema.identifier``)."""
+
+    custom: dict[str, tuple[str, ...]] = field(default_factory=dict)  # custom schema -> node names (first few)
+    upstreams: tuple[str, ...] = ()
+    landing: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, manifest: Manifest | None, upstreams: Sequence[str] = ()) -> Footprint:
+        """From the domain's manifest (None: nothing parsed yet, so its target schema and stubs alone)."""
+        custom: dict[str, list[str]] = {}
+        landing: list[str] = []
+        if manifest is not None:
+            for kind in ("model", "seed", "snapshot"):
+                for node in manifest.own(kind):
+                    config = node.get("config") or {}
+                    # a snapshot's legacy `target_schema` is used as written: not a custom schema
+                    name = config.get("target_schema") if kind == "snapshot" else None
+                    wanted = str(name or config.get("schema") or "").strip()
+                    if wanted:
+                        custom.setdefault(("=" if name else "") + wanted, []).append(node.name)
+            for source in manifest.own_sources():
+                meta = {**(source.get("source_meta") or {}), **(source.get("meta") or {})}
+                location = str(meta.get("external_location") or "")
+                location = location.replace("{name}", str(source.get("name"))).replace(
+                    "{identifier}", str(source.get("identifier"))
+                )
+                if _LANDING_FILE.search(location):  # what the hook registers (engines.sql, register_landing)
+                    landing.append(f"{source.get('schema')}.{source.get('identifier')}".lower())
+        return cls(
+            {k: tuple(dict.fromkeys(v))[:3] for k, v in sorted(custom.items())},
+            tuple(upstreams),
+            tuple(sorted(set(landing))),
+        )
+
+    def schemas(self, target_schema: str) -> dict[str, str]:
+        """Every schema the domain builds into (lower case) -> what puts it there, as the mesh names schemas on a
+        shared metastore (macros/schema_naming.sql: ``<target schema>_<custom>``; stubs: stitch/stub.py)."""
+        target = target_schema.lower()
+        out = {target: "its target schema"}
+        for wanted, nodes in self.custom.items():
+            if wanted.startswith("="):
+                out.setdefault(wanted[1:].lower(), f"snapshot {nodes[0]}'s `target_schema: {wanted[1:]}`")
+            else:
+                out.setdefault(f"{target}_{wanted.lower()}", f"{', '.join(nodes)} with `schema: {wanted}`")
+        for up in self.upstreams:
+            out.setdefault(f"{target}_upstream_{up.lower()}", f"its stubs of {up}'s products")
+        return out
+
+
+def schema_owner(schema: str, domains: Sequence[str]) -> str | None:
+    """The domain a schema on a shared metastore is named for: the longest name it equals or starts with
+    (``name_``), so ``sales_eu_marts`` is domain sales_eu's, not sales's; None when it carries no domain's name."""
+    s = schema.lower()
+    named = [d for d in domains if s == d.lower() or s.startswith(d.lower() + "_")]
+    return max(named, key=len) if named else None
+
+
+def shared_schema_problems(
+    targets: Sequence[tuple[str, str, str | None]], built: Mapping[str, Footprint] | None = None
+) -> list[tuple[str, ProfileProblem]]:
+    """Domains (domain, target schema, endpoint) of one cluster's metastore that would write into another's schemas
+    or relations: a schema two domains build, or named for another domain; a landing view another domain registers,
+    or in another domain's schema. Each as (the domain to change, the problem naming both)."""
+    built = built or {}
+    clusters: dict[str, list[tuple[str, dict[str, str], tuple[str, ...]]]] = {}
     for domain, schema, where in targets:
-        if where is None:
-            continue
-        key = (where, schema.lower())
-        if key in seen:
-            out[domain] = ProfileProblem(
-                f"builds into schema {schema} on {where}, as {seen[key]} does",
-                f"Domains on one cluster share its metastore: give {domain}'s target `schema: {domain}` "
-                "(its own name), so neither overwrites the other's tables.",
-            )
-        else:
-            seen[key] = domain
+        if where is not None:
+            found = built.get(domain, Footprint())
+            clusters.setdefault(where, []).append((domain, found.schemas(schema), found.landing))
+    out: list[tuple[str, ProfileProblem]] = []
+    for where, domains in clusters.items():
+        builders: dict[str, list[tuple[str, str]]] = {}  # schema -> (domain, why), in the order given
+        for domain, schemas, _ in domains:
+            for schema, why in schemas.items():
+                builders.setdefault(schema, []).append((domain, why))
+        names = [d for d, _, _ in domains]
+        out += _schema_clashes(where, names, builders)
+        out += _landing_clashes(where, [(d, landing) for d, _, landing in domains], names, builders)
     return out
+
+
+def _schema_clashes(
+    where: str, names: list[str], builders: dict[str, list[tuple[str, str]]]
+) -> list[tuple[str, ProfileProblem]]:
+    out = []
+    for schema, who in builders.items():
+        owner = schema_owner(schema, names)
+        for domain, why in who:
+            if owner is not None and owner != domain:
+                also = next((w for d, w in who if d == owner), None)
+                out.append((domain, ProfileProblem(
+                    f"builds into schema {schema} on {where} ({why}): a schema named for domain {owner}"
+                    + (f", which builds it too ({also})" if also else ""),
+                    f"A schema on a cluster belongs to the domain whose name it carries (the longest one): "
+                    f"{schema} is {owner}'s. {_rename(domain, owner, why)}",
+                )))  # fmt: skip
+        first, first_why = who[0]
+        for domain, why in who[1:]:
+            if owner is None or owner not in (first, domain):  # else said above, naming both
+                out.append((domain, ProfileProblem(
+                    f"builds into schema {schema} on {where} ({why}), as {first} does ({first_why})",
+                    f"Domains on one cluster share its metastore: give {domain}'s target `schema: {domain}` "
+                    "(its own name), so neither overwrites the other's tables.",
+                )))  # fmt: skip
+    return out
+
+
+def _landing_clashes(
+    where: str, landings: list[tuple[str, tuple[str, ...]]], names: list[str],
+    builders: dict[str, list[tuple[str, str]]],
+) -> list[tuple[str, ProfileProblem]]:  # fmt: skip
+    out = []
+    landed: dict[str, str] = {}  # relation -> the first domain registering it
+    for domain, landing in landings:
+        for relation in landing:
+            schema = relation.split(".", 1)[0]
+            first = landed.setdefault(relation, domain)
+            owner = schema_owner(schema, names)
+            builder = next((d for d, _ in builders.get(schema, []) if d != domain), None)
+            if first != domain:
+                why = f"as {first} does"
+            elif owner is not None and owner != domain:
+                why = f"in schema {schema}: domain {owner}'s"
+            elif builder is not None:
+                why = f"in schema {schema}, which {builder} builds"
+            else:
+                continue
+            out.append((domain, ProfileProblem(
+                f"registers the landing view {relation} on {where}, {why}",
+                f"Give {domain}'s source a schema of its own (`schema: {domain}_{schema}` on the source in its "
+                "sources .yml): the hook never replaces another domain's relations, so its build would stop.",
+            )))  # fmt: skip
+    return out
+
+
+def _rename(domain: str, owner: str, why: str) -> str:
+    if why == "its target schema":
+        return f"Give {domain}'s target `schema: {domain}` (its own name)."
+    if "`schema: " in why:
+        return (f"Give {why.split(' with ')[0]} another custom schema, one that makes neither `{owner}` nor "
+                f"`{owner}_...`, or rename one of the two domains.")  # fmt: skip
+    return f"Rename one of the two domains: {domain}'s schemas then no longer start with {owner}'s name."
 
 
 # Spark's clients' own words (thrift's TSocket, grpc's): a PostgreSQL or DuckDB error never matches them
@@ -289,6 +429,11 @@ class SparkCluster(Spark):
 
     def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
         return explain_error(message, consumer, target)
+
+    def server_label(self, storage: Storage) -> str:
+        """The cluster and its server, as doctor shows them: ``Spark cluster, Thrift server thrift://h:p``."""
+        kind = "Spark Connect server" if self.connect else "Thrift server"
+        return f"Spark cluster, {kind} {storage.connection.get('endpoint') or '?'} (one metastore for every domain)"
 
     def lineage_namespace(self, storage: Storage) -> str | None:
         host, port = storage.connection.get("host"), storage.connection.get("port")

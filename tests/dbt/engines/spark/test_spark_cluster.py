@@ -224,3 +224,38 @@ def _executor_of(cluster: object, app: str) -> int:
             found.append(int(entry.name))
     assert len(found) == 1, found
     return found[0]
+
+
+def test_a_domain_never_replaces_another_domains_landing_view_and_doctor_shows_each_domains_schemas(
+    thrift_built: Built, spark_cluster: object, tmp_path: Path
+) -> None:
+    """One metastore for every domain: customers declaring sales's landing relation (shop.orders, over a file of its
+    own) is refused by its on-run-start hook, naming sales and the fix, and sales's view stays; sales's own hook
+    replaces its view again (the view is marked as sales's). Doctor shows the server and every domain's schemas."""
+    assert thrift_built.result.returncode == 0, thrift_built.output
+    root, env = thrift_built.root, _env(spark_cluster)
+    register = ["dbt", "run-operation", "mesh_macros.register_landing", "--target", "spark_thrift"]
+    clash = root / "projects/customers/models/staging/_clash.yml"
+    clash.write_text(
+        "sources:\n  - name: shop\n    config:\n      meta:\n"
+        "        external_location: \"read_parquet('landing/{name}.parquet')\"\n    tables:\n      - name: orders\n"
+    )
+    try:
+        refused = run_command([*register, "--target-path", str(tmp_path / "customers")], root / "projects/customers",
+                              env=env)  # fmt: skip
+    finally:
+        clash.unlink()
+    said = refused.stdout + refused.stderr
+    assert refused.returncode != 0, said
+    assert "customers: the landing view shop.orders on this cluster belongs to domain sales" in " ".join(said.split())
+    assert "`schema: customers_shop` on the source" in said
+    again = run_command([*register, "--target-path", str(tmp_path / "sales")], root / "projects/sales", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    doctor = run_command(["mesh", "doctor", "--target", "spark_thrift"], root, env=env)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    server = "thrift://{MESH_SPARK_THRIFT_HOST}:{MESH_SPARK_THRIFT_PORT}".format(**env)
+    assert f"      on Spark cluster, Thrift server {server} (one metastore for every domain)\n" in doctor.stdout
+    assert (
+        "      schemas sales, sales_intermediate, sales_marts, sales_staging; "
+        "landing views shop.order_items, shop.orders, shop.payments\n"
+    ) in doctor.stdout, doctor.stdout
