@@ -19,8 +19,10 @@ What the cluster changes against a local session:
   the release's ``data.parquet``; the columns are described with the cluster's types (Hive type
   ids such as ``BIGINT_TYPE`` normalised to ``bigint``). The exchange must be a folder the cluster
   writes and reads at the same path: on loopback it is; on another host it is a shared file system
-  named by ``MESH_SPARK_SHARED_DIR`` (the exchange, and with an object-store exchange its verified
-  cache, must lie below it), else the target is refused before it builds.
+  named by ``MESH_SPARK_SHARED_DIR``. The exchange, and with an object-store exchange its verified
+  cache (where stubs read and exports are staged before the upload; by default
+  ``<shared>/mesh-cache/<mesh>`` then), must lie below it, links resolved, else the target is refused
+  before any dbt runs (``shared_folder_problems``); the cluster is handed real paths, never links.
 - *Who owns the process.* A Thrift connection is opened per dbt invocation and holds nothing of the
   domain in the worker: domains may share worker processes. A Connect session is process-bound in
   pyspark (``getOrCreate`` keeps the first session, and its settings, for the life of the process):
