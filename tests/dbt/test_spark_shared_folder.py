@@ -123,3 +123,23 @@ def test_a_build_on_a_cluster_that_cannot_reach_the_exchange_stops_before_dbt(tm
     assert f"the exchange {root}/exchange, but that is not below the shared folder {SHARED_DIR_ENV}={shared}" in message
     assert "does not answer" not in message and "Traceback" not in result.stderr
     assert not list(root.glob("projects/*/target/run_results.json"))  # no dbt ran
+
+
+def test_doctor_says_it_once_per_domain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.workflows.doctor import BLOCKING, diagnose
+
+    mesh = load_mesh(copy_demo(tmp_path / "demo"))
+    monkeypatch.setenv("MESH_SPARK_THRIFT_HOST", "10.255.255.1")
+    monkeypatch.delenv(SHARED_DIR_ENV, raising=False)
+    monkeypatch.delenv("MESH_EXCHANGE_URL", raising=False)
+    missing = [p for p in diagnose(mesh, "spark_thrift").problems if "shared folder" in p.message]
+    assert [p.message.split()[0] for p in missing] == list(mesh.domains)  # the profile's and the exchange's: one
+    assert all(p.level == BLOCKING and "no shared folder is set" in p.message for p in missing)
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path / "shared"))
+    outside = [p for p in diagnose(mesh, "spark_thrift").problems if "shared folder" in p.message]
+    assert [p.message.split()[0] for p in outside] == list(mesh.domains)
+    assert all(f"the exchange {mesh.exchange_path}, but that is not below" in p.message for p in outside)
+    monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path))  # holds the demo's exchange: nothing to say
+    assert not [p for p in diagnose(mesh, "spark_thrift").problems if "shared folder" in p.message]
