@@ -52,7 +52,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def
 
 @pytest.fixture(scope="session")
 def spark_cluster(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """One local Spark cluster for the session (master, 3 workers, Thrift and Connect servers on free ports:
+    """One local Spark cluster for the session (master, 2 workers, Thrift and Connect servers on free ports:
     tests/sparkcluster.py), the Cluster of `mesh spark-cluster`'s launcher; stopped at the session's end, which
     then fails if any process still names its folder. Here, not in tests/dbt/engines/spark/, so the launcher's
     own tests (tests/selfservice/) share it: one start (about 40 s on 2 cores) per session."""

@@ -1,6 +1,6 @@
 """The session's local Spark cluster (the launcher of `mesh spark-cluster`), and which processes name a folder.
 
-One cluster for the whole session (tests/conftest.py's ``spark_cluster``): master, 3 workers, the Thrift and
+One cluster for the whole session (tests/conftest.py's ``spark_cluster``): master, 2 workers, the Thrift and
 Connect servers on free loopback ports, its state in a temp folder; stopped at the end of the session, which
 then proves no process still names that folder (no orphan JVM).
 """
@@ -27,7 +27,7 @@ def available() -> str | None:
 
 # The tests' data is a few hundred rows: Spark's code generation (Janino compiling each query's plan) costs more
 # CPU than it saves there (the demo's three Thrift domains: 62 s -> 48 s of the servers' CPU). A task fails at
-# its first loss, so a worker killed mid-build fails that build (a real cluster retries it elsewhere).
+# its first loss, so an executor killed mid-build fails that build (a real cluster retries the task elsewhere).
 SMALL_DATA = (
     ("spark.sql.codegen.wholeStage", "false"),
     ("spark.sql.codegen.factoryMode", "NO_CODEGEN"),
@@ -36,11 +36,11 @@ SMALL_DATA = (
 
 
 def start(state_dir: Path, **spec: object) -> Cluster:
-    """A cluster on free ports: 3 workers of one core (one for each server's executor, one spare that takes over
-    when a test kills a worker), 1 GB driver and executor for each server, the settings for small data above."""
+    """A cluster on free ports: 2 workers of one core (one for each server's executor: a killed executor is started
+    again on its worker), 1 GB driver and executor for each server, the settings for small data above."""
     settings: dict[str, object] = dict(
         master_port=0, thrift_port=0, connect_port=0, worker_memory="1g", driver_memory="1g", executor_memory="1g",
-        workers=3, conf=SMALL_DATA,
+        conf=SMALL_DATA,
     )  # fmt: skip
     settings.update(spec)
     return start_cluster(ClusterSpec(state_dir=state_dir, **settings), timeout=300)  # type: ignore[arg-type]

@@ -36,6 +36,12 @@ from mesh_tools.core.selection import Criterion, Selection
 from mesh_tools.core.suggestions import did_you_mean
 from mesh_tools.core.yamlfile import YamlDoc, comment_spans, load_yaml, read_text
 
+# The folder a Spark cluster on another machine shares with the mesh (the same files at the same paths). With an
+# object-store exchange and no `exchange.cache` in mesh.yml, the verified cache lives below it, so the cluster
+# reads the bytes the mesh checked and writes the releases it stages there (dbt/engines/spark_cluster.py checks).
+SHARED_DIR_ENV = "MESH_SPARK_SHARED_DIR"
+SHARED_CACHE_DIR = "mesh-cache"
+
 # Folders that never hold a domain: build output, installed packages, tooling.
 SKIPPED_DIRS = {
     "dbt_packages",
@@ -169,7 +175,12 @@ class Mesh:
 
     @property
     def exchange_path(self) -> Path:
-        """The exchange's folder; with an object store, the local cache of what was read from it."""
+        """The exchange's folder; with an object store, the local cache of what was read from it: mesh.yml's
+        ``exchange.cache``, else ``<MESH_SPARK_SHARED_DIR>/mesh-cache/<mesh name>`` when that names a folder
+        (a cluster on another machine reads the cache there), else ``.mesh/exchange-cache``."""
+        shared = shared_cache(self.name)
+        if self.exchange_url and shared is not None and "cache" not in self.exchange.model_fields_set:
+            return shared
         path = Path(self.exchange.cache if self.exchange_url else self.exchange.path)
         return path if path.is_absolute() else self.root / path
 
@@ -314,6 +325,16 @@ def load_mesh(root: Path) -> Mesh:
 
 
 _Found = tuple[Path, Owner | None, str | None, str]  # path, owner, description, declared name
+
+
+def shared_cache(mesh_name: str) -> Path | None:
+    """``<MESH_SPARK_SHARED_DIR>/mesh-cache/<mesh name>``, or None when the variable names no existing folder by an
+    absolute path (a mount that is missing must not turn into a local folder of the same name)."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if not shared or not os.path.isabs(shared) or not os.path.isdir(shared):
+        return None
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", mesh_name).strip("._") or "mesh"
+    return Path(os.path.normpath(shared)) / SHARED_CACHE_DIR / name
 
 
 def _check_exchange_place(

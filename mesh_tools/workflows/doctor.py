@@ -116,6 +116,7 @@ def diagnose(mesh: Mesh, target: str | None = None) -> Diagnosis:
             )
         )
         _check_profile(out, mesh, domain, profile)
+        _check_exchange_reach(out, mesh, domain, profile)
         targets.append((name, profile.adapter, str(profile.schema or name), profile.stored))
         for index, path in enumerate(profile.files):
             storage.setdefault(path, []).append(name)
@@ -319,3 +320,15 @@ def _check_stages(out: Diagnosis, mesh: Mesh) -> None:
             continue
         out.stages.append(f"{title}: `mesh build` builds them in {len(plan)} stages")
         out.stages += [f"  {line}" for line in stage_lines(plan)]
+
+
+def _check_exchange_reach(out: Diagnosis, mesh: Mesh, domain: Domain, profile: ProfileInfo) -> None:
+    """A target that cannot reach the exchange's files (a Spark cluster on another machine: the exchange, or an
+    object-store exchange's cache, below MESH_SPARK_SHARED_DIR): blocking, as the build refuses it."""
+    from mesh_tools.dbt import engines
+
+    object_store = mesh.exchange_url is not None
+    for problem in engines.exchange_reach_problems(profile.adapter, profile.stored, mesh.exchange_path, object_store):
+        found = Problem(BLOCKING, display_path(profile.profiles_file), f"{domain.name} {problem.message}", problem.fix)
+        if found not in out.problems:  # a missing shared folder is the profile's problem too: said once
+            out.problems.append(found)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mesh_tools.core.errors import DbtError, MeshError
+from mesh_tools.core.errors import ConfigError, DbtError, MeshError, display_path
 from mesh_tools.core.graph import cycles
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.dbt import engines
@@ -102,6 +102,7 @@ def run_mesh(mesh: Mesh, plan: RunPlan, progress: Progress | None = None) -> lis
         return [results[n] for n in plan.domains]
     jobs = max(1, min(plan.jobs, len(plan.domains)))
     profiles, broken = _profiles(mesh, plan)
+    refuse_unreachable_exchange(mesh, profiles)  # a cluster that cannot reach the releases: before its server
     down = engines.server_problems([(p.adapter, p.stored) for p in profiles.values()])
     if down:  # a cluster's server that does not answer fails every domain on it: one error, before any worker
         raise DbtError(" ".join(down))
@@ -288,6 +289,21 @@ def _profiles(mesh: Mesh, plan: RunPlan) -> tuple[dict[str, ProfileInfo], dict[s
     return profiles, broken
 
 
+def refuse_unreachable_exchange(mesh: Mesh, profiles: dict[str, ProfileInfo]) -> None:
+    """ConfigError (exit 2), before any dbt runs or any server is asked, when a domain's target cannot reach the
+    exchange's files where its stubs read releases and its publish stages new ones (a Spark cluster on another
+    machine: the exchange, or an object-store exchange's cache, below ``MESH_SPARK_SHARED_DIR``). Domains on one
+    cluster with the same problem are named together, once."""
+    exchange, object_store = mesh.exchange_path, mesh.exchange_url is not None
+    found: dict[tuple[str, str], list[str]] = {}
+    for name, profile in profiles.items():
+        for problem in engines.exchange_reach_problems(profile.adapter, profile.stored, exchange, object_store):
+            shown = f"{name} (target {profile.target} in {display_path(profile.profiles_file)})"
+            found.setdefault((problem.message, problem.fix), []).append(shown)
+    if found:
+        raise ConfigError(" ".join(f"{', '.join(names)}: {message}. {fix}" for (message, fix), names in found.items()))
+
+
 def _shares_storage(name: str, running: Iterable[str], profiles: dict[str, ProfileInfo]) -> bool:
     """Whether a running domain opens one of the files ``name`` opens (DuckDB allows one writer per file)."""
     mine = set(profiles[name].files) if name in profiles else set()
@@ -297,10 +313,18 @@ def _shares_storage(name: str, running: Iterable[str], profiles: dict[str, Profi
 def publish_each(mesh: Mesh, names: list[str], target: str | None) -> Iterator[tuple[str, PublishOutcome, list[str]]]:
     """`mesh publish`: each domain in a process of its own, in its folder (it is read through its own dbt
     connection), one after the other; (domain, outcome, lineage warnings) as each finishes."""
+    from mesh_tools.dbt import profiles as dbt_profiles
     from mesh_tools.dbt import runner as dbt_runner  # noqa: F401  (imported once, before the workers fork)
     from mesh_tools.workflows.domain_run import publish_in_worker
     from mesh_tools.workflows.lineage import emit_publish
 
+    profiles: dict[str, ProfileInfo] = {}
+    for name in names:  # a profile dbt cannot read: the domain's worker says why
+        try:
+            profiles[name] = dbt_profiles.load_profile(mesh.domains[name].path, target, mesh.profiles_dir)
+        except MeshError:
+            continue
+    refuse_unreachable_exchange(mesh, profiles)  # the cluster stages each release in the exchange (its cache)
     for name in names:
         with worker_pool(1) as pool:
             outcome = pool.submit(publish_in_worker, mesh, name, target).result()

@@ -42,9 +42,9 @@ from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as _shar
 __all__ = [
     "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "Footprint", "ProfileProblem",
     "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
-    "engine_for", "explain_error", "export", "find_engine", "local_database", "local_profile", "mask_columns",
-    "owns_its_process", "read_release_jinja", "server_problems", "shared_metastore", "shared_schema_problems",
-    "sql_dialect",
+    "engine_for", "exchange_reach_problems", "explain_error", "export", "find_engine", "local_database",
+    "local_profile", "mask_columns", "owns_its_process", "read_release_jinja", "server_problems", "shared_metastore",
+    "shared_schema_problems", "sql_dialect",
     "storage_problem", "stub_mark_jinja", "stub_schema_test", "write_file",
 ]  # fmt: skip
 
@@ -134,6 +134,15 @@ def shared_metastore(adapter: str | None, storage: Storage) -> str | None:
     None (storage of the domain's own)."""
     engine = find_engine(adapter, storage.connection)
     return engine.server_label(storage) if isinstance(engine, SparkCluster) else None
+
+
+def exchange_reach_problems(adapter: str | None, storage: Storage, exchange: Path,
+                            object_store: bool) -> list[ProfileProblem]:  # fmt: skip
+    """What stops a target's engine from reaching the files of the ``exchange`` folder (with an ``object_store``:
+    its verified cache), where it reads releases and writes new ones: a Spark cluster on another machine needs
+    them below its shared folder (``MESH_SPARK_SHARED_DIR``); an engine in this process reaches them."""
+    engine = find_engine(adapter, storage.connection)
+    return engine.reach_problems(storage, exchange, object_store) if isinstance(engine, SparkCluster) else []
 
 
 def console_log(adapter: str | None, credentials: Any = None) -> str | None:

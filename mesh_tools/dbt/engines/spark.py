@@ -8,6 +8,7 @@ consumer reads a release with ``parquet.`<path>```.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def is_cluster(credentials: Any) -> bool:
 
 
 def read_release_sql(path: str) -> str:
-    return "select * from parquet.`" + path.replace("`", "``") + "`"
+    """A view over a release's file at its real path: a cluster follows none of this machine's links."""
+    return "select * from parquet.`" + os.path.realpath(path).replace("`", "``") + "`"
 
 
 def table_files(warehouse: Path, node: dict[str, Any]) -> str:

@@ -23,8 +23,10 @@ What the cluster changes against a local session:
   the release's ``data.parquet``; the columns are described with the cluster's types (Hive type
   ids such as ``BIGINT_TYPE`` normalised to ``bigint``). The exchange must be a folder the cluster
   writes and reads at the same path: on loopback it is; on another host it is a shared file system
-  named by ``MESH_SPARK_SHARED_DIR`` (the exchange, and with an object-store exchange its verified
-  cache, must lie below it), else the target is refused before it builds.
+  named by ``MESH_SPARK_SHARED_DIR``. The exchange, and with an object-store exchange its verified
+  cache (where stubs read and exports are staged before the upload; by default
+  ``<shared>/mesh-cache/<mesh>`` then), must lie below it, links resolved, else the target is refused
+  before any dbt runs (``shared_folder_problems``); the cluster is handed real paths, never links.
 - *Who owns the process.* A Thrift connection is opened per dbt invocation and holds nothing of the
   domain in the worker: domains may share worker processes. A Connect session is process-bound in
   pyspark (``getOrCreate`` keeps the first session, and its settings, for the life of the process):
@@ -47,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import ArtifactError, MeshError, StorageError, display_path
+from mesh_tools.core.mesh import SHARED_CACHE_DIR
+from mesh_tools.core.mesh import SHARED_DIR_ENV as CORE_SHARED_DIR_ENV
 from mesh_tools.dbt.engines.engine import (
     Exported,
     ProfileProblem,
@@ -59,7 +63,8 @@ from mesh_tools.dbt.engines.spark import Spark, credential, is_cluster, remote_u
 if TYPE_CHECKING:
     from mesh_tools.model.manifest import Manifest
 
-SHARED_DIR_ENV = "MESH_SPARK_SHARED_DIR"
+# the shared folder's variable; core's, since the object-store cache defaults below it (core/mesh.py)
+SHARED_DIR_ENV = CORE_SHARED_DIR_ENV
 _HIVE_TYPE = re.compile(r"\b([A-Z]+(?:_[A-Z]+)*?)_TYPE\b")
 
 
@@ -89,6 +94,51 @@ def loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def shared_folder_problems(host: str, where: str, shared: str | None, exchange: Path | None = None,
+                           object_store: bool = False) -> list[ProfileProblem]:  # fmt: skip
+    """What stops a cluster at ``host`` (its server ``where``) from reaching the mesh's files: the shared folder
+    ``shared`` (``MESH_SPARK_SHARED_DIR``'s value) missing for another machine, or not a folder; and, given the
+    ``exchange`` folder (with an ``object_store``: its verified cache, where stubs read and publishing stages),
+    that folder not below it, both compared with symbolic links resolved (the cluster sees the files, not the
+    mesh's links to them). On loopback without the variable the cluster shares this machine's paths: none."""
+    cache = "the object-store exchange's verified cache" if object_store else "the exchange"
+    if not shared:
+        if loopback(host):
+            return []
+        return [ProfileProblem(
+            f"builds on {where}, another machine, and no shared folder is set",
+            f"The cluster reads releases and writes new ones at the exchange's paths: mount one shared file "
+            f"system on both, keep the exchange (and an object-store exchange's cache) below it, and export "
+            f"{SHARED_DIR_ENV}=<that folder>.",
+        )]  # fmt: skip
+    if not os.path.isabs(shared) or not os.path.isdir(shared):
+        why = "is not an absolute path" if not os.path.isabs(shared) else "is not a folder here"
+        return [ProfileProblem(
+            f"builds on {where}, and the shared folder {SHARED_DIR_ENV}={shared} {why}",
+            f"Mount the file system the cluster shares with this machine and export {SHARED_DIR_ENV}=<its absolute "
+            "path> (unset it for a cluster on this machine).",
+        )]  # fmt: skip
+    if exchange is None:
+        return []
+    folder, root = Path(os.path.abspath(exchange)), Path(os.path.abspath(shared))
+    real_folder, real_root = folder.resolve(), root.resolve()
+    if real_folder.is_relative_to(real_root):
+        return []
+    shown = str(folder) + (f" (resolves to {real_folder})" if real_folder != folder else "")
+    root_shown = str(root) + (f" (resolves to {real_root})" if real_root != root else "")
+    if object_store:
+        fix = (f"Remove `exchange.cache` from mesh.yml (with {SHARED_DIR_ENV} set, the cache is "
+               f"{root / SHARED_CACHE_DIR}/<mesh name>) or set it to a folder below {root}.")  # fmt: skip
+    else:
+        fix = (f"Keep the exchange on the shared file system: set `exchange.path` in mesh.yml to a folder below "
+               f"{root}, or export {SHARED_DIR_ENV} as the shared folder that holds {real_folder}.")  # fmt: skip
+    return [ProfileProblem(
+        f"builds on {where}, which reads and writes releases at the paths of {cache} {shown}, but that is not "
+        f"below the shared folder {SHARED_DIR_ENV}={root_shown}, so the cluster cannot reach it",
+        fix,
+    )]  # fmt: skip
 
 
 def spark_type(type_: str) -> str:
@@ -146,7 +196,7 @@ def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) ->
     statements: list[str] = []
     folders = []
     for node, path in zip(products, paths, strict=True):
-        folder = path.parent / "cluster-export"
+        folder = path.parent.resolve() / "cluster-export"  # the cluster follows no link of this machine
         folders.append(folder)
         statements += export_statements(node.relation, folder)
     try:
@@ -354,9 +404,9 @@ def explain_error(message: str, consumer: str, target: str | None) -> str | None
     flag = f" --target {target}" if target else ""
     gone = _GONE.search(message)
     if gone:
-        server = f"{gone['host']}:{gone['port']}" if gone["host"] else "the Spark server"
+        server = f" {gone['host']}:{gone['port']}" if gone["host"] else ""
         return (
-            f"{consumer}: the Spark cluster's server {server} does not answer ({gone[0]}). Start it (`mesh "
+            f"{consumer}: the Spark cluster's server{server} does not answer ({gone[0]}). Start it (`mesh "
             f"spark-cluster start` for the local one) or point the target at a running one, then `mesh build{flag}` "
             "again; the domain's previous release stays current."
         )
@@ -416,16 +466,15 @@ class SparkCluster(Spark):
                 f"Every domain on a cluster shares its metastore: give the target `schema: {domain}` (or "
                 f"`{domain}_...`) in {display_path(profiles_file)}, so no two domains share a schema.",
             ))  # fmt: skip
-        host = str(storage.connection.get("host") or "")
-        shared = os.environ.get(SHARED_DIR_ENV)
-        if not loopback(host) and not (shared and Path(shared).is_dir()):
-            out.append(ProfileProblem(
-                f"builds on {where}, another machine, and no shared folder is set",
-                f"The cluster reads releases and writes new ones at the exchange's paths: mount one shared file "
-                f"system on both, keep the exchange (and an object-store exchange's cache) below it, and export "
-                f"{SHARED_DIR_ENV}=<that folder>" + (f" (now {shared!r}, not a folder)" if shared else "") + ".",
-            ))  # fmt: skip
+        out += self.reach_problems(storage)
         return out
+
+    def reach_problems(self, storage: Storage, exchange: Path | None = None,
+                       object_store: bool = False) -> list[ProfileProblem]:  # fmt: skip
+        """What stops the cluster from reaching the mesh's files (``shared_folder_problems``), now."""
+        host = str(storage.connection.get("host") or "")
+        where = str(storage.connection.get("endpoint") or "the cluster")
+        return shared_folder_problems(host, where, os.environ.get(SHARED_DIR_ENV), exchange, object_store)
 
     def explain_error(self, message: str, consumer: str, target: str | None) -> str | None:
         return explain_error(message, consumer, target)
