@@ -41,8 +41,9 @@ def test_generator_refuses_a_non_empty_folder(tmp_path: Path):
 
 
 def test_benchmark_runs_at_tiny_size(tmp_path: Path):
-    # the sections the issues' goals are measured with; 'large' (the demo at 10M orders against its floor) is
-    # left to `benchmarks/run.py --tiny`: at this size it rebuilds naive's mesh twice more (26 s of CPU here)
+    # the generated mesh at scale and the observation commands; 'naive' (the demo's `mesh build` against a loop of
+    # fresh `dbt build` processes: 40 s of CPU at this size, `time benchmarks/run.py --tiny --only naive`) and
+    # 'large' (the demo at 10M orders against its floor) are left to `benchmarks/run.py --tiny`
     result = subprocess.run(
         [
             sys.executable,
@@ -50,7 +51,7 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
             "--tiny",
             "--no-install-loom",
             "--only",
-            "naive,scale,observe",
+            "scale,observe",
             "--out",
             str(tmp_path),
         ],  # fmt: skip
@@ -62,9 +63,8 @@ def test_benchmark_runs_at_tiny_size(tmp_path: Path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "benchmark.json").read_text())
     sections = report["sections"]
-    assert sections["naive"]["mesh_build_s"] > 0 and sections["naive"]["naive_loop_s"] > 0
     assert [(r["domains"], r["models_per_domain"]) for r in sections["scale"]["rows"]] == [(2, 4)]
     observe = sections["observe"]
     assert observe["health_s"] > 0 and observe["docs_pages"] == observe["products"] + observe["domains"] + 1
     assert observe["history_rows"]["collections"] == 9  # 2 days x 4 a day, plus the build itself
-    assert "| a. `mesh build` vs naive loop" in (tmp_path / "benchmark.md").read_text()
+    assert "\n| 2 × 4 | 8 | " in (tmp_path / "benchmark.md").read_text()
