@@ -192,6 +192,8 @@ def _check_profile(out: Diagnosis, mesh: Mesh, domain: Domain, profile: ProfileI
     for problem in engine.profile_problems(schema, domain.upstream_names, profile.stored, profile.profiles_file,
                                            profile.target, domain=domain.name):  # fmt: skip
         out.problems.append(Problem(BLOCKING, where, f"{domain.name} {problem.message}", problem.fix))
+    for warning in engines.profile_warnings(profile.adapter, profile.stored):
+        out.problems.append(Problem(WARNING, where, f"{domain.name} {warning.message}", warning.fix))
 
 
 def _check_shared_schemas(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,25 @@ def test_two_domains_landing_the_same_relation_are_named_with_the_fix() -> None:
         ("finance", "registers the landing view sales_marts.refunds on thrift://h:1, in schema sales_marts: domain "
                     "sales's"),
     ]  # fmt: skip
+
+
+def test_session_settings_a_thrift_server_ignores_are_a_doctor_warning() -> None:
+    """Spark's Thrift server applies only `set:hiveconf:<key>` settings: plain keys in a Thrift target are named
+    (dbt-spark's own spark.sql.ansi.enabled is not the profile's); Connect keeps its settings, no warning."""
+    plain = {**THRIFT, "server_side_parameters": {"spark.sql.timestampType": "TIMESTAMP_NTZ",
+                                                   "spark.sql.ansi.enabled": "false",
+                                                   "set:hiveconf:spark.sql.shuffle.partitions": "2"}}  # fmt: skip
+    storage = SparkCluster().storage(Path("/p"), plain)
+    [warning] = engines.profile_warnings("spark", storage)
+    assert warning.message == "sends session settings Spark's Thrift server ignores: spark.sql.timestampType"
+    assert '"set:hiveconf:spark.sql.timestampType": ...' in warning.fix
+    assert engines.profile_warnings("spark", SparkCluster(connect=True).storage(Path("/p"), CONNECT)) == []
+    # the demo's and the template's Thrift targets send every setting so
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    for path in [*repo.glob("projects/*/profiles.yml"), repo / "mesh_tools/selfservice/template/files/profiles.yml"]:
+        text = re.sub(r"\[\[ *\w+ *\]\]", "x", path.read_text())  # the template's placeholders
+        outputs = next(iter(yaml.safe_load(text).values()))["outputs"]
+        params = outputs["spark_thrift"]["server_side_parameters"]
+        assert params and spark_cluster.ignored_thrift_settings(params) == (), path

@@ -37,14 +37,15 @@ from mesh_tools.dbt.engines.engine import (
 from mesh_tools.dbt.engines.postgres import Postgres
 from mesh_tools.dbt.engines.spark import Spark
 from mesh_tools.dbt.engines.spark_cluster import Footprint, SparkCluster
+from mesh_tools.dbt.engines.spark_cluster import setting_warnings as _setting_warnings
 from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as _shared_on_clusters
 
 __all__ = [
     "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "Footprint", "ProfileProblem",
     "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
     "engine_for", "exchange_reach_problems", "explain_error", "export", "find_engine", "local_database",
-    "local_profile", "mask_columns", "owns_its_process", "read_release_jinja", "server_problems", "shared_metastore",
-    "shared_schema_problems", "sql_dialect",
+    "local_profile", "mask_columns", "owns_its_process", "profile_warnings", "read_release_jinja", "server_problems",
+    "shared_metastore", "shared_schema_problems", "sql_dialect",
     "storage_problem", "stub_mark_jinja", "stub_schema_test", "write_file",
 ]  # fmt: skip
 
@@ -127,6 +128,12 @@ def shared_schema_problems(
         if isinstance(find_engine(adapter, storage.connection), SparkCluster)
     ]
     return _shared_on_clusters(clusters, footprints)
+
+
+def profile_warnings(adapter: str | None, storage: Storage) -> list[ProfileProblem]:
+    """What in a target will not do what it says, without stopping a build (doctor's warnings)."""
+    engine = find_engine(adapter, storage.connection)
+    return _setting_warnings(storage) if isinstance(engine, SparkCluster) else []
 
 
 def shared_metastore(adapter: str | None, storage: Storage) -> str | None:

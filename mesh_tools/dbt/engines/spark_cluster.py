@@ -227,6 +227,30 @@ def export(domain: Any, products: list[Any], paths: list[Path], profile: Any) ->
     return out
 
 
+# dbt-spark adds this one to every target (and Spark's Thrift server ignores it too): not the profile's doing
+_DBT_SPARK_OWN = ("spark.sql.ansi.enabled",)
+
+
+def ignored_thrift_settings(parameters: Any) -> tuple[str, ...]:
+    """The profile's session settings (``server_side_parameters``) Spark's Thrift server ignores: it applies
+    only those named ``set:hiveconf:<key>`` (checked through PyHive: a plain ``spark.sql.timestampType`` left the
+    session at TIMESTAMP_LTZ)."""
+    keys = [str(k) for k in (parameters or {}) if isinstance(parameters, Mapping)]
+    return tuple(sorted(k for k in keys if not k.startswith("set:") and k not in _DBT_SPARK_OWN))
+
+
+def setting_warnings(storage: Storage) -> list[ProfileProblem]:
+    """What a cluster target's profile asks that its server will not do (doctor's warnings)."""
+    ignored = storage.connection.get("ignored_settings") or ()
+    if not ignored:
+        return []
+    return [ProfileProblem(
+        f"sends session settings Spark's Thrift server ignores: {', '.join(ignored)}",
+        "The Thrift server applies only settings named `set:hiveconf:<key>`: write "
+        f"`\"set:hiveconf:{ignored[0]}\": ...` under `server_side_parameters` (the demo's spark_thrift targets do).",
+    )]  # fmt: skip
+
+
 def unreachable(url: str, timeout: float = 3.0) -> str | None:
     """Why the server at ``url`` does not answer (a TCP connect), or None when it does."""
     place = host_port(url)
@@ -453,6 +477,8 @@ class SparkCluster(Spark):
         }
         if self.connect:
             connection["server_side_parameters"] = {"spark.remote": remote_url(credentials)}
+        elif connection["method"] == "thrift":
+            connection["ignored_settings"] = ignored_thrift_settings(credential(credentials, "server_side_parameters"))
         return Storage(remote=(where,) if where else (), connection=connection)
 
     def profile_problems(self, schema: str | None, upstreams: Sequence[str], storage: Storage,
