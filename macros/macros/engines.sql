@@ -56,8 +56,12 @@
             {%- endif -%}
         {%- endif -%}
     {%- endfor -%}
+    {%- set created = [] -%}
     {%- for schema, identifier, path in statements | unique -%}
-        {%- do run_query('create schema if not exists ' ~ schema) -%}
+        {%- if schema not in created -%}
+            {%- do run_query('create schema if not exists ' ~ schema) -%}
+            {%- do created.append(schema) -%}
+        {%- endif -%}
         {%- set owner = mesh_macros._landing_owner(schema, identifier, path) -%}
         {%- if owner != project_name -%}
             {%- do exceptions.raise_compiler_error(mesh_macros._landing_refusal(schema, identifier, owner)) -%}
