@@ -23,15 +23,16 @@ $(UV_STAMP):
 # variables. The main environment's bytecode is compiled at install, as pip does (uv does not by default):
 # without it the suite's parallel processes compile the same modules again and again (a fresh clone's
 # suite: 556 s without, 503 s with, the same clone).
-MAIN_SPEC := -e ".[dev,spark,postgres,s3,lineage]"
+MAIN_SPEC := -e ".[dev,spark,postgres,s3,lineage,dagster]"
 DC_SPEC := "datacontract-cli[duckdb,parquet]>=1.2.8,<1.3"
 MYPY_SPEC := "mypy>=1.20,<3"
 install = test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
 	if test -x $(BIN)/uv; then $(BIN)/uv pip install --quiet $(3) --python $(1)/bin/python $(2); \
 	else $(1)/bin/python -m pip install --quiet $(2); fi
 
-# The spark, postgres, s3 and lineage extras are installed too: the test suite builds the demo mesh on
-# both engines, runs the exchange in an object store (an S3 API on loopback) and emits OpenLineage events.
+# The spark, postgres, s3, lineage and dagster extras are installed too: the test suite builds the demo mesh on
+# both engines, runs the exchange in an object store (an S3 API on loopback), emits OpenLineage events and
+# materializes the mesh in Dagster.
 $(STAMP): pyproject.toml $(UV_STAMP)
 	$(call install,$(VENV),$(MAIN_SPEC),--compile-bytecode)
 	touch $(STAMP)

@@ -80,6 +80,7 @@ _UNITS = (
     ("tests/foreign/", "corpus"),  # every file there reads the corpus build: one build, one worker
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
+    ("tests/dagster/", "demo"),  # the definitions and the webserver read the demo build; one import of dagster
     ("tests/selfservice/", "demo"),
     ("tests/model/test_demo_contracts.py", "demo"),
     ("tests/governance/test_rules.py", "governance"),  # one parse of the governance fixture

@@ -18,6 +18,7 @@ import click
 from mesh_tools import __version__
 from mesh_tools.core.errors import ArtifactError, BusyError, DbtError, MeshError, describe_os_error
 from mesh_tools.core.mesh import Mesh, find_root, load_mesh
+from mesh_tools.workflows.locks import domain_locks
 from mesh_tools.workflows.scheduler import RunPlan, default_jobs
 
 if TYPE_CHECKING:
@@ -96,28 +97,11 @@ def _locked(
     from mesh_tools.core import lock
 
     names = list(dict.fromkeys(domains))
-    resources = [lock.domain(n) for n in names] + list(also)
-    if storage:
-        resources += [lock.storage(f) for f in _storage_files(mesh, names, target)]
+    resources = domain_locks(mesh, names, storage=storage, target=target) + list(also)
     shown = f"mesh {ctx.info_name}"
     if names and len(names) < len(mesh.domains):
         shown += " " + " ".join(names[:5]) + (" ..." if len(names) > 5 else "")
     ctx.with_resource(lock.hold(mesh.root, resources, shown, wait=wait_seconds(ctx), note=_note))
-
-
-def _storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path]:
-    """The database files the domains' profiles open (DuckDB: one writer per file); a profile dbt cannot
-    read locks nothing here (the run reports it as that domain's failure)."""
-    from mesh_tools.dbt import profiles as dbt_profiles
-
-    files: list[Path] = []
-    for name in names:
-        try:
-            info = dbt_profiles.load_profile(mesh.domains[name].path, target, mesh.profiles_dir)
-        except MeshError:
-            continue
-        files += [Path(f) for f in info.files]
-    return files
 
 
 def wait_seconds(ctx: click.Context) -> float:
@@ -143,20 +127,6 @@ def wait_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def _note(text: str) -> None:
     click.echo(f"note: {text}", err=True)
-
-
-def health_lock(mesh: Mesh) -> Resource:
-    """The health history and its reports: written by `mesh health`, and after a build or sync."""
-    from mesh_tools.core import lock
-
-    return lock.folder("health", mesh.health_path, "the health history")
-
-
-def docs_lock(mesh: Mesh, out: Path | None = None) -> Resource:
-    """A documentation site's folder (`mesh docs` replaces it whole)."""
-    from mesh_tools.core import lock
-
-    return lock.folder("docs", out or mesh.docs_path, "the documentation site")
 
 
 def _mesh(ctx: click.Context) -> Mesh:

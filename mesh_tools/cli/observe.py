@@ -17,11 +17,9 @@ from mesh_tools.cli.app import (
     _parse_stale,
     _plan,
     _shown,
-    docs_lock,
     env_option,
     fail_on_option,
     handles_errors,
-    health_lock,
     main,
     output_dir_alias,
     select_options,
@@ -29,6 +27,7 @@ from mesh_tools.cli.app import (
 )
 from mesh_tools.cli.render import _progress
 from mesh_tools.workflows.domain_run import SUCCESS
+from mesh_tools.workflows.locks import docs_lock, health_lock
 from mesh_tools.workflows.scheduler import run_mesh
 
 

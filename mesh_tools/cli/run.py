@@ -20,10 +20,8 @@ from mesh_tools.cli.app import (
     _plan,
     _selection_options,
     _shown,
-    docs_lock,
     env_option,
     handles_errors,
-    health_lock,
     main,
     select_options,
     selection_of,
@@ -34,6 +32,7 @@ from mesh_tools.cli.render import _explain, _governance_line, _progress, _summar
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
+from mesh_tools.workflows.locks import docs_lock, health_lock
 from mesh_tools.workflows.scheduler import publish_each, run_mesh
 
 # How long a build or sync waits for the health history and docs site another run is writing.

@@ -114,20 +114,28 @@ def domain_states(mesh: Mesh) -> list[DomainState]:
     states = []
     for name, domain in mesh.domains.items():
         state = DomainState(name, last_build=_last_build(domain), releases=_own_releases(verifier, name))
-        mesh_upstreams = [u.name for u in domain.upstreams if u.name in mesh.domains or u.remote]
-        if mesh_upstreams:
-            receipt = read_receipt(exchange, name)
-            if receipt is None:
-                state.never_built = True
-            else:
-                state.consumed = {str(k): v for k, v in receipt.releases.items()}
-                state.channels = {str(k): v for k, v in receipt.channels.items()}
-                for key in receipt.used:
-                    wanted = _wanted(exchange, domain, key)
-                    if wanted is not None and wanted != receipt.releases.get(key):
-                        state.behind[str(key)] = wanted
+        reading(mesh, exchange, domain, state)
         states.append(state)
     return states
+
+
+def reading(mesh: Mesh, exchange: Exchange, domain: Domain, state: DomainState) -> DomainState:
+    """Fill in what ``domain`` last read (its receipt) and the releases it would read now where they differ:
+    JSON files only (its receipt, pointers), no data file read."""
+    mesh_upstreams = [u.name for u in domain.upstreams if u.name in mesh.domains or u.remote]
+    if not mesh_upstreams:
+        return state
+    receipt = read_receipt(exchange, domain.name)
+    if receipt is None:
+        state.never_built = True
+        return state
+    state.consumed = {str(k): v for k, v in receipt.releases.items()}
+    state.channels = {str(k): v for k, v in receipt.channels.items()}
+    for key in receipt.used:
+        wanted = _wanted(exchange, domain, key)
+        if wanted is not None and wanted != receipt.releases.get(key):
+            state.behind[str(key)] = wanted
+    return state
 
 
 def sync_plan(mesh: Mesh, selected: list[str]) -> tuple[list[str], dict[str, str]]:
