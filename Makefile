@@ -81,22 +81,23 @@ run: $(STAMP)
 # runs the cheap `subprocess_lane` tests with each command a new interpreter, so a start-up or shutdown
 # bug (import-time state, a missing import the server's preload hid, an atexit handler, a thread left
 # running) fails it; a command that never exits fails after MESH_TESTS_TIMEOUT s.
-# mypy and the lane run beside the suite, in the time its workers wait (about 110 s of a core's time idles
-# in a suite of 480 s): each writes to a log of its own, printed when the suite ends; any failure fails.
+# ruff with lint-imports, mypy and the lane run beside the suite, in the time its workers wait (about 110 s of a
+# core's time idles in a suite of 480 s): each writes to a log of its own, printed when the suite ends; any
+# failure fails.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 TEST_LOGS := .test-logs
 test: bootstrap
-	$(BIN)/ruff check mesh_tools tests benchmarks
-	$(BIN)/lint-imports
 	@mkdir -p $(TEST_LOGS)
-	@$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
+	@($(BIN)/ruff check mesh_tools tests benchmarks && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
 	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
 	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
 	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not subprocess_lane"; suite=$$?; \
+	wait $$lint; linted=$$?; echo "== ruff and lint-imports (exit $$linted)"; tail -n 40 $(TEST_LOGS)/lint.log; \
 	wait $$mypy; checked=$$?; echo "== mypy (exit $$checked)"; cat $(TEST_LOGS)/mypy.log; \
 	wait $$lane; laned=$$?; echo "== subprocess lane (exit $$laned)"; tail -n 30 $(TEST_LOGS)/subprocess-lane.log; \
-	test $$suite -eq 0 && test $$checked -eq 0 && test $$laned -eq 0
+	test $$suite -eq 0 && test $$linted -eq 0 && test $$checked -eq 0 && test $$laned -eq 0
 
 # The environments install side by side (pip is CPU-bound; 2 cores: 71 s together against 97 s one
 # after the other).

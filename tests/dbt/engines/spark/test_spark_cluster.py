@@ -1,9 +1,11 @@
 """The demo mesh on the session's Spark cluster, through Thrift and through Spark Connect: the same products as on DuckDB.
 
 One cluster for the session (tests/conftest.py ``spark_cluster``). The demo's four domains build on it once:
-sales, customers and finance through Thrift (publishing through the cluster); Connect builds marketing, a consumer of
+sales and customers through Thrift (publishing through the cluster); Connect builds marketing, a consumer of
 customers' release from DuckDB and sales' from the Thrift build (copied in), that publishes its own product through
-Connect; a DuckDB consumer then reads the releases the cluster published; an executor killed mid-build fails its
+Connect (a cluster consumer: Thrift and Connect read releases through the same engine code, so finance, a reader of
+sales alone, is not built on Thrift too: that cost 20 s of the suite's CPU); a DuckDB consumer (finance) then reads
+the releases the cluster published; an executor killed mid-build fails its
 domain and the next build works. Select them alone with `pytest -m spark`.
 """
 
@@ -28,7 +30,7 @@ from tests.helpers import Built, copy_demo, mesh_env, run_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark]
 
-THRIFT_DOMAINS = ("sales", "customers", "finance")
+THRIFT_DOMAINS = ("sales", "customers")
 CONNECT_DOMAINS = ("marketing",)
 
 
@@ -96,9 +98,9 @@ def fingerprint(data: Path, columns: list[dict]) -> tuple[int, int]:
 
 def test_the_demo_builds_and_publishes_through_thrift_with_duckdbs_rows(thrift_built: Built, demo_built: Built) -> None:
     assert thrift_built.result.returncode == 0, thrift_built.output
-    assert "mesh build: 3 of 3 domains succeeded" in thrift_built.output
+    assert "mesh build: 2 of 2 domains succeeded" in thrift_built.output
     on_duckdb, on_spark = current_releases(demo_built.root), current_releases(thrift_built.root)
-    assert set(on_spark) == {k for k in on_duckdb if not k.startswith("marketing/")} and len(on_spark) == 5
+    assert set(on_spark) == {k for k in on_duckdb if k.split("/")[0] in THRIFT_DOMAINS} and len(on_spark) == 4
     for key, (descriptor, data) in on_spark.items():
         reference, reference_data = on_duckdb[key]
         assert descriptor["engine"] == "spark" and reference["engine"] == "duckdb"
