@@ -35,9 +35,10 @@ def bounded(text: Any, limit: int = TEXT_LIMIT) -> str:
 
 def markdown_text(text: Any, limit: int = TEXT_LIMIT) -> str:
     """A description another team wrote, for Dagster's UI, which renders descriptions as Markdown: bounded, its
-    HTML shown as text (``&lt;``), an image shown as its text (no request to where it points)."""
+    HTML shown as text (``&lt;``), a link or an image shown as its text (``\\[``: nothing to click, no request
+    to where it points)."""
     value = bounded(text, limit)
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("![", "!\\[")
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("[", "\\[")
 
 
 def safe_name(text: str) -> str:
@@ -128,8 +129,9 @@ class Catalog:
 
 
 def dagster_owners(domain: Domain, manifest_owner: dict[str, Any] | None) -> list[str]:
-    """Owners in the forms Dagster accepts: an e-mail address, or ``team:<name>``. The product's group owner
-    first, else the domain's (mesh.yml); a name with no address becomes a team."""
+    """Who answers for an asset, best first: the product's group owner, then the domain's (mesh.yml), each as an
+    e-mail address and as ``team:<name>``. Dagster accepts only some addresses (definitions.py keeps the first it
+    accepts): one team's unusual address must never keep the whole mesh from loading."""
     owners: list[str] = []
     candidates: list[tuple[Any, Any]] = []
     if manifest_owner:
@@ -137,13 +139,11 @@ def dagster_owners(domain: Domain, manifest_owner: dict[str, Any] | None) -> lis
     if domain.owner is not None:
         candidates.append((domain.owner.name, domain.owner.email))
     for name, email in candidates:
-        if isinstance(email, str) and re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-            owners.append(email)
-        elif isinstance(name, str) and name.strip():
+        if isinstance(email, str) and email.strip():
+            owners.append(bounded(email.strip(), 200))
+        if isinstance(name, str) and name.strip():
             owners.append("team:" + re.sub(r"\s+", "_", bounded(name.strip(), 80)))
-        if owners:
-            break
-    return owners
+    return list(dict.fromkeys(owners))
 
 
 def _columns(node: Node) -> list[dict[str, Any]]:
@@ -163,13 +163,25 @@ def _columns(node: Node) -> list[dict[str, Any]]:
     return out
 
 
+RESERVED_CHECKS = frozenset({"freshness_check"})  # the names Dagster's own checks take on an asset
+
+
+def _check_name(test: Node) -> str:
+    """The test's name as a check's: safe for Dagster, never one of Dagster's own checks' names."""
+    name = safe_name(test.name)
+    if name in RESERVED_CHECKS:
+        digest = hashlib.sha256(test.unique_id.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        name = f"{name}_{digest}"
+    return name
+
+
 def _checks(manifest: Manifest, node: Node) -> list[Check]:
     checks = []
     for test in sorted(manifest.tests_of(node.unique_id, data_only=True), key=lambda t: t.unique_id):
         severity = str(test.config.get("severity") or "error").lower()
         checks.append(
             Check(
-                name=safe_name(test.name),
+                name=_check_name(test),
                 unique_id=test.unique_id,
                 description=markdown_text(test.description or f"dbt data test {test.name}", 1000),
                 blocking=severity == "error",
@@ -209,9 +221,12 @@ def _reads(
     return own, upstream
 
 
-def build_catalog(mesh: Mesh, manifests: dict[str, Manifest], *, models: bool = False) -> Catalog:
+def build_catalog(
+    mesh: Mesh, manifests: dict[str, Manifest], *, models: bool = False, problems: dict[str, str] | None = None
+) -> Catalog:
     """The mesh as assets. ``manifests``: each domain's (a domain without one is shown as one asset whose
-    dependencies are its upstream domains' assets); ``models``: also each domain's private models."""
+    dependencies are its upstream domains' assets, described by its entry in ``problems`` when there is one);
+    ``models``: also each domain's private models."""
     catalog = Catalog(root=str(mesh.root), mesh_name=mesh.name)
     product_keys: dict[str, Key] = {}
     for name in mesh.order:
@@ -225,7 +240,8 @@ def build_catalog(mesh: Mesh, manifests: dict[str, Manifest], *, models: bool = 
         entry = DomainAssets(name=name, op_name=safe_name(f"mesh_build_{name}"))
         manifest = manifests.get(name)
         if manifest is None:
-            entry.problem = f"{name} has no manifest yet: `mesh stitch {name}` parses it (its products then show)"
+            entry.problem = (problems or {}).get(name) or (
+                f"{name} has no manifest yet: `mesh stitch {name}` parses it (its products then show)")  # fmt: skip
         else:
             entry.engine = manifest.adapter
             _domain_assets(entry, domain, manifest, manifests, product_keys, models)

@@ -16,7 +16,9 @@ Another team's manifest is data here: its texts are bounded and never rendered; 
 and op, check and group names are reduced to what Dagster accepts (catalog.py).
 """
 
+import contextlib
 import dataclasses
+import functools
 import os
 import shutil
 from collections.abc import Iterator
@@ -29,11 +31,11 @@ import dagster as dg
 # No `from __future__ import annotations` here: Dagster reads a step's `context` annotation at run time.
 from dagster import AssetExecutionContext, SensorEvaluationContext
 
-from mesh_tools.core.errors import MeshError
+from mesh_tools.core.errors import BusyError, MeshError
 from mesh_tools.core.mesh import Mesh, find_root, load_mesh
 from mesh_tools.dagster.catalog import Asset, Catalog, DomainAssets, bounded, build_catalog, safe_name
 from mesh_tools.dagster.mail import describe, read_cursor, tick
-from mesh_tools.dagster.run import DomainBuild, build_domain, channel
+from mesh_tools.dagster.run import DomainBuild, after_build, build_domain, channel
 from mesh_tools.model.manifest import Manifest
 
 RELEASE_ID = "mesh/release_id"  # the materialization metadata key the sensor compares releases by
@@ -75,8 +77,8 @@ def mesh_definitions(
     root = find_root(Path(path).resolve())
     with channel(channel_name):
         mesh = load_mesh(root)
-        manifests = load_manifests(mesh, target or mesh.defaults.target, stitch=stitch)
-        catalog = build_catalog(mesh, manifests, models=models)
+        manifests, problems = load_manifests(mesh, target or mesh.defaults.target, stitch=stitch)
+        catalog = build_catalog(mesh, manifests, models=models, problems=problems)
     settings = Settings(str(root), target, channel_name, wait, health_and_docs)
     steps = [_step(entry, settings) for entry in catalog.domains]
     freshness = _freshness_checks(catalog)
@@ -89,20 +91,14 @@ def mesh_definitions(
     return dg.Definitions(assets=steps, asset_checks=freshness, sensors=sensors)
 
 
-def load_manifests(mesh: Mesh, target: str | None, *, stitch: bool) -> dict[str, Manifest]:
+def load_manifests(mesh: Mesh, target: str | None, *, stitch: bool) -> tuple[dict[str, Manifest], dict[str, str]]:
     """Each domain's manifest: a stale one re-parsed outside the domain (as `mesh docs` reads it); with
-    ``stitch``, the domains without one stitched first, under their locks (as `mesh stitch` does). A domain
-    that still has none is left out (it shows as one asset)."""
-    from mesh_tools.core import lock
-    from mesh_tools.workflows.locks import domain_locks
+    ``stitch``, the domains without one stitched first, each under its lock (as `mesh stitch` does; one another
+    run is building is left as it is). A domain that still has none is left out, with why (it shows as one
+    asset)."""
     from mesh_tools.workflows.readers import current_view
-    from mesh_tools.workflows.scheduler import RunPlan, default_jobs, run_mesh
 
-    missing = [n for n in mesh.order if not mesh.domains[n].manifest_path.is_file()]
-    if stitch and missing:
-        plan = RunPlan("parse", missing, target, mesh.defaults.jobs or default_jobs())
-        with lock.hold(mesh.root, domain_locks(mesh, missing), "dagster: mesh stitch"):
-            run_mesh(mesh, plan)
+    problems = _stitch_missing(mesh, target) if stitch else {}
     scratch: list[Path] = []
     try:
         viewed = current_view(mesh, list(mesh.order), lambda _text: None, scratch.append, str)
@@ -111,18 +107,62 @@ def load_manifests(mesh: Mesh, target: str | None, *, stitch: bool) -> dict[str,
             found = domain.parsed_manifest or domain.manifest_path
             try:
                 manifest = Manifest.read(found, name, missing_ok=True)
-            except MeshError:
+            except MeshError as exc:
+                problems[name] = str(exc)
                 manifest = None
             if manifest is not None:
                 manifests[name] = manifest
-        return manifests
+                problems.pop(name, None)
+        return manifests, problems
     finally:
         for folder in scratch:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _stitch_missing(mesh: Mesh, target: str | None) -> dict[str, str]:
+    """Stitch the domains with no manifest whose locks are free; why each other one has none."""
+    from mesh_tools.core import lock
+    from mesh_tools.workflows.domain_run import SUCCESS
+    from mesh_tools.workflows.locks import domain_locks
+    from mesh_tools.workflows.scheduler import RunPlan, default_jobs, run_mesh
+
+    missing = [n for n in mesh.order if not mesh.domains[n].manifest_path.is_file()]
+    problems: dict[str, str] = {}
+    free: list[str] = []
+    with contextlib.ExitStack() as held:
+        for name in missing:
+            try:
+                held.enter_context(lock.hold(mesh.root, domain_locks(mesh, [name]), "dagster: mesh stitch"))
+            except BusyError as exc:
+                problems[name] = f"{name} has no manifest yet and another run holds it ({exc}); reload the " \
+                    "definitions when it is done"  # fmt: skip
+                continue
+            free.append(name)
+        if free:
+            plan = RunPlan("parse", free, target, mesh.defaults.jobs or default_jobs())
+            for run in run_mesh(mesh, plan):
+                if run.status != SUCCESS:
+                    problems[run.domain] = f"{run.domain} could not be stitched: " + "; ".join(run.problems[:3])
+    return problems
+
+
 def asset_key(asset: Asset) -> dg.AssetKey:
     return dg.AssetKey(list(asset.key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _accepted_owner(owner: str) -> bool:
+    """Whether Dagster takes ``owner`` (it accepts only some e-mail addresses; a rejected one would keep the
+    whole code location from loading)."""
+    try:
+        dg.AssetSpec(key="mesh_owner_probe", owners=[owner])
+    except dg.DagsterInvalidDefinitionError:
+        return False
+    return True
+
+
+def _owners(candidates: list[str]) -> list[str]:
+    return next(([c] for c in candidates if _accepted_owner(c)), [])
 
 
 def _spec(entry: DomainAssets, asset: Asset) -> dg.AssetSpec:
@@ -151,7 +191,7 @@ def _spec(entry: DomainAssets, asset: Asset) -> dg.AssetSpec:
     kinds = {"dbt"} | ({safe_name(entry.engine)} if entry.engine else set())
     return dg.AssetSpec(
         key=asset_key(asset), group_name=safe_name(entry.name), description=asset.description or None,
-        owners=asset.owners, deps=[dg.AssetKey(list(k)) for k in asset.deps], kinds=kinds, tags=asset.tags,
+        owners=_owners(asset.owners), deps=[dg.AssetKey(list(k)) for k in asset.deps], kinds=kinds, tags=asset.tags,
         metadata=metadata, skippable=True,
     )  # fmt: skip
 
@@ -176,24 +216,37 @@ def _step(entry: DomainAssets, settings: Settings) -> dg.AssetsDefinition:
     @dg.multi_asset(name=entry.op_name, specs=specs, check_specs=checks, can_subset=True,
                     description=f"`mesh build {entry.name}`: state-aware, then publish its products")  # fmt: skip
     def _build(context: AssetExecutionContext) -> Iterator[Any]:
-        build = build_domain(settings.root, entry.name, target=settings.target, channel_name=settings.channel,
-                             wait=settings.wait, after=settings.after)  # fmt: skip
-        for warning in build.warnings:
-            context.log.warning(bounded(warning))
-        yield from _check_results(entry, build, context.selected_asset_check_keys)
-        if not build.ok:
-            problems = build.run.problems or [f"{entry.name}: {build.run.status}"]
-            raise dg.Failure(
-                description=bounded(f"{entry.name} failed: " + "; ".join(problems)),
-                metadata={"mesh/domain": entry.name, "mesh/status": build.run.status,
-                          "mesh/problems": dg.MetadataValue.json([bounded(p, 1000) for p in problems[:20]])},
-            )  # fmt: skip
-        selected = context.selected_asset_keys
-        for asset in entry.assets:
-            if asset_key(asset) in selected:
-                yield dg.MaterializeResult(asset_key=asset_key(asset), metadata=_materialized(asset, build))
+        try:
+            build = build_domain(settings.root, entry.name, target=settings.target, channel_name=settings.channel,
+                                 wait=settings.wait, after=False)  # fmt: skip
+        except BusyError as exc:
+            text = str(exc).replace("give --wait SECONDS", "give mesh_definitions(wait=SECONDS)")
+            raise dg.Failure(description=bounded(f"{entry.name}: {text}")) from None
+        try:  # what Dagster is told comes first: the health history and the docs site may wait for their locks
+            yield from _outcome(entry, build, context)
+        finally:
+            if settings.after:
+                after_build(build, settings.channel)
+            for warning in build.warnings:
+                context.log.warning(bounded(warning))
 
     return _build
+
+
+def _outcome(entry: DomainAssets, build: DomainBuild, context: AssetExecutionContext) -> Iterator[Any]:
+    """The step's check results, then its failure or its materializations."""
+    yield from _check_results(entry, build, context.selected_asset_check_keys)
+    if not build.ok:
+        problems = build.run.problems or [f"{entry.name}: {build.run.status}"]
+        raise dg.Failure(
+            description=bounded(f"{entry.name} failed: " + "; ".join(problems)),
+            metadata={"mesh/domain": entry.name, "mesh/status": build.run.status,
+                      "mesh/problems": dg.MetadataValue.json([bounded(p, 1000) for p in problems[:20]])},
+        )  # fmt: skip
+    selected = context.selected_asset_keys
+    for asset in entry.assets:
+        if asset_key(asset) in selected:
+            yield dg.MaterializeResult(asset_key=asset_key(asset), metadata=_materialized(asset, build))
 
 
 def _check_results(entry: DomainAssets, build: DomainBuild, selected: Any) -> Iterator[dg.AssetCheckResult]:
@@ -258,6 +311,25 @@ def _freshness_checks(catalog: Catalog) -> list[dg.AssetChecksDefinition]:
     return checks
 
 
+_IN_PROGRESS = ("NOT_STARTED", "QUEUED", "STARTING", "STARTED", "CANCELING")
+
+
+def _building(context: SensorEvaluationContext, by_product: dict[str, Asset]) -> frozenset[str]:
+    """The products a run in progress on this instance is building (all of them for a run of the whole job)."""
+    statuses = [dg.DagsterRunStatus[s] for s in _IN_PROGRESS]
+    runs = context.instance.get_runs(filters=dg.RunsFilter(statuses=statuses), limit=1000)
+    keys = {asset_key(a): p for p, a in by_product.items()}
+    out: set[str] = set()
+    for run in runs:
+        selection = run.asset_selection
+        if selection is None:  # a run of a whole job: of the asset job, every product; of another job, none
+            if run.job_name.startswith("__ASSET_JOB"):
+                return frozenset(by_product)
+            continue
+        out |= {keys[k] for k in selection if k in keys}
+    return frozenset(out)
+
+
 def _exchange_sensor(
     catalog: Catalog, settings: Settings, interval: int, status: dg.DefaultSensorStatus
 ) -> dg.SensorDefinition:
@@ -273,29 +345,26 @@ def _exchange_sensor(
         cursor, problem = read_cursor(context.cursor)
         if problem:
             context.log.warning(problem)
-        with channel(settings.channel):
-            mesh = load_mesh(Path(settings.root))
-            seen = tick(mesh, cursor)
-            events = []
-            for product, release_id in sorted(seen.new.items()):
-                asset = by_product.get(product)
-                if asset is None:  # a product the definitions do not know yet (reload them)
-                    continue
-                latest = context.instance.get_latest_materialization_event(asset_key(asset))
-                said = (
-                    latest.asset_materialization.metadata.get(RELEASE_ID)
-                    if latest and latest.asset_materialization
-                    else None
-                )
-                if said is not None and getattr(said, "value", None) == release_id:
-                    continue  # Dagster's own step published it
-                facts = describe(mesh, product) or {"release_id": release_id}
-                events.append(dg.AssetMaterialization(
-                    asset_key=asset_key(asset), description="published outside Dagster (seen in the exchange)",
-                    metadata={RELEASE_ID: release_id, "mesh/external": True, "dagster/row_count": facts.get("rows"),
-                              "mesh/produced_at": facts.get("produced_at"),
-                              "mesh/sha256": dg.MetadataValue.json(facts.get("sha256") or [])},
-                ))  # fmt: skip
+        # the channel is passed, never set in the environment: a daemon may evaluate sensors side by side
+        mesh = load_mesh(Path(settings.root))
+        seen = tick(mesh, cursor, _building(context, by_product), settings.channel)
+        events = []
+        for product, release_id in sorted(seen.new.items()):
+            asset = by_product.get(product)
+            if asset is None:  # a product the definitions do not know yet (reload them)
+                continue
+            latest = context.instance.get_latest_materialization_event(asset_key(asset))
+            said = latest.asset_materialization.metadata.get(RELEASE_ID) if latest and latest.asset_materialization \
+                else None  # fmt: skip
+            if said is not None and getattr(said, "value", None) == release_id:
+                continue  # Dagster's own step published it
+            facts = describe(mesh, product, settings.channel) or {"release_id": release_id}
+            events.append(dg.AssetMaterialization(
+                asset_key=asset_key(asset), description="published outside Dagster (seen in the exchange)",
+                metadata={RELEASE_ID: release_id, "mesh/external": True, "dagster/row_count": facts.get("rows"),
+                          "mesh/produced_at": facts.get("produced_at"),
+                          "mesh/sha256": dg.MetadataValue.json(facts.get("sha256") or [])},
+            ))  # fmt: skip
         for problem_text in seen.problems:
             context.log.warning(bounded(problem_text))
         requests = []

@@ -5,7 +5,8 @@ file: on a mesh of 20 domains it answers in well under a second. What is new is 
 (the current release of every product at the last tick); the readers woken are those `mesh sync` would rebuild
 for it: a consumer whose receipt says it read an older release of a new one (or, never built, one that reads
 the producing domain). One run is requested per tick, keyed by the releases that woke it, so a release wakes its
-readers once however often the sensor ticks.
+readers once however often the sensor ticks; a tick that finds something new numbers the cursor anew, so the same
+release current again later (a promotion reverted) wakes its readers again.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Tick:
     """One look into the exchange."""
 
     current: dict[str, str] = field(default_factory=dict)  # product -> its current release id: the next cursor
+    sequence: int = 0  # the cursor's number: one more than the last one's when something is new
     new: dict[str, str] = field(default_factory=dict)  # product -> release id, current now and not at the last tick
     readers: dict[str, list[str]] = field(default_factory=dict)  # consumer -> the new products it reads
     problems: list[str] = field(default_factory=list)
@@ -39,27 +41,38 @@ class Tick:
         if not self.readers:
             return None
         woke = sorted((p, self.new[p]) for products in self.readers.values() for p in products)
-        digest = hashlib.sha256(json.dumps([woke, sorted(self.readers)]).encode()).hexdigest()[:24]
+        digest = hashlib.sha256(json.dumps([self.sequence, woke, sorted(self.readers)]).encode()).hexdigest()[:24]
         return f"mesh-mail-{digest}"
 
     def cursor(self) -> str:
-        return json.dumps(self.current, sort_keys=True)
+        return json.dumps({"version": 1, "sequence": self.sequence, "current": self.current}, sort_keys=True)
 
 
-def read_cursor(text: str | None) -> tuple[dict[str, str], str | None]:
-    """The cursor a previous tick returned: product -> release id. Anything else (edited by hand, another
-    sensor's) is read as no cursor, with the reason: every current release is then new once."""
+@dataclass(frozen=True)
+class Cursor:
+    """What the last tick saw: each product's current release, and the cursor's number."""
+
+    current: dict[str, str] = field(default_factory=dict)
+    sequence: int = 0
+
+
+def read_cursor(text: str | None) -> tuple[Cursor, str | None]:
+    """The cursor a previous tick returned. Anything else (edited by hand, another sensor's) is read as no cursor,
+    with the reason: every current release is then new once."""
     if not text:
-        return {}, None
+        return Cursor(), None
     if len(text) > CURSOR_LIMIT:
-        return {}, f"the sensor's cursor is {len(text):,} characters, over {CURSOR_LIMIT:,}: started afresh"
+        return Cursor(), f"the sensor's cursor is {len(text):,} characters, over {CURSOR_LIMIT:,}: started afresh"
     try:
         data = json.loads(text)
     except ValueError:
-        return {}, "the sensor's cursor is not JSON: started afresh"
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        return {}, "the sensor's cursor is not a map of products to release ids: started afresh"
-    return data, None
+        return Cursor(), "the sensor's cursor is not JSON: started afresh"
+    current = data.get("current") if isinstance(data, dict) else None
+    sequence = data.get("sequence") if isinstance(data, dict) else None
+    if (not isinstance(current, dict) or not isinstance(sequence, int) or isinstance(sequence, bool)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in current.items())):  # fmt: skip
+        return Cursor(), "the sensor's cursor is not one this sensor wrote: started afresh"
+    return Cursor(current, sequence), None
 
 
 def current_pointers(mesh: Mesh, exchange: Exchange) -> tuple[dict[str, str], list[str]]:
@@ -77,13 +90,24 @@ def current_pointers(mesh: Mesh, exchange: Exchange) -> tuple[dict[str, str], li
     return out, problems
 
 
-def tick(mesh: Mesh, cursor: dict[str, str]) -> Tick:
-    exchange = open_exchange(mesh)
-    found = Tick()
+def tick(mesh: Mesh, last: Cursor, busy: frozenset[str] = frozenset(), env: str | None = None) -> Tick:
+    """What is new since ``cursor`` and who reads it. ``busy``: products a run in progress is building: a new
+    release of one is left for a later tick (it stays at the cursor's value), so a release that run publishes
+    is never taken for one published elsewhere, and its readers the run builds are not woken twice. ``env``: the
+    channel (default ``MESH_ENV``, else prod)."""
+    exchange = open_exchange(mesh, env)
+    cursor = last.current
+    found = Tick(sequence=last.sequence)
     found.current, found.problems = current_pointers(mesh, exchange)
+    for product in busy:
+        if product in cursor:
+            found.current[product] = cursor[product]
+        else:
+            found.current.pop(product, None)
     found.new = {p: r for p, r in found.current.items() if cursor.get(p) != r}
     if not found.new:
         return found
+    found.sequence += 1
     new_domains = {ProductKey.parse(p).domain for p in found.new}
     for name in mesh.order:
         domain = mesh.domains[name]
@@ -102,11 +126,11 @@ def tick(mesh: Mesh, cursor: dict[str, str]) -> Tick:
     return found
 
 
-def describe(mesh: Mesh, product: str) -> dict[str, Any] | None:
+def describe(mesh: Mesh, product: str, env: str | None = None) -> dict[str, Any] | None:
     """What a release published outside Dagster is reported with: its descriptor's facts."""
     key = ProductKey.parse(product)
     try:
-        release = open_exchange(mesh).current(key.domain, key.model, key.version, verify=False)
+        release = open_exchange(mesh, env).current(key.domain, key.model, key.version, verify=False)
     except (MeshError, OSError):
         return None
     if release is None:

@@ -78,6 +78,8 @@ class DomainBuild:
     ran: list[str] = field(default_factory=list)  # models this step's build ran
     reused: list[str] = field(default_factory=list)  # models it reused (state-aware)
     warnings: list[str] = field(default_factory=list)
+    mesh: Mesh | None = None  # the mesh as the step loaded it (for ``after``)
+    target: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,8 +89,9 @@ class DomainBuild:
 def build_domain(root: str | Path, name: str, *, target: str | None = None, channel_name: str | None = None,
                  wait: float = 0.0, after: bool = True) -> DomainBuild:  # fmt: skip
     """`mesh build <name>` through the library: state-aware, publishing, with the domain's and its database
-    files' locks (another build or publish of it: wait up to ``wait`` seconds, else BusyError), then (``after``)
-    its lineage events and the health history and docs site, whose problems are warnings."""
+    files' locks (another build or publish of it: wait up to ``wait`` seconds, else BusyError), then (``after``;
+    else call ``after_build``) its lineage events and the health history and docs site, whose problems are
+    warnings."""
     with channel(channel_name):
         mesh = load_mesh(Path(root))
         if name not in mesh.domains:
@@ -102,12 +105,20 @@ def build_domain(root: str | Path, name: str, *, target: str | None = None, chan
         resources = domain_locks(mesh, [name], storage=True, target=target)
         with lock.hold(mesh.root, resources, f"dagster: mesh build {name}", wait=wait):
             run = run_mesh(mesh, plan)[0]
-        build = DomainBuild(run=run)
+        build = DomainBuild(run=run, mesh=mesh, target=target)
         _results(mesh, build)
         build.releases = current_releases(mesh, name, {d.product: d for d in run.released})
         if after:
-            build.warnings += _after(mesh, run, target)
+            after_build(build, channel_name)
         return build
+
+
+def after_build(build: DomainBuild, channel_name: str | None = None) -> None:
+    """The step's lineage events, health history and docs site (``build.warnings`` gets their problems)."""
+    if build.mesh is None:
+        return
+    with channel(channel_name):
+        build.warnings += _after(build.mesh, build.run, build.target)
 
 
 def _results(mesh: Mesh, build: DomainBuild) -> None:

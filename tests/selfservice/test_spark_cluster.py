@@ -196,7 +196,7 @@ def test_a_start_that_times_out_stops_what_it_started_and_names_it(tmp_path: Pat
         "ALIVE); what was started is stopped. Give it longer with --timeout, or read its log.\n"
         f"  last lines of {state / 'logs' / 'master.log'}:"
     ), message
-    assert time.monotonic() - started < 30
+    assert time.monotonic() - started < 120  # not the default 300 s: the 1 s deadline held (a loaded machine: 31 s)
     assert sparkcluster.processes_naming(state) == []
     assert not (state / RECORD).exists()
 
