@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -317,38 +316,6 @@ def test_definitions_load_while_a_domain_without_manifest_is_being_built(tmp_pat
         holder.wait()
     keys = {tuple(k.path) for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert ("sales", "fct_orders_v2") in keys  # the others as usual; finance as its one asset until parsed
-
-
-def test_a_release_the_dagster_step_published_is_not_reported_as_external(dagster_demo: Materialized,
-                                                                         tmp_path: Path) -> None:  # fmt: skip
-    root = copy_tree(dagster_demo.root, tmp_path / "mesh")
-    instance = instance_at(copy_tree(dagster_demo.home, tmp_path / "home"))
-    defs = mesh_definitions(root, stitch=False)
-    cursor = _sensor(defs, instance, None).cursor
-    model = root / "projects/sales/models/marts/fct_orders_v2.sql"
-    model.write_text(model.read_text() + "\n-- changed again\n")
-    exchange = open_exchange(load_mesh(root))
-    before = exchange.current_id("sales", "fct_orders", "2")
-    # `mesh health` elsewhere holds the history: the step has published and waits in _after (up to 120 s)
-    holder = _hold(root, "[health_lock(mesh)]")
-    job = defs.resolve_implicit_global_asset_job_def()
-    done: dict[str, dg.ExecuteInProcessResult] = {}
-    thread = threading.Thread(target=lambda: done.update(
-        result=job.execute_in_process(instance=instance, raise_on_error=False, asset_selection=SALES)))  # fmt: skip
-    thread.start()
-    try:
-        deadline = time.monotonic() + 120
-        while exchange.current_id("sales", "fct_orders", "2") == before:
-            assert time.monotonic() < deadline and thread.is_alive(), "the step did not publish"
-            time.sleep(0.5)
-        during = _sensor(defs, instance, cursor)  # a tick while Dagster's own step is still running
-    finally:
-        holder.kill()
-        holder.wait()
-        thread.join()
-    assert done["result"].success
-    external = [tuple(e.asset_key.path) for e in during.asset_events]
-    assert external == [], f"Dagster's own releases reported as published outside Dagster: {external}"
 
 
 def test_the_same_release_current_again_later_wakes_its_readers_again(dagster_demo: Materialized,
