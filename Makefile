@@ -86,9 +86,14 @@ run: $(STAMP)
 # failure fails.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 TEST_LOGS := .test-logs
+# The tests' folders (and every temporary file of the processes they start: TMPDIR) live in memory where the
+# machine has a tmpfs: DuckDB, SQLite and the exchange sync their writes to disk, and on a disk the workers wait
+# for it (2 cores: the suite took 669 s on disk, 605 s on /dev/shm; it writes about 2.5 GB, removed at the end).
 test: bootstrap
 	@mkdir -p $(TEST_LOGS)
-	@($(BIN)/ruff check mesh_tools tests benchmarks && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	@tmp=$$(test -d /dev/shm && test -w /dev/shm && mktemp -d /dev/shm/mesh-tests.XXXXXX 2>/dev/null || true); \
+	if test -n "$$tmp"; then export TMPDIR="$$tmp"; trap 'rm -rf "$$TMPDIR"' EXIT; fi; \
+	($(BIN)/ruff check mesh_tools tests benchmarks && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
 	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
 	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
 	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \

@@ -80,7 +80,7 @@ _UNITS = (
     ("tests/foreign/", "corpus"),  # every file there reads the corpus build: one build, one worker
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
-    ("tests/dagster/", "dagster"),  # Dagster builds its own demo (beside the demo unit's build, not after it)
+    ("tests/dagster/", "demo"),  # Dagster materializes a copy of the demo build
     ("tests/selfservice/", "demo"),
     ("tests/model/test_demo_contracts.py", "demo"),
     ("tests/governance/test_rules.py", "governance"),  # one parse of the governance fixture
@@ -91,7 +91,7 @@ _UNITS = (
 )
 # Tests on copies of the plain build (exchange, hardening, stitch, build) spread freely: each worker
 # builds plain_mesh once (seconds), and one unit of them would take minutes on a single core.
-_ORDER = ["demo", "benchmark", "corpus", "dagster", "postgres", "s3", "governance", "health", "types"]
+_ORDER = ["demo", "benchmark", "corpus", "postgres", "s3", "governance", "health", "types"]
 
 
 # The session fixtures behind the units: a test that reads one outside its unit would build it again on
@@ -99,7 +99,7 @@ _ORDER = ["demo", "benchmark", "corpus", "dagster", "postgres", "s3", "governanc
 # spark_cluster: its readers (tests/selfservice/, tests/dbt/engines/spark/) are in "demo", whose spark tests read
 # demo_built too: one worker, one cluster.
 _BUILT_BY_UNIT = {"demo_built": "demo", "corpus": "corpus", "pg": "postgres", "pg_mesh": "postgres",
-                  "pair": "s3", "health_mesh": "health", "spark_cluster": "demo", "dagster_demo": "dagster"}  # fmt: skip
+                  "pair": "s3", "health_mesh": "health", "spark_cluster": "demo", "dagster_demo": "demo"}  # fmt: skip
 
 
 def unit_of(nodeid: str) -> str | None:

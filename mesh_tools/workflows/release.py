@@ -269,7 +269,9 @@ def publish_domain(
             else "findings that block a release even where governance is advisory (a breaking change to an "
             "enforced contract, a write into another domain's storage)"
         )
-        outcome.refused = f"{why}: " + "; ".join(f"{v.code} {v.finding.message}" for v in blocking)
+        # in one order whatever order the domain's files were found in (the manifest lists nodes as parsed)
+        listed = sorted(f"{v.code} {v.finding.message}" for v in blocking)
+        outcome.refused = f"{why}: " + "; ".join(listed)
         log_refusal(mesh, domain, outcome.refused, facts.invocation_id)
         return outcome
     write_releases(mesh, domain, facts, target, outcome)
