@@ -117,6 +117,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if strays:
         raise pytest.UsageError("tests/conftest.py _UNITS: " + "; ".join(strays[:5]))
 
+    # the tests on the session's Spark cluster (directly or through a build on it): `make test-cluster`
+    cluster = {"spark_cluster", "thrift_built", "connect_built"}
+    for item in items:
+        if cluster & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+
     def rank(item: pytest.Item) -> int:
         unit = unit_of(item.nodeid)
         return _ORDER.index(unit) if unit else len(_ORDER)
