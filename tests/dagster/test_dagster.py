@@ -340,3 +340,11 @@ def test_the_same_release_current_again_later_wakes_its_readers_again(dagster_de
     again = tick(mesh, later)
     assert again.new == first.new and again.readers == first.readers
     assert again.run_key != first.run_key
+    # exactly the readers of what is new: the readers read sales' orders v2 (their receipts say so), so news of
+    # sales' other products alone wakes nobody, though they are behind on v2 and sales is their upstream
+    assert set(first.readers) == {"finance", "marketing"}
+    assert all(woke == ["sales.fct_orders.v2"] for woke in first.readers.values()), first.readers
+    older = {p: "an-older-release" for p in first.current if p.startswith("sales.") and p != "sales.fct_orders.v2"}
+    elsewhere = tick(mesh, Cursor({**first.current, **older}, 9))
+    assert set(elsewhere.new) == set(older) and older
+    assert elsewhere.readers == {} and elsewhere.run_key is None
