@@ -17,7 +17,7 @@ from typing import Any
 
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.model.manifest import Manifest
-from mesh_tools.model.nodes import Node, NodeId
+from mesh_tools.model.nodes import Node, NodeId, ProductKey
 from mesh_tools.workflows.stages import own_built, product_of
 
 TEXT_LIMIT = 4000  # characters of a description shown in Dagster (the docs site has the whole text)
@@ -313,7 +313,5 @@ def _domain_assets(
 
 def _foreign_key(product: str) -> Key:
     """The asset key of a product of a domain outside the mesh (or whose manifest is missing)."""
-    from mesh_tools.model.nodes import ProductKey
-
     key = ProductKey.parse(product)
     return product_asset_key(key.domain, key.model, key.version)

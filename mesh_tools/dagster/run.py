@@ -18,11 +18,13 @@ from mesh_tools.core import lock
 from mesh_tools.core.channels import check_channel
 from mesh_tools.core.errors import BusyError, ConfigError, MeshError
 from mesh_tools.core.mesh import Mesh, load_mesh
-from mesh_tools.model.manifest import RunResults
+from mesh_tools.model.manifest import Manifest, RunResults
+from mesh_tools.model.nodes import product_key
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
 from mesh_tools.workflows.locks import docs_lock, domain_locks, health_lock
 from mesh_tools.workflows.scheduler import RunPlan, run_mesh
+from mesh_tools.workflows.stages import own_built
 
 AFTER_RUN_WAIT = 120.0  # seconds a step waits for the health history and docs site another run is writing
 
@@ -139,9 +141,6 @@ def _results(mesh: Mesh, build: DomainBuild) -> None:
                 ran.add(r.unique_id)
     build.ran = sorted(ran)
     try:
-        from mesh_tools.model.manifest import Manifest
-        from mesh_tools.workflows.stages import own_built
-
         manifest = Manifest.read(domain.manifest_path, run.domain, missing_ok=True)
     except MeshError:
         manifest = None
@@ -156,8 +155,6 @@ def current_releases(mesh: Mesh, name: str, published: dict[str, Any] | None = N
     exchange = open_exchange(mesh)
     out: dict[str, ProductRelease] = {}
     for model, version in exchange.products_of(name):
-        from mesh_tools.model.nodes import product_key
-
         key = product_key(name, model, version)
         try:
             release = exchange.current(name, model, version, verify=False)
