@@ -20,6 +20,9 @@ Sections:
   objectstore  the exchange in an S3 API on loopback (moto): `mesh publish` of every domain beside a
          bare boto3 put_object of the same files; the first consume (`mesh stitch` with an empty cache,
          fetching and verifying every release read) beside a bare boto3 download of the same files.
+  big    a mesh of many small domains (default 200 x 5): `mesh stitch` cold, `mesh check` (first run and with
+         nothing changed, and --no-sqlfluff), `mesh health`, `docs`, `doctor`, `ls`, `status`.
+  goals  (with --only) naive, state, big and large: every row of the performance goals table in one run.
   scale  synthetic meshes of D domains x M models: time and peak memory (whole process tree) of
          `mesh stitch`, `mesh check --no-sqlfluff`, `mesh build`, and `mesh sync` when nothing changed.
   cluster  the demo mesh (--cluster-orders, default 1M) on a Spark cluster started on loopback (master,
@@ -121,7 +124,20 @@ def median(values: list[float]) -> float:
 # ---------------------------------------------------------------- sections
 
 
-SECTIONS = ("naive", "loom", "large", "scale", "observe", "engines", "state", "postgres", "objectstore", "cluster")
+SECTIONS = (
+    "naive",
+    "loom",
+    "large",
+    "scale",
+    "observe",
+    "big",
+    "engines",
+    "state",
+    "postgres",
+    "objectstore",
+    "cluster",
+)
+GOALS = ("naive", "state", "big", "large")  # `--only goals`: every row of the performance goals table, in one run
 
 
 def bench_naive(work: Path, runs: int, orders: int, warm_up: bool = True) -> dict[str, Any]:
@@ -388,6 +404,50 @@ def bench_scale(
             shutil.rmtree(root, ignore_errors=True)
         print(f"  scale {domains}x{models}: {rows[-1]}", flush=True)
     return {"rows": rows, "growth": growth(rows)}
+
+
+def bench_big(work: Path, size: tuple[int, int], runs: int, reuse: Path | None = None) -> dict[str, Any]:
+    """The mesh-wide commands on a mesh of many small domains (default 200 x 5), generated and stitched cold.
+
+    ``mesh check`` with sqlfluff is measured twice: the first run lints every file; the second, with nothing
+    changed, is what a team sees on its next check. ``reuse`` (the smoke run): a generated mesh built already."""
+    domains, models = size
+    if reuse is not None:
+        root, stitch, build = reuse, None, None
+    else:
+        root = work / f"big-{domains}x{models}"
+        seconds(mesh("generate-mesh", str(root), "--domains", str(domains), "--models", str(models),
+                     "--refs", str(domains * 2), "--rows", "1000"), REPO)  # fmt: skip
+        stitch = measure(mesh("stitch", "-j", "2"), root)
+        build = measure(mesh("build", "-j", "2"), root)
+
+    def runs_of(*args: str) -> dict[str, float]:
+        taken = [measure(mesh(*args), root, check=False) for _ in range(runs)]
+        return {"seconds": median([t["seconds"] for t in taken]), "peak_mb": round(max(t["peak_mb"] for t in taken))}
+
+    check_cold = measure(mesh("check"), root, check=False)  # the first check of this mesh: every file linted
+    check_bare = runs_of("check", "--no-sqlfluff")
+    check_warm = runs_of("check")
+    result: dict[str, Any] = {
+        "domains": domains,
+        "models_per_domain": models,
+        "models": domains * models,
+        "stitch_s": round(stitch["seconds"], 2) if stitch else None,
+        "stitch_peak_mb": round(stitch["peak_mb"]) if stitch else None,
+        "build_s": round(build["seconds"], 2) if build else None,
+        "check_no_sqlfluff_s": check_bare["seconds"],
+        "check_no_sqlfluff_peak_mb": check_bare["peak_mb"],
+        "check_first_s": round(check_cold["seconds"], 2),
+        "check_first_peak_mb": round(check_cold["peak_mb"]),
+        "check_s": check_warm["seconds"],
+        "check_peak_mb": check_warm["peak_mb"],
+    }
+    for name, args in (("health", ("health",)), ("docs", ("docs",)), ("doctor", ("doctor",)), ("ls", ("ls",)),
+                       ("status", ("status",))):  # fmt: skip
+        taken = runs_of(*args)
+        result[f"{name}_s"], result[f"{name}_peak_mb"] = taken["seconds"], taken["peak_mb"]
+    print(f"  big {domains}x{models}: {result}", flush=True)
+    return result
 
 
 def bench_engines(work: Path, runs: int) -> dict[str, Any]:
@@ -703,6 +763,20 @@ def _new_landing_row(path: Path, key: str, loaded_at: str) -> None:
     os.replace(scratch, path)
 
 
+def readers_rebuilt(root: Path, changed: str, since: float) -> tuple[int, int]:
+    """The domains other than ``changed`` whose dbt ran a model since ``since`` (their run_results.json was
+    written by this build), and how many models they ran."""
+    domains = models = 0
+    for results in sorted((root / "projects").glob("*/target/run_results.json")):
+        domain = results.parent.parent.name
+        if domain == changed or results.stat().st_mtime < since:
+            continue
+        ran = [r for r in json.loads(results.read_text()).get("results", [])
+               if str(r.get("unique_id", "")).startswith("model.") and r.get("status") == "success"]  # fmt: skip
+        domains, models = domains + bool(ran), models + len(ran)
+    return domains, models
+
+
 def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, str]]) -> dict[str, Any]:
     """State-aware `mesh build` vs `mesh build --no-state` on built meshes: nothing changed, one model changed
     in the most upstream domain, new rows in one source. ``meshes``: (label, root, model file relative to
@@ -712,15 +786,18 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
         key, loaded_at = columns.split(":")
         full, idle, model, fresh = [], [], [], []
         share_model = share_rows = (0, 0)
+        readers = (0, 0)
         _build_counts(root)  # the state a state-aware build compares with
         for i in range(runs):
             full.append(_build_counts(root, "--no-state")[0])
             idle.append(_build_counts(root)[0])
             with open(root / model_file, "a") as sql:
                 sql.write(f"\n-- benchmark change {time.time_ns()} {i}\n")
+            since = time.time()
             took, ran, total = _build_counts(root)
             model.append(took)
             share_model = (ran, total)
+            readers = readers_rebuilt(root, Path(model_file).parts[1], since)  # its rows did not change
             _new_landing_row(root / landing, key, loaded_at)
             took, ran, total = _build_counts(root)
             fresh.append(took)
@@ -737,6 +814,7 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
                 "model_change_ratio": round(median(model) / f, 3),
                 "model_change_share": round(share_model[0] / share_model[1], 3) if share_model[1] > 0 else None,
                 "model_change_ran": f"{share_model[0]} of {share_model[1]}",
+                "model_change_readers_rebuilt": {"domains": readers[0], "models": readers[1]},
                 "new_rows_ratio": round(median(fresh) / f, 3),
                 "new_rows_share": round(share_rows[0] / share_rows[1], 3) if share_rows[1] > 0 else None,
                 "new_rows_ran": f"{share_rows[0]} of {share_rows[1]}",
@@ -897,11 +975,52 @@ def _engine_lines(s: dict[str, Any]) -> list[str]:
     return lines
 
 
+def goal_lines(s: dict[str, Any]) -> list[str]:
+    """The performance goals (issue 33), each with its figure from this run and whether it is met."""
+    rows: list[tuple[str, Any, str, bool | None]] = []
+
+    def add(label: str, value: Any, goal: str, met: bool | None) -> None:
+        rows.append((label, value, goal, met))
+
+    if "naive" in s:
+        add("full `mesh build` ÷ naive loop, demo", s["naive"]["ratio"], "≤ 0.5", s["naive"]["ratio"] <= 0.5)
+    generated = [r for r in s.get("state", {}).get("rows", []) if r["mesh"].startswith("generated")]
+    for r in generated:
+        size = r["mesh"].removeprefix("generated ").replace("x", " × ")
+        add(f"one upstream model changed ÷ full, {size} ({r['model_change_ran']} models ran)",
+            r["model_change_ratio"], "≤ 0.30", r["model_change_ratio"] <= 0.30)  # fmt: skip
+        add(f"new rows in one source ÷ full, {size} ({r['new_rows_ran']} models ran)", r["new_rows_ratio"],
+            "≤ 0.30", r["new_rows_ratio"] <= 0.30)  # fmt: skip
+        rebuilt = r.get("model_change_readers_rebuilt")
+        if rebuilt is not None:
+            shown = f"{rebuilt['domains']} domains ({rebuilt['models']} models)"
+            add("a rebuilt product with unchanged rows: readers rebuilt", shown, "none", rebuilt["domains"] == 0)
+    if "big" in s:
+        b = s["big"]
+        size = f"{b['domains']} × {b['models_per_domain']}"
+        for label, key, limit in (("`mesh check --no-sqlfluff`", "check_no_sqlfluff_s", 5),
+                                  ("`mesh check` (first run: every file linted)", "check_first_s", 20),
+                                  ("`mesh health`", "health_s", 5),
+                                  ("`mesh stitch -j 2` (cold)", "stitch_s", 60)):  # fmt: skip
+            if b.get(key) is not None:
+                add(f"{size}: {label}", f"{b[key]} s", f"< {limit} s", b[key] < limit)
+    if "large" in s:
+        la = s["large"]
+        add(f"{la['orders']:,} orders, `mesh build --no-publish` ÷ models-only floor", la["ratio"], "≤ 1.5",
+            la["ratio"] <= 1.5)  # fmt: skip
+    if not rows:
+        return []
+    lines = ["", "| performance goal | this run | goal | met |", "| --- | --- | --- | --- |"]
+    lines += [f"| {label} | {value} | {goal} | {'yes' if met else 'no'} |" for label, value, goal, met in rows]
+    return lines + [""]
+
+
 def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Machine: {report['machine']}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + f". Runs per figure: {report['runs']} (medians). Command: `{report['command']}`.",
+        *goal_lines(report["sections"]),
         "",
         "| comparison | mesh | other | ratio (goal) |",
         "| --- | --- | --- | --- |",
@@ -1025,7 +1144,27 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {o['docs_pages']} | {o['docs_total_mb']} MB | {o['docs_home_kb']} KB | {o['docs_median_page_kb']} KB "
             f"| {o['docs_largest_page_kb']} KB | {o['docs_search_kb_per_domain']} KB |",
         ]
+    lines += _big_lines(s)
     return "\n".join(lines) + "\n"
+
+
+def _big_lines(s: dict[str, Any]) -> list[str]:
+    """The mesh-wide commands on many small domains (section 'big')."""
+    lines: list[str] = []
+    if "big" in s:
+        b = s["big"]
+        lines += [
+            "",
+            f"| mesh-wide command, {b['domains']} domains × {b['models_per_domain']} models | seconds | peak MB |",
+            "| --- | --- | --- |",
+        ]
+        for label, key in (("`mesh stitch -j 2`, cold", "stitch"), ("`mesh check --no-sqlfluff`", "check_no_sqlfluff"),
+                           ("`mesh check`, first run", "check_first"), ("`mesh check`, nothing changed", "check"),
+                           ("`mesh health`", "health"), ("`mesh docs`", "docs"), ("`mesh doctor`", "doctor"),
+                           ("`mesh ls`", "ls"), ("`mesh status`", "status")):  # fmt: skip
+            if b.get(f"{key}_s") is not None:
+                lines.append(f"| {label} | {b[f'{key}_s']} | {b.get(f'{key}_peak_mb', '–')} |")
+    return lines
 
 
 def main() -> None:
@@ -1034,7 +1173,7 @@ def main() -> None:
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help="comma-separated sections",
+        help="comma-separated sections; 'goals' = " + ",".join(GOALS) + " (every performance goal, one run)",
     )
     parser.add_argument("--state-orders", type=int, default=None, help="demo orders for 'state' (default 1,000,000)")
     parser.add_argument("--pg-orders", type=int, default=None, help="demo orders for 'postgres' (default 1,000,000)")
@@ -1042,6 +1181,7 @@ def main() -> None:
     parser.add_argument("--cluster-orders", type=int, default=None, help="demo orders for 'cluster' (default 1M)")
     parser.add_argument("--state-size", default=None, help="generated mesh for 'state' (default 20x100)")
     parser.add_argument("--observe-size", default=None, help="mesh for 'observe' (default 20x500)")
+    parser.add_argument("--big-size", default=None, help="mesh for 'big' (default 200x5)")
     parser.add_argument("--history-days", type=int, default=30, help="days of history for 'observe'")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, tiny 1)")
     parser.add_argument("--orders", type=int, default=None, help="orders for 'large' (default 10,000,000)")
@@ -1056,6 +1196,8 @@ def main() -> None:
     default_sizes = "2x4" if args.tiny else "5x100,10x100,20x100,50x100,5x500,10x500,20x500,50x500"
     sizes = [tuple(int(p) for p in size.split("x")) for size in (args.sizes or default_sizes).split(",")]
     only = {s.strip() for s in args.only.split(",")}
+    if "goals" in only:
+        only = (only - {"goals"}) | set(GOALS)
     report: dict[str, Any] = {
         "machine": machine(),
         "versions": versions(),
@@ -1087,6 +1229,11 @@ def main() -> None:
                 result = bench_cluster(work, runs, args.cluster_orders or (2000 if args.tiny else 1_000_000))
             elif name == "objectstore":
                 result = bench_objectstore(work, runs, args.s3_orders or (2000 if args.tiny else 10_000_000))
+            elif name == "big":
+                big = tuple(int(p) for p in (args.big_size or ("2x4" if args.tiny else "200x5")).split("x"))
+                scaled = work / f"scale-{big[0]}x{big[1]}"
+                reuse_big = scaled if args.tiny and (scaled / "exchange").is_dir() else None
+                result = bench_big(work, big, runs, reuse_big)  # type: ignore[arg-type]
             elif name == "state":
                 result = bench_state(work, runs, state_meshes(work, args.tiny, args.state_size, args.state_orders))
             elif name == "observe":
