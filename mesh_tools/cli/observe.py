@@ -195,8 +195,10 @@ def status(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...]
                 continue
             channel = "" if plain else f", {release.get('channel') or PROD}"
             unverified = f"; bytes not verified: {release['unverified']}" if release.get("unverified") else ""
+            confirmed = f"; confirmed at {release['confirmed_at']}" if release.get("confirmed_at") else ""
             click.echo(
                 f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows{channel})"
+                + confirmed
                 + unverified
             )
         for product, release_id in sorted(state.consumed.items()):

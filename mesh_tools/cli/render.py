@@ -64,6 +64,8 @@ def _explain(runs: list[DomainRun], slices: Mapping[str, StageSlice] | None = No
         for node, why in run.decisions:
             if not run.full_reason:
                 click.echo(f"    {node}: {why}")
+        for product in run.confirmed:
+            click.echo(f"    {product}: rows unchanged: readers reused (its current release confirmed)")
         for unseen in run.unseen:
             click.echo(f"    not seen: {unseen}")
         for read in run.stitched_from:  # every upstream product read from its release, except these
@@ -92,6 +94,9 @@ def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
         f"\nmesh {command}: {ok} of {len(runs)} domains succeeded in {seconds:.1f}s; "
         f"ran {ran} of {total} models, reused {total - ran}"
     )
+    confirmed = sum(len(r.confirmed) for r in runs)
+    if confirmed:
+        click.echo(f"{confirmed} product(s) rebuilt with unchanged rows: current release confirmed, readers reused")
 
 
 def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
@@ -115,7 +120,8 @@ def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: fl
     "domains": [{"domain", "status" (success, failed, skipped), "seconds", "models": {"ran", "failed", "total",
     "reused"}, "tests": {"passed", "failed", "warned"}, "upstream_views", "selected" (the nodes a model-level
     selection ran in it, else null), "decisions": [{"node", "why"}], "published": [{"product", "release_id",
-    "rows"}], "problems", "warnings", "notes"}]}``, the domains in build order.
+    "rows"}], "confirmed" (products whose current release was confirmed), "problems", "warnings",
+    "notes"}]}``, the domains in build order.
     """
     domains = []
     for run in runs:
@@ -133,6 +139,7 @@ def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: fl
                          [{"node": node, "why": why} for node, why in run.decisions],
             "published": [{"product": r.product, "release_id": r.release_id, "rows": r.row_count}
                           for r in run.released],
+            "confirmed": list(run.confirmed),
             "problems": list(run.problems),
             "warnings": list(run.warnings),
             "notes": list(run.notes),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -30,10 +31,29 @@ from mesh_tools.cli.app import (
 )
 from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary, build_document
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.exchange.publish import NEW_RELEASE_VARIABLE
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
 from mesh_tools.workflows.locks import docs_lock, health_lock
 from mesh_tools.workflows.scheduler import publish_each, run_mesh
+
+
+def _force_new_release(ctx: click.Context, new_release: bool) -> None:
+    """`--new-release`: no early cutoff in this command's publishes (its workers inherit the variable); the
+    variable as it was comes back when the command ends (one process may run several commands: tests, Dagster)."""
+    if not new_release:
+        return
+    before = os.environ.get(NEW_RELEASE_VARIABLE)
+    os.environ[NEW_RELEASE_VARIABLE] = "1"
+
+    def restore() -> None:
+        if before is None:
+            os.environ.pop(NEW_RELEASE_VARIABLE, None)
+        else:
+            os.environ[NEW_RELEASE_VARIABLE] = before
+
+    ctx.call_on_close(restore)
+
 
 # How long a build or sync waits for the health history and docs site another run is writing.
 AFTER_RUN_WAIT = 120.0
@@ -51,6 +71,11 @@ AFTER_RUN_WAIT = 120.0
 @click.option(
     "--full-refresh", is_flag=True, hidden=True,
     help="Not a mesh option: refused with what to run instead.",
+)  # fmt: skip
+@click.option(
+    "--new-release", is_flag=True,
+    help="Make a new release of every published product even when its rows are unchanged (no early cutoff: "
+    "readers then rebuild). Also MESH_NEW_RELEASE=1.",
 )  # fmt: skip
 @click.option("--explain", is_flag=True, help="Say why each model ran (or why a domain ran nothing).")
 @click.option(
@@ -72,6 +97,7 @@ def build(
     full_refresh: bool,
     explain: bool,
     fmt: str,
+    new_release: bool = False,
 ) -> None:
     """Stitch, `dbt build` and publish every selected domain in dependency order.
 
@@ -94,6 +120,7 @@ def build(
             "build --full-refresh -s <models>`, then `mesh publish <domain>`; `--no-state` builds every selected "
             "model without it."
         )
+    _force_new_release(ctx, new_release)
     if full:
         click.echo("note: --full is now spelled --no-state (not to be taken for dbt's --full-refresh); "
                    "--full still works", err=True)  # fmt: skip
@@ -203,14 +230,23 @@ def stitch(
 @click.option("--target", "-t", help="dbt target whose storage holds the built products.")
 @env_option
 @wait_option
+@click.option(
+    "--new-release", is_flag=True,
+    help="Make a new release of every published product even when its rows are unchanged (no early cutoff: "
+    "readers then rebuild). Also MESH_NEW_RELEASE=1.",
+)  # fmt: skip
 @click.pass_context
 @handles_errors
-def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], target: str | None) -> None:
+def publish(
+    ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...], target: str | None, new_release: bool
+) -> None:
     """Publish each domain's data products from its last build as new, immutable releases.
 
     Refused, with the reason, when the domain's last build did not pass; its current releases
-    then stay as they are.
+    then stay as they are. A product whose rows and everything its consumers see equal its current
+    release gets no new release: the current one is confirmed (`--new-release` makes one anyway).
     """
+    _force_new_release(ctx, new_release)
     if not select:
         raise click.UsageError("name the domains to publish: `mesh publish -s DOMAIN` (or `mesh publish DOMAIN`).")
     mesh = _mesh(ctx)
@@ -226,6 +262,8 @@ def publish(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...
             continue
         for release in outcome.releases:
             click.echo(f"{name}: published {release.product} {release.release_id} ({release.row_count} rows)")
+        for confirmed in outcome.confirmed:
+            click.echo(f"{name}: confirmed {confirmed.product} {confirmed.release_id} (rows unchanged: readers reused)")
         for expired in outcome.expired:
             click.echo(f"{name}: expired {expired}")
         for note in outcome.notes:

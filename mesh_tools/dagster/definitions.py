@@ -292,6 +292,7 @@ def _materialized(asset: Asset, build: DomainBuild) -> dict[str, Any]:
         "dagster/row_count": release.rows,
         "mesh/sha256": dg.MetadataValue.json(release.sha256),
         "mesh/produced_at": release.produced_at,
+        **({"mesh/confirmed_at": release.confirmed_at} if release.confirmed_at else {}),
         "mesh/contract_hash": release.contract_hash,
         "mesh/tests": dg.MetadataValue.json(release.tests),
     })  # fmt: skip

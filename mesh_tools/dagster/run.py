@@ -58,6 +58,7 @@ class ProductRelease:
     rows: int | None = None
     sha256: list[str] = field(default_factory=list)
     produced_at: str | None = None
+    confirmed_at: str | None = None  # when a later build with the same rows confirmed it (early cutoff)
     contract_hash: str | None = None
     tests: dict[str, Any] = field(default_factory=dict)
     problem: str | None = None
@@ -168,6 +169,7 @@ def current_releases(mesh: Mesh, name: str, published: dict[str, Any] | None = N
             product=key, release_id=d.release_id, new=key in published and published[key].release_id == d.release_id,
             channel=exchange.env, rows=d.row_count, sha256=[f.sha256 for f in d.files], produced_at=d.produced_at,
             contract_hash=d.contract_hash, tests=d.tests.model_dump(mode="json"),
+            confirmed_at=getattr(exchange.confirmation(d), "confirmed_at", None),
         )  # fmt: skip
     return out
 

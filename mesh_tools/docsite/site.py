@@ -251,6 +251,8 @@ class SiteBuilder:
                 checked = None
             if checked is not None:
                 product.release = checked.release.descriptor.model_dump(mode="json")
+                confirmed = verifier.exchange.confirmation(checked.release.descriptor)
+                product.release["confirmed_at"] = confirmed.confirmed_at if confirmed else None
                 product.release_unverified = checked.unverified
             product.tests = [
                 {"name": test.name, "column": test.column_name, "status": statuses.get(test.unique_id)}

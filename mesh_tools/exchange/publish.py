@@ -3,6 +3,11 @@
 A release is written completely (data, then descriptor) into a scratch folder, moved into
 place with one rename, logged, and only then made current by replacing ``current.json``. A
 publisher killed at any point leaves the previous release current and intact.
+
+Early cutoff: a rebuilt product whose release would equal the channel's current one (the same rows, by an
+order-free content hash that leaves out the product's audit columns, and the same everything a consumer
+sees but the facts of the run) makes no new release: its scratch is discarded and the current release is
+confirmed (a record beside its pointer and a ``confirm`` event), so its readers have nothing to rebuild.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from mesh_tools.core.errors import ConfigError
+from mesh_tools.core.errors import ConfigError, MeshError
 from mesh_tools.core.files import file_sha256
 from mesh_tools.core.mesh import Domain, Mesh
 from mesh_tools.core.paths import safe_name, safe_version
@@ -30,6 +35,7 @@ from mesh_tools.model.interface import PublishedInterface
 from mesh_tools.model.nodes import Node
 from mesh_tools.model.release import (
     BuildInfo,
+    Confirmation,
     Contract,
     DataFile,
     Owner,
@@ -41,12 +47,15 @@ from mesh_tools.model.release import (
 from mesh_tools.store.exchange import Exchange, new_release_id, open_exchange
 
 CLEAR_FILE = "data.pii.parquet"  # a release's PII in clear, for the consumers its policy names
+NEW_RELEASE_VARIABLE = "MESH_NEW_RELEASE"  # set (`mesh build/publish --new-release`): no early cutoff
+AUDIT_KEY = "audit_columns"  # meta.audit_columns: a product's run-fact columns, left out of its content hash
 
 
 @dataclass
 class PublishOutcome:
     domain: str
     releases: list[ReleaseDescriptor] = field(default_factory=list)
+    confirmed: list[Confirmation] = field(default_factory=list)  # current releases this rebuild left current
     refused: str | None = None
     expired: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # what the publisher should know (retention skipped ...)
@@ -107,6 +116,46 @@ def unsafe_contract(domain: Domain, products: list[Node]) -> str | None:
     return None
 
 
+def new_release_forced() -> bool:
+    """Whether this run makes a new release of every product even when its rows are unchanged."""
+    return os.environ.get(NEW_RELEASE_VARIABLE, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def audit_columns(node: Node) -> list[str]:
+    """The product's declared audit columns (``meta.audit_columns``), as declared; [] when it declares none."""
+    value = node.meta.get(AUDIT_KEY)
+    return list(value) if isinstance(value, list) else []
+
+
+def unsafe_audit_columns(
+    domain: Domain, products: list[Node], columns: list[list[ReleaseColumn]] | None = None
+) -> str | None:
+    """Why a product's ``meta.audit_columns`` cannot be used, located: not a list of column names, or (with the
+    exported ``columns``) a name that is not one of its columns. Refused at publish rather than ignored: a
+    declaration that silently matched nothing would hash a run-fact column and never confirm a release."""
+    for index, node in enumerate(products):
+        value = node.meta.get(AUDIT_KEY)
+        if value is None:
+            continue
+        where = f"{domain.name}/{node.properties_file or node.file or node.unique_id} ({node.key})"
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            return (
+                f"{where}: meta.{AUDIT_KEY} is {str(value)[:80]!r}, not a list of column names. Declare the columns "
+                f"that hold facts of the run, e.g. `meta: {{{AUDIT_KEY}: [_built_at, _invocation_id]}}` (in the "
+                "model's config, or `+meta` in dbt_project.yml), or remove it."
+            )
+        if columns is not None:
+            present = {c.name.lower() for c in columns[index]}
+            unknown = [v for v in value if v.lower() not in present]
+            if unknown:
+                return (
+                    f"{where}: meta.{AUDIT_KEY} names {unknown[0]!r}, which is not a column of the product (its "
+                    f"columns: {', '.join(c.name for c in columns[index])[:200]}). Fix the name, or declare the "
+                    "audit columns only on the products that have them."
+                )
+    return None
+
+
 def write_releases(
     mesh: Mesh, domain: Domain, facts: BuildFacts, target: str | None, outcome: PublishOutcome
 ) -> PublishOutcome:
@@ -119,7 +168,8 @@ def write_releases(
     start = time.perf_counter()
     exchange = open_exchange(mesh)
     products = sorted(facts.products, key=lambda n: n["unique_id"])
-    unsafe = unsafe_product_name(domain, products) or unsafe_contract(domain, products)
+    unsafe = (unsafe_product_name(domain, products) or unsafe_contract(domain, products)
+              or unsafe_audit_columns(domain, products))  # fmt: skip
     if unsafe:  # a name that would leave the product's folder, a type that is SQL: nothing is written
         outcome.refused = unsafe
         log_refusal(mesh, domain, unsafe, facts.invocation_id)
@@ -153,18 +203,102 @@ def write_releases(
         for _, scratch in scratches:
             shutil.rmtree(scratch, ignore_errors=True)
         raise
+    unsafe = unsafe_audit_columns(domain, products, [columns for _, columns in exported])
+    if unsafe:
+        for _, scratch in scratches:
+            shutil.rmtree(scratch, ignore_errors=True)
+        outcome.refused = unsafe
+        log_refusal(mesh, domain, unsafe, facts.invocation_id)
+        return outcome
     placed: list[ReleaseDescriptor] = []
+    confirmed: list[tuple[Confirmation, ReleaseDescriptor]] = []
+    force = new_release_forced()
     try:
         for node, (release_id, scratch), (rows, columns) in zip(products, scratches, exported, strict=True):
-            placed.append(_place_release(exchange, domain, facts, node, release_id, scratch, rows, columns,
-                                         outcome.notes))  # fmt: skip
+            descriptor = _prepare_release(exchange, domain, facts, node, release_id, scratch, rows, columns,
+                                          outcome.notes)  # fmt: skip
+            checks = facts.checks.get(node.unique_id, [])
+            current = None if force else _confirmable(exchange, descriptor, tags.get(node.key), node, checks)
+            if current is not None:  # rows and all a consumer sees unchanged: nothing new to read
+                shutil.rmtree(scratch, ignore_errors=True)
+                confirmed.append((_confirmation(facts, current), current))
+                continue
+            exchange.place(scratch, descriptor)  # complete, immutable, not yet current
+            placed.append(descriptor)
         publish_interface(exchange, domain)  # before any pointer moves: a failure here leaves everything current
     except BaseException as exc:
         _discard(exchange, scratches, placed, set())
         _raise_naming_exchange(exc, exchange)
     _make_current(mesh, exchange, facts, placed, scratches, outcome, tags)
+    _confirm(exchange, confirmed, outcome)
     outcome.seconds = time.perf_counter() - start
     return outcome
+
+
+def _confirmable(exchange: Exchange, descriptor: ReleaseDescriptor, tag: str | None, node: Node,
+                 checks: list[Node]) -> ReleaseDescriptor | None:  # fmt: skip
+    """The channel's current release, when ``descriptor`` would add nothing to it but a new id and it is intact
+    (its descriptor loads, its files are there and match their SHA-256); else None (publish anew).
+
+    Besides the descriptor, the data contract (ODCS) stored with the current release must be the one this
+    build would write for it (``_contract_text`` of the new descriptor with the current one's run facts): a
+    test added or dropped changes the contract's quality checks, which consumers read."""
+    d = descriptor
+    if d.content_hash is None or tag is None:
+        return None
+    try:
+        current_id, now = exchange.read_pointer(d.project, d.model, d.version)
+        if current_id is None or now != tag:  # moved since this publish began: publish over it as usual
+            return None
+        current = exchange.load(d.project, d.model, d.version, current_id, verify=True)
+        if not exchange.local and not _store_files_verified(exchange, current):
+            return None
+    except (MeshError, OSError):
+        return None  # damaged or gone: a new release replaces it
+    c = current.descriptor
+    if d.differences(c):
+        return None
+    same_run = d.model_copy(update={"release_id": c.release_id, "produced_at": c.produced_at, "build": c.build,
+                                    "tests": c.tests, "files": c.files})  # fmt: skip
+    try:
+        stored = exchange.backend.read(f"{exchange.release_prefix(c.project, c.model, c.version, c.release_id)}/"
+                                       f"{odcs.CONTRACT_FILE}")  # fmt: skip
+    except (MeshError, OSError):
+        return None
+    wanted = _contract_text(exchange, same_run, node, checks)
+    return c if (stored is None and wanted is None) or (stored is not None and stored.decode() == wanted) else None
+
+
+def _contract_text(exchange: Exchange, descriptor: ReleaseDescriptor, node: Node, checks: list[Node]) -> str | None:
+    """The data contract (ODCS YAML) of a release as `_prepare_release` writes it, or None when the standard's
+    schema refuses it (then none is written)."""
+    contract = odcs.build_contract(descriptor, node, checks, exchange.release_server(descriptor))
+    return None if odcs.schema_problems(contract) else odcs.to_yaml(contract)
+
+
+def _store_files_verified(exchange: Exchange, release: Any) -> bool:
+    """Whether an object store still holds a release's files with the bytes its descriptor records (the way
+    `mesh status` checks them: a download within its budget, or the ETag of bytes already found good)."""
+    from mesh_tools.store.verify import Verifier
+
+    return Verifier(exchange)._check_store(release).verified
+
+
+def _confirmation(facts: BuildFacts, current: ReleaseDescriptor) -> Confirmation:
+    return Confirmation(product=current.product, release_id=current.release_id,
+                        confirmed_at=datetime.now(UTC).isoformat(), invocation_id=facts.invocation_id,
+                        built_at=facts.built_at, content_hash=current.content_hash)  # fmt: skip
+
+
+def _confirm(exchange: Exchange, confirmed: list[tuple[Confirmation, ReleaseDescriptor]],
+             outcome: PublishOutcome) -> None:  # fmt: skip
+    """Log each confirmation, then record it beside the product's pointer. The record names the release, so a
+    pointer moved by another publish meanwhile leaves it confirming nothing (never another release)."""
+    for record, current in confirmed:
+        exchange.append_log({"event": "confirm", "product": record.product, "release_id": record.release_id,
+                             "content_hash": record.content_hash, "invocation_id": record.invocation_id})  # fmt: skip
+        exchange.confirm(record, current)
+        outcome.confirmed.append(record)
 
 
 def publish_interface(exchange: Exchange, domain: Domain) -> None:
@@ -353,13 +487,29 @@ def _place_release(
     rows: int, columns: list[ReleaseColumn], notes: list[str], warehouse: Any = None,
     server: dict[str, Any] | None = None,
 ) -> ReleaseDescriptor:  # fmt: skip
-    """Mask PII, write the descriptor, then move the complete release into place (not yet current).
+    """Prepare a release (``_prepare_release``), then move it into place (not yet current)."""
+    descriptor = _prepare_release(exchange, domain, facts, node, release_id, scratch, rows, columns, notes,
+                                  warehouse, server)  # fmt: skip
+    exchange.place(scratch, descriptor)  # complete, immutable, not yet current
+    return descriptor
 
-    A release in a warehouse (``warehouse``) has no files: its tables were masked when written.
+
+def _prepare_release(
+    exchange: Exchange, domain: Domain, facts: BuildFacts, node: Node, release_id: str, scratch: Path,
+    rows: int, columns: list[ReleaseColumn], notes: list[str], warehouse: Any = None,
+    server: dict[str, Any] | None = None,
+) -> ReleaseDescriptor:  # fmt: skip
+    """Mask PII, hash the rows as released (``content_hash``), write the descriptor and data contract into the
+    scratch folder.
+
+    A release in a warehouse (``warehouse``) has no files: its tables were masked when written, and it has no
+    content hash (a warehouse release is never confirmed: every publish makes a new one).
     """
     version = node.version
     pii, readers = pii_policy(node)
     files: list[DataFile] = []
+    audit = audit_columns(node)
+    content_hash = None
     if warehouse is not None:
         present = {c.name.lower() for c in columns}
         masked = [c for c in dict.fromkeys(pii) if c.lower() in present]
@@ -372,6 +522,7 @@ def _place_release(
             files.append(
                 DataFile(path=CLEAR_FILE, bytes=clear.stat().st_size, sha256=file_sha256(clear), readers=readers)
             )
+        content_hash = "|".join(engines.content_hash(scratch / f.path, audit) for f in files)
     group = facts.groups.get(node.group or "", {})
     owner = group.get("owner") or {}
     contract = Contract.of(node)
@@ -399,6 +550,8 @@ def _place_release(
         build=BuildInfo(invocation_id=facts.invocation_id, dbt_version=facts.dbt_version, built_at=facts.built_at),
         tests=facts.tests.get(node.unique_id, TestSummary()),
         interface=ReleaseInterface.of(node.raw, group or None),  # what its consumers stitch from
+        content_hash=content_hash,
+        audit_columns=audit,
     )
     with open(scratch / "release.json", "w", encoding="utf-8") as handle:
         handle.write(descriptor.model_dump_json(indent=2) + "\n")
@@ -417,7 +570,6 @@ def _place_release(
             handle.write(odcs.to_yaml(odcs_contract))
             handle.flush()
             os.fsync(handle.fileno())
-    exchange.place(scratch, descriptor)  # complete, immutable, not yet current
     return descriptor
 
 

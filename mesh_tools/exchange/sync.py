@@ -77,6 +77,7 @@ def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
         if checked is None:
             continue
         descriptor = checked.release.descriptor
+        confirmed = exchange.confirmation(descriptor)  # a later rebuild with the same rows, when one confirmed it
         out.append(
             {
                 "product": descriptor.product,
@@ -86,6 +87,7 @@ def _own_releases(verifier: Verifier, domain: str) -> list[dict[str, Any]]:
                 "contract_hash": descriptor.contract_hash,
                 "channel": exchange.env,
                 "verified": checked.verified,
+                **({"confirmed_at": confirmed.confirmed_at} if confirmed else {}),
                 **({"unverified": checked.unverified} if checked.unverified else {}),
             }
         )

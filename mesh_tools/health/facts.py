@@ -71,7 +71,9 @@ def read_facts(history: History, collection: Collection, config: HealthConfig, n
     ):
         facts.measurements[row["product"]].append(row)
     facts.findings = q("select * from findings where collection_id = ?", [collection.collection_id])
-    for row in q("select product, max(event_at) as at from publications where event = 'publish' group by 1"):
+    # a confirmation (a rebuild with the same rows, early cutoff) is as good as a publish: the release is current
+    for row in q("select product, max(event_at) as at from publications where event in ('publish', 'confirm') "
+                 "group by 1"):  # fmt: skip
         facts.published[row["product"]] = row["at"]
     for row in q("select * from publications where event = 'refused' order by event_at"):
         facts.refused[row["domain"]].append(row)

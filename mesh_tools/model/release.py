@@ -209,3 +209,47 @@ class ReleaseDescriptor(_Frozen):
         "is made from the release it reads, never from the producer's working copy. None in releases published "
         "before it was recorded.",
     )
+    content_hash: str | None = Field(
+        default=None,
+        description="An order-free hash of the rows of each data file but the audit columns (``data.parquet``, "
+        "then the clear file, joined by ``|``): a rebuild whose rows hash the same confirms this release instead "
+        "of making a new one. None in warehouse releases and in releases published before it was recorded.",
+    )
+    audit_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns the product declares as audit columns (``meta.audit_columns``: run facts such as "
+        "when it was built), left out of ``content_hash``.",
+    )
+
+    def differences(self, other: ReleaseDescriptor) -> list[str]:
+        """What a consumer of ``other`` (the current release) would see change if this one replaced it, run facts
+        aside (release id, when produced, the build and its tests, file sizes and checksums): empty when this
+        release would add nothing but a new id, and the current one can be confirmed instead."""
+        if self.content_hash is None or other.content_hash != self.content_hash:
+            return ["its rows"]
+        mine, theirs = self._consumer_view(), other._consumer_view()
+        return [key for key in mine if mine[key] != theirs.get(key)]
+
+    def _consumer_view(self) -> dict[str, Any]:
+        """Everything of this release a consumer reads, stitches or shows, but the facts of the run that made it."""
+        view = self.model_dump(mode="json", exclude={"release_id", "produced_at", "build", "tests", "files"})
+        view["files"] = [[f.path, f.readers] for f in self.files]  # which files, for whom; not their bytes
+        if self.interface is not None:  # when dbt parsed it and its code's checksum: code is the producer's
+            node = {k: v for k, v in self.interface.node.items() if k not in VOLATILE_NODE_KEYS}
+            view["interface"] = {"node": node, "group": self.interface.group}
+        return view
+
+
+VOLATILE_NODE_KEYS = ("created_at", "checksum")  # change with every parse or code edit, never with what is served
+
+
+class Confirmation(_Frozen):
+    """A rebuild of a product whose release would have equalled the current one: the current release, confirmed
+    (``confirmed/<channel>.json`` beside its pointer). Valid only while that release is the channel's current."""
+
+    product: str
+    release_id: str = Field(description="The release confirmed: the channel's current when the record was made.")
+    confirmed_at: str = Field(description="When the confirming publish ran (ISO 8601, UTC).")
+    invocation_id: str | None = Field(default=None, description="The dbt invocation of the confirming build.")
+    built_at: str | None = Field(default=None, description="When the confirming dbt build ended.")
+    content_hash: str | None = None

@@ -422,6 +422,6 @@ def _unreleased(mesh: Mesh, domain: Domain, state: BuildState) -> set[str]:
         except (MeshError, OSError):
             current = None
         built = state.built.get(product.unique_id)
-        if current is None or built is None or current.descriptor.build.invocation_id != built:
+        if current is None or not exchange.vouches(current.descriptor, built):  # made or confirmed by it
             out.add(product.unique_id)
     return out

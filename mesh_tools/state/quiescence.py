@@ -262,7 +262,7 @@ def unpublished(q: Quiet) -> str | None:
             current = q.exchange.current(q.domain.name, str(name), version, verify=False)
         except (MeshError, OSError):
             current = None
-        if current is None or current.descriptor.build.invocation_id != q.state.built.get(str(uid)):
+        if current is None or not q.exchange.vouches(current.descriptor, q.state.built.get(str(uid))):
             return f"{name} is not published from its last build"
     return None
 

@@ -36,7 +36,7 @@ from mesh_tools.core.paths import RELEASE_ID, safe_name, safe_release_id, safe_v
 from mesh_tools.model.interface import INTERFACE_LIMIT  # bounds the descriptors too (each carries its node)
 from mesh_tools.model.nodes import product_key
 from mesh_tools.model.odcs import CONTRACT_FILE, local_server, s3_server
-from mesh_tools.model.release import ReleaseDescriptor
+from mesh_tools.model.release import Confirmation, ReleaseDescriptor
 from mesh_tools.store.backends import Backend, Conflict, FolderBackend, S3Backend
 
 ENV_VARIABLE = "MESH_ENV"
@@ -534,6 +534,42 @@ class Exchange:
                 "(nothing of the other publish was overwritten). Build again to publish over it, or check who else "
                 f"publishes {d.project}."
             ) from None
+
+    def confirmation_key(self, project: str, model: str, version: str | None, channel: str | None = None) -> str:
+        """Where a channel's confirmation of its current release lives: beside the pointer, outside ``channels/``
+        (retention reads every file there as a pointer) and outside ``releases/`` (immutable)."""
+        channel = check_channel(channel or self.env, "exchange confirmation")
+        return f"{self.product_prefix(project, model, version)}/confirmed/{channel}.json"
+
+    def confirm(self, record: Confirmation, descriptor: ReleaseDescriptor, channel: str | None = None) -> None:
+        """Record that a rebuild confirmed ``descriptor`` (a channel's current release): one atomic replace of the
+        product's confirmation in that channel. The record names the release it confirms, so one left over after
+        the pointer moved on confirms nothing (``confirmation``)."""
+        d = descriptor
+        key = self.confirmation_key(d.project, d.model, d.version, channel)
+        self.backend.write(key, (record.model_dump_json() + "\n").encode("utf-8"))
+
+    def confirmation(self, descriptor: ReleaseDescriptor, channel: str | None = None) -> Confirmation | None:
+        """The last confirmation of ``descriptor`` in a channel, or None (never confirmed, or the record is of
+        another release, or unreadable: a damaged record only loses the "confirmed at", never a release)."""
+        d = descriptor
+        try:
+            raw = self.backend.read(self.confirmation_key(d.project, d.model, d.version, channel))
+            record = Confirmation.model_validate_json(raw) if raw and len(raw) < 65536 else None
+        except (OSError, ValueError, StorageError):
+            return None
+        if record is None or record.release_id != d.release_id or record.product != d.product:
+            return None
+        return record
+
+    def vouches(self, descriptor: ReleaseDescriptor, invocation_id: str | None, channel: str | None = None) -> bool:
+        """Whether the build ``invocation_id`` made this release, or confirmed it as a channel's current one."""
+        if invocation_id is None:
+            return False
+        if descriptor.build.invocation_id == invocation_id:
+            return True
+        confirmed = self.confirmation(descriptor, channel)
+        return confirmed is not None and confirmed.invocation_id == invocation_id
 
     def current(
         self, project: str, model: str, version: str | None, *, verify: bool = True, channel: str | None = None

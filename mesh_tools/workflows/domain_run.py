@@ -68,6 +68,7 @@ class DomainRun:
     upstream_views: int = 0
     published: int = 0
     published_rows: int = 0
+    confirmed: list[str] = field(default_factory=list)  # products whose current release the publish confirmed
     stitched: tuple[str, ...] = ()
     findings: dict[str, int] = field(default_factory=dict)  # governance findings by severity (advisory or not)
     notes: list[str] = field(default_factory=list)
@@ -358,6 +359,7 @@ def _after_build(
     run.released = list(outcome.releases)
     run.warnings.extend(outcome.notes)
     run.published_rows = outcome.rows
+    run.confirmed = [c.product for c in outcome.confirmed]
 
 
 def publish_in_worker(mesh: Mesh, name: str, target: str | None) -> PublishOutcome:

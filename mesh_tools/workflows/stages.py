@@ -403,6 +403,7 @@ def merge(name: str, parts: list[DomainRun]) -> DomainRun:
                         "upstream_views", "published", "published_rows"):  # fmt: skip
             setattr(out, counter, getattr(out, counter) + getattr(part, counter))
         out.notes += part.notes
+        out.confirmed += part.confirmed
         out.problems += part.problems
         out.warnings += [w for w in part.warnings if w not in out.warnings]
         out.decisions += part.decisions

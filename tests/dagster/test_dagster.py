@@ -117,7 +117,7 @@ def test_a_release_published_outside_dagster_wakes_exactly_its_readers_once(dags
     first = sensor(dg.build_sensor_context(instance=instance, cursor=None, definitions=defs))
     assert first.run_requests == [] and first.asset_events == []
     # sales' team publishes from its own CI (a new release of each sales product, outside Dagster)
-    published = run_mesh("publish", "sales", cwd=root)
+    published = run_mesh("publish", "sales", "--new-release", cwd=root)
     assert published.returncode == 0, published.stdout + published.stderr
     # while a Dagster run is building sales, its new releases are left for later: they may be that run's
     sales = [dg.AssetKey(list(k)) for k in products_of(root).values() if k[0] == "sales"]
@@ -328,7 +328,7 @@ def test_the_same_release_current_again_later_wakes_its_readers_again(dagster_de
     root = copy_tree(dagster_demo.root, tmp_path / "mesh")
     mesh = load_mesh(root)
     before = tick(mesh, Cursor())
-    published = run_mesh("publish", "sales", cwd=root)
+    published = run_mesh("publish", "sales", "--new-release", cwd=root)
     assert published.returncode == 0, published.stdout + published.stderr
     last, _ = read_cursor(before.cursor())
     first = tick(mesh, last)

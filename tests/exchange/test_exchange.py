@@ -124,7 +124,7 @@ def test_sigkill_mid_publish_leaves_the_previous_release_current(plain_mesh_copy
     build = run_mesh("build", "reporting", cwd=root)
     assert build.returncode == 0, build.stdout
     assert json.loads((root / "exchange/receipts/reporting.json").read_text())["releases"]["shop.orders.v2"] == before
-    again = run_mesh("publish", "shop", cwd=root)
+    again = run_mesh("publish", "shop", "--new-release", cwd=root)
     assert again.returncode == 0, again.stdout + again.stderr
     assert current_id(root) != before
     assert not any((root / "exchange/.tmp").iterdir())
@@ -136,7 +136,7 @@ def test_readers_racing_pointer_switches_see_only_complete_releases(plain_mesh_c
     from mesh_tools.store.exchange import Exchange
 
     root = plain_mesh_copy
-    assert run_mesh("publish", "shop", cwd=root).returncode == 0  # a second complete release
+    assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0  # a second complete release
     ids = releases(root)[-2:]
     assert len(ids) == 2 and all(parquet_rows(root / PRODUCT / "releases" / i / "data.parquet") == 3 for i in ids)
     script = (
@@ -193,7 +193,7 @@ def test_pinned_consumer_keeps_its_release(plain_mesh_copy: Path):
     pinned = current_id(root)
     (root / "reporting/mesh_domain.yml").write_text(f"pins:\n  shop.orders.v2: {pinned}\n")
     for _ in range(2):
-        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+        assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     assert current_id(root) != pinned
     result = run_mesh("build", "reporting", cwd=root)
     assert result.returncode == 0, result.stdout
@@ -232,7 +232,7 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
     # the copy holds the session build's receipts, which name releases of this copy's exchange
     idle = run_mesh("sync", cwd=root)
     assert idle.returncode == 0 and "every consumer is up to date" in idle.stdout and "dbt not run" in idle.stdout
-    assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     dry = run_mesh("sync", "--dry-run", cwd=root)
     assert [line.split(":")[0] for line in dry.stdout.splitlines()[:-1]] == ["audit", "billing", "reporting"]
     status = json.loads(run_mesh("status", "--format", "json", cwd=root).stdout)
@@ -253,7 +253,7 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
 
     exchange = Exchange(root / "exchange")
     v2 = exchange.current("shop", "orders", "2")
-    assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     exchange.switch_current(v2.descriptor)  # v2 rolled back to the release everyone read
     dry = run_mesh("sync", "--dry-run", cwd=root)
     assert [line.split(":")[0] for line in dry.stdout.splitlines()[:-1]] == ["reporting"], dry.stdout
@@ -264,7 +264,7 @@ def test_retention_keeps_the_newest_and_what_consumers_read(plain_mesh_copy: Pat
     (root / "mesh.yml").write_text("name: plain\nexchange:\n  retention: 2\n")
     read_by_reporting = current_id(root)
     for _ in range(4):
-        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+        assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     kept = releases(root)
     assert read_by_reporting in kept  # consumers' last builds still read it
     assert len(kept) == 3  # the newest two, plus the one consumers read
@@ -280,20 +280,20 @@ def test_retention_never_deletes_a_pinned_a_leased_or_a_last_read_release(plain_
     (root / "mesh.yml").write_text("name: plain\nexchange:\n  retention: 1\n")
     read = current_id(root)  # in reporting's receipt
     for _ in range(2):
-        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+        assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     pinned, leased = releases(root)[-2:]
     (root / "reporting/mesh_domain.yml").write_text(
         f"pins:\n  shop.orders.v1: {current_id(root, Path('exchange/products/shop/orders/v1'))}\n  shop.orders.v2: {pinned}\n"
     )
     write_lease(Exchange(root / "exchange"), "hr", {"shop.orders.v2": leased})  # hr's views point at it
     for _ in range(2):
-        assert run_mesh("publish", "shop", cwd=root).returncode == 0
+        assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     kept = releases(root)
     assert {read, pinned, leased, current_id(root)} == set(kept), kept  # the one in between expired
     # a lease that cannot be read: who reads what is unknown, so nothing is deleted
     (root / "exchange/leases/hr.json").write_text("{torn")
     before = releases(root)
-    assert run_mesh("publish", "shop", cwd=root).returncode == 0
+    assert run_mesh("publish", "shop", "--new-release", cwd=root).returncode == 0
     assert set(before) <= set(releases(root))
 
 

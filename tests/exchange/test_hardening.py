@@ -169,7 +169,7 @@ def test_a_selective_build_publishes_only_the_products_it_built_and_tested(plain
     before_v1, before_v2 = current_id(root, v1), current_id(root)
     built = run_dbt("build", "--select", "orders", "--exclude", "orders.v1", cwd=root / "shop")
     assert built.returncode == 0, built.stdout[-2000:]
-    result = run_mesh("publish", "shop", cwd=root)
+    result = run_mesh("publish", "shop", "--new-release", cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "published shop.orders.v2 " in result.stdout and "shop.orders.v1" not in result.stdout, result.stdout
     assert current_id(root, v1) == before_v1  # not rebuilt: its release stays current

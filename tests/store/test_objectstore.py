@@ -66,8 +66,14 @@ def test_sync_compares_receipts_with_the_stores_pointers(pair: Pair, s3: s3serve
     mine = own_pair(pair, s3, tmp_path)
     ok(mesh(mine.store, mine.consumer, "build"))
     assert "every consumer is up to date" in ok(mesh(mine.store, mine.consumer, "sync", "--dry-run"))
+    # the same build published again: its rows are the current releases', which the store confirms (early cutoff)
+    confirmed = ok(mesh(mine.store, mine.producer, "publish", "shop"))
+    assert f"confirmed shop.orders.v2 {mine.store.current()}" in confirmed, confirmed
+    assert mine.store.json("products/shop/orders/v2/confirmed/prod.json")["release_id"] == mine.store.current()
+    assert "every consumer is up to date" in ok(mesh(mine.store, mine.consumer, "sync", "--dry-run"))
     mine.store.put("leases/ghost.json", b"\xff not json")  # who reads what is unknown: nothing may be deleted
-    published = ok(mesh(mine.store, mine.producer, "publish", "shop"))
+    # the same build again: its rows are the current releases' (early cutoff), so a new release is asked for
+    published = ok(mesh(mine.store, mine.producer, "publish", "shop", "--new-release"))
     assert "warning: retention skipped, nothing deleted: " in published and "leases/ghost.json" in published
     mine.store.client.delete_object(Bucket=mine.store.bucket, Key=f"{PREFIX}/leases/ghost.json")
     newer = mine.store.current()
@@ -100,10 +106,11 @@ def test_two_publishers_racing_one_wins_the_other_is_told(pair: Pair, s3: s3serv
     second = copy_tree(mine.producer, tmp_path / "second-machine")
     before = mine.store.current()
     script = seam("exchange.Exchange.switch_current", "before-switch")
-    slow = subprocess.Popen([sys.executable, "-c", script], cwd=mine.producer, env=mine.store.env(MESH_TEST_GO=str(tmp_path / "go")),
+    # both publish the same build: new releases are asked for (no early cutoff), so both race for the pointers
+    slow = subprocess.Popen([sys.executable, "-c", script], cwd=mine.producer, env=mine.store.env(MESH_TEST_GO=str(tmp_path / "go"), MESH_NEW_RELEASE="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert slow.stdout.readline().strip() == "before-switch"  # its releases are in place, not current
-    ok(mesh(mine.store, second, "publish", "shop"))  # the other machine publishes meanwhile, and wins
+    ok(mesh(mine.store, second, "publish", "shop", "--new-release"))  # the other machine publishes meanwhile, and wins
     winner = mine.store.current()
     assert winner != before
     (tmp_path / "go").touch()
@@ -125,7 +132,7 @@ def test_a_publisher_killed_mid_upload_leaves_nothing_visible(pair: Pair, s3: s3
     mine = own_pair(pair, s3, tmp_path)
     before, releases = mine.store.current(), mine.store.releases()
     script = seam("backends.S3Backend.create", "before-descriptor")  # data uploaded, descriptor not yet
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=mine.producer, env=mine.store.env(MESH_TEST_GO=str(tmp_path / "go")),
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=mine.producer, env=mine.store.env(MESH_TEST_GO=str(tmp_path / "go"), MESH_NEW_RELEASE="1"),
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdout.readline().strip() == "before-descriptor"
     os.kill(proc.pid, signal.SIGKILL)
@@ -136,7 +143,7 @@ def test_a_publisher_killed_mid_upload_leaves_nothing_visible(pair: Pair, s3: s3
     assert mine.store.releases() == releases and mine.store.current() == before  # nothing of it is a release
     ok(mesh(mine.store, mine.consumer, "build"))  # consumers keep reading the previous release
     assert mine.store.json("receipts/reporting.json")["releases"]["shop.orders.v2"] == before
-    ok(mesh(mine.store, mine.producer, "publish", "shop"))  # and the next publish goes through
+    ok(mesh(mine.store, mine.producer, "publish", "shop", "--new-release"))  # and the next publish goes through
     assert mine.store.current() != before
     assert set(orphans) <= set(mine.store.keys("products/shop/")), "a recent upload may be a live publisher's"
 

@@ -21,6 +21,7 @@ from mesh_tools.dbt.engines.duckdb import (
     DatabaseUnreadable,
     DuckDB,
     connect_local,
+    content_hash,
     local_database,
     local_profile,
     mask_columns,
@@ -42,7 +43,7 @@ from mesh_tools.dbt.engines.spark_cluster import shared_schema_problems as _shar
 
 __all__ = [
     "DEFAULT", "SUPPORTED", "DatabaseBusy", "DatabaseUnreadable", "Engine", "Exported", "Footprint", "ProfileProblem",
-    "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log",
+    "Storage", "UnpublishableData", "UnsupportedEngine", "by_target", "connect_local", "console_log", "content_hash",
     "engine_for", "exchange_reach_problems", "explain_error", "export", "find_engine", "local_database",
     "local_profile", "mask_columns", "owns_its_process", "profile_warnings", "read_release_jinja", "server_problems",
     "shared_metastore", "shared_schema_problems", "sql_dialect",

@@ -260,6 +260,39 @@ def mask_columns(clear: Path, data: Path, columns: Sequence[tuple[str, str]]) ->
         write_file(con, f"{copy} (format parquet, compression zstd)", data)
 
 
+CONTENT_HASH_SALT = "mesh-cutoff"  # the second row hash starts from this value: independent of the first
+
+
+def content_hash(path: Path, exclude: Sequence[str] = ()) -> str:
+    """An order-free, duplicate-sensitive hash of the rows of the Parquet file ``path``, over its columns but
+    ``exclude`` (names, any case): ``sum2x64-duckdb-<version>:<rows>:<sum1>:<sum2>``.
+
+    Each row's two 64-bit hashes (``hash(c1, ..., cn)`` and the same started from a salt) cover the whole row
+    with its columns in name order, so a value moved between columns or a reordered select hashes as itself;
+    the sums are HUGEINT (no overflow) and count duplicates. Floating-point values are hashed as their exact
+    text (DuckDB hashes -0.0 and 0.0 alike, which a consumer's arithmetic tells apart). The DuckDB version is
+    part of the hash: a hash made by another version never matches (a new release: the safe direction)."""
+    import duckdb
+
+    skip = {name.lower() for name in exclude}
+    with local_database() as con:
+        source = f"read_parquet({literal(str(path))})"
+        described = con.execute(f"describe select * from {source}").fetchall()
+        kept = sorted((str(row[0]), str(row[1])) for row in described if str(row[0]).lower() not in skip)
+        values = [
+            f"cast({quote(name)} as varchar)" if re.search(r"\b(FLOAT|DOUBLE|REAL)\b", type_.upper()) else quote(name)
+            for name, type_ in kept
+        ]
+        row = ", ".join(values) if values else "null"
+        salt = literal(CONTENT_HASH_SALT)
+        found = con.execute(
+            f"select count(*), coalesce(sum(hash({row})::hugeint), 0), coalesce(sum(hash({salt}, {row})::hugeint), 0) "
+            f"from {source}"
+        ).fetchone()
+    assert found is not None
+    return f"sum2x64-duckdb-{duckdb.__version__}:{found[0]}:{int(found[1]):x}:{int(found[2]):x}"
+
+
 def local_profile(path: str) -> dict[str, Any]:
     """A dbt target building into the DuckDB file ``path`` (relative to the project)."""
     return {"type": NAME, "path": path}
