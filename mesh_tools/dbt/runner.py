@@ -40,6 +40,9 @@ class Invocation:
     deprecations: list[tuple[str, str, str]] = field(default_factory=list)
     # the SQL statements the project's on-run-start hooks ran (what a hook writes is an input of the build)
     hook_statements: list[str] = field(default_factory=list)
+    # dbt's own result object when the command ran (a FreshnessResult for `source freshness`): what a caller
+    # that asked dbt not to write its artifacts (--no-write-json) writes itself
+    result: Any = None
 
 
 def dbt_version() -> str:
@@ -99,6 +102,7 @@ def invoke(
         release_storage()
     outcome.seconds = time.perf_counter() - start
     outcome.success = bool(result.success)
+    outcome.result = result.result
     if result.exception is not None:
         outcome.exception = str(result.exception).strip()
     return outcome

@@ -379,12 +379,18 @@ def _measure_freshness(
     from mesh_tools.dbt import runner as dbt_runner
 
     scratch = state_dir(domain, name) / "freshness"
-    fresh = dbt_runner.invoke(domain.path, ["source", "freshness", "--target-path", str(scratch)], target=target,
-                              verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
+    (scratch / "sources.json").unlink(missing_ok=True)  # never an earlier measurement's
+    # --no-write-json: dbt would write the whole manifest twice (after its parse and after the run) into this
+    # scratch folder, which nothing reads: most of the invocation's time. Its results are written here instead.
+    fresh = dbt_runner.invoke(domain.path, ["source", "freshness", "--target-path", str(scratch), "--no-write-json"],
+                              target=target, verbose=verbose, profiles_dir=mesh.profiles_dir)  # fmt: skip
     if fresh.exception:
         run.warnings.append(f"dbt source freshness could not run: {first_lines(fresh.exception, 2)}")
         return None
     try:
+        if callable(getattr(fresh.result, "write", None)):  # what dbt writes as sources.json, from the same object
+            scratch.mkdir(parents=True, exist_ok=True)
+            fresh.result.write(str(scratch / "sources.json"))
         found = FreshnessResults.read(scratch / "sources.json", missing_ok=True)
         if found is not None:
             write_atomic(domain.sources_path, (scratch / "sources.json").read_text(encoding="utf-8"))

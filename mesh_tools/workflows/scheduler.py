@@ -4,7 +4,9 @@ Each domain runs in a worker process (dbt is not thread-safe). A domain starts o
 selected upstreams succeeded; when one fails, everything downstream of it is skipped while
 independent domains go on. Domains that read each other's models (a cycle between domains) are
 planned before anything runs and built in stages (workflows/stages.py), one stage after the other,
-while independent domains go on. Every worker asks, as it starts (before it waits for work), to die with
+while independent domains go on. A producer that would otherwise leave a core idle while its readers wait
+builds and publishes its data products first and the rest of its models after, beside its readers
+(pipelined: ``stages.products_first``). Every worker asks, as it starts (before it waits for work), to die with
 the `mesh` process that forked it: a killed run leaves no worker behind.
 """
 
@@ -35,6 +37,7 @@ from mesh_tools.workflows.domain_run import (
 )
 
 if TYPE_CHECKING:
+    from mesh_tools.core.graph import Stage
     from mesh_tools.dbt.profiles import ProfileInfo
     from mesh_tools.exchange.publish import PublishOutcome
     from mesh_tools.workflows.stages import StagedGroup
@@ -145,6 +148,11 @@ class _Run:
     single: dict[Future[DomainRun], ProcessPoolExecutor] = field(default_factory=dict)
     staged: dict[str, StagedGroup] = field(default_factory=dict)  # first domain of a cycle -> its stages
     groups_running: dict[Future[dict[str, DomainRun]], list[str]] = field(default_factory=dict)
+    # a pipelined domain (products first): its stage running, the stages still to come, its finished parts
+    piped: dict[Future[DomainRun], tuple[Stage, list[tuple[Stage, StageSlice]], list[DomainRun]]] = field(
+        default_factory=dict
+    )
+    published: set[str] = field(default_factory=set)  # pipelined domains whose products are out: readers may start
 
     def submit(self, fn: Callable[..., DomainRun], *args: object) -> Future[DomainRun]:
         """A stage's worker: the shared pool, or a process of its own, shut down once its work is done."""
@@ -168,16 +176,22 @@ class _Run:
     def start_ready(self) -> None:
         """Start every domain (or cycle) whose upstreams finished; skip those downstream of a failure."""
         busy = set(self.running.values()) | {n for g in self.groups_running.values() for n in g}
+        ready: list[str] = []
         for name in self.plan.domains:
             if name not in self.results and name not in busy:
-                self._consider(name, busy)
+                self._consider(name, busy, ready)
+        for name in ready:
+            idle = self.jobs - len(self.running) - len(self.groups_running) - len(ready) > 0
+            if not (self.fresh and len(self.running) >= self.jobs) and not _shares_storage(name, busy, self.profiles):
+                self._start(name, busy, idle)  # (a domain sharing storage with a running one, a cycle's too, waits)
 
-    def _consider(self, name: str, busy: set[str]) -> None:
+    def _consider(self, name: str, busy: set[str], ready: list[str]) -> None:
         group = next((g for g in self.groups if name in g), [name])
         outside = {u for n in group for u in self.ups[n]} - set(group)
         cycle = self.staged.get(group[0]) if self.plan.command == "build" else None
         if cycle is None:  # a cycle's stitch, or one not planned: one domain after the other
             outside |= set(group[: group.index(name)])
+        outside -= self.published  # a pipelined upstream's products passed and are out: what its readers read
         failed_up = sorted(u for u in outside if u in self.results and self.results[u].status != SUCCESS)
         failed_up += sorted(n for n in group if n in self.results and self.results[n].status != SUCCESS)
         if failed_up:
@@ -188,8 +202,8 @@ class _Run:
             return
         elif cycle is not None:
             self._start_cycle(name, group, cycle, busy)
-        elif not (self.fresh and len(self.running) >= self.jobs) and not _shares_storage(name, busy, self.profiles):
-            self._start(name, busy)  # (a domain sharing storage with a running one, a cycle's too, waits)
+        else:
+            ready.append(name)
 
     def _start_cycle(self, name: str, group: list[str], cycle: StagedGroup, busy: set[str]) -> None:
         """A cycle's stages, one after the other, started by its first domain."""
@@ -203,8 +217,17 @@ class _Run:
         self.groups_running[task] = group
         busy |= set(group)
 
-    def _start(self, name: str, busy: set[str]) -> None:
+    def _start(self, name: str, busy: set[str], idle: bool = False) -> None:
+        """Start ``name``'s build; pipelined (products first) when a core would idle while its readers wait."""
         plan = self.plan
+        staged = self._products_first(name) if idle else None
+        if staged is not None:
+            from mesh_tools.workflows.stages import forget_stages
+
+            forget_stages(self.mesh, [name])
+            self._start_stage(name, staged[0], staged[1:], [])
+            busy.add(name)
+            return
         executor = worker_pool(1) if self.fresh else self.pool
         future = executor.submit(
             run_domain, self.mesh, name, plan.command, plan.target, plan.verbose, plan.publish,
@@ -215,6 +238,51 @@ class _Run:
         self.running[future] = name
         busy.add(name)
         self.notify("started", name, None)
+
+    def _products_first(self, name: str) -> list[tuple[Stage, StageSlice]] | None:
+        """The two stages of a pipelined build of ``name``, when it has readers in this run and may be split."""
+        plan = self.plan
+        if plan.command != "build" or not plan.publish or self.fresh or name in plan.slices:
+            return None
+        if any(name in g and len(g) > 1 for g in self.groups):
+            return None
+        if not any(name in self.ups[r] and r not in self.results for r in plan.domains):
+            return None
+        from mesh_tools.workflows.stages import products_first
+
+        return products_first(self.mesh, name)
+
+    def _start_stage(self, name: str, stage: tuple[Stage, StageSlice], later: list[tuple[Stage, StageSlice]],
+                     parts: list[DomainRun]) -> None:  # fmt: skip
+        plan = self.plan
+        number, slice_ = stage[0].number, stage[1]
+        # `--no-state` builds the first stage in full; the second compares with the state the first left, which
+        # owes it every node the first left out (as a cycle's stages do)
+        full = (plan.full or name in plan.slices) and number == 1
+        future = self.pool.submit(run_domain, self.mesh, name, plan.command, plan.target, plan.verbose, plan.publish,
+                                  full, slice_)  # fmt: skip
+        self.running[future] = name
+        self.piped[future] = (stage[0], later, parts)
+        self.notify("started", f"{name} (stage {number} of {slice_.of}: "
+                    f"{'its data products' if number == 1 else 'the rest'})", None)  # fmt: skip
+
+    def _stage_done(self, future: Future[DomainRun], name: str, run: DomainRun) -> None:
+        """A pipelined domain's stage finished: after its products, start the rest (readers may start too)."""
+        from mesh_tools.workflows.stages import deferred_here, keep_stage_results, merge
+
+        stage, later, parts = self.piped.pop(future)
+        if stage.number > 1:
+            deferred_here(run, name, list(stage.nodes))
+        run.notes.insert(0, f"pipelined: stage {stage.number} of 2 built "
+                         f"{'its data products and what they read' if stage.number == 1 else 'the rest'}")  # fmt: skip
+        keep_stage_results(self.mesh.domains[name], stage, run)
+        parts.append(run)
+        self.notify("finished", f"{name} (stage {stage.number} of 2)", run)
+        if run.status == SUCCESS and later:
+            self.published.add(name)
+            self._start_stage(name, later[0], later[1:], parts)
+            return
+        self.results[name] = merge(name, parts)
 
     def collect(self) -> None:
         """Wait for the next domain or cycle to finish and record it (a crash fails its domains, not the run)."""
@@ -235,9 +303,13 @@ class _Run:
                 continue
             name = self.running.pop(future)
             try:
-                self.results[name] = future.result()
+                finished = future.result()
             except Exception as exc:  # a crashed worker fails its domain, not the run
-                self.results[name] = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
+                finished = DomainRun(name, FAILED, problems=[f"worker crashed: {exc!r}"])
+            if future in self.piped:
+                self._stage_done(future, name, finished)
+                continue
+            self.results[name] = finished
             self.notify("finished", name, self.results[name])
             if future in self.single:
                 self.single.pop(future).shutdown()

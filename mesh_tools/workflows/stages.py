@@ -323,11 +323,7 @@ def run_stages(
     """Run the stages in order, each in a worker; after a failed stage nothing more of the cycle runs. One
     DomainRun per domain, merged over its stages."""
     runs: dict[str, list[DomainRun]] = {name: [] for name in staged.domains}
-    for name in staged.domains:  # the last staged build's: collected into the health history after it
-        folder = mesh.domains[name].stages_dir
-        for old in [*folder.glob("stage-*.run_results.json"), folder / "stages.json"] if folder.is_dir() \
-                and not folder.is_symlink() else ():  # fmt: skip
-            old.unlink(missing_ok=True)
+    forget_stages(mesh, staged.domains)  # the last staged build's: collected into the health history after it
     stopped: str | None = None
     deferred: set[str] = set()  # nodes an earlier stage of this build left to a later one (owed a run by it)
     for stage in staged.stages:
@@ -346,8 +342,7 @@ def run_stages(
         # a product the stage left out is not read by it: no note that it is read from a working copy
         unread = tuple(f"{stage.domain} reads {selector[4:]} from " for selector in stage_slice.exclude)
         run.stitched_from = [note for note in run.stitched_from if not note.startswith(unread)]
-        mine = {f"{stage.domain}.{local_name(uid)}" for uid in stage.nodes if uid in deferred}
-        run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
+        deferred_here(run, stage.domain, [uid for uid in stage.nodes if uid in deferred])
         deferred |= set(stage_slice.later)
         notify("finished", label, run)
         runs[stage.domain].append(run)
@@ -375,6 +370,12 @@ def _keep_results(domain: Domain, stage: Stage, run: DomainRun) -> None:
 
 _OWED = "its last run did not succeed"  # how state/plan.py explains a node owed a run
 _DEFERRED = "an earlier stage of this build left it to this one (it reads what the stages between built)"
+
+
+def deferred_here(run: DomainRun, domain: str, nodes: list[str]) -> None:
+    """--explain of a later stage: its nodes an earlier stage of this build left to it are deferred, not owed."""
+    mine = {f"{domain}.{local_name(uid)}" for uid in nodes}
+    run.decisions = [(node, _DEFERRED if node in mine and why == _OWED else why) for node, why in run.decisions]
 
 
 def stage_lines(staged: list[Stage]) -> list[str]:
@@ -417,3 +418,61 @@ def merge(name: str, parts: list[DomainRun]) -> DomainRun:
             if value:
                 setattr(out, kept, value)
     return out
+
+
+def forget_stages(mesh: Mesh, names: list[str]) -> None:
+    """Remove the stage results an earlier staged build kept (health would collect them with this build's)."""
+    for name in names:
+        folder = mesh.domains[name].stages_dir
+        for old in [*folder.glob("stage-*.run_results.json"), folder / "stages.json"] if folder.is_dir() \
+                and not folder.is_symlink() else ():  # fmt: skip
+            old.unlink(missing_ok=True)
+
+
+def products_first(mesh: Mesh, name: str) -> list[tuple[Stage, StageSlice]] | None:
+    """A domain's build in two stages, so that its readers need not wait for the rest of it: stage 1 builds its
+    data products, every node of the domain they read and every test on those, and publishes; stage 2 builds the
+    rest. None when the split cannot be shown safe from a current manifest or would save little.
+
+    A test that reads a node of both halves moves what it reads into stage 1 (dbt would otherwise leave it out
+    of both stages, or run it before its other table is built): the publish gate needs every test of a product.
+    """
+    domain = mesh.domains[name]
+    if not _current(mesh, domain):  # the graph of the files as they are: a stale one could split wrongly
+        return None
+    try:
+        manifest = Manifest.load(domain.manifest_path, name)
+    except MeshError:
+        return None
+    own = {node.unique_id: node for node in own_built(manifest)}
+    head: set[str] = set()
+    todo = [p.unique_id for p in manifest.products(name) if p.unique_id in own]
+    tests = [n for n in manifest.nodes.values() if n.resource_type == "test" and n.package == name]
+    while todo:
+        while todo:
+            uid = todo.pop()
+            if uid in head or uid not in own:
+                continue
+            head.add(uid)
+            todo.extend(own[uid].depends_on)
+        for test in tests:
+            parents = [p for p in test.depends_on if p in own]
+            if any(p in head for p in parents):
+                todo.extend(p for p in parents if p not in head)
+    tail = sorted(set(own) - head)
+    if not head or 2 * len(head) > len(own):  # the tail's own dbt run costs more than its readers would gain
+        return None
+    first = Stage(1, name, tuple(sorted(head)), False)
+    second = Stage(2, name, tuple(tail), True)
+    return [
+        (first, StageSlice(1, 2, first.nodes, tuple(_selector(own[uid]) for uid in tail), tuple(tail), False)),
+        (second, StageSlice(2, 2, second.nodes, (), (), True)),
+    ]
+
+
+def keep_stage_results(domain: Domain, stage: Stage, run: DomainRun) -> None:
+    """``_keep_results`` for a stage run outside ``run_stages``; a problem is the run's warning."""
+    try:
+        _keep_results(domain, stage, run)
+    except (MeshError, OSError) as exc:
+        run.warnings.append(f"the results of stage {stage.number} were not kept for health ({exc})")
