@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mesh_tools.dbt import engines
-from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
+from mesh_tools.dbt.engines.sqlscan import Scanner
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 from mesh_tools.model.nodes import Node
@@ -70,7 +70,7 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         dialect = engines.sql_dialect(ctx.manifests[domain].adapter)
-        scanner = Scanner(Territory.of(ctx.mesh, domain, ctx.manifests), dialect)
+        scanner = Scanner(ctx.territory(domain), dialect)
         statements = list(_statements(ctx, domain))
         for statement in statements:  # first learn every attachment: hooks run before the models they serve
             scanner.scan(statement.sql)
