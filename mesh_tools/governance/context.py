@@ -39,10 +39,16 @@ class CheckContext:
     _databases: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False)  # see databases()
 
     @classmethod
-    def load(cls, mesh: Mesh, domains: list[str] | None = None) -> CheckContext:
+    def load(
+        cls, mesh: Mesh, domains: list[str] | None = None, read: dict[str, Manifest] | None = None
+    ) -> CheckContext:
+        """The context over ``domains`` (default: all); ``read``: manifests the caller has already read from
+        those domains' manifest paths (health's collection), used instead of reading them again."""
         names = domains or list(mesh.domains)
+        read = read or {}
         manifests = {
-            name: Manifest.load(
+            name: read.get(name)
+            or Manifest.load(
                 mesh.domains[name].manifest_path,
                 name,
                 f"Parse or build the domain first: `mesh stitch {name}` or `mesh build {name}`.",
