@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ def lint_files(
 
 
 def _lint(settings: dict[str, Any], items: list[tuple[str, str]], processes: int) -> list[list[Violation]]:
-    if processes <= 1 or len(items) < PARALLEL_FROM:
+    # a process running other threads (an orchestrator, a build's gate) is not forked: a lock one of them holds
+    # would stay held in the child
+    if processes <= 1 or len(items) < PARALLEL_FROM or threading.active_count() > 1:
         _start(settings)
         return [_lint_one(item) for item in items]
     # fork: the workers start with sqlfluff already imported; each builds its linter once
