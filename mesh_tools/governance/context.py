@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mesh_tools.core.mesh import Domain, Mesh
+from mesh_tools.dbt.engines.sqlscan import Territory
 from mesh_tools.governance.rule import Finding
 from mesh_tools.model.manifest import Manifest
 from mesh_tools.model.nodes import Node, NodeId, package_of
@@ -35,12 +36,19 @@ class CheckContext:
     warehouse_grants: dict[str, list[str]] = field(default_factory=dict)
     # (product, problem) per domain from `datacontract test` of its current releases, when a check ran it
     contract_tests: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    _databases: dict[str, set[str]] = field(default_factory=dict, init=False, repr=False)  # see databases()
 
     @classmethod
-    def load(cls, mesh: Mesh, domains: list[str] | None = None) -> CheckContext:
+    def load(
+        cls, mesh: Mesh, domains: list[str] | None = None, read: dict[str, Manifest] | None = None
+    ) -> CheckContext:
+        """The context over ``domains`` (default: all); ``read``: manifests the caller has already read from
+        those domains' manifest paths (health's collection), used instead of reading them again."""
         names = domains or list(mesh.domains)
+        read = read or {}
         manifests = {
-            name: Manifest.load(
+            name: read.get(name)
+            or Manifest.load(
                 mesh.domains[name].manifest_path,
                 name,
                 f"Parse or build the domain first: `mesh stitch {name}` or `mesh build {name}`.",
@@ -95,8 +103,47 @@ class CheckContext:
         manifest = self.manifests.get(project) if project is not None else None
         return manifest.shared_node(unique_id) if manifest else None
 
+    @cached_property
+    def _consumers(self) -> dict[str, list[CrossRef]]:
+        """The cross-project reads by the node read, each list in ``cross_refs`` order (one pass, not one per
+        product: a rule asking for every product's consumers stays linear in the mesh)."""
+        out: dict[str, list[CrossRef]] = {}
+        for ref in self.cross_refs:
+            out.setdefault(ref.upstream_node, []).append(ref)
+        return out
+
     def consumers_of(self, unique_id: str) -> list[CrossRef]:
-        return [ref for ref in self.cross_refs if ref.upstream_node == unique_id]
+        return list(self._consumers.get(unique_id, ()))
+
+    # -- storage: what each domain builds into, shared by every domain's view of the others
+    def databases(self, domain: str) -> set[str]:
+        """The databases the domain's loaded manifest builds into (its catalogs); empty when it is not loaded."""
+        found = self._databases.get(domain)
+        if found is None:
+            manifest = self.manifests.get(domain)
+            nodes = manifest.nodes.values() if manifest is not None else ()
+            found = self._databases[domain] = {str(n.get("database")) for n in nodes if n.get("database")}
+        return found
+
+    @cached_property
+    def _folders(self) -> dict[str, Path]:
+        return {name: spec.path.resolve() for name, spec in self.mesh.domains.items()}
+
+    def territory(self, domain: str) -> Territory:
+        """What belongs to the other domains and the exchange as ``domain`` sees it: ``Territory.of`` with the
+        loaded manifests, from folders resolved and databases read once per check rather than once per domain."""
+        folders = {o: path for o, path in self._folders.items() if o != domain}
+        own = {name.lower() for name in self.databases(domain)}
+        catalogs: dict[str, str] = {}
+        for other in folders:
+            for name in {other} | self.databases(other):
+                if name and name.lower() not in own and name.lower() != domain.lower():
+                    catalogs[name.lower()] = other
+        return Territory(self._folders[domain], self._exchange_path, folders, catalogs)
+
+    @cached_property
+    def _exchange_path(self) -> Path:
+        return self.mesh.exchange_path.resolve()
 
     @cached_property
     def exchange(self) -> Exchange:

@@ -23,6 +23,7 @@ from mesh_tools.core.yamlfile import load_yaml
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.registry import Registry
 from mesh_tools.governance.rule import Finding, Rule, Severity, Violation
+from mesh_tools.model.manifest import Manifest
 
 # Rules about the configuration itself (not registered: the engine raises them).
 META_RULES = {
@@ -117,15 +118,19 @@ def run_check(
     contracts: dict[str, dict[str, Any]] | None = None,
     warehouse_grants: dict[str, list[str]] | None = None,
     contract_tests: dict[str, list[tuple[str, str]]] | None = None,
+    manifests: dict[str, Manifest] | None = None,
 ) -> CheckReport:
-    """Every rule over the selected domains (with the whole mesh loaded for cross-project rules)."""
+    """Every rule over the selected domains (with the whole mesh loaded for cross-project rules).
+
+    ``manifests``: those the caller already read from the domains' manifest paths (not read again).
+    """
     start = time.perf_counter()
     registry = Registry.for_mesh(mesh)
     severities, raised, options = _resolve_severities(mesh, registry)
     selected = domains or list(mesh.domains)
     if load is None:  # the selected domains, plus every other domain that has a manifest
         load = [n for n in mesh.domains if n in selected or mesh.domains[n].manifest_path.is_file()]
-    ctx = CheckContext.load(mesh, sorted(set(load) | set(selected), key=list(mesh.domains).index))
+    ctx = CheckContext.load(mesh, sorted(set(load) | set(selected), key=list(mesh.domains).index), manifests)
     ctx.options = options
     ctx.baseline_contracts = contracts or {}
     ctx.warehouse_grants = warehouse_grants or {}

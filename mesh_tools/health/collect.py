@@ -29,12 +29,13 @@ from mesh_tools.health.inputs import (
 )
 from mesh_tools.health.measure import measure_products
 from mesh_tools.health.pending import clear_pending, pending_runs
-from mesh_tools.model.manifest import NodeResult
+from mesh_tools.model.manifest import Manifest, NodeResult
 from mesh_tools.model.nodes import ProductKey, name_of, package_of, resource_type_of
 
-# The governance findings over some domains (by name), as rows of the history's ``findings`` table
-# (domain, code, rule, severity, node, message); MeshError when they cannot be evaluated.
-Findings = Callable[[list[str]], list[dict[str, Any]]]
+# The governance findings over some domains, given as their manifests this collection read (by domain name,
+# so they are not read twice), as rows of the history's ``findings`` table (domain, code, rule, severity, node,
+# message); MeshError when they cannot be evaluated.
+Findings = Callable[[dict[str, Manifest]], list[dict[str, Any]]]
 
 
 def collect(
@@ -208,7 +209,7 @@ def _freshness_rows(cid: str, name: str, art: DomainArtifacts) -> list[dict[str,
 
 def _collect_findings(history: History, collection: Collection, findings: Findings | None) -> None:
     """The governance findings over every domain with a manifest, from the caller's ``findings``."""
-    readable = [n for n, art in collection.domains.items() if art.manifest is not None]
+    readable = {n: art.manifest for n, art in collection.domains.items() if art.manifest is not None}
     if findings is None or not readable:
         return
     try:

@@ -5,14 +5,17 @@ Neither can fail the run: a problem with either is returned as a warning.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.workflows.domain_run import DomainRun
+
+if TYPE_CHECKING:
+    from mesh_tools.health.collect import Findings
+    from mesh_tools.model.manifest import Manifest
 
 
 @dataclass
@@ -24,14 +27,15 @@ class AfterRun:
     idle: bool = False  # nothing was rebuilt: runs recorded for the next collection, nothing re-judged
 
 
-def health_findings(mesh: Mesh) -> Callable[[list[str]], list[dict[str, Any]]]:
-    """What health records of governance: the check over some domains (sqlfluff style rules left out),
-    one row per violation. MeshError when the check cannot run."""
+def health_findings(mesh: Mesh) -> Findings:
+    """What health records of governance: the check over the domains whose manifests it read (sqlfluff style
+    rules left out), one row per violation. MeshError when the check cannot run."""
 
-    def findings(names: list[str]) -> list[dict[str, Any]]:
+    def findings(manifests: dict[str, Manifest]) -> list[dict[str, Any]]:
         from mesh_tools.governance.engine import run_check
 
-        report = run_check(mesh, names, sqlfluff=False, load=names)
+        names = list(manifests)
+        report = run_check(mesh, names, sqlfluff=False, load=names, manifests=manifests)
         return [
             {
                 "domain": v.finding.domain,

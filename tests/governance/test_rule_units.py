@@ -160,6 +160,16 @@ def test_gov205_foreign_storage_write(mesh: MeshSpec):
     ]
 
 
+def test_gov205_an_attachment_listed_after_the_write_still_counts(mesh: MeshSpec):
+    # the macro that attaches comes after the model in the manifest: the scan learns attachments first
+    ads = mesh.domains["ads"]
+    ads.model("vips", post_hook=["insert into crm_db.main.events select 1"])
+    ads.macro("open_crm", "attach '../crm/crm.duckdb' as crm_db")
+    assert ("ads", "'vips' (post-hook) writes crm's storage: INSERT INTO crm_db.main.events SELECT 1") in messages(
+        mesh, "GOV205"
+    )
+
+
 def test_gov205_own_storage_and_dbt_macros_pass(mesh: MeshSpec):
     ads = mesh.domains["ads"]
     ads.hook("attach 'ads_extra.duckdb' as extra")

@@ -37,33 +37,79 @@ def non_public_ref(ctx: CheckContext) -> Iterator[Finding]:
         )
 
 
-def _foreign_markers(ctx: CheckContext, domain: str) -> dict[str, list[re.Pattern[str]]]:
-    """Per other domain: patterns that mean "this reaches into its storage"."""
-    out: dict[str, list[re.Pattern[str]]] = {}
+def _foreign_markers(ctx: CheckContext, domain: str, other: str) -> list[re.Pattern[str]]:
+    """The patterns that mean "this reaches into ``other``'s storage", as ``domain`` sees it."""
     mine = ctx.manifests.get(domain)
     own_dbs = {str(n.get("database")).lower() for n in mine.nodes.values() if n.get("database")} if mine else set()
     own_schemas = {str(n.get("schema")).lower() for n in mine.nodes.values() if n.get("schema")} if mine else set()
-    for other, spec in ctx.mesh.domains.items():
-        if other == domain:
-            continue
-        patterns = [
-            re.compile(rf"\b{re.escape(other)}\.duckdb\b"),
-            re.compile(rf"exchange/products/{re.escape(other)}/"),
-            re.compile(rf"\.\./{re.escape(spec.path.name)}/"),
-        ]
-        manifest = ctx.manifests.get(other)
-        databases = (
-            {str(n.get("database")) for n in manifest.nodes.values() if n.get("database")} if manifest else set()
-        )
-        # on a shared warehouse every domain builds into the same database: its schemas are its own
-        for db in {d for d in databases if d.lower() not in own_dbs} | {other}:
-            patterns.append(re.compile(rf'(?<![\w.]){re.escape(db)}"?\."?\w+"?\."?\w+', re.I))
-        if {d.lower() for d in databases} & own_dbs:
-            schemas = {str(n.get("schema")) for n in manifest.nodes.values() if n.get("schema")} if manifest else set()
-            for schema in sorted(s for s in schemas if s.lower() not in own_schemas | {"main", "public"}):
-                patterns.append(re.compile(rf'\b(?:from|join)\s+(?:"?\w+"?\.)?"?{re.escape(schema)}"?\."?\w+', re.I))
-        out[other] = patterns
-    return out
+    spec = ctx.mesh.domains[other]
+    patterns = [
+        re.compile(rf"\b{re.escape(other)}\.duckdb\b"),
+        re.compile(rf"exchange/products/{re.escape(other)}/"),
+        re.compile(rf"\.\./{re.escape(spec.path.name)}/"),
+    ]
+    manifest = ctx.manifests.get(other)
+    databases = {str(n.get("database")) for n in manifest.nodes.values() if n.get("database")} if manifest else set()
+    # on a shared warehouse every domain builds into the same database: its schemas are its own
+    for db in {d for d in databases if d.lower() not in own_dbs} | {other}:
+        patterns.append(re.compile(rf'(?<![\w.]){re.escape(db)}"?\."?\w+"?\."?\w+', re.I))
+    if {d.lower() for d in databases} & own_dbs:
+        schemas = {str(n.get("schema")) for n in manifest.nodes.values() if n.get("schema")} if manifest else set()
+        for schema in sorted(s for s in schemas if s.lower() not in own_schemas | {"main", "public"}):
+            patterns.append(re.compile(rf'\b(?:from|join)\s+(?:"?\w+"?\.)?"?{re.escape(schema)}"?\."?\w+', re.I))
+    return patterns
+
+
+_WORD = re.compile(r"[a-z0-9_]+")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]+")
+
+
+class _Markers:
+    """Per pair of domains, the patterns of ``_foreign_markers``, tried only on the other domains a text can
+    name: every pattern needs one of the other domain's names (the domain, its folder, a database, a schema) in
+    the text, and a name made of ASCII word characters only as a whole word (each pattern puts a non-word
+    character or the text's end on both sides of it). So an ASCII text is looked up by its words (and by
+    substring for a name with other characters); a non-ASCII text, or a non-ASCII name (case folding crosses
+    from it into ASCII), is tried against every domain, as before. One pass over the mesh, not one per domain."""
+
+    def __init__(self, ctx: CheckContext):
+        self.ctx = ctx
+        self.order = {name: index for index, name in enumerate(ctx.mesh.domains)}
+        self.by_word: dict[str, set[str]] = {}
+        self.by_substring: list[tuple[str, str]] = []  # (lower-case name, domain)
+        self.always: set[str] = set()
+        self.patterns: dict[tuple[str, str], list[re.Pattern[str]]] = {}
+        for other, spec in ctx.mesh.domains.items():
+            manifest = ctx.manifests.get(other)
+            names = {other, spec.path.name}
+            for node in manifest.nodes.values() if manifest else ():
+                names.update(str(node.get(key)) for key in ("database", "schema") if node.get(key))
+            for name in names:
+                if not name.isascii():
+                    self.always.add(other)
+                elif _ASCII_WORD.fullmatch(name):
+                    self.by_word.setdefault(name.lower(), set()).add(other)
+                else:
+                    self.by_substring.append((name.lower(), other))
+
+    def others(self, domain: str, text: str) -> list[str]:
+        """The other domains whose patterns may match ``text``, in the mesh's order."""
+        if not text.isascii():
+            found = set(self.order)
+        else:
+            low = text.lower()
+            found = set(self.always)
+            for word in set(_WORD.findall(low)):
+                found |= self.by_word.get(word, set())
+            found.update(other for name, other in self.by_substring if name in low)
+        found.discard(domain)
+        return sorted(found, key=self.order.__getitem__)
+
+    def of(self, domain: str, other: str) -> list[re.Pattern[str]]:
+        key = (domain, other)
+        if key not in self.patterns:
+            self.patterns[key] = _foreign_markers(self.ctx, domain, other)
+        return self.patterns[key]
 
 
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
@@ -83,8 +129,8 @@ def storage_bypass(ctx: CheckContext) -> Iterator[Finding]:
     Fix:
         Declare the domain in dependencies.yml and use `{{ ref('sales', 'fct_orders') }}`.
     """
+    markers = _Markers(ctx)
     for domain in ctx.manifests:
-        markers = _foreign_markers(ctx, domain)
         for source in ctx.sources(domain):
             text = " ".join(
                 str(x) for x in (
@@ -92,15 +138,15 @@ def storage_bypass(ctx: CheckContext) -> Iterator[Finding]:
                     source.get("database"), (source.get("source_meta") or {}).get("external_location"),
                 ) if x
             )  # fmt: skip
-            for other, patterns in markers.items():
-                if any(p.search(text) for p in patterns):
+            for other in markers.others(domain, text):
+                if any(p.search(text) for p in markers.of(domain, other)):
                     yield ctx.finding(
                         domain, source, f"source '{source.source_name}.{source.name}' reads {other}'s storage ({text})"
                     )
         for node in ctx.nodes(domain):
             sql = _COMMENT.sub("", _JINJA.sub("", node.get("raw_code") or ""))
-            for other, patterns in markers.items():
-                hit = next((m for p in patterns if (m := p.search(sql))), None)
+            for other in markers.others(domain, sql):
+                hit = next((m for p in markers.of(domain, other) if (m := p.search(sql))), None)
                 if hit:
                     yield ctx.finding(domain, node, f"'{node.name}' reads {other}'s storage directly: {hit.group(0)}")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
+from mesh_tools.model.nodes import Node
 
 DEFAULT_PREFIXES = {"staging": "stg_", "intermediate": "int_"}
 
@@ -56,33 +58,25 @@ def sql_style(ctx: CheckContext) -> Iterator[Finding]:
     """
     if not ctx.option("GOV502", "enabled", True):
         return
-    from sqlfluff.core import FluffConfig, Linter
+    from mesh_tools.governance.sqlstyle import SqlFile, lint_files, relevant
 
-    config = FluffConfig(
-        overrides={
-            "dialect": ctx.option("GOV502", "dialect", "duckdb"),
-            "templater": "jinja",
-            "rules": ",".join(ctx.option("GOV502", "rules", DEFAULT_SQLFLUFF_RULES)),
-            "exclude_rules": ",".join(ctx.option("GOV502", "exclude_rules", [])),
-            "max_line_length": int(ctx.option("GOV502", "max_line_length", 120)),
-        },
-        configs={"templater": {"jinja": {"apply_dbt_builtins": True}}},
-    )
-    linter = Linter(config=config)
+    overrides = {
+        "dialect": ctx.option("GOV502", "dialect", "duckdb"),
+        "templater": "jinja",
+        "rules": ",".join(ctx.option("GOV502", "rules", DEFAULT_SQLFLUFF_RULES)),
+        "exclude_rules": ",".join(ctx.option("GOV502", "exclude_rules", [])),
+        "max_line_length": int(ctx.option("GOV502", "max_line_length", 120)),
+    }
+    configs = {"templater": {"jinja": {"apply_dbt_builtins": True}}}
+    files: list[tuple[str, Node, SqlFile]] = []
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
             path = ctx.domain(domain).path / node.file
             if path.suffix != ".sql" or not path.is_file():
                 continue
-            result = linter.lint_string(path.read_text(encoding="utf-8"), fname=str(path))
-            for violation in result.get_violations():
-                code = violation.rule_code()
-                if code in ("TMP", "PRS"):
-                    continue  # templating and parsing gaps of the jinja templater, not style
-                yield Finding(
-                    domain,
-                    f"{code}: {violation.desc()}",
-                    node=node.unique_id,
-                    file=ctx.relpath(domain, node),
-                    line=violation.line_no,
-                )
+            files.append((domain, node, SqlFile(path, path.read_text(encoding="utf-8"))))
+    # every file of the mesh in one pass, on every core; an unchanged file's result comes from the cache
+    results = lint_files(ctx.mesh.root, [f for _, _, f in files], overrides, configs, len(os.sched_getaffinity(0)))
+    for (domain, node, _), violations in zip(files, results, strict=True):
+        for code, desc, line in relevant(violations):
+            yield Finding(domain, f"{code}: {desc}", node=node.unique_id, file=ctx.relpath(domain, node), line=line)

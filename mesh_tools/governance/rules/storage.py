@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mesh_tools.dbt import engines
-from mesh_tools.dbt.engines.sqlscan import Scanner, Territory
+from mesh_tools.dbt.engines.sqlscan import Scanner
 from mesh_tools.governance.context import CheckContext
 from mesh_tools.governance.rule import Finding, rule
 from mesh_tools.model.nodes import Node
@@ -52,6 +52,15 @@ def _statements(ctx: CheckContext, domain: str) -> Iterator[_Statement]:
         yield _Statement(macro, where, macro.get("macro_sql") or "")
 
 
+def _may_attach(sql: str) -> bool:
+    """Whether scanning ``sql`` can teach the scanner an attachment or a current catalog: only an ATTACH or a
+    USE statement does, and neither is written without its keyword (any text the scanner looks at, Jinja
+    strings included, is part of ``sql``). The first pass skips the rest: it would parse them for nothing. Text
+    that is not ASCII is always scanned (a keyword may be spelt with letters whose upper case is ASCII)."""
+    lower = sql.lower()
+    return "attach" in lower or "use" in lower or not sql.isascii()
+
+
 @rule("GOV205", "foreign-storage-write")
 def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
     """No model, hook or macro attaches or writes another domain's storage, or reads the exchange directly.
@@ -70,10 +79,11 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
     """
     for domain in ctx.manifests:
         dialect = engines.sql_dialect(ctx.manifests[domain].adapter)
-        scanner = Scanner(Territory.of(ctx.mesh, domain, ctx.manifests), dialect)
+        scanner = Scanner(ctx.territory(domain), dialect)
         statements = list(_statements(ctx, domain))
         for statement in statements:  # first learn every attachment: hooks run before the models they serve
-            scanner.scan(statement.sql)
+            if _may_attach(statement.sql):
+                scanner.scan(statement.sql)
         scanner.current = None
         for statement in statements:
             for reach in scanner.scan(statement.sql):
