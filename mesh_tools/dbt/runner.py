@@ -19,6 +19,7 @@ from typing import Any
 from dbt.cli.main import dbtRunner
 
 from mesh_tools.core.errors import DbtError
+from mesh_tools.dbt.warm import fresh_invocation
 from mesh_tools.dbt.yamlinputs import check_dbt_yaml
 
 # dbt events worth surfacing in the mesh's own output.
@@ -96,6 +97,7 @@ def invoke(
             outcome.errors.append(message)
 
     start = time.perf_counter()
+    fresh_invocation()  # parses are shared between invocations (dbt/warm.py), plugin discovery is not
     try:
         result = dbtRunner(callbacks=[collect]).invoke(args)
     finally:

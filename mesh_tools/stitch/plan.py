@@ -76,19 +76,25 @@ class ReleaseManifest(Manifest):
         self.notes = notes  # products read from the working copy, and where the working copy is ahead
 
 
+# Producers' working manifests already read, by (path, dbt-loom's package filters): a caller that judges many
+# consumers in one pass (`mesh doctor`) reads each producer's manifest once, not once per consumer.
+WorkingCopies = dict[tuple[Path, tuple[str, ...], tuple[str, ...]], "Manifest | None"]
+
+
 def upstream_manifests(
-    mesh: Mesh, domain: Domain, only: set[str] | None = None, exchange: Exchange | None = None
-) -> dict[str, Manifest]:
+    mesh: Mesh, domain: Domain, only: set[str] | None = None, exchange: Exchange | None = None,
+    working: WorkingCopies | None = None,
+) -> dict[str, Manifest]:  # fmt: skip
     """What the domain reads of every upstream it declares (ArtifactError when one is unusable): a domain of the
     mesh, or one known only by the exchange, as a ``ReleaseManifest``; an upstream outside the mesh known by a
-    dbt-loom manifest file, as that manifest."""
+    dbt-loom manifest file, as that manifest. ``working``: producers' working manifests read in this pass."""
     manifests: dict[str, Manifest] = {}
     for up in domain.upstreams:
         if only is not None and up.name not in only:
             continue
         if up.name in mesh.domains or up.remote:
             exchange = exchange or open_exchange(mesh)
-            manifests[up.name] = release_manifest(mesh, domain, up, exchange)
+            manifests[up.name] = release_manifest(mesh, domain, up, exchange, working)
             continue
         assert up.manifest_path is not None
         fix = f"Fix the manifest path declared at {up.declared_in}."
@@ -98,7 +104,9 @@ def upstream_manifests(
     return manifests
 
 
-def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchange) -> ReleaseManifest:
+def release_manifest(
+    mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchange, working_copies: WorkingCopies | None = None
+) -> ReleaseManifest:
     """The products of ``up`` that ``domain`` reads, each with the node published with its release.
 
     Which products: those the producer's last publish offered in the channel read (its interface; a product
@@ -110,7 +118,7 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     from the interface or the working copy, else from its own descriptor (columns and contract).
     """
     project = up.name
-    working = _working_copy(mesh, up)
+    working = _working_copy(mesh, up, working_copies)
     interface = _published_interface(exchange, domain, up)
     if interface is None and working is None and project not in mesh.domains:
         raise _never_published(exchange, domain, project)
@@ -127,15 +135,22 @@ def release_manifest(mesh: Mesh, domain: Domain, up: Upstream, exchange: Exchang
     )  # fmt: skip
 
 
-def _working_copy(mesh: Mesh, up: Upstream) -> Manifest | None:
-    """The producer's working manifest in this checkout (None: not a domain here, or not parsed yet)."""
+def _working_copy(mesh: Mesh, up: Upstream, read: WorkingCopies | None = None) -> Manifest | None:
+    """The producer's working manifest in this checkout (None: not a domain here, or not parsed yet); ``read``:
+    the ones already read in this pass (a manifest is only read from, never changed, by its consumers)."""
     if up.name not in mesh.domains:
         return None
+    path = mesh.domains[up.name].manifest_path
+    key = (path, up.excluded_packages, up.included_packages)
+    if read is not None and key in read:
+        return read[key]
     fix = f"Build (or rebuild) the upstream: `mesh build {up.name}`, or `mesh stitch` to parse it only."
-    return Manifest.read(
-        mesh.domains[up.name].manifest_path, up.name, fix, missing_ok=True, excluded=up.excluded_packages,
-        included=up.included_packages,
-    )  # fmt: skip
+    manifest = Manifest.read(
+        path, up.name, fix, missing_ok=True, excluded=up.excluded_packages, included=up.included_packages
+    )
+    if read is not None:
+        read[key] = manifest
+    return manifest
 
 
 def _published_interface(exchange: Exchange, domain: Domain, up: Upstream) -> Manifest | None:

@@ -8,6 +8,7 @@ would stop `mesh build` are *blocking*; the rest are warnings.
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -255,8 +256,16 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
     """Cross-project refs that cannot resolve, judged as the stitch judges them: against the releases each
     consumer reads (and a producer's working copy only for a product with no release yet, which is said)."""
     from mesh_tools.model.manifest import Manifest
-    from mesh_tools.stitch.plan import NothingToRead, check_domain_refs, stitch_notes, upstream_manifests
+    from mesh_tools.stitch.plan import NothingToRead, WorkingCopies, check_domain_refs, stitch_notes, upstream_manifests
+    from mesh_tools.store.exchange import open_exchange
 
+    try:  # opened once for every consumer; one that cannot be opened is each consumer's problem, as before
+        exchange = open_exchange(mesh) if any(u.name in mesh.domains or u.remote for d in mesh.domains.values()
+                                              for u in d.upstreams) else None  # fmt: skip
+    except MeshError:
+        exchange = None
+    working: WorkingCopies = {}  # each producer's working manifest read once, not once per consumer
+    readers = Counter(up.name for d in mesh.domains.values() for up in d.upstreams)
     for domain in mesh.domains.values():
         manifests: dict[str, Manifest] = {}
         for up in domain.upstreams:
@@ -266,7 +275,7 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
                                             "`optional: true` if it is only for documentation."))  # fmt: skip
                 continue
             try:
-                manifests.update(upstream_manifests(mesh, domain, only={up.name}))
+                manifests.update(upstream_manifests(mesh, domain, only={up.name}, exchange=exchange, working=working))
             except NothingToRead:
                 continue  # never built nor published: `mesh build` builds it first
             except MeshError as exc:
@@ -284,6 +293,12 @@ def _check_refs(out: Diagnosis, mesh: Mesh) -> None:
         for problem in check_domain_refs(mesh, domain, manifests):
             where, _, message = problem.partition(": ")
             out.problems.append(Problem(BLOCKING, where, message, "See the message."))
+        for up in domain.upstreams:  # a producer's manifest is kept only until its last reader is judged
+            readers[up.name] -= 1
+            if not readers[up.name] and up.name in mesh.domains:
+                done = mesh.domains[up.name].manifest_path
+                for key in [k for k in working if k[0] == done]:
+                    del working[key]
 
 
 def _check_stale(out: Diagnosis, mesh: Mesh) -> None:
