@@ -78,7 +78,10 @@ def _tree_rss_kb(pid: int) -> int:
 
 
 def measure(cmd: list[str], cwd: Path, *, check: bool = True) -> dict[str, float]:
-    """Wall time and peak memory of the whole process tree of ``cmd``."""
+    """Wall time, peak memory and CPU seconds (user + system, every process it waited for) of ``cmd``'s tree."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
@@ -95,7 +98,9 @@ def measure(cmd: list[str], cwd: Path, *, check: bool = True) -> dict[str, float
     sampler.join()
     if check and proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode}):\n{output[-4000:]}")
-    return {"seconds": seconds, "peak_mb": peak[0] / 1024}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"seconds": seconds, "peak_mb": peak[0] / 1024, "cpu_s": round(cpu, 2)}
 
 
 def seconds(cmd: list[str], cwd: Path) -> float:
@@ -423,7 +428,8 @@ def bench_big(work: Path, size: tuple[int, int], runs: int, reuse: Path | None =
 
     def runs_of(*args: str) -> dict[str, float]:
         taken = [measure(mesh(*args), root, check=False) for _ in range(runs)]
-        return {"seconds": median([t["seconds"] for t in taken]), "peak_mb": round(max(t["peak_mb"] for t in taken))}
+        return {"seconds": median([t["seconds"] for t in taken]), "peak_mb": round(max(t["peak_mb"] for t in taken)),
+                "cpu_s": median([t["cpu_s"] for t in taken])}  # fmt: skip
 
     check_cold = measure(mesh("check"), root, check=False)  # the first check of this mesh: every file linted
     check_bare = runs_of("check", "--no-sqlfluff")
@@ -434,18 +440,23 @@ def bench_big(work: Path, size: tuple[int, int], runs: int, reuse: Path | None =
         "models": domains * models,
         "stitch_s": round(stitch["seconds"], 2) if stitch else None,
         "stitch_peak_mb": round(stitch["peak_mb"]) if stitch else None,
+        "stitch_cpu_s": stitch["cpu_s"] if stitch else None,
         "build_s": round(build["seconds"], 2) if build else None,
         "check_no_sqlfluff_s": check_bare["seconds"],
         "check_no_sqlfluff_peak_mb": check_bare["peak_mb"],
+        "check_no_sqlfluff_cpu_s": check_bare["cpu_s"],
         "check_first_s": round(check_cold["seconds"], 2),
         "check_first_peak_mb": round(check_cold["peak_mb"]),
+        "check_first_cpu_s": check_cold["cpu_s"],
         "check_s": check_warm["seconds"],
         "check_peak_mb": check_warm["peak_mb"],
+        "check_cpu_s": check_warm["cpu_s"],
     }
     for name, args in (("health", ("health",)), ("docs", ("docs",)), ("doctor", ("doctor",)), ("ls", ("ls",)),
                        ("status", ("status",))):  # fmt: skip
         taken = runs_of(*args)
-        result[f"{name}_s"], result[f"{name}_peak_mb"] = taken["seconds"], taken["peak_mb"]
+        result[f"{name}_s"], result[f"{name}_peak_mb"], result[f"{name}_cpu_s"] = (taken["seconds"], taken["peak_mb"],
+                                                                                  taken["cpu_s"])  # fmt: skip
     print(f"  big {domains}x{models}: {result}", flush=True)
     return result
 
@@ -734,14 +745,21 @@ def seed_history(db: Path, days: int, per_day: int) -> dict[str, int]:
         return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in SEEDED_TABLES}
 
 
+LAST_BUILD: dict[str, int] = {}  # what the last `_build_counts` build's output said beyond its counts
+
+
 def _build_counts(root: Path, *args: str) -> tuple[float, int, int]:
-    """Seconds of one `mesh build`, and the models it ran of all (its summary line)."""
+    """Seconds of one `mesh build`, and the models it ran of all (its summary line); products it confirmed
+    (early cutoff) and domains it pipelined go to LAST_BUILD."""
     start = time.perf_counter()
     done = subprocess.run(mesh("build", *args), cwd=root, env=env(), capture_output=True, text=True)
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"mesh build {' '.join(args)} failed in {root}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
     found = re.search(r"ran (\d+) of (\d+) models, reused \d+\s*$", done.stdout, re.M)
+    confirmed = re.search(r"^(\d+) product\(s\) rebuilt with unchanged rows", done.stdout, re.M)
+    LAST_BUILD["confirmed"] = int(confirmed.group(1)) if confirmed else 0
+    LAST_BUILD["pipelined"] = len(re.findall(r"\(stage 1 of 2: its data products\): started", done.stdout))
     return took, int(found.group(1)) if found else -1, int(found.group(2)) if found else -1
 
 
@@ -787,6 +805,7 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
         full, idle, model, fresh = [], [], [], []
         share_model = share_rows = (0, 0)
         readers = (0, 0)
+        confirmed = pipelined = 0
         _build_counts(root)  # the state a state-aware build compares with
         for i in range(runs):
             full.append(_build_counts(root, "--no-state")[0])
@@ -798,10 +817,12 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
             model.append(took)
             share_model = (ran, total)
             readers = readers_rebuilt(root, Path(model_file).parts[1], since)  # its rows did not change
+            confirmed = LAST_BUILD["confirmed"]
             _new_landing_row(root / landing, key, loaded_at)
             took, ran, total = _build_counts(root)
             fresh.append(took)
             share_rows = (ran, total)
+            pipelined = LAST_BUILD["pipelined"]
         f = median(full)
         rows.append(
             {
@@ -815,6 +836,8 @@ def bench_state(work: Path, runs: int, meshes: list[tuple[str, Path, str, str, s
                 "model_change_share": round(share_model[0] / share_model[1], 3) if share_model[1] > 0 else None,
                 "model_change_ran": f"{share_model[0]} of {share_model[1]}",
                 "model_change_readers_rebuilt": {"domains": readers[0], "models": readers[1]},
+                "model_change_products_confirmed": confirmed,
+                "new_rows_domains_pipelined": pipelined,
                 "new_rows_ratio": round(median(fresh) / f, 3),
                 "new_rows_share": round(share_rows[0] / share_rows[1], 3) if share_rows[1] > 0 else None,
                 "new_rows_ran": f"{share_rows[0]} of {share_rows[1]}",
@@ -1155,15 +1178,17 @@ def _big_lines(s: dict[str, Any]) -> list[str]:
         b = s["big"]
         lines += [
             "",
-            f"| mesh-wide command, {b['domains']} domains × {b['models_per_domain']} models | seconds | peak MB |",
-            "| --- | --- | --- |",
+            f"| mesh-wide command, {b['domains']} domains × {b['models_per_domain']} models | seconds | CPU seconds "
+            "| peak MB |",
+            "| --- | --- | --- | --- |",
         ]
         for label, key in (("`mesh stitch -j 2`, cold", "stitch"), ("`mesh check --no-sqlfluff`", "check_no_sqlfluff"),
                            ("`mesh check`, first run", "check_first"), ("`mesh check`, nothing changed", "check"),
                            ("`mesh health`", "health"), ("`mesh docs`", "docs"), ("`mesh doctor`", "doctor"),
                            ("`mesh ls`", "ls"), ("`mesh status`", "status")):  # fmt: skip
             if b.get(f"{key}_s") is not None:
-                lines.append(f"| {label} | {b[f'{key}_s']} | {b.get(f'{key}_peak_mb', '–')} |")
+                lines.append(f"| {label} | {b[f'{key}_s']} | {b.get(f'{key}_cpu_s', '–')} "
+                             f"| {b.get(f'{key}_peak_mb', '–')} |")  # fmt: skip
     return lines
 
 
