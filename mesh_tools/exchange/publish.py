@@ -296,7 +296,8 @@ def _confirm(exchange: Exchange, confirmed: list[tuple[Confirmation, ReleaseDesc
     pointer moved by another publish meanwhile leaves it confirming nothing (never another release)."""
     for record, current in confirmed:
         exchange.append_log({"event": "confirm", "product": record.product, "release_id": record.release_id,
-                             "content_hash": record.content_hash, "invocation_id": record.invocation_id})  # fmt: skip
+                             "rows": current.row_count, "content_hash": record.content_hash,
+                             "invocation_id": record.invocation_id})  # fmt: skip
         exchange.confirm(record, current)
         outcome.confirmed.append(record)
 

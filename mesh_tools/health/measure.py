@@ -72,7 +72,14 @@ def measure_products(mesh: Mesh, history: History, collection: Collection) -> No
                     art.notes.append(str(exc))
                     release = None
                 built_now = art.run_results is not None and art.run_results.status_of(node.unique_id) == "success"
-                if release is not None and release.descriptor.build.invocation_id == art.invocation_id:
+                confirmed = f"confirm:{art.invocation_id}"
+                if release is not None and release.descriptor.build.invocation_id != art.invocation_id \
+                        and exchange.vouches(release.descriptor, art.invocation_id):  # fmt: skip
+                    # rebuilt with the same rows (early cutoff): a measurement of the confirmed release, now
+                    if confirmed not in measured:
+                        row = _from_release(con, collection, name, key, keys, release)
+                        rows.append({**row, "basis": confirmed, "invocation_id": art.invocation_id})
+                elif release is not None and release.descriptor.build.invocation_id == art.invocation_id:
                     if release.descriptor.release_id not in measured:
                         rows.append(_from_release(con, collection, name, key, keys, release))
                 elif built_now and f"invocation:{art.invocation_id}" not in measured:

@@ -69,8 +69,17 @@ def ran(output: str) -> int:
 
 
 def reasons(output: str) -> dict[str, str]:
-    """`--explain`'s `    node: why` lines."""
-    return dict(re.findall(r"^    ([\w.]+(?: v\d+)?(?: \(upstream view\))?): (.+)$", output, re.M))
+    """`--explain`'s `    node: why` lines (why each node ran; a product's early cutoff is `confirmed`'s)."""
+    found = re.findall(r"^    ([\w.]+(?: v\d+)?(?: \(upstream view\))?): (.+)$", output, re.M)
+    return {node: why for node, why in found if not why.startswith(_CONFIRMED)}
+
+
+_CONFIRMED = "rows unchanged: readers reused"
+
+
+def confirmed(output: str) -> set[str]:
+    """The products `--explain` says were rebuilt with unchanged rows (their current release confirmed)."""
+    return set(re.findall(rf"^    ([\w.]+(?: v\d+)?): {_CONFIRMED}", output, re.M))
 
 
 def _edit(roots: tuple[Path, ...], relative: str, old: str, new: str) -> None:
@@ -136,6 +145,8 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert reasons(out)["shop.orders"] == "its documentation or metadata changed (its release must say so)", out
     assert reasons(out)["report.revenue"] == "upstream shop.orders ran"
     assert reasons(out)["report.refund_totals"] == "upstream shop.refunds ran"
+    # the totals of the refunds did not change (a column marked PII is not in them): early cutoff
+    assert confirmed(out) == {"report.refund_totals"}, out
     from mesh_tools.store.exchange import Exchange
 
     release = Exchange(a / "exchange").current("shop", "orders", None)
@@ -178,8 +189,9 @@ def test_after_each_change_the_products_equal_a_full_build(tmp_path: Path) -> No
     assert sorted(runs) == [("report", "reused", 0, 2), ("shop", "reused", 0, 4)]
     assert steps == [(4, 0), (2, 2), (2, 2)]  # step 5 built shop in full; steps 4b and 4 ran two, reused two
 
-    # a new release with no new build (`mesh publish` again): its readers rebuild, even with no dbt run upstream
-    assert run_mesh("publish", "shop", cwd=a).returncode == 0
+    # a new release with no new build (`mesh publish --new-release` again; without it, the same rows only confirm
+    # the current release): its readers rebuild, even with no dbt run upstream
+    assert run_mesh("publish", "shop", "--new-release", cwd=a).returncode == 0
     out = _build_a(a)
     assert reasons(out)["shop.orders (upstream view)"] == "upstream shop.orders has a new release", out
 
