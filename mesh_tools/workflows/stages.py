@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
@@ -462,12 +463,39 @@ def products_first(mesh: Mesh, name: str) -> list[tuple[Stage, StageSlice]] | No
     tail = sorted(set(own) - head)
     if not head or 2 * len(head) > len(own):  # the tail's own dbt run costs more than its readers would gain
         return None
+    if _tail_seconds(domain, tail) < min_tail_seconds():  # a second dbt invocation costs more than the tail
+        return None
     first = Stage(1, name, tuple(sorted(head)), False)
     second = Stage(2, name, tuple(tail), True)
     return [
         (first, StageSlice(1, 2, first.nodes, tuple(_selector(own[uid]) for uid in tail), tuple(tail), False)),
         (second, StageSlice(2, 2, second.nodes, (), (), True)),
     ]
+
+
+PIPELINE_MIN_TAIL = "MESH_PIPELINE_MIN_TAIL_SECONDS"  # the tail's last run time worth a second dbt invocation
+_MIN_TAIL_DEFAULT = 3.0  # about two dbt invocations' fixed cost on 2 cores (start, partial parse, artifacts)
+
+
+def min_tail_seconds() -> float:
+    """How long a domain's tail (what its products do not need) must have taken in its last build for a
+    pipelined build to pay for its second dbt invocation (``MESH_PIPELINE_MIN_TAIL_SECONDS``, default 3)."""
+    try:
+        value = float(os.environ.get(PIPELINE_MIN_TAIL) or _MIN_TAIL_DEFAULT)
+    except ValueError:
+        return _MIN_TAIL_DEFAULT
+    return value if value >= 0 else _MIN_TAIL_DEFAULT
+
+
+def _tail_seconds(domain: Domain, tail: list[str]) -> float:
+    """The summed execution time of the tail's nodes in the domain's last dbt run (a node it did not run counts
+    nothing): the time readers would wait for beyond the products. Unreadable results: 0 (no split)."""
+    wanted = set(tail)
+    try:
+        results = RunResults.read(domain.run_results_path, missing_ok=True)
+    except MeshError:
+        return 0.0
+    return sum(r.execution_time for r in results.results if r.unique_id in wanted) if results else 0.0
 
 
 def keep_stage_results(domain: Domain, stage: Stage, run: DomainRun) -> None:

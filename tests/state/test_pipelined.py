@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from mesh_tools.core.mesh import load_mesh
-from mesh_tools.workflows.stages import products_first
-from tests.helpers import copy_fixture, run_mesh
+from mesh_tools.workflows.stages import PIPELINE_MIN_TAIL, products_first
+from tests.helpers import copy_fixture, mesh_env, run_command, run_mesh
 from tests.state.test_state_aware import product_rows
 
 TAIL = [f"tail_{n}" for n in range(4)]
@@ -37,7 +39,8 @@ def _new_order(root: Path, order_id: int) -> None:
 
 
 def _build(root: Path, *args: str) -> str:
-    done = run_mesh("build", "--jobs", "2", *args, cwd=root)
+    # the fixture's tail takes milliseconds: below the default threshold no build would be split
+    done = run_command(["mesh", "build", "--jobs", "2", *args], root, {**mesh_env(), PIPELINE_MIN_TAIL: "0"})
     return done.stdout + done.stderr
 
 
@@ -47,7 +50,10 @@ def _at(output: str, line: str) -> float:
     return float(found.group(1))
 
 
-def test_a_pipelined_build_publishes_products_first_and_equals_a_full_build(tmp_path: Path) -> None:
+def test_a_pipelined_build_publishes_products_first_and_equals_a_full_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PIPELINE_MIN_TAIL, "0")
     a = _with_tail(copy_fixture("state_mesh", tmp_path / "a"))
     b = _with_tail(copy_fixture("state_mesh", tmp_path / "b"))
     first = _build(a)
@@ -87,9 +93,13 @@ def test_a_pipelined_build_publishes_products_first_and_equals_a_full_build(tmp_
     assert product_rows(a) == before
 
 
-def test_a_test_across_the_split_moves_what_it_reads_into_the_first_stage(tmp_path: Path) -> None:
+def test_a_test_across_the_split_moves_what_it_reads_into_the_first_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A relationships test from a product to a tail model: the tail model (and what it reads) go first, so the
-    publish gate sees every test of the product in the stage that publishes it. Pure Python on a parsed mesh."""
+    publish gate sees every test of the product in the stage that publishes it. Pure Python on a parsed mesh.
+    A tail whose last run took less than MESH_PIPELINE_MIN_TAIL_SECONDS (default 3; never run: 0 s) is not
+    worth a second dbt invocation: no split."""
     root = _with_tail(copy_fixture("state_mesh", tmp_path), more=2)  # products and what they read: half of shop
     schema = root / "shop/models/schema.yml"
     schema.write_text(schema.read_text().replace(
@@ -97,6 +107,9 @@ def test_a_test_across_the_split_moves_what_it_reads_into_the_first_stage(tmp_pa
         "        data_tests:\n          - unique\n          - not_null\n"
         "          - relationships: {arguments: {to: ref('tail_0'), field: order_id}}\n", 1))  # fmt: skip
     assert run_mesh("stitch", cwd=root).returncode == 0
+    monkeypatch.delenv(PIPELINE_MIN_TAIL, raising=False)
+    assert products_first(load_mesh(root), "shop") is None  # the tail never ran: nothing to gain
+    monkeypatch.setenv(PIPELINE_MIN_TAIL, "0")
     stages = products_first(load_mesh(root), "shop")
     assert stages is not None
     (head, _), (tail, _) = stages
