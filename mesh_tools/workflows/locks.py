@@ -8,25 +8,74 @@ run writes them after its domains are done.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from mesh_tools.core import lock
 from mesh_tools.core.errors import MeshError
+from mesh_tools.core.files import write_atomic
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.dbt.profiles_dir import profiles_dir_for
+from mesh_tools.state.inputs import profile_env_digest
+
+STORAGE_CACHE = "profile-storage.json"  # in .mesh/: each domain's storage files, by what its profile render read
+
+
+def _profile_key(mesh: Mesh, name: str, target: str | None) -> str | None:
+    """A digest of everything dbt's rendering of the domain's profile reads: profiles.yml and dbt_project.yml
+    (its `profile:`), their folders, the target asked for, and the variables profiles.yml and dbt read (digests,
+    never values). None when a file cannot be read (then dbt renders it, and says what is wrong)."""
+    domain = mesh.domains[name]
+    folder = profiles_dir_for(domain.path, mesh.profiles_dir)
+    try:
+        files = (folder / "profiles.yml").read_bytes(), (domain.path / "dbt_project.yml").read_bytes()
+    except OSError:
+        return None
+    digest = hashlib.sha256(repr((str(domain.path.resolve()), str(folder.resolve()), target)).encode())
+    for data in files:
+        digest.update(hashlib.sha256(data).digest())
+    digest.update(profile_env_digest(folder / "profiles.yml").encode())
+    return digest.hexdigest()
 
 
 def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path]:
     """The database files the domains' profiles open (DuckDB: one writer per file); a profile dbt cannot
-    read locks nothing here (the run reports it as that domain's failure)."""
-    from mesh_tools.dbt import profiles as dbt_profiles
+    read locks nothing here (the run reports it as that domain's failure).
 
+    Rendering a profile needs dbt (about a second to import); a mesh where nothing changed otherwise never
+    starts it. So each domain's files are kept in ``.mesh/profile-storage.json`` by a digest of every input of
+    the render (``_profile_key``), and dbt renders only a profile whose inputs changed."""
+    cache_path = mesh.root / ".mesh" / STORAGE_CACHE
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}  # damaged: rendered again and rewritten
+    cache = cache if isinstance(cache, dict) else {}
     files: list[Path] = []
+    changed = False
     for name in names:
+        key = _profile_key(mesh, name, target)
+        kept = cache.get(name)
+        if key is not None and isinstance(kept, dict) and kept.get("key") == key \
+                and isinstance(kept.get("files"), list) and all(isinstance(f, str) for f in kept["files"]):  # fmt: skip
+            files += [Path(f) for f in kept["files"]]
+            continue
+        from mesh_tools.dbt import profiles as dbt_profiles
+
         try:
             info = dbt_profiles.load_profile(mesh.domains[name].path, target, mesh.profiles_dir)
         except MeshError:
             continue
         files += [Path(f) for f in info.files]
+        if key is not None:
+            cache[name], changed = {"key": key, "files": [str(f) for f in info.files]}, True
+    if changed:
+        try:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n", below=mesh.root)
+        except OSError:
+            pass  # a read-only mesh: rendered again next time
     return files
 
 

@@ -410,3 +410,34 @@ def test_busy_and_wait_on_the_lock_api(tmp_path: Path) -> None:
         holder.kill()
         holder.wait()
     assert list((tmp_path / ".mesh" / "locks").iterdir()) == []  # a released lock leaves no file
+
+
+def test_storage_locks_render_a_profile_again_only_when_an_input_of_the_render_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The storage files a build locks are kept by a digest of what dbt's profile render reads (a mesh where
+    nothing changed then never imports dbt): a kept entry is used as long as that digest holds, and a changed
+    profiles.yml or a variable it reads renders it again."""
+    from mesh_tools.core.mesh import load_mesh
+    from mesh_tools.workflows.locks import STORAGE_CACHE, storage_files
+    from tests.helpers import copy_fixture
+
+    root = copy_fixture("state_mesh", tmp_path)
+    profiles = root / "shop" / "profiles.yml"
+    profiles.write_text(
+        profiles.read_text().replace("path: shop.duckdb", "path: \"{{ env_var('SHOP_DB', 'shop') }}.duckdb\"")
+    )
+    mesh = load_mesh(root)
+    first = storage_files(mesh, ["shop"], None)
+    assert [p.name for p in first] == ["shop.duckdb"]
+    cache = root / ".mesh" / STORAGE_CACHE
+    kept = json.loads(cache.read_text())
+    kept["shop"]["files"] = ["/kept/by/the/cache.duckdb"]  # proves the next call reads the entry, not dbt
+    cache.write_text(json.dumps(kept))
+    assert storage_files(mesh, ["shop"], None) == [Path("/kept/by/the/cache.duckdb")]
+    monkeypatch.setenv("SHOP_DB", "other")  # a variable the profile reads: rendered again
+    assert [p.name for p in storage_files(mesh, ["shop"], None)] == ["other.duckdb"]
+    profiles.write_text(profiles.read_text().replace("threads: 2", "threads: 1"))  # the file: rendered again
+    cache.write_text("{not json")  # and a damaged cache is rendered again and rewritten
+    assert [p.name for p in storage_files(mesh, ["shop"], None)] == ["other.duckdb"]
+    assert json.loads(cache.read_text())["shop"]["files"][0].endswith("other.duckdb")
