@@ -34,7 +34,7 @@ from mesh_tools.core.mesh import Mesh
 from mesh_tools.exchange.publish import NEW_RELEASE_VARIABLE
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
-from mesh_tools.workflows.locks import docs_lock, health_lock
+from mesh_tools.workflows.locks import docs_lock, health_lock, save_storage_cache
 from mesh_tools.workflows.scheduler import publish_each, run_mesh
 
 
@@ -141,6 +141,7 @@ def build(
         click.echo(f"mesh build: {scope}{len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
         _notes(mesh)
         runs = run_mesh(mesh, plan, _progress(start))
+        save_storage_cache(mesh)  # the profiles rendered to lock storage, for the next build (it ran: not refused)
         seconds = time.perf_counter() - start
         if explain:
             _explain(runs, plan.slices)

@@ -20,6 +20,8 @@ from mesh_tools.dbt.profiles_dir import profiles_dir_for
 from mesh_tools.state.inputs import profile_env_digest
 
 STORAGE_CACHE = "profile-storage.json"  # in .mesh/: each domain's storage files, by what its profile render read
+# renders made by this process, written by ``save_storage_cache`` once its command ran (a refused one writes nothing)
+_PENDING: dict[Path, dict[str, dict[str, object]]] = {}
 
 
 def _profile_key(mesh: Mesh, name: str, target: str | None) -> str | None:
@@ -45,7 +47,8 @@ def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path
 
     Rendering a profile needs dbt (about a second to import); a mesh where nothing changed otherwise never
     starts it. So each domain's files are kept in ``.mesh/profile-storage.json`` by a digest of every input of
-    the render (``_profile_key``), and dbt renders only a profile whose inputs changed."""
+    the render (``_profile_key``), and dbt renders only a profile whose inputs changed; what it renders is kept
+    once the command ran (``save_storage_cache``)."""
     cache_path = mesh.root / ".mesh" / STORAGE_CACHE
     try:
         cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
@@ -53,7 +56,6 @@ def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path
         cache = {}  # damaged: rendered again and rewritten
     cache = cache if isinstance(cache, dict) else {}
     files: list[Path] = []
-    changed = False
     for name in names:
         key = _profile_key(mesh, name, target)
         kept = cache.get(name)
@@ -69,14 +71,27 @@ def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path
             continue
         files += [Path(f) for f in info.files]
         if key is not None:
-            cache[name], changed = {"key": key, "files": [str(f) for f in info.files]}, True
-    if changed:
-        try:
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n", below=mesh.root)
-        except OSError:
-            pass  # a read-only mesh: rendered again next time
+            _PENDING.setdefault(cache_path, {})[name] = {"key": key, "files": [str(f) for f in info.files]}
     return files
+
+
+def save_storage_cache(mesh: Mesh) -> None:
+    """Keep the profile renders this process made (``storage_files``) for the next command: called once a
+    command ran, never by one that was refused (it leaves nothing behind)."""
+    cache_path = mesh.root / ".mesh" / STORAGE_CACHE
+    pending = _PENDING.pop(cache_path, None)
+    if not pending:
+        return
+    try:
+        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    cache = {**(cache if isinstance(cache, dict) else {}), **pending}
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n", below=mesh.root)
+    except (OSError, MeshError):
+        pass  # a read-only mesh, a link where it goes (refused): rendered again next time
 
 
 def domain_locks(

@@ -419,7 +419,7 @@ def test_storage_locks_render_a_profile_again_only_when_an_input_of_the_render_c
     nothing changed then never imports dbt): a kept entry is used as long as that digest holds, and a changed
     profiles.yml or a variable it reads renders it again."""
     from mesh_tools.core.mesh import load_mesh
-    from mesh_tools.workflows.locks import STORAGE_CACHE, storage_files
+    from mesh_tools.workflows.locks import STORAGE_CACHE, save_storage_cache, storage_files
     from tests.helpers import copy_fixture
 
     root = copy_fixture("state_mesh", tmp_path)
@@ -431,6 +431,8 @@ def test_storage_locks_render_a_profile_again_only_when_an_input_of_the_render_c
     first = storage_files(mesh, ["shop"], None)
     assert [p.name for p in first] == ["shop.duckdb"]
     cache = root / ".mesh" / STORAGE_CACHE
+    assert not cache.exists()  # kept only once the command ran (a refused command writes nothing)
+    save_storage_cache(mesh)
     kept = json.loads(cache.read_text())
     kept["shop"]["files"] = ["/kept/by/the/cache.duckdb"]  # proves the next call reads the entry, not dbt
     cache.write_text(json.dumps(kept))
@@ -440,4 +442,5 @@ def test_storage_locks_render_a_profile_again_only_when_an_input_of_the_render_c
     profiles.write_text(profiles.read_text().replace("threads: 2", "threads: 1"))  # the file: rendered again
     cache.write_text("{not json")  # and a damaged cache is rendered again and rewritten
     assert [p.name for p in storage_files(mesh, ["shop"], None)] == ["other.duckdb"]
+    save_storage_cache(mesh)
     assert json.loads(cache.read_text())["shop"]["files"][0].endswith("other.duckdb")
