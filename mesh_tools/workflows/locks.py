@@ -41,6 +41,21 @@ def _profile_key(mesh: Mesh, name: str, target: str | None) -> str | None:
     return digest.hexdigest()
 
 
+_CACHE_LIMIT = 16 * 2**20  # far above 200 domains' entries; a larger file is not ours to read
+
+
+def _read_cache(path: Path) -> dict[str, object]:
+    """The kept renders; anything else (missing, not a regular file, too large, not JSON, not a map) is empty:
+    every profile is rendered again and the file rewritten."""
+    try:
+        if not path.is_file() or path.stat().st_size > _CACHE_LIMIT:
+            return {}
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
 def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path]:
     """The database files the domains' profiles open (DuckDB: one writer per file); a profile dbt cannot
     read locks nothing here (the run reports it as that domain's failure).
@@ -50,11 +65,7 @@ def storage_files(mesh: Mesh, names: list[str], target: str | None) -> list[Path
     the render (``_profile_key``), and dbt renders only a profile whose inputs changed; what it renders is kept
     once the command ran (``save_storage_cache``)."""
     cache_path = mesh.root / ".mesh" / STORAGE_CACHE
-    try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
-    except (OSError, ValueError):
-        cache = {}  # damaged: rendered again and rewritten
-    cache = cache if isinstance(cache, dict) else {}
+    cache = _read_cache(cache_path)
     files: list[Path] = []
     for name in names:
         key = _profile_key(mesh, name, target)
@@ -82,11 +93,7 @@ def save_storage_cache(mesh: Mesh) -> None:
     pending = _PENDING.pop(cache_path, None)
     if not pending:
         return
-    try:
-        cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
-    except (OSError, ValueError):
-        cache = {}
-    cache = {**(cache if isinstance(cache, dict) else {}), **pending}
+    cache = {**_read_cache(cache_path), **pending}
     try:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(cache_path, json.dumps(cache, indent=1, sort_keys=True) + "\n", below=mesh.root)
