@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 # again when the environment sets PYTHONDONTWRITEBYTECODE costs ~0.1 s of CPU; let them keep the bytecode.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-cluster lint clean chromium postgres-server bootstrap
+.PHONY: run test test-cluster lint clean chromium postgres-server bootstrap docs docs-serve docs-check screenshots
 
 # Installs go through uv (PyPI), with pip as the fallback where uv cannot be installed: the same
 # resolution (pyproject.toml pins what differed), a fresh clone's three environments in 40 s instead of 71 s.
@@ -53,6 +53,18 @@ $(MYPY_STAMP): $(UV_STAMP)
 	$(call install,$(MYPY_VENV),$(MYPY_SPEC))
 	touch $(MYPY_STAMP)
 
+# The tool's documentation site (mkdocs.yml, docs/) is built with MkDocs and Material for MkDocs, which pin a
+# Markdown stack of their own: an environment of its own keeps them out of the mesh's dependencies.
+# MkDocs 2.0 will not run Material's plugins: stay on 1.6.
+DOCS_VENV := .venv-docs
+DOCS_SPEC := "mkdocs>=1.6,<2" "mkdocs-material>=9.5,<10"
+DOCS_STAMP := $(DOCS_VENV)/.installed
+$(DOCS_STAMP): $(UV_STAMP)
+	$(call install,$(DOCS_VENV),$(DOCS_SPEC))
+	touch $(DOCS_STAMP)
+# Material 9.7+ prints a banner about MkDocs 2.0 on every build.
+export NO_MKDOCS_2_WARNING := 1
+
 # The browser tests drive Debian's chromium through Playwright; no browser is ever downloaded.
 CHROMIUM := $(shell command -v chromium || command -v chromium-browser)
 chromium:
@@ -68,6 +80,28 @@ ifeq ($(PG_CTL),)
 	apt-get install -y --no-install-recommends postgresql >/dev/null || \
 	  (apt-get update >/dev/null && apt-get install -y --no-install-recommends postgresql >/dev/null)
 endif
+
+# The site: docs-site/index.html opens from disk; `make docs-serve` serves it with live reload.
+# The reference pages (docs/reference/) are generated from the code first.
+docs: $(STAMP) $(DOCS_STAMP)
+	$(BIN)/python scripts/docs_reference.py
+	$(DOCS_VENV)/bin/mkdocs build --strict
+	@echo "docs: $(abspath docs-site)/index.html"
+
+docs-serve: $(STAMP) $(DOCS_STAMP)
+	$(BIN)/python scripts/docs_reference.py
+	$(DOCS_VENV)/bin/mkdocs serve
+
+# What `make test` checks of the site: the generated reference is what the code says, and the site builds with
+# no broken link, anchor or image (--strict); it writes nowhere in the checkout.
+docs-check: $(STAMP) $(DOCS_STAMP)
+	$(BIN)/python scripts/docs_reference.py --check
+	site=$$(mktemp -d) && $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir "$$site"; rc=$$?; rm -rf "$$site"; exit $$rc
+
+# The pictures in docs/images/: the demo mesh built in a temporary folder, its docs site, health report and
+# `mesh doctor` output photographed by headless chromium.
+screenshots: $(STAMP) chromium
+	$(BIN)/python scripts/screenshots.py --out docs/images
 
 run: $(STAMP)
 	$(BIN)/mesh demo-data
@@ -93,8 +127,9 @@ test: bootstrap
 	@mkdir -p $(TEST_LOGS)
 	@tmp=$$(test -d /dev/shm && test -w /dev/shm && mktemp -d /dev/shm/mesh-tests.XXXXXX 2>/dev/null || true); \
 	if test -n "$$tmp"; then chmod 711 "$$tmp"; export TMPDIR="$$tmp"; trap 'rm -rf "$$TMPDIR"' EXIT; fi; \
-	($(BIN)/ruff check mesh_tools tests benchmarks && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
+	($(BIN)/ruff check mesh_tools tests benchmarks scripts && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
 	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
+	$(MAKE) --no-print-directory docs-check >$(TEST_LOGS)/docs.log 2>&1 & docs=$$!; \
 	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
 	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
@@ -102,7 +137,8 @@ test: bootstrap
 	wait $$lint; linted=$$?; echo "== ruff and lint-imports (exit $$linted)"; tail -n 40 $(TEST_LOGS)/lint.log; \
 	wait $$mypy; checked=$$?; echo "== mypy (exit $$checked)"; cat $(TEST_LOGS)/mypy.log; \
 	wait $$lane; laned=$$?; echo "== subprocess lane (exit $$laned)"; tail -n 30 $(TEST_LOGS)/subprocess-lane.log; \
-	test $$suite -eq 0 && test $$linted -eq 0 && test $$checked -eq 0 && test $$laned -eq 0
+	wait $$docs; documented=$$?; echo "== documentation site (exit $$documented)"; tail -n 30 $(TEST_LOGS)/docs.log; \
+	test $$suite -eq 0 && test $$linted -eq 0 && test $$checked -eq 0 && test $$laned -eq 0 && test $$documented -eq 0
 
 # The tests on a local Spark cluster (master, 2 workers, the Thrift and Connect servers: tests/sparkcluster.py):
 # the demo through Thrift and Connect, an executor killed mid-build, landing views on one metastore, the
@@ -114,13 +150,13 @@ test-cluster: bootstrap
 # The environments install side by side (pip is CPU-bound; 2 cores: 71 s together against 97 s one
 # after the other).
 bootstrap:
-	@$(MAKE) --no-print-directory -j3 $(STAMP) $(DC_STAMP) $(MYPY_STAMP) chromium postgres-server
+	@$(MAKE) --no-print-directory -j4 $(STAMP) $(DC_STAMP) $(MYPY_STAMP) $(DOCS_STAMP) chromium postgres-server
 
 lint: $(STAMP) $(MYPY_STAMP)
-	$(BIN)/ruff check mesh_tools tests benchmarks
+	$(BIN)/ruff check mesh_tools tests benchmarks scripts
 	$(BIN)/lint-imports
 	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python
-	$(BIN)/ruff format --check mesh_tools tests benchmarks
+	$(BIN)/ruff format --check mesh_tools tests benchmarks scripts
 
 clean:
-	rm -rf .test-logs health site projects/*/target projects/*/metastore_db projects/*/spark-warehouse projects/*/derby.log projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
+	rm -rf .test-logs health site docs-site projects/*/target projects/*/metastore_db projects/*/spark-warehouse projects/*/derby.log projects/*/dbt_packages projects/*/logs projects/*/*.duckdb projects/*/landing
