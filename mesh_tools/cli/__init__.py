@@ -9,7 +9,7 @@ from mesh_tools.cli import govern, info, observe, run, selfserve, spark_cluster,
 from mesh_tools.cli.app import EXIT_CODES_HELP, ExitCode, main
 
 # What exit 1 means for each command, under its help (`mesh X --help`); the others mean the same everywhere.
-_ONE = {
+FAILED_MEANS = {
     "build": "a domain failed or was skipped", "stitch": "a domain could not be stitched",
     "sync": "a rebuilt domain failed", "publish": "the publish gate refused", "promote": "the gate refused",
     "check": "findings at or above --fail-on", "health": "a product or domain at or above --fail-on",
@@ -23,7 +23,7 @@ def _epilogs(group: click.Group, within: str = "") -> None:
     for name, command in group.commands.items():
         if isinstance(command, click.Group):
             _epilogs(command, f"{name} ")
-        command.epilog = EXIT_CODES_HELP.format(one=_ONE.get(within + name, "findings"))
+        command.epilog = EXIT_CODES_HELP.format(one=FAILED_MEANS.get(within + name, "findings"))
 
 
 _epilogs(main)

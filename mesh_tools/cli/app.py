@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import inspect
 import os
 import shutil
 import sys
@@ -27,11 +28,63 @@ if TYPE_CHECKING:
 
 
 class ExitCode(enum.IntEnum):
+    """What a `mesh` command's exit status means: the one list `mesh --help`, every command's help and the
+    reference (docs/reference/exit-codes.md) are made from (EXIT_CODE_TEXT)."""
+
     OK = 0
     FAILED = 1  # a domain failed (or was skipped because an upstream failed)
     USAGE = 2  # bad command line or configuration
     DBT = 3  # dbt could not run, an artifact is missing or corrupt, or the file system refused (I/O)
     INTERNAL = 4  # an unexpected error: a bug of mesh-tools, to report
+    INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as shells report it
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitCodeText:
+    """An exit code in three lengths: ``brief`` under each command's help, ``summary`` in `mesh --help`,
+    ``detail`` in the reference."""
+
+    brief: str
+    summary: str
+    detail: str
+
+
+EXIT_CODE_TEXT: dict[ExitCode, ExitCodeText] = {
+    ExitCode.OK: ExitCodeText("ok", "ok", "The command did what it was asked; nothing it judged failed."),
+    ExitCode.FAILED: ExitCodeText(
+        "findings",
+        "findings: a domain failed or was skipped, a check or gate failed, a product is unhealthy",
+        "Findings, not errors: a domain failed (its downstream domains are shown as `skipped`) or a ref was "
+        "refused, a check found violations at or above `--fail-on`, a publish or promote gate refused, a product "
+        "or domain is unhealthy. What it means for each command is written under the command's help.",
+    ),
+    ExitCode.USAGE: ExitCodeText(
+        "usage or configuration error (or busy)",
+        "usage or configuration error, or another run holds what this one writes",
+        "A usage or configuration error: the command line, mesh.yml, a mesh_domain.yml, dependencies.yml, "
+        "dbt_project.yml or the selection. Configuration is checked for the whole mesh before anything runs, so a "
+        "refused command builds and writes nothing. Also: another `mesh` run writes the same domain or file (busy; "
+        "see `--wait`).",
+    ),
+    ExitCode.DBT: ExitCodeText(
+        "dbt, artifact or file-system problem",
+        "dbt could not run, an artifact is missing or corrupt, or the file system refused",
+        "dbt could not run; an artifact (an upstream's `manifest.json`, its database, a release) is missing, "
+        "corrupt or does not match its record; or the file system refused (read-only, full, permission denied, "
+        "I/O error).",
+    ),
+    ExitCode.INTERNAL: ExitCodeText(
+        "a bug of mesh-tools",
+        "an unexpected error: a bug of mesh-tools (run again with --debug and report it)",
+        "An unexpected error: a bug of mesh-tools. Run the command again with `--debug` for the traceback and "
+        "report it with the command you ran.",
+    ),
+    ExitCode.INTERRUPTED: ExitCodeText(
+        "interrupted",
+        "interrupted (Ctrl-C)",
+        "Interrupted (Ctrl-C, SIGINT): the command stopped where it was; `interrupted` is printed on stderr.",
+    ),
+}
 
 
 def _exit_code_for(exc: MeshError) -> ExitCode:
@@ -63,7 +116,7 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(ExitCode.OK)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            sys.exit(130)
+            sys.exit(ExitCode.INTERRUPTED)
         except OSError as exc:  # the file system refused: read-only, full, permission, I/O
             if debug:
                 traceback.print_exc()
@@ -177,21 +230,26 @@ def main(root: str | None, profiles_dir: str | None, debug: bool) -> None:
     `-s sales.fct_orders+` for a model and its downstream in every domain, `-s 'a b'` for a union,
     `-s sales+,owner:NAME` for an intersection); the selectors may also be given as arguments
     (`mesh build sales+`), an alias of --select.
-
-    \b
-    Exit codes:
-      0  ok
-      1  findings: a domain failed or was skipped, a check or gate failed, a product is unhealthy
-      2  usage or configuration error, or another run holds what this one writes
-      3  dbt could not run, an artifact is missing or corrupt, or the file system refused
-      4  an unexpected error: a bug of mesh-tools (run again with --debug and report it)
     """
 
 
+# The exit codes under the group's help, from the enum (one list for --help, every command and the reference).
+main.help = (
+    inspect.cleandoc(main.help or "")
+    + "\n\n\b\nExit codes:\n"
+    + "\n".join(f"  {int(code):>3}  {EXIT_CODE_TEXT[code].summary}" for code in ExitCode)
+)
+
+
 # Below every command's help (cli/__init__.py), with what exit 1 means for it where that says more.
+# "{one}" is the command's own meaning of 1 (braces of the texts doubled: it is a format string).
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok, 1 {one}, 2 usage or configuration error (or busy), 3 dbt, artifact or file-system "
-    "problem, 4 a bug of mesh-tools."
+    "Exit codes: "
+    + ", ".join(
+        f"{int(code)} " + ("{one}" if code == ExitCode.FAILED else EXIT_CODE_TEXT[code].brief.replace("{", "{{"))
+        for code in ExitCode
+    )
+    + "."
 )
 
 
@@ -265,7 +323,7 @@ class FailOn(click.Choice):
 
 def fail_on_option(levels: tuple[str, ...], what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
-        "--fail-on", type=FailOn(levels), help=f"{what} (old spellings: warning = warn, failing = error)."
+        "--fail-on", type=FailOn(levels), help=f"{what.rstrip('.')} (old spellings: warning = warn, failing = error)."
     )
 
 

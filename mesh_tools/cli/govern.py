@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 @main.command()
 @select_options
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True
-)
+    "--format", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True,
+    help="text: grouped by domain, each finding with its location and fix; json; junit: one test suite per domain "
+    "(CI dashboards); sarif: code-scanning annotations.",
+)  # fmt: skip
 @fail_on_option(
     ("info", "warn", "error", "never"), "Lowest severity that exits 1, or never (default: mesh.yml, else error)."
 )
@@ -210,7 +212,10 @@ def _show_grants(plan: GrantPlan, dry_run: bool) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
+    help="markdown: a heading per rule, its documentation below.",
+)  # fmt: skip
 @click.pass_context
 @handles_errors
 def rules(ctx: click.Context, fmt: str) -> None:
@@ -223,7 +228,7 @@ def rules(ctx: click.Context, fmt: str) -> None:
         mesh: Mesh | None = _mesh(ctx)
     except MeshError:
         mesh = None
-    for item in all_rules(mesh):
+    for item in [*all_rules(mesh), *META_RULES.values()]:
         if fmt == "markdown":
             click.echo(f"### {item.code} {item.name} ({item.severity.label})\n\n{inspect.cleandoc(item.doc)}\n")
         else:
@@ -231,5 +236,3 @@ def rules(ctx: click.Context, fmt: str) -> None:
             for line in inspect.cleandoc(item.doc).splitlines():
                 click.echo(f"    {line}")
             click.echo("")
-    for code, (name, severity, fix) in META_RULES.items():
-        click.echo(f"{code}  {name}  [{severity.label}, waivers]\n    {fix}\n")

@@ -119,11 +119,11 @@ def demo_data(ctx: click.Context, orders: int, seed: int) -> None:
 
 @main.command(name="generate-mesh")
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--domains", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--domains", type=click.IntRange(1), default=5, show_default=True, help="Number of domains.")
 @click.option("--models", type=click.IntRange(2), default=20, show_default=True, help="Models per domain.")
 @click.option("--refs", type=click.IntRange(0), default=8, show_default=True, help="Cross-project refs in all.")
 @click.option("--rows", type=click.IntRange(1), default=1000, show_default=True, help="Landing rows per domain.")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the generator.")
 @click.option("--force", is_flag=True, help="Replace FOLDER if it is not empty.")
 @handles_errors
 def generate_mesh_command(

@@ -151,7 +151,10 @@ def docs(
 
 @main.command()
 @select_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: one document on stdout, each domain with its build and releases.",
+)  # fmt: skip
 @env_option
 @click.pass_context
 @handles_errors

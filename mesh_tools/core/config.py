@@ -47,14 +47,19 @@ class DomainConfig(_Strict):
 class Defaults(_Strict):
     """Mesh-wide defaults that command-line flags override."""
 
-    target: str | None = Field(default=None, description="dbt target used for every domain.")
-    jobs: int | None = Field(default=None, ge=1, description="Domains built at once (processes).")
+    target: str | None = Field(default=None, description="dbt target used for every domain (default: each profile's).")
+    jobs: int | None = Field(
+        default=None, ge=1, description="Domains built at once, one process each (default: the cores, at most 4)."
+    )
 
 
 class ExchangeConfig(_Strict):
     """Where releases of data products are published, and how many are kept."""
 
-    path: str = Field(default="exchange", description="Folder of the exchange, relative to the mesh root.")
+    path: str = Field(
+        default="exchange",
+        description="Folder of the exchange, relative to the mesh root, or absolute (a shared folder).",
+    )
     url: str | None = Field(
         default=None,
         description="s3://bucket/prefix: the exchange is in an S3-compatible object store (credentials, endpoint "
@@ -72,7 +77,8 @@ class HealthConfig(_Strict):
 
     path: str = Field(
         default="health",
-        description="Folder of history.duckdb and the reports, relative to the root (`~` is the home folder).",
+        description="Folder of history.duckdb and report.html/.json/.md, relative to the root (`~` is the home "
+        "folder); never the root, a domain, the exchange or the docs site (nor inside or around them).",
     )
     fail_on: Literal["failing", "stale", "warning", "never"] = Field(
         default="failing", description="`mesh health` exits 1 when a product or a domain is at least this bad."
@@ -143,18 +149,29 @@ class GovernanceConfig(_Strict):
 class Waiver(_Strict):
     """A domain's exception to a rule, for named models, with a reason and an expiry date."""
 
-    rule: str
-    models: list[str] = Field(min_length=1)
-    reason: str | None = None
-    expires: date | None = None
+    rule: str = Field(description="The code of the rule waived (GOV202, or a plugin's).")
+    models: list[str] = Field(
+        min_length=1,
+        description="The models it is waived for: a name (every version) or name.vN; a source by its source name.",
+    )
+    reason: str | None = Field(default=None, description="Why the rule does not apply (without one: GOV001).")
+    expires: date | None = Field(
+        default=None, description="The last day the waiver holds, YYYY-MM-DD (past it, or without one: GOV002)."
+    )
 
 
 class DomainGovernance(_Strict):
     """A domain's own governance: stricter severities, its own rules, waivers."""
 
-    rules: dict[str, RuleSetting] = Field(default_factory=dict)
-    plugins: list[str] = Field(default_factory=list)
-    waivers: list[Waiver] = Field(default_factory=list)
+    rules: dict[str, RuleSetting] = Field(
+        default_factory=dict,
+        description="Rule code -> severity or setting; only stricter than mesh.yml's (lowering one is refused).",
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Modules (or .py files, relative to the domain's folder) of rules that judge this domain only.",
+    )
+    waivers: list[Waiver] = Field(default_factory=list, description="Exceptions to rules for named models.")
 
     _short_rules = field_validator("rules", mode="before")(_settings)
 
@@ -173,7 +190,10 @@ class EnvironmentSettings(_Strict):
 class DomainFile(_Strict):
     """A domain's own mesh settings: ``mesh_domain.yml`` in its project folder."""
 
-    governance: DomainGovernance = Field(default_factory=DomainGovernance)
+    governance: DomainGovernance = Field(
+        default_factory=DomainGovernance,
+        description="The domain's own governance: stricter severities, its own rules, waivers.",
+    )
     pins: dict[str, str] = Field(
         default_factory=dict,
         description="Upstream product ('project.model' or 'project.model.vN') -> the release id to read.",
@@ -187,17 +207,28 @@ class MeshConfig(_Strict):
     """The root of mesh.yml."""
 
     name: str = Field(description="Name of the mesh.")
-    description: str | None = None
+    description: str | None = Field(default=None, description="What the mesh is about (shown in the docs site).")
     domains: dict[str, DomainConfig] | None = Field(
-        default=None, description="Domains by name; when absent, every dbt project below the root is one."
+        default=None,
+        description="Domains by name (each name equals the project's name in dbt_project.yml); when absent, every "
+        "dbt project below the root is one.",
     )
     exclude: list[str] = Field(default_factory=list, description="Folders (relative to the root) that discovery skips.")
-    defaults: Defaults = Field(default_factory=Defaults)
-    exchange: ExchangeConfig = Field(default_factory=ExchangeConfig)
-    governance: GovernanceConfig = Field(default_factory=GovernanceConfig)
-    health: HealthConfig = Field(default_factory=HealthConfig)
-    docs: DocsConfig = Field(default_factory=DocsConfig)
-    self_service: SelfServiceConfig = Field(default_factory=SelfServiceConfig)
+    defaults: Defaults = Field(default_factory=Defaults, description="Defaults that command-line flags override.")
+    exchange: ExchangeConfig = Field(
+        default_factory=ExchangeConfig, description="Where releases of data products are published."
+    )
+    governance: GovernanceConfig = Field(
+        default_factory=GovernanceConfig, description="The governance floor every domain stands on."
+    )
+    health: HealthConfig = Field(
+        default_factory=HealthConfig, description="The health history and report, and how the monitors judge."
+    )
+    docs: DocsConfig = Field(default_factory=DocsConfig, description="The static documentation site (`mesh docs`).")
+    self_service: SelfServiceConfig = Field(
+        default_factory=SelfServiceConfig,
+        description="How `mesh new-domain` creates domains and `mesh upgrade-domain` maintains them.",
+    )
 
 
 DOMAIN_FILE = "mesh_domain.yml"

@@ -25,19 +25,72 @@ from mesh_tools.governance.registry import Registry
 from mesh_tools.governance.rule import Finding, Rule, Severity, Violation
 from mesh_tools.model.manifest import Manifest
 
-# Rules about the configuration itself (not registered: the engine raises them).
-META_RULES = {
-    "GOV001": (
-        "waiver-without-reason",
-        Severity.ERROR,
-        "Give the waiver a `reason:` saying why the rule does not apply.",
-    ),
-    "GOV002": (
-        "waiver-expired",
-        Severity.ERROR,
-        "Fix the models and remove the waiver, or renew it with a new `expires:`.",
-    ),
-    "GOV003": ("waiver-unused", Severity.WARN, "Remove the waiver: nothing it names violates the rule any more."),
+
+def _raised_by_the_engine(ctx: CheckContext) -> list[Finding]:
+    """The waiver rules find nothing themselves: the engine reports them as it applies the waivers."""
+    return []
+
+
+# Rules about the configuration itself (not in a check's registry: the engine raises them while applying waivers;
+# their severity is fixed). Documented like the others: `mesh rules` and docs/reference/rules.md show them.
+META_RULES: dict[str, Rule] = {
+    meta.code: meta
+    for meta in (
+        Rule(
+            "GOV001",
+            "waiver-without-reason",
+            Severity.ERROR,
+            "waivers",
+            _raised_by_the_engine,
+            doc="""
+            A waiver says why the rule does not apply.
+
+            Rationale:
+                A waiver is a decision someone will have to revisit; without the reason nobody can
+                tell whether it still holds. A waiver without a reason waives nothing.
+            Example:
+                `waivers: [{rule: GOV202, models: [legacy_export], expires: 2027-03-31}]` in a mesh_domain.yml.
+            Fix:
+                Give the waiver a `reason:` saying why the rule does not apply.
+            """,
+        ),
+        Rule(
+            "GOV002",
+            "waiver-expired",
+            Severity.ERROR,
+            "waivers",
+            _raised_by_the_engine,
+            doc="""
+            A waiver has an expiry date, and it has not passed.
+
+            Rationale:
+                Exceptions are temporary: the date makes the owner come back to the models. An expired
+                waiver (or one without `expires:`) waives nothing.
+            Example:
+                A waiver with `expires: 2026-01-31` checked after that day, or with no `expires:`.
+            Fix:
+                Fix the models and remove the waiver, or renew it with a new `expires:`.
+            """,
+        ),
+        Rule(
+            "GOV003",
+            "waiver-unused",
+            Severity.WARN,
+            "waivers",
+            _raised_by_the_engine,
+            doc="""
+            Every waiver matches a violation.
+
+            Rationale:
+                A waiver that matches nothing is left over from a fixed problem, or names the wrong
+                model or rule; either way it would silently waive a future violation.
+            Example:
+                A waiver of GOV106 for `fct_orders` after every column of fct_orders was described.
+            Fix:
+                Remove the waiver: nothing it names violates the rule any more.
+            """,
+        ),
+    )
 }
 
 
@@ -180,8 +233,9 @@ def _apply_waivers(
                 problem = ("GOV002", f"waiver #{index + 1} of {waiver.rule} for {', '.join(waiver.models)} {when}")
             if problem:
                 code, message = problem
-                rule_name, severity, fix = META_RULES[code]
-                meta.append(Violation(code, rule_name, severity, Finding(name, message, file=domain_file), fix))
+                broken = META_RULES[code]
+                finding = Finding(name, message, file=domain_file)
+                meta.append(Violation(code, broken.name, broken.severity, finding, broken.section("Fix")))
                 used.add((name, index))  # a broken waiver is reported once, not also as unused
     for violation in violations:
         finding = violation.finding
@@ -211,10 +265,11 @@ def _apply_waivers(
     for name in selected:
         for index, waiver in enumerate(mesh.domains[name].governance.waivers):
             if (name, index) not in used:
-                rule_name, severity, fix = META_RULES["GOV003"]
+                unused = META_RULES["GOV003"]
                 message = f"waiver of {waiver.rule} for {', '.join(waiver.models)} matches no violation"
                 file = display_path(mesh.domains[name].path / "mesh_domain.yml")
-                meta.append(Violation("GOV003", rule_name, severity, Finding(name, message, file=file), fix))
+                meta.append(Violation("GOV003", unused.name, unused.severity, Finding(name, message, file=file),
+                                      unused.section("Fix")))  # fmt: skip
     return meta + kept, waived
 
 

@@ -121,8 +121,8 @@ def sarif(report: CheckReport, fail_on: Severity) -> str:
             r = report.registry[code]
             name, description, fix = r.name, r.description, r.section("Fix")
         else:
-            name, _, fix = META_RULES[code]
-            description = name
+            meta = META_RULES[code]
+            name, description, fix = meta.name, meta.description, meta.section("Fix")
         rules.append(
             {
                 "id": code,

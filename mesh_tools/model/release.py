@@ -21,11 +21,15 @@ class _Frozen(BaseModel):
 
 
 class ContractColumn(_Frozen):
-    name: str
-    data_type: str | None = None
-    description: str = ""
-    constraints: list[dict[str, Any]] = Field(default_factory=list)
-    meta: dict[str, Any] = Field(default_factory=dict)
+    """A column of the model's contract, as its YAML declares it."""
+
+    name: str = Field(description="The column's name.")
+    data_type: str | None = Field(default=None, description="Its `data_type` in the contract.")
+    description: str = Field(default="", description="Its description.")
+    constraints: list[dict[str, Any]] = Field(
+        default_factory=list, description="Its constraints (`not_null`, `unique`, ...), without empty fields."
+    )
+    meta: dict[str, Any] = Field(default_factory=dict, description="Its `meta` (e.g. `pii: true`).")
 
 
 def _clean(items: Any) -> list[dict[str, Any]]:
@@ -34,9 +38,13 @@ def _clean(items: Any) -> list[dict[str, Any]]:
 
 
 class Contract(_Frozen):
-    enforced: bool
-    columns: list[ContractColumn]
-    constraints: list[dict[str, Any]] = Field(default_factory=list)
+    """The model's contract: what consumers rely on."""
+
+    enforced: bool = Field(description="Whether dbt enforces the contract (`contract: {enforced: true}`).")
+    columns: list[ContractColumn] = Field(description="The contract's columns, in their declared order.")
+    constraints: list[dict[str, Any]] = Field(
+        default_factory=list, description="Model-level constraints (e.g. `primary_key`)."
+    )
 
     @classmethod
     def of(cls, node: Mapping[str, Any]) -> Contract:
@@ -100,40 +108,49 @@ class Contract(_Frozen):
 
 
 class Owner(_Frozen):
-    group: str | None = None
-    name: str | None = None
-    email: str | None = None
+    """Who answers for the product: its dbt group and the group's owner."""
+
+    group: str | None = Field(default=None, description="The model's dbt group.")
+    name: str | None = Field(default=None, description="The group owner's name.")
+    email: str | None = Field(default=None, description="The group owner's e-mail address.")
 
 
 class DataFile(_Frozen):
+    """A data file of the release."""
+
     path: str = Field(description="Relative to the release folder.")
-    bytes: int
-    sha256: str
+    bytes: int = Field(description="Its size.")
+    sha256: str = Field(description="The SHA-256 of its bytes, in hex: what consumers verify before reading it.")
     readers: list[str] | None = Field(
         default=None,
-        description="The only consumers whose stubs read this file (PII in clear); None: every consumer.",
+        description="The only consumers whose stubs read this file (PII in clear); null: every consumer.",
     )
 
 
 class BuildInfo(_Frozen):
-    invocation_id: str | None = None
-    dbt_version: str | None = None
+    """The dbt build the data came from."""
+
+    invocation_id: str | None = Field(default=None, description="dbt's invocation id of the build.")
+    dbt_version: str | None = Field(default=None, description="The dbt-core version that built it.")
     built_at: str | None = Field(default=None, description="When the dbt build that produced the data ended.")
 
 
 class ReleaseColumn(_Frozen):
     """A column as the producer's engine types it, and as DuckDB reads it back from the release file."""
 
-    name: str
-    type: str = Field(description="The column's type in the producer's engine (``engine``).")
-    parquet_type: str = Field(description="The type DuckDB reads the column back as from data.parquet.")
+    name: str = Field(description="The column's name.")
+    type: str = Field(description="The column's type in the producer's engine (``engine``), e.g. HUGEINT.")
+    parquet_type: str = Field(
+        description="The type DuckDB reads the column back as from data.parquet, e.g. DECIMAL(38,0); a DuckDB "
+        "consumer casts back to ``type``."
+    )
 
 
 class WarehouseLocation(_Frozen):
     """Where a release lives when it is a table in the producer's warehouse (PostgreSQL), not a file."""
 
     engine: str = Field(description="The warehouse (postgres).")
-    database: str | None = None
+    database: str | None = Field(default=None, description="The warehouse's database.")
     releases_schema: str = Field(description="The producer's releases schema.")
     table: str = Field(description="The release table every allowed consumer reads (PII columns NULL).")
     clear_table: str | None = Field(default=None, description="The table with the PII in clear, for its readers.")
@@ -163,36 +180,42 @@ def without_code(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class TestSummary(_Frozen):
-    passed: int = 0
-    failed: int = 0
-    warned: int = 0
+    """The data tests attached to the model in the build the data came from."""
+
+    passed: int = Field(default=0, description="Tests that passed.")
+    failed: int = Field(default=0, description="Tests that failed.")
+    warned: int = Field(default=0, description="Tests that warned.")
 
 
 class ReleaseDescriptor(_Frozen):
     """One immutable release of one version of one data product."""
 
-    schema_version: int = SCHEMA_VERSION
-    product: str = Field(description="project.model[.vN]")
-    project: str
-    model: str
-    version: str | None = None
-    latest_version: str | None = None
+    schema_version: int = Field(
+        default=SCHEMA_VERSION, description=f"{SCHEMA_VERSION}; changes when a field changes meaning."
+    )
+    product: str = Field(description="`project.model.vN` (or `project.model` when unversioned).")
+    project: str = Field(description="The producing domain (dbt project).")
+    model: str = Field(description="The model's name.")
+    version: str | None = Field(default=None, description="The model version released (null: unversioned).")
+    latest_version: str | None = Field(default=None, description="The model's latest version when released.")
     node: str = Field(description="The dbt unique_id of the model.")
-    release_id: str
-    produced_at: str
-    description: str = ""
-    owner: Owner = Field(default_factory=Owner)
-    access: str = "public"
-    deprecation_date: str | None = None
-    contract: Contract
-    contract_hash: str
-    row_count: int
+    release_id: str = Field(description="`r<UTC timestamp, µs>Z-<6 hex>`: sortable, unique.")
+    produced_at: str = Field(description="When the release was written (ISO 8601, UTC).")
+    description: str = Field(default="", description="The model's description, from its YAML.")
+    owner: Owner = Field(default_factory=Owner, description="The model's group and its owner, from its YAML.")
+    access: str = Field(default="public", description="The model's dbt access.")
+    deprecation_date: str | None = Field(default=None, description="The version's deprecation date, if any.")
+    contract: Contract = Field(description="The model's contract: columns and constraints.")
+    contract_hash: str = Field(
+        description="`sha256:` of column names, types and constraints (not descriptions): what consumers rely on."
+    )
+    row_count: int = Field(description="Rows in the release.")
     engine: str | None = Field(default=None, description="The producer's dbt adapter (duckdb, spark, ...).")
     columns: list[ReleaseColumn] = Field(
         default_factory=list, description="Every column of the data file, with its type in the producer's engine."
     )
     format: str = Field(default="parquet", description="parquet (files in the release folder) or table (warehouse).")
-    files: list[DataFile]
+    files: list[DataFile] = Field(description="The release's data files (none when it is a table in a warehouse).")
     warehouse: WarehouseLocation | None = Field(
         default=None, description="The release's tables when it lives in the producer's warehouse (format table)."
     )
@@ -201,19 +224,20 @@ class ReleaseDescriptor(_Frozen):
         description="Columns marked PII: NULL in the file every consumer reads, in clear only in a file "
         "whose readers the product's policy (meta.pii_allowed_consumers) names.",
     )
-    build: BuildInfo = Field(default_factory=BuildInfo)
-    tests: TestSummary = Field(default_factory=TestSummary)
+    build: BuildInfo = Field(default_factory=BuildInfo, description="The dbt build the data came from.")
+    tests: TestSummary = Field(default_factory=TestSummary, description="Tests attached to the model in that build.")
     interface: ReleaseInterface | None = Field(
         default=None,
         description="The product's manifest node (no SQL) and group as built for this release: a consumer's stub "
-        "is made from the release it reads, never from the producer's working copy. None in releases published "
+        "is made from the release it reads, never from the producer's working copy. null in releases published "
         "before it was recorded.",
     )
     content_hash: str | None = Field(
         default=None,
         description="An order-free hash of the rows of each data file but the audit columns (``data.parquet``, "
-        "then the clear file, joined by ``|``): a rebuild whose rows hash the same confirms this release instead "
-        "of making a new one. None in warehouse releases and in releases published before it was recorded.",
+        "then the clear file, joined by ``|``), each ``sum2x64-duckdb-<version>:<rows>:<h1>:<h2>``: a rebuild "
+        "whose rows hash the same confirms this release instead "
+        "of making a new one. null in warehouse releases and in releases published before it was recorded.",
     )
     audit_columns: list[str] = Field(
         default_factory=list,

@@ -207,8 +207,8 @@ def test_rules_lists_every_rule_with_its_documentation(plain_mesh: Path):
     assert result.returncode == 0
     codes = re.findall(r"^(GOV\d{3})  ", result.stdout, re.M)
     assert len(codes) == 25 and codes == sorted(codes[:22]) + ["GOV001", "GOV002", "GOV003"]
-    for section in ("Rationale:", "Example:", "Fix:"):
-        assert result.stdout.count(section) == 22
+    for section in ("Rationale:", "Example:", "Fix:"):  # the waiver rules too (docs/reference/rules.md shows them)
+        assert result.stdout.count(section) == 25
 
 
 def test_company_rule_from_a_plugin(governance_mesh: Path, tmp_path: Path):
