@@ -49,7 +49,12 @@ def sql_style(ctx: CheckContext) -> Iterator[Finding]:
     """Model SQL follows the mesh's style, checked by sqlfluff (dialect duckdb, jinja templater with dbt builtins).
 
     Rationale:
-        One style across domains makes every domain's SQL readable to every other.
+        One style across domains makes every domain's SQL readable to every other. Every file of
+        the mesh is linted in one pass, one worker process per core; each file's result is kept in
+        `.mesh/sqlfluff-cache.json`, keyed by its bytes and path, the rule's options, the Python,
+        sqlfluff and plugin versions and the sqlfluff config files up to the mesh root, so an
+        unchanged file is not linted again (delete the file to force a full lint; a corrupt cache
+        is ignored and rewritten).
     Example:
         Upper- and lower-case keywords mixed in one file (CP01).
     Fix:

@@ -76,6 +76,7 @@ def restricted(ctx: CheckContext) -> Iterator[Finding]:
     Rationale:
         A producer may share a product with chosen domains only (contracts, licences, load). A value that
         is not a list of names (a string, the key with no value) allows no one: it fails closed, and says so.
+        `mesh stitch` also refuses such a ref, before dbt runs.
     Example:
         `allowed_consumers: [finance]` on a product that marketing refs.
     Fix:

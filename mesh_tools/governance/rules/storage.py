@@ -70,7 +70,8 @@ def foreign_write(ctx: CheckContext) -> Iterator[Finding]:
         build, tests and release gate; one that reads release files itself bypasses pins, access
         and PII policies. Found by tokenizing and parsing the SQL (compiled models, hooks,
         on-run-start/end, macros of the domain and its packages, strings in Jinja tags) with
-        sqlglot, so paths and names are resolved, not pattern-matched. Always blocks publishing.
+        sqlglot, so paths and names are resolved, not pattern-matched. Always blocks publishing,
+        even in an advisory mesh; `mesh stitch` checks the same before dbt runs.
     Example:
         `on-run-start: "attach '../sales/sales.duckdb' as s"` and a post-hook
         `insert into s.main.fct_orders ...`; or `copy (...) to '../exchange/products/...'`.

@@ -72,6 +72,8 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
         Consumers read the released contract. Removing or renaming a column, changing a type,
         dropping a constraint or lowering access breaks them; a new version lets them move on
         their own schedule while the old version keeps its shape until its deprecation date.
+        Compared with the last published release (or `mesh check --contracts F` / `--contracts-from
+        DIR`); each finding names the consumer models affected and whether they select the column.
     Example:
         `amount` renamed to `order_total` in `fct_orders` v2 after v2 was published.
     Fix:
