@@ -212,7 +212,9 @@ def commands_page() -> str:
     out = [header("Commands", "the click commands of mesh_tools.cli")]
     out.append(
         "Every `mesh` command, subcommand, argument and option, as `mesh COMMAND --help` shows them. Every command "
-        f"also takes {code('-h')}, {code('--help')}. What each exit code means: [Exit codes](exit-codes.md).\n"
+        f"also takes {code('-h')}, {code('--help')}. The selection grammar and the options that mean one thing in "
+        "every command: [Selection and common options](cli-conventions.md); what each exit code means: "
+        "[Exit codes](exit-codes.md).\n"
     )
     summary = [
         [f"[{code(ctx.command_path)}](#{anchor(ctx.command_path)})", text(command.get_short_help_str(200), cell=True)]
