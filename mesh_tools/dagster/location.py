@@ -3,7 +3,7 @@
     dagster dev -m mesh_tools.dagster.location
 
 ``MESH_ENV`` picks the channel, ``MESH_DAGSTER_TARGET`` the dbt target; anything more: write your own
-definitions file with ``mesh_definitions(...)`` (README, "Running the mesh in Dagster").
+definitions file with ``mesh_definitions(...)`` (docs/how-to/dagster.md).
 """
 
 from __future__ import annotations

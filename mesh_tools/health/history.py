@@ -1,7 +1,7 @@
 """The health history: an embedded DuckDB database with a row per run, per result and per measurement.
 
 Anyone can query it with SQL (``duckdb health/history.duckdb``); the tables are documented in
-README.md ("Health history"). Rows are only ever added (and pruned after ``history_days``); the
+docs/how-to/health.md. Rows are only ever added (and pruned after ``history_days``); the
 same dbt invocation or release is never stored twice, so collecting again is harmless.
 """
 

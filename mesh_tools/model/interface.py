@@ -5,8 +5,9 @@ nodes without their SQL, and its groups. Consumers on machines without the produ
 promotion merges one channel's into another's (``promoted``, reading each as an ``InterfaceShape``: the envelope
 checked, its nodes copied as they are). It is another checkout's file, so it is read bounded
 (``INTERFACE_LIMIT``) and validated (``read``, ``parse``): a malformed one is one error naming the file, the place in
-it and what to do, never a KeyError inside stitching. Its JSON schema: ``interface_schema()`` (README, "The published
-interface"). What it holds stays data: stitching escapes every text of it before dbt sees it (stitch/stub.py).
+it and what to do, never a KeyError inside stitching. Its JSON schema: ``interface_schema()``
+(docs/interface.schema.json). What it holds stays data: stitching escapes every text of it before dbt sees
+it (stitch/stub.py).
 """
 
 from __future__ import annotations

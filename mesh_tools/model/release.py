@@ -1,6 +1,6 @@
 """The release descriptor (``release.json``): what a release is, written once beside its data.
 
-Its JSON schema is part of the public interface (README.md, "The release descriptor");
+Its JSON schema is part of the public interface (docs/reference/release-descriptor.md);
 ``schema_version`` changes when a field changes meaning.
 """
 

@@ -36,7 +36,7 @@ def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = T
     """
     lines = [
         "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
-        '# Every key but `name` is optional; README.md, "mesh.yml", documents them all.',
+        '# Every key but `name` is optional; docs/reference/configuration.md documents them all.',
         f"name: {_quoted(mesh.name)}",
         "",
         "# One domain per dbt project: the key is the project's name (dbt_project.yml `name:`).",
@@ -83,7 +83,8 @@ def init_mesh(
     path = root / MESH_FILE
     if path.exists():
         raise ConfigError(
-            f'{display_path(path)} already exists; `mesh init` never replaces it. Edit it (README.md, "mesh.yml").'
+            f"{display_path(path)} already exists; `mesh init` never replaces it. "
+            "Edit it (docs/reference/configuration.md)."
         )
     mesh = load_mesh(root)
     text = render_mesh_yml(mesh, floor, enforce=enforce)
