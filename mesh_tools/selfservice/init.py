@@ -36,7 +36,7 @@ def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = T
     """
     lines = [
         "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
-        '# Every key but `name` is optional; docs/reference/configuration.md documents them all.',
+        "# Every key but `name` is optional; docs/reference/configuration.md documents them all.",
         f"name: {_quoted(mesh.name)}",
         "",
         "# One domain per dbt project: the key is the project's name (dbt_project.yml `name:`).",
