@@ -80,8 +80,10 @@ class HealthConfig(_Strict):
         description="Folder of history.duckdb and report.html/.json/.md, relative to the root (`~` is the home "
         "folder); never the root, a domain, the exchange or the docs site (nor inside or around them).",
     )
-    fail_on: Literal["failing", "stale", "warning", "never"] = Field(
-        default="failing", description="`mesh health` exits 1 when a product or a domain is at least this bad."
+    fail_on: Literal["warn", "stale", "error", "never", "warning", "failing"] = Field(
+        default="failing",
+        description="`mesh health` exits 1 when a product or a domain is at least this bad: `warn`, `stale`, `error` "
+        "or `never`, the words of `mesh health --fail-on` (the report's words `warning` and `failing` are accepted too).",
     )
     source_freshness: bool = Field(default=True, description="Run `dbt source freshness` before each domain's build.")
     volume_tolerance: float = Field(
@@ -93,6 +95,12 @@ class HealthConfig(_Strict):
     schema_change_hours: float = Field(default=24, ge=0, description="How long a schema change stays a warning.")
     slo_window_days: int = Field(default=30, ge=1, description="Window of the SLO compliance figure.")
     history_days: int = Field(default=90, ge=1, description="Rows older than this are pruned from the history.")
+
+    @field_validator("fail_on", mode="after")
+    @classmethod
+    def _dbt_words(cls, value: str) -> str:
+        """`--fail-on`'s words (dbt's: warn, error) mean the report's statuses (warning, failing) here too."""
+        return {"warn": "warning", "error": "failing"}.get(value, value)
 
 
 class SelfServiceConfig(_Strict):

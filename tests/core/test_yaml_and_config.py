@@ -52,3 +52,22 @@ def test_several_errors_are_numbered(tmp_path: Path):
     text = str(info.value)
     assert "(1)" in text and "(2)" in text and "(3)" in text
     assert "missing required key 'name'" in text
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("warn", "warning"), ("error", "failing"), ("stale", "stale"), ("never", "never"), ("warning", "warning")],
+)
+def test_health_fail_on_takes_the_words_of_the_command_line(tmp_path: Path, written: str, meant: str):
+    # `mesh health --fail-on` takes dbt's words (warn, error); mesh.yml took only the report's (warning, failing)
+    path = tmp_path / "mesh.yml"
+    path.write_text(f"name: m\nhealth:\n  fail_on: {written}\n")
+    config, _doc = load_mesh_config(path)
+    assert config.health.fail_on == meant
+
+
+def test_health_fail_on_refuses_other_words_naming_both_vocabularies(tmp_path: Path):
+    path = tmp_path / "mesh.yml"
+    path.write_text("name: m\nhealth:\n  fail_on: bad\n")
+    with pytest.raises(ConfigError, match=r"mesh\.yml:3: health\.fail_on: .*'warn'.*'failing'"):
+        load_mesh_config(path)
