@@ -320,8 +320,9 @@ def rules_page() -> str:
                 out.append(f"**{title}.** " + _section(section) + "\n")
         if meta:
             out.append(
-                "**Configure.** Reported by the engine as it applies the waivers; its severity is fixed and it "
-                "cannot be waived.\n"
+                f"**Configure.** Reported by the engine as it applies the waivers. mesh.yml: `governance: {{rules: "
+                f"{{{item.code}: warn}}}}` (`off`, `info`, `warn`, `error`; default `{item.severity.label}`); a "
+                "domain may raise it. It cannot be waived.\n"
             )
         else:
             out.append(

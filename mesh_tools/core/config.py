@@ -82,8 +82,9 @@ class HealthConfig(_Strict):
     )
     fail_on: Literal["warn", "stale", "error", "never", "warning", "failing"] = Field(
         default="failing",
-        description="`mesh health` exits 1 when a product or a domain is at least this bad: `warn`, `stale`, `error` "
-        "or `never`, the words of `mesh health --fail-on` (the report's words `warning` and `failing` are accepted too).",
+        description="`mesh health` exits 1 when a product or a domain is at least this bad: `warn`, `stale`, "
+        "`error` or `never`, the words of `mesh health --fail-on` (the report's words `warning` and `failing` are "
+        "accepted too).",
     )
     source_freshness: bool = Field(default=True, description="Run `dbt source freshness` before each domain's build.")
     volume_tolerance: float = Field(
@@ -129,9 +130,18 @@ class RuleSetting(_Strict):
 
 
 def _settings(value: Any) -> Any:
-    """``GOV101: warn`` is short for ``GOV101: {severity: warn}``."""
+    """``GOV101: warn`` is short for ``GOV101: {severity: warn}``.
+
+    YAML 1.1 reads an unquoted ``off`` (as in ``GOV106: off``, what the docs show) as false: it means "off".
+    """
+
+    def short(v: Any) -> Any:
+        if v is False:
+            return {"severity": "off"}
+        return {"severity": v} if isinstance(v, str) else v
+
     if isinstance(value, dict):
-        return {k: {"severity": v} if isinstance(v, str) else v for k, v in value.items()}
+        return {k: short(v) for k, v in value.items()}
     return value
 
 

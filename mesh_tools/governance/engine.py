@@ -32,7 +32,8 @@ def _raised_by_the_engine(ctx: CheckContext) -> list[Finding]:
 
 
 # Rules about the configuration itself (not in a check's registry: the engine raises them while applying waivers;
-# their severity is fixed). Documented like the others: `mesh rules` and docs/reference/rules.md show them.
+# mesh.yml and mesh_domain.yml set their severity as any rule's). Documented like the others: `mesh rules` and
+# docs/reference/rules.md show them.
 META_RULES: dict[str, Rule] = {
     meta.code: meta
     for meta in (
@@ -142,7 +143,7 @@ def _resolve_severities(
         _check_codes(registry, waived, domain_file, ("governance", "waivers"), keyed=False)
         for code, raw in domain.governance.rules.items():
             setting = raw
-            floor = severities.get(code)
+            floor = severities.get(code, META_RULES[code].severity if code in META_RULES else None)
             if setting.severity == "off" or (
                 setting.severity and floor is not None and Severity.parse(setting.severity) < floor
             ):
@@ -206,14 +207,29 @@ def run_check(
             seen.add(finding)
             effective = max(severity, raised.get(finding.domain, {}).get(code, severity))
             violations.append(Violation(code, rule.name, effective, finding, rule.section("Fix")))
-    report.violations, report.waived = _apply_waivers(mesh, selected, violations, today or date.today())
+    levels = _MetaLevels(severities, raised)
+    report.violations, report.waived = _apply_waivers(mesh, selected, violations, today or date.today(), levels)
     report.baselined = set(baseline or ()) & {v.fingerprint for v in report.violations}
     report.seconds = time.perf_counter() - start
     return report
 
 
+@dataclass
+class _MetaLevels:
+    """The severity of a waiver rule in a domain: the mesh's setting (None: off), raised by the domain's own."""
+
+    severities: dict[str, Severity | None]
+    raised: dict[str, dict[str, Severity]]
+
+    def of(self, code: str, domain: str) -> Severity | None:
+        severity = self.severities.get(code, META_RULES[code].severity)
+        if severity is None:
+            return None
+        return max(severity, self.raised.get(domain, {}).get(code, severity))
+
+
 def _apply_waivers(
-    mesh: Mesh, selected: list[str], violations: list[Violation], today: date
+    mesh: Mesh, selected: list[str], violations: list[Violation], today: date, levels: _MetaLevels
 ) -> tuple[list[Violation], list[Violation]]:
     kept: list[Violation] = []
     waived: list[Violation] = []
@@ -233,9 +249,10 @@ def _apply_waivers(
                 problem = ("GOV002", f"waiver #{index + 1} of {waiver.rule} for {', '.join(waiver.models)} {when}")
             if problem:
                 code, message = problem
-                broken = META_RULES[code]
-                finding = Finding(name, message, file=domain_file)
-                meta.append(Violation(code, broken.name, broken.severity, finding, broken.section("Fix")))
+                broken, severity = META_RULES[code], levels.of(code, name)
+                if severity is not None:
+                    finding = Finding(name, message, file=domain_file)
+                    meta.append(Violation(code, broken.name, severity, finding, broken.section("Fix")))
                 used.add((name, index))  # a broken waiver is reported once, not also as unused
     for violation in violations:
         finding = violation.finding
@@ -264,11 +281,12 @@ def _apply_waivers(
             kept.append(violation)
     for name in selected:
         for index, waiver in enumerate(mesh.domains[name].governance.waivers):
-            if (name, index) not in used:
+            severity = levels.of("GOV003", name)
+            if (name, index) not in used and severity is not None:
                 unused = META_RULES["GOV003"]
                 message = f"waiver of {waiver.rule} for {', '.join(waiver.models)} matches no violation"
                 file = display_path(mesh.domains[name].path / "mesh_domain.yml")
-                meta.append(Violation("GOV003", unused.name, unused.severity, Finding(name, message, file=file),
+                meta.append(Violation("GOV003", unused.name, severity, Finding(name, message, file=file),
                                       unused.section("Fix")))  # fmt: skip
     return meta + kept, waived
 

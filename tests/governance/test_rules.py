@@ -123,6 +123,20 @@ def test_broken_and_unused_waivers_are_violations(report: dict):
     assert found(report, "GOV003") == [("ads", "warn", "waiver of GOV103 for nothing_here matches no violation")]
 
 
+def test_the_waiver_rules_take_the_severity_mesh_yml_sets(governance_mesh: Path, tmp_path: Path):
+    # GOV001-003 were accepted in `governance.rules` and then ignored: a setting is honoured as any rule's
+    root = tmp_path / "mesh"
+    shutil.copytree(governance_mesh, root, symlinks=True)
+    config = root / "mesh.yml"
+    config.write_text(config.read_text().replace("    GOV106: error", "    GOV106: error\n    GOV003: off\n    GOV002: warn"))
+    result = run_mesh("check", "--format", "json", "--no-sqlfluff", cwd=root)
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert found(report, "GOV003") == []
+    assert found(report, "GOV002") == [("ads", "warn", "waiver #3 of GOV201 for audience expired on 2020-06-30")]
+    assert found(report, "GOV001") == [("ads", "error", "waiver #2 of GOV303 for legacy has no reason")]
+
+
 def test_breaking_change_against_the_published_release(plain_mesh_copy: Path):
     root = plain_mesh_copy
     schema = root / "shop/models/schema.yml"
