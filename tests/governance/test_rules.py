@@ -128,7 +128,9 @@ def test_the_waiver_rules_take_the_severity_mesh_yml_sets(governance_mesh: Path,
     root = tmp_path / "mesh"
     shutil.copytree(governance_mesh, root, symlinks=True)
     config = root / "mesh.yml"
-    config.write_text(config.read_text().replace("    GOV106: error", "    GOV106: error\n    GOV003: off\n    GOV002: warn"))
+    config.write_text(
+        config.read_text().replace("    GOV106: error", "    GOV106: error\n    GOV003: off\n    GOV002: warn")
+    )
     result = run_mesh("check", "--format", "json", "--no-sqlfluff", cwd=root)
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
