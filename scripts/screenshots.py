@@ -8,8 +8,8 @@ domains), health-report.png, doctor.png (`mesh doctor` as a terminal shows it) a
 the mesh itself, build.png (`mesh build`'s summary). The browser is the machine's own headless Chromium
 (`make chromium`); none is downloaded. The mesh is only read: its site and health report are written again
 into a scratch folder (`mesh health` adds one collection to the mesh's health history, as every run does).
-Exit codes: 0 written, 2 bad input (--mesh is not a mesh's root), 3 Chromium or Playwright missing, a `mesh`
-command failed, or a file could not be written.
+Exit codes: 0 written, 2 bad input (--mesh is not a mesh's root, or `mesh` found its configuration wrong),
+3 Chromium or Playwright missing, another `mesh` command failed, or a file could not be written.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def checked(run: Runner, args: list[str], cwd: Path, ok: tuple[int, ...] = (0,))
     output = result.stdout + result.stderr
     if result.returncode not in ok:
         tail = "\n".join(output.strip().splitlines()[-15:])
-        raise ScreenshotError(f"`mesh {' '.join(args)}` failed (exit {result.returncode}) in {cwd}:\n{tail}", 3)
+        # the mesh's own configuration error stays a bad input (2); anything else could not run (3)
+        code = 2 if result.returncode == 2 else 3
+        raise ScreenshotError(f"`mesh {' '.join(args)}` failed (exit {result.returncode}) in {cwd}:\n{tail}", code)
     return output
 
 
@@ -164,10 +166,13 @@ def photograph(root: Path, out: Path, run: Runner = run_mesh, build_output: str 
     ``build_output``: `mesh build`'s output, pictured as build.png when given.
     """
     binary = binary or find_chromium()
+    from playwright.sync_api import Error as PlaywrightError
+
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesh-screenshots-") as folder:
         scratch = Path(folder)
         checked(run, ["docs", "--output-dir", str(scratch / "site")], root)
+        lineage = _widest_lineage(root, scratch / "site")  # before `mesh health` writes into an unbuilt mesh
         checked(run, ["health", "--output-dir", str(scratch / "health"), "--fail-on", "never"], root)
         # a problem that would stop a build is exit 1, and still worth a picture
         doctor = checked(run, ["doctor"], root, ok=(0, 1)).replace(str(root), PROMPT_DIR)
@@ -176,16 +181,29 @@ def photograph(root: Path, out: Path, run: Runner = run_mesh, build_output: str 
             terminals["build.png"] = ("mesh build", build_output.replace(str(root), PROMPT_DIR))
         with chromium(binary) as browser:
             page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
-            written = [
-                _docs_site(page, scratch / "site", out),
-                _lineage(page, scratch / "site", out),
-                _health(page, scratch / "health", out),
-            ]
-            for name, (command, text) in terminals.items():
-                page.set_viewport_size(VIEWPORT)
-                page.set_content(terminal_page(command, text))
-                written.append(_shot(page.locator(".terminal"), out / name))
+            try:
+                written = [
+                    _docs_site(page, scratch / "site", out),
+                    _lineage(page, lineage, out),
+                    _health(page, scratch / "health", out),
+                ]
+                for name, (command, text) in terminals.items():
+                    page.set_viewport_size(VIEWPORT)
+                    page.set_content(terminal_page(command, text))
+                    written.append(_shot(page.locator(".terminal"), out / name))
+            except PlaywrightError as error:
+                first = str(error).strip().splitlines()[0]
+                raise ScreenshotError(f"chromium could not take a picture of {root}'s pages: {first}", 3) from None
     return written
+
+
+def _widest_lineage(root: Path, site: Path) -> Path:
+    """The product page with the most edges across domains (the demo's: sales.fct_orders.v2)."""
+    pages = sorted((site / "products").glob("*.html"))
+    if not pages:
+        raise ScreenshotError(f"{root}: its docs site has no data product: build the mesh first (`mesh build`)", 2)
+    # sorted by name first, so a tie picks the same page every run
+    return max(pages, key=lambda page: page.read_text(encoding="utf-8").count('class="edge cross"'))
 
 
 def _shot(target: Any, path: Path) -> Path:
@@ -194,17 +212,18 @@ def _shot(target: Any, path: Path) -> Path:
 
 
 def _docs_site(page: Any, site: Path, out: Path) -> Path:
-    """The home page (map of the domains, their products and health) with a search across domains open."""
+    """The home page (map of the domains, their products and health) with a search for the first domain open:
+    its hits are products, models and columns of several domains (the demo's: customers)."""
     page.goto((site / "index.html").as_uri())
-    page.fill("#search-input", "customer")
-    page.wait_for_selector("#search-results li")
+    page.fill("#search-input", page.locator(".domain-card[data-domain]").first.get_attribute("data-domain"))
+    page.wait_for_selector("#search-results li", timeout=10_000)
     return _shot(page, out / "docs-site.png")
 
 
-def _lineage(page: Any, site: Path, out: Path) -> Path:
-    """The lineage section of sales.fct_orders.v2, scrolled to its right end: the product and its edges into
-    finance and marketing (the drawing is wider than the page and scrolls in its box)."""
-    page.goto((site / "products/sales.fct_orders.v2.html").as_uri())
+def _lineage(page: Any, product: Path, out: Path) -> Path:
+    """A product's lineage section, its drawing (wider than the page, in a box that scrolls) scrolled to the
+    right end: the product and the edges into the domains that read it."""
+    page.goto(product.as_uri())
     page.evaluate("() => { const box = document.querySelector('.lineage-box'); box.scrollLeft = box.scrollWidth; }")
     heading = page.locator("h2", has_text="Lineage").bounding_box()
     box = page.locator(".lineage-box").first.bounding_box()
@@ -221,7 +240,8 @@ def _health(page: Any, health: Path, out: Path) -> Path:
     width = max(VIEWPORT["width"], int(page.evaluate("() => document.documentElement.scrollWidth")))
     page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
     table = page.locator("#products").bounding_box()
-    clip = {"x": 0, "y": 0, "width": width, "height": table["y"] + table["height"] + 16}
+    bottom = table["y"] + table["height"] + 16 if table else VIEWPORT["height"]
+    clip = {"x": 0, "y": 0, "width": width, "height": bottom}
     page.screenshot(path=str(out / "health-report.png"), full_page=True, clip=clip, animations="disabled")
     page.set_viewport_size(VIEWPORT)
     return out / "health-report.png"

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 
 from tests.browser import chromium_page
-from tests.helpers import REPO, Built, run_mesh
+from tests.helpers import REPO, Built, copy_demo, run_mesh
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +122,13 @@ def test_without_chromium_it_says_how_to_install_it_before_building_anything(tmp
         "`apt-get install -y chromium`; this script never downloads a browser\n"
     )
     assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_an_unbuilt_mesh_is_one_error_and_exit_2_and_nothing_is_written_into_it(tmp_path: Path) -> None:
+    screenshots = load_script()
+    root = copy_demo(tmp_path / "mesh")
+    with pytest.raises(screenshots.ScreenshotError) as raised:
+        screenshots.photograph(root, tmp_path / "out", run=lambda args, cwd: run_mesh(*args, cwd=cwd))
+    assert raised.value.code == 2
+    assert str(raised.value) == f"{root}: its docs site has no data product: build the mesh first (`mesh build`)"
+    assert not (root / "health").exists() and not list((tmp_path / "out").iterdir())
