@@ -5,7 +5,8 @@
 
 Writes docs-site.png (the site's home page with a search open), docs-lineage.png (a product's lineage across
 domains), health-report.png, doctor.png (`mesh doctor` as a terminal shows it) and, when this script built
-the mesh itself, build.png (`mesh build`'s summary). The browser is the machine's own headless Chromium
+the demo mesh itself, build.png (`mesh build`'s summary) and health-problem.png (the health report after a
+test planted into that copy fails). The browser is the machine's own headless Chromium
 (`make chromium`); none is downloaded. The mesh is only read: its site and health report are written again
 into a scratch folder (`mesh health` adds one collection to the mesh's health history, as every run does).
 Exit codes: 0 written, 2 bad input (--mesh is not a mesh's root, or `mesh` found its configuration wrong),
@@ -94,18 +95,29 @@ def find_chromium() -> str:
 
 @contextmanager
 def chromium(binary: str) -> Iterator[Any]:
-    """A headless Chromium launched as tests/browser.py launches it (no sandbox, no GPU, no network chatter)."""
+    """A headless Chromium launched as tests/browser.py launches it (no sandbox, no GPU, no network chatter);
+    a browser error inside the block is a ScreenshotError (exit 3) of one line."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=binary,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=binary,
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+        except PlaywrightError as error:
+            raise ScreenshotError(f"{binary} did not start as a headless chromium: {_first_line(error)}", 3) from None
         try:
             yield browser
+        except PlaywrightError as error:
+            raise ScreenshotError(f"chromium could not take a picture: {_first_line(error)}", 3) from None
         finally:
             browser.close()
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 _SGR = re.compile(r"\x1b\[([0-9;]*)m")
@@ -166,8 +178,6 @@ def photograph(root: Path, out: Path, run: Runner = run_mesh, build_output: str 
     ``build_output``: `mesh build`'s output, pictured as build.png when given.
     """
     binary = binary or find_chromium()
-    from playwright.sync_api import Error as PlaywrightError
-
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mesh-screenshots-") as folder:
         scratch = Path(folder)
@@ -181,19 +191,15 @@ def photograph(root: Path, out: Path, run: Runner = run_mesh, build_output: str 
             terminals["build.png"] = ("mesh build", build_output.replace(str(root), PROMPT_DIR))
         with chromium(binary) as browser:
             page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
-            try:
-                written = [
-                    _docs_site(page, scratch / "site", out),
-                    _lineage(page, lineage, out),
-                    _health(page, scratch / "health", out),
-                ]
-                for name, (command, text) in terminals.items():
-                    page.set_viewport_size(VIEWPORT)
-                    page.set_content(terminal_page(command, text))
-                    written.append(_shot(page.locator(".terminal"), out / name))
-            except PlaywrightError as error:
-                first = str(error).strip().splitlines()[0]
-                raise ScreenshotError(f"chromium could not take a picture of {root}'s pages: {first}", 3) from None
+            written = [
+                _docs_site(page, scratch / "site", out),
+                _lineage(page, lineage, out),
+                _health(page, scratch / "health" / "report.html", out / "health-report.png"),
+            ]
+            for name, (command, text) in terminals.items():
+                page.set_viewport_size(VIEWPORT)
+                page.set_content(terminal_page(command, text))
+                written.append(_shot(page.locator(".terminal"), out / name))
     return written
 
 
@@ -233,18 +239,40 @@ def _lineage(page: Any, product: Path, out: Path) -> Path:
     return out / "docs-lineage.png"
 
 
-def _health(page: Any, health: Path, out: Path) -> Path:
+def _health(page: Any, report: Path, path: Path) -> Path:
     """The health report down to the end of its products table: the counts, open problems, domains, products."""
-    page.goto((health / "report.html").as_uri())
+    page.goto(report.as_uri())
     # the products table is wider than 1280 px: widen the window rather than cut its last column
     width = max(VIEWPORT["width"], int(page.evaluate("() => document.documentElement.scrollWidth")))
     page.set_viewport_size({"width": width, "height": VIEWPORT["height"]})
     table = page.locator("#products").bounding_box()
     bottom = table["y"] + table["height"] + 16 if table else VIEWPORT["height"]
     clip = {"x": 0, "y": 0, "width": width, "height": bottom}
-    page.screenshot(path=str(out / "health-report.png"), full_page=True, clip=clip, animations="disabled")
+    page.screenshot(path=str(path), full_page=True, clip=clip, animations="disabled")
     page.set_viewport_size(VIEWPORT)
-    return out / "health-report.png"
+    return path
+
+
+# planted into this script's own copy of the demo mesh only, never into a mesh given with --mesh
+PLANTED_TEST = "projects/sales/tests/assert_no_web_orders.sql"
+PLANTED_SQL = """-- planted by scripts/screenshots.py: fails on every web order, so the health report shows a problem
+select order_id from {{ ref('fct_orders', v=2) }} where channel = 'web'
+"""
+
+
+def photograph_problem(root: Path, out: Path, run: Runner = run_mesh, binary: str | None = None) -> Path:
+    """health-problem.png: the health report after a test of sales.fct_orders.v2 fails (a test planted into the
+    built demo mesh at ``root``, then `mesh build sales`): an open problem and the consumers it puts at risk."""
+    binary = binary or find_chromium()
+    (root / PLANTED_TEST).write_text(PLANTED_SQL, encoding="utf-8")
+    # --no-state: every model and test of sales runs, as in a scheduled build (a state-aware build would run only
+    # the new test, and the report would count that run's tests alone); exit 0 would mean the test did not fail
+    checked(run, ["build", "sales", "--no-state"], root, ok=(1,))
+    with tempfile.TemporaryDirectory(prefix="mesh-screenshots-") as folder:
+        checked(run, ["health", "--output-dir", folder, "--fail-on", "never"], root)
+        with chromium(binary) as browser:
+            page = browser.new_page(viewport=VIEWPORT, device_scale_factor=1)
+            return _health(page, Path(folder) / "report.html", out / "health-problem.png")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -268,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"screenshots: building the demo mesh in {root}", file=sys.stderr)
                 output = build_demo(root)
                 written = photograph(root, args.out, build_output=output, binary=binary)
+                written.append(photograph_problem(root, args.out, binary=binary))
     except ScreenshotError as error:
         print(f"screenshots: {error}", file=sys.stderr)
         return error.code
