@@ -80,6 +80,7 @@ _UNITS = (
     ("tests/foreign/", "corpus"),  # every file there reads the corpus build: one build, one worker
     ("tests/test_demo_mesh.py", "demo"),
     ("tests/docsite/", "demo"),
+    ("tests/docs/test_screenshots.py", "demo"),  # photographs the demo build
     ("tests/dagster/", "demo"),  # Dagster materializes a copy of the demo build
     ("tests/selfservice/", "demo"),
     ("tests/model/test_demo_contracts.py", "demo"),
