@@ -98,10 +98,11 @@ docs-check: $(STAMP) $(DOCS_STAMP)
 	$(BIN)/python scripts/docs_reference.py --check
 	site=$$(mktemp -d) && $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir "$$site"; rc=$$?; rm -rf "$$site"; exit $$rc
 
-# The pictures in docs/images/: the demo mesh built in a temporary folder, its docs site, health report and
-# `mesh doctor` output photographed by headless chromium.
+# The pictures in docs/images/: the demo mesh built in a temporary folder (or MESH=path, a built mesh), its docs
+# site, lineage, health report (healthy, and with a failing test planted in the copy), `mesh doctor` and
+# `mesh build` output photographed by headless chromium (make chromium; no browser is downloaded).
 screenshots: $(STAMP) chromium
-	$(BIN)/python scripts/screenshots.py --out docs/images
+	$(BIN)/python scripts/screenshots.py --out docs/images $(if $(MESH),--mesh $(MESH))
 
 run: $(STAMP)
 	$(BIN)/mesh demo-data
