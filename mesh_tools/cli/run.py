@@ -74,8 +74,9 @@ AFTER_RUN_WAIT = 120.0
 )  # fmt: skip
 @click.option(
     "--new-release", is_flag=True,
-    help="Make a new release of every published product even when its rows are unchanged (no early cutoff: "
-    "readers then rebuild). Also MESH_NEW_RELEASE=1.",
+    help="Make a new release of every product this build rebuilds even when its rows are unchanged (no early "
+    "cutoff: readers then rebuild). A product nothing changed in is not rebuilt, so it gets none: add --no-state, "
+    "or run `mesh publish --new-release`. Also MESH_NEW_RELEASE=1.",
 )  # fmt: skip
 @click.option("--explain", is_flag=True, help="Say why each model ran (or why a domain ran nothing).")
 @click.option(
