@@ -26,7 +26,8 @@ def contracts() -> None:
 @select_options
 @click.option(
     "--output-dir", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
-    help="Folder to write them to (default: contracts/ in the mesh root), one <domain>/<product>.odcs.yaml each.",
+    help="Folder to write them to (default: contracts/ in the mesh root), one "
+    "<domain>/<domain>.<model>[.v<N>].odcs.yaml each (contracts/sales/sales.fct_orders.v2.odcs.yaml).",
 )  # fmt: skip
 @click.option(
     "--output", "-o", "old_out", type=click.Path(file_okay=False, path_type=Path), default=None, hidden=True,

@@ -81,7 +81,7 @@ def _contract_of(exchange: Exchange, manifest: Manifest, node: Node) -> ProductC
 
 
 def export_contracts(mesh: Mesh, domains: list[str], out: Path) -> Export:
-    """Write each contract as ``<out>/<domain>/<product>.odcs.yaml`` (each file replaced atomically)."""
+    """Write each contract as ``<out>/<domain>/<domain>.<model>[.v<N>].odcs.yaml`` (each file replaced atomically)."""
     result = Export()
     if out.is_symlink() and not out.exists():
         raise ConfigError(f"{display_path(out)} is a link to nothing: give -o a folder.")
@@ -126,7 +126,7 @@ def find_datacontract() -> Path:
     raise ConfigError(
         "datacontract-cli is not installed. It pins its own DuckDB, so give it an environment of its own: "
         "`python -m venv ~/.venvs/datacontract && ~/.venvs/datacontract/bin/pip install "
-        "'datacontract-cli[duckdb,parquet]>=1.2,<1.3'`, then `export MESH_DATACONTRACT=~/.venvs/datacontract/bin/"
+        "'datacontract-cli[duckdb,parquet]>=1.2.8,<1.3'`, then `export MESH_DATACONTRACT=~/.venvs/datacontract/bin/"
         "datacontract` (or put it on the PATH)."
     )
 
