@@ -37,3 +37,15 @@ def test_init_and_new_domain_start_a_mesh_in_an_empty_folder(tmp_path: Path) -> 
     listed = run_mesh("ls", cwd=root)
     assert listed.returncode == 0, listed.stderr
     assert sorted(line.split()[0] for line in listed.stdout.splitlines()[1:]) == ["billing", "orders"]
+
+
+def test_new_domain_without_mesh_yml_says_the_description_is_not_recorded(tmp_path: Path) -> None:
+    created = run_mesh(
+        "new-domain", "orders", "--owner", "Orders Team <o@acme.test>", "--description", "Orders.", cwd=tmp_path
+    )
+    assert created.returncode == 0, created.stderr
+    assert "register" not in created.stdout and not (tmp_path / "mesh.yml").exists()
+    assert (
+        "note: --description is not recorded: the mesh has no list of domains (mesh.yml `domains:`) to write it in; "
+        "`mesh init` writes a mesh.yml that lists them"
+    ) in created.stdout
