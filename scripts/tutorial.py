@@ -1,17 +1,21 @@
-"""Follow docs/tutorial.md in a temporary folder and write each step's output into docs/tutorial/<name>.txt.
+"""Follow docs/tutorial.md in a temporary folder and write what each step prints into the page itself.
 
 The page is the script: its fenced blocks marked ``.tutorial-run`` are typed (one command a line, in a shell
 whose working folder carries over as a user's would), those marked ``.tutorial-file`` are written to the file
-their ``title`` names (relative to the mesh folder, ``~/acme``), in page order. A run block's
-``output="name"`` is where its output goes; the page includes it with ``--8<-- "tutorial/name.txt"``.
-``exit="N"`` says the block's one command is expected to exit N (default 0). HOME is the temporary folder,
-so ``~/acme`` is a fresh folder and the captured output reads ``~/acme`` whatever machine ran it.
+their ``title`` names (relative to the mesh folder, ``~/acme``), in page order. A ``.tutorial-output`` block
+holds what the run block before it printed; a line ``...`` in it stands for lines the page leaves out (a
+refresh keeps the cut where the lines around it still match). ``exit="N"`` on a run block says its one command
+is expected to exit N (default 0). HOME is the temporary folder, so ``~/acme`` is a fresh folder and the
+output reads ``~/acme`` whatever machine ran it.
 
-    python scripts/tutorial.py            # refresh docs/tutorial/*.txt
+The output lives in the page, not in files the page includes, because the pages read on GitHub too, where
+MkDocs' snippets do not expand.
+
+    python scripts/tutorial.py            # follow the page and write the outputs into it
     python scripts/tutorial.py --check    # exit 1 when an output differs from the page (durations, release ids
                                           # and times aside)
 
-tests/docs/test_tutorial.py runs the same code (``follow``) and checks what the tutorial left behind.
+tests/docs/test_tutorial.py runs the same code (``follow``, ``differences``) and checks what the tutorial left.
 """
 
 from __future__ import annotations
@@ -28,10 +32,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "tutorial.md"
-OUTPUTS = REPO / "docs" / "tutorial"
 MESH_FOLDER = "acme"  # the page's ~/acme
 
-# ```{.bash .tutorial-run output="build"} ... ``` (superfences' attribute form, as the page writes it)
+# ```{.bash .tutorial-run exit="1"} ... ``` (superfences' attribute form, as the page writes it)
 _FENCE = re.compile(r"^```\{(?P<attrs>[^}\n]*)\}[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
 
 
@@ -39,10 +42,11 @@ _FENCE = re.compile(r"^```\{(?P<attrs>[^}\n]*)\}[ \t]*\n(?P<body>.*?)^```[ \t]*$
 class Block:
     """One marked fenced block of the page: commands to run, or a file to write."""
 
-    kind: str  # "run" or "file"
+    kind: str  # "run", "file" or "output"
     body: str
     attrs: dict[str, str] = field(default_factory=dict)
     line: int = 0
+    span: tuple[int, int] = (0, 0)  # the body's place in the page
 
     @property
     def commands(self) -> list[str]:
@@ -59,24 +63,29 @@ def blocks(page: str) -> list[Block]:
         classes = {w[1:] for w in words if w.startswith(".")}
         attrs = dict(w.split("=", 1) for w in words if "=" in w)
         line = page.count("\n", 0, match.start()) + 1
+        span = match.span("body")
         if "tutorial-run" in classes:
-            block = Block("run", match["body"], attrs, line)
+            block = Block("run", match["body"], attrs, line, span)
             if "exit" in attrs and len(block.commands) != 1:
                 raise ValueError(f"docs/tutorial.md:{line}: a block with exit= holds one command")
             found.append(block)
         elif "tutorial-file" in classes:
             if "title" not in attrs:
                 raise ValueError(f'docs/tutorial.md:{line}: a .tutorial-file block needs title="<path>"')
-            found.append(Block("file", match["body"], attrs, line))
+            found.append(Block("file", match["body"], attrs, line, span))
+        elif "tutorial-output" in classes:
+            if not found or found[-1].kind != "run":
+                raise ValueError(f"docs/tutorial.md:{line}: a .tutorial-output block follows the run block it shows")
+            found.append(Block("output", match["body"], attrs, line, span))
     return found
 
 
 @dataclass
 class Followed:
-    """What following the page did: each named output, normalised, and the folder it ran in."""
+    """What following the page did: each run block's output (by the block's line), normalised, and the folder."""
 
     home: Path
-    outputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[int, str] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -123,6 +132,8 @@ def follow(page: str, home: Path, *, echo: bool = False) -> Followed:
     cwd = home
     where = home / ".tutorial-pwd"
     for block in blocks(page):
+        if block.kind == "output":  # what the block before printed: compared or written afterwards
+            continue
         if block.kind == "file":
             target = home / MESH_FOLDER / block.attrs["title"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,8 +156,7 @@ def follow(page: str, home: Path, *, echo: bool = False) -> Followed:
                     f"{expected}:\n{done.stdout}"
                 )
             captured.append((f"$ {command}\n" if many else "") + done.stdout)
-        if "output" in block.attrs:
-            followed.outputs[block.attrs["output"]] = normalise("".join(captured), home)
+        followed.outputs[block.line] = normalise("".join(captured), home)
     return followed
 
 
@@ -167,41 +177,79 @@ def comparable(text: str) -> str:
     return text
 
 
-def differences(followed: Followed, folder: Path = OUTPUTS) -> list[str]:
-    """The outputs that differ from the page's snippets (volatile parts aside), and snippets nothing wrote."""
-    found = []
-    for name, text in followed.outputs.items():
-        path = folder / f"{name}.txt"
-        shown = path.read_text(encoding="utf-8") if path.is_file() else ""
-        if comparable(shown) != comparable(text):
-            found.append(f"docs/tutorial/{name}.txt differs from what the tutorial prints now:\n{text}")
-    found += [
-        f"docs/tutorial/{p.name} is written by no step of the page"
-        for p in sorted(folder.glob("*.txt"))
-        if p.stem not in followed.outputs
+TRIM = "..."  # a line of its own in an output block: the page leaves out the lines the command printed there
+
+
+def trimmed(shown: str, printed: str) -> str | None:
+    """``printed`` cut where the page's ``shown`` block cuts it (its ``...`` lines), or None when the lines the
+    page keeps are not what the command printed (volatile parts aside)."""
+    segments: list[list[str]] = [[]]
+    for line in shown.splitlines():
+        if line.strip() == TRIM:
+            segments.append([])
+        else:
+            segments[-1].append(comparable(line))
+    lines = printed.splitlines()
+    keys = [comparable(line) for line in lines]
+    out: list[str] = []
+    at = 0
+    for index, segment in enumerate(segments):
+        first, last = index == 0, index == len(segments) - 1
+        starts = [at] if first else range(at, len(lines) - len(segment) + 1)
+        if last and not first:
+            starts = [len(lines) - len(segment)] if len(lines) - len(segment) >= at else []
+        found = next((i for i in starts if keys[i : i + len(segment)] == segment), None)
+        if found is None or (first and last and len(segment) != len(lines)):
+            return None
+        if not first:
+            out.append(TRIM)
+        out += lines[found : found + len(segment)]
+        at = found + len(segment)
+    return "\n".join(out) + "\n"
+
+
+def _shown(page: str) -> list[tuple[Block, Block]]:
+    """Each output block of the page with the run block before it."""
+    found = blocks(page)
+    return [(run, out) for run, out in zip(found, found[1:], strict=False) if out.kind == "output"]
+
+
+def differences(page: str, followed: Followed) -> list[str]:
+    """The output blocks that are not what their run block printed (volatile parts and ``...`` cuts aside)."""
+    return [
+        f"docs/tutorial.md:{out.line}: the output differs from what `{run.commands[-1]}` prints now:\n"
+        f"{followed.outputs[run.line]}"
+        for run, out in _shown(page)
+        if trimmed(out.body, followed.outputs[run.line]) is None
     ]
-    return found
+
+
+def render(page: str, followed: Followed) -> str:
+    """The page with each output block holding what its run block printed, cut where the page cuts it (a cut
+    that no longer fits shows the whole output: cut it again by hand)."""
+    for run, out in reversed(_shown(page)):  # from the end: the spans before stay valid
+        printed = followed.outputs[run.line]
+        if "```" in printed:
+            raise ValueError(f"docs/tutorial.md:{run.line}: the output holds a code fence; it cannot be shown")
+        text = trimmed(out.body, printed) if TRIM in out.body else None
+        page = page[: out.span[0]] + (text or printed) + page[out.span[1] :]
+    return page
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare with docs/tutorial/*.txt, write nothing")
+    parser.add_argument("--check", action="store_true", help="compare with the page, write nothing")
     args = parser.parse_args()
     page = PAGE.read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory(prefix="mesh-tutorial-") as tmp:
         followed = follow(page, Path(tmp), echo=True)
     if args.check:
-        problems = differences(followed)
+        problems = differences(page, followed)
         for problem in problems:
             print(problem, file=sys.stderr)
         return 1 if problems else 0
-    OUTPUTS.mkdir(exist_ok=True)
-    for stale in OUTPUTS.glob("*.txt"):
-        if stale.stem not in followed.outputs:
-            stale.unlink()
-    for name, text in followed.outputs.items():
-        (OUTPUTS / f"{name}.txt").write_text(text, encoding="utf-8")
-    print(f"tutorial: {len(followed.outputs)} outputs written to {OUTPUTS.relative_to(REPO)}/", file=sys.stderr)
+    PAGE.write_text(render(page, followed), encoding="utf-8")
+    print(f"tutorial: {len(_shown(page))} outputs written into {PAGE.relative_to(REPO)}", file=sys.stderr)
     return 0
 
 

@@ -29,10 +29,11 @@ def test_the_tutorial_builds_two_domains_that_exchange_a_product(tmp_path: Path)
     tutorial = _tutorial_script()
     page = (REPO / "docs" / "tutorial.md").read_text(encoding="utf-8")
     kinds = [b.kind for b in tutorial.blocks(page)]
-    assert kinds.count("run") >= 8 and kinds.count("file") >= 4  # the marks the script follows are on the page
+    assert kinds.count("run") >= 8 and kinds.count("file") >= 4 and kinds.count("output") >= 8  # the page's marks
 
     followed = tutorial.follow(page, tmp_path)  # fails naming the page line of a command that exits unexpectedly
-    assert tutorial.differences(followed) == [], "the page's output is stale: run `python scripts/tutorial.py`"
+    stale = tutorial.differences(page, followed)
+    assert stale == [], "the page's output is stale: run `python scripts/tutorial.py`\n" + "\n".join(stale)
 
     root = followed.root
     current = root / "exchange" / "products" / "orders" / "fct_orders" / "unversioned"
