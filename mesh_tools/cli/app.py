@@ -182,10 +182,10 @@ def _note(text: str) -> None:
     click.echo(f"note: {text}", err=True)
 
 
-def _mesh(ctx: click.Context) -> Mesh:
+def _mesh(ctx: click.Context, *, allow_empty: bool = False) -> Mesh:
     params = ctx.find_root().params
     root = params.get("root")
-    mesh = load_mesh(Path(root) if root else find_root(Path.cwd()))
+    mesh = load_mesh(Path(root) if root else find_root(Path.cwd()), allow_empty=allow_empty)
     profiles = params.get("profiles_dir")
     return dataclasses.replace(mesh, profiles_dir=Path(profiles).resolve()) if profiles else mesh
 

@@ -53,7 +53,7 @@ def new_domain(
     """
     from mesh_tools.selfservice.newdomain import create_domain, plan_new_domain
 
-    mesh = _mesh(ctx)
+    mesh = _mesh(ctx, allow_empty=True)  # the first domain of a mesh starts from an empty folder
     if not dry_run:  # mesh.yml, read by the plan and rewritten with the new domain: one writer at a time
         _locked(ctx, mesh, also=[CONFIG])
     plan = plan_new_domain(mesh, name, owner, description, upstreams, path)
@@ -223,7 +223,10 @@ def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
     if dry_run:
         click.echo(text, nl=False)
         return
-    click.echo(f"mesh init: wrote {_shown(path)} with {len(mesh.domains)} domain(s): {', '.join(mesh.domains)}")
+    if not mesh.domains:
+        click.echo(f"mesh init: wrote {_shown(path)} with no domain yet. Next: `mesh new-domain NAME`.")
+    else:
+        click.echo(f"mesh init: wrote {_shown(path)} with {len(mesh.domains)} domain(s): {', '.join(mesh.domains)}")
     built = [n for n, d in mesh.domains.items() if d.manifest_path.is_file()]
     if built and not advisory:
         from mesh_tools.governance.engine import run_check

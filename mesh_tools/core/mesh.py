@@ -266,8 +266,12 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def load_mesh(root: Path) -> Mesh:
-    """Load and validate the whole mesh, or raise one ConfigError saying what to fix."""
+def load_mesh(root: Path, *, allow_empty: bool = False) -> Mesh:
+    """Load and validate the whole mesh, or raise one ConfigError saying what to fix.
+
+    ``allow_empty``: a mesh without any domain yet is a mesh (for `mesh init` and `mesh new-domain`, which
+    start one from an empty folder); every other command needs a domain to work on.
+    """
     root = root.resolve()
     if not root.is_dir():
         raise ConfigError(f"{root}: mesh root is not a folder. Pass --root with the folder holding mesh.yml.")
@@ -284,10 +288,10 @@ def load_mesh(root: Path) -> Mesh:
     governance = config.governance if config else GovernanceConfig()
     if found is None:
         found = _discover(root, [root / ex for ex in (config.exclude if config else [])])
-    if not found:
+    if not found and not allow_empty:
         raise ConfigError(
             f"{display_path(root)}: no dbt project found (no dbt_project.yml with a 'profile:' below it). "
-            "Create one with `dbt init` or list domains in mesh.yml."
+            "Create a domain with `mesh new-domain NAME`, or run from the folder that holds your dbt projects."
         )
     folders: dict[Path, str] = {}
     for path, *_ in found:

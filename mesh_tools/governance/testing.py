@@ -334,10 +334,16 @@ class MeshSpec:
         return Mesh(self.root, "test-mesh", None, domains, governance=self.governance)
 
     def context(
-        self, *, options: Mapping[str, Mapping[str, Any]] | None = None, contracts: Mapping[str, Any] | None = None
+        self,
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        contracts: Mapping[str, Any] | None = None,
+        loaded: Iterable[str] | None = None,
     ) -> CheckContext:
-        """What a rule sees: every domain's manifest, ``options`` by rule code, saved ``contracts``."""
-        manifests = {name: spec.manifest() for name, spec in self.domains.items()}
+        """What a rule sees: every domain's manifest (or only the ``loaded`` ones, as the publish gate loads a
+        domain and its upstreams), ``options`` by rule code, saved ``contracts``."""
+        names = set(self.domains if loaded is None else loaded)
+        manifests = {name: spec.manifest() for name, spec in self.domains.items() if name in names}
         ctx = CheckContext(self.mesh(), manifests)
         ctx.options = {code: dict(values) for code, values in (options or {}).items()}
         ctx.baseline_contracts = dict(contracts or {})

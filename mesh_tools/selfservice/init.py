@@ -34,25 +34,29 @@ def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = T
 
     ``floor``: the governance rules to list at their default severity (the caller knows the rules).
     """
-    lines = [
-        "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
-        "# Every key but `name` is optional; docs/reference/configuration.md documents them all.",
-        f"name: {_quoted(mesh.name)}",
-        "",
+    domains = [
         "# One domain per dbt project: the key is the project's name (dbt_project.yml `name:`).",
         "# Without this list, every dbt project below the root is a domain (nested ones too).",
-        "domains:",
     ]
+    if not mesh.domains:
+        # last in the file: the entries `mesh new-domain` adds then follow it, not the governance comments below it
+        domains += ["# None yet: `mesh new-domain NAME` creates a domain and lists it here.", "domains: {}"]
+    else:
+        domains.append("domains:")
     for name, domain in mesh.domains.items():
         path = domain.path.relative_to(mesh.root) if mesh.root in domain.path.parents else domain.path
-        lines += [
+        domains += [
             f"  {name if name.isidentifier() else _quoted(name)}:",
             f"    path: {_quoted(str(path))}",
             "    # owner: {name: <team>, email: <address>}",
             "    # description: <what the domain owns>",
         ]
-    lines += [
+    lines = [
+        "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
+        "# Every key but `name` is optional; docs/reference/configuration.md documents them all.",
+        f"name: {_quoted(mesh.name)}",
         "",
+        *([*domains, ""] if mesh.domains else []),
         "# Governance. With `enforce: true` an error-level finding blocks the domain's releases (its",
         "# current releases stay current); with `false` findings are advisory: `mesh build` counts them",
         "# and `mesh check` lists them. A domain may raise a severity or waive a rule for named models",
@@ -72,6 +76,7 @@ def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = T
         "# health: {path: health}",
         "# docs: {path: site}",
         "",
+        *([] if mesh.domains else [*domains, ""]),
     ]
     return "\n".join(lines)
 
@@ -86,7 +91,7 @@ def init_mesh(
             f"{display_path(path)} already exists; `mesh init` never replaces it. "
             "Edit it (docs/reference/configuration.md)."
         )
-    mesh = load_mesh(root)
+    mesh = load_mesh(root, allow_empty=True)  # an empty folder starts a mesh: `mesh new-domain` fills it
     text = render_mesh_yml(mesh, floor, enforce=enforce)
     if dry_run:
         return path, text, mesh
@@ -102,4 +107,4 @@ def init_mesh(
         raise ConfigError(f"{display_path(path)} appeared while `mesh init` ran; nothing written.") from None
     finally:
         partial.unlink(missing_ok=True)
-    return path, text, load_mesh(root)
+    return path, text, load_mesh(root, allow_empty=True)

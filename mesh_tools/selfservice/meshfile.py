@@ -62,6 +62,7 @@ def with_domain(mesh_yml: Path, name: str, path: str, owner: tuple[str, str | No
     if domains is None:
         domains = CommentedMap()
         data["domains"] = domains
+    domains.fa.set_block_style()  # `domains: {}` (an empty mesh's) grows into a list of lines, not one flow line
     entry = CommentedMap()
     entry["path"] = path
     if description:

@@ -94,6 +94,11 @@ def plan_new_domain(
     plan = NewDomainPlan(name, folder, files, mesh_yml, product)
     if owner is None:
         plan.notes.append(f"no --owner given: the owner is '{owner_name}'; set it in models/_groups.yml")
+    if description and mesh_yml is None:  # only mesh.yml's domain list holds a domain's description
+        plan.notes.append(
+            "--description is not recorded: the mesh has no list of domains (mesh.yml `domains:`) to write it in"
+            + ("" if mesh.config_path else "; `mesh init` writes a mesh.yml that lists them")
+        )
     return plan
 
 

@@ -212,6 +212,23 @@ def test_gov301_breaking_change_against_a_saved_contract(mesh: MeshSpec):
     ]
 
 
+def test_gov301_names_the_consumers_the_check_did_not_read(mesh: MeshSpec):
+    """The publish gate loads the producer and its upstreams only: a reader it cannot see is not 'no reader'."""
+    crm = mesh.domains["crm"]
+    crm.nodes.pop("model.crm.customers")
+    crm.product("customers", columns={"id": "integer", "email": "text"}, meta={"pii_allowed_consumers": ["ads"]})
+    contracts = {"crm.customers": {**CONTRACT, "release": "r1"}}
+    assert messages(mesh, "GOV301", contracts=contracts, loaded=["crm"]) == [
+        (
+            "crm",
+            "crm.customers: column 'customer_id' removed or renamed since release r1 without a new version; "
+            "not read in this check: ads (`mesh check` lists every reader)",
+        )
+    ]
+    mesh.domains.pop("ads")  # no domain downstream at all: then nobody reads it
+    assert messages(mesh, "GOV301", contracts=contracts)[0][1].endswith("; no consumer reads it today")
+
+
 def test_gov302_old_version_deprecation_date(mesh: MeshSpec):
     crm = mesh.domains["crm"]
     crm.model("accounts", version=1, latest_version=2)

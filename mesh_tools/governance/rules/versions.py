@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from mesh_tools.governance.context import CheckContext
+from mesh_tools.governance.context import CheckContext, CrossRef
 from mesh_tools.governance.rule import Finding, rule
 from mesh_tools.model.nodes import Node, ProductKey
 from mesh_tools.model.odcs import logical_type
@@ -64,6 +64,23 @@ def _selects(consumer_node: Node, column: str | None) -> str:
     return f"does not select '{column}'"
 
 
+def _unread_consumers(ctx: CheckContext, producer: str) -> str:
+    """What to say about the domains downstream of ``producer`` whose manifests this check did not load (the
+    publish gate loads the producer and its upstreams only): their reads are unknown, not absent."""
+    unread = [n for n, d in ctx.mesh.domains.items() if producer in d.upstream_names and n not in ctx.manifests]
+    return f"; not read in this check: {', '.join(unread)} (`mesh check` lists every reader)" if unread else ""
+
+
+def _impact(ctx: CheckContext, producer: str, consumers: list[CrossRef], column: str | None, with_selects: bool) -> str:
+    """Who the change breaks: the readers found, and the downstream domains this check could not see."""
+    unread = _unread_consumers(ctx, producer)
+    if consumers:
+        reads = [f"{c.consumer}.{c.node.name}" + (f" ({_selects(c.node, column)})" if with_selects else "")
+                 for c in consumers]  # fmt: skip
+        return "; affected: " + ", ".join(reads) + unread
+    return unread or "; no consumer reads it today"
+
+
 @rule("GOV301", "breaking-change-needs-new-version")
 def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
     """A breaking change to a public model's contract comes as a new model version.
@@ -94,12 +111,7 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
                 continue
             consumers = ctx.consumers_of(node.unique_id)
             for change, column in changes:
-                impact = (
-                    "; affected: " + ", ".join(
-                        f"{c.consumer}.{c.node.name} ({_selects(c.node, column)})" for c in consumers
-                    )
-                    if consumers else "; no consumer reads it today"
-                )  # fmt: skip
+                impact = _impact(ctx, domain, consumers, column, with_selects=True)
                 since = f" since release {previous['release']}" if previous.get("release") else ""
                 yield ctx.finding(domain, node, f"{key}: {change}{since} without a new version{impact}")
     yield from _removed_products(ctx)
@@ -114,8 +126,7 @@ def _removed_products(ctx: CheckContext) -> Iterator[Finding]:
         if project not in ctx.manifests or any(n.key == key for n in ctx.nodes(project)):
             continue
         consumers = ctx.consumers_of(str(product.node_id))
-        impact = ("; affected: " + ", ".join(f"{c.consumer}.{c.node.name}" for c in consumers)
-                  if consumers else "; no consumer reads it today")  # fmt: skip
+        impact = _impact(ctx, project, consumers, None, with_selects=False)
         where = ctx.root_relative(ctx.domain(project).path / "dbt_project.yml")
         yield Finding(project, f"{key}: the product version is gone (it is in the saved contracts){impact}",
                       file=where)  # fmt: skip
