@@ -97,9 +97,26 @@ class Volume(_Model):
 
 
 class Tests(_Model):
+    """Each test's latest result that still applies: a test a state-aware build did not run again (what it reads
+    did not change) keeps its result from the run that last ran it."""
+
     passed: int = 0
     failed: int = 0
     warned: int = 0
+    earlier: int = Field(default=0, description="How many of these results come from a run before the last one.")
+    as_of: datetime | None = Field(default=None, description="When the oldest of those earlier results was taken.")
+
+    def count(self, status: str, at: datetime | None, earlier: bool) -> None:
+        """Count one result (pass, warn, fail or error; others are not counted)."""
+        if status not in ("pass", "warn", "fail", "error"):
+            return
+        self.passed += status == "pass"
+        self.warned += status == "warn"
+        self.failed += status in ("fail", "error")
+        if earlier:
+            self.earlier += 1
+            if at is not None and (self.as_of is None or at < self.as_of):
+                self.as_of = at
 
 
 class Point(_Model):
@@ -162,6 +179,7 @@ class DomainHealth(_Model):
         "cannot be read (status failing).",
     )
     last_run: LastRun | None = None
+    tests: Tests = Field(default_factory=Tests, description="Every test of the domain, as products' tests are counted.")
     last_success: datetime | None = None
     slo_compliance: float | None = Field(default=None, description="Mean SLO compliance of its products (0..1).")
     products: list[str] = Field(default_factory=list)

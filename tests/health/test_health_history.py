@@ -1,0 +1,75 @@
+"""The monitors over a real history, written by the collector's own functions from real artifacts of health_mesh:
+which test results still apply after a state-aware build, and when a refused publish is over."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from mesh_tools.core.config import HealthConfig
+from mesh_tools.health import results
+from mesh_tools.health.collect import _node_rows
+from mesh_tools.health.facts import read_facts
+from mesh_tools.health.history import open_history
+from mesh_tools.health.inputs import Collection, DomainArtifacts
+from mesh_tools.model.manifest import Manifest, RunResults
+from tests.helpers import Built
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+
+def _run(folder: Path, invocation: str, at: datetime, results: list[tuple[str, str]]) -> RunResults:
+    """A dbt build's run_results.json that ran ``results`` (unique_id, status) in that order from ``at``."""
+    rows = [
+        {"unique_id": uid, "status": status, "message": None, "execution_time": 0.1,
+         "timing": [{"name": "execute", "completed_at": (at + timedelta(seconds=i + 1)).isoformat()}]}
+        for i, (uid, status) in enumerate(results)
+    ]  # fmt: skip
+    path = folder / f"{invocation}.json"
+    metadata = {"invocation_id": invocation, "generated_at": (at + timedelta(minutes=1)).isoformat()}
+    path.write_text(json.dumps({"metadata": metadata, "args": {"which": "build"}, "results": rows}))
+    results_read = RunResults.read(path)
+    assert results_read is not None
+    return results_read
+
+
+def test_a_reused_test_keeps_its_result_until_what_it_reads_is_rebuilt(health_mesh: Built, tmp_path: Path) -> None:
+    manifest = Manifest.read(health_mesh.root / "finance/target/manifest.json", "finance", "")
+    index = results.TestIndex()
+    node = next(n for n in manifest.products() if len(index.of("finance", manifest, n.unique_id)) >= 2)
+    tests = index.of("finance", manifest, node.unique_id)
+    models = [
+        u for u in manifest.nodes if manifest.nodes[u].resource_type == "model" and u.startswith("model.finance.")
+    ]
+    with open_history(tmp_path / "history.duckdb") as history:
+
+        def collect(invocation: str, at: datetime, results: list[tuple[str, str]]) -> None:
+            art = DomainArtifacts("finance", manifest, _run(tmp_path, invocation, at, results))
+            history.insert("node_results", _node_rows(invocation, "finance", art))
+
+        def judged(current: set[str]) -> tuple[Any, list[str]]:
+            facts = read_facts(history, Collection("c", T0, {}), HealthConfig(), T0 + timedelta(days=1))
+            problems: list[str] = []
+            found = results.judge_tests(
+                tests, facts, current, lambda kind, status, message, **_: problems.append(message), []
+            )
+            return found, problems
+
+        # a full build: every model, then every test passes
+        collect("full", T0, [(u, "success") for u in models] + [(t.unique_id, "pass") for t in tests])
+        # a state-aware build that rebuilt nothing ran only its one changed test, which fails
+        collect("one-test", T0 + timedelta(hours=1), [(tests[0].unique_id, "fail")])
+        counted, problems = judged({"one-test"})
+        assert (counted.passed, counted.failed, counted.earlier) == (len(tests) - 1, 1, len(tests) - 1)
+        assert counted.as_of == T0 + timedelta(seconds=len(models) + 2)
+        assert problems == [f"test {tests[0].name} failed: "]
+        # a build that reused everything ran no dbt: every figure is from before it, the failure still stands
+        counted, problems = judged(set())
+        assert (counted.passed, counted.failed, counted.earlier) == (len(tests) - 1, 1, len(tests))
+        assert problems == [f"test {tests[0].name} failed in the run of 2026-01-05 07:00 UTC: "]
+        # `dbt run` rebuilt the product without its tests: no earlier result applies to the new data
+        collect("run-only", T0 + timedelta(hours=2), [(node.unique_id, "success")])
+        counted, problems = judged({"run-only"})
+        assert (counted.passed, counted.failed, counted.warned, problems) == (0, 0, 0, [])
