@@ -56,6 +56,17 @@ class Facts:
                 return None
         return result
 
+    def left_behind(self, domain: str, key: str, uid: str) -> dict[str, Any] | None:
+        """The refused publish that left the product behind, if one did: the first refusal of its domain since
+        the product's last publish or confirmation, when the product was built since then (its rows are not the
+        release consumers read). A product a refused build did not rebuild still holds its release's rows, and
+        the next build that passes the gate rebuilds and publishes a product it left behind
+        (state/observe.py ``_unreleased``): then a publish or a confirmation follows that build."""
+        published, built = self.published.get(key), self.last_success.get(uid)
+        if published is not None and (built is None or built <= published):
+            return None
+        return next((r for r in self.refused.get(domain, []) if published is None or r["event_at"] > published), None)
+
     def current_release(self, key: str) -> str | None:
         """The release a product was last measured from."""
         return next((m["release_id"] for m in self.measurements.get(key, []) if m["release_id"]), None)

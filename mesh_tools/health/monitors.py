@@ -138,12 +138,11 @@ class _Judge:
                     status: Status = "failing" if blocking else "warning"
                     problem("governance", status, f"{finding['code']} {finding['rule']}: {finding['message']}")
         published = self.facts.published.get(key)
-        for refusal in self.facts.refused.get(name, []):
-            if published is None or refusal["event_at"] > published:
-                detail = json.loads(refusal["detail"] or "{}")
-                problem("publish", "warning", f"not published since {date(published)}: {detail.get('reason', '')}",
-                        since=refusal["event_at"])  # fmt: skip
-                break
+        refusal = self.facts.left_behind(name, key, uid)
+        if refusal is not None:
+            detail = json.loads(refusal["detail"] or "{}")
+            problem("publish", "warning", f"not published since {date(published)}: {detail.get('reason', '')}",
+                    since=refusal["event_at"])  # fmt: skip
         return ProductHealth(
             product=key,
             domain=name,

@@ -73,3 +73,38 @@ def test_a_reused_test_keeps_its_result_until_what_it_reads_is_rebuilt(health_me
         collect("run-only", T0 + timedelta(hours=2), [(node.unique_id, "success")])
         counted, problems = judged({"run-only"})
         assert (counted.passed, counted.failed, counted.warned, problems) == (0, 0, 0, [])
+
+
+def test_a_refused_publish_leaves_behind_only_what_it_rebuilt_until_a_publish_or_confirmation(
+    health_mesh: Built, tmp_path: Path
+) -> None:
+    manifest = Manifest.read(health_mesh.root / "finance/target/manifest.json", "finance", "")
+    product = next(iter(manifest.products()))
+    other = next(u for u, n in manifest.nodes.items() if n.resource_type == "model" and u != product.unique_id)
+    with open_history(tmp_path / "history.duckdb") as history:
+
+        def build(invocation: str, at: datetime, built: list[str], event: str) -> None:
+            art = DomainArtifacts("finance", manifest, _run(tmp_path, invocation, at, [(u, "success") for u in built]))
+            history.insert("node_results", _node_rows(invocation, "finance", art))
+            gate = {
+                "event_at": at + timedelta(minutes=2),
+                "event": event,
+                "domain": "finance",
+                "invocation_id": invocation,
+                "detail": json.dumps({"reason": "error-level governance findings"}),
+            }
+            history.insert("publications", [{**gate, "product": product.key if event != "refused" else None}])
+
+        def behind() -> dict[str, Any] | None:
+            facts = read_facts(history, Collection("c", T0, {}), HealthConfig(), T0 + timedelta(days=1))
+            return facts.left_behind("finance", product.key, product.unique_id)
+
+        build("full", T0, [product.unique_id, other], "publish")
+        assert behind() is None
+        build("refused-other", T0 + timedelta(hours=1), [other], "refused")  # the product's rows are its release's
+        assert behind() is None
+        build("refused-product", T0 + timedelta(hours=2), [product.unique_id], "refused")
+        refusal = behind()
+        assert refusal is not None and refusal["invocation_id"] == "refused-other"  # since the first refusal
+        build("fixed", T0 + timedelta(hours=3), [product.unique_id], "confirm")  # same rows: confirmed
+        assert behind() is None
