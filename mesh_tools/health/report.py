@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mesh_tools.core.words import counted
+
 REPORT_SCHEMA_VERSION = 1
 
 Status = Literal["healthy", "warning", "stale", "failing", "no_data"]
@@ -226,12 +228,12 @@ class HealthReport(_Model):
         e.g. its last build failed), so the summary never contradicts its numbers."""
         p, d = self.products_by_status, self.domains_by_status
         products = (
-            f"{len(self.products)} products: {p.healthy} healthy, {p.warning} warning, {p.stale} stale, "
+            f"{counted(len(self.products), 'product')}: {p.healthy} healthy, {p.warning} warning, {p.stale} stale, "
             f"{p.failing} failing" + (f", {p.no_data} no data" if p.no_data else "")
         )
         bad = [(getattr(d, s), s.replace("_", " ")) for s in ("warning", "stale", "failing", "no_data")]
         shown = [f"{d.healthy} healthy"] + [f"{n} {s}" for n, s in bad if n]
-        return f"{products}; {len(self.domains)} domains: {', '.join(shown)}"
+        return f"{products}; {counted(len(self.domains), 'domain')}: {', '.join(shown)}"
 
     def summary(self) -> str:
         """``failing (2 products: 2 healthy, ...; 5 domains: 4 healthy, 1 failing)``."""

@@ -7,6 +7,7 @@ import json
 from collections import defaultdict
 
 from mesh_tools.core.config import HealthConfig
+from mesh_tools.core.words import counted
 from mesh_tools.health.common import Report, date, first_line, label
 from mesh_tools.health.facts import Facts, streaks
 from mesh_tools.health.history import History
@@ -135,4 +136,4 @@ def apply_streaks(history: History, failing: list[str], problems: list[Problem],
             count, since = found[problem.node]
             problem.streak, problem.since = count, since
             if count >= config.failure_streak:
-                problem.message += f" (failing {count} runs in a row)"
+                problem.message += f" (failing {counted(count, 'run')} in a row)"

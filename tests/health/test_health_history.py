@@ -4,6 +4,7 @@ which test results still apply after a state-aware build, and when a refused pub
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -108,3 +109,43 @@ def test_a_refused_publish_leaves_behind_only_what_it_rebuilt_until_a_publish_or
         assert refusal is not None and refusal["invocation_id"] == "refused-other"  # since the first refusal
         build("fixed", T0 + timedelta(hours=3), [product.unique_id], "confirm")  # same rows: confirmed
         assert behind() is None
+
+
+def test_one_of_anything_is_singular_in_every_rendering(tmp_path: Path) -> None:
+    from mesh_tools.health.render import to_html, to_markdown, to_text
+    from mesh_tools.health.report import (
+        Counts,
+        DomainHealth,
+        Freshness,
+        HealthReport,
+        HistoryInfo,
+        Problem,
+        ProductHealth,
+        Volume,
+    )
+    from mesh_tools.health.results import apply_streaks
+
+    failing = Problem(kind="test_failure", status="failing", domain="sales", product="sales.orders",
+                      node="test.sales.t", message="test t failed")  # fmt: skip
+    with open_history(tmp_path / "history.duckdb") as history:  # one failed run of test t
+        history.insert("node_results", [{"invocation_id": "i", "unique_id": "test.sales.t", "status": "fail",
+                                         "completed_at": T0}])  # fmt: skip
+        apply_streaks(history, ["test.sales.t"], [failing], HealthConfig(failure_streak=1))
+    product = ProductHealth(product="sales.orders", domain="sales", model="orders", node="model.sales.orders",
+                            owner="", status="failing", score=50, freshness=Freshness(slo_hours=None, data_as_of=None),
+                            volume=Volume(), problems=[failing])  # fmt: skip
+    domain = DomainHealth(domain="sales", owner="", status="failing", score=50, products=["sales.orders"])
+    report = HealthReport(mesh="m", generated_at=T0, collection_id="c", status="failing",
+                          products_by_status=Counts(failing=1), domains_by_status=Counts(failing=1), domains=[domain],
+                          products=[product], problems=[failing], history=HistoryInfo(path="h", collections=1))  # fmt: skip
+    html = to_html(report)
+    for text in (to_text(report), to_markdown(report), html):
+        assert "(failing 1 run in a row)" in text
+        assert not re.search(r"(?<![\d,.])1 (products|domains|runs|failing runs|collections|data products)\b", text)
+    assert all("1 product: " in t and "; 1 domain: " in t for t in (to_text(report), to_markdown(report)))
+    assert "1 domain · 1 data product · history of 1 collection since" in html
+    assert "1 failing run in a row" in html
+    assert (
+        '<b id="count-failing">1</b><span class="muted">product · <span id="domains-failing">1</span> domain</span>'
+        in html
+    )
