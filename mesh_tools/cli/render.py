@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.core.words import counted
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun, StageSlice
 from mesh_tools.workflows.scheduler import RunPlan
 
@@ -49,7 +50,7 @@ def _explain(runs: list[DomainRun], slices: Mapping[str, StageSlice] | None = No
         reused = max(run.models_total - run.models, 0)
         picked = (slices or {}).get(run.domain)
         if picked is not None:
-            click.echo(f"{run.domain}: ran the {len(picked.nodes)} node(s) the selection names, left "
+            click.echo(f"{run.domain}: ran the {counted(len(picked.nodes), 'node')} the selection names, left "
                        f"{len(picked.later)} as they are (owed a run by the next whole build)")  # fmt: skip
             for node in picked.nodes:
                 click.echo(f"    {node}: selected")
@@ -58,7 +59,7 @@ def _explain(runs: list[DomainRun], slices: Mapping[str, StageSlice] | None = No
         elif run.decisions:
             click.echo(f"{run.domain}: ran {run.models} of {run.models_total} models, reused {reused}")
         elif run.status == SUCCESS:
-            click.echo(f"{run.domain}: nothing changed, no dbt run ({run.models_total} models reused)")
+            click.echo(f"{run.domain}: nothing changed, no dbt run ({counted(run.models_total, 'model')} reused)")
         else:
             click.echo(f"{run.domain}: {run.status}")
         for node, why in run.decisions:
@@ -96,7 +97,9 @@ def _summary(runs: list[DomainRun], command: str, seconds: float) -> None:
     )
     confirmed = sum(len(r.confirmed) for r in runs)
     if confirmed:
-        click.echo(f"{confirmed} product(s) rebuilt with unchanged rows: current release confirmed, readers reused")
+        click.echo(
+            f"{counted(confirmed, 'product')} rebuilt with unchanged rows: current release confirmed, readers reused"
+        )
 
 
 def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
@@ -110,7 +113,7 @@ def _governance_line(mesh: Mesh, runs: list[DomainRun]) -> None:
         return
     detail = ", ".join(f"{counts[s]} {s}" for s in ("error", "warn", "info") if counts.get(s))
     mode = "error-level ones block publishing" if mesh.governance.enforce else "advisory"
-    click.echo(f"{total} governance findings ({detail}; {mode}) — run `mesh check`")
+    click.echo(f"{counted(total, 'governance finding')} ({detail}; {mode}) — run `mesh check`")
 
 
 def build_document(mesh: Mesh, plan: RunPlan, runs: list[DomainRun], seconds: float, selection: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from mesh_tools.core.errors import ArtifactError, MeshError
 from mesh_tools.core.jsonfile import loads
 from mesh_tools.core.mesh import Mesh
 from mesh_tools.core.paths import check_output_folder, mark_output_folder
+from mesh_tools.core.words import counted, noun
 from mesh_tools.docsite.lineage import Graph, draw, project_colors
 from mesh_tools.model.manifest import Catalog, Manifest, RunResults
 from mesh_tools.model.nodes import Column as ColumnSpec
@@ -386,6 +387,7 @@ class SiteBuilder:
             lstrip_blocks=True,
         )
         env.filters["svg"] = Markup
+        env.filters["counted"], env.filters["noun"] = counted, noun
         common = {"mesh": self.mesh, "domains": domains, "health_at": self.health.get("generated_at")}
         (folder / "domains").mkdir(parents=True)
         (folder / "products").mkdir()

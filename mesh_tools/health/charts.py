@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from mesh_tools.core.words import counted
 from mesh_tools.health.report import Point
 
 
@@ -25,7 +26,7 @@ def sparkline(points: list[Point], title: str, width: int = 160, height: int = 3
     last_x, last_y = coords[-1]
     first, last = points[0], points[-1]
     label = (
-        f"{title}: {len(points)} points from {first.at:%Y-%m-%d %H:%M} to {last.at:%Y-%m-%d %H:%M}; "
+        f"{title}: {counted(len(points), 'point')} from {first.at:%Y-%m-%d %H:%M} to {last.at:%Y-%m-%d %H:%M}; "
         f"last {_fmt(last.value)}{unit}, min {_fmt(low)}{unit}, max {_fmt(high)}{unit}"
     )
     return (

@@ -65,6 +65,8 @@ def collect(
             nodes.extend(_node_rows(cid, name, art))
             if event and event.invocation_id == art.invocation_id:  # a staged build: its earlier stages ran these
                 for earlier in stage_results(mesh.domains[name], art.invocation_id):
+                    if earlier.invocation_id:
+                        art.stages.append(earlier.invocation_id)
                     nodes.extend(_node_rows(cid, name, dataclasses.replace(art, run_results=earlier)))
         event = by_domain.get(name)
         if event and (event.invocation_id is None or event.invocation_id != art.invocation_id):

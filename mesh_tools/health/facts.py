@@ -11,6 +11,7 @@ from mesh_tools.core.config import HealthConfig
 from mesh_tools.health.history import History
 from mesh_tools.health.inputs import Collection
 from mesh_tools.health.report import HealthReport, Point
+from mesh_tools.model.nodes import Node, package_of
 
 TREND_POINTS = 60
 
@@ -21,6 +22,9 @@ class Facts:
 
     last_success: dict[str, datetime] = field(default_factory=dict)  # model, seed or snapshot uid -> completed_at
     last_status: dict[str, str] = field(default_factory=dict)  # model, seed or snapshot uid -> its latest status
+    # model, seed or snapshot uid -> (completed_at, invocation_id) of the last run that built it (not skipped)
+    rebuilt: dict[str, tuple[datetime | None, str | None]] = field(default_factory=dict)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # test uid -> its latest result, whatever the run
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # domain -> latest run
     domain_success: dict[str, datetime] = field(default_factory=dict)
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # source uid -> latest freshness
@@ -34,6 +38,34 @@ class Facts:
     failed_trend: dict[str, list[Point]] = field(default_factory=lambda: defaultdict(list))
     collections: int = 0
     since: datetime | None = None
+
+    def test_result(self, test: Node) -> dict[str, Any] | None:
+        """The latest result of ``test`` while it still applies: None when it never ran, or when a model, seed or
+        snapshot of its own project it reads was built in a later run (the data changed and the test did not run
+        on it: a state-aware build runs the tests of what it rebuilds, so a test it reused judged unchanged data)."""
+        result = self.tests.get(test.unique_id)
+        if result is None:
+            return None
+        at, invocation = result["completed_at"], result["invocation_id"]
+        for uid in test.depends_on:
+            if package_of(uid) != test.package or uid not in self.rebuilt:
+                continue  # an upstream product's stub reads a fixed release: its producer's builds change nothing
+            built_at, built_in = self.rebuilt[uid]
+            # same run: its data tests ran after it (its unit tests before it, on the same code)
+            if built_in != invocation and (at is None or built_at is None or built_at > at):
+                return None
+        return result
+
+    def left_behind(self, domain: str, key: str, uid: str) -> dict[str, Any] | None:
+        """The refused publish that left the product behind, if one did: the first refusal of its domain since
+        the product's last publish or confirmation, when the product was built since then (its rows are not the
+        release consumers read). A product a refused build did not rebuild still holds its release's rows, and
+        the next build that passes the gate rebuilds and publishes a product it left behind
+        (state/observe.py ``_unreleased``): then a publish or a confirmation follows that build."""
+        published, built = self.published.get(key), self.last_success.get(uid)
+        if published is not None and (built is None or built <= published):
+            return None
+        return next((r for r in self.refused.get(domain, []) if published is None or r["event_at"] > published), None)
 
     def current_release(self, key: str) -> str | None:
         """The release a product was last measured from."""
@@ -53,6 +85,18 @@ def read_facts(history: History, collection: Collection, config: HealthConfig, n
         "qualify row_number() over (partition by unique_id order by completed_at desc) = 1"
     ):
         facts.last_status[row["unique_id"]] = row["status"]
+    for row in q(
+        "select unique_id, completed_at, invocation_id from node_results "
+        "where resource_type in ('model', 'seed', 'snapshot') and status <> 'skipped' "
+        "qualify row_number() over (partition by unique_id order by completed_at desc nulls last) = 1"
+    ):
+        facts.rebuilt[row["unique_id"]] = (row["completed_at"], row["invocation_id"])
+    for row in q(
+        "select unique_id, status, message, completed_at, invocation_id from node_results "
+        "where resource_type in ('test', 'unit_test') "
+        "qualify row_number() over (partition by unique_id order by completed_at desc nulls last) = 1"
+    ):
+        facts.tests[row["unique_id"]] = row
     for row in q("select * from runs qualify row_number() over (partition by domain order by finished_at desc) = 1"):
         facts.runs[row["domain"]] = row
     for row in q("select domain, max(finished_at) as at from runs where status = 'success' group by 1"):

@@ -32,6 +32,7 @@ class DomainArtifacts:
     corrupt: bool = False  # no_data because an artifact exists but cannot be read: the domain is failing
     stale: str | None = None  # why its manifest no longer describes its files, when it does not
     notes: list[str] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)  # invocations of the earlier stages of its last (staged) build
 
     @property
     def invocation_id(self) -> str | None:

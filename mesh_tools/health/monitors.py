@@ -36,7 +36,14 @@ from mesh_tools.health.report import (
     Status,
     worst,
 )
-from mesh_tools.health.results import TestIndex, apply_streaks, domain_only_problems, judge_build, judge_tests
+from mesh_tools.health.results import (
+    TestIndex,
+    apply_streaks,
+    domain_only_problems,
+    domain_tests,
+    judge_build,
+    judge_tests,
+)
 from mesh_tools.health.scoring import counts, domain_score, score, slo_compliance
 from mesh_tools.health.volume import judge_volume
 from mesh_tools.model.nodes import Node, stub_id
@@ -83,6 +90,14 @@ class _Judge:
         except MeshError as exc:
             return str(exc), None
 
+    def last_build(self, name: str, art: DomainArtifacts) -> set[str]:
+        """The dbt invocations of the domain's last build: none when it ran nothing (it reused every model) or
+        failed before dbt ran; its earlier stages too when it was staged."""
+        run = self.facts.runs.get(name)
+        if run is None or run["invocation_id"] != art.invocation_id:
+            return set()
+        return {run["invocation_id"], *art.stages}
+
     def domain_owner(self, name: str) -> str:
         owner = self.mesh.domains[name].owner
         return owner.label() if owner else ""
@@ -105,7 +120,8 @@ class _Judge:
         broken, checked = self._check_release(name, node)
         if broken:
             problem("release_broken", "failing", broken)
-        tests = judge_tests(self.tests.of(name, art.manifest, uid), results, problem, self.failing_tests)
+        tests = judge_tests(self.tests.of(name, art.manifest, uid), self.facts, self.last_build(name, art), problem,
+                            self.failing_tests)  # fmt: skip
         sources = sources_of(art.manifest, name, uid, self.facts)
         judge_sources(sources, self.facts, problem)
         freshness = product_freshness(key, node, self.facts, self.now, sources)
@@ -122,12 +138,11 @@ class _Judge:
                     status: Status = "failing" if blocking else "warning"
                     problem("governance", status, f"{finding['code']} {finding['rule']}: {finding['message']}")
         published = self.facts.published.get(key)
-        for refusal in self.facts.refused.get(name, []):
-            if published is None or refusal["event_at"] > published:
-                detail = json.loads(refusal["detail"] or "{}")
-                problem("publish", "warning", f"not published since {date(published)}: {detail.get('reason', '')}",
-                        since=refusal["event_at"])  # fmt: skip
-                break
+        refusal = self.facts.left_behind(name, key, uid)
+        if refusal is not None:
+            detail = json.loads(refusal["detail"] or "{}")
+            problem("publish", "warning", f"not published since {date(published)}: {detail.get('reason', '')}",
+                    since=refusal["event_at"])  # fmt: skip
         return ProductHealth(
             product=key,
             domain=name,
@@ -224,8 +239,10 @@ class _Judge:
             return DomainHealth(**base, status=status, score=0, reason=art.no_data, last_run=last_run,
                                 problems=[problem])  # fmt: skip
         problems = own + [p for product in products for p in product.problems]
+        assert art.manifest is not None
+        tests = domain_tests(name, art.manifest, self.facts, self.last_build(name, art))
         return DomainHealth(**base, status=worst([p.status for p in problems]), score=domain_score(products, own),
-                            last_run=last_run, problems=problems, products=[p.product for p in products],
+                            last_run=last_run, tests=tests, problems=problems, products=[p.product for p in products],
                             slo_compliance=slo_compliance(products))  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jinja2
 
+from mesh_tools.core.words import counted, noun
 from mesh_tools.health.charts import sparkline
 from mesh_tools.health.report import HealthReport, Problem
 
@@ -93,6 +94,7 @@ def _environment() -> jinja2.Environment:
         sparkline(points, title, unit=unit)
     )
     env.globals["icon"] = ICON
+    env.filters["counted"], env.filters["noun"] = counted, noun
     env.filters["when"] = lambda v: v.strftime("%Y-%m-%d %H:%M") if v else "—"
     env.filters["hours"] = lambda v: "—" if v is None else f"{v:,.1f} h"
     env.filters["pct"] = lambda v: "—" if v is None else f"{v:.0%}"

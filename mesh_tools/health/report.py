@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mesh_tools.core.words import counted
+
 REPORT_SCHEMA_VERSION = 1
 
 Status = Literal["healthy", "warning", "stale", "failing", "no_data"]
@@ -97,9 +99,26 @@ class Volume(_Model):
 
 
 class Tests(_Model):
+    """Each test's latest result that still applies: a test a state-aware build did not run again (what it reads
+    did not change) keeps its result from the run that last ran it."""
+
     passed: int = 0
     failed: int = 0
     warned: int = 0
+    earlier: int = Field(default=0, description="How many of these results come from a run before the last one.")
+    as_of: datetime | None = Field(default=None, description="When the oldest of those earlier results was taken.")
+
+    def count(self, status: str, at: datetime | None, earlier: bool) -> None:
+        """Count one result (pass, warn, fail or error; others are not counted)."""
+        if status not in ("pass", "warn", "fail", "error"):
+            return
+        self.passed += status == "pass"
+        self.warned += status == "warn"
+        self.failed += status in ("fail", "error")
+        if earlier:
+            self.earlier += 1
+            if at is not None and (self.as_of is None or at < self.as_of):
+                self.as_of = at
 
 
 class Point(_Model):
@@ -162,6 +181,7 @@ class DomainHealth(_Model):
         "cannot be read (status failing).",
     )
     last_run: LastRun | None = None
+    tests: Tests = Field(default_factory=Tests, description="Every test of the domain, as products' tests are counted.")
     last_success: datetime | None = None
     slo_compliance: float | None = Field(default=None, description="Mean SLO compliance of its products (0..1).")
     products: list[str] = Field(default_factory=list)
@@ -208,12 +228,12 @@ class HealthReport(_Model):
         e.g. its last build failed), so the summary never contradicts its numbers."""
         p, d = self.products_by_status, self.domains_by_status
         products = (
-            f"{len(self.products)} products: {p.healthy} healthy, {p.warning} warning, {p.stale} stale, "
+            f"{counted(len(self.products), 'product')}: {p.healthy} healthy, {p.warning} warning, {p.stale} stale, "
             f"{p.failing} failing" + (f", {p.no_data} no data" if p.no_data else "")
         )
         bad = [(getattr(d, s), s.replace("_", " ")) for s in ("warning", "stale", "failing", "no_data")]
         shown = [f"{d.healthy} healthy"] + [f"{n} {s}" for n, s in bad if n]
-        return f"{products}; {len(self.domains)} domains: {', '.join(shown)}"
+        return f"{products}; {counted(len(self.domains), 'domain')}: {', '.join(shown)}"
 
     def summary(self) -> str:
         """``failing (2 products: 2 healthy, ...; 5 domains: 4 healthy, 1 failing)``."""

@@ -7,7 +7,8 @@ import json
 from collections import defaultdict
 
 from mesh_tools.core.config import HealthConfig
-from mesh_tools.health.common import Report, first_line, label
+from mesh_tools.core.words import counted
+from mesh_tools.health.common import Report, date, first_line, label
 from mesh_tools.health.facts import Facts, streaks
 from mesh_tools.health.history import History
 from mesh_tools.health.inputs import DomainArtifacts, attached_models
@@ -51,25 +52,37 @@ def judge_build(node: Node, result: NodeResult | None, problem: Report) -> bool 
     return None
 
 
-def judge_tests(tests: list[Node], results: dict[str, NodeResult], problem: Report, failing: list[str]) -> Tests:
-    """The product's tests in the last run; the failing ones are added to ``failing``."""
+def judge_tests(tests: list[Node], facts: Facts, current: set[str], problem: Report, failing: list[str]) -> Tests:
+    """The product's tests, each by its latest result that still applies (``Facts.test_result``); a result from
+    a run that is not one of ``current`` (the domain's last build) is counted as earlier. The failing ones are
+    added to ``failing``."""
     counted = Tests()
     for test in tests:
-        result = results.get(test.unique_id)
+        result = facts.test_result(test)
         if result is None:
             continue
-        status = result.status
-        if status == "pass":
-            counted.passed += 1
-        elif status == "warn":
-            counted.warned += 1
-            problem("test_failure", "warning", f"test {test.name} warned: {first_line(result.message)}",
+        status, at = result["status"], result["completed_at"]
+        earlier = result["invocation_id"] not in current
+        counted.count(status, at, earlier)
+        when = f" in the run of {date(at)}" if earlier else ""
+        if status == "warn":
+            problem("test_failure", "warning", f"test {test.name} warned{when}: {first_line(result['message'])}",
                     node=test.unique_id)  # fmt: skip
         elif status in ("fail", "error"):
-            counted.failed += 1
             failing.append(test.unique_id)
-            problem("test_failure", "failing", f"test {test.name} {status}ed: {first_line(result.message)}",
+            problem("test_failure", "failing", f"test {test.name} {status}ed{when}: {first_line(result['message'])}",
                     node=test.unique_id)  # fmt: skip
+    return counted
+
+
+def domain_tests(name: str, manifest: Manifest, facts: Facts, current: set[str]) -> Tests:
+    """Every test of the domain's own project, counted as ``judge_tests`` counts a product's."""
+    counted = Tests()
+    for test in [*manifest.nodes.values(), *manifest.unit_tests.values()]:
+        if test.resource_type in ("test", "unit_test") and test.package == name:
+            result = facts.test_result(test)
+            if result is not None:
+                counted.count(result["status"], result["completed_at"], result["invocation_id"] not in current)
     return counted
 
 
@@ -123,4 +136,4 @@ def apply_streaks(history: History, failing: list[str], problems: list[Problem],
             count, since = found[problem.node]
             problem.streak, problem.since = count, since
             if count >= config.failure_streak:
-                problem.message += f" (failing {count} runs in a row)"
+                problem.message += f" (failing {counted(count, 'run')} in a row)"

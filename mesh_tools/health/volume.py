@@ -8,6 +8,7 @@ import statistics
 from datetime import datetime, timedelta
 
 from mesh_tools.core.config import HealthConfig
+from mesh_tools.core.words import counted
 from mesh_tools.health.common import Report
 from mesh_tools.health.facts import Facts
 from mesh_tools.health.measure import key_columns
@@ -43,7 +44,7 @@ def judge_volume(
             change = (rows - median) / median * 100 if median else 0.0
             problem("volume", "warning", f"row count {rows:,} is outside the expected "
                     f"{volume.expected_low:,.0f}–{volume.expected_high:,.0f} ({change:+.0f}% against the median "
-                    f"of the last {len(counts)} measurements)", since=latest["measured_at"])  # fmt: skip
+                    f"of the last {counted(len(counts), 'measurement')})", since=latest["measured_at"])  # fmt: skip
     if latest["key_null_rate"]:
         problem("volume", "warning", f"key column(s) {latest['key_columns']} hold nulls "
                 f"({latest['key_null_rate']:.1%} of rows)")  # fmt: skip

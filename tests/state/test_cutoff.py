@@ -53,7 +53,7 @@ def test_a_rebuild_with_the_same_rows_confirms_the_release_and_its_reader_runs_n
     assert "    shop.orders: rows unchanged: readers reused (its current release confirmed)" in out, out
     # refund_totals (a count and a sum) rebuilt on refunds' new release has the same rows: confirmed in turn
     assert "    report.refund_totals: rows unchanged: readers reused (its current release confirmed)" in out, out
-    assert "2 product(s) rebuilt with unchanged rows: current release confirmed, readers reused" in out, out
+    assert "2 products rebuilt with unchanged rows: current release confirmed, readers reused" in out, out
     assert _line(out, "report").startswith("report: ran 1 of 2 models"), out
     assert "report.refund_totals: upstream shop.refunds ran" in out and "report.revenue" not in out, out
     folder = root / "exchange/products/shop/orders/unversioned"
