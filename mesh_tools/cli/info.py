@@ -19,6 +19,7 @@ from mesh_tools.cli.app import (
 from mesh_tools.cli.render import doctor_document, doctor_lines, ls_document
 from mesh_tools.core.errors import MeshError
 from mesh_tools.core.mesh import find_root
+from mesh_tools.core.words import counted
 
 
 @main.command()
@@ -63,7 +64,7 @@ def doctor(ctx: click.Context, target: str | None, fmt: str) -> None:
     if blocking:
         click.echo(f"\n{len(blocking)} problem(s) would stop `mesh build`.")
         sys.exit(ExitCode.FAILED)
-    warnings = f" ({len(found.problems)} warning(s))" if found.problems else ""
+    warnings = f" ({counted(len(found.problems), 'warning')})" if found.problems else ""
     click.echo(f"\nnothing would stop `mesh build`{warnings}.")
     if mesh.config_path is None:
         click.echo("next: `mesh build`; `mesh init` writes a mesh.yml with the recommended governance floor.")

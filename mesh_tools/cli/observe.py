@@ -26,6 +26,7 @@ from mesh_tools.cli.app import (
     wait_option,
 )
 from mesh_tools.cli.render import _progress
+from mesh_tools.core.words import counted
 from mesh_tools.workflows.domain_run import SUCCESS
 from mesh_tools.workflows.locks import docs_lock, health_lock
 from mesh_tools.workflows.scheduler import run_mesh
@@ -200,9 +201,8 @@ def status(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...]
             unverified = f"; bytes not verified: {release['unverified']}" if release.get("unverified") else ""
             confirmed = f"; confirmed at {release['confirmed_at']}" if release.get("confirmed_at") else ""
             click.echo(
-                f"  publishes {release['product']} @ {release['release_id']} ({release.get('rows')} rows{channel})"
-                + confirmed
-                + unverified
+                f"  publishes {release['product']} @ {release['release_id']} "
+                f"({counted(release.get('rows') or 0, 'row')}{channel})" + confirmed + unverified
             )
         for product, release_id in sorted(state.consumed.items()):
             newer = f"  -> newer: {state.behind[product]}" if product in state.behind else ""

@@ -31,6 +31,7 @@ from mesh_tools.cli.app import (
 )
 from mesh_tools.cli.render import _explain, _governance_line, _progress, _summary, build_document
 from mesh_tools.core.mesh import Mesh
+from mesh_tools.core.words import counted
 from mesh_tools.exchange.publish import NEW_RELEASE_VARIABLE
 from mesh_tools.store.exchange import open_exchange
 from mesh_tools.workflows.domain_run import SUCCESS, DomainRun
@@ -139,7 +140,8 @@ def build(
         start = time.perf_counter()
         models = sum(len(s.nodes) for s in plan.slices.values())
         scope = f"{models} selected model(s) in " if plan.slices else ""
-        click.echo(f"mesh build: {scope}{len(plan.domains)} domain(s) of mesh '{mesh.name}', {plan.jobs} at a time")
+        domains = counted(len(plan.domains), "domain")
+        click.echo(f"mesh build: {scope}{domains} of mesh '{mesh.name}', {plan.jobs} at a time")
         _notes(mesh)
         runs = run_mesh(mesh, plan, _progress(start))
         save_storage_cache(mesh)  # the profiles rendered to lock storage, for the next build (it ran: not refused)
@@ -263,7 +265,8 @@ def publish(
             click.echo(f"{name}: publish refused: {outcome.refused} Its current releases stay current.")
             continue
         for release in outcome.releases:
-            click.echo(f"{name}: published {release.product} {release.release_id} ({release.row_count} rows)")
+            rows = counted(release.row_count, "row")
+            click.echo(f"{name}: published {release.product} {release.release_id} ({rows})")
         for confirmed in outcome.confirmed:
             click.echo(f"{name}: confirmed {confirmed.product} {confirmed.release_id} (rows unchanged: readers reused)")
         for expired in outcome.expired:
@@ -304,7 +307,7 @@ def sync(
     for name in names:
         click.echo(f"{name}: {reasons[name]}")
     if dry_run:
-        click.echo(f"mesh sync --dry-run: {len(names)} domain(s) would be rebuilt")
+        click.echo(f"mesh sync --dry-run: {counted(len(names), 'domain')} would be rebuilt")
         return
     open_exchange(mesh).require_writable("`mesh sync` (whose rebuilds publish)")
     plan = _plan(mesh, "build", tuple(names), target, jobs, verbose)

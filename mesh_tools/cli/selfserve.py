@@ -22,6 +22,7 @@ from mesh_tools.cli.app import (
 )
 from mesh_tools.cli.render import _progress
 from mesh_tools.core.lock import CONFIG
+from mesh_tools.core.words import counted
 from mesh_tools.workflows.domain_run import SUCCESS
 from mesh_tools.workflows.scheduler import run_mesh
 
@@ -226,7 +227,8 @@ def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
     if not mesh.domains:
         click.echo(f"mesh init: wrote {_shown(path)} with no domain yet. Next: `mesh new-domain NAME`.")
     else:
-        click.echo(f"mesh init: wrote {_shown(path)} with {len(mesh.domains)} domain(s): {', '.join(mesh.domains)}")
+        domains = counted(len(mesh.domains), "domain")
+        click.echo(f"mesh init: wrote {_shown(path)} with {domains}: {', '.join(mesh.domains)}")
     built = [n for n, d in mesh.domains.items() if d.manifest_path.is_file()]
     if built and not advisory:
         from mesh_tools.governance.engine import run_check

@@ -8,6 +8,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from mesh_tools import __version__
+from mesh_tools.core.words import counted
 from mesh_tools.governance.engine import META_RULES, CheckReport
 from mesh_tools.governance.rule import Severity, Violation
 
@@ -42,8 +43,9 @@ def text(report: CheckReport, fail_on: Severity) -> str:
     counts = {s: sum(v.severity == s for v in report.violations) for s in Severity}
     failing = len(report.failing(fail_on))
     lines.append(
-        f"mesh check: {len(report.domains)} domains, {len(report.rules)} rules, "
-        f"{counts[Severity.ERROR]} errors, {counts[Severity.WARN]} warnings, {counts[Severity.INFO]} info, "
+        f"mesh check: {counted(len(report.domains), 'domain')}, {counted(len(report.rules), 'rule')}, "
+        f"{counted(counts[Severity.ERROR], 'error')}, {counted(counts[Severity.WARN], 'warning')}, "
+        f"{counts[Severity.INFO]} info, "
         f"{len(report.waived)} waived, {len(report.baselined)} in baseline; "
         f"{failing} at or above '{fail_on.label}' ({report.seconds:.2f}s)"
     )

@@ -53,7 +53,7 @@ def test_doctor_shows_projects_edges_and_what_it_ignored(tmp_path: Path) -> None
     assert "  customer_success reads revenue   customer_success/dbt_loom.config.yml:2 (dbt_loom manifest" in out
     assert "ignored (1):\n  revenue/dbt_loom.config.yml:10: optional dbt-loom manifest of 'customer_success'" in out
     assert "[warning] database.db: platform_core, revenue, customer_success build into the same database" in out
-    assert "nothing would stop `mesh build` (1 warning(s))." in out
+    assert "nothing would stop `mesh build` (1 warning)." in out
     # without the variable its dbt_loom path needs: the unset variable is named, and the build would stop
     broken = run(root, "doctor")
     assert broken.returncode == 1, broken.stdout
@@ -157,7 +157,7 @@ def test_init_writes_the_recommended_floor_and_then_governance_blocks(
     assert "governance:\n  enforce: true" in dry.stdout
     result = run(root, "init")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "mesh init: wrote mesh.yml with 2 domain(s): jaffle_shop, jaffle_analytics" in result.stdout
+    assert "mesh init: wrote mesh.yml with 2 domains: jaffle_shop, jaffle_analytics" in result.stdout
     assert "error-level finding(s) in jaffle_shop would block their releases" in result.stdout
     text = (root / "mesh.yml").read_text()
     assert text == dry.stdout
