@@ -9,7 +9,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := False
 # again when the environment sets PYTHONDONTWRITEBYTECODE costs ~0.1 s of CPU; let them keep the bytecode.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: run test test-cluster lint clean chromium postgres-server bootstrap docs docs-serve docs-check screenshots
+.PHONY: run test test-cluster lint clean chromium postgres-server bootstrap docs docs-serve docs-check screenshots tutorial
 
 # Installs go through uv (PyPI), with pip as the fallback where uv cannot be installed: the same
 # resolution (pyproject.toml pins what differed), a fresh clone's three environments in 40 s instead of 71 s.
@@ -103,6 +103,10 @@ docs-check: $(STAMP) $(DOCS_STAMP)
 # `mesh build` output photographed by headless chromium (make chromium; no browser is downloaded).
 screenshots: $(STAMP) chromium
 	$(BIN)/python scripts/screenshots.py --out docs/images $(if $(MESH),--mesh $(MESH))
+
+# Follow docs/tutorial.md in a temporary folder and write what each step prints into the page (tests/docs checks it).
+tutorial: $(STAMP)
+	$(BIN)/python scripts/tutorial.py
 
 run: $(STAMP)
 	$(BIN)/mesh demo-data
