@@ -137,7 +137,7 @@ test: bootstrap
 	$(MAKE) --no-print-directory docs-check >$(TEST_LOGS)/docs.log 2>&1 & docs=$$!; \
 	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
 	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \
-	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
+	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 MESH_TESTS_REQUIRE_DOCS=1 \
 	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not subprocess_lane and not cluster"; suite=$$?; \
 	wait $$lint; linted=$$?; echo "== ruff and lint-imports (exit $$linted)"; tail -n 40 $(TEST_LOGS)/lint.log; \
 	wait $$mypy; checked=$$?; echo "== mypy (exit $$checked)"; cat $(TEST_LOGS)/mypy.log; \
