@@ -216,19 +216,30 @@ def _show_grants(plan: GrantPlan, dry_run: bool) -> None:
     "--format", "fmt", type=click.Choice(["text", "markdown"]), default="text", show_default=True,
     help="markdown: a heading per rule, its documentation below.",
 )  # fmt: skip
+@click.argument("codes", nargs=-1, metavar="[CODE]...")
 @click.pass_context
 @handles_errors
-def rules(ctx: click.Context, fmt: str) -> None:
-    """List every governance rule with its documentation."""
+def rules(ctx: click.Context, fmt: str, codes: tuple[str, ...]) -> None:
+    """List every governance rule with its documentation (or only the rules named: `mesh rules GOV301`)."""
     import inspect
 
+    from mesh_tools.core.suggestions import did_you_mean
     from mesh_tools.governance.engine import META_RULES, all_rules
 
     try:
         mesh: Mesh | None = _mesh(ctx)
     except MeshError:
         mesh = None
-    for item in [*all_rules(mesh), *META_RULES.values()]:
+    every = [*all_rules(mesh), *META_RULES.values()]
+    known = {item.code: item for item in every} | {item.name: item for item in every}
+    for code in codes:
+        if code.upper() not in known and code not in known:
+            close = did_you_mean(code.upper(), list(known))
+            raise click.UsageError(f"no rule {code!r}.{close} `mesh rules` lists them all.")
+    wanted = {(known.get(c.upper()) or known[c]).code for c in codes}
+    for item in every:
+        if wanted and item.code not in wanted:
+            continue
         if fmt == "markdown":
             click.echo(f"### {item.code} {item.name} ({item.severity.label})\n\n{inspect.cleandoc(item.doc)}\n")
         else:

@@ -102,3 +102,13 @@ def test_output_is_a_file_output_dir_a_folder_old_spellings_kept(plain_mesh_copy
     assert sorted(p.name for p in (root / "odcs2/shop").iterdir()) == sorted(
         p.name for p in (root / "odcs/shop").iterdir()
     )
+
+
+def test_rules_shows_only_the_rules_named_by_code_or_name(tmp_path: Path):
+    shown = run_mesh("rules", "gov301", "waiver-unused", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    headings = [line.split()[0] for line in shown.stdout.splitlines() if line[:3] == "GOV"]
+    assert headings == ["GOV301", "GOV003"]
+    unknown = run_mesh("rules", "GOV1O7", cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "no rule 'GOV1O7'. Did you mean 'GOV107'?" in unknown.stderr

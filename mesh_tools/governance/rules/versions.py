@@ -94,8 +94,10 @@ def breaking_change(ctx: CheckContext) -> Iterator[Finding]:
     Example:
         `amount` renamed to `order_total` in `fct_orders` v2 after v2 was published.
     Fix:
-        Keep the released version as it was and add the change as a new version
-        (`versions: [{v: 3, ...}]`, `latest_version: 3`) with a deprecation_date on the old one.
+        Keep the released version as it was and add the change as a new version, with a
+        deprecation_date on the old one. An unversioned model becomes `versions: [{v: 1, deprecation_date:
+        ...}, {v: 2, columns: [...]}]` with `latest_version: 2`: v1 keeps the released shape in
+        `<model>_v1.sql`, v2 (`<model>_v2.sql`) has the change. A versioned one adds the next number.
     """
     for domain in ctx.manifests:
         for node in ctx.nodes(domain):
