@@ -282,7 +282,9 @@ def load_mesh_config(path: Path) -> tuple[MeshConfig, YamlDoc]:
     doc = load_yaml(path)
     assert doc is not None
     if not isinstance(doc.data, dict):
-        raise doc.error((), "mesh.yml must be a mapping with at least 'name:'. See docs/reference/configuration.md.")
+        raise doc.error(
+            (), "mesh.yml must be a mapping with at least 'name:'. See mesh-tools' docs/reference/configuration.md."
+        )
     try:
         return MeshConfig.model_validate(doc.data), doc
     except ValidationError as exc:

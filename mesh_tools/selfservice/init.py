@@ -53,7 +53,7 @@ def render_mesh_yml(mesh: Mesh, floor: Iterable[FloorRule], *, enforce: bool = T
         ]
     lines = [
         "# mesh.yml for the dbt projects below this folder, written by `mesh init`.",
-        "# Every key but `name` is optional; docs/reference/configuration.md documents them all.",
+        "# Every key but `name` is optional; mesh-tools' docs/reference/configuration.md documents them all.",
         f"name: {_quoted(mesh.name)}",
         "",
         *([*domains, ""] if mesh.domains else []),
@@ -89,7 +89,7 @@ def init_mesh(
     if path.exists():
         raise ConfigError(
             f"{display_path(path)} already exists; `mesh init` never replaces it. "
-            "Edit it (docs/reference/configuration.md)."
+            "Edit it (mesh-tools' docs/reference/configuration.md)."
         )
     mesh = load_mesh(root, allow_empty=True)  # an empty folder starts a mesh: `mesh new-domain` fills it
     text = render_mesh_yml(mesh, floor, enforce=enforce)

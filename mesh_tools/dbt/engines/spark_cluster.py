@@ -180,7 +180,7 @@ def part_file(folder: Path) -> Path:
         raise ArtifactError(
             f"{display_path(folder)}: the cluster wrote {len(parts)} Parquet part files, not one. The exchange "
             "folder must be one the cluster writes at the same path (a shared file system): see "
-            f"{SHARED_DIR_ENV} in docs/how-to/spark.md."
+            f"{SHARED_DIR_ENV} in mesh-tools' docs/how-to/spark.md."
         )
     return parts[0]
 
