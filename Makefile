@@ -35,7 +35,14 @@ install = test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
 # materializes the mesh in Dagster.
 $(STAMP): pyproject.toml $(UV_STAMP)
 	$(call install,$(VENV),$(MAIN_SPEC),--compile-bytecode)
-	touch $(STAMP)
+	touch $(STAMP) $(BASE_STAMP)
+
+# The mesh alone (no extras): what `make docs` needs to write the reference pages from the code, so building the
+# documentation does not install Spark, Dagster and the test tools (2 GB) into a user's environment.
+BASE_STAMP := $(VENV)/.installed-base
+$(BASE_STAMP): pyproject.toml $(UV_STAMP)
+	$(call install,$(VENV),-e .,--compile-bytecode)
+	touch $(BASE_STAMP)
 
 # datacontract-cli (`mesh check --datacontract`) pins its own DuckDB (1.5), so it lives in an environment
 # of its own; the mesh finds it through MESH_DATACONTRACT.
@@ -83,18 +90,18 @@ endif
 
 # The site: docs-site/index.html opens from disk; `make docs-serve` serves it with live reload.
 # The reference pages (docs/reference/) are generated from the code first.
-docs: $(STAMP) $(DOCS_STAMP)
+docs: $(BASE_STAMP) $(DOCS_STAMP)
 	$(BIN)/python scripts/docs_reference.py
 	$(DOCS_VENV)/bin/mkdocs build --strict
 	@echo "docs: $(abspath docs-site)/index.html"
 
-docs-serve: $(STAMP) $(DOCS_STAMP)
+docs-serve: $(BASE_STAMP) $(DOCS_STAMP)
 	$(BIN)/python scripts/docs_reference.py
 	$(DOCS_VENV)/bin/mkdocs serve
 
 # What `make test` checks of the site: the generated reference is what the code says, and the site builds with
 # no broken link, anchor or image (--strict); it writes nowhere in the checkout.
-docs-check: $(STAMP) $(DOCS_STAMP)
+docs-check: $(BASE_STAMP) $(DOCS_STAMP)
 	$(BIN)/python scripts/docs_reference.py --check
 	site=$$(mktemp -d) && $(DOCS_VENV)/bin/mkdocs build --strict --quiet --site-dir "$$site"; rc=$$?; rm -rf "$$site"; exit $$rc
 
@@ -105,7 +112,7 @@ screenshots: $(STAMP) chromium
 	$(BIN)/python scripts/screenshots.py --out docs/images $(if $(MESH),--mesh $(MESH))
 
 # Follow docs/tutorial.md in a temporary folder and write what each step prints into the page (tests/docs checks it).
-tutorial: $(STAMP)
+tutorial: $(BASE_STAMP)
 	$(BIN)/python scripts/tutorial.py
 
 run: $(STAMP)
