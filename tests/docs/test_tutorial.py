@@ -36,14 +36,22 @@ def test_the_tutorial_builds_two_domains_that_exchange_a_product(tmp_path: Path)
     assert stale == [], "the page's output is stale: run `python scripts/tutorial.py`\n" + "\n".join(stale)
 
     root = followed.root
-    current = root / "exchange" / "products" / "orders" / "fct_orders" / "unversioned"
-    release = json.loads((current / "current.json").read_text())["release_id"]
+    products = root / "exchange" / "products" / "orders" / "fct_orders"
+
+    def current(version: str) -> dict:
+        release = json.loads((products / version / "current.json").read_text())["release_id"]
+        return json.loads((products / version / "releases" / release / "release.json").read_text())
+
+    v1, v2 = current("v1"), current("v2")
     receipt = json.loads((root / "exchange" / "receipts" / "billing.json").read_text())
-    assert receipt["releases"]["orders.fct_orders"] == release  # billing read the producer's current release
-    assert receipt["used"] == ["orders.fct_orders"]
-    # the release the gate kept current is the one before the breaking change: it still has `customer`
-    descriptor = json.loads((current / "releases" / release / "release.json").read_text())
-    assert [c["name"] for c in descriptor["contract"]["columns"]] == ["order_id", "customer", "ordered_at", "amount"]
+    assert receipt["releases"]["orders.fct_orders.v1"] == v1["release_id"]  # billing read the current release
+    assert receipt["used"] == ["orders.fct_orders.v1"]  # an unpinned ref reads latest_version: 1
+    # version 1 kept the released shape (the gate refused the rename as an unversioned change), version 2 has it
+    assert sorted(c["name"] for c in v1["contract"]["columns"]) == ["amount", "customer", "order_id", "ordered_at"]
+    assert sorted(c["name"] for c in v2["contract"]["columns"]) == ["amount", "customer_name", "order_id", "ordered_at"]
+    refused = json.loads((products / "unversioned" / "current.json").read_text())["release_id"]
+    before = json.loads((products / "unversioned" / "releases" / refused / "release.json").read_text())
+    assert "customer" in [c["name"] for c in before["contract"]["columns"]]  # what stayed current after the refusal
     with duckdb.connect(str(root / "projects" / "billing" / "billing.duckdb"), read_only=True) as db:
         rows = db.sql("select customer, orders, total from main_marts.monthly_invoices order by customer").fetchall()
     assert [(c, n, float(t)) for c, n, t in rows] == [("alice", 2, 162.0), ("bob", 1, 80.5), ("carol", 1, 99.9)]
