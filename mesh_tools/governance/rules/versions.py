@@ -75,8 +75,8 @@ def _impact(ctx: CheckContext, producer: str, consumers: list[CrossRef], column:
     """Who the change breaks: the readers found, and the downstream domains this check could not see."""
     unread = _unread_consumers(ctx, producer)
     if consumers:
-        reads = [f"{c.consumer}.{c.node.name}" + (f" ({_selects(c.node, column)})" if with_selects else "")
-                 for c in consumers]  # fmt: skip
+        reads = sorted(f"{c.consumer}.{c.node.name}" + (f" ({_selects(c.node, column)})" if with_selects else "")
+                       for c in consumers)  # fmt: skip  # sorted: the readers come in the order the manifests list them
         return "; affected: " + ", ".join(reads) + unread
     return unread or "; no consumer reads it today"
 
