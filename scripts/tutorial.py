@@ -27,12 +27,14 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "tutorial.md"
 MESH_FOLDER = "acme"  # the page's ~/acme
+Runner = Callable[[list[str], Path, dict[str, str]], tuple[int, str]]
 
 # ```{.bash .tutorial-run exit="1"} ... ``` (superfences' attribute form, as the page writes it)
 _FENCE = re.compile(r"^```\{(?P<attrs>[^}\n]*)\}[ \t]*\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
@@ -120,10 +122,26 @@ def normalise(text: str, home: Path) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n") + "\n"
 
 
-def follow(page: str, home: Path, *, echo: bool = False) -> Followed:
+# A command the runner may take instead of a shell: `mesh ...` or `dbt ...` alone, nothing a shell would expand
+_SHELL = re.compile(r"[|&;<>$`~*?\[\]]")
+
+
+def _plain(command: str) -> list[str] | None:
+    """The argv of a plain `mesh`/`dbt` command (quotes removed), or None when it needs a shell."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", command)  # what a shell would read outside quotes
+    return argv if argv and argv[0] in ("mesh", "dbt") and not _SHELL.search(unquoted) else None
+
+
+def follow(page: str, home: Path, *, echo: bool = False, runner: Runner | None = None) -> Followed:
     """Type the page's commands and write its files in ``home`` (an empty folder), in page order.
 
-    Raises AssertionError naming the page line when a command exits other than the page expects.
+    ``runner(argv, cwd, env)``: runs a plain `mesh`/`dbt` command instead of a shell and gives back its exit code
+    and what it printed (stdout and stderr in one, as a terminal shows them); the tests pass one that forks a warm
+    interpreter. Raises AssertionError naming the page line when a command exits other than the page expects.
     """
     bin_dir = home / ".tutorial-bin"
     _shim(bin_dir)
@@ -144,11 +162,16 @@ def follow(page: str, home: Path, *, echo: bool = False) -> Followed:
         for command in block.commands:
             if echo:
                 print(f"$ {command}", file=sys.stderr)
-            # the working folder carries over to the next command, as in the user's shell
-            script = f'{command}\nstatus=$?\npwd > "{where}"\nexit $status\n'
-            done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
-            cwd = Path(where.read_text(encoding="utf-8").strip())
+            argv = _plain(command) if runner else None
+            if runner and argv:
+                returncode, output = runner(argv, cwd, env)
+                done = subprocess.CompletedProcess(argv, returncode, output)
+            else:
+                # the working folder carries over to the next command, as in the user's shell
+                script = f'{command}\nstatus=$?\npwd > "{where}"\nexit $status\n'
+                done = subprocess.run(["bash", "-c", script], cwd=cwd, env=env, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                cwd = Path(where.read_text(encoding="utf-8").strip())
             expected = int(block.attrs.get("exit", "0"))
             if done.returncode != expected:
                 raise AssertionError(

@@ -96,10 +96,18 @@ def _child(request: dict) -> None:
     errors._START_DIR = Path.cwd().resolve()
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(handle, fd)
+    if request["stderr"] == request["stdout"]:  # one stream, as a terminal shows them: one file, one offset
+        handle = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(handle, 1)
+        os.dup2(handle, 2)
         os.close(handle)
+        for stream in (sys.stdout, sys.stderr):  # in the order they were written, as PYTHONUNBUFFERED would
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    else:
+        for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(handle, fd)
+            os.close(handle)
     argv = request["argv"]
     sys.argv = list(argv)
     try:
@@ -189,7 +197,7 @@ class ForkServers:
         return server
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str], timeout: float,
-            memory: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+            memory: int | None = None, merge: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
         with self.lock:
             server = self.idle.pop() if self.idle else None
             if self.scratch is None:
@@ -198,7 +206,7 @@ class ForkServers:
         if server is None or server.poll() is not None:
             server = self._start()
         out = self.scratch / f"{uuid.uuid4().hex}.out"
-        err = out.with_suffix(".err")
+        err = out if merge else out.with_suffix(".err")  # merge: stderr into stdout, stderr ""
         request = {"argv": argv, "cwd": str(cwd), "env": env, "stdout": str(out), "stderr": str(err), "timeout": timeout,
                    "memory": memory}  # fmt: skip
         assert server.stdin is not None and server.stdout is not None
@@ -207,9 +215,10 @@ class ForkServers:
         reply = json.loads(server.stdout.readline())
         with self.lock:
             self.idle.append(server)
-        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        stdout, stderr = out.read_text(errors="replace"), "" if merge else err.read_text(errors="replace")
         out.unlink()
-        err.unlink()
+        if not merge:
+            err.unlink()
         if reply.get("timeout"):
             raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
         return subprocess.CompletedProcess(argv, reply["returncode"], stdout, stderr)

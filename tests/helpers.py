@@ -41,23 +41,26 @@ def in_subprocess_lane() -> bool:
     return os.environ.get("MESH_TESTS_SUBPROCESS") == "1"
 
 
-def run_command(argv: list[str], cwd: Path, env: dict[str, str] | None = None,
-                timeout: float = 600, memory: int | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run_command(argv: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+                memory: int | None = None, merge: bool = False) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """Run `mesh ...` or `dbt ...` as a command-line process in ``cwd``, with ``env`` (default: mesh_env()).
 
     The process is forked from a warm server that has dbt imported (tests/cli_server.py): the same
     command, a fraction of the start-up. ``MESH_TESTS_SUBPROCESS=1`` starts a new interpreter instead
     (``python -m mesh_tools.cli``, the installed ``dbt``).
     ``memory``: its address space in bytes (a runaway allocation is then a MemoryError, not a swapping machine).
+    ``merge``: stderr into stdout, in the order they were written (as a terminal shows them); stderr is then "".
     """
     env = mesh_env() if env is None else env
     if in_subprocess_lane():
         command = [sys.executable, "-m", "mesh_tools.cli", *argv[1:]] if argv[0] == "mesh" else [str(DBT), *argv[1:]]
         limit = (lambda: limit_memory(memory)) if memory else None
         cap = float(os.environ.get("MESH_TESTS_TIMEOUT") or timeout)
-        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=min(timeout, cap),
-                              preexec_fn=limit)  # fmt: skip
-    return SERVERS.run(argv, cwd, env, timeout, memory)
+        done = subprocess.run(command, cwd=cwd, env={**env, "PYTHONUNBUFFERED": "1"} if merge else env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT if merge else subprocess.PIPE,
+                              timeout=min(timeout, cap), preexec_fn=limit)  # fmt: skip
+        return subprocess.CompletedProcess(done.args, done.returncode, done.stdout, done.stderr or "")
+    return SERVERS.run(argv, cwd, env, timeout, memory, merge)
 
 
 def limit_memory(limit: int) -> None:

@@ -227,8 +227,8 @@ def init(ctx: click.Context, advisory: bool, dry_run: bool) -> None:
     if not mesh.domains:
         click.echo(f"mesh init: wrote {_shown(path)} with no domain yet. Next: `mesh new-domain NAME`.")
     else:
-        domains = counted(len(mesh.domains), "domain")
-        click.echo(f"mesh init: wrote {_shown(path)} with {domains}: {', '.join(mesh.domains)}")
+        found = counted(len(mesh.domains), "domain")
+        click.echo(f"mesh init: wrote {_shown(path)} with {found}: {', '.join(mesh.domains)}")
     built = [n for n, d in mesh.domains.items() if d.manifest_path.is_file()]
     if built and not advisory:
         from mesh_tools.governance.engine import run_check
