@@ -89,11 +89,10 @@ _UNITS = (
     ("tests/exchange/test_type_matrix.py", "types"),
     ("tests/dbt/engines/postgres/", "postgres"),  # one server and one warehouse build, shared
     ("tests/store/", "s3"),  # one S3 server and one producer/consumer pair, shared
-    ("tests/docs/test_tutorial.py", "tutorial"),  # follows the tutorial: ~45 s in one test, so early, not last
 )
 # Tests on copies of the plain build (exchange, hardening, stitch, build) spread freely: each worker
 # builds plain_mesh once (seconds), and one unit of them would take minutes on a single core.
-_ORDER = ["demo", "benchmark", "corpus", "tutorial", "postgres", "s3", "governance", "health", "types"]
+_ORDER = ["demo", "benchmark", "corpus", "postgres", "s3", "governance", "health", "types"]
 
 
 # The session fixtures behind the units: a test that reads one outside its unit would build it again on

@@ -11,6 +11,8 @@ import pytest
 
 from tests.browser import chromium_page
 
+pytestmark = pytest.mark.docs_lane
+
 ROOT = Path(__file__).resolve().parents[2]
 MKDOCS = ROOT / ".venv-docs" / "bin" / "mkdocs"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import REPO, run_command
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.docs_lane]
 
 
 def _tutorial_script():
