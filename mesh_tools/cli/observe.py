@@ -210,7 +210,10 @@ def status(ctx: click.Context, select: tuple[str, ...], exclude: tuple[str, ...]
             shown = (
                 f" ({'pinned' if through == 'pin' else through})" if through and not (plain and through == PROD) else ""
             )
-            click.echo(f"  consumed  {product} @ {release_id}{shown}{newer}")
+            if product in state.used:
+                click.echo(f"  consumed  {product} @ {release_id}{shown}{newer}")
+            else:  # stitched (a stub view), but none of its models reads it: `mesh sync` does not wait for it
+                click.echo(f"  stitched  {product} @ {release_id}{shown} (none of its models reads it)")
         if state.never_built:
             click.echo("  has not been built against published releases yet")
     if broken:

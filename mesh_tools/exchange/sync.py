@@ -33,6 +33,7 @@ class DomainState:
     last_build: dict[str, Any] | None = None
     releases: list[dict[str, Any]] = field(default_factory=list)  # its own current releases
     consumed: dict[str, str] = field(default_factory=dict)  # product -> release id it last read
+    used: list[str] = field(default_factory=list)  # of those, the products its own nodes read (the rest: stubs only)
     channels: dict[str, str] = field(default_factory=dict)  # product -> the channel (or "pin") it came through
     behind: dict[str, str] = field(default_factory=dict)  # product -> the release it would read now
     never_built: bool = False
@@ -47,6 +48,7 @@ class DomainState:
             "last_build": self.last_build,
             "current_releases": self.releases,
             "consumed": self.consumed,
+            "used": self.used,
             "channels": self.channels,
             "behind": self.behind,
             "never_built": self.never_built,
@@ -133,6 +135,7 @@ def reading(mesh: Mesh, exchange: Exchange, domain: Domain, state: DomainState) 
         return state
     state.consumed = {str(k): v for k, v in receipt.releases.items()}
     state.channels = {str(k): v for k, v in receipt.channels.items()}
+    state.used = sorted(str(k) for k in receipt.used)
     for key in receipt.used:
         wanted = _wanted(exchange, domain, key)
         if wanted is not None and wanted != receipt.releases.get(key):

@@ -242,6 +242,14 @@ def test_sync_rebuilds_exactly_the_consumers_of_a_new_release(plain_mesh_copy: P
     assert re.search(r"^reporting: last run: dbt build ok at \S+; BEHIND$", text, re.M), text
     assert re.search(r"^  consumed  shop\.orders\.v2 @ r\S+  -> newer: r\S+$", text, re.M), text
     assert re.search(r"^hr: last run: dbt build ok at \S+; up to date$", text, re.M), text
+    # a product a consumer has a stub of but none of its models reads is "stitched", not "consumed"
+    unused = [(d["domain"], p, r) for d in status["domains"] for p, r in d["consumed"].items() if p not in d["used"]]
+    assert unused, status  # the fixture's consumers each read only some of shop's products
+    for _, product, release in unused:
+        assert f"  stitched  {product} @ {release} (none of its models reads it)" in text, text
+    for d in status["domains"]:
+        for product in d["used"]:
+            assert f"  consumed  {product} @ {d['consumed'][product]}" in text, text
     result = run_mesh("sync", cwd=root)
     assert result.returncode == 0, result.stdout
     assert "mesh sync: 3 of 3 domains succeeded" in result.stdout
