@@ -130,9 +130,9 @@ run: $(STAMP)
 # ruff with lint-imports, mypy and the lane run beside the suite, in the time its workers wait (about 110 s of a
 # core's time idles in a suite of 480 s): each writes to a log of its own, printed when the suite ends; any
 # failure fails.
-# The documentation lane beside them: the generated reference is current, the site builds --strict
-# (`make docs-check`), then the `docs_lane` tests in one process: the tutorial followed as written (~30 s) and the
-# built site opened from disk in chromium.
+# The documentation lane beside them: the generated reference is current, then the `docs_lane` tests in one
+# process: the tutorial followed as written (~30 s) and the site built --strict (tests/docs/test_site.py, so not
+# twice as `make docs-check` alone would) and opened from disk in chromium.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 TEST_LOGS := .test-logs
 # The tests' folders (and every temporary file of the processes they start: TMPDIR) live in memory where the
@@ -144,8 +144,8 @@ test: bootstrap
 	if test -n "$$tmp"; then chmod 711 "$$tmp"; export TMPDIR="$$tmp"; trap 'rm -rf "$$TMPDIR"' EXIT; fi; \
 	($(BIN)/ruff check mesh_tools tests benchmarks scripts && $(BIN)/lint-imports) >$(TEST_LOGS)/lint.log 2>&1 & lint=$$!; \
 	$(MYPY_VENV)/bin/mypy --python-executable $(BIN)/python >$(TEST_LOGS)/mypy.log 2>&1 & mypy=$$!; \
-	($(MAKE) --no-print-directory docs-check && MESH_TESTS_REQUIRE_DOCS=1 $(BIN)/python -m pytest -q -p no:xdist \
-	  -m docs_lane tests/docs) >$(TEST_LOGS)/docs.log 2>&1 & docs=$$!; \
+	($(BIN)/python scripts/docs_reference.py --check && MESH_TESTS_REQUIRE_DOCS=1 $(BIN)/python -m pytest -q \
+	  -p no:xdist -m docs_lane tests/docs) >$(TEST_LOGS)/docs.log 2>&1 & docs=$$!; \
 	MESH_TESTS_SUBPROCESS=1 MESH_TESTS_TIMEOUT=120 $(BIN)/python -m pytest -q -p no:xdist -x -m subprocess_lane \
 	  >$(TEST_LOGS)/subprocess-lane.log 2>&1 & lane=$$!; \
 	MESH_DATACONTRACT=$(abspath $(DC_VENV))/bin/datacontract MESH_TESTS_REQUIRE_DATACONTRACT=1 \
