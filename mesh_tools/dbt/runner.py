@@ -19,6 +19,7 @@ from typing import Any
 from dbt.cli.main import dbtRunner
 
 from mesh_tools.core.errors import DbtError
+from mesh_tools.core.files import write_atomic
 from mesh_tools.dbt.warm import fresh_invocation
 from mesh_tools.dbt.yamlinputs import check_dbt_yaml
 
@@ -108,6 +109,32 @@ def invoke(
     if result.exception is not None:
         outcome.exception = str(result.exception).strip()
     return outcome
+
+
+def _artifacts_written_whole() -> None:
+    """Make dbt write its JSON artifacts (manifest.json, run_results.json, catalog.json, sources.json) whole.
+
+    dbt truncates an artifact and writes it in place, so a reader in another process can read half a manifest:
+    a consumer stitching, or judging its release, while its producer's next dbt invocation runs (a pipelined
+    build's second stage, a producer built in another terminal) saw "manifest is corrupt". Every dbt run of the
+    mesh writes them as ``core.files.write_atomic`` does: a reader sees the old file or the new one. The same
+    bytes as dbt's own ``write_json``; ``tests/dbt/test_artifacts_whole.py`` fails if a dbt release moves it.
+    """
+    from dbt.artifacts.schemas import base
+    from dbt.artifacts.schemas.run.v5 import run
+    from dbt_common.clients.system import make_directory
+    from dbt_common.utils.encoding import JSONEncoder
+
+    def write_json(path: str, data: dict[str, Any]) -> bool:
+        make_directory(str(Path(path).parent))
+        write_atomic(Path(path), json.dumps(data, cls=JSONEncoder))
+        return True
+
+    for module in (base, run):
+        module.write_json = write_json  # type: ignore[attr-defined]
+
+
+_artifacts_written_whole()
 
 
 def release_storage() -> None:

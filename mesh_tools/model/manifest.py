@@ -8,6 +8,7 @@ always an ArtifactError naming the file and what to do.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,22 +25,28 @@ def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -
 
     ``required``: keys the artifact must hold (with their type, for the keys of its shape).
     """
-    try:
-        text = read_artifact_text(path)  # dbt-loom reads gzip-compressed manifests too: decompressed with a cap
-    except FileNotFoundError:
-        raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
-    except TooLarge as exc:
-        raise ArtifactError(f"{display_path(path)}: {what} not read: it {exc}. {fix}") from None
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(
-            f"{display_path(path)}:{exc.lineno}:{exc.colno}: {what} is corrupt ({exc.msg}). {fix}"
-        ) from None
-    except RecursionError:
-        raise ArtifactError(f"{display_path(path)}: {what} is nested too deeply to read. {fix}") from None
+    deadline = time.monotonic() + _WRITING_WAIT
+    while True:
+        read_at = _stamp(path)
+        try:
+            data = json.loads(read_artifact_text(path))  # dbt-loom reads gzip-compressed manifests too (capped)
+            break
+        except FileNotFoundError:
+            raise ArtifactError(f"{display_path(path)}: {what} not found. {fix}") from None
+        except TooLarge as exc:
+            raise ArtifactError(f"{display_path(path)}: {what} not read: it {exc}. {fix}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            if _written_since(path, read_at, deadline):
+                continue  # a dbt run outside the mesh was writing it (dbt writes in place): read it again
+            if isinstance(exc, UnicodeDecodeError):
+                raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
+            raise ArtifactError(
+                f"{display_path(path)}:{exc.lineno}:{exc.colno}: {what} is corrupt ({exc.msg}). {fix}"
+            ) from None
+        except (OSError, EOFError) as exc:
+            raise ArtifactError(f"{display_path(path)}: cannot read {what} ({exc}). {fix}") from None
+        except RecursionError:
+            raise ArtifactError(f"{display_path(path)}: {what} is nested too deeply to read. {fix}") from None
     problem = _shape_problem(data, _SHAPES.get(what, {}))
     if problem:
         raise ArtifactError(f"{display_path(path)}: not a dbt {what}: {problem}. {fix}")
@@ -47,6 +54,38 @@ def read_json(path: Path, what: str, fix: str, required: tuple[str, ...] = ()) -
         if not isinstance(data, dict) or not isinstance(data.get(key), _SHAPES.get(what, {}).get(key, object)):
             raise ArtifactError(f"{display_path(path)}: not dbt {what} (no '{key}'). {fix}")
     return data
+
+
+_WRITING_WAIT = 3.0  # seconds a reader waits for an artifact that is being written to be whole
+_QUIET = 0.3  # seconds without a change after which a file being written is taken as written
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _written_since(path: Path, read_at: tuple[int, int] | None, deadline: float) -> bool:
+    """Whether a file that did not parse was being written and has been written since it was read (``read_at``:
+    its size and time then): read it again.
+
+    A hand-run dbt (or a dbt older than dbt/runner.py's whole writes) writes an artifact in place, so a reader can
+    catch half of it. A file changed within the last moments is waited for until it has been quiet for
+    ``_QUIET`` seconds, at most until ``deadline``. A file that did not change is corrupt as it stands.
+    """
+    last = _stamp(path)
+    if last is None or read_at is None or time.time() - last[1] / 1e9 > _QUIET * 2:
+        return last != read_at and time.monotonic() < deadline  # not written lately
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < _QUIET:
+        time.sleep(0.05)
+        now = _stamp(path)
+        if now != last:
+            last, quiet_since = now, time.monotonic()
+    return last != read_at
 
 
 # The parts of dbt's artifacts the mesh reads, and the JSON type each must have.
