@@ -206,9 +206,10 @@ def create_partial(path: Path) -> tuple[Path, int]:
         return partial, open_nofollow(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
 
 
-def write_atomic(path: Path, text: str | bytes, *, below: Path | None = None) -> None:
+def write_atomic(path: Path, text: str | bytes, *, below: Path | None = None, durable: bool = True) -> None:
     """Write ``path`` so a reader sees the old or the new content, never a part; never through a link (with
-    ``below``, none in the folders between it and ``path`` either: see ``open_folder``)."""
+    ``below``, none in the folders between it and ``path`` either: see ``open_folder``). ``durable``: on disk
+    before it returns (fsync), so a crash keeps it; a file written again whenever it is lost need not be."""
     data = text.encode("utf-8") if isinstance(text, str) else text
     folder = open_folder(path.parent, below)
     try:
@@ -220,14 +221,16 @@ def write_atomic(path: Path, text: str | bytes, *, below: Path | None = None) ->
             with os.fdopen(fd, "wb") as handle, _named(path):
                 handle.write(data)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if durable:
+                    os.fsync(handle.fileno())
             with _named(path):  # a link planted meanwhile is replaced itself, its target untouched
                 os.replace(partial, path.name, src_dir_fd=folder, dst_dir_fd=folder)
         except BaseException:  # a full disk, a kill: the old file stays whole, and no partial one lingers
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(partial, dir_fd=folder)
             raise
-        os.fsync(folder)
+        if durable:
+            os.fsync(folder)
     finally:
         os.close(folder)
 

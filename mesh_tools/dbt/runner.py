@@ -127,7 +127,7 @@ def _artifacts_written_whole() -> None:
 
     def write_json(path: str, data: dict[str, Any]) -> bool:
         make_directory(str(Path(path).parent))
-        write_atomic(Path(path), json.dumps(data, cls=JSONEncoder))
+        write_atomic(Path(path), json.dumps(data, cls=JSONEncoder), durable=False)  # dbt does not fsync either
         return True
 
     for module in (base, run):
